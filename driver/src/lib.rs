@@ -1,0 +1,1 @@
+//! Host driver (issue 3).

@@ -1,0 +1,1 @@
+//! Card firmware (issue 4).

@@ -1,0 +1,8 @@
+//! hitless controller: the hardware contract, the reference model and (with
+//! the `rtl` feature) the rust-hdl RTL.
+
+pub mod contract;
+pub mod model;
+
+#[cfg(feature = "rtl")]
+pub mod rtl;
