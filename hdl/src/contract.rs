@@ -171,6 +171,29 @@ pub mod reg {
     }
 }
 
+/// `(name, value, doc)` tables for generators (`cargo xtask regs`): each
+/// entry names a constant of module `$m`, so a rename breaks the build instead
+/// of the documentation.
+macro_rules! named {
+    ($m:ident; $( $name:ident: $doc:literal ),* $(,)?) => {
+        &[ $( (stringify!($name), $m::$name, $doc) ),* ]
+    };
+}
+
+/// A bit field of one little-endian 64-bit word of an in-memory structure
+/// (descriptor, completion, superblock, log record), for generators.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: &'static str,
+    /// Index of the 64-bit word inside the structure.
+    pub word: u32,
+    /// Lowest bit of the field inside the word.
+    pub lsb: u32,
+    /// Width in bits.
+    pub width: u32,
+    pub doc: &'static str,
+}
+
 /// CAPS register value.
 pub const CAPS_VALUE: u32 =
     DATAPATH_BYTES | (PT_ENTRIES << 8) | (RING_MAX_LOG2 << 16) | (INFLIGHT_LOG2 << 24);
@@ -181,12 +204,25 @@ pub mod ctrl {
     pub const IRQ_ENABLE: u32 = 1 << 1;
 }
 
+/// `CTRL` bits, for generators.
+pub const CTRL_BITS: &[(&str, u32, &str)] = named! { ctrl;
+    ENABLE: "Process descriptors.",
+    IRQ_ENABLE: "Send interrupts (IRQ_STATUS bits enabled in IRQ_MASK).",
+};
+
 /// Bits of `STATUS`.
 pub mod status {
     pub const BOOT_DONE: u32 = 1 << 0;
     pub const BUSY: u32 = 1 << 1;
     pub const RING_ERROR: u32 = 1 << 2;
 }
+
+/// `STATUS` bits, for generators.
+pub const STATUS_BITS: &[(&str, u32, &str)] = named! { status;
+    BOOT_DONE: "The boot scan of both tiers has finished.",
+    BUSY: "An operation is running.",
+    RING_ERROR: "A doorbell overflowed the descriptor ring (the write was refused).",
+};
 
 /// Bits of `IRQ_STATUS` / `IRQ_MASK`.
 pub mod irq {
@@ -195,11 +231,24 @@ pub mod irq {
     pub const BOOT_DONE: u32 = 1 << 2;
 }
 
+/// `IRQ_STATUS` / `IRQ_MASK` bits, for generators.
+pub const IRQ_BITS: &[(&str, u32, &str)] = named! { irq;
+    COMPLETION: "A descriptor with the IRQ flag completed.",
+    ERROR: "A descriptor completed with an error status.",
+    BOOT_DONE: "The boot scan finished.",
+};
+
 /// Fields of `WARM_STATE` / `COLD_STATE`.
 pub mod tier_state {
     pub const RESULT_MASK: u32 = 0x3;
     pub const ACTIVE_SHIFT: u32 = 4;
 }
+
+/// `WARM_STATE` / `COLD_STATE` fields, for generators.
+pub const TIER_STATE_FIELDS: &[(&str, u32, &str)] = named! { tier_state;
+    RESULT_MASK: "Mask of the boot result (`BootResult`), bits 1:0.",
+    ACTIVE_SHIFT: "Bit position of the active region (0 = A, 1 = B).",
+};
 
 /// Outcome of the boot-time scan of one tier (seed 000, claims 7-8).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -216,6 +265,22 @@ pub enum BootResult {
 }
 
 impl BootResult {
+    pub const ALL: [BootResult; 4] = [
+        BootResult::Empty,
+        BootResult::Ok,
+        BootResult::FellBack,
+        BootResult::Lost,
+    ];
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Empty => "no valid superblock: the tier is blank",
+            Self::Ok => "the active region passed its integrity test",
+            Self::FellBack => {
+                "the active region failed; the alternate passed and is served as active"
+            }
+            Self::Lost => "both regions failed their integrity test: nothing is served",
+        }
+    }
     pub fn from_bits(v: u32) -> Self {
         match v & 3 {
             0 => Self::Empty,
@@ -271,6 +336,22 @@ impl Opcode {
     pub fn from_u8(v: u8) -> Option<Self> {
         Self::ALL.get(v as usize).copied()
     }
+    pub fn describe(self) -> &'static str {
+        match self {
+            Opcode::Nop => "do nothing; completes OK (tests the rings)",
+            Opcode::Write => {
+                "host -> NV, CRC computed on the way in; optionally commits (COMMIT flag)"
+            }
+            Opcode::Read => "NV -> host, CRC computed on the way out",
+            Opcode::Validate => "CRC scan of NV",
+            Opcode::Copy => "NV -> NV (mirroring, size-change splicing)",
+            Opcode::Flip => {
+                "validate the alternate region and commit it as active (superblock written last)"
+            }
+            Opcode::Append => "append a record to the log ring and commit the new head",
+            Opcode::LogTrim => "advance the log tail and commit",
+        }
+    }
 }
 
 /// Descriptor flags (word 0, bits 15:8).
@@ -290,6 +371,16 @@ pub mod flags {
     /// Every defined flag; others must be zero.
     pub const ALL: u8 = 0x3F;
 }
+
+/// Descriptor flag bits, for generators.
+pub const FLAGS: &[(&str, u8, &str)] = named! { flags;
+    COLD: "Target tier is the cold tier (else warm).",
+    SRC_COLD: "COPY: source tier is the cold tier (else warm).",
+    CHECK: "Compare the computed CRC with the expected CRC in word 3; mismatch is CRC_MISMATCH.",
+    ALT: "READ / VALIDATE through a region-relative entry: use the alternate region instead of the active one.",
+    COMMIT: "WRITE: after the data is durable, commit it as the new active image (fused WRITE + FLIP).",
+    IRQ: "Raise an interrupt when this descriptor completes (if CTRL.IRQ_ENABLE).",
+};
 
 /// Protection-table permission bits (`PT_PERM`).
 pub mod perm {
@@ -313,6 +404,18 @@ pub mod perm {
     /// Every defined bit.
     pub const ALL: u32 = 0xFF;
 }
+
+/// Protection-table permission bits, for generators.
+pub const PERMS: &[(&str, u32, &str)] = named! { perm;
+    VALID: "Entry is valid.",
+    READ: "NV may be read through this entry (READ, VALIDATE, COPY source).",
+    WRITE: "NV may be written through this entry (WRITE, COPY destination).",
+    COMMIT: "The entry may commit (FLIP, WRITE with COMMIT).",
+    LOG: "The entry may append to and trim the log ring.",
+    WARM: "The warm tier may be addressed.",
+    COLD: "The cold tier may be addressed.",
+    REGION: "Region-relative window: base is an offset inside a region; writes go to the alternate region, reads to the active one (or alternate with ALT).",
+};
 
 /// Completion status codes (completion word 0, bits 23:16).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -374,7 +477,9 @@ impl Status {
             Status::LogFull => "append does not fit in the free part of the log ring",
             Status::RingOverflow => "doorbell overflowed the descriptor ring",
             Status::BadTrim => "log trim outside the unread part of the log",
-            Status::BadCommit => "commit must cover the region from offset 0 through a region window",
+            Status::BadCommit => {
+                "commit must cover the region from offset 0 through a region window"
+            }
         }
     }
 }
@@ -395,6 +500,20 @@ pub const TAG_CONTROLLER: u16 = 0xFFFF;
 /// | 2    | 63:32 | length in bytes |
 /// | 3    | 31:0  | aux: COPY source offset; LOG_TRIM new tail |
 /// | 3    | 63:32 | expected CRC-32C (CHECK, FLIP) |
+/// Descriptor fields (the table above), for generators.
+#[rustfmt::skip]
+pub const DESCRIPTOR_FIELDS: &[Field] = &[
+    Field { name: "OPCODE", word: 0, lsb: 0, width: 8, doc: "opcode (`Opcode`)" },
+    Field { name: "FLAGS", word: 0, lsb: 8, width: 8, doc: "flags (`flags`)" },
+    Field { name: "TAG", word: 0, lsb: 16, width: 16, doc: "tag, echoed in the completion" },
+    Field { name: "KEY", word: 0, lsb: 32, width: 32, doc: "key: entry index in bits 3:0, tag in bits 31:4" },
+    Field { name: "HOST_ADDR", word: 1, lsb: 0, width: 64, doc: "host address (byte granular)" },
+    Field { name: "NV_OFFSET", word: 2, lsb: 0, width: 32, doc: "NV offset inside the protection window (8-byte aligned)" },
+    Field { name: "LEN", word: 2, lsb: 32, width: 32, doc: "length in bytes" },
+    Field { name: "AUX", word: 3, lsb: 0, width: 32, doc: "aux: COPY source offset; LOG_TRIM new tail" },
+    Field { name: "CRC", word: 3, lsb: 32, width: 32, doc: "expected CRC-32C (CHECK, FLIP)" },
+];
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Descriptor {
     pub opcode: u8,
@@ -463,6 +582,18 @@ impl Descriptor {
 /// | 1    | 47:32 | descriptor index (DQ_HEAD value when it was fetched) |
 /// | 1    | 62:48 | reserved, 0 |
 /// | 1    | 63    | phase: 1 on the first pass through the ring, toggling on every wrap |
+/// Completion fields (the table above), for generators.
+#[rustfmt::skip]
+pub const COMPLETION_FIELDS: &[Field] = &[
+    Field { name: "TAG", word: 0, lsb: 0, width: 16, doc: "tag of the descriptor" },
+    Field { name: "STATUS", word: 0, lsb: 16, width: 8, doc: "status (`Status`)" },
+    Field { name: "OPCODE", word: 0, lsb: 24, width: 8, doc: "opcode of the descriptor" },
+    Field { name: "CRC", word: 0, lsb: 32, width: 32, doc: "CRC-32C computed by the operation (0 where none)" },
+    Field { name: "INFO", word: 1, lsb: 0, width: 32, doc: "bytes moved; FLIP: new sequence (low 32); APPEND: log offset of the record" },
+    Field { name: "DESC_INDEX", word: 1, lsb: 32, width: 16, doc: "descriptor index (DQ_HEAD value when it was fetched)" },
+    Field { name: "PHASE", word: 1, lsb: 63, width: 1, doc: "phase: 1 on the first pass through the ring, toggling on every wrap" },
+];
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Completion {
     pub tag: u16,
@@ -556,7 +687,7 @@ impl NvGeometry {
         }
     }
     pub fn is_valid(&self) -> bool {
-        self.region_size % 4096 == 0
+        self.region_size.is_multiple_of(4096)
             && self.region_size >= MAX_TRANSFER
             && self.log_size.is_power_of_two()
             && self.log_size >= 4096
@@ -583,6 +714,23 @@ pub const DEFAULT_GEOMETRY: NvGeometry = NvGeometry {
 /// | 5 | log head[31:0], log tail[63:32] (free-running byte counters) |
 /// | 6 | log sequence: number of the next appended record |
 /// | 7 | CRC-32C of words 0-6 (56 bytes) in bits 31:0; bits 63:32 zero |
+/// Superblock fields (the table above), for generators.
+#[rustfmt::skip]
+pub const SUPERBLOCK_FIELDS: &[Field] = &[
+    Field { name: "MAGIC", word: 0, lsb: 0, width: 64, doc: "magic `HTLSSB01` (SUPERBLOCK_MAGIC)" },
+    Field { name: "SEQ", word: 1, lsb: 0, width: 64, doc: "sequence number (the newer valid slot wins)" },
+    Field { name: "ACTIVE", word: 2, lsb: 0, width: 1, doc: "active region (0 = A, 1 = B)" },
+    Field { name: "LAYOUT_VERSION", word: 2, lsb: 8, width: 8, doc: "NV layout version (LAYOUT_VERSION)" },
+    Field { name: "A_LEN", word: 3, lsb: 0, width: 32, doc: "region A committed length in bytes" },
+    Field { name: "A_CRC", word: 3, lsb: 32, width: 32, doc: "region A committed CRC-32C" },
+    Field { name: "B_LEN", word: 4, lsb: 0, width: 32, doc: "region B committed length in bytes" },
+    Field { name: "B_CRC", word: 4, lsb: 32, width: 32, doc: "region B committed CRC-32C" },
+    Field { name: "LOG_HEAD", word: 5, lsb: 0, width: 32, doc: "log head (free-running byte counter)" },
+    Field { name: "LOG_TAIL", word: 5, lsb: 32, width: 32, doc: "log tail (free-running byte counter)" },
+    Field { name: "LOG_SEQ", word: 6, lsb: 0, width: 64, doc: "log sequence: number of the next appended record" },
+    Field { name: "CRC", word: 7, lsb: 0, width: 32, doc: "CRC-32C of words 0-6 (56 bytes); bits 63:32 zero" },
+];
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Superblock {
     pub seq: u64,
@@ -678,6 +826,21 @@ pub const LOG_HEADER_BYTES: u32 = 16;
 /// Trailer bytes: CRC-32C of the payload in bits 31:0 and its complement in 63:32.
 pub const LOG_TRAILER_BYTES: u32 = 8;
 
+/// Log record header fields (words 0 and 1 of a record), for generators.
+#[rustfmt::skip]
+pub const LOG_HEADER_FIELDS: &[Field] = &[
+    Field { name: "MAGIC", word: 0, lsb: 0, width: 16, doc: "LOG_RECORD_MAGIC (data record) or LOG_PAD_MAGIC (pad: skip to the start of the ring)" },
+    Field { name: "LEN", word: 0, lsb: 32, width: 32, doc: "payload length in bytes (data record)" },
+    Field { name: "SEQ", word: 1, lsb: 0, width: 64, doc: "log sequence number of the record" },
+];
+
+/// Log record trailer fields (the word after the payload, padded to 8 bytes), for generators.
+#[rustfmt::skip]
+pub const LOG_TRAILER_FIELDS: &[Field] = &[
+    Field { name: "CRC", word: 0, lsb: 0, width: 32, doc: "CRC-32C of the payload" },
+    Field { name: "CRC_INV", word: 0, lsb: 32, width: 32, doc: "bitwise complement of the CRC" },
+];
+
 /// Bytes a record of `len` payload bytes takes in the ring.
 pub const fn log_record_bytes(len: u32) -> u32 {
     LOG_HEADER_BYTES + len.div_ceil(8) * 8 + LOG_TRAILER_BYTES
@@ -695,6 +858,32 @@ pub fn log_pad_word() -> u64 {
 pub fn log_trailer_word(crc: u32) -> u64 {
     crc as u64 | ((!crc) as u64) << 32
 }
+
+/// Scalar constants of the contract as `(name, value, doc)`, for generators.
+#[rustfmt::skip]
+#[allow(clippy::unnecessary_cast)]
+pub const CONSTANTS: &[(&str, u64, &str)] = &[
+    ("CONTROLLER_ID", CONTROLLER_ID as u64, "ID register value: \"HTLS\" as a little-endian u32"),
+    ("CONTRACT_VERSION", CONTRACT_VERSION as u64, "contract version: major[31:16], minor[15:0]"),
+    ("CAPS_VALUE", CAPS_VALUE as u64, "CAPS register value"),
+    ("DATAPATH_BYTES", DATAPATH_BYTES as u64, "datapath width in bytes (one beat of every memory port)"),
+    ("PT_ENTRIES", PT_ENTRIES as u64, "number of protection-table entries"),
+    ("PT_INDEX_BITS", PT_INDEX_BITS as u64, "key bits that select the protection entry (the rest is the tag)"),
+    ("RING_MAX_LOG2", RING_MAX_LOG2 as u64, "largest descriptor / completion ring, log2 of the entry count"),
+    ("INFLIGHT_LOG2", INFLIGHT_LOG2 as u64, "log2 of the number of reads the DMA engine keeps in flight"),
+    ("MAX_TRANSFER", MAX_TRANSFER as u64, "largest single transfer in bytes"),
+    ("DESC_BYTES", DESC_BYTES as u64, "size of one descriptor"),
+    ("CPL_BYTES", CPL_BYTES as u64, "size of one completion"),
+    ("TAG_CONTROLLER", TAG_CONTROLLER as u64, "completion tag of completions the controller generates itself (ring overflow)"),
+    ("SUPERBLOCK_BYTES", SUPERBLOCK_BYTES as u64, "size of one superblock slot"),
+    ("SUPERBLOCK_BASE", SUPERBLOCK_BASE as u64, "NV address of superblock slot 0; slot 1 follows; slot seq & 1 holds sequence seq"),
+    ("SUPERBLOCK_MAGIC", SUPERBLOCK_MAGIC, "superblock word 0: \"HTLSSB01\""),
+    ("LAYOUT_VERSION", LAYOUT_VERSION as u64, "NV layout version (superblock word 2, bits 15:8)"),
+    ("LOG_RECORD_MAGIC", LOG_RECORD_MAGIC as u64, "log record header magic of a data record"),
+    ("LOG_PAD_MAGIC", LOG_PAD_MAGIC as u64, "log record header magic of a pad record (skip to the start of the ring)"),
+    ("LOG_HEADER_BYTES", LOG_HEADER_BYTES as u64, "bytes of a log record header"),
+    ("LOG_TRAILER_BYTES", LOG_TRAILER_BYTES as u64, "bytes of a log record trailer"),
+];
 
 // ---------------------------------------------------------------------------
 // CRC
@@ -783,7 +972,11 @@ mod tests {
         for bit in 0..512 {
             let mut c = w;
             c[bit / 64] ^= 1 << (bit % 64);
-            assert_eq!(Superblock::from_words(&c), None, "flip of bit {bit} undetected");
+            assert_eq!(
+                Superblock::from_words(&c),
+                None,
+                "flip of bit {bit} undetected"
+            );
         }
     }
 

@@ -1,1 +1,11 @@
-//! placeholder
+//! The hitless card as a simulated device: the Verilated controller (built
+//! from `hitless-hdl`'s generated Verilog by `build.rs`), host memory, warm
+//! and cold NV tiers with configurable latency, and fault injection.
+
+pub mod card;
+pub mod ffi;
+pub mod harness;
+pub mod memory;
+
+pub use card::{CardTiming, SimCard, SimError, TornWrites};
+pub use memory::{NvStore, PortTiming};

@@ -1,1 +1,160 @@
-fn main() {}
+//! `cargo xtask`: the project's developer commands (README.md lists them).
+//!
+//! Errors are `anyhow` errors: this is a developer tool, and the message with
+//! its context chain is what the user needs.
+
+mod ci;
+mod regs;
+mod setup;
+mod util;
+mod verilog;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "hitless developer tasks",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what the build needs (verilator, yosys, g++, make) if missing.
+    Setup {
+        /// Also create the Python venv under target/venv (for the bitstream flows).
+        #[arg(long)]
+        venv: bool,
+    },
+    /// Run the demo on the simulated card (`hitless-demo`; extra args go to it).
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run every check: setup, fmt, clippy, tests, regs --check, Verilog lint and synthesis.
+    ///
+    /// Extra args go to `cargo test --workspace --release`, e.g.
+    /// `cargo xtask test -- contract` or `cargo xtask test -- -- --nocapture`.
+    Test {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run the benchmarks on the simulated card (`hitless-bench`; extra args go to it).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Generate docs/registers.md and include/hitless_regs.h from hdl::contract.
+    Regs {
+        /// Fail if the committed files differ from what would be generated.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Generate target/verilog/hitless.v, lint it and synthesize it (ECP5, Xilinx 7).
+    ///
+    /// With neither --lint nor --synth, does both.
+    Verilog {
+        /// Lint with `verilator --lint-only -Wall`.
+        #[arg(long)]
+        lint: bool,
+        /// Synthesize with yosys for ECP5 and Xilinx 7-series; print LUT/FF counts.
+        #[arg(long)]
+        synth: bool,
+    },
+    /// Build the FPGA bitstreams (not yet implemented: issue 5).
+    Bitstreams,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse().cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cmd: Cmd) -> Result<ExitCode> {
+    match cmd {
+        Cmd::Setup { venv } => {
+            setup::tools()?;
+            if venv {
+                let dir = setup::python_venv(&[])?;
+                println!("setup: Python venv at {}", dir.display());
+            }
+        }
+        Cmd::Demo { args } => return sim_bin("hitless-demo", &args),
+        Cmd::Bench { args } => return sim_bin("hitless-bench", &args),
+        Cmd::Test { args } => return ci::run(&args),
+        Cmd::Regs { check } => regs::run(check)?,
+        Cmd::Verilog { lint, synth } => {
+            let (lint, synth) = if lint || synth {
+                (lint, synth)
+            } else {
+                (true, true)
+            };
+            setup::tools()?;
+            let path = verilog::generate()?;
+            if lint {
+                verilog::lint(&path)?;
+            }
+            if synth {
+                verilog::synth(&path)?;
+            }
+        }
+        Cmd::Bitstreams => {
+            eprintln!("not yet implemented: see issue 5");
+            return Ok(ExitCode::from(2));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo run --release -p hitless-sim --bin NAME -- ARGS`, after setup; the
+/// binary's exit code becomes ours.
+fn sim_bin(name: &str, args: &[String]) -> Result<ExitCode> {
+    setup::tools()?;
+    let mut cmd = util::cargo();
+    cmd.args(["run", "--release", "-p", "hitless-sim", "--bin", name, "--"]);
+    cmd.args(args);
+    let status = util::status(&mut cmd)?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(1)),
+        None => ExitCode::FAILURE, // killed by a signal
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn test_args(argv: &[&str]) -> Vec<String> {
+        match Cli::try_parse_from(argv).unwrap().cmd {
+            Cmd::Test { args } => args,
+            _ => panic!("not the test command"),
+        }
+    }
+
+    #[test]
+    fn test_passes_extra_args_through() {
+        assert!(test_args(&["xtask", "test"]).is_empty());
+        assert_eq!(test_args(&["xtask", "test", "contract"]), ["contract"]);
+        assert_eq!(
+            test_args(&["xtask", "test", "--", "--", "--nocapture"]),
+            ["--", "--nocapture"]
+        );
+        assert_eq!(
+            test_args(&["xtask", "test", "-p", "hitless-hdl"]),
+            ["-p", "hitless-hdl"]
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Bus bundles used everywhere in the controller: one AXI4-Lite bundle type
+//! and one pipelined-memory-port (PMP) bundle type.
+
+use rust_hdl::prelude::*;
+
+/// AXI4-Lite, controller (master) side. 12-bit byte addresses, 32-bit data.
+#[derive(LogicInterface, Default)]
+#[join = "AxiLiteTarget"]
+pub struct AxiLiteInitiator {
+    /// Write address valid.
+    pub awvalid: Signal<Out, Bit>,
+    /// Write address accepted.
+    pub awready: Signal<In, Bit>,
+    /// Write byte address.
+    pub awaddr: Signal<Out, Bits<12>>,
+    /// Write data valid.
+    pub wvalid: Signal<Out, Bit>,
+    /// Write data accepted.
+    pub wready: Signal<In, Bit>,
+    /// Write data.
+    pub wdata: Signal<Out, Bits<32>>,
+    /// Write byte strobes (the CSR file requires all four).
+    pub wstrb: Signal<Out, Bits<4>>,
+    /// Write response valid.
+    pub bvalid: Signal<In, Bit>,
+    /// Write response accepted.
+    pub bready: Signal<Out, Bit>,
+    /// Write response (0 OKAY, 2 SLVERR).
+    pub bresp: Signal<In, Bits<2>>,
+    /// Read address valid.
+    pub arvalid: Signal<Out, Bit>,
+    /// Read address accepted.
+    pub arready: Signal<In, Bit>,
+    /// Read byte address.
+    pub araddr: Signal<Out, Bits<12>>,
+    /// Read data valid.
+    pub rvalid: Signal<In, Bit>,
+    /// Read data accepted.
+    pub rready: Signal<Out, Bit>,
+    /// Read data.
+    pub rdata: Signal<In, Bits<32>>,
+    /// Read response.
+    pub rresp: Signal<In, Bits<2>>,
+}
+
+/// AXI4-Lite, target (slave) side: the controller's CSR port.
+#[derive(LogicInterface, Default)]
+#[join = "AxiLiteInitiator"]
+pub struct AxiLiteTarget {
+    /// Write address valid.
+    pub awvalid: Signal<In, Bit>,
+    /// Write address accepted.
+    pub awready: Signal<Out, Bit>,
+    /// Write byte address.
+    pub awaddr: Signal<In, Bits<12>>,
+    /// Write data valid.
+    pub wvalid: Signal<In, Bit>,
+    /// Write data accepted.
+    pub wready: Signal<Out, Bit>,
+    /// Write data.
+    pub wdata: Signal<In, Bits<32>>,
+    /// Write byte strobes (the CSR file requires all four).
+    pub wstrb: Signal<In, Bits<4>>,
+    /// Write response valid.
+    pub bvalid: Signal<Out, Bit>,
+    /// Write response accepted.
+    pub bready: Signal<In, Bit>,
+    /// Write response (0 OKAY, 2 SLVERR).
+    pub bresp: Signal<Out, Bits<2>>,
+    /// Read address valid.
+    pub arvalid: Signal<In, Bit>,
+    /// Read address accepted.
+    pub arready: Signal<Out, Bit>,
+    /// Read byte address.
+    pub araddr: Signal<In, Bits<12>>,
+    /// Read data valid.
+    pub rvalid: Signal<Out, Bit>,
+    /// Read data accepted.
+    pub rready: Signal<In, Bit>,
+    /// Read data.
+    pub rdata: Signal<Out, Bits<32>>,
+    /// Read response.
+    pub rresp: Signal<Out, Bits<2>>,
+}
+
+/// Pipelined memory port, master side. 64-bit data, byte addresses that are
+/// always 8-byte aligned. Every accepted command produces exactly one
+/// response, in order: read data for a read, an acknowledgement for a write
+/// (for NV memory the acknowledgement means the write is durable). There is
+/// no backpressure on responses: a master only issues what it can absorb.
+#[derive(LogicInterface, Default)]
+#[join = "PmpTarget"]
+pub struct PmpInitiator<const A: usize> {
+    /// Command valid.
+    pub cmd_valid: Signal<Out, Bit>,
+    /// Command accepted this cycle (with `cmd_valid`).
+    pub cmd_ready: Signal<In, Bit>,
+    /// 1 = write, 0 = read.
+    pub cmd_write: Signal<Out, Bit>,
+    /// Byte address, 8-byte aligned.
+    pub cmd_addr: Signal<Out, Bits<A>>,
+    /// Write data.
+    pub cmd_wdata: Signal<Out, Bits<64>>,
+    /// Write byte strobes.
+    pub cmd_wstrb: Signal<Out, Bits<8>>,
+    /// Response valid (one per accepted command, in order).
+    pub rsp_valid: Signal<In, Bit>,
+    /// The response is a write acknowledgement (echo of `cmd_write`).
+    pub rsp_write: Signal<In, Bit>,
+    /// Read data.
+    pub rsp_data: Signal<In, Bits<64>>,
+}
+
+/// Pipelined memory port, target side (memories, adapters).
+#[derive(LogicInterface, Default)]
+#[join = "PmpInitiator"]
+pub struct PmpTarget<const A: usize> {
+    /// Command valid.
+    pub cmd_valid: Signal<In, Bit>,
+    /// Command accepted this cycle (with `cmd_valid`).
+    pub cmd_ready: Signal<Out, Bit>,
+    /// 1 = write, 0 = read.
+    pub cmd_write: Signal<In, Bit>,
+    /// Byte address, 8-byte aligned.
+    pub cmd_addr: Signal<In, Bits<A>>,
+    /// Write data.
+    pub cmd_wdata: Signal<In, Bits<64>>,
+    /// Write byte strobes.
+    pub cmd_wstrb: Signal<In, Bits<8>>,
+    /// Response valid (one per accepted command, in order).
+    pub rsp_valid: Signal<Out, Bit>,
+    /// The response is a write acknowledgement (echo of `cmd_write`).
+    pub rsp_write: Signal<Out, Bit>,
+    /// Read data.
+    pub rsp_data: Signal<Out, Bits<64>>,
+}

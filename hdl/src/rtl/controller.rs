@@ -1,0 +1,1550 @@
+//! The checkpoint controller: CSR file, descriptor/completion rings, the
+//! operation sequencer, the protection table, the superblock commit and the
+//! boot-time scan. The datapath is the `Mover`; port ownership is the
+//! `PortRouter`; the bus front end is `AxiLiteCsr`.
+//!
+//! Everything visible to software comes from `crate::contract`: register
+//! offsets, field layouts, status codes, permissions and the NV layout.
+
+use super::axil::AxiLiteCsr;
+use super::bus::{AxiLiteTarget, PmpInitiator};
+use super::mover::Mover;
+use super::router::{PortRouter, SEL_COLD, SEL_HOST, SEL_NONE, SEL_WARM};
+use crate::contract::{self, reg, NvGeometry};
+use rust_hdl::prelude::*;
+
+/// Committed state of one tier, as held by the controller (the decoded
+/// superblock plus the boot result).
+#[derive(Copy, Clone, Debug, Default, PartialEq, LogicStruct)]
+pub struct TierState {
+    pub seq: Bits<64>,
+    pub active: Bit,
+    pub len_a: Bits<32>,
+    pub crc_a: Bits<32>,
+    pub len_b: Bits<32>,
+    pub crc_b: Bits<32>,
+    pub log_head: Bits<32>,
+    pub log_tail: Bits<32>,
+    pub log_seq: Bits<64>,
+    pub result: Bits<2>,
+}
+
+#[derive(Copy, Clone, PartialEq, Debug, LogicState)]
+enum Phase {
+    BootStart,
+    BootRead,
+    BootCrc,
+    BootPick,
+    BootCheck,
+    BootGo,
+    BootWait,
+    BootNext,
+    Idle,
+    Fetch,
+    PtWait,
+    PtCap,
+    Translate,
+    Check,
+    ExecStart,
+    ExecWait,
+    ExecDone,
+    AppPlan,
+    AppHdr,
+    AppAck,
+    AppData,
+    AppDataWait,
+    AppTrailer,
+    AppTrailerAck,
+    CommitCrc,
+    CommitWrite,
+    CommitAck,
+    CplBuild,
+    CplWrite,
+    CplAck,
+}
+
+fn c12(v: u32) -> Constant<Bits<12>> {
+    Constant::new((v as u64).into())
+}
+fn c32(v: u32) -> Constant<Bits<32>> {
+    Constant::new((v as u64).into())
+}
+fn c64(v: u64) -> Constant<Bits<64>> {
+    Constant::new(v.into())
+}
+
+/// The controller top level.
+#[derive(LogicBlock)]
+pub struct HitlessController {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Synchronous reset, active high (a warm reset: the boot scan runs again).
+    pub reset: Signal<In, Bit>,
+    /// Register port (BAR0 / AXI GP).
+    pub csr: AxiLiteTarget,
+    /// Host DMA port (descriptors, completions, checkpoint data).
+    pub host: PmpInitiator<64>,
+    /// Warm-tier NV port.
+    pub warm: PmpInitiator<32>,
+    /// Cold-tier NV port.
+    pub cold: PmpInitiator<32>,
+    /// Interrupt message: one-cycle pulse per interrupt (MSI-X style).
+    pub irq: Signal<Out, Bit>,
+    axil: AxiLiteCsr,
+    mover: Mover,
+    router: PortRouter,
+    pt_eng: RAM<Bits<100>, 4>,
+    pt_csr: RAM<Bits<100>, 4>,
+    phase: DFF<Phase>,
+    ctrl: DFF<Bits<2>>,
+    scratch: DFF<Bits<32>>,
+    cycles: DFF<Bits<32>>,
+    dq_base: DFF<Bits<64>>,
+    dq_log2: DFF<Bits<4>>,
+    dq_tail: DFF<Bits<16>>,
+    dq_head: DFF<Bits<16>>,
+    cq_base: DFF<Bits<64>>,
+    cq_log2: DFF<Bits<4>>,
+    cq_head: DFF<Bits<16>>,
+    cq_tail: DFF<Bits<16>>,
+    irq_status: DFF<Bits<3>>,
+    irq_mask: DFF<Bits<3>>,
+    irq_pulse: DFF<Bit>,
+    ops_ok: DFF<Bits<32>>,
+    ops_failed: DFF<Bits<32>>,
+    ring_error: DFF<Bit>,
+    boot_done: DFF<Bit>,
+    ovf_pending: DFF<Bit>,
+    ovf_tail: DFF<Bits<16>>,
+    cpl_is_ovf: DFF<Bit>,
+    pt_index: DFF<Bits<4>>,
+    pt_tag: DFF<Bits<28>>,
+    pt_base: DFF<Bits<32>>,
+    pt_len: DFF<Bits<32>>,
+    pt_perm: DFF<Bits<8>>,
+    pt_valid: DFF<Bits<16>>,
+    warm_st: DFF<TierState>,
+    cold_st: DFF<TierState>,
+    scan: DFF<TierState>,
+    nsb: DFF<TierState>,
+    tier: DFF<Bit>,
+    desc: DFF<Bits<256>>,
+    entry: DFF<Bits<100>>,
+    sbw: DFF<Bits<1024>>,
+    crc0: DFF<Bits<32>>,
+    crc1: DFF<Bits<32>>,
+    k: DFF<Bits<5>>,
+    issued: DFF<Bits<5>>,
+    got: DFF<Bits<5>>,
+    eng_inflight: DFF<Bits<6>>,
+    slot: DFF<Bit>,
+    tried_other: DFF<Bit>,
+    status: DFF<Bits<8>>,
+    res_crc: DFF<Bits<32>>,
+    info: DFF<Bits<32>>,
+    phys: DFF<Bits<64>>,
+    src_phys: DFF<Bits<64>>,
+    rel: DFF<Bits<64>>,
+    oor: DFF<Bit>,
+    m_src: DFF<Bits<64>>,
+    m_dst: DFF<Bits<64>>,
+    m_len: DFF<Bits<32>>,
+    m_has_dst: DFF<Bit>,
+    m_src_sel: DFF<Bits<2>>,
+    m_dst_sel: DFF<Bits<2>>,
+    app_pos: DFF<Bits<32>>,
+    app_pad: DFF<Bits<32>>,
+    app_start: DFF<Bits<32>>,
+    app_rec: DFF<Bits<32>>,
+    cpl_w0: DFF<Bits<64>>,
+    cpl_w1: DFF<Bits<64>>,
+    eng_sel: DFF<Bits<2>>,
+    // ---- combinational ----
+    cur: Signal<Local, TierState>,
+    scur: Signal<Local, TierState>,
+    opcode: Signal<Local, Bits<8>>,
+    flags: Signal<Local, Bits<8>>,
+    key: Signal<Local, Bits<32>>,
+    off: Signal<Local, Bits<32>>,
+    len: Signal<Local, Bits<32>>,
+    aux: Signal<Local, Bits<32>>,
+    xcrc: Signal<Local, Bits<32>>,
+    e_tag: Signal<Local, Bits<28>>,
+    e_base: Signal<Local, Bits<32>>,
+    e_len: Signal<Local, Bits<32>>,
+    e_perm: Signal<Local, Bits<8>>,
+    e_valid: Signal<Local, Bit>,
+    f_cold: Signal<Local, Bit>,
+    f_src_cold: Signal<Local, Bit>,
+    f_check: Signal<Local, Bit>,
+    f_alt: Signal<Local, Bit>,
+    f_commit: Signal<Local, Bit>,
+    f_irq: Signal<Local, Bit>,
+    is_data_op: Signal<Local, Bit>,
+    need_perm: Signal<Local, Bits<8>>,
+    chk: Signal<Local, Bits<8>>,
+    alt_base: Signal<Local, Bits<64>>,
+    act_base: Signal<Local, Bits<64>>,
+    sact_base: Signal<Local, Bits<64>>,
+    dq_size: Signal<Local, Bits<17>>,
+    cq_size: Signal<Local, Bits<17>>,
+    dq_eff: Signal<Local, Bits<4>>,
+    cq_eff: Signal<Local, Bits<4>>,
+    cq_room: Signal<Local, Bit>,
+    tail_dist: Signal<Local, Bits<16>>,
+    rd_data: Signal<Local, Bits<32>>,
+    eng_fire: Signal<Local, Bit>,
+    eng_ack: Signal<Local, Bit>,
+    sb_words: Signal<Local, Bits<512>>,
+    ws: Signal<Local, Bits<64>>,
+    slot_valid0: Signal<Local, Bit>,
+    slot_valid1: Signal<Local, Bit>,
+    scan_len: Signal<Local, Bits<32>>,
+    scan_crc: Signal<Local, Bits<32>>,
+    irq_set: Signal<Local, Bits<3>>,
+    tier_sel: Signal<Local, Bits<2>>,
+    stier_sel: Signal<Local, Bits<2>>,
+    used: Signal<Local, Bits<34>>,
+    tstate_w: Signal<Local, Bits<32>>,
+    tstate_c: Signal<Local, Bits<32>>,
+    pad_l: Signal<Local, Bits<32>>,
+    mismatch: Signal<Local, Bit>,
+    want: Signal<Local, Bit>,
+    cq_shifted: Signal<Local, Bits<16>>,
+    irq_clear: Signal<Local, Bits<3>>,
+    // ---- constants ----
+    k_region_size: Constant<Bits<64>>,
+    k_region_a: Constant<Bits<64>>,
+    k_region_b: Constant<Bits<64>>,
+    k_log_base: Constant<Bits<64>>,
+    k_log_size: Constant<Bits<32>>,
+    k_log_mask: Constant<Bits<32>>,
+    k_total: Constant<Bits<64>>,
+    k_max_xfer: Constant<Bits<32>>,
+    k_magic: Constant<Bits<64>>,
+    k_id: Constant<Bits<32>>,
+    k_version: Constant<Bits<32>>,
+    k_caps: Constant<Bits<32>>,
+    k_rec_magic: Constant<Bits<64>>,
+    k_pad_magic: Constant<Bits<64>>,
+    k_blank: Constant<TierState>,
+    k_sel_host: Constant<Bits<2>>,
+    k_sel_warm: Constant<Bits<2>>,
+    k_sel_cold: Constant<Bits<2>>,
+    k_sel_none: Constant<Bits<2>>,
+    k_st_ring_overflow: Constant<Bits<8>>,
+    r_id: Constant<Bits<12>>,
+    r_version: Constant<Bits<12>>,
+    r_caps: Constant<Bits<12>>,
+    r_next_block: Constant<Bits<12>>,
+    r_ctrl: Constant<Bits<12>>,
+    r_status: Constant<Bits<12>>,
+    r_scratch: Constant<Bits<12>>,
+    r_cycles: Constant<Bits<12>>,
+    r_warm_state: Constant<Bits<12>>,
+    r_warm_seq: Constant<Bits<12>>,
+    r_warm_a_len: Constant<Bits<12>>,
+    r_warm_a_crc: Constant<Bits<12>>,
+    r_warm_b_len: Constant<Bits<12>>,
+    r_warm_b_crc: Constant<Bits<12>>,
+    r_warm_log_head: Constant<Bits<12>>,
+    r_warm_log_tail: Constant<Bits<12>>,
+    r_cold_state: Constant<Bits<12>>,
+    r_cold_seq: Constant<Bits<12>>,
+    r_cold_a_len: Constant<Bits<12>>,
+    r_cold_a_crc: Constant<Bits<12>>,
+    r_cold_b_len: Constant<Bits<12>>,
+    r_cold_b_crc: Constant<Bits<12>>,
+    r_cold_log_head: Constant<Bits<12>>,
+    r_cold_log_tail: Constant<Bits<12>>,
+    r_nv_region_size: Constant<Bits<12>>,
+    r_nv_log_size: Constant<Bits<12>>,
+    r_nv_region_a_base: Constant<Bits<12>>,
+    r_nv_region_b_base: Constant<Bits<12>>,
+    r_nv_log_base: Constant<Bits<12>>,
+    r_dq_base_lo: Constant<Bits<12>>,
+    r_dq_base_hi: Constant<Bits<12>>,
+    r_dq_size_log2: Constant<Bits<12>>,
+    r_dq_tail: Constant<Bits<12>>,
+    r_dq_head: Constant<Bits<12>>,
+    r_cq_base_lo: Constant<Bits<12>>,
+    r_cq_base_hi: Constant<Bits<12>>,
+    r_cq_size_log2: Constant<Bits<12>>,
+    r_cq_head: Constant<Bits<12>>,
+    r_cq_tail: Constant<Bits<12>>,
+    r_irq_status: Constant<Bits<12>>,
+    r_irq_mask: Constant<Bits<12>>,
+    r_ops_ok: Constant<Bits<12>>,
+    r_ops_failed: Constant<Bits<12>>,
+    r_pt_index: Constant<Bits<12>>,
+    r_pt_key_tag: Constant<Bits<12>>,
+    r_pt_base: Constant<Bits<12>>,
+    r_pt_len: Constant<Bits<12>>,
+    r_pt_perm: Constant<Bits<12>>,
+    r_pt_commit: Constant<Bits<12>>,
+}
+
+impl HitlessController {
+    /// A controller for NV tiers of the given geometry.
+    pub fn new(g: &NvGeometry) -> Self {
+        Self {
+            clock: Default::default(),
+            reset: Default::default(),
+            csr: Default::default(),
+            host: Default::default(),
+            warm: Default::default(),
+            cold: Default::default(),
+            irq: Default::default(),
+            axil: Default::default(),
+            mover: Default::default(),
+            router: Default::default(),
+            pt_eng: Default::default(),
+            pt_csr: Default::default(),
+            phase: Default::default(),
+            ctrl: Default::default(),
+            scratch: Default::default(),
+            cycles: Default::default(),
+            dq_base: Default::default(),
+            dq_log2: Default::default(),
+            dq_tail: Default::default(),
+            dq_head: Default::default(),
+            cq_base: Default::default(),
+            cq_log2: Default::default(),
+            cq_head: Default::default(),
+            cq_tail: Default::default(),
+            irq_status: Default::default(),
+            irq_mask: Default::default(),
+            irq_pulse: Default::default(),
+            ops_ok: Default::default(),
+            ops_failed: Default::default(),
+            ring_error: Default::default(),
+            boot_done: Default::default(),
+            ovf_pending: Default::default(),
+            ovf_tail: Default::default(),
+            cpl_is_ovf: Default::default(),
+            pt_index: Default::default(),
+            pt_tag: Default::default(),
+            pt_base: Default::default(),
+            pt_len: Default::default(),
+            pt_perm: Default::default(),
+            pt_valid: Default::default(),
+            warm_st: Default::default(),
+            cold_st: Default::default(),
+            scan: Default::default(),
+            nsb: Default::default(),
+            tier: Default::default(),
+            desc: Default::default(),
+            entry: Default::default(),
+            sbw: Default::default(),
+            crc0: Default::default(),
+            crc1: Default::default(),
+            k: Default::default(),
+            issued: Default::default(),
+            got: Default::default(),
+            eng_inflight: Default::default(),
+            slot: Default::default(),
+            tried_other: Default::default(),
+            status: Default::default(),
+            res_crc: Default::default(),
+            info: Default::default(),
+            phys: Default::default(),
+            src_phys: Default::default(),
+            rel: Default::default(),
+            oor: Default::default(),
+            m_src: Default::default(),
+            m_dst: Default::default(),
+            m_len: Default::default(),
+            m_has_dst: Default::default(),
+            m_src_sel: Default::default(),
+            m_dst_sel: Default::default(),
+            app_pos: Default::default(),
+            app_pad: Default::default(),
+            app_start: Default::default(),
+            app_rec: Default::default(),
+            cpl_w0: Default::default(),
+            cpl_w1: Default::default(),
+            eng_sel: Default::default(),
+            pad_l: Default::default(),
+            mismatch: Default::default(),
+            want: Default::default(),
+            cq_shifted: Default::default(),
+            irq_clear: Default::default(),
+            cur: Default::default(),
+            scur: Default::default(),
+            opcode: Default::default(),
+            flags: Default::default(),
+            key: Default::default(),
+            off: Default::default(),
+            len: Default::default(),
+            aux: Default::default(),
+            xcrc: Default::default(),
+            e_tag: Default::default(),
+            e_base: Default::default(),
+            e_len: Default::default(),
+            e_perm: Default::default(),
+            e_valid: Default::default(),
+            f_cold: Default::default(),
+            f_src_cold: Default::default(),
+            f_check: Default::default(),
+            f_alt: Default::default(),
+            f_commit: Default::default(),
+            f_irq: Default::default(),
+            is_data_op: Default::default(),
+            need_perm: Default::default(),
+            chk: Default::default(),
+            alt_base: Default::default(),
+            act_base: Default::default(),
+            sact_base: Default::default(),
+            dq_size: Default::default(),
+            cq_size: Default::default(),
+            dq_eff: Default::default(),
+            cq_eff: Default::default(),
+            cq_room: Default::default(),
+            tail_dist: Default::default(),
+            rd_data: Default::default(),
+            eng_fire: Default::default(),
+            eng_ack: Default::default(),
+            sb_words: Default::default(),
+            ws: Default::default(),
+            slot_valid0: Default::default(),
+            slot_valid1: Default::default(),
+            scan_len: Default::default(),
+            scan_crc: Default::default(),
+            irq_set: Default::default(),
+            tier_sel: Default::default(),
+            stier_sel: Default::default(),
+            used: Default::default(),
+            tstate_w: Default::default(),
+            tstate_c: Default::default(),
+            k_region_size: c64(g.region_size as u64),
+            k_region_a: c64(g.region_a_base() as u64),
+            k_region_b: c64(g.region_b_base() as u64),
+            k_log_base: c64(g.log_base() as u64),
+            k_log_size: c32(g.log_size),
+            k_log_mask: c32(g.log_size - 1),
+            k_total: c64(g.total() as u64),
+            k_max_xfer: c32(contract::MAX_TRANSFER),
+            k_magic: c64(contract::SUPERBLOCK_MAGIC),
+            k_id: c32(contract::CONTROLLER_ID),
+            k_version: c32(contract::CONTRACT_VERSION),
+            k_caps: c32(contract::CAPS_VALUE),
+            k_rec_magic: c64(contract::LOG_RECORD_MAGIC as u64),
+            k_pad_magic: c64(contract::LOG_PAD_MAGIC as u64),
+            k_blank: Constant::new(TierState::default()),
+            k_sel_host: Constant::new(SEL_HOST.into()),
+            k_sel_warm: Constant::new(SEL_WARM.into()),
+            k_sel_cold: Constant::new(SEL_COLD.into()),
+            k_sel_none: Constant::new(SEL_NONE.into()),
+            k_st_ring_overflow: Constant::new((contract::Status::RingOverflow as u64).into()),
+            r_id: c12(reg::ID),
+            r_version: c12(reg::VERSION),
+            r_caps: c12(reg::CAPS),
+            r_next_block: c12(reg::NEXT_BLOCK),
+            r_ctrl: c12(reg::CTRL),
+            r_status: c12(reg::STATUS),
+            r_scratch: c12(reg::SCRATCH),
+            r_cycles: c12(reg::CYCLES),
+            r_warm_state: c12(reg::WARM_STATE),
+            r_warm_seq: c12(reg::WARM_SEQ),
+            r_warm_a_len: c12(reg::WARM_A_LEN),
+            r_warm_a_crc: c12(reg::WARM_A_CRC),
+            r_warm_b_len: c12(reg::WARM_B_LEN),
+            r_warm_b_crc: c12(reg::WARM_B_CRC),
+            r_warm_log_head: c12(reg::WARM_LOG_HEAD),
+            r_warm_log_tail: c12(reg::WARM_LOG_TAIL),
+            r_cold_state: c12(reg::COLD_STATE),
+            r_cold_seq: c12(reg::COLD_SEQ),
+            r_cold_a_len: c12(reg::COLD_A_LEN),
+            r_cold_a_crc: c12(reg::COLD_A_CRC),
+            r_cold_b_len: c12(reg::COLD_B_LEN),
+            r_cold_b_crc: c12(reg::COLD_B_CRC),
+            r_cold_log_head: c12(reg::COLD_LOG_HEAD),
+            r_cold_log_tail: c12(reg::COLD_LOG_TAIL),
+            r_nv_region_size: c12(reg::NV_REGION_SIZE),
+            r_nv_log_size: c12(reg::NV_LOG_SIZE),
+            r_nv_region_a_base: c12(reg::NV_REGION_A_BASE),
+            r_nv_region_b_base: c12(reg::NV_REGION_B_BASE),
+            r_nv_log_base: c12(reg::NV_LOG_BASE),
+            r_dq_base_lo: c12(reg::DQ_BASE_LO),
+            r_dq_base_hi: c12(reg::DQ_BASE_HI),
+            r_dq_size_log2: c12(reg::DQ_SIZE_LOG2),
+            r_dq_tail: c12(reg::DQ_TAIL),
+            r_dq_head: c12(reg::DQ_HEAD),
+            r_cq_base_lo: c12(reg::CQ_BASE_LO),
+            r_cq_base_hi: c12(reg::CQ_BASE_HI),
+            r_cq_size_log2: c12(reg::CQ_SIZE_LOG2),
+            r_cq_head: c12(reg::CQ_HEAD),
+            r_cq_tail: c12(reg::CQ_TAIL),
+            r_irq_status: c12(reg::IRQ_STATUS),
+            r_irq_mask: c12(reg::IRQ_MASK),
+            r_ops_ok: c12(reg::OPS_OK),
+            r_ops_failed: c12(reg::OPS_FAILED),
+            r_pt_index: c12(reg::PT_INDEX),
+            r_pt_key_tag: c12(reg::PT_KEY_TAG),
+            r_pt_base: c12(reg::PT_BASE),
+            r_pt_len: c12(reg::PT_LEN),
+            r_pt_perm: c12(reg::PT_PERM),
+            r_pt_commit: c12(reg::PT_COMMIT),
+        }
+    }
+}
+
+impl Logic for HitlessController {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(
+            self,
+            clock,
+            phase,
+            ctrl,
+            scratch,
+            cycles,
+            dq_base,
+            dq_log2,
+            dq_tail,
+            dq_head,
+            cq_base,
+            cq_log2,
+            cq_head,
+            cq_tail,
+            irq_status,
+            irq_mask,
+            irq_pulse,
+            ops_ok,
+            ops_failed,
+            ring_error,
+            boot_done,
+            ovf_pending,
+            ovf_tail,
+            cpl_is_ovf,
+            pt_index,
+            pt_tag,
+            pt_base,
+            pt_len,
+            pt_perm,
+            pt_valid,
+            warm_st,
+            cold_st,
+            scan,
+            nsb,
+            tier,
+            desc,
+            entry,
+            sbw,
+            crc0,
+            crc1,
+            k,
+            issued,
+            got,
+            eng_inflight,
+            slot,
+            tried_other,
+            status,
+            res_crc,
+            info,
+            phys,
+            src_phys,
+            rel,
+            oor,
+            m_src,
+            m_dst,
+            m_len,
+            m_has_dst,
+            m_src_sel,
+            m_dst_sel,
+            app_pos,
+            app_pad,
+            app_start,
+            app_rec,
+            cpl_w0,
+            cpl_w1,
+            eng_sel
+        );
+        clock!(self, clock, axil, mover);
+        self.pt_eng.read_clock.next = self.clock.val();
+        self.pt_eng.write_clock.next = self.clock.val();
+        self.pt_csr.read_clock.next = self.clock.val();
+        self.pt_csr.write_clock.next = self.clock.val();
+        self.axil.reset.next = self.reset.val();
+        self.mover.reset.next = self.reset.val();
+        AxiLiteTarget::link(&mut self.csr, &mut self.axil.axi);
+        PmpInitiator::<64>::link(&mut self.host, &mut self.router.host);
+        PmpInitiator::<32>::link(&mut self.warm, &mut self.router.warm);
+        PmpInitiator::<32>::link(&mut self.cold, &mut self.router.cold);
+        PmpInitiator::<64>::join(&mut self.mover.src, &mut self.router.src);
+        PmpInitiator::<64>::join(&mut self.mover.dst, &mut self.router.dst);
+        self.cycles.d.next = self.cycles.q.val() + 1;
+        self.irq.next = self.irq_pulse.q.val();
+        self.irq_set.next = 0.into();
+        self.irq_clear.next = 0.into();
+
+        // ---- decoded descriptor and protection entry ----
+        self.opcode.next = self.desc.q.val().get_bits::<8>(0);
+        self.flags.next = self.desc.q.val().get_bits::<8>(8);
+        self.key.next = self.desc.q.val().get_bits::<32>(32);
+        self.off.next = self.desc.q.val().get_bits::<32>(128);
+        self.len.next = self.desc.q.val().get_bits::<32>(160);
+        self.aux.next = self.desc.q.val().get_bits::<32>(192);
+        self.xcrc.next = self.desc.q.val().get_bits::<32>(224);
+        self.f_cold.next = self.flags.val().get_bit(0);
+        self.f_src_cold.next = self.flags.val().get_bit(1);
+        self.f_check.next = self.flags.val().get_bit(2);
+        self.f_alt.next = self.flags.val().get_bit(3);
+        self.f_commit.next = self.flags.val().get_bit(4);
+        self.f_irq.next = self.flags.val().get_bit(5);
+        self.e_tag.next = self.entry.q.val().get_bits::<28>(0);
+        self.e_base.next = self.entry.q.val().get_bits::<32>(28);
+        self.e_len.next = self.entry.q.val().get_bits::<32>(60);
+        self.e_perm.next = self.entry.q.val().get_bits::<8>(92);
+        self.e_valid.next = self
+            .pt_valid
+            .q
+            .val()
+            .get_bit(self.key.val().get_bits::<4>(0).index())
+            & self.e_perm.val().get_bit(0);
+        self.pt_eng.read_address.next = self.key.val().get_bits::<4>(0);
+        self.pt_csr.read_address.next = self.pt_index.q.val();
+        self.pt_eng.write_enable.next = false;
+        self.pt_csr.write_enable.next = false;
+        self.pt_eng.write_address.next = self.pt_index.q.val();
+        self.pt_csr.write_address.next = self.pt_index.q.val();
+        self.pt_eng.write_data.next = (bit_cast::<100, 8>(self.pt_perm.q.val()) << 92)
+            | (bit_cast::<100, 32>(self.pt_len.q.val()) << 60)
+            | (bit_cast::<100, 32>(self.pt_base.q.val()) << 28)
+            | bit_cast::<100, 28>(self.pt_tag.q.val());
+        self.pt_csr.write_data.next = self.pt_eng.write_data.val();
+
+        // ---- tier selection ----
+        self.cur.next = self.warm_st.q.val();
+        self.tier_sel.next = self.k_sel_warm.val();
+        if self.tier.q.val() {
+            self.cur.next = self.cold_st.q.val();
+            self.tier_sel.next = self.k_sel_cold.val();
+        }
+        self.scur.next = self.warm_st.q.val();
+        self.stier_sel.next = self.k_sel_warm.val();
+        if self.f_src_cold.val() {
+            self.scur.next = self.cold_st.q.val();
+            self.stier_sel.next = self.k_sel_cold.val();
+        }
+        self.alt_base.next = self.k_region_b.val();
+        self.act_base.next = self.k_region_a.val();
+        if self.cur.val().active {
+            self.alt_base.next = self.k_region_a.val();
+            self.act_base.next = self.k_region_b.val();
+        }
+        self.sact_base.next = self.k_region_a.val();
+        if self.scur.val().active {
+            self.sact_base.next = self.k_region_b.val();
+        }
+
+        // ---- rings ----
+        self.dq_eff.next = self.dq_log2.q.val();
+        if self.dq_log2.q.val() > 12 {
+            self.dq_eff.next = 12.into();
+        }
+        self.cq_eff.next = self.cq_log2.q.val();
+        if self.cq_log2.q.val() > 12 {
+            self.cq_eff.next = 12.into();
+        }
+        self.dq_size.next = bit_cast::<17, 1>(true.into()) << self.dq_eff.val();
+        self.cq_size.next = bit_cast::<17, 1>(true.into()) << self.cq_eff.val();
+        self.cq_room.next =
+            bit_cast::<17, 16>(self.cq_head.q.val() - self.cq_tail.q.val()) < self.cq_size.val();
+        self.cq_shifted.next = self.cq_head.q.val() >> self.cq_eff.val();
+        self.tail_dist.next = self.axil.wr_data.val().get_bits::<16>(0) - self.dq_head.q.val();
+
+        // ---- register reads ----
+        self.tstate_w.next = bit_cast::<32, 2>(self.warm_st.q.val().result)
+            | (bit_cast::<32, 1>(self.warm_st.q.val().active.into()) << 4);
+        self.tstate_c.next = bit_cast::<32, 2>(self.cold_st.q.val().result)
+            | (bit_cast::<32, 1>(self.cold_st.q.val().active.into()) << 4);
+        self.rd_data.next = 0.into();
+        if self.axil.rd_addr.val() == self.r_id.val() {
+            self.rd_data.next = self.k_id.val();
+        } else if self.axil.rd_addr.val() == self.r_version.val() {
+            self.rd_data.next = self.k_version.val();
+        } else if self.axil.rd_addr.val() == self.r_caps.val() {
+            self.rd_data.next = self.k_caps.val();
+        } else if self.axil.rd_addr.val() == self.r_ctrl.val() {
+            self.rd_data.next = bit_cast::<32, 2>(self.ctrl.q.val());
+        } else if self.axil.rd_addr.val() == self.r_status.val() {
+            self.rd_data.next = bit_cast::<32, 1>(self.boot_done.q.val().into())
+                | (bit_cast::<32, 1>((self.phase.q.val() != Phase::Idle).into()) << 1)
+                | (bit_cast::<32, 1>(self.ring_error.q.val().into()) << 2);
+        } else if self.axil.rd_addr.val() == self.r_scratch.val() {
+            self.rd_data.next = self.scratch.q.val();
+        } else if self.axil.rd_addr.val() == self.r_cycles.val() {
+            self.rd_data.next = self.cycles.q.val();
+        } else if self.axil.rd_addr.val() == self.r_warm_state.val() {
+            self.rd_data.next = self.tstate_w.val();
+        } else if self.axil.rd_addr.val() == self.r_warm_seq.val() {
+            self.rd_data.next = self.warm_st.q.val().seq.get_bits::<32>(0);
+        } else if self.axil.rd_addr.val() == self.r_warm_a_len.val() {
+            self.rd_data.next = self.warm_st.q.val().len_a;
+        } else if self.axil.rd_addr.val() == self.r_warm_a_crc.val() {
+            self.rd_data.next = self.warm_st.q.val().crc_a;
+        } else if self.axil.rd_addr.val() == self.r_warm_b_len.val() {
+            self.rd_data.next = self.warm_st.q.val().len_b;
+        } else if self.axil.rd_addr.val() == self.r_warm_b_crc.val() {
+            self.rd_data.next = self.warm_st.q.val().crc_b;
+        } else if self.axil.rd_addr.val() == self.r_warm_log_head.val() {
+            self.rd_data.next = self.warm_st.q.val().log_head;
+        } else if self.axil.rd_addr.val() == self.r_warm_log_tail.val() {
+            self.rd_data.next = self.warm_st.q.val().log_tail;
+        } else if self.axil.rd_addr.val() == self.r_cold_state.val() {
+            self.rd_data.next = self.tstate_c.val();
+        } else if self.axil.rd_addr.val() == self.r_cold_seq.val() {
+            self.rd_data.next = self.cold_st.q.val().seq.get_bits::<32>(0);
+        } else if self.axil.rd_addr.val() == self.r_cold_a_len.val() {
+            self.rd_data.next = self.cold_st.q.val().len_a;
+        } else if self.axil.rd_addr.val() == self.r_cold_a_crc.val() {
+            self.rd_data.next = self.cold_st.q.val().crc_a;
+        } else if self.axil.rd_addr.val() == self.r_cold_b_len.val() {
+            self.rd_data.next = self.cold_st.q.val().len_b;
+        } else if self.axil.rd_addr.val() == self.r_cold_b_crc.val() {
+            self.rd_data.next = self.cold_st.q.val().crc_b;
+        } else if self.axil.rd_addr.val() == self.r_cold_log_head.val() {
+            self.rd_data.next = self.cold_st.q.val().log_head;
+        } else if self.axil.rd_addr.val() == self.r_cold_log_tail.val() {
+            self.rd_data.next = self.cold_st.q.val().log_tail;
+        } else if self.axil.rd_addr.val() == self.r_nv_region_size.val() {
+            self.rd_data.next = self.k_region_size.val().get_bits::<32>(0);
+        } else if self.axil.rd_addr.val() == self.r_nv_log_size.val() {
+            self.rd_data.next = self.k_log_size.val();
+        } else if self.axil.rd_addr.val() == self.r_nv_region_a_base.val() {
+            self.rd_data.next = self.k_region_a.val().get_bits::<32>(0);
+        } else if self.axil.rd_addr.val() == self.r_nv_region_b_base.val() {
+            self.rd_data.next = self.k_region_b.val().get_bits::<32>(0);
+        } else if self.axil.rd_addr.val() == self.r_nv_log_base.val() {
+            self.rd_data.next = self.k_log_base.val().get_bits::<32>(0);
+        } else if self.axil.rd_addr.val() == self.r_dq_base_lo.val() {
+            self.rd_data.next = self.dq_base.q.val().get_bits::<32>(0);
+        } else if self.axil.rd_addr.val() == self.r_dq_base_hi.val() {
+            self.rd_data.next = self.dq_base.q.val().get_bits::<32>(32);
+        } else if self.axil.rd_addr.val() == self.r_dq_size_log2.val() {
+            self.rd_data.next = bit_cast::<32, 4>(self.dq_log2.q.val());
+        } else if self.axil.rd_addr.val() == self.r_dq_tail.val() {
+            self.rd_data.next = bit_cast::<32, 16>(self.dq_tail.q.val());
+        } else if self.axil.rd_addr.val() == self.r_dq_head.val() {
+            self.rd_data.next = bit_cast::<32, 16>(self.dq_head.q.val());
+        } else if self.axil.rd_addr.val() == self.r_cq_base_lo.val() {
+            self.rd_data.next = self.cq_base.q.val().get_bits::<32>(0);
+        } else if self.axil.rd_addr.val() == self.r_cq_base_hi.val() {
+            self.rd_data.next = self.cq_base.q.val().get_bits::<32>(32);
+        } else if self.axil.rd_addr.val() == self.r_cq_size_log2.val() {
+            self.rd_data.next = bit_cast::<32, 4>(self.cq_log2.q.val());
+        } else if self.axil.rd_addr.val() == self.r_cq_head.val() {
+            self.rd_data.next = bit_cast::<32, 16>(self.cq_head.q.val());
+        } else if self.axil.rd_addr.val() == self.r_cq_tail.val() {
+            self.rd_data.next = bit_cast::<32, 16>(self.cq_tail.q.val());
+        } else if self.axil.rd_addr.val() == self.r_irq_status.val() {
+            self.rd_data.next = bit_cast::<32, 3>(self.irq_status.q.val());
+        } else if self.axil.rd_addr.val() == self.r_irq_mask.val() {
+            self.rd_data.next = bit_cast::<32, 3>(self.irq_mask.q.val());
+        } else if self.axil.rd_addr.val() == self.r_ops_ok.val() {
+            self.rd_data.next = self.ops_ok.q.val();
+        } else if self.axil.rd_addr.val() == self.r_ops_failed.val() {
+            self.rd_data.next = self.ops_failed.q.val();
+        } else if self.axil.rd_addr.val() == self.r_pt_index.val() {
+            self.rd_data.next = bit_cast::<32, 4>(self.pt_index.q.val());
+        } else if self.axil.rd_addr.val() == self.r_pt_base.val() {
+            self.rd_data.next = self.pt_csr.read_data.val().get_bits::<32>(28);
+        } else if self.axil.rd_addr.val() == self.r_pt_len.val() {
+            self.rd_data.next = self.pt_csr.read_data.val().get_bits::<32>(60);
+        } else if self.axil.rd_addr.val() == self.r_pt_perm.val() {
+            self.rd_data.next = bit_cast::<32, 8>(self.pt_csr.read_data.val().get_bits::<8>(92));
+        }
+        // An entry without VALID reads back as zero (reset clears only the valid bits).
+        if ((self.axil.rd_addr.val() == self.r_pt_base.val())
+            | (self.axil.rd_addr.val() == self.r_pt_len.val())
+            | (self.axil.rd_addr.val() == self.r_pt_perm.val()))
+            & !self.pt_valid.q.val().get_bit(self.pt_index.q.val().index())
+        {
+            self.rd_data.next = 0.into();
+        }
+        self.axil.rd_data.next = self.rd_data.val();
+
+        // ---- register writes ----
+        if self.axil.wr.val() {
+            if self.axil.wr_addr.val() == self.r_ctrl.val() {
+                self.ctrl.d.next = self.axil.wr_data.val().get_bits::<2>(0);
+            } else if self.axil.wr_addr.val() == self.r_scratch.val() {
+                self.scratch.d.next = self.axil.wr_data.val();
+            } else if self.axil.wr_addr.val() == self.r_dq_base_lo.val() {
+                self.dq_base.d.next = (bit_cast::<64, 32>(self.dq_base.q.val().get_bits::<32>(32))
+                    << 32)
+                    | bit_cast::<64, 32>(self.axil.wr_data.val());
+            } else if self.axil.wr_addr.val() == self.r_dq_base_hi.val() {
+                self.dq_base.d.next = (bit_cast::<64, 32>(self.axil.wr_data.val()) << 32)
+                    | bit_cast::<64, 32>(self.dq_base.q.val().get_bits::<32>(0));
+            } else if self.axil.wr_addr.val() == self.r_dq_size_log2.val() {
+                self.dq_log2.d.next = self.axil.wr_data.val().get_bits::<4>(0);
+            } else if self.axil.wr_addr.val() == self.r_dq_tail.val() {
+                if bit_cast::<17, 16>(self.tail_dist.val()) > self.dq_size.val() {
+                    self.ring_error.d.next = true;
+                    self.ovf_pending.d.next = true;
+                    self.ovf_tail.d.next = self.axil.wr_data.val().get_bits::<16>(0);
+                } else {
+                    self.dq_tail.d.next = self.axil.wr_data.val().get_bits::<16>(0);
+                }
+            } else if self.axil.wr_addr.val() == self.r_cq_base_lo.val() {
+                self.cq_base.d.next = (bit_cast::<64, 32>(self.cq_base.q.val().get_bits::<32>(32))
+                    << 32)
+                    | bit_cast::<64, 32>(self.axil.wr_data.val());
+            } else if self.axil.wr_addr.val() == self.r_cq_base_hi.val() {
+                self.cq_base.d.next = (bit_cast::<64, 32>(self.axil.wr_data.val()) << 32)
+                    | bit_cast::<64, 32>(self.cq_base.q.val().get_bits::<32>(0));
+            } else if self.axil.wr_addr.val() == self.r_cq_size_log2.val() {
+                self.cq_log2.d.next = self.axil.wr_data.val().get_bits::<4>(0);
+            } else if self.axil.wr_addr.val() == self.r_cq_tail.val() {
+                self.cq_tail.d.next = self.axil.wr_data.val().get_bits::<16>(0);
+            } else if self.axil.wr_addr.val() == self.r_irq_status.val() {
+                self.irq_clear.next = self.axil.wr_data.val().get_bits::<3>(0);
+            } else if self.axil.wr_addr.val() == self.r_irq_mask.val() {
+                self.irq_mask.d.next = self.axil.wr_data.val().get_bits::<3>(0);
+            } else if self.axil.wr_addr.val() == self.r_pt_index.val() {
+                self.pt_index.d.next = self.axil.wr_data.val().get_bits::<4>(0);
+            } else if self.axil.wr_addr.val() == self.r_pt_key_tag.val() {
+                self.pt_tag.d.next = self.axil.wr_data.val().get_bits::<28>(4);
+            } else if self.axil.wr_addr.val() == self.r_pt_base.val() {
+                self.pt_base.d.next = self.axil.wr_data.val();
+            } else if self.axil.wr_addr.val() == self.r_pt_len.val() {
+                self.pt_len.d.next = self.axil.wr_data.val();
+            } else if self.axil.wr_addr.val() == self.r_pt_perm.val() {
+                self.pt_perm.d.next = self.axil.wr_data.val().get_bits::<8>(0);
+            } else if self.axil.wr_addr.val() == self.r_pt_commit.val() {
+                self.pt_eng.write_enable.next = true;
+                self.pt_csr.write_enable.next = true;
+                self.pt_valid.d.next = self.pt_valid.q.val().replace_bit(
+                    self.pt_index.q.val().index(),
+                    self.pt_perm.q.val().get_bit(0),
+                );
+            }
+        }
+
+        // ---- engine port defaults ----
+        self.router.eng_sel.next = self.eng_sel.q.val();
+        self.router.src_sel.next = self.m_src_sel.q.val();
+        self.router.dst_sel.next = self.m_dst_sel.q.val();
+        self.router.mover_active.next = self.mover.busy.val();
+        self.router.eng.cmd_valid.next = false;
+        self.router.eng.cmd_write.next = false;
+        self.router.eng.cmd_addr.next = 0.into();
+        self.router.eng.cmd_wdata.next = 0.into();
+        self.router.eng.cmd_wstrb.next = 0xFF.into();
+        self.want.next = false;
+        self.eng_fire.next = false;
+        self.eng_ack.next = self.router.eng.rsp_valid.val();
+        self.mover.start.next = false;
+        self.mover.src_addr.next = self.m_src.q.val();
+        self.mover.dst_addr.next = self.m_dst.q.val();
+        self.mover.len.next = self.m_len.q.val();
+        self.mover.has_dst.next = self.m_has_dst.q.val();
+        self.mover.ext_init.next = false;
+        self.mover.ext_valid.next = false;
+        self.mover.ext_data.next = 0.into();
+        self.ws.next = 0.into();
+        self.mismatch.next = self.f_check.val() & (self.res_crc.q.val() != self.xcrc.val());
+
+        // The superblock being committed, as eight words (word 7 is its CRC).
+        self.sb_words.next = bit_cast::<512, 64>(self.k_magic.val())
+            | (bit_cast::<512, 64>(self.nsb.q.val().seq) << 64)
+            | (bit_cast::<512, 1>(self.nsb.q.val().active.into()) << 128)
+            | (bit_cast::<512, 1>(true.into()) << 136)
+            | (bit_cast::<512, 32>(self.nsb.q.val().len_a) << 192)
+            | (bit_cast::<512, 32>(self.nsb.q.val().crc_a) << 224)
+            | (bit_cast::<512, 32>(self.nsb.q.val().len_b) << 256)
+            | (bit_cast::<512, 32>(self.nsb.q.val().crc_b) << 288)
+            | (bit_cast::<512, 32>(self.nsb.q.val().log_head) << 320)
+            | (bit_cast::<512, 32>(self.nsb.q.val().log_tail) << 352)
+            | (bit_cast::<512, 64>(self.nsb.q.val().log_seq) << 384)
+            | (bit_cast::<512, 32>(self.crc0.q.val()) << 448);
+
+        // Superblock slot checks for the boot scan.
+        self.slot_valid0.next = (self.sbw.q.val().get_bits::<64>(0) == self.k_magic.val())
+            & (self.sbw.q.val().get_bits::<8>(136) == 1)
+            & (self.sbw.q.val().get_bits::<64>(448) == bit_cast::<64, 32>(self.crc0.q.val()));
+        self.slot_valid1.next = (self.sbw.q.val().get_bits::<64>(512) == self.k_magic.val())
+            & (self.sbw.q.val().get_bits::<8>(648) == 1)
+            & (self.sbw.q.val().get_bits::<64>(960) == bit_cast::<64, 32>(self.crc1.q.val()));
+        self.scan_len.next = self.scan.q.val().len_a;
+        self.scan_crc.next = self.scan.q.val().crc_a;
+        if self.scan.q.val().active ^ self.tried_other.q.val() {
+            self.scan_len.next = self.scan.q.val().len_b;
+            self.scan_crc.next = self.scan.q.val().crc_b;
+        }
+        self.used.next = bit_cast::<34, 32>(self.cur.val().log_head - self.cur.val().log_tail);
+        self.pad_l.next = 0.into();
+        if (self.app_pos.q.val() + self.app_rec.q.val()) > self.k_log_size.val() {
+            self.pad_l.next = self.k_log_size.val() - self.app_pos.q.val();
+        }
+        self.need_perm.next = 0.into();
+        self.chk.next = 0.into();
+
+        match self.phase.q.val() {
+            // ================= boot scan =================
+            Phase::BootStart => {
+                self.issued.d.next = 0.into();
+                self.got.d.next = 0.into();
+                self.eng_sel.d.next = self.tier_sel.val();
+                self.phase.d.next = Phase::BootRead;
+            }
+            Phase::BootRead => {
+                self.want.next = self.issued.q.val() < 16;
+                self.router.eng.cmd_valid.next = self.want.val();
+                self.router.eng.cmd_addr.next = bit_cast::<64, 5>(self.issued.q.val()) << 3;
+                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                if self.eng_fire.val() {
+                    self.issued.d.next = self.issued.q.val() + 1;
+                }
+                if self.eng_ack.val() {
+                    self.sbw.d.next = (self.sbw.q.val() >> 64)
+                        | (bit_cast::<1024, 64>(self.router.eng.rsp_data.val()) << 960);
+                    self.got.d.next = self.got.q.val() + 1;
+                }
+                if self.got.q.val() == 16 {
+                    self.k.d.next = 0.into();
+                    self.slot.d.next = false;
+                    self.phase.d.next = Phase::BootCrc;
+                }
+            }
+            Phase::BootCrc => {
+                self.k.d.next = self.k.q.val() + 1;
+                if self.k.q.val() == 0 {
+                    self.mover.ext_init.next = true;
+                } else if self.k.q.val() < 8 {
+                    self.ws.next = self.sbw.q.val().get_bits::<64>(
+                        bit_cast::<11, 1>(self.slot.q.val().into()).index() * 512
+                            + (self.k.q.val() - 1).index() * 64,
+                    );
+                    self.mover.ext_valid.next = true;
+                    self.mover.ext_data.next = self.ws.val();
+                } else if !self.slot.q.val() {
+                    self.crc0.d.next = self.mover.crc.val();
+                    self.slot.d.next = true;
+                    self.k.d.next = 0.into();
+                } else {
+                    self.crc1.d.next = self.mover.crc.val();
+                    self.phase.d.next = Phase::BootPick;
+                }
+            }
+            Phase::BootPick => {
+                self.tried_other.d.next = false;
+                self.phase.d.next = Phase::BootCheck;
+                if self.slot_valid1.val()
+                    & (!self.slot_valid0.val()
+                        | (self.sbw.q.val().get_bits::<64>(576)
+                            > self.sbw.q.val().get_bits::<64>(64)))
+                {
+                    self.scan.d.next.seq = self.sbw.q.val().get_bits::<64>(576);
+                    self.scan.d.next.active = self.sbw.q.val().get_bit(640);
+                    self.scan.d.next.len_a = self.sbw.q.val().get_bits::<32>(704);
+                    self.scan.d.next.crc_a = self.sbw.q.val().get_bits::<32>(736);
+                    self.scan.d.next.len_b = self.sbw.q.val().get_bits::<32>(768);
+                    self.scan.d.next.crc_b = self.sbw.q.val().get_bits::<32>(800);
+                    self.scan.d.next.log_head = self.sbw.q.val().get_bits::<32>(832);
+                    self.scan.d.next.log_tail = self.sbw.q.val().get_bits::<32>(864);
+                    self.scan.d.next.log_seq = self.sbw.q.val().get_bits::<64>(896);
+                } else if self.slot_valid0.val() {
+                    self.scan.d.next.seq = self.sbw.q.val().get_bits::<64>(64);
+                    self.scan.d.next.active = self.sbw.q.val().get_bit(128);
+                    self.scan.d.next.len_a = self.sbw.q.val().get_bits::<32>(192);
+                    self.scan.d.next.crc_a = self.sbw.q.val().get_bits::<32>(224);
+                    self.scan.d.next.len_b = self.sbw.q.val().get_bits::<32>(256);
+                    self.scan.d.next.crc_b = self.sbw.q.val().get_bits::<32>(288);
+                    self.scan.d.next.log_head = self.sbw.q.val().get_bits::<32>(320);
+                    self.scan.d.next.log_tail = self.sbw.q.val().get_bits::<32>(352);
+                    self.scan.d.next.log_seq = self.sbw.q.val().get_bits::<64>(384);
+                } else {
+                    // Blank tier: the result field of the zero state is EMPTY.
+                    self.scan.d.next = self.k_blank.val();
+                    self.phase.d.next = Phase::BootNext;
+                }
+            }
+            Phase::BootCheck => {
+                self.m_src.d.next = self.k_region_a.val();
+                if self.scan.q.val().active ^ self.tried_other.q.val() {
+                    self.m_src.d.next = self.k_region_b.val();
+                }
+                self.m_src_sel.d.next = self.tier_sel.val();
+                self.m_dst_sel.d.next = self.k_sel_none.val();
+                self.m_has_dst.d.next = false;
+                self.m_len.d.next = self.scan_len.val();
+                if bit_cast::<64, 32>(self.scan_len.val()) > self.k_region_size.val() {
+                    // A length the region cannot hold fails its integrity test.
+                    self.res_crc.d.next = !self.scan_crc.val();
+                    self.phase.d.next = Phase::BootWait;
+                } else {
+                    self.phase.d.next = Phase::BootGo;
+                }
+            }
+            Phase::BootGo => {
+                self.mover.start.next = true;
+                self.res_crc.d.next = self.scan_crc.val();
+                self.phase.d.next = Phase::BootWait;
+            }
+            Phase::BootWait => {
+                if !self.mover.busy.val() {
+                    if (self.mover.crc.val() == self.scan_crc.val())
+                        & (self.res_crc.q.val() == self.scan_crc.val())
+                    {
+                        if self.tried_other.q.val() {
+                            self.scan.d.next.result = 2.into();
+                            self.scan.d.next.active = !self.scan.q.val().active;
+                        } else {
+                            self.scan.d.next.result = 1.into();
+                        }
+                        self.phase.d.next = Phase::BootNext;
+                    } else if !self.tried_other.q.val() {
+                        self.tried_other.d.next = true;
+                        self.phase.d.next = Phase::BootCheck;
+                    } else {
+                        self.scan.d.next.result = 3.into();
+                        self.phase.d.next = Phase::BootNext;
+                    }
+                }
+            }
+            Phase::BootNext => {
+                if self.tier.q.val() {
+                    self.cold_st.d.next = self.scan.q.val();
+                    self.tier.d.next = false;
+                    self.boot_done.d.next = true;
+                    self.irq_set.next = 4.into();
+                    self.phase.d.next = Phase::Idle;
+                } else {
+                    self.warm_st.d.next = self.scan.q.val();
+                    self.tier.d.next = true;
+                    self.phase.d.next = Phase::BootStart;
+                }
+            }
+            // ================= descriptor processing =================
+            Phase::Idle => {
+                self.issued.d.next = 0.into();
+                self.got.d.next = 0.into();
+                self.eng_sel.d.next = self.k_sel_host.val();
+                if self.ovf_pending.q.val() & self.cq_room.val() {
+                    self.ovf_pending.d.next = false;
+                    self.cpl_is_ovf.d.next = true;
+                    self.status.d.next = self.k_st_ring_overflow.val();
+                    self.cpl_w0.d.next = bit_cast::<64, 16>(0xFFFF.into())
+                        | (bit_cast::<64, 8>(self.k_st_ring_overflow.val()) << 16);
+                    self.cpl_w1.d.next = (bit_cast::<64, 16>(self.ovf_tail.q.val()) << 32)
+                        | (bit_cast::<64, 1>((!self.cq_shifted.val().get_bit(0)).into()) << 63);
+                    self.phase.d.next = Phase::CplWrite;
+                } else if self.ctrl.q.val().get_bit(0)
+                    & self.boot_done.q.val()
+                    & (self.dq_head.q.val() != self.dq_tail.q.val())
+                    & self.cq_room.val()
+                {
+                    self.cpl_is_ovf.d.next = false;
+                    self.phase.d.next = Phase::Fetch;
+                }
+            }
+            Phase::Fetch => {
+                self.want.next = self.issued.q.val() < 4;
+                self.router.eng.cmd_valid.next = self.want.val();
+                self.router.eng.cmd_addr.next = self.dq_base.q.val()
+                    + (bit_cast::<64, 16>(
+                        self.dq_head.q.val() & (self.dq_size.val().get_bits::<16>(0) - 1),
+                    ) << 5)
+                    + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
+                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                if self.eng_fire.val() {
+                    self.issued.d.next = self.issued.q.val() + 1;
+                }
+                if self.eng_ack.val() {
+                    self.desc.d.next = (self.desc.q.val() >> 64)
+                        | (bit_cast::<256, 64>(self.router.eng.rsp_data.val()) << 192);
+                    self.got.d.next = self.got.q.val() + 1;
+                }
+                if self.got.q.val() == 4 {
+                    self.phase.d.next = Phase::PtWait;
+                }
+            }
+            Phase::PtWait => {
+                self.phase.d.next = Phase::PtCap;
+            }
+            Phase::PtCap => {
+                self.entry.d.next = self.pt_eng.read_data.val();
+                self.tier.d.next = self.f_cold.val();
+                self.phase.d.next = Phase::Translate;
+            }
+            Phase::Translate => {
+                self.rel.d.next =
+                    bit_cast::<64, 32>(self.e_base.val()) + bit_cast::<64, 32>(self.off.val());
+                self.oor.d.next = (bit_cast::<64, 32>(self.off.val())
+                    + bit_cast::<64, 32>(self.len.val()))
+                    > bit_cast::<64, 32>(self.e_len.val());
+                if (self.opcode.val() == 4)
+                    & ((bit_cast::<64, 32>(self.aux.val()) + bit_cast::<64, 32>(self.len.val()))
+                        > bit_cast::<64, 32>(self.e_len.val()))
+                {
+                    self.oor.d.next = true;
+                }
+                if self.e_perm.val().get_bit(7) {
+                    // Region-relative window.
+                    if (bit_cast::<64, 32>(self.e_base.val())
+                        + bit_cast::<64, 32>(self.off.val())
+                        + bit_cast::<64, 32>(self.len.val()))
+                        > self.k_region_size.val()
+                    {
+                        self.oor.d.next = true;
+                    }
+                    if (self.opcode.val() == 4)
+                        & ((bit_cast::<64, 32>(self.e_base.val())
+                            + bit_cast::<64, 32>(self.aux.val())
+                            + bit_cast::<64, 32>(self.len.val()))
+                            > self.k_region_size.val())
+                    {
+                        self.oor.d.next = true;
+                    }
+                    self.phys.d.next = self.alt_base.val()
+                        + bit_cast::<64, 32>(self.e_base.val())
+                        + bit_cast::<64, 32>(self.off.val());
+                    if ((self.opcode.val() == 2) | (self.opcode.val() == 3)) & !self.f_alt.val() {
+                        self.phys.d.next = self.act_base.val()
+                            + bit_cast::<64, 32>(self.e_base.val())
+                            + bit_cast::<64, 32>(self.off.val());
+                    }
+                    self.src_phys.d.next = self.sact_base.val()
+                        + bit_cast::<64, 32>(self.e_base.val())
+                        + bit_cast::<64, 32>(self.aux.val());
+                } else {
+                    if (bit_cast::<64, 32>(self.e_base.val())
+                        + bit_cast::<64, 32>(self.off.val())
+                        + bit_cast::<64, 32>(self.len.val()))
+                        > self.k_total.val()
+                    {
+                        self.oor.d.next = true;
+                    }
+                    if (self.opcode.val() == 4)
+                        & ((bit_cast::<64, 32>(self.e_base.val())
+                            + bit_cast::<64, 32>(self.aux.val())
+                            + bit_cast::<64, 32>(self.len.val()))
+                            > self.k_total.val())
+                    {
+                        self.oor.d.next = true;
+                    }
+                    self.phys.d.next =
+                        bit_cast::<64, 32>(self.e_base.val()) + bit_cast::<64, 32>(self.off.val());
+                    self.src_phys.d.next =
+                        bit_cast::<64, 32>(self.e_base.val()) + bit_cast::<64, 32>(self.aux.val());
+                }
+                self.phase.d.next = Phase::Check;
+            }
+            Phase::Check => {
+                self.is_data_op.next = (self.opcode.val() >= 1) & (self.opcode.val() <= 4);
+                // Permission each operation needs (perm bits of the contract).
+                if self.opcode.val() == 1 {
+                    self.need_perm.next = 4.into();
+                    if self.f_commit.val() {
+                        self.need_perm.next = 12.into();
+                    }
+                } else if (self.opcode.val() == 2) | (self.opcode.val() == 3) {
+                    self.need_perm.next = 2.into();
+                } else if self.opcode.val() == 4 {
+                    self.need_perm.next = 6.into();
+                } else if self.opcode.val() == 5 {
+                    self.need_perm.next = 8.into();
+                } else if self.opcode.val() >= 6 {
+                    self.need_perm.next = 16.into();
+                }
+                if (self.opcode.val() > 7) | (self.flags.val() > 0x3F) {
+                    self.chk.next = 1.into();
+                } else if self.opcode.val() == 0 {
+                    self.chk.next = 0.into();
+                } else if !self.e_valid.val()
+                    | (self.e_tag.val() != self.key.val().get_bits::<28>(4))
+                {
+                    self.chk.next = 5.into();
+                } else if (self.f_cold.val() & !self.e_perm.val().get_bit(6))
+                    | (!self.f_cold.val() & !self.e_perm.val().get_bit(5))
+                    | ((self.opcode.val() == 4)
+                        & ((self.f_src_cold.val() & !self.e_perm.val().get_bit(6))
+                            | (!self.f_src_cold.val() & !self.e_perm.val().get_bit(5))))
+                    | ((self.e_perm.val() & self.need_perm.val()) != self.need_perm.val())
+                {
+                    self.chk.next = 6.into();
+                } else if (self.opcode.val() == 1)
+                    & self.f_commit.val()
+                    & (!self.e_perm.val().get_bit(7) | self.rel.q.val().any())
+                {
+                    self.chk.next = 11.into();
+                } else if ((self.is_data_op.val() | (self.opcode.val() == 6))
+                    & (!self.len.val().any() | (self.len.val() > self.k_max_xfer.val())))
+                    | ((self.opcode.val() == 5)
+                        & (bit_cast::<64, 32>(self.len.val()) > self.k_region_size.val()))
+                {
+                    self.chk.next = 2.into();
+                } else if self.is_data_op.val()
+                    & (self.off.val().get_bits::<3>(0).any()
+                        | ((self.opcode.val() == 4) & self.aux.val().get_bits::<3>(0).any()))
+                {
+                    self.chk.next = 3.into();
+                } else if self.is_data_op.val()
+                    & (self.oor.q.val()
+                        | ((self.opcode.val() == 4)
+                            & (self.f_cold.val() == self.f_src_cold.val())
+                            & (self.src_phys.q.val()
+                                < (self.phys.q.val() + bit_cast::<64, 32>(self.len.val())))
+                            & (self.phys.q.val()
+                                < (self.src_phys.q.val() + bit_cast::<64, 32>(self.len.val())))))
+                {
+                    self.chk.next = 4.into();
+                }
+                self.status.d.next = self.chk.val();
+                self.res_crc.d.next = 0.into();
+                self.info.d.next = 0.into();
+                self.m_len.d.next = self.len.val();
+                self.m_has_dst.d.next = true;
+                self.phase.d.next = Phase::CplBuild;
+                if self.chk.val().any() | (self.opcode.val() == 0) {
+                    self.phase.d.next = Phase::CplBuild;
+                } else if self.opcode.val() == 1 {
+                    self.m_src.d.next = self.desc.q.val().get_bits::<64>(64);
+                    self.m_src_sel.d.next = self.k_sel_host.val();
+                    self.m_dst.d.next = self.phys.q.val();
+                    self.m_dst_sel.d.next = self.tier_sel.val();
+                    self.phase.d.next = Phase::ExecStart;
+                } else if self.opcode.val() == 2 {
+                    self.m_src.d.next = self.phys.q.val();
+                    self.m_src_sel.d.next = self.tier_sel.val();
+                    self.m_dst.d.next = self.desc.q.val().get_bits::<64>(64);
+                    self.m_dst_sel.d.next = self.k_sel_host.val();
+                    self.phase.d.next = Phase::ExecStart;
+                } else if self.opcode.val() == 3 {
+                    self.m_src.d.next = self.phys.q.val();
+                    self.m_src_sel.d.next = self.tier_sel.val();
+                    self.m_dst_sel.d.next = self.k_sel_none.val();
+                    self.m_has_dst.d.next = false;
+                    self.phase.d.next = Phase::ExecStart;
+                } else if self.opcode.val() == 4 {
+                    self.m_src.d.next = self.src_phys.q.val();
+                    self.m_src_sel.d.next = self.stier_sel.val();
+                    self.m_dst.d.next = self.phys.q.val();
+                    self.m_dst_sel.d.next = self.tier_sel.val();
+                    self.phase.d.next = Phase::ExecStart;
+                } else if self.opcode.val() == 5 {
+                    self.m_src.d.next = self.alt_base.val();
+                    self.m_src_sel.d.next = self.tier_sel.val();
+                    self.m_dst_sel.d.next = self.k_sel_none.val();
+                    self.m_has_dst.d.next = false;
+                    self.phase.d.next = Phase::ExecStart;
+                } else if self.opcode.val() == 6 {
+                    self.app_rec.d.next = ((self.len.val() + 7) >> 3 << 3) + 24;
+                    self.app_pos.d.next = self.cur.val().log_head & self.k_log_mask.val();
+                    self.phase.d.next = Phase::AppPlan;
+                } else {
+                    // LOG_TRIM
+                    if (self.aux.val() - self.cur.val().log_tail)
+                        > (self.cur.val().log_head - self.cur.val().log_tail)
+                    {
+                        self.status.d.next = 10.into();
+                    } else {
+                        self.info.d.next = self.aux.val();
+                        self.nsb.d.next = self.cur.val();
+                        self.nsb.d.next.log_tail = self.aux.val();
+                        self.k.d.next = 0.into();
+                        self.phase.d.next = Phase::CommitCrc;
+                    }
+                }
+            }
+            Phase::ExecStart => {
+                self.mover.start.next = true;
+                self.phase.d.next = Phase::ExecWait;
+            }
+            Phase::ExecWait => {
+                if !self.mover.busy.val() {
+                    self.res_crc.d.next = self.mover.crc.val();
+                    self.phase.d.next = Phase::ExecDone;
+                }
+            }
+            Phase::ExecDone => {
+                self.info.d.next = self.len.val();
+                self.phase.d.next = Phase::CplBuild;
+                if self.mismatch.val() {
+                    self.status.d.next = 7.into();
+                    if self.opcode.val() == 5 {
+                        self.info.d.next = 0.into();
+                    }
+                } else if ((self.opcode.val() == 1) & self.f_commit.val())
+                    | (self.opcode.val() == 5)
+                {
+                    // Commit: the alternate region becomes active.
+                    self.nsb.d.next = self.cur.val();
+                    self.nsb.d.next.active = !self.cur.val().active;
+                    if self.cur.val().active {
+                        self.nsb.d.next.len_a = self.len.val();
+                        self.nsb.d.next.crc_a = self.res_crc.q.val();
+                    } else {
+                        self.nsb.d.next.len_b = self.len.val();
+                        self.nsb.d.next.crc_b = self.res_crc.q.val();
+                    }
+                    if self.opcode.val() == 5 {
+                        self.info.d.next = self.cur.val().seq.get_bits::<32>(0) + 1;
+                    }
+                    self.k.d.next = 0.into();
+                    self.phase.d.next = Phase::CommitCrc;
+                }
+            }
+            // ================= APPEND =================
+            Phase::AppPlan => {
+                self.app_pad.d.next = self.pad_l.val();
+                self.app_start.d.next = 0.into();
+                if !self.pad_l.val().any() {
+                    self.app_start.d.next = self.app_pos.q.val();
+                }
+                self.info.d.next = self.cur.val().log_head + self.pad_l.val();
+                self.eng_sel.d.next = self.tier_sel.val();
+                self.issued.d.next = 1.into();
+                if self.pad_l.val().any() {
+                    self.issued.d.next = 0.into();
+                }
+                if (self.used.val()
+                    + bit_cast::<34, 32>(self.pad_l.val())
+                    + bit_cast::<34, 32>(self.app_rec.q.val()))
+                    > bit_cast::<34, 32>(self.k_log_size.val())
+                {
+                    self.status.d.next = 8.into();
+                    self.info.d.next = 0.into();
+                    self.phase.d.next = Phase::CplBuild;
+                } else {
+                    self.phase.d.next = Phase::AppHdr;
+                }
+            }
+            Phase::AppHdr => {
+                self.want.next = self.issued.q.val() < 3;
+                self.router.eng.cmd_valid.next = self.want.val();
+                self.router.eng.cmd_write.next = true;
+                if self.issued.q.val() == 0 {
+                    self.router.eng.cmd_addr.next =
+                        self.k_log_base.val() + bit_cast::<64, 32>(self.app_pos.q.val());
+                    self.router.eng.cmd_wdata.next =
+                        self.k_pad_magic.val() | (bit_cast::<64, 32>(self.app_pad.q.val()) << 32);
+                } else if self.issued.q.val() == 1 {
+                    self.router.eng.cmd_addr.next =
+                        self.k_log_base.val() + bit_cast::<64, 32>(self.app_start.q.val());
+                    self.router.eng.cmd_wdata.next =
+                        self.k_rec_magic.val() | (bit_cast::<64, 32>(self.len.val()) << 32);
+                } else {
+                    self.router.eng.cmd_addr.next =
+                        self.k_log_base.val() + bit_cast::<64, 32>(self.app_start.q.val()) + 8;
+                    self.router.eng.cmd_wdata.next = self.cur.val().log_seq;
+                }
+                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                if self.eng_fire.val() {
+                    self.issued.d.next = self.issued.q.val() + 1;
+                }
+                if self.issued.q.val() == 3 {
+                    self.phase.d.next = Phase::AppAck;
+                }
+            }
+            Phase::AppAck => {
+                self.m_src.d.next = self.desc.q.val().get_bits::<64>(64);
+                self.m_src_sel.d.next = self.k_sel_host.val();
+                self.m_dst.d.next =
+                    self.k_log_base.val() + bit_cast::<64, 32>(self.app_start.q.val()) + 16;
+                self.m_dst_sel.d.next = self.tier_sel.val();
+                self.m_has_dst.d.next = true;
+                if !self.eng_inflight.q.val().any() {
+                    self.phase.d.next = Phase::AppData;
+                }
+            }
+            Phase::AppData => {
+                self.mover.start.next = true;
+                self.phase.d.next = Phase::AppDataWait;
+            }
+            Phase::AppDataWait => {
+                if !self.mover.busy.val() {
+                    self.res_crc.d.next = self.mover.crc.val();
+                    self.issued.d.next = 0.into();
+                    self.phase.d.next = Phase::AppTrailer;
+                }
+            }
+            Phase::AppTrailer => {
+                self.want.next = !self.issued.q.val().any();
+                self.router.eng.cmd_valid.next = self.want.val();
+                self.router.eng.cmd_write.next = true;
+                self.router.eng.cmd_addr.next = self.k_log_base.val()
+                    + bit_cast::<64, 32>(self.app_start.q.val())
+                    + bit_cast::<64, 32>(self.app_rec.q.val())
+                    - 8;
+                self.router.eng.cmd_wdata.next = bit_cast::<64, 32>(self.res_crc.q.val())
+                    | (bit_cast::<64, 32>(!self.res_crc.q.val()) << 32);
+                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                if self.eng_fire.val() {
+                    self.issued.d.next = 1.into();
+                }
+                if self.issued.q.val().any() {
+                    self.phase.d.next = Phase::AppTrailerAck;
+                }
+            }
+            Phase::AppTrailerAck => {
+                if !self.eng_inflight.q.val().any() {
+                    self.nsb.d.next = self.cur.val();
+                    self.nsb.d.next.log_head =
+                        self.cur.val().log_head + self.app_pad.q.val() + self.app_rec.q.val();
+                    self.nsb.d.next.log_seq = self.cur.val().log_seq + 1;
+                    self.k.d.next = 0.into();
+                    self.phase.d.next = Phase::CommitCrc;
+                }
+            }
+            // ================= commit =================
+            Phase::CommitCrc => {
+                self.k.d.next = self.k.q.val() + 1;
+                if self.k.q.val() == 0 {
+                    self.mover.ext_init.next = true;
+                    self.nsb.d.next.seq = self.nsb.q.val().seq + 1;
+                } else if self.k.q.val() < 8 {
+                    self.ws.next = self
+                        .sb_words
+                        .val()
+                        .get_bits::<64>((self.k.q.val() - 1).index() * 64);
+                    self.mover.ext_valid.next = true;
+                    self.mover.ext_data.next = self.ws.val();
+                } else {
+                    self.crc0.d.next = self.mover.crc.val();
+                    self.issued.d.next = 0.into();
+                    self.eng_sel.d.next = self.tier_sel.val();
+                    self.phase.d.next = Phase::CommitWrite;
+                }
+            }
+            Phase::CommitWrite => {
+                self.want.next = self.issued.q.val() < 8;
+                self.router.eng.cmd_valid.next = self.want.val();
+                self.router.eng.cmd_write.next = true;
+                self.router.eng.cmd_addr.next =
+                    (bit_cast::<64, 1>(self.nsb.q.val().seq.get_bit(0).into()) << 6)
+                        + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
+                if self.issued.q.val() < 8 {
+                    self.router.eng.cmd_wdata.next = self
+                        .sb_words
+                        .val()
+                        .get_bits::<64>(self.issued.q.val().index() * 64);
+                }
+                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                if self.eng_fire.val() {
+                    self.issued.d.next = self.issued.q.val() + 1;
+                }
+                if self.issued.q.val() == 8 {
+                    self.phase.d.next = Phase::CommitAck;
+                }
+            }
+            Phase::CommitAck => {
+                if !self.eng_inflight.q.val().any() {
+                    if self.tier.q.val() {
+                        self.cold_st.d.next = self.nsb.q.val();
+                        self.cold_st.d.next.result = 1.into();
+                    } else {
+                        self.warm_st.d.next = self.nsb.q.val();
+                        self.warm_st.d.next.result = 1.into();
+                    }
+                    self.phase.d.next = Phase::CplBuild;
+                }
+            }
+            // ================= completion =================
+            Phase::CplBuild => {
+                self.cpl_w0.d.next = bit_cast::<64, 16>(self.desc.q.val().get_bits::<16>(16))
+                    | (bit_cast::<64, 8>(self.status.q.val()) << 16)
+                    | (bit_cast::<64, 8>(self.opcode.val()) << 24)
+                    | (bit_cast::<64, 32>(self.res_crc.q.val()) << 32);
+                self.cpl_w1.d.next = bit_cast::<64, 32>(self.info.q.val())
+                    | (bit_cast::<64, 16>(self.dq_head.q.val()) << 32)
+                    | (bit_cast::<64, 1>((!self.cq_shifted.val().get_bit(0)).into()) << 63);
+                self.issued.d.next = 0.into();
+                self.eng_sel.d.next = self.k_sel_host.val();
+                self.phase.d.next = Phase::CplWrite;
+            }
+            Phase::CplWrite => {
+                self.want.next = self.issued.q.val() < 2;
+                self.router.eng.cmd_valid.next = self.want.val();
+                self.router.eng.cmd_write.next = true;
+                self.router.eng.cmd_addr.next = self.cq_base.q.val()
+                    + (bit_cast::<64, 16>(
+                        self.cq_head.q.val() & (self.cq_size.val().get_bits::<16>(0) - 1),
+                    ) << 4)
+                    + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
+                self.router.eng.cmd_wdata.next = self.cpl_w0.q.val();
+                if self.issued.q.val().any() {
+                    self.router.eng.cmd_wdata.next = self.cpl_w1.q.val();
+                }
+                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                if self.eng_fire.val() {
+                    self.issued.d.next = self.issued.q.val() + 1;
+                }
+                if self.issued.q.val() == 2 {
+                    self.phase.d.next = Phase::CplAck;
+                }
+            }
+            Phase::CplAck => {
+                if !self.eng_inflight.q.val().any() {
+                    self.cq_head.d.next = self.cq_head.q.val() + 1;
+                    if !self.cpl_is_ovf.q.val() {
+                        self.dq_head.d.next = self.dq_head.q.val() + 1;
+                    }
+                    if self.status.q.val().any() {
+                        self.ops_failed.d.next = self.ops_failed.q.val() + 1;
+                        self.irq_set.next = 2.into();
+                    } else {
+                        self.ops_ok.d.next = self.ops_ok.q.val() + 1;
+                    }
+                    if self.f_irq.val() & !self.cpl_is_ovf.q.val() {
+                        self.irq_set.next = self.irq_set.val() | 1;
+                    }
+                    self.phase.d.next = Phase::Idle;
+                }
+            }
+            _ => {
+                self.phase.d.next = Phase::BootStart;
+            }
+        }
+
+        // ---- engine port bookkeeping ----
+        if self.eng_fire.val() & !self.eng_ack.val() {
+            self.eng_inflight.d.next = self.eng_inflight.q.val() + 1;
+        } else if !self.eng_fire.val() & self.eng_ack.val() & self.eng_inflight.q.val().any() {
+            self.eng_inflight.d.next = self.eng_inflight.q.val() - 1;
+        }
+
+        // ---- interrupts ----
+        self.irq_status.d.next =
+            (self.irq_status.q.val() & !self.irq_clear.val()) | self.irq_set.val();
+        self.irq_pulse.d.next =
+            (self.irq_set.val() & !self.irq_status.q.val() & self.irq_mask.q.val()).any()
+                & self.ctrl.q.val().get_bit(1);
+
+        // ---- reset ----
+        if self.reset.val() {
+            self.phase.d.next = Phase::BootStart;
+            self.tier.d.next = false;
+            self.ctrl.d.next = 0.into();
+            self.scratch.d.next = 0.into();
+            self.dq_base.d.next = 0.into();
+            self.dq_log2.d.next = 0.into();
+            self.dq_tail.d.next = 0.into();
+            self.dq_head.d.next = 0.into();
+            self.cq_base.d.next = 0.into();
+            self.cq_log2.d.next = 0.into();
+            self.cq_head.d.next = 0.into();
+            self.cq_tail.d.next = 0.into();
+            self.irq_status.d.next = 0.into();
+            self.irq_mask.d.next = 0.into();
+            self.irq_pulse.d.next = false;
+            self.ops_ok.d.next = 0.into();
+            self.ops_failed.d.next = 0.into();
+            self.ring_error.d.next = false;
+            self.boot_done.d.next = false;
+            self.ovf_pending.d.next = false;
+            self.pt_index.d.next = 0.into();
+            self.pt_tag.d.next = 0.into();
+            self.pt_base.d.next = 0.into();
+            self.pt_len.d.next = 0.into();
+            self.pt_perm.d.next = 0.into();
+            self.pt_valid.d.next = 0.into();
+            self.eng_inflight.d.next = 0.into();
+            self.warm_st.d.next = self.k_blank.val();
+            self.cold_st.d.next = self.k_blank.val();
+        }
+    }
+}

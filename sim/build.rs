@@ -1,0 +1,111 @@
+//! Generates the controller's Verilog from `hitless-hdl`, verilates it at
+//! `-O3` and links the model through `csrc/shim.cpp`.
+//!
+//! Set `HITLESS_TRACE_BUILD=1` at build time to compile VCD tracing in
+//! (then `HITLESS_VCD=path` at run time writes a waveform).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn run(cmd: &mut Command, what: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run ({e}); run `cargo xtask setup`"));
+    if !out.status.success() {
+        panic!(
+            "{what} failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn verilator_root() -> PathBuf {
+    if let Ok(r) = std::env::var("VERILATOR_ROOT") {
+        return PathBuf::from(r);
+    }
+    let out = Command::new("verilator")
+        .arg("--getenv")
+        .arg("VERILATOR_ROOT")
+        .output()
+        .expect("verilator not found: run `cargo xtask setup`");
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=csrc/shim.cpp");
+    println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=HITLESS_TRACE_BUILD");
+    let trace = std::env::var("HITLESS_TRACE_BUILD").is_ok_and(|v| v == "1");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    let vfile = out.join("hitless.v");
+    let verilog = hitless_hdl::rtl::generate_verilog(&hitless_hdl::contract::DEFAULT_GEOMETRY);
+    let unchanged = std::fs::read_to_string(&vfile).is_ok_and(|old| old == verilog);
+    let mdir = out.join("obj");
+    let lib = mdir.join("Vtop__ALL.a");
+    let stamp = mdir.join(if trace {
+        "trace.stamp"
+    } else {
+        "notrace.stamp"
+    });
+    if !(unchanged && lib.exists() && stamp.exists()) {
+        std::fs::write(&vfile, &verilog).expect("write verilog");
+        let _ = std::fs::remove_dir_all(&mdir);
+        let mut v = Command::new("verilator");
+        v.arg("--cc")
+            .arg(&vfile)
+            .args(["--top-module", "top", "--prefix", "Vtop", "-O3"])
+            .args(["--x-assign", "fast", "--x-initial", "fast", "--noassert"])
+            .args(["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-UNOPTFLAT"])
+            .arg("-Mdir")
+            .arg(&mdir);
+        if trace {
+            v.arg("--trace");
+        }
+        run(&mut v, "verilator");
+        let mut objs = vec!["Vtop__ALL.a", "verilated.o", "verilated_threads.o"];
+        if trace {
+            objs.push("verilated_vcd_c.o");
+        }
+        let jobs = std::env::var("NUM_JOBS").unwrap_or_else(|_| "2".into());
+        run(
+            Command::new("make")
+                .arg("-C")
+                .arg(&mdir)
+                .args(["-f", "Vtop.mk", "-j", &jobs])
+                .arg("OPT_FAST=-O2")
+                .arg("OPT_SLOW=-O1")
+                .args(&objs),
+            "make (verilated model)",
+        );
+        std::fs::write(&stamp, b"").expect("stamp");
+    }
+    let root = verilator_root();
+    let inc = root.join("include");
+    let mut b = cc::Build::new();
+    b.cpp(true)
+        .file("csrc/shim.cpp")
+        .include(&mdir)
+        .include(&inc)
+        .include(inc.join("vltstd"))
+        .flag_if_supported("-std=c++17")
+        .flag_if_supported("-Wno-unused-parameter")
+        .opt_level(2);
+    if trace {
+        b.define("HITLESS_TRACE", None);
+    }
+    b.compile("hitless_shim");
+    link_obj(&mdir, "Vtop__ALL.a");
+    link_obj(&mdir, "verilated.o");
+    link_obj(&mdir, "verilated_threads.o");
+    if trace {
+        link_obj(&mdir, "verilated_vcd_c.o");
+    }
+    println!("cargo:rustc-link-lib=stdc++");
+    println!("cargo:rustc-link-lib=pthread");
+    println!("cargo:rustc-env=HITLESS_VERILOG={}", vfile.display());
+}
+
+fn link_obj(dir: &Path, name: &str) {
+    println!("cargo:rustc-link-arg={}", dir.join(name).display());
+}

@@ -1,0 +1,182 @@
+//! Memory models for the controller's pipelined memory ports: a fixed
+//! latency pipeline in front of a backing store, optional random command
+//! stalls, and a record of writes that are accepted but not yet durable
+//! (what a power cut may tear).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::VecDeque;
+
+/// Something a port can read and write in 8-byte words.
+pub trait WordStore {
+    fn read_word(&self, addr: u64) -> u64;
+    fn write_word(&mut self, addr: u64, value: u64, strobe: u8);
+}
+
+impl WordStore for hitless_hdl::model::PagedMemory {
+    fn read_word(&self, addr: u64) -> u64 {
+        self.read_u64(addr)
+    }
+    fn write_word(&mut self, addr: u64, value: u64, strobe: u8) {
+        self.write_u64_masked(addr, value, strobe)
+    }
+}
+
+/// A byte array NV tier. Out-of-range addresses read as all ones and
+/// ignore writes (the controller must never produce them; tests check).
+pub struct NvStore {
+    pub bytes: Vec<u8>,
+    pub out_of_range: u64,
+}
+
+impl NvStore {
+    pub fn new(size: usize) -> Self {
+        Self {
+            bytes: vec![0; size],
+            out_of_range: 0,
+        }
+    }
+}
+
+impl WordStore for NvStore {
+    fn read_word(&self, addr: u64) -> u64 {
+        let a = addr as usize;
+        match self.bytes.get(a..a + 8) {
+            Some(b) => u64::from_le_bytes(b.try_into().unwrap_or([0xFF; 8])),
+            None => u64::MAX,
+        }
+    }
+    fn write_word(&mut self, addr: u64, value: u64, strobe: u8) {
+        let a = addr as usize;
+        match self.bytes.get_mut(a..a + 8) {
+            Some(b) => {
+                for (i, byte) in b.iter_mut().enumerate() {
+                    if strobe & (1 << i) != 0 {
+                        *byte = (value >> (8 * i)) as u8;
+                    }
+                }
+            }
+            None => self.out_of_range += 1,
+        }
+    }
+}
+
+/// A command accepted by the port and not yet answered.
+#[derive(Clone, Copy, Debug)]
+pub struct Pending {
+    pub due: u64,
+    pub write: bool,
+    pub addr: u64,
+    pub data: u64,
+    pub strobe: u8,
+}
+
+/// Port timing.
+#[derive(Clone, Copy, Debug)]
+pub struct PortTiming {
+    /// Cycles from command acceptance to response.
+    pub latency: u64,
+    /// Probability (0..=1) that the port refuses a command in a cycle.
+    pub stall: f64,
+}
+
+impl PortTiming {
+    pub const fn fixed(latency: u64) -> Self {
+        Self {
+            latency,
+            stall: 0.0,
+        }
+    }
+}
+
+/// A pipelined memory port in front of a store.
+pub struct PortModel {
+    pub timing: PortTiming,
+    pub pending: VecDeque<Pending>,
+    rng: ChaCha8Rng,
+    ready_now: bool,
+    pub reads: u64,
+    pub writes: u64,
+}
+
+/// What the port presents this cycle.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortDrive {
+    pub cmd_ready: bool,
+    pub rsp_valid: bool,
+    pub rsp_write: bool,
+    pub rsp_data: u64,
+}
+
+impl PortModel {
+    pub fn new(timing: PortTiming, seed: u64) -> Self {
+        Self {
+            timing,
+            pending: VecDeque::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            ready_now: true,
+            reads: 0,
+            writes: 0,
+        }
+    }
+
+    /// Decide this cycle's ready and response (before the model is clocked).
+    /// A write becomes durable (reaches the store) when it is acknowledged.
+    pub fn drive<S: WordStore + ?Sized>(&mut self, cycle: u64, store: &mut S) -> PortDrive {
+        self.ready_now = self.timing.stall <= 0.0 || !self.rng.gen_bool(self.timing.stall.min(1.0));
+        let mut d = PortDrive {
+            cmd_ready: self.ready_now,
+            ..Default::default()
+        };
+        if let Some(p) = self.pending.front() {
+            if p.due <= cycle {
+                let p = *p;
+                self.pending.pop_front();
+                d.rsp_valid = true;
+                d.rsp_write = p.write;
+                if p.write {
+                    store.write_word(p.addr, p.data, p.strobe);
+                } else {
+                    d.rsp_data = store.read_word(p.addr);
+                }
+            }
+        }
+        d
+    }
+
+    /// Record the command the model presented this cycle (after clocking).
+    pub fn observe(
+        &mut self,
+        cycle: u64,
+        valid: bool,
+        write: bool,
+        addr: u64,
+        data: u64,
+        strobe: u8,
+    ) {
+        if valid && self.ready_now {
+            // One response per cycle at most: keep responses strictly after
+            // the previous one so the in-order pipeline never bunches.
+            let due =
+                (cycle + self.timing.latency).max(self.pending.back().map_or(0, |p| p.due + 1));
+            self.pending.push_back(Pending {
+                due,
+                write,
+                addr,
+                data,
+                strobe,
+            });
+            if write {
+                self.writes += 1;
+            } else {
+                self.reads += 1;
+            }
+        }
+    }
+
+    /// Drop everything in flight (a reset or a power cut), returning the
+    /// writes that were accepted but not yet durable.
+    pub fn abort(&mut self) -> Vec<Pending> {
+        self.pending.drain(..).filter(|p| p.write).collect()
+    }
+}

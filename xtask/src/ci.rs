@@ -1,0 +1,101 @@
+//! `cargo xtask test`: every check, in order, each step timed. The last line
+//! is "xtask test: N passed, N failed" (CI reads it). A failed step does not
+//! stop the later ones, except setup: without the tools nothing else can run.
+
+use crate::{regs, setup, util, verilog};
+use anyhow::Result;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// One check: runs, and says what went wrong.
+type Step = Box<dyn FnOnce() -> Result<()>>;
+
+pub fn run(test_args: &[String]) -> Result<ExitCode> {
+    let mut cargo_test = util::cargo();
+    cargo_test
+        .args(["test", "--workspace", "--release"])
+        .args(test_args);
+
+    let steps: Vec<(&str, Step)> = vec![
+        ("setup", Box::new(setup::tools)),
+        ("fmt", cargo_step(&["fmt", "--all", "--", "--check"])),
+        (
+            "clippy",
+            cargo_step(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        ),
+        ("test", command_step(cargo_test)),
+        ("regs --check", Box::new(|| regs::run(true))),
+        (
+            "verilog lint",
+            Box::new(|| verilog::lint(&verilog::generate()?)),
+        ),
+        (
+            "verilog synth",
+            Box::new(|| verilog::synth(&verilog::generate()?)),
+        ),
+    ];
+
+    let total = steps.len();
+    let (mut passed, mut failed) = (0, Vec::new());
+    for (i, (name, step)) in steps.into_iter().enumerate() {
+        println!("\n=== xtask test [{}/{total}]: {name}", i + 1);
+        let start = Instant::now();
+        let result = step();
+        let secs = start.elapsed().as_secs_f64();
+        match result {
+            Ok(()) => {
+                println!("=== {name}: ok ({secs:.1}s)");
+                passed += 1;
+            }
+            Err(e) => {
+                println!("=== {name}: FAILED ({secs:.1}s): {e:#}");
+                failed.push(name);
+                if name == "setup" {
+                    break;
+                }
+            }
+        }
+    }
+
+    println!();
+    let skipped = total - passed - failed.len();
+    if !failed.is_empty() {
+        println!("xtask test: failed step(s): {}", failed.join(", "));
+    }
+    let skipped = if skipped > 0 {
+        format!(", {skipped} skipped")
+    } else {
+        String::new()
+    };
+    println!(
+        "xtask test: {passed} passed, {} failed{skipped}",
+        failed.len()
+    );
+    Ok(if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A step that runs `cargo ARGS` in the workspace root.
+fn cargo_step(args: &[&str]) -> Step {
+    let mut cmd = util::cargo();
+    cmd.args(args);
+    command_step(cmd)
+}
+
+/// A step that runs `cmd`, echoing it first.
+fn command_step(mut cmd: Command) -> Step {
+    Box::new(move || {
+        println!("$ {}", util::display(&cmd));
+        util::run(&mut cmd)
+    })
+}
