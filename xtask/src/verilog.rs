@@ -35,7 +35,8 @@ pub fn generate() -> Result<PathBuf> {
 }
 
 /// `verilator --lint-only -Wall`. DECLFILENAME is waived: the generator puts
-/// every module in one file, so module names cannot match file names.
+/// every module in one file, so module names cannot match file names. The
+/// other waivers are in `hdl/lint.vlt`, each with its reason.
 pub fn lint(path: &Path) -> Result<()> {
     let mut cmd = util::command("verilator");
     cmd.args([
@@ -44,6 +45,7 @@ pub fn lint(path: &Path) -> Result<()> {
         "-Wno-DECLFILENAME",
         "--top-module",
         "top",
+        "hdl/lint.vlt",
     ])
     .arg(path);
     util::run(&mut cmd)?;

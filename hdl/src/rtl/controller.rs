@@ -210,6 +210,10 @@ pub struct HitlessController {
     pad_l: Signal<Local, Bits<32>>,
     mismatch: Signal<Local, Bit>,
     want: Signal<Local, Bit>,
+    wseq: Signal<Local, Bits<64>>,
+    cseq: Signal<Local, Bits<64>>,
+    cur_seq: Signal<Local, Bits<64>>,
+    nsb_seq: Signal<Local, Bits<64>>,
     cq_shifted: Signal<Local, Bits<16>>,
     irq_clear: Signal<Local, Bits<3>>,
     // ---- constants ----
@@ -367,6 +371,10 @@ impl HitlessController {
             pad_l: Default::default(),
             mismatch: Default::default(),
             want: Default::default(),
+            wseq: Default::default(),
+            cseq: Default::default(),
+            cur_seq: Default::default(),
+            nsb_seq: Default::default(),
             cq_shifted: Default::default(),
             irq_clear: Default::default(),
             cur: Default::default(),
@@ -651,6 +659,11 @@ impl Logic for HitlessController {
         self.cq_size.next = bit_cast::<17, 1>(true.into()) << self.cq_eff.val();
         self.cq_room.next =
             bit_cast::<17, 16>(self.cq_head.q.val() - self.cq_tail.q.val()) < self.cq_size.val();
+        // Whole fields first: yosys cannot slice a slice.
+        self.wseq.next = self.warm_st.q.val().seq;
+        self.cseq.next = self.cold_st.q.val().seq;
+        self.cur_seq.next = self.cur.val().seq;
+        self.nsb_seq.next = self.nsb.q.val().seq;
         self.cq_shifted.next = self.cq_head.q.val() >> self.cq_eff.val();
         self.tail_dist.next = self.axil.wr_data.val().get_bits::<16>(0) - self.dq_head.q.val();
 
@@ -679,7 +692,7 @@ impl Logic for HitlessController {
         } else if self.axil.rd_addr.val() == self.r_warm_state.val() {
             self.rd_data.next = self.tstate_w.val();
         } else if self.axil.rd_addr.val() == self.r_warm_seq.val() {
-            self.rd_data.next = self.warm_st.q.val().seq.get_bits::<32>(0);
+            self.rd_data.next = self.wseq.val().get_bits::<32>(0);
         } else if self.axil.rd_addr.val() == self.r_warm_a_len.val() {
             self.rd_data.next = self.warm_st.q.val().len_a;
         } else if self.axil.rd_addr.val() == self.r_warm_a_crc.val() {
@@ -695,7 +708,7 @@ impl Logic for HitlessController {
         } else if self.axil.rd_addr.val() == self.r_cold_state.val() {
             self.rd_data.next = self.tstate_c.val();
         } else if self.axil.rd_addr.val() == self.r_cold_seq.val() {
-            self.rd_data.next = self.cold_st.q.val().seq.get_bits::<32>(0);
+            self.rd_data.next = self.cseq.val().get_bits::<32>(0);
         } else if self.axil.rd_addr.val() == self.r_cold_a_len.val() {
             self.rd_data.next = self.cold_st.q.val().len_a;
         } else if self.axil.rd_addr.val() == self.r_cold_a_crc.val() {
@@ -1282,7 +1295,7 @@ impl Logic for HitlessController {
                         self.nsb.d.next.crc_b = self.res_crc.q.val();
                     }
                     if self.opcode.val() == 5 {
-                        self.info.d.next = self.cur.val().seq.get_bits::<32>(0) + 1;
+                        self.info.d.next = self.cur_seq.val().get_bits::<32>(0) + 1;
                     }
                     self.k.d.next = 0.into();
                     self.phase.d.next = Phase::CommitCrc;
@@ -1415,7 +1428,7 @@ impl Logic for HitlessController {
                 self.router.eng.cmd_valid.next = self.want.val();
                 self.router.eng.cmd_write.next = true;
                 self.router.eng.cmd_addr.next =
-                    (bit_cast::<64, 1>(self.nsb.q.val().seq.get_bit(0).into()) << 6)
+                    (bit_cast::<64, 1>(self.nsb_seq.val().get_bit(0).into()) << 6)
                         + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
                 if self.issued.q.val() < 8 {
                     self.router.eng.cmd_wdata.next = self
