@@ -850,9 +850,9 @@ pub const fn log_record_bytes(len: u32) -> u32 {
 pub fn log_header_word(len: u32) -> u64 {
     LOG_RECORD_MAGIC as u64 | (len as u64) << 32
 }
-/// Header word 0 of a pad record.
-pub fn log_pad_word() -> u64 {
-    LOG_PAD_MAGIC as u64
+/// Header word 0 of a pad record covering `pad` bytes to the end of the ring.
+pub fn log_pad_word(pad: u32) -> u64 {
+    LOG_PAD_MAGIC as u64 | (pad as u64) << 32
 }
 /// Trailer word of a record with payload CRC `crc`.
 pub fn log_trailer_word(crc: u32) -> u64 {

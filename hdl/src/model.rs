@@ -43,10 +43,10 @@ pub use host::{HostMemory, PageHasher, PagedMemory, PAGE_BYTES};
 pub use logring::{parse_log, LogError, LogRecord};
 
 use crate::contract::{
-    crc32c, ctrl, flags, irq, log_header_word, log_record_bytes, log_trailer_word, reg, status,
-    BootResult, Completion, Descriptor, NvGeometry, Status, Superblock, CAPS_VALUE,
-    CONTRACT_VERSION, CONTROLLER_ID, CPL_BYTES, DESC_BYTES, LOG_HEADER_BYTES, LOG_PAD_MAGIC,
-    PT_ENTRIES, RING_MAX_LOG2, SUPERBLOCK_BYTES, TAG_CONTROLLER,
+    crc32c, ctrl, flags, irq, log_header_word, log_pad_word, log_record_bytes, log_trailer_word,
+    reg, status, BootResult, Completion, Descriptor, NvGeometry, Status, Superblock, CAPS_VALUE,
+    CONTRACT_VERSION, CONTROLLER_ID, CPL_BYTES, DESC_BYTES, LOG_HEADER_BYTES, PT_ENTRIES,
+    RING_MAX_LOG2, SUPERBLOCK_BYTES, TAG_CONTROLLER,
 };
 
 /// Committed state of one tier as the controller serves it.
@@ -649,7 +649,7 @@ impl Model {
             return Err(Status::LogFull);
         }
         if pad != 0 {
-            let w = (LOG_PAD_MAGIC as u64 | pad << 32).to_le_bytes();
+            let w = log_pad_word(pad as u32).to_le_bytes();
             let n = pad.min(8) as usize;
             self.nv_write(tier, lbase + pos, &w[..n]);
         }

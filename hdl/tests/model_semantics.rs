@@ -841,7 +841,7 @@ fn append_wrap_pad_full_and_trim() {
     h.write(HOST, &p);
     let c = m.execute(&d(Opcode::Append, 0, kr, 0, 200), &mut h);
     assert_eq!((st(&c), c.info), (Status::Ok, 1024));
-    assert_eq!(word(&m.nv[0], lb + 896), log_pad_word() | 128 << 32);
+    assert_eq!(word(&m.nv[0], lb + 896), log_pad_word(128));
     assert_eq!(word(&m.nv[0], lb), log_header_word(200));
     assert_eq!(word(&m.nv[0], lb + 8), 4);
     let sb = m.tier_state(0).1;
@@ -917,7 +917,7 @@ fn log_counters_wrap_at_2_pow_32() {
     // 16 and lands at ring offset 0, free-running offset 2^32 = 0.
     assert_eq!(offs, vec![u32::MAX - 63, 0, 48, 96]);
     let lb = G.log_base() as usize;
-    assert_eq!(word(&m.nv[0], lb + 1008), log_pad_word() | 16 << 32);
+    assert_eq!(word(&m.nv[0], lb + 1008), log_pad_word(16));
     let recs = m.read_log(0).unwrap();
     assert_eq!(
         recs.iter().map(|r| (r.offset, r.seq)).collect::<Vec<_>>(),

@@ -34,7 +34,7 @@ pub struct CardTiming {
 impl Default for CardTiming {
     fn default() -> Self {
         Self {
-            host: PortTiming::fixed(128),
+            host: PortTiming::split(128, 4),
             warm: PortTiming::fixed(8),
             cold: PortTiming::fixed(24),
         }
@@ -121,6 +121,23 @@ impl SimCard {
         self.host_port.timing = timing.host;
         self.warm_port.timing = timing.warm;
         self.cold_port.timing = timing.cold;
+    }
+
+    /// Start (or stop) recording NV write timing on both tiers.
+    pub fn trace_nv_writes(&mut self, on: bool) {
+        self.warm_port.trace = on.then(Vec::new);
+        self.cold_port.trace = on.then(Vec::new);
+    }
+
+    /// NV writes recorded since `trace_nv_writes(true)`: (tier, event).
+    pub fn nv_write_events(&self) -> Vec<(usize, crate::memory::WriteEvent)> {
+        let mut v = Vec::new();
+        for (tier, port) in [(0, &self.warm_port), (1, &self.cold_port)] {
+            for e in port.trace.iter().flatten() {
+                v.push((tier, *e));
+            }
+        }
+        v
     }
 
     /// Commands served by the ports so far: (host reads, host writes, NV reads, NV writes).

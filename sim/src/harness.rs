@@ -21,8 +21,13 @@ pub struct Rings {
 }
 
 impl Rings {
-    /// Program the ring registers and enable the controller.
+    /// Program the ring registers and enable the controller. The completion
+    /// ring is zeroed first: after a controller reset CQ_HEAD restarts at 0
+    /// with phase 1, and stale entries from before the reset would look new.
     pub fn setup(card: &mut SimCard, dq_log2: u32, cq_log2: u32) -> Result<Self, SimError> {
+        use hitless_hdl::model::HostMemory;
+        card.host
+            .write(CQ_ADDR, &vec![0u8; (CPL_BYTES as usize) << cq_log2]);
         card.write_reg(reg::DQ_BASE_LO, DQ_ADDR as u32)?;
         card.write_reg(reg::DQ_BASE_HI, (DQ_ADDR >> 32) as u32)?;
         card.write_reg(reg::DQ_SIZE_LOG2, dq_log2)?;

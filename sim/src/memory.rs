@@ -64,6 +64,7 @@ impl WordStore for NvStore {
 /// A command accepted by the port and not yet answered.
 #[derive(Clone, Copy, Debug)]
 pub struct Pending {
+    pub accepted: u64,
     pub due: u64,
     pub write: bool,
     pub addr: u64,
@@ -74,19 +75,41 @@ pub struct Pending {
 /// Port timing.
 #[derive(Clone, Copy, Debug)]
 pub struct PortTiming {
-    /// Cycles from command acceptance to response.
+    /// Cycles from a read's acceptance to its data.
     pub latency: u64,
+    /// Cycles from a write's acceptance to its acknowledgement. On an NV
+    /// port that is when the write is durable; on the host port (PCIe
+    /// posted writes) it is short.
+    pub write_latency: u64,
     /// Probability (0..=1) that the port refuses a command in a cycle.
     pub stall: f64,
 }
 
 impl PortTiming {
+    /// Reads and writes both answered after `latency` cycles, no stalls.
     pub const fn fixed(latency: u64) -> Self {
         Self {
             latency,
+            write_latency: latency,
             stall: 0.0,
         }
     }
+    /// Reads after `read` cycles, write acknowledgements after `write`.
+    pub const fn split(read: u64, write: u64) -> Self {
+        Self {
+            latency: read,
+            write_latency: write,
+            stall: 0.0,
+        }
+    }
+}
+
+/// A write seen by a port, for timing analysis (`PortModel::trace`).
+#[derive(Clone, Copy, Debug)]
+pub struct WriteEvent {
+    pub addr: u64,
+    pub accepted: u64,
+    pub acked: u64,
 }
 
 /// A pipelined memory port in front of a store.
@@ -97,6 +120,8 @@ pub struct PortModel {
     ready_now: bool,
     pub reads: u64,
     pub writes: u64,
+    /// When `Some`, every acknowledged write is recorded.
+    pub trace: Option<Vec<WriteEvent>>,
 }
 
 /// What the port presents this cycle.
@@ -117,6 +142,7 @@ impl PortModel {
             ready_now: true,
             reads: 0,
             writes: 0,
+            trace: None,
         }
     }
 
@@ -136,6 +162,13 @@ impl PortModel {
                 d.rsp_write = p.write;
                 if p.write {
                     store.write_word(p.addr, p.data, p.strobe);
+                    if let Some(t) = self.trace.as_mut() {
+                        t.push(WriteEvent {
+                            addr: p.addr,
+                            accepted: p.accepted,
+                            acked: cycle,
+                        });
+                    }
                 } else {
                     d.rsp_data = store.read_word(p.addr);
                 }
@@ -157,9 +190,14 @@ impl PortModel {
         if valid && self.ready_now {
             // One response per cycle at most: keep responses strictly after
             // the previous one so the in-order pipeline never bunches.
-            let due =
-                (cycle + self.timing.latency).max(self.pending.back().map_or(0, |p| p.due + 1));
+            let lat = if write {
+                self.timing.write_latency
+            } else {
+                self.timing.latency
+            };
+            let due = (cycle + lat).max(self.pending.back().map_or(0, |p| p.due + 1));
             self.pending.push_back(Pending {
+                accepted: cycle,
                 due,
                 write,
                 addr,

@@ -231,14 +231,17 @@ fn random_traffic_with_stalls_and_long_latency() {
     let t = CardTiming {
         host: PortTiming {
             latency: 256,
+            write_latency: 200,
             stall: 0.2,
         },
         warm: PortTiming {
             latency: 3,
+            write_latency: 1,
             stall: 0.3,
         },
         cold: PortTiming {
             latency: 64,
+            write_latency: 130,
             stall: 0.1,
         },
     };

@@ -652,7 +652,7 @@ mod tests {
         assert_eq!(get(&w, &magic), u64::from(c::LOG_RECORD_MAGIC));
         assert_eq!(get(&w, &len), 0x8765_4321);
         assert_eq!(
-            get(&[c::log_pad_word()], &magic),
+            get(&[c::log_pad_word(64)], &magic),
             u64::from(c::LOG_PAD_MAGIC)
         );
         let t = [c::log_trailer_word(0x1234_5678)];

@@ -3,7 +3,6 @@
 
 use crate::util::{self, display};
 use anyhow::{bail, Context, Result};
-use hitless_hdl::contract::{NvGeometry, DEFAULT_GEOMETRY};
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,10 +10,26 @@ use std::path::{Path, PathBuf};
 /// Where the Verilog and the synthesis reports go, relative to the workspace root.
 const OUT_DIR: &str = "target/verilog";
 
-/// THE call into the RTL generator (`hitless_hdl::rtl`, behind hdl's `rtl`
-/// feature, which xtask enables). Everything else here is tooling.
-fn generate_verilog(geometry: &NvGeometry) -> String {
-    hitless_hdl::rtl::generate_verilog(geometry)
+/// THE call into the RTL generator: hdl's `hitless-verilog` binary (behind
+/// hdl's `rtl` feature). xtask runs it rather than linking the RTL so that
+/// workspace builds do not unify `rtl` into every crate, and so that xtask
+/// still runs (setup, regs) when the RTL does not compile.
+fn generate_verilog(out: &Path) -> Result<()> {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "hitless-hdl",
+        "--features",
+        "rtl",
+        "--bin",
+        "hitless-verilog",
+        "--",
+    ])
+    .arg(out);
+    util::run(&mut cmd)
 }
 
 /// Write `target/verilog/hitless.v` for the default geometry; returns its
@@ -23,9 +38,9 @@ pub fn generate() -> Result<PathBuf> {
     let rel = Path::new(OUT_DIR).join("hitless.v");
     let dir = util::root().join(OUT_DIR);
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let text = generate_verilog(&DEFAULT_GEOMETRY);
-    fs::write(util::root().join(&rel), &text)
-        .with_context(|| format!("writing {}", rel.display()))?;
+    generate_verilog(&util::root().join(&rel))?;
+    let text = fs::read_to_string(util::root().join(&rel))
+        .with_context(|| format!("reading {}", rel.display()))?;
     println!(
         "verilog: wrote {} ({} lines)",
         rel.display(),
