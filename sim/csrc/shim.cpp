@@ -84,8 +84,16 @@ void hl_free(void* p) {
     delete h;
 }
 
-// Apply inputs, settle with the clock low, sample outputs (what the design
-// presents during this cycle), then raise the clock.
+static void read_outputs(Vtop* t, HlOut* out);
+
+// The outputs the design presents in the current cycle (all registered).
+void hl_peek(void* p, HlOut* out) {
+    read_outputs(static_cast<Hl*>(p)->top, out);
+}
+
+// Apply this cycle's inputs and clock one edge (the simulation Verilog
+// triggers its flops on every clock change, see build.rs); `out` receives
+// the outputs for the next cycle.
 void hl_step(void* p, const HlIn* in, HlOut* out) {
     Hl* h = static_cast<Hl*>(p);
     Vtop* t = h->top;
@@ -111,11 +119,16 @@ void hl_step(void* p, const HlIn* in, HlOut* out) {
     t->cold__024rsp_valid = in->cold_rsp_valid;
     t->cold__024rsp_write = in->cold_rsp_write;
     t->cold__024rsp_data = in->cold_rsp_data;
-    t->clock = 0;
+    t->clock = !t->clock;
     t->eval();
 #ifdef HITLESS_TRACE
-    if (h->vcd) h->vcd->dump(h->time * 2);
+    if (h->vcd) h->vcd->dump(h->time);
 #endif
+    h->time++;
+    read_outputs(t, out);
+}
+
+static void read_outputs(Vtop* t, HlOut* out) {
     out->awready = t->csr__024awready;
     out->wready = t->csr__024wready;
     out->bvalid = t->csr__024bvalid;
@@ -140,12 +153,6 @@ void hl_step(void* p, const HlIn* in, HlOut* out) {
     out->cold_cmd_addr = t->cold__024cmd_addr;
     out->cold_cmd_wdata = t->cold__024cmd_wdata;
     out->cold_cmd_wstrb = t->cold__024cmd_wstrb;
-    t->clock = 1;
-    t->eval();
-#ifdef HITLESS_TRACE
-    if (h->vcd) h->vcd->dump(h->time * 2 + 1);
-#endif
-    h->time++;
 }
 
 }  // extern "C"

@@ -64,7 +64,8 @@ pub struct SimCard {
     cold_port: PortModel,
     timing: CardTiming,
     input: HlIn,
-    last: HlOut,
+    /// What the design presents in the current cycle (all outputs are registered).
+    now: HlOut,
     cycle: u64,
     irqs: u64,
     vcd: Option<String>,
@@ -85,8 +86,10 @@ impl SimCard {
     /// A card booting from the given NV contents.
     pub fn with_nv(timing: CardTiming, warm: NvStore, cold: NvStore) -> Self {
         let vcd = std::env::var("HITLESS_VCD").ok();
+        let mut model = Verilated::new(vcd.as_deref());
+        let now = model.peek();
         let mut card = Self {
-            model: Verilated::new(vcd.as_deref()),
+            model,
             geometry: DEFAULT_GEOMETRY,
             host: PagedMemory::new(),
             warm,
@@ -96,7 +99,7 @@ impl SimCard {
             cold_port: PortModel::new(timing.cold, 3),
             timing,
             input: HlIn::default(),
-            last: HlOut::default(),
+            now,
             cycle: 0,
             irqs: 0,
             vcd,
@@ -150,9 +153,11 @@ impl SimCard {
         )
     }
 
-    /// Clock one cycle with the current bus inputs.
+    /// Clock one cycle with the current bus inputs; returns what the design
+    /// presented during the cycle (a handshake happened at this edge where
+    /// a valid and the matching ready were both high in it).
     #[inline]
-    pub fn tick(&mut self) {
+    pub fn tick(&mut self) -> HlOut {
         let c = self.cycle;
         let h = self.host_port.drive(c, &mut self.host);
         let w = self.warm_port.drive(c, &mut self.warm);
@@ -170,7 +175,7 @@ impl SimCard {
         i.cold_rsp_valid = k.rsp_valid as u8;
         i.cold_rsp_write = k.rsp_write as u8;
         i.cold_rsp_data = k.rsp_data;
-        let o = self.model.step(&self.input);
+        let o = self.now;
         self.host_port.observe(
             c,
             o.host_cmd_valid != 0,
@@ -198,14 +203,26 @@ impl SimCard {
         if o.irq != 0 {
             self.irqs += 1;
         }
-        self.last = o;
+        self.now = self.model.step(&self.input);
         self.cycle += 1;
+        o
     }
 
     /// Clock `n` cycles.
     pub fn run(&mut self, n: u64) {
         for _ in 0..n {
             self.tick();
+        }
+    }
+
+    fn csr_timeout(&mut self, what: &'static str, offset: u32, cycles: u64) -> SimError {
+        self.input.awvalid = 0;
+        self.input.wvalid = 0;
+        self.input.arvalid = 0;
+        SimError::CsrTimeout {
+            what,
+            offset,
+            cycles,
         }
     }
 
@@ -225,43 +242,34 @@ impl SimCard {
         self.input.wstrb = 0xF;
         self.input.bready = 1;
         let mut n = 0;
-        loop {
-            self.tick();
+        while self.input.awvalid != 0 || self.input.wvalid != 0 {
+            let o = self.tick();
             n += 1;
-            if self.last.awready != 0 {
-                break;
-            }
-            if n > LIMIT {
+            if o.awready != 0 {
                 self.input.awvalid = 0;
-                self.input.wvalid = 0;
-                return Err(SimError::CsrTimeout {
-                    what: "write",
-                    offset,
-                    cycles: n,
-                });
             }
-        }
-        self.input.awvalid = 0;
-        self.input.wvalid = 0;
-        loop {
-            self.tick();
-            n += 1;
-            if self.last.bvalid != 0 {
-                break;
+            if o.wready != 0 {
+                self.input.wvalid = 0;
             }
             if n > LIMIT {
-                return Err(SimError::CsrTimeout {
-                    what: "write response",
-                    offset,
-                    cycles: n,
-                });
+                return Err(self.csr_timeout("write", offset, n));
             }
         }
-        self.input.bready = 0;
-        if self.last.bresp != 0 {
-            return Err(SimError::CsrError { offset });
+        loop {
+            let o = self.tick();
+            n += 1;
+            if o.bvalid != 0 {
+                self.input.bready = 0;
+                if o.bresp != 0 {
+                    return Err(SimError::CsrError { offset });
+                }
+                return Ok(());
+            }
+            if n > LIMIT {
+                self.input.bready = 0;
+                return Err(self.csr_timeout("write response", offset, n));
+            }
         }
-        Ok(())
     }
 
     /// Read a register through AXI4-Lite.
@@ -271,38 +279,28 @@ impl SimCard {
         self.input.araddr = offset as u16;
         self.input.rready = 1;
         let mut n = 0;
-        loop {
-            self.tick();
+        while self.input.arvalid != 0 {
+            let o = self.tick();
             n += 1;
-            if self.last.arready != 0 {
-                break;
-            }
-            if n > LIMIT {
+            if o.arready != 0 {
                 self.input.arvalid = 0;
-                return Err(SimError::CsrTimeout {
-                    what: "read",
-                    offset,
-                    cycles: n,
-                });
-            }
-        }
-        self.input.arvalid = 0;
-        loop {
-            self.tick();
-            n += 1;
-            if self.last.rvalid != 0 {
-                break;
             }
             if n > LIMIT {
-                return Err(SimError::CsrTimeout {
-                    what: "read data",
-                    offset,
-                    cycles: n,
-                });
+                return Err(self.csr_timeout("read", offset, n));
             }
         }
-        self.input.rready = 0;
-        Ok(self.last.rdata)
+        loop {
+            let o = self.tick();
+            n += 1;
+            if o.rvalid != 0 {
+                self.input.rready = 0;
+                return Ok(o.rdata);
+            }
+            if n > LIMIT {
+                self.input.rready = 0;
+                return Err(self.csr_timeout("read data", offset, n));
+            }
+        }
     }
 
     /// Clock until `STATUS.BOOT_DONE`.

@@ -62,6 +62,7 @@ extern "C" {
     fn hl_new(vcd_path: *const c_char) -> *mut c_void;
     fn hl_free(p: *mut c_void);
     fn hl_step(p: *mut c_void, input: *const HlIn, output: *mut HlOut);
+    fn hl_peek(p: *mut c_void, output: *mut HlOut);
     fn hl_trace_supported() -> i32;
 }
 
@@ -94,7 +95,17 @@ impl Verilated {
         unsafe { hl_trace_supported() != 0 }
     }
 
-    /// Apply `input`, sample the outputs of this cycle, then clock.
+    /// The outputs the design presents in the current cycle.
+    pub fn peek(&mut self) -> HlOut {
+        let mut out = HlOut::default();
+        // SAFETY: `raw` is a live model created by hl_new (freed only in Drop);
+        // `out` is a #[repr(C)] mirror of the C struct.
+        unsafe { hl_peek(self.raw, &mut out) };
+        out
+    }
+
+    /// Apply this cycle's `input` and clock one edge; returns the outputs
+    /// for the next cycle (every output of the design is registered).
     #[inline]
     pub fn step(&mut self, input: &HlIn) -> HlOut {
         let mut out = HlOut::default();

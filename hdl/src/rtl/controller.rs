@@ -33,7 +33,7 @@ pub struct TierState {
 enum Phase {
     BootStart,
     BootRead,
-    BootCrc,
+    BootSlot,
     BootPick,
     BootCheck,
     BootGo,
@@ -130,9 +130,11 @@ pub struct HitlessController {
     tier: DFF<Bit>,
     desc: DFF<Bits<256>>,
     entry: DFF<Bits<100>>,
-    sbw: DFF<Bits<1024>>,
+    cand: DFF<TierState>,
+    have: DFF<Bit>,
+    magic_ok: DFF<Bit>,
+    ver_ok: DFF<Bit>,
     crc0: DFF<Bits<32>>,
-    crc1: DFF<Bits<32>>,
     k: DFF<Bits<5>>,
     issued: DFF<Bits<5>>,
     got: DFF<Bits<5>>,
@@ -195,10 +197,11 @@ pub struct HitlessController {
     rd_data: Signal<Local, Bits<32>>,
     eng_fire: Signal<Local, Bit>,
     eng_ack: Signal<Local, Bit>,
-    sb_words: Signal<Local, Bits<512>>,
+    sbword: Signal<Local, Bits<64>>,
+    sb_sel: Signal<Local, Bit>,
+    widx: Signal<Local, Bits<3>>,
+    km1: Signal<Local, Bits<5>>,
     ws: Signal<Local, Bits<64>>,
-    slot_valid0: Signal<Local, Bit>,
-    slot_valid1: Signal<Local, Bit>,
     scan_len: Signal<Local, Bits<32>>,
     scan_crc: Signal<Local, Bits<32>>,
     irq_set: Signal<Local, Bits<3>>,
@@ -339,9 +342,11 @@ impl HitlessController {
             tier: Default::default(),
             desc: Default::default(),
             entry: Default::default(),
-            sbw: Default::default(),
+            cand: Default::default(),
+            have: Default::default(),
+            magic_ok: Default::default(),
+            ver_ok: Default::default(),
             crc0: Default::default(),
-            crc1: Default::default(),
             k: Default::default(),
             issued: Default::default(),
             got: Default::default(),
@@ -412,10 +417,11 @@ impl HitlessController {
             rd_data: Default::default(),
             eng_fire: Default::default(),
             eng_ack: Default::default(),
-            sb_words: Default::default(),
+            sbword: Default::default(),
+            sb_sel: Default::default(),
+            widx: Default::default(),
+            km1: Default::default(),
             ws: Default::default(),
-            slot_valid0: Default::default(),
-            slot_valid1: Default::default(),
             scan_len: Default::default(),
             scan_crc: Default::default(),
             irq_set: Default::default(),
@@ -538,9 +544,11 @@ impl Logic for HitlessController {
             tier,
             desc,
             entry,
-            sbw,
+            cand,
+            have,
+            magic_ok,
+            ver_ok,
             crc0,
-            crc1,
             k,
             issued,
             got,
@@ -860,27 +868,41 @@ impl Logic for HitlessController {
         self.ws.next = 0.into();
         self.mismatch.next = self.f_check.val() & (self.res_crc.q.val() != self.xcrc.val());
 
-        // The superblock being committed, as eight words (word 7 is its CRC).
-        self.sb_words.next = bit_cast::<512, 64>(self.k_magic.val())
-            | (bit_cast::<512, 64>(self.nsb.q.val().seq) << 64)
-            | (bit_cast::<512, 1>(self.nsb.q.val().active.into()) << 128)
-            | (bit_cast::<512, 1>(true.into()) << 136)
-            | (bit_cast::<512, 32>(self.nsb.q.val().len_a) << 192)
-            | (bit_cast::<512, 32>(self.nsb.q.val().crc_a) << 224)
-            | (bit_cast::<512, 32>(self.nsb.q.val().len_b) << 256)
-            | (bit_cast::<512, 32>(self.nsb.q.val().crc_b) << 288)
-            | (bit_cast::<512, 32>(self.nsb.q.val().log_head) << 320)
-            | (bit_cast::<512, 32>(self.nsb.q.val().log_tail) << 352)
-            | (bit_cast::<512, 64>(self.nsb.q.val().log_seq) << 384)
-            | (bit_cast::<512, 32>(self.crc0.q.val()) << 448);
+        // One word of the superblock being committed (word 7 is its CRC),
+        // selected only while committing so nothing wide is built per cycle.
+        self.km1.next = self.k.q.val() - 1;
+        self.sb_sel.next = false;
+        self.widx.next = self.issued.q.val().get_bits::<3>(0);
+        if self.phase.q.val() == Phase::CommitCrc {
+            self.sb_sel.next = true;
+            self.widx.next = self.km1.val().get_bits::<3>(0);
+        } else if self.phase.q.val() == Phase::CommitWrite {
+            self.sb_sel.next = true;
+        }
+        self.sbword.next = 0.into();
+        if self.sb_sel.val() {
+            if self.widx.val() == 0 {
+                self.sbword.next = self.k_magic.val();
+            } else if self.widx.val() == 1 {
+                self.sbword.next = self.nsb_seq.val();
+            } else if self.widx.val() == 2 {
+                self.sbword.next = bit_cast::<64, 1>(self.nsb.q.val().active.into()) | 256;
+            } else if self.widx.val() == 3 {
+                self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().len_a)
+                    | (bit_cast::<64, 32>(self.nsb.q.val().crc_a) << 32);
+            } else if self.widx.val() == 4 {
+                self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().len_b)
+                    | (bit_cast::<64, 32>(self.nsb.q.val().crc_b) << 32);
+            } else if self.widx.val() == 5 {
+                self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().log_head)
+                    | (bit_cast::<64, 32>(self.nsb.q.val().log_tail) << 32);
+            } else if self.widx.val() == 6 {
+                self.sbword.next = self.nsb.q.val().log_seq;
+            } else {
+                self.sbword.next = bit_cast::<64, 32>(self.crc0.q.val());
+            }
+        }
 
-        // Superblock slot checks for the boot scan.
-        self.slot_valid0.next = (self.sbw.q.val().get_bits::<64>(0) == self.k_magic.val())
-            & (self.sbw.q.val().get_bits::<8>(136) == 1)
-            & (self.sbw.q.val().get_bits::<64>(448) == bit_cast::<64, 32>(self.crc0.q.val()));
-        self.slot_valid1.next = (self.sbw.q.val().get_bits::<64>(512) == self.k_magic.val())
-            & (self.sbw.q.val().get_bits::<8>(648) == 1)
-            & (self.sbw.q.val().get_bits::<64>(960) == bit_cast::<64, 32>(self.crc1.q.val()));
         self.scan_len.next = self.scan.q.val().len_a;
         self.scan_crc.next = self.scan.q.val().crc_a;
         if self.scan.q.val().active ^ self.tried_other.q.val() {
@@ -898,78 +920,79 @@ impl Logic for HitlessController {
         match self.phase.q.val() {
             // ================= boot scan =================
             Phase::BootStart => {
+                self.slot.d.next = false;
+                self.have.d.next = false;
+                self.eng_sel.d.next = self.tier_sel.val();
+                self.phase.d.next = Phase::BootSlot;
+            }
+            Phase::BootSlot => {
+                // Read one superblock slot; its words stream through the CRC
+                // unit and into `cand` as they arrive (no 1 Kbit buffer).
+                self.mover.ext_init.next = true;
                 self.issued.d.next = 0.into();
                 self.got.d.next = 0.into();
-                self.eng_sel.d.next = self.tier_sel.val();
                 self.phase.d.next = Phase::BootRead;
             }
             Phase::BootRead => {
-                self.want.next = self.issued.q.val() < 16;
+                self.want.next = self.issued.q.val() < 8;
                 self.router.eng.cmd_valid.next = self.want.val();
-                self.router.eng.cmd_addr.next = bit_cast::<64, 5>(self.issued.q.val()) << 3;
+                self.router.eng.cmd_addr.next = (bit_cast::<64, 1>(self.slot.q.val().into()) << 6)
+                    + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
                 self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
                 }
+                self.ws.next = self.router.eng.rsp_data.val();
                 if self.eng_ack.val() {
-                    self.sbw.d.next = (self.sbw.q.val() >> 64)
-                        | (bit_cast::<1024, 64>(self.router.eng.rsp_data.val()) << 960);
                     self.got.d.next = self.got.q.val() + 1;
-                }
-                if self.got.q.val() == 16 {
-                    self.k.d.next = 0.into();
-                    self.slot.d.next = false;
-                    self.phase.d.next = Phase::BootCrc;
-                }
-            }
-            Phase::BootCrc => {
-                self.k.d.next = self.k.q.val() + 1;
-                if self.k.q.val() == 0 {
-                    self.mover.ext_init.next = true;
-                } else if self.k.q.val() < 8 {
-                    self.ws.next = self.sbw.q.val().get_bits::<64>(
-                        bit_cast::<11, 1>(self.slot.q.val().into()).index() * 512
-                            + (self.k.q.val() - 1).index() * 64,
-                    );
-                    self.mover.ext_valid.next = true;
-                    self.mover.ext_data.next = self.ws.val();
-                } else if !self.slot.q.val() {
-                    self.crc0.d.next = self.mover.crc.val();
-                    self.slot.d.next = true;
-                    self.k.d.next = 0.into();
-                } else {
-                    self.crc1.d.next = self.mover.crc.val();
-                    self.phase.d.next = Phase::BootPick;
+                    if self.got.q.val() < 7 {
+                        self.mover.ext_valid.next = true;
+                        self.mover.ext_data.next = self.ws.val();
+                    }
+                    if self.got.q.val() == 0 {
+                        self.magic_ok.d.next = self.ws.val() == self.k_magic.val();
+                    } else if self.got.q.val() == 1 {
+                        self.cand.d.next.seq = self.ws.val();
+                    } else if self.got.q.val() == 2 {
+                        self.cand.d.next.active = self.ws.val().get_bit(0);
+                        self.ver_ok.d.next = self.ws.val().get_bits::<8>(8) == 1;
+                    } else if self.got.q.val() == 3 {
+                        self.cand.d.next.len_a = self.ws.val().get_bits::<32>(0);
+                        self.cand.d.next.crc_a = self.ws.val().get_bits::<32>(32);
+                    } else if self.got.q.val() == 4 {
+                        self.cand.d.next.len_b = self.ws.val().get_bits::<32>(0);
+                        self.cand.d.next.crc_b = self.ws.val().get_bits::<32>(32);
+                    } else if self.got.q.val() == 5 {
+                        self.cand.d.next.log_head = self.ws.val().get_bits::<32>(0);
+                        self.cand.d.next.log_tail = self.ws.val().get_bits::<32>(32);
+                    } else if self.got.q.val() == 6 {
+                        self.cand.d.next.log_seq = self.ws.val();
+                    } else {
+                        // Word 7: the slot's own CRC over words 0-6 (folded by now).
+                        if self.magic_ok.q.val()
+                            & self.ver_ok.q.val()
+                            & (self.ws.val() == bit_cast::<64, 32>(self.mover.crc.val()))
+                            & (!self.have.q.val()
+                                | (self.slot.q.val()
+                                    & (self.cand.q.val().seq > self.scan.q.val().seq)))
+                        {
+                            self.scan.d.next = self.cand.q.val();
+                            self.scan.d.next.result = 0.into();
+                            self.have.d.next = true;
+                        }
+                        if self.slot.q.val() {
+                            self.phase.d.next = Phase::BootPick;
+                        } else {
+                            self.slot.d.next = true;
+                            self.phase.d.next = Phase::BootSlot;
+                        }
+                    }
                 }
             }
             Phase::BootPick => {
                 self.tried_other.d.next = false;
                 self.phase.d.next = Phase::BootCheck;
-                if self.slot_valid1.val()
-                    & (!self.slot_valid0.val()
-                        | (self.sbw.q.val().get_bits::<64>(576)
-                            > self.sbw.q.val().get_bits::<64>(64)))
-                {
-                    self.scan.d.next.seq = self.sbw.q.val().get_bits::<64>(576);
-                    self.scan.d.next.active = self.sbw.q.val().get_bit(640);
-                    self.scan.d.next.len_a = self.sbw.q.val().get_bits::<32>(704);
-                    self.scan.d.next.crc_a = self.sbw.q.val().get_bits::<32>(736);
-                    self.scan.d.next.len_b = self.sbw.q.val().get_bits::<32>(768);
-                    self.scan.d.next.crc_b = self.sbw.q.val().get_bits::<32>(800);
-                    self.scan.d.next.log_head = self.sbw.q.val().get_bits::<32>(832);
-                    self.scan.d.next.log_tail = self.sbw.q.val().get_bits::<32>(864);
-                    self.scan.d.next.log_seq = self.sbw.q.val().get_bits::<64>(896);
-                } else if self.slot_valid0.val() {
-                    self.scan.d.next.seq = self.sbw.q.val().get_bits::<64>(64);
-                    self.scan.d.next.active = self.sbw.q.val().get_bit(128);
-                    self.scan.d.next.len_a = self.sbw.q.val().get_bits::<32>(192);
-                    self.scan.d.next.crc_a = self.sbw.q.val().get_bits::<32>(224);
-                    self.scan.d.next.len_b = self.sbw.q.val().get_bits::<32>(256);
-                    self.scan.d.next.crc_b = self.sbw.q.val().get_bits::<32>(288);
-                    self.scan.d.next.log_head = self.sbw.q.val().get_bits::<32>(320);
-                    self.scan.d.next.log_tail = self.sbw.q.val().get_bits::<32>(352);
-                    self.scan.d.next.log_seq = self.sbw.q.val().get_bits::<64>(384);
-                } else {
+                if !self.have.q.val() {
                     // Blank tier: the result field of the zero state is EMPTY.
                     self.scan.d.next = self.k_blank.val();
                     self.phase.d.next = Phase::BootNext;
@@ -1410,12 +1433,8 @@ impl Logic for HitlessController {
                     self.mover.ext_init.next = true;
                     self.nsb.d.next.seq = self.nsb.q.val().seq + 1;
                 } else if self.k.q.val() < 8 {
-                    self.ws.next = self
-                        .sb_words
-                        .val()
-                        .get_bits::<64>((self.k.q.val() - 1).index() * 64);
                     self.mover.ext_valid.next = true;
-                    self.mover.ext_data.next = self.ws.val();
+                    self.mover.ext_data.next = self.sbword.val();
                 } else {
                     self.crc0.d.next = self.mover.crc.val();
                     self.issued.d.next = 0.into();
@@ -1430,12 +1449,7 @@ impl Logic for HitlessController {
                 self.router.eng.cmd_addr.next =
                     (bit_cast::<64, 1>(self.nsb_seq.val().get_bit(0).into()) << 6)
                         + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
-                if self.issued.q.val() < 8 {
-                    self.router.eng.cmd_wdata.next = self
-                        .sb_words
-                        .val()
-                        .get_bits::<64>(self.issued.q.val().index() * 64);
-                }
+                self.router.eng.cmd_wdata.next = self.sbword.val();
                 self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
