@@ -208,6 +208,12 @@ impl SimCard {
         o
     }
 
+    /// The controller's input pins, for protocol-level tests that drive the
+    /// AXI4-Lite channels themselves (`tick` returns the outputs per cycle).
+    pub fn pins(&mut self) -> &mut HlIn {
+        &mut self.input
+    }
+
     /// Clock `n` cycles.
     pub fn run(&mut self, n: u64) {
         for _ in 0..n {

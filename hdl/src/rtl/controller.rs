@@ -915,6 +915,7 @@ impl Logic for HitlessController {
             self.pad_l.next = self.k_log_size.val() - self.app_pos.q.val();
         }
         self.need_perm.next = 0.into();
+        self.is_data_op.next = false;
         self.chk.next = 0.into();
 
         match self.phase.q.val() {
