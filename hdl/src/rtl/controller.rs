@@ -66,6 +66,9 @@ enum Phase {
 fn c12(v: u32) -> Constant<Bits<12>> {
     Constant::new((v as u64).into())
 }
+fn c8(v: u64) -> Constant<Bits<8>> {
+    Constant::new(v.into())
+}
 fn c32(v: u32) -> Constant<Bits<32>> {
     Constant::new((v as u64).into())
 }
@@ -235,6 +238,70 @@ pub struct HitlessController {
     k_rec_magic: Constant<Bits<64>>,
     k_pad_magic: Constant<Bits<64>>,
     k_blank: Constant<TierState>,
+    k_op_nop: Constant<Bits<8>>,
+    k_op_write: Constant<Bits<8>>,
+    k_op_read: Constant<Bits<8>>,
+    k_op_validate: Constant<Bits<8>>,
+    k_op_copy: Constant<Bits<8>>,
+    k_op_flip: Constant<Bits<8>>,
+    k_op_append: Constant<Bits<8>>,
+    k_op_trim: Constant<Bits<8>>,
+    k_op_max: Constant<Bits<8>>,
+    k_fl_all: Constant<Bits<8>>,
+    k_fl_cold: Constant<Bits<8>>,
+    k_fl_src_cold: Constant<Bits<8>>,
+    k_fl_check: Constant<Bits<8>>,
+    k_fl_alt: Constant<Bits<8>>,
+    k_fl_commit: Constant<Bits<8>>,
+    k_fl_irq: Constant<Bits<8>>,
+    k_perm_valid: Constant<Bits<8>>,
+    k_perm_read: Constant<Bits<8>>,
+    k_perm_write: Constant<Bits<8>>,
+    k_perm_commit: Constant<Bits<8>>,
+    k_perm_log: Constant<Bits<8>>,
+    k_perm_warm: Constant<Bits<8>>,
+    k_perm_cold: Constant<Bits<8>>,
+    k_perm_region: Constant<Bits<8>>,
+    k_st_ok: Constant<Bits<8>>,
+    k_st_bad_opcode: Constant<Bits<8>>,
+    k_st_bad_length: Constant<Bits<8>>,
+    k_st_bad_align: Constant<Bits<8>>,
+    k_st_out_of_range: Constant<Bits<8>>,
+    k_st_bad_key: Constant<Bits<8>>,
+    k_st_permission: Constant<Bits<8>>,
+    k_st_crc_mismatch: Constant<Bits<8>>,
+    k_st_log_full: Constant<Bits<8>>,
+    k_st_bad_trim: Constant<Bits<8>>,
+    k_st_bad_commit: Constant<Bits<8>>,
+    k_res_empty: Constant<Bits<2>>,
+    k_res_ok: Constant<Bits<2>>,
+    k_res_fell_back: Constant<Bits<2>>,
+    k_res_lost: Constant<Bits<2>>,
+    k_irq_completion: Constant<Bits<3>>,
+    k_irq_error: Constant<Bits<3>>,
+    k_irq_boot_done: Constant<Bits<3>>,
+    k_ctrl_enable: Constant<Bits<2>>,
+    k_ctrl_irq_enable: Constant<Bits<2>>,
+    k_layout: Constant<Bits<8>>,
+    k_log_overhead: Constant<Bits<32>>,
+    k_log_hdr: Constant<Bits<64>>,
+    k_log_trl: Constant<Bits<64>>,
+    is_nop: Signal<Local, Bit>,
+    is_write: Signal<Local, Bit>,
+    is_read: Signal<Local, Bit>,
+    is_validate: Signal<Local, Bit>,
+    is_copy: Signal<Local, Bit>,
+    is_flip: Signal<Local, Bit>,
+    is_append: Signal<Local, Bit>,
+    is_trim: Signal<Local, Bit>,
+    p_valid: Signal<Local, Bit>,
+    p_read: Signal<Local, Bit>,
+    p_write: Signal<Local, Bit>,
+    p_commit: Signal<Local, Bit>,
+    p_log: Signal<Local, Bit>,
+    p_warm: Signal<Local, Bit>,
+    p_cold: Signal<Local, Bit>,
+    p_region: Signal<Local, Bit>,
     k_sel_host: Constant<Bits<2>>,
     k_sel_warm: Constant<Bits<2>>,
     k_sel_cold: Constant<Bits<2>>,
@@ -445,6 +512,70 @@ impl HitlessController {
             k_rec_magic: c64(contract::LOG_RECORD_MAGIC as u64),
             k_pad_magic: c64(contract::LOG_PAD_MAGIC as u64),
             k_blank: Constant::new(TierState::default()),
+            k_op_nop: c8(contract::Opcode::Nop as u64),
+            k_op_write: c8(contract::Opcode::Write as u64),
+            k_op_read: c8(contract::Opcode::Read as u64),
+            k_op_validate: c8(contract::Opcode::Validate as u64),
+            k_op_copy: c8(contract::Opcode::Copy as u64),
+            k_op_flip: c8(contract::Opcode::Flip as u64),
+            k_op_append: c8(contract::Opcode::Append as u64),
+            k_op_trim: c8(contract::Opcode::LogTrim as u64),
+            k_op_max: c8(contract::Opcode::LogTrim as u64),
+            k_fl_all: c8(contract::flags::ALL as u64),
+            k_fl_cold: c8(contract::flags::COLD as u64),
+            k_fl_src_cold: c8(contract::flags::SRC_COLD as u64),
+            k_fl_check: c8(contract::flags::CHECK as u64),
+            k_fl_alt: c8(contract::flags::ALT as u64),
+            k_fl_commit: c8(contract::flags::COMMIT as u64),
+            k_fl_irq: c8(contract::flags::IRQ as u64),
+            k_perm_valid: c8(contract::perm::VALID as u64),
+            k_perm_read: c8(contract::perm::READ as u64),
+            k_perm_write: c8(contract::perm::WRITE as u64),
+            k_perm_commit: c8(contract::perm::COMMIT as u64),
+            k_perm_log: c8(contract::perm::LOG as u64),
+            k_perm_warm: c8(contract::perm::WARM as u64),
+            k_perm_cold: c8(contract::perm::COLD as u64),
+            k_perm_region: c8(contract::perm::REGION as u64),
+            k_st_ok: c8(contract::Status::Ok as u64),
+            k_st_bad_opcode: c8(contract::Status::BadOpcode as u64),
+            k_st_bad_length: c8(contract::Status::BadLength as u64),
+            k_st_bad_align: c8(contract::Status::BadAlign as u64),
+            k_st_out_of_range: c8(contract::Status::OutOfRange as u64),
+            k_st_bad_key: c8(contract::Status::BadKey as u64),
+            k_st_permission: c8(contract::Status::Permission as u64),
+            k_st_crc_mismatch: c8(contract::Status::CrcMismatch as u64),
+            k_st_log_full: c8(contract::Status::LogFull as u64),
+            k_st_bad_trim: c8(contract::Status::BadTrim as u64),
+            k_st_bad_commit: c8(contract::Status::BadCommit as u64),
+            k_res_empty: Constant::new((contract::BootResult::Empty as u64).into()),
+            k_res_ok: Constant::new((contract::BootResult::Ok as u64).into()),
+            k_res_fell_back: Constant::new((contract::BootResult::FellBack as u64).into()),
+            k_res_lost: Constant::new((contract::BootResult::Lost as u64).into()),
+            k_irq_completion: Constant::new((contract::irq::COMPLETION as u64).into()),
+            k_irq_error: Constant::new((contract::irq::ERROR as u64).into()),
+            k_irq_boot_done: Constant::new((contract::irq::BOOT_DONE as u64).into()),
+            k_ctrl_enable: Constant::new((contract::ctrl::ENABLE as u64).into()),
+            k_ctrl_irq_enable: Constant::new((contract::ctrl::IRQ_ENABLE as u64).into()),
+            k_layout: c8(contract::LAYOUT_VERSION as u64),
+            k_log_overhead: c32(contract::LOG_HEADER_BYTES + contract::LOG_TRAILER_BYTES),
+            k_log_hdr: c64(contract::LOG_HEADER_BYTES as u64),
+            k_log_trl: c64(contract::LOG_TRAILER_BYTES as u64),
+            is_nop: Default::default(),
+            is_write: Default::default(),
+            is_read: Default::default(),
+            is_validate: Default::default(),
+            is_copy: Default::default(),
+            is_flip: Default::default(),
+            is_append: Default::default(),
+            is_trim: Default::default(),
+            p_valid: Default::default(),
+            p_read: Default::default(),
+            p_write: Default::default(),
+            p_commit: Default::default(),
+            p_log: Default::default(),
+            p_warm: Default::default(),
+            p_cold: Default::default(),
+            p_region: Default::default(),
             k_sel_host: Constant::new(SEL_HOST.into()),
             k_sel_warm: Constant::new(SEL_WARM.into()),
             k_sel_cold: Constant::new(SEL_COLD.into()),
@@ -602,22 +733,38 @@ impl Logic for HitlessController {
         self.len.next = self.desc.q.val().get_bits::<32>(160);
         self.aux.next = self.desc.q.val().get_bits::<32>(192);
         self.xcrc.next = self.desc.q.val().get_bits::<32>(224);
-        self.f_cold.next = self.flags.val().get_bit(0);
-        self.f_src_cold.next = self.flags.val().get_bit(1);
-        self.f_check.next = self.flags.val().get_bit(2);
-        self.f_alt.next = self.flags.val().get_bit(3);
-        self.f_commit.next = self.flags.val().get_bit(4);
-        self.f_irq.next = self.flags.val().get_bit(5);
+        self.f_cold.next = (self.flags.val() & self.k_fl_cold.val()).any();
+        self.f_src_cold.next = (self.flags.val() & self.k_fl_src_cold.val()).any();
+        self.f_check.next = (self.flags.val() & self.k_fl_check.val()).any();
+        self.f_alt.next = (self.flags.val() & self.k_fl_alt.val()).any();
+        self.f_commit.next = (self.flags.val() & self.k_fl_commit.val()).any();
+        self.f_irq.next = (self.flags.val() & self.k_fl_irq.val()).any();
         self.e_tag.next = self.entry.q.val().get_bits::<28>(0);
         self.e_base.next = self.entry.q.val().get_bits::<32>(28);
         self.e_len.next = self.entry.q.val().get_bits::<32>(60);
         self.e_perm.next = self.entry.q.val().get_bits::<8>(92);
+        self.is_nop.next = self.opcode.val() == self.k_op_nop.val();
+        self.is_write.next = self.opcode.val() == self.k_op_write.val();
+        self.is_read.next = self.opcode.val() == self.k_op_read.val();
+        self.is_validate.next = self.opcode.val() == self.k_op_validate.val();
+        self.is_copy.next = self.opcode.val() == self.k_op_copy.val();
+        self.is_flip.next = self.opcode.val() == self.k_op_flip.val();
+        self.is_append.next = self.opcode.val() == self.k_op_append.val();
+        self.is_trim.next = self.opcode.val() == self.k_op_trim.val();
+        self.p_valid.next = (self.e_perm.val() & self.k_perm_valid.val()).any();
+        self.p_read.next = (self.e_perm.val() & self.k_perm_read.val()).any();
+        self.p_write.next = (self.e_perm.val() & self.k_perm_write.val()).any();
+        self.p_commit.next = (self.e_perm.val() & self.k_perm_commit.val()).any();
+        self.p_log.next = (self.e_perm.val() & self.k_perm_log.val()).any();
+        self.p_warm.next = (self.e_perm.val() & self.k_perm_warm.val()).any();
+        self.p_cold.next = (self.e_perm.val() & self.k_perm_cold.val()).any();
+        self.p_region.next = (self.e_perm.val() & self.k_perm_region.val()).any();
         self.e_valid.next = self
             .pt_valid
             .q
             .val()
             .get_bit(self.key.val().get_bits::<4>(0).index())
-            & self.e_perm.val().get_bit(0);
+            & self.p_valid.val();
         self.pt_eng.read_address.next = self.key.val().get_bits::<4>(0);
         self.pt_csr.read_address.next = self.pt_index.q.val();
         self.pt_eng.write_enable.next = false;
@@ -886,7 +1033,8 @@ impl Logic for HitlessController {
             } else if self.widx.val() == 1 {
                 self.sbword.next = self.nsb_seq.val();
             } else if self.widx.val() == 2 {
-                self.sbword.next = bit_cast::<64, 1>(self.nsb.q.val().active.into()) | 256;
+                self.sbword.next = bit_cast::<64, 1>(self.nsb.q.val().active.into())
+                    | (bit_cast::<64, 8>(self.k_layout.val()) << 8);
             } else if self.widx.val() == 3 {
                 self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().len_a)
                     | (bit_cast::<64, 32>(self.nsb.q.val().crc_a) << 32);
@@ -956,7 +1104,7 @@ impl Logic for HitlessController {
                         self.cand.d.next.seq = self.ws.val();
                     } else if self.got.q.val() == 2 {
                         self.cand.d.next.active = self.ws.val().get_bit(0);
-                        self.ver_ok.d.next = self.ws.val().get_bits::<8>(8) == 1;
+                        self.ver_ok.d.next = self.ws.val().get_bits::<8>(8) == self.k_layout.val();
                     } else if self.got.q.val() == 3 {
                         self.cand.d.next.len_a = self.ws.val().get_bits::<32>(0);
                         self.cand.d.next.crc_a = self.ws.val().get_bits::<32>(32);
@@ -978,7 +1126,7 @@ impl Logic for HitlessController {
                                     & (self.cand.q.val().seq > self.scan.q.val().seq)))
                         {
                             self.scan.d.next = self.cand.q.val();
-                            self.scan.d.next.result = 0.into();
+                            self.scan.d.next.result = self.k_res_empty.val();
                             self.have.d.next = true;
                         }
                         if self.slot.q.val() {
@@ -1027,17 +1175,17 @@ impl Logic for HitlessController {
                         & (self.res_crc.q.val() == self.scan_crc.val())
                     {
                         if self.tried_other.q.val() {
-                            self.scan.d.next.result = 2.into();
+                            self.scan.d.next.result = self.k_res_fell_back.val();
                             self.scan.d.next.active = !self.scan.q.val().active;
                         } else {
-                            self.scan.d.next.result = 1.into();
+                            self.scan.d.next.result = self.k_res_ok.val();
                         }
                         self.phase.d.next = Phase::BootNext;
                     } else if !self.tried_other.q.val() {
                         self.tried_other.d.next = true;
                         self.phase.d.next = Phase::BootCheck;
                     } else {
-                        self.scan.d.next.result = 3.into();
+                        self.scan.d.next.result = self.k_res_lost.val();
                         self.phase.d.next = Phase::BootNext;
                     }
                 }
@@ -1047,7 +1195,7 @@ impl Logic for HitlessController {
                     self.cold_st.d.next = self.scan.q.val();
                     self.tier.d.next = false;
                     self.boot_done.d.next = true;
-                    self.irq_set.next = 4.into();
+                    self.irq_set.next = self.k_irq_boot_done.val();
                     self.phase.d.next = Phase::Idle;
                 } else {
                     self.warm_st.d.next = self.scan.q.val();
@@ -1069,7 +1217,7 @@ impl Logic for HitlessController {
                     self.cpl_w1.d.next = (bit_cast::<64, 16>(self.ovf_tail.q.val()) << 32)
                         | (bit_cast::<64, 1>((!self.cq_shifted.val().get_bit(0)).into()) << 63);
                     self.phase.d.next = Phase::CplWrite;
-                } else if self.ctrl.q.val().get_bit(0)
+                } else if (self.ctrl.q.val() & self.k_ctrl_enable.val()).any()
                     & self.boot_done.q.val()
                     & (self.dq_head.q.val() != self.dq_tail.q.val())
                     & self.cq_room.val()
@@ -1113,13 +1261,13 @@ impl Logic for HitlessController {
                 self.oor.d.next = (bit_cast::<64, 32>(self.off.val())
                     + bit_cast::<64, 32>(self.len.val()))
                     > bit_cast::<64, 32>(self.e_len.val());
-                if (self.opcode.val() == 4)
+                if self.is_copy.val()
                     & ((bit_cast::<64, 32>(self.aux.val()) + bit_cast::<64, 32>(self.len.val()))
                         > bit_cast::<64, 32>(self.e_len.val()))
                 {
                     self.oor.d.next = true;
                 }
-                if self.e_perm.val().get_bit(7) {
+                if self.p_region.val() {
                     // Region-relative window.
                     if (bit_cast::<64, 32>(self.e_base.val())
                         + bit_cast::<64, 32>(self.off.val())
@@ -1128,7 +1276,7 @@ impl Logic for HitlessController {
                     {
                         self.oor.d.next = true;
                     }
-                    if (self.opcode.val() == 4)
+                    if self.is_copy.val()
                         & ((bit_cast::<64, 32>(self.e_base.val())
                             + bit_cast::<64, 32>(self.aux.val())
                             + bit_cast::<64, 32>(self.len.val()))
@@ -1139,7 +1287,7 @@ impl Logic for HitlessController {
                     self.phys.d.next = self.alt_base.val()
                         + bit_cast::<64, 32>(self.e_base.val())
                         + bit_cast::<64, 32>(self.off.val());
-                    if ((self.opcode.val() == 2) | (self.opcode.val() == 3)) & !self.f_alt.val() {
+                    if (self.is_read.val() | self.is_validate.val()) & !self.f_alt.val() {
                         self.phys.d.next = self.act_base.val()
                             + bit_cast::<64, 32>(self.e_base.val())
                             + bit_cast::<64, 32>(self.off.val());
@@ -1155,7 +1303,7 @@ impl Logic for HitlessController {
                     {
                         self.oor.d.next = true;
                     }
-                    if (self.opcode.val() == 4)
+                    if self.is_copy.val()
                         & ((bit_cast::<64, 32>(self.e_base.val())
                             + bit_cast::<64, 32>(self.aux.val())
                             + bit_cast::<64, 32>(self.len.val()))
@@ -1171,64 +1319,69 @@ impl Logic for HitlessController {
                 self.phase.d.next = Phase::Check;
             }
             Phase::Check => {
-                self.is_data_op.next = (self.opcode.val() >= 1) & (self.opcode.val() <= 4);
+                self.is_data_op.next = self.is_write.val()
+                    | self.is_read.val()
+                    | self.is_validate.val()
+                    | self.is_copy.val();
                 // Permission each operation needs (perm bits of the contract).
-                if self.opcode.val() == 1 {
-                    self.need_perm.next = 4.into();
+                if self.is_write.val() {
+                    self.need_perm.next = self.k_perm_write.val();
                     if self.f_commit.val() {
-                        self.need_perm.next = 12.into();
+                        self.need_perm.next = self.k_perm_write.val() | self.k_perm_commit.val();
                     }
-                } else if (self.opcode.val() == 2) | (self.opcode.val() == 3) {
-                    self.need_perm.next = 2.into();
-                } else if self.opcode.val() == 4 {
-                    self.need_perm.next = 6.into();
-                } else if self.opcode.val() == 5 {
-                    self.need_perm.next = 8.into();
-                } else if self.opcode.val() >= 6 {
-                    self.need_perm.next = 16.into();
+                } else if self.is_read.val() | self.is_validate.val() {
+                    self.need_perm.next = self.k_perm_read.val();
+                } else if self.is_copy.val() {
+                    self.need_perm.next = self.k_perm_read.val() | self.k_perm_write.val();
+                } else if self.is_flip.val() {
+                    self.need_perm.next = self.k_perm_commit.val();
+                } else if self.is_append.val() | self.is_trim.val() {
+                    self.need_perm.next = self.k_perm_log.val();
                 }
-                if (self.opcode.val() > 7) | (self.flags.val() > 0x3F) {
-                    self.chk.next = 1.into();
-                } else if self.opcode.val() == 0 {
-                    self.chk.next = 0.into();
+                if (self.opcode.val() > self.k_op_max.val())
+                    | (self.flags.val() & !self.k_fl_all.val()).any()
+                {
+                    self.chk.next = self.k_st_bad_opcode.val();
+                } else if self.is_nop.val() {
+                    self.chk.next = self.k_st_ok.val();
                 } else if !self.e_valid.val()
                     | (self.e_tag.val() != self.key.val().get_bits::<28>(4))
                 {
-                    self.chk.next = 5.into();
-                } else if (self.f_cold.val() & !self.e_perm.val().get_bit(6))
-                    | (!self.f_cold.val() & !self.e_perm.val().get_bit(5))
-                    | ((self.opcode.val() == 4)
-                        & ((self.f_src_cold.val() & !self.e_perm.val().get_bit(6))
-                            | (!self.f_src_cold.val() & !self.e_perm.val().get_bit(5))))
+                    self.chk.next = self.k_st_bad_key.val();
+                } else if (self.f_cold.val() & !self.p_cold.val())
+                    | (!self.f_cold.val() & !self.p_warm.val())
+                    | (self.is_copy.val()
+                        & ((self.f_src_cold.val() & !self.p_cold.val())
+                            | (!self.f_src_cold.val() & !self.p_warm.val())))
                     | ((self.e_perm.val() & self.need_perm.val()) != self.need_perm.val())
                 {
-                    self.chk.next = 6.into();
-                } else if (self.opcode.val() == 1)
+                    self.chk.next = self.k_st_permission.val();
+                } else if self.is_write.val()
                     & self.f_commit.val()
-                    & (!self.e_perm.val().get_bit(7) | self.rel.q.val().any())
+                    & (!self.p_region.val() | self.rel.q.val().any())
                 {
-                    self.chk.next = 11.into();
-                } else if ((self.is_data_op.val() | (self.opcode.val() == 6))
+                    self.chk.next = self.k_st_bad_commit.val();
+                } else if ((self.is_data_op.val() | self.is_append.val())
                     & (!self.len.val().any() | (self.len.val() > self.k_max_xfer.val())))
-                    | ((self.opcode.val() == 5)
+                    | (self.is_flip.val()
                         & (bit_cast::<64, 32>(self.len.val()) > self.k_region_size.val()))
                 {
-                    self.chk.next = 2.into();
+                    self.chk.next = self.k_st_bad_length.val();
                 } else if self.is_data_op.val()
                     & (self.off.val().get_bits::<3>(0).any()
-                        | ((self.opcode.val() == 4) & self.aux.val().get_bits::<3>(0).any()))
+                        | (self.is_copy.val() & self.aux.val().get_bits::<3>(0).any()))
                 {
-                    self.chk.next = 3.into();
+                    self.chk.next = self.k_st_bad_align.val();
                 } else if self.is_data_op.val()
                     & (self.oor.q.val()
-                        | ((self.opcode.val() == 4)
+                        | (self.is_copy.val()
                             & (self.f_cold.val() == self.f_src_cold.val())
                             & (self.src_phys.q.val()
                                 < (self.phys.q.val() + bit_cast::<64, 32>(self.len.val())))
                             & (self.phys.q.val()
                                 < (self.src_phys.q.val() + bit_cast::<64, 32>(self.len.val())))))
                 {
-                    self.chk.next = 4.into();
+                    self.chk.next = self.k_st_out_of_range.val();
                 }
                 self.status.d.next = self.chk.val();
                 self.res_crc.d.next = 0.into();
@@ -1236,40 +1389,41 @@ impl Logic for HitlessController {
                 self.m_len.d.next = self.len.val();
                 self.m_has_dst.d.next = true;
                 self.phase.d.next = Phase::CplBuild;
-                if self.chk.val().any() | (self.opcode.val() == 0) {
+                if self.chk.val().any() | self.is_nop.val() {
                     self.phase.d.next = Phase::CplBuild;
-                } else if self.opcode.val() == 1 {
+                } else if self.is_write.val() {
                     self.m_src.d.next = self.desc.q.val().get_bits::<64>(64);
                     self.m_src_sel.d.next = self.k_sel_host.val();
                     self.m_dst.d.next = self.phys.q.val();
                     self.m_dst_sel.d.next = self.tier_sel.val();
                     self.phase.d.next = Phase::ExecStart;
-                } else if self.opcode.val() == 2 {
+                } else if self.is_read.val() {
                     self.m_src.d.next = self.phys.q.val();
                     self.m_src_sel.d.next = self.tier_sel.val();
                     self.m_dst.d.next = self.desc.q.val().get_bits::<64>(64);
                     self.m_dst_sel.d.next = self.k_sel_host.val();
                     self.phase.d.next = Phase::ExecStart;
-                } else if self.opcode.val() == 3 {
+                } else if self.is_validate.val() {
                     self.m_src.d.next = self.phys.q.val();
                     self.m_src_sel.d.next = self.tier_sel.val();
                     self.m_dst_sel.d.next = self.k_sel_none.val();
                     self.m_has_dst.d.next = false;
                     self.phase.d.next = Phase::ExecStart;
-                } else if self.opcode.val() == 4 {
+                } else if self.is_copy.val() {
                     self.m_src.d.next = self.src_phys.q.val();
                     self.m_src_sel.d.next = self.stier_sel.val();
                     self.m_dst.d.next = self.phys.q.val();
                     self.m_dst_sel.d.next = self.tier_sel.val();
                     self.phase.d.next = Phase::ExecStart;
-                } else if self.opcode.val() == 5 {
+                } else if self.is_flip.val() {
                     self.m_src.d.next = self.alt_base.val();
                     self.m_src_sel.d.next = self.tier_sel.val();
                     self.m_dst_sel.d.next = self.k_sel_none.val();
                     self.m_has_dst.d.next = false;
                     self.phase.d.next = Phase::ExecStart;
-                } else if self.opcode.val() == 6 {
-                    self.app_rec.d.next = ((self.len.val() + 7) >> 3 << 3) + 24;
+                } else if self.is_append.val() {
+                    self.app_rec.d.next =
+                        ((self.len.val() + 7) >> 3 << 3) + self.k_log_overhead.val();
                     self.app_pos.d.next = self.cur.val().log_head & self.k_log_mask.val();
                     self.phase.d.next = Phase::AppPlan;
                 } else {
@@ -1277,7 +1431,7 @@ impl Logic for HitlessController {
                     if (self.aux.val() - self.cur.val().log_tail)
                         > (self.cur.val().log_head - self.cur.val().log_tail)
                     {
-                        self.status.d.next = 10.into();
+                        self.status.d.next = self.k_st_bad_trim.val();
                     } else {
                         self.info.d.next = self.aux.val();
                         self.nsb.d.next = self.cur.val();
@@ -1301,13 +1455,11 @@ impl Logic for HitlessController {
                 self.info.d.next = self.len.val();
                 self.phase.d.next = Phase::CplBuild;
                 if self.mismatch.val() {
-                    self.status.d.next = 7.into();
-                    if self.opcode.val() == 5 {
+                    self.status.d.next = self.k_st_crc_mismatch.val();
+                    if self.is_flip.val() {
                         self.info.d.next = 0.into();
                     }
-                } else if ((self.opcode.val() == 1) & self.f_commit.val())
-                    | (self.opcode.val() == 5)
-                {
+                } else if (self.is_write.val() & self.f_commit.val()) | self.is_flip.val() {
                     // Commit: the alternate region becomes active.
                     self.nsb.d.next = self.cur.val();
                     self.nsb.d.next.active = !self.cur.val().active;
@@ -1318,7 +1470,7 @@ impl Logic for HitlessController {
                         self.nsb.d.next.len_b = self.len.val();
                         self.nsb.d.next.crc_b = self.res_crc.q.val();
                     }
-                    if self.opcode.val() == 5 {
+                    if self.is_flip.val() {
                         self.info.d.next = self.cur_seq.val().get_bits::<32>(0) + 1;
                     }
                     self.k.d.next = 0.into();
@@ -1343,7 +1495,7 @@ impl Logic for HitlessController {
                     + bit_cast::<34, 32>(self.app_rec.q.val()))
                     > bit_cast::<34, 32>(self.k_log_size.val())
                 {
-                    self.status.d.next = 8.into();
+                    self.status.d.next = self.k_st_log_full.val();
                     self.info.d.next = 0.into();
                     self.phase.d.next = Phase::CplBuild;
                 } else {
@@ -1380,8 +1532,9 @@ impl Logic for HitlessController {
             Phase::AppAck => {
                 self.m_src.d.next = self.desc.q.val().get_bits::<64>(64);
                 self.m_src_sel.d.next = self.k_sel_host.val();
-                self.m_dst.d.next =
-                    self.k_log_base.val() + bit_cast::<64, 32>(self.app_start.q.val()) + 16;
+                self.m_dst.d.next = self.k_log_base.val()
+                    + bit_cast::<64, 32>(self.app_start.q.val())
+                    + self.k_log_hdr.val();
                 self.m_dst_sel.d.next = self.tier_sel.val();
                 self.m_has_dst.d.next = true;
                 if !self.eng_inflight.q.val().any() {
@@ -1406,7 +1559,7 @@ impl Logic for HitlessController {
                 self.router.eng.cmd_addr.next = self.k_log_base.val()
                     + bit_cast::<64, 32>(self.app_start.q.val())
                     + bit_cast::<64, 32>(self.app_rec.q.val())
-                    - 8;
+                    - self.k_log_trl.val();
                 self.router.eng.cmd_wdata.next = bit_cast::<64, 32>(self.res_crc.q.val())
                     | (bit_cast::<64, 32>(!self.res_crc.q.val()) << 32);
                 self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
@@ -1463,10 +1616,10 @@ impl Logic for HitlessController {
                 if !self.eng_inflight.q.val().any() {
                     if self.tier.q.val() {
                         self.cold_st.d.next = self.nsb.q.val();
-                        self.cold_st.d.next.result = 1.into();
+                        self.cold_st.d.next.result = self.k_res_ok.val();
                     } else {
                         self.warm_st.d.next = self.nsb.q.val();
-                        self.warm_st.d.next.result = 1.into();
+                        self.warm_st.d.next.result = self.k_res_ok.val();
                     }
                     self.phase.d.next = Phase::CplBuild;
                 }
@@ -1513,12 +1666,12 @@ impl Logic for HitlessController {
                     }
                     if self.status.q.val().any() {
                         self.ops_failed.d.next = self.ops_failed.q.val() + 1;
-                        self.irq_set.next = 2.into();
+                        self.irq_set.next = self.k_irq_error.val();
                     } else {
                         self.ops_ok.d.next = self.ops_ok.q.val() + 1;
                     }
                     if self.f_irq.val() & !self.cpl_is_ovf.q.val() {
-                        self.irq_set.next = self.irq_set.val() | 1;
+                        self.irq_set.next = self.irq_set.val() | self.k_irq_completion.val();
                     }
                     self.phase.d.next = Phase::Idle;
                 }
@@ -1540,7 +1693,7 @@ impl Logic for HitlessController {
             (self.irq_status.q.val() & !self.irq_clear.val()) | self.irq_set.val();
         self.irq_pulse.d.next =
             (self.irq_set.val() & !self.irq_status.q.val() & self.irq_mask.q.val()).any()
-                & self.ctrl.q.val().get_bit(1);
+                & (self.ctrl.q.val() & self.k_ctrl_irq_enable.val()).any();
 
         // ---- reset ----
         if self.reset.val() {

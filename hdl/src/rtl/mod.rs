@@ -93,6 +93,62 @@ mod tests {
         );
     }
 
+    /// rust-hdl puts a block's update function in one `always @(*)`. A
+    /// signal read there before its first assignment in the same block is a
+    /// stale value (or a combinational loop), and Verilator's lint does not
+    /// flag it for `always @(*)`. Check the generated Verilog for it.
+    fn read_before_assignment(v: &str) -> Vec<String> {
+        let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '$';
+        let mut problems = Vec::new();
+        for block in v.split("always @(*) begin").skip(1) {
+            let body = block.split("\n    end\n").next().unwrap_or("");
+            // (name, rhs) per line; an assignment is `name [index] = ...`.
+            let lines: Vec<(Option<&str>, &str)> = body
+                .lines()
+                .map(|l| {
+                    let t = l.trim_start();
+                    let name_end = t.find(|c: char| !ident(c)).unwrap_or(t.len());
+                    let rest = t[name_end..].trim_start();
+                    let rest = match rest.strip_prefix('[') {
+                        Some(r) => r.split_once(']').map_or(r, |x| x.1).trim_start(),
+                        None => rest,
+                    };
+                    match rest.strip_prefix('=') {
+                        Some(rhs) if name_end > 0 && !rhs.starts_with('=') => {
+                            (Some(&t[..name_end]), rhs)
+                        }
+                        _ => (None, t),
+                    }
+                })
+                .collect();
+            let assigned: std::collections::HashSet<&str> =
+                lines.iter().filter_map(|(n, _)| *n).collect();
+            let mut written = std::collections::HashSet::new();
+            for (name, rhs) in &lines {
+                for word in rhs.split(|c: char| !ident(c)).filter(|w| !w.is_empty()) {
+                    if assigned.contains(word) && !written.contains(word) {
+                        problems.push(word.to_string());
+                    }
+                }
+                if let Some(n) = name {
+                    written.insert(*n);
+                }
+            }
+        }
+        problems.sort();
+        problems.dedup();
+        problems
+    }
+
+    #[test]
+    fn no_combinational_read_before_assignment() {
+        let bad = "always @(*) begin\n        a = b;\n        b = c[1];\n        d[2] = a == b;\n    end\n";
+        assert_eq!(read_before_assignment(bad), vec!["b".to_string()]);
+        let v = generate_verilog(&crate::contract::DEFAULT_GEOMETRY);
+        let problems = read_before_assignment(&v);
+        assert!(problems.is_empty(), "read before assignment: {problems:?}");
+    }
+
     /// The CRC block in rust-hdl's own simulator against the `crc` crate:
     /// seeded random messages of 0..40 bytes, fed 8 bytes per cycle with a
     /// short final word, must give CRC-32C.
