@@ -86,6 +86,12 @@ impl SimCard {
     /// A card booting from the given NV contents.
     pub fn with_nv(timing: CardTiming, warm: NvStore, cold: NvStore) -> Self {
         let vcd = std::env::var("HITLESS_VCD").ok();
+        if vcd.is_some() && !Verilated::trace_supported() {
+            tracing::warn!(
+                "HITLESS_VCD is set but the model was built without tracing: \
+                 rebuild with HITLESS_TRACE_BUILD=1 to get a waveform"
+            );
+        }
         let mut model = Verilated::new(vcd.as_deref());
         let now = model.peek();
         let mut card = Self {
