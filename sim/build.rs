@@ -52,12 +52,13 @@ fn main() {
     let unchanged = std::fs::read_to_string(&vfile).is_ok_and(|old| old == verilog);
     let mdir = out.join("obj");
     let lib = mdir.join("Vtop__ALL.a");
-    let stamp = mdir.join(if trace {
-        "trace.stamp"
-    } else {
-        "notrace.stamp"
-    });
-    if !(unchanged && lib.exists() && stamp.exists()) {
+    // Everything besides the Verilog that decides the model's objects.
+    const OPT_FAST: &str = "OPT_FAST=-O3 -fno-stack-protector";
+    const OPT_SLOW: &str = "OPT_SLOW=-O1";
+    let config = format!("trace={trace} {OPT_FAST} {OPT_SLOW}");
+    let stamp = mdir.join("build.stamp");
+    let same_config = std::fs::read_to_string(&stamp).is_ok_and(|s| s == config);
+    if !(unchanged && lib.exists() && same_config) {
         std::fs::write(&vfile, &verilog).expect("write verilog");
         let _ = std::fs::remove_dir_all(&mdir);
         let mut v = Command::new("verilator");
@@ -82,12 +83,12 @@ fn main() {
                 .arg("-C")
                 .arg(&mdir)
                 .args(["-f", "Vtop.mk", "-j", &jobs])
-                .arg("OPT_FAST=-O3 -fno-stack-protector")
-                .arg("OPT_SLOW=-O1")
+                .arg(OPT_FAST)
+                .arg(OPT_SLOW)
                 .args(&objs),
             "make (verilated model)",
         );
-        std::fs::write(&stamp, b"").expect("stamp");
+        std::fs::write(&stamp, &config).expect("stamp");
     }
     let root = verilator_root();
     let inc = root.join("include");
