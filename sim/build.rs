@@ -11,7 +11,7 @@
 //! Set `HITLESS_TRACE_BUILD=1` at build time to compile VCD tracing in
 //! (then `HITLESS_VCD=path` at run time writes a waveform).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 fn run(cmd: &mut Command, what: &str) {
@@ -105,12 +105,24 @@ fn main() {
         b.define("HITLESS_TRACE", None);
     }
     b.compile("hitless_shim");
-    link_obj(&mdir, "Vtop__ALL.a");
-    link_obj(&mdir, "verilated.o");
-    link_obj(&mdir, "verilated_threads.o");
+    // Static libraries (not link args) so crates that depend on this one
+    // link the model too. Order matters: the shim (emitted by `compile`
+    // above) needs the model, the model needs the Verilator runtime.
+    std::fs::copy(mdir.join("Vtop__ALL.a"), out.join("libhitless_vtop.a"))
+        .expect("copy model archive");
+    let mut runtime = vec![mdir.join("verilated.o"), mdir.join("verilated_threads.o")];
     if trace {
-        link_obj(&mdir, "verilated_vcd_c.o");
+        runtime.push(mdir.join("verilated_vcd_c.o"));
     }
+    let lib = out.join("libhitless_verilated.a");
+    let _ = std::fs::remove_file(&lib);
+    run(
+        Command::new("ar").arg("crs").arg(&lib).args(&runtime),
+        "ar (Verilator runtime)",
+    );
+    println!("cargo:rustc-link-search=native={}", out.display());
+    println!("cargo:rustc-link-lib=static=hitless_vtop");
+    println!("cargo:rustc-link-lib=static=hitless_verilated");
     println!("cargo:rustc-link-lib=stdc++");
     println!("cargo:rustc-link-lib=pthread");
     println!("cargo:rustc-env=HITLESS_VERILOG={}", vfile.display());
@@ -123,8 +135,4 @@ fn one_eval_per_edge(v: &str) -> String {
         "the design has falling-edge logic: the one-eval-per-edge rewrite would be wrong"
     );
     v.replace("always @(posedge ", "always @(")
-}
-
-fn link_obj(dir: &Path, name: &str) {
-    println!("cargo:rustc-link-arg={}", dir.join(name).display());
 }

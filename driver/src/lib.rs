@@ -1,1 +1,35 @@
-//! Host driver (issue 3).
+//! The hitless host driver.
+//!
+//! A [`Card`] is the API a host application uses: checkpoint an image,
+//! restore it, append to and read the log, read the card's status. It is
+//! written once over the [`CardIo`] trait (registers, DMA window,
+//! interrupts); the transports implement that trait:
+//!
+//! | transport | backend | where |
+//! |---|---|---|
+//! | in-process reference model | [`backend::model::ModelIo`] | unit tests, driver overhead |
+//!
+//! ```
+//! use hitless_driver::{backend::model::ModelIo, Card, Options, Tier};
+//! use hitless_hdl::contract::{perm, DEFAULT_GEOMETRY};
+//!
+//! let io = ModelIo::new(DEFAULT_GEOMETRY, 8 << 20);
+//! let mut card = Card::open(io, Options::default())?;
+//! let window = perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::COLD | perm::REGION;
+//! let key = card.program_entry(1, 0x5eed, 0, DEFAULT_GEOMETRY.region_size, window)?;
+//! let state = b"the application's state".to_vec();
+//! let committed = card.checkpoint(key, Tier::Cold, &state)?;
+//! assert_eq!(card.restore(key, Tier::Cold)?, state);
+//! assert_eq!(committed.seq, 1);
+//! # Ok::<(), hitless_driver::Error>(())
+//! ```
+
+pub mod backend;
+pub mod card;
+pub mod dma;
+pub mod error;
+pub mod io;
+
+pub use card::{Card, CardStatus, Committed, Options, Tier, TierStatus};
+pub use error::{Error, Result};
+pub use io::{CardIo, DmaWindow};

@@ -52,11 +52,12 @@ pub enum TornWrites {
     Random(u64),
 }
 
-/// The simulated card.
-pub struct SimCard {
+/// The simulated card. `H` is the host memory its DMA port reaches: sparse
+/// paged memory by default, or a contiguous DMA window shared with a driver.
+pub struct SimCard<H: WordStore = PagedMemory> {
     model: Verilated,
     pub geometry: NvGeometry,
-    pub host: PagedMemory,
+    pub host: H,
     pub warm: NvStore,
     pub cold: NvStore,
     host_port: PortModel,
@@ -71,7 +72,7 @@ pub struct SimCard {
     vcd: Option<String>,
 }
 
-impl SimCard {
+impl SimCard<PagedMemory> {
     /// A card with blank NV memories and default timing, held in reset for
     /// a few cycles and then released (the boot scan starts).
     pub fn new(timing: CardTiming) -> Self {
@@ -85,6 +86,13 @@ impl SimCard {
 
     /// A card booting from the given NV contents.
     pub fn with_nv(timing: CardTiming, warm: NvStore, cold: NvStore) -> Self {
+        Self::with_host(timing, warm, cold, PagedMemory::new())
+    }
+}
+
+impl<H: WordStore> SimCard<H> {
+    /// A card booting from the given NV contents, reaching `host` by DMA.
+    pub fn with_host(timing: CardTiming, warm: NvStore, cold: NvStore, host: H) -> Self {
         let vcd = std::env::var("HITLESS_VCD").ok();
         if vcd.is_some() && !Verilated::trace_supported() {
             tracing::warn!(
@@ -97,7 +105,7 @@ impl SimCard {
         let mut card = Self {
             model,
             geometry: DEFAULT_GEOMETRY,
-            host: PagedMemory::new(),
+            host,
             warm,
             cold,
             host_port: PortModel::new(timing.host, 1),
@@ -341,18 +349,25 @@ impl SimCard {
     /// Power cut now: the controller and the warm tier lose everything
     /// (`keep_warm` models a warm tier with battery or supercap backup);
     /// the cold tier keeps what was durable, plus torn in-flight writes.
+    /// Host memory is the host's: it survives the card's power cycle.
     pub fn power_cycle(mut self, torn: TornWrites, keep_warm: bool) -> Self {
         self.tear(torn);
         let g = self.geometry;
+        let SimCard {
+            model,
+            host,
+            warm,
+            cold,
+            timing,
+            ..
+        } = self;
+        drop(model);
         let warm = if keep_warm {
-            std::mem::replace(&mut self.warm, NvStore::new(0))
+            warm
         } else {
             NvStore::new(g.total() as usize)
         };
-        let cold = std::mem::replace(&mut self.cold, NvStore::new(0));
-        let timing = self.timing;
-        drop(self);
-        Self::with_nv(timing, warm, cold)
+        Self::with_host(timing, warm, cold, host)
     }
 
     fn tear(&mut self, torn: TornWrites) {

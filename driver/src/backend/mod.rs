@@ -1,0 +1,3 @@
+//! Transports. Each implements [`crate::CardIo`].
+
+pub mod model;

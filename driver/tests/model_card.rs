@@ -1,0 +1,242 @@
+//! The driver core against the in-process reference model.
+
+use hitless_driver::backend::model::{ModelIo, VecWindow};
+use hitless_driver::{Card, CardIo, DmaWindow, Error, Options, Tier};
+use hitless_hdl::contract::{self, perm, reg, Descriptor, Status, DEFAULT_GEOMETRY};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::{Duration, Instant};
+
+const REGION: u32 =
+    perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::COLD | perm::REGION;
+
+fn open() -> (Card<ModelIo>, u32) {
+    let mut card = Card::open(ModelIo::new(DEFAULT_GEOMETRY, 8 << 20), Options::default()).unwrap();
+    let key = card
+        .program_entry(1, 0xABCDE, 0, DEFAULT_GEOMETRY.region_size, REGION)
+        .unwrap();
+    (card, key)
+}
+
+#[test]
+fn checkpoint_and_restore_random_sizes_both_tiers() {
+    let (mut card, key) = open();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for i in 0..24 {
+        let len = match i % 4 {
+            0 => rng.gen_range(1..64),
+            1 => rng.gen_range(64..100_000),
+            2 => rng.gen_range(100_000..=contract::MAX_TRANSFER as usize),
+            _ => rng.gen_range(
+                contract::MAX_TRANSFER as usize + 1..=DEFAULT_GEOMETRY.region_size as usize,
+            ),
+        };
+        let tier = if i % 2 == 0 { Tier::Warm } else { Tier::Cold };
+        let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let c = card.checkpoint(key, tier, &data).unwrap();
+        assert_eq!(c.crc, contract::crc32c(&data));
+        assert_eq!(
+            card.restore(key, tier).unwrap(),
+            data,
+            "round {i}, {len} bytes"
+        );
+    }
+    assert_eq!(card.io().dma_faults(), 0);
+    let st = card.status().unwrap();
+    assert_eq!(st.ops_failed, 0);
+    assert_eq!(st.warm.seq, 12);
+    assert_eq!(st.cold.seq, 12);
+}
+
+#[test]
+fn rings_wrap_many_times() {
+    let (mut card, _) = open();
+    let nop = Descriptor::default();
+    for round in 0..4000u32 {
+        let batch = 1 + (round as usize % 40);
+        let idx = card.submit(&vec![nop; batch]).unwrap();
+        for i in idx {
+            let c = card.wait(i, Duration::from_secs(1)).unwrap();
+            assert_eq!(c.desc_index, i);
+        }
+    }
+    // 16-bit indices wrapped (more than 65536 descriptors went through).
+    assert!(card.status().unwrap().ops_ok > 65_536);
+}
+
+#[test]
+fn a_second_driver_takes_over_cleanly() {
+    let (mut card, key) = open();
+    let data = vec![7u8; 5000];
+    card.checkpoint(key, Tier::Cold, &data).unwrap();
+    // Leave work queued and unreaped, then hand the card to a new driver.
+    card.submit(&[Descriptor::default(); 5]).unwrap();
+    let io = std::mem::replace(card.io(), ModelIo::new(DEFAULT_GEOMETRY, 4096));
+    drop(card);
+    let mut card = Card::open(
+        io,
+        Options {
+            dq_log2: 3,
+            cq_log2: 4,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let key = card
+        .program_entry(1, 0xABCDE, 0, DEFAULT_GEOMETRY.region_size, REGION)
+        .unwrap();
+    assert_eq!(card.restore(key, Tier::Cold).unwrap(), data);
+    for _ in 0..100 {
+        card.checkpoint(key, Tier::Warm, &[1, 2, 3]).unwrap();
+    }
+}
+
+#[test]
+fn device_errors_are_typed() {
+    let (mut card, key) = open();
+    let bad_key = key ^ 0x100;
+    match card.write(bad_key, Tier::Warm, 0, &[1; 8], false) {
+        Err(Error::Device {
+            status: Status::BadKey,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    match card.write(key, Tier::Warm, 8, &[1; 8], true) {
+        Err(Error::Device {
+            status: Status::BadCommit,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        card.write(key, Tier::Warm, 0, &[], false),
+        Err(Error::InvalidArgument(_))
+    ));
+    card.write(key, Tier::Warm, 0, &[9; 64], false).unwrap();
+    match card.validate(key, Tier::Warm, 0, 64, Some(0)) {
+        Err(Error::Device {
+            status: Status::CrcMismatch,
+        }) => {}
+        other => panic!("{other:?}"),
+    }
+    let too_big = vec![0u8; DEFAULT_GEOMETRY.region_size as usize + 1];
+    assert!(matches!(
+        card.checkpoint(key, Tier::Warm, &too_big),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn append_and_trim() {
+    let (mut card, _) = open();
+    let g = DEFAULT_GEOMETRY;
+    let log = card
+        .program_entry(
+            2,
+            0x10,
+            g.log_base(),
+            g.log_size,
+            perm::VALID | perm::READ | perm::LOG | perm::COLD,
+        )
+        .unwrap();
+    let mut offsets = Vec::new();
+    for i in 0..10u8 {
+        offsets.push(
+            card.append(log, Tier::Cold, &vec![i; 100 + i as usize])
+                .unwrap(),
+        );
+    }
+    let st = card.tier_status(Tier::Cold).unwrap();
+    assert_eq!(st.log_tail, 0);
+    assert_eq!(offsets[0], 0);
+    card.trim(log, Tier::Cold, offsets[5]).unwrap();
+    assert_eq!(card.tier_status(Tier::Cold).unwrap().log_tail, offsets[5]);
+    assert!(matches!(
+        card.trim(log, Tier::Cold, st.log_head + 8),
+        Err(Error::Device {
+            status: Status::BadTrim
+        })
+    ));
+}
+
+/// A transport whose registers answer but whose ID is wrong / version is
+/// wrong / which never completes anything.
+struct Fake {
+    id: u32,
+    version: u32,
+    window: VecWindow,
+}
+
+impl CardIo for Fake {
+    fn read32(&mut self, offset: u32) -> hitless_driver::Result<u32> {
+        Ok(match offset {
+            reg::ID => self.id,
+            reg::VERSION => self.version,
+            reg::STATUS => contract::status::BOOT_DONE,
+            reg::NV_REGION_SIZE => DEFAULT_GEOMETRY.region_size,
+            reg::NV_LOG_SIZE => DEFAULT_GEOMETRY.log_size,
+            _ => 0,
+        })
+    }
+    fn write32(&mut self, _: u32, _: u32) -> hitless_driver::Result<()> {
+        Ok(())
+    }
+    fn dma(&mut self) -> &mut dyn DmaWindow {
+        &mut self.window
+    }
+    fn wait_irq(&mut self, timeout: Duration) -> hitless_driver::Result<bool> {
+        std::thread::sleep(timeout.min(Duration::from_millis(1)));
+        Ok(false)
+    }
+    fn describe(&self) -> String {
+        "fake".into()
+    }
+}
+
+fn fake(id: u32, version: u32) -> Fake {
+    Fake {
+        id,
+        version,
+        window: VecWindow {
+            iova: 0x1000,
+            bytes: vec![0; 1 << 16],
+        },
+    }
+}
+
+#[test]
+fn refuses_what_is_not_a_compatible_hitless_card() {
+    assert!(matches!(
+        Card::open(fake(0xFFFF_FFFF, 0), Options::default()),
+        Err(Error::NotHitless { .. })
+    ));
+    assert!(matches!(
+        Card::open(
+            fake(contract::CONTROLLER_ID, 0x0002_0000),
+            Options::default()
+        ),
+        Err(Error::Version { .. })
+    ));
+}
+
+#[test]
+fn a_dead_card_times_out_instead_of_hanging() {
+    let opts = Options {
+        op_timeout: Duration::from_millis(200),
+        ..Default::default()
+    };
+    let mut card = Card::open(
+        fake(contract::CONTROLLER_ID, contract::CONTRACT_VERSION),
+        opts,
+    )
+    .unwrap();
+    let t = Instant::now();
+    match card.write(0, Tier::Warm, 0, &[1; 8], false) {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
+}
