@@ -414,8 +414,7 @@ impl<H: WordStore> SimCard<H> {
         for _ in 0..count {
             let byte = start + rng.gen_range(0..len);
             let bit = rng.gen_range(0..8u8);
-            if let Some(b) = store.bytes.get_mut(byte as usize) {
-                *b ^= 1 << bit;
+            if store.corrupt(byte as usize, 1 << bit) {
                 flipped.push(byte * 8 + bit as u64);
             }
         }

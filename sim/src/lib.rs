@@ -3,6 +3,7 @@
 //! and cold NV tiers with configurable latency, and fault injection.
 
 pub mod card;
+pub mod dma;
 pub mod ffi;
 pub mod harness;
 pub mod memory;

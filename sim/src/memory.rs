@@ -27,13 +27,83 @@ impl WordStore for hitless_hdl::model::PagedMemory {
 pub struct NvStore {
     pub bytes: Vec<u8>,
     pub out_of_range: u64,
+    /// Write-through copy in a file (a tier that survives the process).
+    file: Option<memmap2::MmapMut>,
 }
 
 impl NvStore {
+    /// A blank in-memory tier.
     pub fn new(size: usize) -> Self {
+        Self::from_bytes(vec![0; size])
+    }
+
+    /// An in-memory tier with the given contents.
+    pub fn from_bytes(bytes: Vec<u8>) -> Self {
         Self {
-            bytes: vec![0; size],
+            bytes,
             out_of_range: 0,
+            file: None,
+        }
+    }
+
+    /// An in-memory copy of this tier's contents (no file behind it).
+    pub fn snapshot(&self) -> Self {
+        Self::from_bytes(self.bytes.clone())
+    }
+
+    /// A tier kept in `path` (created blank if missing). Every durable write
+    /// goes through to the file at once, so a killed process leaves exactly
+    /// the writes the controller saw acknowledged: the same state a power
+    /// cut leaves in real NV memory.
+    pub fn open_file(path: &std::path::Path, size: usize) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        if len == 0 {
+            file.set_len(size as u64)?;
+        } else if len != size as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} holds {len} bytes, the tier needs {size}: not this card's state file",
+                    path.display()
+                ),
+            ));
+        }
+        // SAFETY: the file is this process's private state file; nothing else
+        // is expected to modify it while mapped, and all access goes through
+        // this struct.
+        let map = unsafe { memmap2::MmapMut::map_mut(&file)? };
+        Ok(Self {
+            bytes: map.to_vec(),
+            out_of_range: 0,
+            file: Some(map),
+        })
+    }
+
+    /// Push the file-backed copy to disk (for an orderly shutdown).
+    pub fn flush(&self) -> std::io::Result<()> {
+        match &self.file {
+            Some(m) => m.flush(),
+            None => Ok(()),
+        }
+    }
+
+    /// XOR `mask` into byte `index` (fault injection), in the file too.
+    pub fn corrupt(&mut self, index: usize, mask: u8) -> bool {
+        match self.bytes.get_mut(index) {
+            Some(b) => {
+                *b ^= mask;
+                if let Some(f) = self.file.as_mut() {
+                    f[index] ^= mask;
+                }
+                true
+            }
+            None => false,
         }
     }
 }
@@ -54,6 +124,9 @@ impl WordStore for NvStore {
                     if strobe & (1 << i) != 0 {
                         *byte = (value >> (8 * i)) as u8;
                     }
+                }
+                if let Some(f) = self.file.as_mut() {
+                    f[a..a + 8].copy_from_slice(b);
                 }
             }
             None => self.out_of_range += 1,

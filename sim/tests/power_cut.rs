@@ -34,10 +34,7 @@ impl Cut {
 
 fn boot_with(warm: &NvStore, cold: &NvStore) -> (SimCard, Rings, u32) {
     let g = DEFAULT_GEOMETRY;
-    let copy = |s: &NvStore| NvStore {
-        bytes: s.bytes.clone(),
-        out_of_range: 0,
-    };
+    let copy = |s: &NvStore| s.snapshot();
     let mut card = SimCard::with_nv(CardTiming::default(), copy(warm), copy(cold));
     card.wait_boot(2_000_000).expect("boot");
     let rings = Rings::setup(&mut card, 2, 2).expect("rings");
@@ -119,14 +116,8 @@ fn base(cut: Cut) -> Base {
         assert_eq!(rings.exec(&mut card, d, 1_000_000).unwrap().status, 0);
     }
     Base {
-        warm: NvStore {
-            bytes: card.warm.bytes.clone(),
-            out_of_range: 0,
-        },
-        cold: NvStore {
-            bytes: card.cold.bytes.clone(),
-            out_of_range: 0,
-        },
+        warm: card.warm.snapshot(),
+        cold: card.cold.snapshot(),
         old,
     }
 }
