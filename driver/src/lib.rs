@@ -8,6 +8,7 @@
 //! | transport | backend | where |
 //! |---|---|---|
 //! | in-process reference model | [`backend::model::ModelIo`] | unit tests, driver overhead |
+//! | UIO + DMA buffer (Zynq, PYNQ) | [`backend::uio::UioIo`] | boards with the controller on an AXI GP port |
 //!
 //! ```
 //! use hitless_driver::{backend::model::ModelIo, Card, Options, Tier};

@@ -1,3 +1,4 @@
 //! Transports. Each implements [`crate::CardIo`].
 
 pub mod model;
+pub mod uio;
