@@ -100,7 +100,7 @@ impl UioIo {
     }
 
     fn reg_ptr(&self, offset: u32) -> Result<*mut u32> {
-        if offset % 4 != 0 || offset as u64 + 4 > REGS_LEN {
+        if !offset.is_multiple_of(4) || offset as u64 + 4 > REGS_LEN {
             return Err(Error::InvalidArgument(format!(
                 "register offset {offset:#x}"
             )));
