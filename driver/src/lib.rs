@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | in-process reference model | [`backend::model::ModelIo`] | unit tests, driver overhead |
 //! | UIO + DMA buffer (Zynq, PYNQ) | [`backend::uio::UioIo`] | boards with the controller on an AXI GP port |
+//! | VFIO (`vfio-pci`, IOMMU, MSI-X) | `backend::vfio::VfioIo` (feature `vfio`) | PCIe cards |
 //!
 //! ```
 //! use hitless_driver::{backend::model::ModelIo, Card, Options, Tier};

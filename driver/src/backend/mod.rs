@@ -2,3 +2,5 @@
 
 pub mod model;
 pub mod uio;
+#[cfg(feature = "vfio")]
+pub mod vfio;
