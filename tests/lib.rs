@@ -58,8 +58,32 @@ impl DmaWindow for Window {
     fn iova(&self) -> u64 {
         self.iova
     }
-    fn bytes(&mut self) -> &mut [u8] {
-        &mut self.bytes
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
+        match offset
+            .checked_add(buf.len())
+            .and_then(|e| self.bytes.get(offset..e))
+        {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+    fn write(&mut self, offset: usize, data: &[u8]) -> bool {
+        match offset
+            .checked_add(data.len())
+            .and_then(|e| self.bytes.get_mut(offset..e))
+        {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                true
+            }
+            None => false,
+        }
     }
 }
 

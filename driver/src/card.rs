@@ -163,7 +163,7 @@ impl<T: CardIo> Card<T> {
             }
             io.wait_irq(Duration::from_millis(1))?;
         }
-        let window = io.dma().bytes().len() as u64;
+        let window = io.dma().len() as u64;
         let mut alloc = DmaAllocator::new(window);
         let dq = alloc.alloc((DESC_BYTES as u64) << opts.dq_log2, 64)?;
         let cq = alloc.alloc((CPL_BYTES as u64) << opts.cq_log2, 64)?;
@@ -181,7 +181,7 @@ impl<T: CardIo> Card<T> {
             done: HashMap::new(),
             geometry,
         };
-        card.init_cq_phases();
+        card.init_cq_phases()?;
         let base = card.io.dma().iova();
         let (dq_iova, cq_iova) = (base + card.dq.offset, base + card.cq.offset);
         let io = &mut card.io;
@@ -205,12 +205,11 @@ impl<T: CardIo> Card<T> {
 
     /// Give every completion slot the phase its next write will not have,
     /// so a stale or blank slot is never taken for a new completion.
-    fn init_cq_phases(&mut self) {
+    fn init_cq_phases(&mut self) -> Result<()> {
         let n = 1u32 << self.opts.cq_log2;
         let cq = self.cq;
         let cq_tail = self.cq_tail;
         let log2 = self.opts.cq_log2;
-        let mem = self.io.dma().bytes();
         for k in 0..n {
             let index = cq_tail.wrapping_add(k as u16);
             let slot = (index as u32 & (n - 1)) as u64;
@@ -221,8 +220,35 @@ impl<T: CardIo> Card<T> {
             };
             let at = (cq.offset + slot * CPL_BYTES as u64) as usize;
             let w = stale.to_words();
-            mem[at..at + 8].copy_from_slice(&w[0].to_le_bytes());
-            mem[at + 8..at + 16].copy_from_slice(&w[1].to_le_bytes());
+            let mut b = [0u8; 16];
+            b[..8].copy_from_slice(&w[0].to_le_bytes());
+            b[8..].copy_from_slice(&w[1].to_le_bytes());
+            self.dma_write(at, &b)?;
+        }
+        Ok(())
+    }
+
+    /// Copy into the DMA window (a range outside it is a driver bug, reported).
+    fn dma_write(&mut self, at: usize, data: &[u8]) -> Result<()> {
+        if self.io.dma().write(at, data) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "DMA window write of {} bytes at {at:#x}",
+                data.len()
+            )))
+        }
+    }
+
+    /// Copy out of the DMA window.
+    fn dma_read(&mut self, at: usize, buf: &mut [u8]) -> Result<()> {
+        if self.io.dma().read(at, buf) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "DMA window read of {} bytes at {at:#x}",
+                buf.len()
+            )))
         }
     }
 
@@ -273,7 +299,7 @@ impl<T: CardIo> Card<T> {
         let mut indices = Vec::with_capacity(descs.len());
         for d in descs {
             let at = (dq + (self.tail as u64 & mask) * DESC_BYTES as u64) as usize;
-            self.io.dma().bytes()[at..at + DESC_BYTES as usize].copy_from_slice(&d.to_bytes());
+            self.dma_write(at, &d.to_bytes())?;
             indices.push(self.tail);
             self.tail = self.tail.wrapping_add(1);
         }
@@ -288,11 +314,12 @@ impl<T: CardIo> Card<T> {
         let mut n = 0;
         loop {
             let at = (self.cq.offset + (self.cq_tail as u64 & mask) * CPL_BYTES as u64) as usize;
-            let mem = self.io.dma().bytes();
+            let mut b = [0u8; 16];
+            self.dma_read(at, &mut b)?;
             let word = |i: usize| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&mem[at + i * 8..at + i * 8 + 8]);
-                u64::from_le_bytes(b)
+                let mut w = [0u8; 8];
+                w.copy_from_slice(&b[i * 8..i * 8 + 8]);
+                u64::from_le_bytes(w)
             };
             let c = Completion::from_words([word(0), word(1)]);
             if c.phase != ((self.cq_tail >> self.opts.cq_log2) & 1 == 0) {
@@ -396,7 +423,7 @@ impl<T: CardIo> Card<T> {
     ) -> Result<u32> {
         let len = transfer_len(data.len())?;
         self.with_buf(len as u64, |card, iova, at| {
-            card.io.dma().bytes()[at..at + data.len()].copy_from_slice(data);
+            card.dma_write(at, data)?;
             let c = card.execute(Descriptor {
                 opcode: Opcode::Write as u8,
                 flags: tier.flag() | if commit { flags::COMMIT } else { 0 },
@@ -431,7 +458,9 @@ impl<T: CardIo> Card<T> {
                 len,
                 ..Default::default()
             })?;
-            Ok((card.io.dma().bytes()[at..at + len as usize].to_vec(), c.crc))
+            let mut out = vec![0u8; len as usize];
+            card.dma_read(at, &mut out)?;
+            Ok((out, c.crc))
         })
     }
 
@@ -534,7 +563,7 @@ impl<T: CardIo> Card<T> {
     pub fn append(&mut self, key: u32, tier: Tier, data: &[u8]) -> Result<u32> {
         let len = transfer_len(data.len())?;
         self.with_buf(len as u64, |card, iova, at| {
-            card.io.dma().bytes()[at..at + data.len()].copy_from_slice(data);
+            card.dma_write(at, data)?;
             let c = card.execute(Descriptor {
                 opcode: Opcode::Append as u8,
                 flags: tier.flag(),

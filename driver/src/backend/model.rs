@@ -3,7 +3,7 @@
 //! above the transport, and for measuring the driver's own overhead.
 
 use crate::error::Result;
-use crate::io::{CardIo, DmaWindow};
+use crate::io::{slice_read, slice_write, CardIo, DmaWindow};
 use hitless_hdl::contract::NvGeometry;
 use hitless_hdl::model::{HostMemory, Model};
 use std::time::Duration;
@@ -18,8 +18,14 @@ impl DmaWindow for VecWindow {
     fn iova(&self) -> u64 {
         self.iova
     }
-    fn bytes(&mut self) -> &mut [u8] {
-        &mut self.bytes
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+    fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
+        slice_read(&self.bytes, offset, buf)
+    }
+    fn write(&mut self, offset: usize, data: &[u8]) -> bool {
+        slice_write(&mut self.bytes, offset, data)
     }
 }
 

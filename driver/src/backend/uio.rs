@@ -8,7 +8,7 @@
 //! exercise the mapping code on a machine without the hardware.
 
 use crate::error::{Error, Result};
-use crate::io::{CardIo, DmaWindow};
+use crate::io::{volatile_read, volatile_write, CardIo, DmaWindow};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -39,8 +39,17 @@ impl DmaWindow for MappedWindow {
     fn iova(&self) -> u64 {
         self.iova
     }
-    fn bytes(&mut self) -> &mut [u8] {
-        &mut self.map
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
+        // SAFETY: the pointer and length describe the live mapping.
+        unsafe { volatile_read(self.map.as_ptr(), self.map.len(), offset, buf) }
+    }
+    fn write(&mut self, offset: usize, data: &[u8]) -> bool {
+        let len = self.map.len();
+        // SAFETY: the pointer and length describe the live, writable mapping.
+        unsafe { volatile_write(self.map.as_mut_ptr(), len, offset, data) }
     }
 }
 
@@ -188,7 +197,8 @@ mod tests {
         assert!(io.read32(0x1001).is_err());
         assert!(io.read32(4096).is_err());
         assert_eq!(io.dma().iova(), 0x3000_0000);
-        io.dma().bytes()[100] = 42;
+        assert!(io.dma().write(100, &[42]));
+        assert!(!io.dma().write((1 << 20) - 1, &[1, 2]));
         assert!(!io.wait_irq(Duration::from_millis(1)).unwrap());
         drop(io);
         let r = std::fs::read(&regs).unwrap();

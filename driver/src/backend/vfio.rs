@@ -11,7 +11,7 @@
 //! to bind a card and run it.
 
 use crate::error::{Error, Result};
-use crate::io::{CardIo, DmaWindow};
+use crate::io::{volatile_read, volatile_write, CardIo, DmaWindow};
 use pci_driver::backends::vfio::VfioPciDevice;
 use pci_driver::device::PciDevice;
 use pci_driver::regions::{OwningPciRegion, PciRegion, Permissions};
@@ -78,8 +78,17 @@ impl DmaWindow for Window {
     fn iova(&self) -> u64 {
         self.iova
     }
-    fn bytes(&mut self) -> &mut [u8] {
-        &mut self.map
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
+        // SAFETY: the pointer and length describe the live mapping.
+        unsafe { volatile_read(self.map.as_ptr(), self.map.len(), offset, buf) }
+    }
+    fn write(&mut self, offset: usize, data: &[u8]) -> bool {
+        let len = self.map.len();
+        // SAFETY: the pointer and length describe the live, writable mapping.
+        unsafe { volatile_write(self.map.as_mut_ptr(), len, offset, data) }
     }
 }
 
