@@ -10,6 +10,7 @@
 //! | in-process reference model | [`backend::model::ModelIo`] | unit tests, driver overhead |
 //! | UIO + DMA buffer (Zynq, PYNQ) | [`backend::uio::UioIo`] | boards with the controller on an AXI GP port |
 //! | VFIO (`vfio-pci`, IOMMU, MSI-X) | `backend::vfio::VfioIo` (feature `vfio`) | PCIe cards |
+//! | vfio-user client | `backend::vfio_user::VfioUserIo` (feature `vfio-user`) | the simulated card (`hitless-sim serve`) |
 //!
 //! ```
 //! use hitless_driver::{backend::model::ModelIo, Card, Options, Tier};

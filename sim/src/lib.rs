@@ -7,6 +7,7 @@ pub mod dma;
 pub mod ffi;
 pub mod harness;
 pub mod memory;
+pub mod serve;
 pub mod service;
 
 pub use card::{CardTiming, SimCard, SimError, TornWrites};

@@ -4,3 +4,5 @@ pub mod model;
 pub mod uio;
 #[cfg(feature = "vfio")]
 pub mod vfio;
+#[cfg(feature = "vfio-user")]
+pub mod vfio_user;
