@@ -377,8 +377,11 @@ impl<T: CardIo> Card<T> {
         }
     }
 
-    /// Submit one descriptor and wait for its completion, whatever its status.
-    pub fn execute_raw(&mut self, d: Descriptor) -> Result<Completion> {
+    /// Submit one descriptor and wait for its completion, whatever its
+    /// status. The descriptor asks for an interrupt, so the driver sleeps on
+    /// it rather than polling.
+    pub fn execute_raw(&mut self, mut d: Descriptor) -> Result<Completion> {
+        d.flags |= flags::IRQ;
         let timeout = self.op_timeout(d.len);
         let index = self.submit(&[d])?[0];
         let c = self.wait(index, timeout)?;

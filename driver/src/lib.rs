@@ -32,6 +32,7 @@ pub mod card;
 pub mod dma;
 pub mod error;
 pub mod io;
+pub mod set;
 
 pub use card::{Card, CardStatus, Committed, Options, Tier, TierStatus};
 pub use error::{Error, Result};
