@@ -122,6 +122,16 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
 /// binary's exit code becomes ours.
 fn sim_bin(name: &str, args: &[String]) -> Result<ExitCode> {
     setup::tools()?;
+    // The benchmark and the demo drive the card process and the CLI too.
+    util::run(util::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "hitless-sim",
+        "-p",
+        "hitless-driver",
+        "--bins",
+    ]))?;
     let mut cmd = util::cargo();
     cmd.args(["run", "--release", "-p", "hitless-sim", "--bin", name, "--"]);
     cmd.args(args);

@@ -4,7 +4,9 @@
 //! from the doorbell to the last completion, descriptor fetch and
 //! completion write included.
 
-use hitless_hdl::contract::{flags, perm, Descriptor, Opcode, DATAPATH_BYTES, DEFAULT_GEOMETRY};
+use hitless_hdl::contract::{
+    flags, perm, reg, Descriptor, Opcode, DATAPATH_BYTES, DEFAULT_GEOMETRY,
+};
 use hitless_hdl::model::HostMemory;
 use hitless_sim::harness::{program_entry, Rings, DATA_ADDR};
 use hitless_sim::{CardTiming, PortTiming, SimCard};
@@ -132,6 +134,122 @@ fn cycles_per_second() -> f64 {
     (card.cycle() - c0) as f64 / t0.elapsed().as_secs_f64()
 }
 
+/// Host CPU time per operation of the driver core (descriptor write,
+/// doorbell, completion reap) through the in-process model, with NOPs so
+/// the device's own work is next to nothing.
+fn driver_submit_overhead_ns() -> f64 {
+    use hitless_driver::backend::model::ModelIo;
+    use hitless_driver::{Card, Options};
+    let io = ModelIo::new(DEFAULT_GEOMETRY, 1 << 20);
+    let Ok(mut card) = Card::open(io, Options::default()) else {
+        return f64::NAN;
+    };
+    let n = 50_000u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        if card.execute(Descriptor::default()).is_err() {
+            return f64::NAN;
+        }
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// A binary built next to this one (`cargo xtask bench` builds them all).
+fn sibling(name: &str) -> Option<std::path::PathBuf> {
+    let p = std::env::current_exe().ok()?.parent()?.join(name);
+    p.exists().then_some(p)
+}
+
+struct CardProcess(std::process::Child, std::path::PathBuf);
+
+impl Drop for CardProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn card_process() -> Option<(CardProcess, std::path::PathBuf)> {
+    let dir = std::env::temp_dir().join(format!("hitless-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).ok()?;
+    let sock = dir.join("card.sock");
+    let child = std::process::Command::new(sibling("hitless-sim")?)
+        .args(["serve", "--socket"])
+        .arg(&sock)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let proc_ = CardProcess(child, dir);
+    let t = Instant::now();
+    while !sock.exists() {
+        if t.elapsed() > std::time::Duration::from_secs(10) {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Some((proc_, sock))
+}
+
+/// Mean time of a BAR0 register read over vfio-user to `hitless-sim`.
+fn vfio_user_bar_roundtrip_ns() -> f64 {
+    use hitless_driver::backend::vfio_user::VfioUserIo;
+    use hitless_driver::CardIo;
+    let Some((_p, sock)) = card_process() else {
+        return f64::NAN;
+    };
+    let Ok(mut io) = VfioUserIo::connect(&sock, 1 << 20, std::time::Duration::from_secs(10)) else {
+        return f64::NAN;
+    };
+    let n = 5_000u32;
+    let t = Instant::now();
+    for _ in 0..n {
+        if io.read32(reg::ID).is_err() {
+            return f64::NAN;
+        }
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+/// Wall time of `hitless checkpoint` + `hitless restore` of 1 MiB, end to
+/// end (two CLI processes, vfio-user, the Verilated card).
+fn cli_checkpoint_restore_1mib_s() -> f64 {
+    let (Some((p, sock)), Some(cli)) = (card_process(), sibling("hitless")) else {
+        return f64::NAN;
+    };
+    let file = p.1.join("state.bin");
+    if std::fs::write(&file, vec![0xA5u8; 1 << 20]).is_err() {
+        return f64::NAN;
+    }
+    let spec = format!("vfio-user:{}", sock.display());
+    let run = |args: &[&str]| {
+        std::process::Command::new(&cli)
+            .arg("--card")
+            .arg(&spec)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let t = Instant::now();
+    let ok = run(&[
+        "checkpoint",
+        "--app",
+        "1",
+        "--cold",
+        file.to_str().unwrap_or(""),
+    ]) && run(&["restore", "--app", "1", "--cold", "-o", "/dev/null"]);
+    if ok {
+        t.elapsed().as_secs_f64()
+    } else {
+        f64::NAN
+    }
+}
+
 fn main() {
     let sizes = [(4096u32, "4KiB"), (65536, "64KiB"), (1 << 20, "1MiB")];
     for (op, name) in [
@@ -155,4 +273,16 @@ fn main() {
         flip_cycles(1 << 20).max(flip_cycles(4096))
     );
     println!("verilator_cycles_per_s = {:.0}", cycles_per_second());
+    println!(
+        "driver_submit_overhead_ns = {:.0}",
+        driver_submit_overhead_ns()
+    );
+    println!(
+        "vfio_user_bar_roundtrip_ns = {:.0}",
+        vfio_user_bar_roundtrip_ns()
+    );
+    println!(
+        "cli_checkpoint_restore_1MiB_s = {:.3}",
+        cli_checkpoint_restore_1mib_s()
+    );
 }
