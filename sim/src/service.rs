@@ -70,6 +70,10 @@ pub struct ServiceStatus {
 
 type IrqSink = Box<dyn FnMut() + Send>;
 
+/// Cycles a boot scan may take (two full 2 MiB regions per tier is under
+/// 2 M cycles).
+const BOOT_LIMIT: u64 = 20_000_000;
+
 enum Req {
     Read(u32, SyncSender<Result<u32, String>>),
     Write(u32, u32, SyncSender<Result<(), String>>),
@@ -248,8 +252,15 @@ impl Clock {
 
     fn control(&mut self, c: Control) -> Result<ServiceStatus, String> {
         match c {
-            Control::WarmReset => self.card.warm_reset(TornWrites::Random(self.card.cycle())),
-            Control::PowerCycle => self.power_cycle(TornWrites::Random(self.card.cycle())),
+            // Both return once the card is up again (its boot scan done).
+            Control::WarmReset => {
+                self.card.warm_reset(TornWrites::Random(self.card.cycle()));
+                self.card.wait_boot(BOOT_LIMIT).map_err(|e| e.to_string())?;
+            }
+            Control::PowerCycle => {
+                self.power_cycle(TornWrites::Random(self.card.cycle()));
+                self.card.wait_boot(BOOT_LIMIT).map_err(|e| e.to_string())?;
+            }
             Control::CutPowerAt(n) => self.cut_at = Some(n),
             Control::FlipBits {
                 cold,

@@ -198,9 +198,136 @@ fn state(version: u32, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Part 1: what a user does, as a terminal session: the card runs as its
+/// own process (`hitless-sim serve`) and the `hitless` CLI talks to it over
+/// vfio-user.
+fn session() -> Result<(), String> {
+    let here = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bindir = here.parent().ok_or("no binary directory")?;
+    let (sim, cli) = (bindir.join("hitless-sim"), bindir.join("hitless"));
+    if !sim.exists() || !cli.exists() {
+        return Err("hitless-sim and hitless are not built (run `cargo xtask demo`)".into());
+    }
+    let dir = std::env::temp_dir().join(format!("hitless-demo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let sock = dir.join("card.sock");
+    let ctl = dir.join("card.ctl");
+    println!(
+        "$ hitless-sim serve --socket {} --state-dir {}/state &",
+        sock.display(),
+        dir.display()
+    );
+    let mut child = std::process::Command::new(&sim)
+        .args(["serve", "--socket"])
+        .arg(&sock)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--control")
+        .arg(&ctl)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let t = std::time::Instant::now();
+    while !(sock.exists() && ctl.exists()) {
+        if t.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            return Err("the card process did not start".into());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let card = format!("vfio-user:{}", sock.display());
+    let state = dir.join("app-state.bin");
+    std::fs::write(&state, state_bytes(1, 256 * 1024)).map_err(|e| e.to_string())?;
+    let run = |exe: &std::path::Path, shown: &str, args: &[&str]| -> Result<(), String> {
+        println!("$ {shown} {}", args.join(" "));
+        let out = std::process::Command::new(exe)
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
+            println!("  {line}");
+        }
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!("`{shown} {}` failed", args.join(" ")))
+        }
+    };
+    let c = ["--card", card.as_str()];
+    let st = state.to_str().unwrap_or_default();
+    let ctl_s = ctl.to_str().unwrap_or_default();
+    let steps = (|| {
+        run(&cli, "hitless", &[&c[..], &["status"]].concat())?;
+        run(
+            &cli,
+            "hitless",
+            &[
+                &c[..],
+                &["checkpoint", "--app", "42", "--stage", "1", "--cold", st],
+            ]
+            .concat(),
+        )?;
+        run(&sim, "hitless-sim", &["power-cycle", "--control", ctl_s])?;
+        run(
+            &cli,
+            "hitless",
+            &[
+                &c[..],
+                &["restore", "--app", "42", "--cold", "-o", "/dev/null"],
+            ]
+            .concat(),
+        )?;
+        run(
+            &cli,
+            "hitless",
+            &[
+                &c[..],
+                &["checkpoint", "--app", "42", "--stage", "1", "--cold", st],
+            ]
+            .concat(),
+        )?;
+        run(
+            &sim,
+            "hitless-sim",
+            &[
+                "flip-bits",
+                "--control",
+                ctl_s,
+                "--tier",
+                "cold",
+                "--region",
+                "active",
+                "--count",
+                "4",
+            ],
+        )?;
+        run(&sim, "hitless-sim", &["power-cycle", "--control", ctl_s])?;
+        run(&cli, "hitless", &[&c[..], &["status"]].concat())?;
+        run(&cli, "hitless", &[&c[..], &["inspect"]].concat())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    steps?;
+    println!("  (the card fell back to the alternate region: the earlier, intact copy of app 42's state)");
+    Ok(())
+}
+
+fn state_bytes(version: u32, len: usize) -> Vec<u8> {
+    state(version, len)
+}
+
 fn demo() -> Result<(), String> {
     let e = |e: SimError| e.to_string();
-    println!("hitless demo: the checkpoint controller RTL (Verilated) on a simulated card\n");
+    println!("hitless demo\n\nPart 1: the card as a process, the hitless CLI over vfio-user\n");
+    session()?;
+    println!(
+        "\nPart 2: inside the card: the checkpoint controller RTL (Verilated), step by step\n"
+    );
 
     println!("1. Power on a blank card.");
     let mut h = attach(SimCard::new(CardTiming::default())).map_err(e)?;
