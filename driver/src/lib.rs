@@ -27,6 +27,8 @@
 //! # Ok::<(), hitless_driver::Error>(())
 //! ```
 
+#[cfg(feature = "async")]
+pub mod asynch;
 pub mod backend;
 pub mod card;
 pub mod dma;
@@ -34,6 +36,8 @@ pub mod error;
 pub mod io;
 pub mod set;
 
+#[cfg(feature = "async")]
+pub use asynch::AsyncCard;
 pub use card::{Card, CardStatus, Committed, Options, Tier, TierStatus};
 pub use error::{Error, Result};
 pub use io::{CardIo, DmaWindow};
