@@ -424,20 +424,17 @@ impl<T: CardIo> Card<T> {
         data: &[u8],
         commit: bool,
     ) -> Result<u32> {
-        let len = transfer_len(data.len())?;
-        self.with_buf(len as u64, |card, iova, at| {
-            card.dma_write(at, data)?;
-            let c = card.execute(Descriptor {
+        let c = self.execute_with_data(
+            data,
+            Descriptor {
                 opcode: Opcode::Write as u8,
                 flags: tier.flag() | if commit { flags::COMMIT } else { 0 },
                 key,
-                host_addr: iova,
                 nv_offset,
-                len,
                 ..Default::default()
-            })?;
-            Ok(c.crc)
-        })
+            },
+        )?;
+        Ok(c.crc)
     }
 
     /// Read `len` bytes at `nv_offset` (through a region window: of the
@@ -564,18 +561,29 @@ impl<T: CardIo> Card<T> {
 
     /// Append a record to a tier's log; returns its free-running log offset.
     pub fn append(&mut self, key: u32, tier: Tier, data: &[u8]) -> Result<u32> {
-        let len = transfer_len(data.len())?;
-        self.with_buf(len as u64, |card, iova, at| {
-            card.dma_write(at, data)?;
-            let c = card.execute(Descriptor {
+        let c = self.execute_with_data(
+            data,
+            Descriptor {
                 opcode: Opcode::Append as u8,
                 flags: tier.flag(),
                 key,
+                ..Default::default()
+            },
+        )?;
+        Ok(c.info)
+    }
+
+    /// Run `d` with `data` staged in a DMA buffer (fills in `host_addr`
+    /// and `len`); the buffer is freed whatever happens.
+    fn execute_with_data(&mut self, data: &[u8], d: Descriptor) -> Result<Completion> {
+        let len = transfer_len(data.len())?;
+        self.with_buf(len as u64, |card, iova, at| {
+            card.dma_write(at, data)?;
+            card.execute(Descriptor {
                 host_addr: iova,
                 len,
-                ..Default::default()
-            })?;
-            Ok(c.info)
+                ..d
+            })
         })
     }
 

@@ -7,8 +7,9 @@
 //! Any file can stand in for the two devices, which is how the tests here
 //! exercise the mapping code on a machine without the hardware.
 
+use super::MmapWindow;
 use crate::error::{Error, Result};
-use crate::io::{volatile_read, volatile_write, CardIo, DmaWindow};
+use crate::io::{CardIo, DmaWindow};
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -30,34 +31,11 @@ pub struct UioConfig {
     pub irq: bool,
 }
 
-struct MappedWindow {
-    iova: u64,
-    map: memmap2::MmapMut,
-}
-
-impl DmaWindow for MappedWindow {
-    fn iova(&self) -> u64 {
-        self.iova
-    }
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-    fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
-        // SAFETY: the pointer and length describe the live mapping.
-        unsafe { volatile_read(self.map.as_ptr(), self.map.len(), offset, buf) }
-    }
-    fn write(&mut self, offset: usize, data: &[u8]) -> bool {
-        let len = self.map.len();
-        // SAFETY: the pointer and length describe the live, writable mapping.
-        unsafe { volatile_write(self.map.as_mut_ptr(), len, offset, data) }
-    }
-}
-
 /// A card reached through UIO.
 pub struct UioIo {
     regs_file: File,
     regs: memmap2::MmapRaw,
-    window: MappedWindow,
+    window: MmapWindow,
     irq: bool,
     name: String,
 }
@@ -99,7 +77,7 @@ impl UioIo {
         Ok(Self {
             regs_file,
             regs,
-            window: MappedWindow {
+            window: MmapWindow {
                 iova: cfg.dma_iova,
                 map,
             },

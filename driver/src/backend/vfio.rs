@@ -10,8 +10,9 @@
 //! its device-independent parts are tested; `docs/driver.md` explains how
 //! to bind a card and run it.
 
+use super::MmapWindow;
 use crate::error::{Error, Result};
-use crate::io::{volatile_read, volatile_write, CardIo, DmaWindow};
+use crate::io::{CardIo, DmaWindow};
 use pci_driver::backends::vfio::VfioPciDevice;
 use pci_driver::device::PciDevice;
 use pci_driver::regions::{OwningPciRegion, PciRegion, Permissions};
@@ -69,34 +70,11 @@ impl Bdf {
     }
 }
 
-struct Window {
-    iova: u64,
-    map: memmap2::MmapMut,
-}
-
-impl DmaWindow for Window {
-    fn iova(&self) -> u64 {
-        self.iova
-    }
-    fn len(&self) -> usize {
-        self.map.len()
-    }
-    fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
-        // SAFETY: the pointer and length describe the live mapping.
-        unsafe { volatile_read(self.map.as_ptr(), self.map.len(), offset, buf) }
-    }
-    fn write(&mut self, offset: usize, data: &[u8]) -> bool {
-        let len = self.map.len();
-        // SAFETY: the pointer and length describe the live, writable mapping.
-        unsafe { volatile_write(self.map.as_mut_ptr(), len, offset, data) }
-    }
-}
-
 /// A card behind VFIO.
 pub struct VfioIo {
     device: VfioPciDevice,
     bar0: OwningPciRegion,
-    window: Window,
+    window: MmapWindow,
     irq: Option<OwnedFd>,
     name: String,
 }
@@ -166,7 +144,7 @@ impl VfioIo {
         Ok(Self {
             device,
             bar0,
-            window: Window { iova, map },
+            window: MmapWindow { iova, map },
             irq,
             name: format!("VFIO {bdf}"),
         })
