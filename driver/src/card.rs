@@ -505,6 +505,18 @@ impl<T: CardIo> Card<T> {
     /// region window: one WRITE+COMMIT up to `MAX_TRANSFER`, else WRITEs of
     /// `MAX_TRANSFER` and a FLIP that checks the whole image's CRC.
     pub fn checkpoint(&mut self, key: u32, tier: Tier, data: &[u8]) -> Result<Committed> {
+        self.checkpoint_with_progress(key, tier, data, &mut |_, _| {})
+    }
+
+    /// [`Card::checkpoint`], calling `progress(done, total)` as bytes reach the card.
+    pub fn checkpoint_with_progress(
+        &mut self,
+        key: u32,
+        tier: Tier,
+        data: &[u8],
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Committed> {
+        let total = data.len() as u64;
         if data.len() as u64 > self.geometry.region_size as u64 {
             return Err(Error::InvalidArgument(format!(
                 "{} bytes do not fit a {}-byte region",
@@ -515,6 +527,7 @@ impl<T: CardIo> Card<T> {
         let crc = contract::crc32c(data);
         if data.len() <= MAX_TRANSFER as usize && !data.is_empty() {
             let got = self.write(key, tier, 0, data, true)?;
+            progress(total, total);
             if got != crc {
                 return Err(Error::BadCompletion(format!(
                     "card computed CRC {got:#010x}, host {crc:#010x}"
@@ -522,7 +535,9 @@ impl<T: CardIo> Card<T> {
             }
         } else {
             for (i, chunk) in data.chunks(MAX_TRANSFER as usize).enumerate() {
-                self.write(key, tier, (i * MAX_TRANSFER as usize) as u32, chunk, false)?;
+                let at = i * MAX_TRANSFER as usize;
+                self.write(key, tier, at as u32, chunk, false)?;
+                progress((at + chunk.len()) as u64, total);
             }
             self.flip(key, tier, data.len() as u32, Some(crc))?;
         }
@@ -536,6 +551,16 @@ impl<T: CardIo> Card<T> {
 
     /// Restore the image a tier serves (through a region window at base 0).
     pub fn restore(&mut self, key: u32, tier: Tier) -> Result<Vec<u8>> {
+        self.restore_with_progress(key, tier, &mut |_, _| {})
+    }
+
+    /// [`Card::restore`], calling `progress(done, total)` as bytes arrive.
+    pub fn restore_with_progress(
+        &mut self,
+        key: u32,
+        tier: Tier,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Vec<u8>> {
         let st = self.tier_status(tier)?;
         if matches!(st.result, BootResult::Lost) {
             return Err(Error::Device {
@@ -550,6 +575,7 @@ impl<T: CardIo> Card<T> {
             let (chunk, _) = self.read(key, tier, off, n, false)?;
             out.extend_from_slice(&chunk);
             off += n;
+            progress(off as u64, len as u64);
         }
         if contract::crc32c(&out) != crc {
             return Err(Error::Device {

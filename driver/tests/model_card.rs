@@ -240,3 +240,21 @@ fn a_dead_card_times_out_instead_of_hanging() {
         t.elapsed()
     );
 }
+
+#[test]
+fn progress_is_reported_up_to_the_total() {
+    let (mut card, key) = open();
+    let data = vec![3u8; contract::MAX_TRANSFER as usize + 500_000];
+    let mut seen = Vec::new();
+    card.checkpoint_with_progress(key, Tier::Warm, &data, &mut |d, t| seen.push((d, t)))
+        .unwrap();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    assert_eq!(seen.last(), Some(&(data.len() as u64, data.len() as u64)));
+    let mut seen = Vec::new();
+    let back = card
+        .restore_with_progress(key, Tier::Warm, &mut |d, t| seen.push((d, t)))
+        .unwrap();
+    assert_eq!(back, data);
+    assert_eq!(seen.last(), Some(&(data.len() as u64, data.len() as u64)));
+}

@@ -142,6 +142,21 @@ fn open_io(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo>, Error> {
     }
 }
 
+/// A progress bar for transfers over 1 MiB (hidden when stderr is not a
+/// terminal, so scripts see no escape codes).
+fn progress_bar(total: u64) -> Option<indicatif::ProgressBar> {
+    (total > 1 << 20).then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}
+
 fn tier(cold: bool) -> Tier {
     if cold {
         Tier::Cold
@@ -205,7 +220,15 @@ fn run(cli: Cli) -> Result<(), Error> {
                     .map_err(|e| Error::InvalidArgument(format!("{}: {e}", file.display())))?;
             }
             let img = set::encode(SetId { app, object, stage }, &data);
-            let c = card.checkpoint(key, tier(cold), &img)?;
+            let bar = progress_bar(img.len() as u64);
+            let c = card.checkpoint_with_progress(key, tier(cold), &img, &mut |done, _| {
+                if let Some(b) = &bar {
+                    b.set_position(done)
+                }
+            })?;
+            if let Some(b) = bar {
+                b.finish_and_clear();
+            }
             eprintln!(
                 "checkpointed {} bytes for app {app} object {object} stage {stage} to the {} tier: seq {}, crc {:#010x}",
                 data.len(),
