@@ -237,8 +237,8 @@ fn session() -> Result<(), String> {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     let card = format!("vfio-user:{}", sock.display());
-    let state = dir.join("app-state.bin");
-    std::fs::write(&state, state_bytes(1, 256 * 1024)).map_err(|e| e.to_string())?;
+    let state_file = dir.join("app-state.bin");
+    std::fs::write(&state_file, state(1, 256 * 1024)).map_err(|e| e.to_string())?;
     let run = |exe: &std::path::Path, shown: &str, args: &[&str]| -> Result<(), String> {
         println!("$ {shown} {}", args.join(" "));
         let out = std::process::Command::new(exe)
@@ -257,39 +257,22 @@ fn session() -> Result<(), String> {
             Err(format!("`{shown} {}` failed", args.join(" ")))
         }
     };
-    let c = ["--card", card.as_str()];
-    let st = state.to_str().unwrap_or_default();
+    let st = state_file.to_str().unwrap_or_default();
     let ctl_s = ctl.to_str().unwrap_or_default();
+    // `hitless --card <this card> ARGS`
+    let hitless = |args: &[&str]| {
+        run(
+            &cli,
+            "hitless",
+            &[&["--card", card.as_str()][..], args].concat(),
+        )
+    };
     let steps = (|| {
-        run(&cli, "hitless", &[&c[..], &["status"]].concat())?;
-        run(
-            &cli,
-            "hitless",
-            &[
-                &c[..],
-                &["checkpoint", "--app", "42", "--stage", "1", "--cold", st],
-            ]
-            .concat(),
-        )?;
+        hitless(&["status"])?;
+        hitless(&["checkpoint", "--app", "42", "--stage", "1", "--cold", st])?;
         run(&sim, "hitless-sim", &["power-cycle", "--control", ctl_s])?;
-        run(
-            &cli,
-            "hitless",
-            &[
-                &c[..],
-                &["restore", "--app", "42", "--cold", "-o", "/dev/null"],
-            ]
-            .concat(),
-        )?;
-        run(
-            &cli,
-            "hitless",
-            &[
-                &c[..],
-                &["checkpoint", "--app", "42", "--stage", "1", "--cold", st],
-            ]
-            .concat(),
-        )?;
+        hitless(&["restore", "--app", "42", "--cold", "-o", "/dev/null"])?;
+        hitless(&["checkpoint", "--app", "42", "--stage", "1", "--cold", st])?;
         run(
             &sim,
             "hitless-sim",
@@ -306,8 +289,8 @@ fn session() -> Result<(), String> {
             ],
         )?;
         run(&sim, "hitless-sim", &["power-cycle", "--control", ctl_s])?;
-        run(&cli, "hitless", &[&c[..], &["status"]].concat())?;
-        run(&cli, "hitless", &[&c[..], &["inspect"]].concat())
+        hitless(&["status"])?;
+        hitless(&["inspect"])
     })();
     let _ = child.kill();
     let _ = child.wait();
@@ -315,10 +298,6 @@ fn session() -> Result<(), String> {
     steps?;
     println!("  (the card fell back to the alternate region: the earlier, intact copy of app 42's state)");
     Ok(())
-}
-
-fn state_bytes(version: u32, len: usize) -> Vec<u8> {
-    state(version, len)
 }
 
 fn demo() -> Result<(), String> {
