@@ -32,6 +32,16 @@
 #define HITLESS_DESC_BYTES                           32u
 /* size of one completion */
 #define HITLESS_CPL_BYTES                            16u
+/* BAR0 offset of the firmware mailbox block */
+#define HITLESS_MAILBOX_BASE                         0x1000u
+/* size of BAR0 (controller registers + mailbox) */
+#define HITLESS_BAR0_BYTES                           0x2000u
+/* MB_ID register value: "HTFW" as a little-endian u32 */
+#define HITLESS_FIRMWARE_ID                          0x57465448u
+/* mailbox message format version: major[31:16], minor[15:0] */
+#define HITLESS_MESSAGE_VERSION                      0x10000u
+/* largest mailbox request or response message in bytes */
+#define HITLESS_MAX_MESSAGE                          0x10000u
 /* completion tag of completions the controller generates itself (ring overflow) */
 #define HITLESS_TAG_CONTROLLER                       0xFFFFu
 /* size of one superblock slot */
@@ -54,103 +64,137 @@
 /* ---- Register offsets (BAR0 / AXI4-Lite, 32-bit registers) ---- */
 
 /* RO: Controller identifier, always "HTLS" (0x534c5448). */
-#define HITLESS_REG_ID                               0x000u
+#define HITLESS_REG_ID                               0x0000u
 /* RO: Contract version: major[31:16], minor[15:0]. */
-#define HITLESS_REG_VERSION                          0x004u
+#define HITLESS_REG_VERSION                          0x0004u
 /* RO: Capabilities: datapath bytes[7:0], protection entries[15:8], max ring log2[23:16], in-flight reads log2[31:24]. */
-#define HITLESS_REG_CAPS                             0x008u
+#define HITLESS_REG_CAPS                             0x0008u
 /* RO: Offset of the next register block (0: none). Corundum-style chaining for future blocks. */
-#define HITLESS_REG_NEXT_BLOCK                       0x00Cu
+#define HITLESS_REG_NEXT_BLOCK                       0x000Cu
 /* RW: Control: bit0 ENABLE (process descriptors), bit1 IRQ_ENABLE (interrupts on completion). */
-#define HITLESS_REG_CTRL                             0x010u
+#define HITLESS_REG_CTRL                             0x0010u
 /* RO: Status: bit0 BOOT_DONE, bit1 BUSY (an operation is running), bit2 RING_ERROR (a doorbell overflowed the descriptor ring). */
-#define HITLESS_REG_STATUS                           0x014u
+#define HITLESS_REG_STATUS                           0x0014u
 /* RW: Scratch register for bus tests. */
-#define HITLESS_REG_SCRATCH                          0x018u
+#define HITLESS_REG_SCRATCH                          0x0018u
 /* RO: Free-running cycle counter, low 32 bits. */
-#define HITLESS_REG_CYCLES                           0x01Cu
+#define HITLESS_REG_CYCLES                           0x001Cu
 /* RO: Warm tier state: boot result[1:0] (BootResult), active region[4] (0 = A, 1 = B). */
-#define HITLESS_REG_WARM_STATE                       0x020u
+#define HITLESS_REG_WARM_STATE                       0x0020u
 /* RO: Warm tier superblock sequence number, low 32 bits. */
-#define HITLESS_REG_WARM_SEQ                         0x024u
+#define HITLESS_REG_WARM_SEQ                         0x0024u
 /* RO: Warm tier region A committed length in bytes. */
-#define HITLESS_REG_WARM_A_LEN                       0x028u
+#define HITLESS_REG_WARM_A_LEN                       0x0028u
 /* RO: Warm tier region A committed CRC-32C. */
-#define HITLESS_REG_WARM_A_CRC                       0x02Cu
+#define HITLESS_REG_WARM_A_CRC                       0x002Cu
 /* RO: Warm tier region B committed length in bytes. */
-#define HITLESS_REG_WARM_B_LEN                       0x030u
+#define HITLESS_REG_WARM_B_LEN                       0x0030u
 /* RO: Warm tier region B committed CRC-32C. */
-#define HITLESS_REG_WARM_B_CRC                       0x034u
+#define HITLESS_REG_WARM_B_CRC                       0x0034u
 /* RO: Warm tier append-log head (free-running byte counter). */
-#define HITLESS_REG_WARM_LOG_HEAD                    0x038u
+#define HITLESS_REG_WARM_LOG_HEAD                    0x0038u
 /* RO: Warm tier append-log tail (free-running byte counter). */
-#define HITLESS_REG_WARM_LOG_TAIL                    0x03Cu
+#define HITLESS_REG_WARM_LOG_TAIL                    0x003Cu
 /* RO: Cold tier state, as WARM_STATE. */
-#define HITLESS_REG_COLD_STATE                       0x040u
+#define HITLESS_REG_COLD_STATE                       0x0040u
 /* RO: Cold tier superblock sequence number, low 32 bits. */
-#define HITLESS_REG_COLD_SEQ                         0x044u
+#define HITLESS_REG_COLD_SEQ                         0x0044u
 /* RO: Cold tier region A committed length in bytes. */
-#define HITLESS_REG_COLD_A_LEN                       0x048u
+#define HITLESS_REG_COLD_A_LEN                       0x0048u
 /* RO: Cold tier region A committed CRC-32C. */
-#define HITLESS_REG_COLD_A_CRC                       0x04Cu
+#define HITLESS_REG_COLD_A_CRC                       0x004Cu
 /* RO: Cold tier region B committed length in bytes. */
-#define HITLESS_REG_COLD_B_LEN                       0x050u
+#define HITLESS_REG_COLD_B_LEN                       0x0050u
 /* RO: Cold tier region B committed CRC-32C. */
-#define HITLESS_REG_COLD_B_CRC                       0x054u
+#define HITLESS_REG_COLD_B_CRC                       0x0054u
 /* RO: Cold tier append-log head (free-running byte counter). */
-#define HITLESS_REG_COLD_LOG_HEAD                    0x058u
+#define HITLESS_REG_COLD_LOG_HEAD                    0x0058u
 /* RO: Cold tier append-log tail (free-running byte counter). */
-#define HITLESS_REG_COLD_LOG_TAIL                    0x05Cu
+#define HITLESS_REG_COLD_LOG_TAIL                    0x005Cu
 /* RO: NV geometry: size of one region in bytes (both tiers). */
-#define HITLESS_REG_NV_REGION_SIZE                   0x060u
+#define HITLESS_REG_NV_REGION_SIZE                   0x0060u
 /* RO: NV geometry: size of the append-log ring in bytes (both tiers). */
-#define HITLESS_REG_NV_LOG_SIZE                      0x064u
+#define HITLESS_REG_NV_LOG_SIZE                      0x0064u
 /* RO: NV geometry: byte address of region A. */
-#define HITLESS_REG_NV_REGION_A_BASE                 0x068u
+#define HITLESS_REG_NV_REGION_A_BASE                 0x0068u
 /* RO: NV geometry: byte address of region B. */
-#define HITLESS_REG_NV_REGION_B_BASE                 0x06Cu
+#define HITLESS_REG_NV_REGION_B_BASE                 0x006Cu
 /* RO: NV geometry: byte address of the append-log ring. */
-#define HITLESS_REG_NV_LOG_BASE                      0x070u
+#define HITLESS_REG_NV_LOG_BASE                      0x0070u
 /* RW: Descriptor ring base address (host), low 32 bits; 32-byte aligned. */
-#define HITLESS_REG_DQ_BASE_LO                       0x080u
+#define HITLESS_REG_DQ_BASE_LO                       0x0080u
 /* RW: Descriptor ring base address (host), high 32 bits. */
-#define HITLESS_REG_DQ_BASE_HI                       0x084u
+#define HITLESS_REG_DQ_BASE_HI                       0x0084u
 /* RW: Descriptor ring size as log2 of the entry count (0..=RING_MAX_LOG2). */
-#define HITLESS_REG_DQ_SIZE_LOG2                     0x088u
+#define HITLESS_REG_DQ_SIZE_LOG2                     0x0088u
 /* RW: Descriptor ring tail: free-running 16-bit producer index written by the host (the doorbell). */
-#define HITLESS_REG_DQ_TAIL                          0x08Cu
+#define HITLESS_REG_DQ_TAIL                          0x008Cu
 /* RO: Descriptor ring head: free-running 16-bit consumer index, advanced by the controller. */
-#define HITLESS_REG_DQ_HEAD                          0x090u
+#define HITLESS_REG_DQ_HEAD                          0x0090u
 /* RW: Completion ring base address (host), low 32 bits; 16-byte aligned. */
-#define HITLESS_REG_CQ_BASE_LO                       0x0A0u
+#define HITLESS_REG_CQ_BASE_LO                       0x00A0u
 /* RW: Completion ring base address (host), high 32 bits. */
-#define HITLESS_REG_CQ_BASE_HI                       0x0A4u
+#define HITLESS_REG_CQ_BASE_HI                       0x00A4u
 /* RW: Completion ring size as log2 of the entry count (0..=RING_MAX_LOG2). */
-#define HITLESS_REG_CQ_SIZE_LOG2                     0x0A8u
+#define HITLESS_REG_CQ_SIZE_LOG2                     0x00A8u
 /* RO: Completion ring head: free-running 16-bit producer index, advanced by the controller. */
-#define HITLESS_REG_CQ_HEAD                          0x0ACu
+#define HITLESS_REG_CQ_HEAD                          0x00ACu
 /* RW: Completion ring tail: free-running 16-bit consumer index written by the host. */
-#define HITLESS_REG_CQ_TAIL                          0x0B0u
+#define HITLESS_REG_CQ_TAIL                          0x00B0u
 /* W1C: Interrupt status, write 1 to clear: bit0 COMPLETION, bit1 ERROR, bit2 BOOT_DONE. */
-#define HITLESS_REG_IRQ_STATUS                       0x0C0u
+#define HITLESS_REG_IRQ_STATUS                       0x00C0u
 /* RW: Interrupt mask, 1 = enabled, bits as IRQ_STATUS. */
-#define HITLESS_REG_IRQ_MASK                         0x0C4u
+#define HITLESS_REG_IRQ_MASK                         0x00C4u
 /* RO: Operations completed successfully since reset. */
-#define HITLESS_REG_OPS_OK                           0x0D0u
+#define HITLESS_REG_OPS_OK                           0x00D0u
 /* RO: Operations completed with an error status since reset. */
-#define HITLESS_REG_OPS_FAILED                       0x0D4u
+#define HITLESS_REG_OPS_FAILED                       0x00D4u
 /* RW: Protection table: entry selected for PT_* reads and PT_COMMIT. */
-#define HITLESS_REG_PT_INDEX                         0x100u
+#define HITLESS_REG_PT_INDEX                         0x0100u
 /* WO: Protection table staging: key tag (key bits 31:4). Write only: keys are never read back. */
-#define HITLESS_REG_PT_KEY_TAG                       0x104u
+#define HITLESS_REG_PT_KEY_TAG                       0x0104u
 /* RW: Protection table: base byte address (staging on write, selected entry on read). */
-#define HITLESS_REG_PT_BASE                          0x108u
+#define HITLESS_REG_PT_BASE                          0x0108u
 /* RW: Protection table: window length in bytes (staging on write, selected entry on read). */
-#define HITLESS_REG_PT_LEN                           0x10Cu
+#define HITLESS_REG_PT_LEN                           0x010Cu
 /* RW: Protection table: permissions (see `perm`) (staging on write, selected entry on read). */
-#define HITLESS_REG_PT_PERM                          0x110u
+#define HITLESS_REG_PT_PERM                          0x0110u
 /* WO: Protection table: writing any value stores the staged key tag, base, length and permissions into entry PT_INDEX. */
-#define HITLESS_REG_PT_COMMIT                        0x114u
+#define HITLESS_REG_PT_COMMIT                        0x0114u
+/* RO: Firmware identifier, always "HTFW" (0x57465448). */
+#define HITLESS_REG_MB_ID                            0x1000u
+/* RO: Message format version: major[31:16], minor[15:0]. */
+#define HITLESS_REG_MB_VERSION                       0x1004u
+/* RO: Firmware state: bit0 READY (record tables loaded), bit1 BUSY (a request is running). */
+#define HITLESS_REG_MB_STATE                         0x1008u
+/* RW: Request message address (host), low 32 bits. */
+#define HITLESS_REG_MB_REQ_LO                        0x1010u
+/* RW: Request message address (host), high 32 bits. */
+#define HITLESS_REG_MB_REQ_HI                        0x1014u
+/* RW: Request message length in bytes (at most MAX_MESSAGE). */
+#define HITLESS_REG_MB_REQ_LEN                       0x1018u
+/* RW: Response buffer address (host), low 32 bits. */
+#define HITLESS_REG_MB_RESP_LO                       0x1020u
+/* RW: Response buffer address (host), high 32 bits. */
+#define HITLESS_REG_MB_RESP_HI                       0x1024u
+/* RW: Response buffer capacity in bytes. */
+#define HITLESS_REG_MB_RESP_CAP                      0x1028u
+/* WO: Doorbell: writing a sequence number runs the request described above. */
+#define HITLESS_REG_MB_DOORBELL                      0x1030u
+/* RO: Sequence number of the last finished request. */
+#define HITLESS_REG_MB_DONE                          0x1034u
+/* RO: Result code of the last finished request (0 = OK; see docs/firmware.md). */
+#define HITLESS_REG_MB_RESULT                        0x1038u
+/* RO: Length of the response message written for the last request. */
+#define HITLESS_REG_MB_RESP_LEN                      0x103Cu
+/* RO: Authentication challenge, low 32 bits: a fresh random value after every authenticated request. */
+#define HITLESS_REG_MB_NONCE_LO                      0x1040u
+/* RO: Authentication challenge, high 32 bits. */
+#define HITLESS_REG_MB_NONCE_HI                      0x1044u
+/* RO: Requests refused for wrong credentials since the firmware started. */
+#define HITLESS_REG_MB_AUTH_FAILS                    0x1048u
+/* RO: Requests handled since the firmware started. */
+#define HITLESS_REG_MB_REQUESTS                      0x104Cu
 
 /* ---- Register bits ---- */
 

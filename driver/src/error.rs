@@ -28,6 +28,15 @@ pub enum Error {
     /// Not enough DMA memory for the transfer.
     #[error("DMA window exhausted: {wanted} bytes wanted, {free} free")]
     DmaExhausted { wanted: u64, free: u64 },
+    /// BAR0's mailbox page has no firmware behind it.
+    #[error("no card firmware: MB_ID reads {id:#010x} (a controller-only card, or `hitless-sim serve --no-firmware`)")]
+    NoFirmware { id: u32 },
+    /// The firmware refused the request.
+    #[error("card firmware: {} ({code:?}){}", code.describe(), if detail.is_empty() { String::new() } else { format!(": {detail}") })]
+    Firmware {
+        code: hitless_firmware::msg::Code,
+        detail: String,
+    },
     /// An address or length outside what the API accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),

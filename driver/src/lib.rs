@@ -33,6 +33,7 @@ pub mod backend;
 pub mod card;
 pub mod dma;
 pub mod error;
+pub mod firmware;
 pub mod io;
 pub mod set;
 

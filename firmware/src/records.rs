@@ -1,249 +1,257 @@
 //! The record table: many applications' sets in one region image (seed
-//! 000, claims 1-6, 11, 23), and the plan that turns an old image into a
-//! new one with the controller's operations.
+//! 000, claims 1-6, 11, 23), and the plan that builds a new image in the
+//! alternate region with the controller's operations.
 //!
 //! Region image layout (little endian):
 //!
 //! | bytes | content |
 //! |---|---|
-//! | 0..8 | magic `HTLSRT01` |
+//! | 0..8 | magic `HTLSRT02` |
 //! | 8..12 | number of records `n` |
-//! | 12..16 | end of the data area (bytes used by the whole image) |
-//! | 16..32 | reserved, zero |
-//! | 32.. | `n` entries of 32 bytes: app, object, endpoint, stage, flags, len, crc, offset |
-//! | data | each set's bytes at its `offset` (8-aligned), in entry order |
+//! | 12..16 | end of the image (bytes used by header, entries and data) |
+//! | 16..20 | CRC-32C of the header (this field zero) and the entries |
+//! | 20..32 | reserved, zero |
+//! | 32.. | `n` entries of 48 bytes, sorted by (app, object) |
+//! | data | each set's bytes at its entry's `offset` (8-aligned), in entry order |
 //!
-//! Entries are sorted by (app, object), so one set per (app, object).
-//! Storing a set whose size changed splices it: what precedes it is copied
-//! unchanged, the new set is written, what follows is copied shifted.
+//! Entry: app, object, endpoint, stage, flags, len, crc, offset (u32 each),
+//! version (u64: the store counter, so the newer of two copies of a set in
+//! different tiers wins), 8 reserved bytes.
+//!
+//! The table head (header + entries) is all the firmware keeps in memory;
+//! set data stays in NV and moves NV to NV (COPY) or host to NV (WRITE).
 
 use hitless_hdl::contract::crc32c;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
-pub const TABLE_MAGIC: [u8; 8] = *b"HTLSRT01";
+pub const TABLE_MAGIC: [u8; 8] = *b"HTLSRT02";
 pub const HEADER: usize = 32;
-pub const ENTRY: usize = 32;
+pub const ENTRY: usize = 48;
 
-/// A set's identity and delivery attributes.
+/// A set's identity: one set per (application, object).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SetKey {
     pub app: u32,
     pub object: u32,
 }
 
-/// One stored set.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Record {
+/// What the table records of one set (its data is in the region at `offset`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
     pub endpoint: u32,
+    /// Reboot stage at which the set is delivered.
     pub stage: u32,
+    /// Request flags the set was stored with (`msg::flags`).
     pub flags: u32,
-    pub data: Vec<u8>,
+    pub len: u32,
+    pub crc: u32,
+    /// Byte offset of the data in the region image (assigned by the layout).
+    pub offset: u32,
+    /// Store counter at the time the set was stored.
+    pub version: u64,
 }
 
-/// Why an image could not be parsed or built.
+/// Why a table head could not be parsed.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RecordError {
-    #[error("no record table in the image")]
+    #[error("the region does not hold a record table")]
     NoTable,
     #[error("record table damaged: {0}")]
     Damaged(&'static str),
-    #[error("set {app}/{object} failed its CRC")]
-    Crc { app: u32, object: u32 },
 }
 
 /// All sets of a region, by key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Table {
-    pub sets: BTreeMap<SetKey, Record>,
+    pub sets: BTreeMap<SetKey, Entry>,
 }
 
-fn align8(n: usize) -> usize {
+pub fn align8(n: usize) -> usize {
     n.div_ceil(8) * 8
 }
 
-/// Where each set's data lands in the image of `table` (in entry order).
-fn layout(table: &Table) -> (Vec<(SetKey, usize)>, usize) {
-    let mut at = align8(HEADER + ENTRY * table.sets.len());
-    let mut out = Vec::with_capacity(table.sets.len());
-    for (k, r) in &table.sets {
-        out.push((*k, at));
-        at = align8(at + r.data.len());
-    }
-    (out, at)
+/// Bytes of the head (header and entries, padded to 8) of a table of `n` sets.
+pub fn head_len(n: usize) -> usize {
+    align8(HEADER + ENTRY * n)
 }
 
 impl Table {
-    /// The region image of this table.
-    pub fn encode(&self) -> Vec<u8> {
-        let (offsets, end) = layout(self);
-        let mut img = vec![0u8; end];
+    /// Assign each set its data offset (key order, 8-aligned, after the
+    /// head); returns the end of the image.
+    pub fn relayout(&mut self) -> usize {
+        let mut at = head_len(self.sets.len());
+        for e in self.sets.values_mut() {
+            e.offset = at as u32;
+            at = align8(at + e.len as usize);
+        }
+        at
+    }
+
+    /// End of the image as laid out (0 for an empty table: an empty
+    /// region is an empty table).
+    pub fn end(&self) -> usize {
+        match self.sets.values().last() {
+            None => 0,
+            Some(e) => align8(e.offset as usize + e.len as usize).max(head_len(self.sets.len())),
+        }
+    }
+
+    /// The head bytes (header and entries) of this table, as laid out.
+    pub fn encode_head(&self) -> Vec<u8> {
+        let mut img = vec![0u8; head_len(self.sets.len())];
         img[..8].copy_from_slice(&TABLE_MAGIC);
         img[8..12].copy_from_slice(&(self.sets.len() as u32).to_le_bytes());
-        img[12..16].copy_from_slice(&(end as u32).to_le_bytes());
-        for (i, ((k, r), (_, off))) in self.sets.iter().zip(&offsets).enumerate() {
-            let e = HEADER + i * ENTRY;
-            for (j, v) in [
-                k.app,
-                k.object,
-                r.endpoint,
-                r.stage,
-                r.flags,
-                r.data.len() as u32,
-                crc32c(&r.data),
-                *off as u32,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                img[e + 4 * j..e + 4 * j + 4].copy_from_slice(&v.to_le_bytes());
+        img[12..16].copy_from_slice(&(self.end() as u32).to_le_bytes());
+        for (i, (k, e)) in self.sets.iter().enumerate() {
+            let at = HEADER + i * ENTRY;
+            let words = [
+                k.app, k.object, e.endpoint, e.stage, e.flags, e.len, e.crc, e.offset,
+            ];
+            for (j, v) in words.into_iter().enumerate() {
+                img[at + 4 * j..at + 4 * j + 4].copy_from_slice(&v.to_le_bytes());
             }
-            img[*off..*off + r.data.len()].copy_from_slice(&r.data);
+            img[at + 32..at + 40].copy_from_slice(&e.version.to_le_bytes());
         }
+        let crc = crc32c(&img);
+        img[16..20].copy_from_slice(&crc.to_le_bytes());
         img
     }
 
-    /// Parse an image; every set's CRC is checked. An empty image (a blank
-    /// region) is an empty table.
-    pub fn decode(img: &[u8]) -> Result<Self, RecordError> {
-        if img.is_empty() {
-            return Ok(Self::default());
-        }
-        if img.len() < HEADER || img[..8] != TABLE_MAGIC {
+    /// The number of sets a head announces (from its first `HEADER` bytes),
+    /// so the reader knows how much more to fetch.
+    pub fn count(header: &[u8]) -> Result<usize, RecordError> {
+        if header.len() < HEADER || header[..8] != TABLE_MAGIC {
             return Err(RecordError::NoTable);
         }
-        let u =
-            |i: usize| u32::from_le_bytes([img[i], img[i + 1], img[i + 2], img[i + 3]]) as usize;
-        let n = u(8);
-        let end = u(12);
-        if end > img.len() || n > (img.len() - HEADER) / ENTRY {
-            return Err(RecordError::Damaged("count or end beyond the image"));
+        Ok(u32::from_le_bytes([header[8], header[9], header[10], header[11]]) as usize)
+    }
+
+    /// Parse a head (`head_len(count)` bytes at least) and check it: its
+    /// CRC, key order, and that every set lies inside the image after the
+    /// head without overlapping the next.
+    pub fn decode_head(img: &[u8], region_size: usize) -> Result<Self, RecordError> {
+        let n = Self::count(img)?;
+        if n > region_size / ENTRY || img.len() < head_len(n) {
+            return Err(RecordError::Damaged("entry count beyond the head"));
+        }
+        let head = &img[..head_len(n)];
+        let u = |i: usize| u32::from_le_bytes([head[i], head[i + 1], head[i + 2], head[i + 3]]);
+        let end = u(12) as usize;
+        let mut zeroed = head.to_vec();
+        zeroed[16..20].fill(0);
+        if crc32c(&zeroed) != u(16) {
+            return Err(RecordError::Damaged("head CRC"));
+        }
+        if end > region_size {
+            return Err(RecordError::Damaged("image end beyond the region"));
         }
         let mut sets = BTreeMap::new();
+        let mut next_free = head_len(n);
+        let mut last_key = None;
         for i in 0..n {
-            let e = HEADER + i * ENTRY;
+            let at = HEADER + i * ENTRY;
             let key = SetKey {
-                app: u(e) as u32,
-                object: u(e + 4) as u32,
+                app: u(at),
+                object: u(at + 4),
             };
-            let (len, crc, off) = (u(e + 20), u(e + 24) as u32, u(e + 28));
-            let data = off
-                .checked_add(len)
-                .filter(|&x| x <= end)
-                .and_then(|x| img.get(off..x))
-                .ok_or(RecordError::Damaged("set beyond the data area"))?;
-            if crc32c(data) != crc {
-                return Err(RecordError::Crc {
-                    app: key.app,
-                    object: key.object,
-                });
+            if last_key.is_some_and(|k| k >= key) {
+                return Err(RecordError::Damaged("entries out of order"));
             }
-            let rec = Record {
-                endpoint: u(e + 8) as u32,
-                stage: u(e + 12) as u32,
-                flags: u(e + 16) as u32,
-                data: data.to_vec(),
+            last_key = Some(key);
+            let mut v = [0u8; 8];
+            v.copy_from_slice(&head[at + 32..at + 40]);
+            let e = Entry {
+                endpoint: u(at + 8),
+                stage: u(at + 12),
+                flags: u(at + 16),
+                len: u(at + 20),
+                crc: u(at + 24),
+                offset: u(at + 28),
+                version: u64::from_le_bytes(v),
             };
-            if sets.insert(key, rec).is_some() {
-                return Err(RecordError::Damaged("a set appears twice"));
+            let off = e.offset as usize;
+            if off < next_free || !off.is_multiple_of(8) || off + e.len as usize > end {
+                return Err(RecordError::Damaged("set outside its place in the image"));
             }
+            next_free = align8(off + e.len as usize);
+            sets.insert(key, e);
         }
         Ok(Self { sets })
     }
 
     /// Sets to deliver at reboot stage `stage`, in key order.
-    pub fn at_stage(&self, stage: u32) -> impl Iterator<Item = (&SetKey, &Record)> {
-        self.sets.iter().filter(move |(_, r)| r.stage == stage)
+    pub fn at_stage(&self, stage: u32) -> impl Iterator<Item = (&SetKey, &Entry)> {
+        self.sets.iter().filter(move |(_, e)| e.stage == stage)
     }
 }
 
-/// One step of turning the active image into the alternate one.
+/// One step of building the new image in the alternate region.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Step {
-    /// COPY active[src..src+len] -> alternate[dst..dst+len] (unchanged set, maybe shifted).
-    Copy { src: usize, dst: usize, len: usize },
-    /// WRITE these bytes to alternate[dst..] (new or changed data, header, entries).
-    Write { dst: usize, bytes: Vec<u8> },
+    /// WRITE the new head (header and entries) at offset 0.
+    Head { bytes: Vec<u8> },
+    /// COPY an unchanged set from the active region (maybe shifted):
+    /// active[src..src+len] -> alternate[dst..dst+len], checked against `crc`.
+    Copy {
+        src: u32,
+        dst: u32,
+        len: u32,
+        crc: u32,
+    },
+    /// WRITE the stored set's new data (from the host) at `dst`.
+    Data { dst: u32, len: u32, crc: u32 },
 }
 
-/// The steps that build `new`'s image in the alternate region, copying the
-/// sets that did not change from the active region (`old`'s image) instead
-/// of sending them again, then writing what did change. The result is
-/// followed by a FLIP of `new.encode().len()` bytes.
-pub fn plan(old: &Table, new: &Table) -> Vec<Step> {
-    let img = new.encode();
-    let (old_offsets, _) = layout(old);
-    let old_at: BTreeMap<SetKey, usize> = old_offsets.into_iter().collect();
-    let (new_offsets, end) = layout(new);
-    let mut steps = Vec::new();
-    // Header and entries: always written (counts and offsets change).
-    let first = new_offsets.first().map_or(end, |&(_, o)| o);
-    steps.push(Step::Write {
-        dst: 0,
-        bytes: img[..first].to_vec(),
-    });
-    for (i, (k, off)) in new_offsets.iter().enumerate() {
-        let rec = &new.sets[k];
-        let next = new_offsets.get(i + 1).map_or(end, |&(_, o)| o);
-        let len = rec.data.len();
-        match (old.sets.get(k), old_at.get(k)) {
-            (Some(prev), Some(&src)) if prev.data == rec.data && len > 0 => {
-                steps.push(Step::Copy {
-                    src,
-                    dst: *off,
-                    len: align8(len),
-                });
-                if *off + align8(len) < next {
-                    steps.push(Step::Write {
-                        dst: *off + align8(len),
-                        bytes: img[*off + align8(len)..next].to_vec(),
-                    });
-                }
-            }
-            _ => steps.push(Step::Write {
-                dst: *off,
-                bytes: img[*off..next].to_vec(),
-            }),
+/// The steps that build `new`'s image in the alternate region: the head is
+/// written, the set `changed` (if any, and present in `new`) is written from
+/// the request's data, and every other set is copied from the active region
+/// (`old`'s image) at its new offset, so only what changed crosses the host
+/// link (claims 11, 23: a resized set shifts what follows it). Both tables
+/// must be laid out. Empty sets need no data step.
+pub fn plan(old: &Table, new: &Table, changed: Option<SetKey>) -> Vec<Step> {
+    let mut steps = vec![Step::Head {
+        bytes: new.encode_head(),
+    }];
+    for (k, e) in &new.sets {
+        if e.len == 0 {
+            continue;
+        }
+        if Some(*k) == changed {
+            steps.push(Step::Data {
+                dst: e.offset,
+                len: e.len,
+                crc: e.crc,
+            });
+        } else if let Some(prev) = old.sets.get(k) {
+            steps.push(Step::Copy {
+                src: prev.offset,
+                dst: e.offset,
+                len: e.len,
+                crc: e.crc,
+            });
         }
     }
-    // Adjacent copies of a contiguous run become one (fewer operations).
-    let mut merged: Vec<Step> = Vec::with_capacity(steps.len());
-    for s in steps {
-        if let (
-            Some(Step::Copy { src, dst, len }),
-            Step::Copy {
-                src: s2,
-                dst: d2,
-                len: l2,
-            },
-        ) = (merged.last_mut(), &s)
-        {
-            if *src + *len == *s2 && *dst + *len == *d2 {
-                *len += l2;
-                continue;
-            }
-        }
-        merged.push(s);
-    }
-    merged
+    steps
 }
 
-/// Apply a plan to byte images (what the controller does with COPY and WRITE).
-pub fn apply(active: &[u8], alternate: &mut Vec<u8>, steps: &[Step]) {
+/// Apply a plan to byte images (what the controller does with COPY and
+/// WRITE); `data` is the changed set's new bytes. For tests and models.
+pub fn apply(active: &[u8], alternate: &mut Vec<u8>, steps: &[Step], data: &[u8]) {
+    let mut put = |dst: usize, bytes: &[u8]| {
+        if alternate.len() < dst + bytes.len() {
+            alternate.resize(dst + bytes.len(), 0);
+        }
+        alternate[dst..dst + bytes.len()].copy_from_slice(bytes);
+    };
     for s in steps {
         match s {
-            Step::Copy { src, dst, len } => {
-                if alternate.len() < dst + len {
-                    alternate.resize(dst + len, 0);
-                }
-                alternate[*dst..dst + len].copy_from_slice(&active[*src..src + len]);
-            }
-            Step::Write { dst, bytes } => {
-                if alternate.len() < dst + bytes.len() {
-                    alternate.resize(dst + bytes.len(), 0);
-                }
-                alternate[*dst..dst + bytes.len()].copy_from_slice(bytes);
-            }
+            Step::Head { bytes } => put(0, bytes),
+            Step::Copy { src, dst, len, .. } => put(
+                *dst as usize,
+                &active[*src as usize..(*src + *len) as usize],
+            ),
+            Step::Data { dst, .. } => put(*dst as usize, data),
         }
     }
 }
@@ -253,110 +261,144 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn rec(stage: u32, data: Vec<u8>) -> Record {
-        Record {
+    fn entry(stage: u32, data: &[u8], version: u64) -> Entry {
+        Entry {
             endpoint: 0,
             stage,
             flags: 0,
-            data,
+            len: data.len() as u32,
+            crc: crc32c(data),
+            offset: 0,
+            version,
         }
     }
 
     #[test]
-    fn round_trip_and_damage_detected() {
+    fn head_round_trip_and_damage_detected() {
         let mut t = Table::default();
         t.sets
-            .insert(SetKey { app: 1, object: 0 }, rec(0, b"abc".to_vec()));
+            .insert(SetKey { app: 1, object: 0 }, entry(0, b"abc", 1));
         t.sets
-            .insert(SetKey { app: 2, object: 5 }, rec(1, vec![9; 100]));
-        let img = t.encode();
-        assert_eq!(Table::decode(&img).unwrap(), t);
-        assert_eq!(Table::decode(&[]).unwrap(), Table::default());
+            .insert(SetKey { app: 2, object: 5 }, entry(1, &[9; 100], 2));
+        let end = t.relayout();
+        let head = t.encode_head();
+        assert_eq!(head.len(), head_len(2));
+        assert_eq!(t.end(), end);
+        assert_eq!(Table::decode_head(&head, 1 << 20).unwrap(), t);
+        assert_eq!(Table::count(&head), Ok(2));
         assert_eq!(
-            Table::decode(b"garbage garbage garbage garbage!"),
+            Table::decode_head(b"garbage garbage garbage garbage!", 1 << 20),
             Err(RecordError::NoTable)
         );
-        let mut bad = img.clone();
-        let last = bad.len() - 5;
-        bad[last] ^= 1;
-        assert!(matches!(Table::decode(&bad), Err(RecordError::Crc { .. })));
-        let mut bad = img.clone();
+        let mut bad = head.clone();
+        bad[HEADER + 20] ^= 1;
+        assert_eq!(
+            Table::decode_head(&bad, 1 << 20),
+            Err(RecordError::Damaged("head CRC"))
+        );
+        let mut bad = head.clone();
         bad[8] = 200;
-        assert!(matches!(Table::decode(&bad), Err(RecordError::Damaged(_))));
+        assert!(matches!(
+            Table::decode_head(&bad, 1 << 20),
+            Err(RecordError::Damaged(_))
+        ));
+        assert!(
+            Table::decode_head(&head, 100).is_err(),
+            "an image larger than the region is refused"
+        );
         assert_eq!(t.at_stage(1).count(), 1);
     }
 
     #[test]
     fn a_resize_copies_what_follows_shifted() {
         let mut old = Table::default();
+        let mut img_data = BTreeMap::new();
         for app in 1..=3 {
+            let d = vec![app as u8; 1000];
             old.sets
-                .insert(SetKey { app, object: 0 }, rec(0, vec![app as u8; 1000]));
+                .insert(SetKey { app, object: 0 }, entry(0, &d, app as u64));
+            img_data.insert(app, d);
+        }
+        old.relayout();
+        let mut active = old.encode_head();
+        for (k, e) in &old.sets {
+            active.resize(e.offset as usize, 0);
+            active.extend_from_slice(&img_data[&k.app]);
         }
         let mut new = old.clone();
-        new.sets
-            .get_mut(&SetKey { app: 2, object: 0 })
-            .unwrap()
-            .data = vec![7; 3000];
-        let steps = plan(&old, &new);
+        let bigger = vec![7u8; 3000];
+        let k2 = SetKey { app: 2, object: 0 };
+        new.sets.insert(k2, entry(0, &bigger, 9));
+        new.relayout();
+        let steps = plan(&old, &new, Some(k2));
         let copies: Vec<_> = steps
             .iter()
             .filter(|s| matches!(s, Step::Copy { .. }))
             .collect();
         assert_eq!(copies.len(), 2, "{steps:?}");
-        let written: usize = steps
-            .iter()
-            .map(|s| {
-                if let Step::Write { bytes, .. } = s {
-                    bytes.len()
-                } else {
-                    0
-                }
-            })
-            .sum();
         assert!(
-            written < 3000 + 200,
-            "only the changed set and the table are sent: {written}"
+            matches!(copies[1], Step::Copy { src, dst, .. } if dst > src),
+            "the set after the grown one moves: {steps:?}"
         );
         let mut alt = vec![0xEE; 10];
-        apply(&old.encode(), &mut alt, &steps);
-        assert_eq!(&alt[..new.encode().len()], &new.encode()[..]);
+        apply(&active, &mut alt, &steps, &bigger);
+        let t = Table::decode_head(&alt, 1 << 20).unwrap();
+        assert_eq!(t, new);
+        for (k, e) in &t.sets {
+            let got = &alt[e.offset as usize..(e.offset + e.len) as usize];
+            let want: &[u8] = if *k == k2 { &bigger } else { &img_data[&k.app] };
+            assert_eq!(got, want);
+        }
     }
 
     proptest! {
         /// Random store / resize / delete sequences: applying the plan to
-        /// the active image always gives exactly the new table's image, and
-        /// that image decodes to the new table.
+        /// the active image gives an image whose head decodes to the new
+        /// table and whose every set has the bytes last stored for it.
         #[test]
         fn plans_build_exactly_the_new_image(ops in proptest::collection::vec((0u32..5, 0u32..2, 0usize..300, any::<u8>(), any::<bool>()), 1..40)) {
-            let mut active = Table::default();
-            let mut alt_img: Vec<u8> = Vec::new();
-            for (app, object, len, byte, delete) in ops {
-                let mut next = active.clone();
+            let mut table = Table::default();
+            let mut model: BTreeMap<SetKey, Vec<u8>> = BTreeMap::new();
+            let mut active: Vec<u8> = Vec::new();
+            let mut alt: Vec<u8> = vec![0x55; 64];
+            for (n, (app, object, len, byte, delete)) in ops.into_iter().enumerate() {
                 let key = SetKey { app, object };
-                if delete {
+                let mut next = table.clone();
+                let data = vec![byte; len];
+                let changed = if delete {
                     next.sets.remove(&key);
+                    model.remove(&key);
+                    None
                 } else {
-                    next.sets.insert(key, rec(app % 3, vec![byte; len]));
+                    next.sets.insert(key, entry(app % 3, &data, n as u64));
+                    model.insert(key, data.clone());
+                    Some(key)
+                };
+                next.relayout();
+                let steps = plan(&table, &next, changed);
+                apply(&active, &mut alt, &steps, &data);
+                let decoded = Table::decode_head(&alt, 1 << 20).unwrap();
+                prop_assert_eq!(&decoded, &next);
+                for (k, e) in &decoded.sets {
+                    let got = &alt[e.offset as usize..(e.offset + e.len) as usize];
+                    prop_assert_eq!(got, &model[k][..]);
+                    prop_assert_eq!(crc32c(got), e.crc);
                 }
-                let steps = plan(&active, &next);
-                apply(&active.encode(), &mut alt_img, &steps);
-                let want = next.encode();
-                prop_assert_eq!(&alt_img[..want.len()], &want[..]);
-                prop_assert_eq!(Table::decode(&alt_img[..want.len()]).unwrap(), next.clone());
-                // Flip: the alternate becomes active; the next image is built in the other region.
-                alt_img = active.encode();
-                active = next;
+                // FLIP: the alternate becomes active; then the mirror copy.
+                std::mem::swap(&mut active, &mut alt);
+                alt = active.clone();
+                table = next;
             }
         }
 
         #[test]
         fn decoding_garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400), count in any::<u32>()) {
-            let _ = Table::decode(&bytes);
+            let _ = Table::decode_head(&bytes, 1 << 20);
             let mut framed = TABLE_MAGIC.to_vec();
             framed.extend_from_slice(&count.to_le_bytes());
             framed.extend_from_slice(&bytes);
-            let _ = Table::decode(&framed);
+            let _ = Table::decode_head(&framed, 1 << 20);
+            let _ = Table::count(&framed);
         }
     }
 }

@@ -124,6 +124,27 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// A u64 field, or `default` when absent.
+    pub fn u64_or(&self, tag: u16, default: u64) -> Result<u64, TlvError> {
+        match self.field(tag) {
+            None => Ok(default),
+            Some(v) => {
+                <[u8; 8]>::try_from(v)
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| TlvError::FieldSize {
+                        tag,
+                        len: v.len(),
+                        expected: 8,
+                    })
+            }
+        }
+    }
+
+    /// Whether a field is present.
+    pub fn has(&self, tag: u16) -> bool {
+        self.field(tag).is_some()
+    }
+
     /// A byte-string field, or empty when absent.
     pub fn bytes_or_empty(&self, tag: u16) -> &'a [u8] {
         self.field(tag).unwrap_or(&[])
@@ -158,6 +179,9 @@ impl Builder {
         self
     }
     pub fn u32(self, tag: u16, value: u32) -> Self {
+        self.bytes(tag, &value.to_le_bytes())
+    }
+    pub fn u64(self, tag: u16, value: u64) -> Self {
         self.bytes(tag, &value.to_le_bytes())
     }
     /// The encoded message.

@@ -171,6 +171,72 @@ pub mod reg {
     }
 }
 
+/// Base of the firmware's mailbox block in BAR0: the page after the
+/// controller's 4 KiB register file. On a card with a CPU the firmware
+/// serves it; the controller's own registers stay below it.
+pub const MAILBOX_BASE: u32 = 0x1000;
+/// Size of BAR0 with the mailbox block.
+pub const BAR0_BYTES: u32 = 0x2000;
+/// `MB_ID` register value: ASCII "HTFW" read as a little-endian u32.
+pub const FIRMWARE_ID: u32 = u32::from_le_bytes(*b"HTFW");
+/// Version of the mailbox message format: major[31:16], minor[15:0].
+pub const MESSAGE_VERSION: u32 = 0x0001_0000;
+
+pub mod mbox {
+    //! The firmware mailbox (BAR0 page 1): a host writes a request message
+    //! (versioned TLV, see `docs/firmware.md`) into its own memory, tells
+    //! the card where it is and where the answer may go, and rings the
+    //! doorbell with a sequence number; the card reads the request by DMA,
+    //! runs it, writes the response by DMA and publishes the sequence
+    //! number in `MB_DONE`. `REGISTERS` lists them.
+    use super::{Access, Register};
+    registers! {
+        /// Firmware identifier, always "HTFW" (0x57465448).
+        MB_ID = 0x1000, Ro, super::FIRMWARE_ID;
+        /// Message format version: major[31:16], minor[15:0].
+        MB_VERSION = 0x1004, Ro, super::MESSAGE_VERSION;
+        /// Firmware state: bit0 READY (record tables loaded), bit1 BUSY (a request is running).
+        MB_STATE = 0x1008, Ro, 0;
+        /// Request message address (host), low 32 bits.
+        MB_REQ_LO = 0x1010, Rw, 0;
+        /// Request message address (host), high 32 bits.
+        MB_REQ_HI = 0x1014, Rw, 0;
+        /// Request message length in bytes (at most MAX_MESSAGE).
+        MB_REQ_LEN = 0x1018, Rw, 0;
+        /// Response buffer address (host), low 32 bits.
+        MB_RESP_LO = 0x1020, Rw, 0;
+        /// Response buffer address (host), high 32 bits.
+        MB_RESP_HI = 0x1024, Rw, 0;
+        /// Response buffer capacity in bytes.
+        MB_RESP_CAP = 0x1028, Rw, 0;
+        /// Doorbell: writing a sequence number runs the request described above.
+        MB_DOORBELL = 0x1030, Wo, 0;
+        /// Sequence number of the last finished request.
+        MB_DONE = 0x1034, Ro, 0;
+        /// Result code of the last finished request (0 = OK; see docs/firmware.md).
+        MB_RESULT = 0x1038, Ro, 0;
+        /// Length of the response message written for the last request.
+        MB_RESP_LEN = 0x103C, Ro, 0;
+        /// Authentication challenge, low 32 bits: a fresh random value after every authenticated request.
+        MB_NONCE_LO = 0x1040, Ro, 0;
+        /// Authentication challenge, high 32 bits.
+        MB_NONCE_HI = 0x1044, Ro, 0;
+        /// Requests refused for wrong credentials since the firmware started.
+        MB_AUTH_FAILS = 0x1048, Ro, 0;
+        /// Requests handled since the firmware started.
+        MB_REQUESTS = 0x104C, Ro, 0;
+    }
+}
+
+/// Bits of `MB_STATE`.
+pub mod mb_state {
+    pub const READY: u32 = 1 << 0;
+    pub const BUSY: u32 = 1 << 1;
+}
+
+/// Largest request or response message (payload data travels separately by DMA).
+pub const MAX_MESSAGE: u32 = 64 * 1024;
+
 /// `(name, value, doc)` tables for generators (`cargo xtask regs`): each
 /// entry names a constant of module `$m`, so a rename breaks the build instead
 /// of the documentation.
@@ -874,6 +940,11 @@ pub const CONSTANTS: &[(&str, u64, &str)] = &[
     ("MAX_TRANSFER", MAX_TRANSFER as u64, "largest single transfer in bytes"),
     ("DESC_BYTES", DESC_BYTES as u64, "size of one descriptor"),
     ("CPL_BYTES", CPL_BYTES as u64, "size of one completion"),
+    ("MAILBOX_BASE", MAILBOX_BASE as u64, "BAR0 offset of the firmware mailbox block"),
+    ("BAR0_BYTES", BAR0_BYTES as u64, "size of BAR0 (controller registers + mailbox)"),
+    ("FIRMWARE_ID", FIRMWARE_ID as u64, "MB_ID register value: \"HTFW\" as a little-endian u32"),
+    ("MESSAGE_VERSION", MESSAGE_VERSION as u64, "mailbox message format version: major[31:16], minor[15:0]"),
+    ("MAX_MESSAGE", MAX_MESSAGE as u64, "largest mailbox request or response message in bytes"),
     ("TAG_CONTROLLER", TAG_CONTROLLER as u64, "completion tag of completions the controller generates itself (ring overflow)"),
     ("SUPERBLOCK_BYTES", SUPERBLOCK_BYTES as u64, "size of one superblock slot"),
     ("SUPERBLOCK_BASE", SUPERBLOCK_BASE as u64, "NV address of superblock slot 0; slot 1 follows; slot seq & 1 holds sequence seq"),
@@ -921,6 +992,23 @@ mod tests {
             }
             last = Some(r.offset);
             assert!(!r.doc.is_empty(), "{} undocumented", r.name);
+        }
+    }
+
+    #[test]
+    fn mailbox_registers_are_in_the_mailbox_page() {
+        let mut last = None;
+        for r in mbox::REGISTERS {
+            assert_eq!(r.offset % 4, 0, "{} not aligned", r.name);
+            assert!(
+                (MAILBOX_BASE..BAR0_BYTES).contains(&r.offset),
+                "{} outside the mailbox page",
+                r.name
+            );
+            if let Some(prev) = last {
+                assert!(r.offset > prev, "{} out of order or duplicate", r.name);
+            }
+            last = Some(r.offset);
         }
     }
 

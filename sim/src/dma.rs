@@ -135,6 +135,45 @@ impl DmaSpace {
     }
 }
 
+impl DmaSpace {
+    /// Copy `buf.len()` bytes at `addr` out of one mapping; `false` (and a
+    /// counted fault) when the range is not inside one mapping.
+    pub fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> bool {
+        match self.find(addr, buf.len() as u64) {
+            Some((m, off)) => {
+                for (i, x) in buf.iter_mut().enumerate() {
+                    // SAFETY: `off + i < m.len` (checked by `find`), inside a
+                    // live mapping; volatile as in `read_word`.
+                    *x = unsafe { std::ptr::read_volatile(m.map.as_ptr().add(off + i)) };
+                }
+                true
+            }
+            None => {
+                self.faults += 1;
+                false
+            }
+        }
+    }
+
+    /// Copy `data` to `addr` inside one writable mapping; `false` (and a
+    /// counted fault) otherwise.
+    pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> bool {
+        match self.find(addr, data.len() as u64) {
+            Some((m, off)) if m.writable => {
+                for (i, x) in data.iter().enumerate() {
+                    // SAFETY: as in `read_bytes`; the mapping is writable.
+                    unsafe { std::ptr::write_volatile(m.map.as_mut_ptr().add(off + i), *x) };
+                }
+                true
+            }
+            _ => {
+                self.faults += 1;
+                false
+            }
+        }
+    }
+}
+
 impl WordStore for DmaSpace {
     fn read_word(&self, addr: u64) -> u64 {
         match self.find(addr, 8) {

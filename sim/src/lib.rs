@@ -5,7 +5,10 @@
 pub mod card;
 pub mod dma;
 pub mod ffi;
+pub mod firmware;
 pub mod harness;
+pub mod inproc;
+pub mod local;
 pub mod memory;
 pub mod serve;
 pub mod service;

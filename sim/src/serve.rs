@@ -1,7 +1,9 @@
 //! `hitless-sim serve`: the card service behind a vfio-user socket, and a
 //! control socket for fault injection.
 
+use crate::firmware::FirmwareHandle;
 use crate::service::{CardService, Control, RegionSel, ServiceStatus};
+use hitless_hdl::contract::MAILBOX_BASE;
 use hitless_vfio_user::{card, Device, DeviceDescription, DeviceError, DmaRegion, IrqFd};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -14,11 +16,39 @@ use std::time::Duration;
 /// go to the card service.
 pub struct SimDevice {
     svc: CardService,
+    firmware: Option<FirmwareHandle>,
 }
 
 impl SimDevice {
+    /// A card whose BAR0 is the controller's register file only (the
+    /// mailbox page reads as zeros: no firmware).
     pub fn new(svc: CardService) -> Self {
-        Self { svc }
+        Self {
+            svc,
+            firmware: None,
+        }
+    }
+    /// A card with firmware serving the mailbox page.
+    pub fn with_firmware(svc: CardService, firmware: FirmwareHandle) -> Self {
+        Self {
+            svc,
+            firmware: Some(firmware),
+        }
+    }
+    fn read32(&self, offset: u32) -> Result<u32, DeviceError> {
+        if offset >= MAILBOX_BASE {
+            return Ok(self.firmware.as_ref().map_or(0, |f| f.read32(offset)));
+        }
+        self.svc.read32(offset).map_err(dev_err)
+    }
+    fn write32(&self, offset: u32, value: u32) -> Result<(), DeviceError> {
+        if offset >= MAILBOX_BASE {
+            if let Some(f) = &self.firmware {
+                f.write32(offset, value);
+            }
+            return Ok(());
+        }
+        self.svc.write32(offset, value).map_err(dev_err)
     }
 }
 
@@ -37,11 +67,11 @@ impl Device for SimDevice {
         if region != card::BAR0 || !offset.is_multiple_of(4) || (buf.len() != 4 && buf.len() != 8) {
             return Err(DeviceError::InvalidArgument);
         }
+        if offset + buf.len() as u64 > card::BAR0_SIZE {
+            return Err(DeviceError::InvalidArgument);
+        }
         for (i, chunk) in buf.chunks_mut(4).enumerate() {
-            let v = self
-                .svc
-                .read32((offset + 4 * i as u64) as u32)
-                .map_err(dev_err)?;
+            let v = self.read32((offset + 4 * i as u64) as u32)?;
             chunk.copy_from_slice(&v.to_le_bytes());
         }
         Ok(())
@@ -52,12 +82,13 @@ impl Device for SimDevice {
         {
             return Err(DeviceError::InvalidArgument);
         }
+        if offset + data.len() as u64 > card::BAR0_SIZE {
+            return Err(DeviceError::InvalidArgument);
+        }
         for (i, chunk) in data.chunks(4).enumerate() {
             let mut w = [0u8; 4];
             w.copy_from_slice(chunk);
-            self.svc
-                .write32((offset + 4 * i as u64) as u32, u32::from_le_bytes(w))
-                .map_err(dev_err)?;
+            self.write32((offset + 4 * i as u64) as u32, u32::from_le_bytes(w))?;
         }
         Ok(())
     }

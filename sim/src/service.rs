@@ -5,11 +5,14 @@
 
 use crate::card::{CardTiming, SimCard, TornWrites};
 use crate::dma::DmaSpace;
+use crate::local::{CardBus, LocalMemory};
 use crate::memory::NvStore;
 use hitless_hdl::contract::{ctrl, reg, status, tier_state, BootResult, DEFAULT_GEOMETRY};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -86,6 +89,8 @@ enum Req {
         reply: SyncSender<Result<(), String>>,
     },
     Unmap(u64, u64, SyncSender<Result<(), String>>),
+    HostRead(u64, usize, SyncSender<Result<Vec<u8>, String>>),
+    HostWrite(u64, Vec<u8>, SyncSender<Result<(), String>>),
     UnmapAll,
     Irq(Option<IrqSink>),
     Control(Control, SyncSender<Result<ServiceStatus, String>>),
@@ -97,6 +102,8 @@ enum Req {
 pub struct CardService {
     tx: Sender<Req>,
     timeout: Duration,
+    local: LocalMemory,
+    resets: Arc<AtomicU64>,
 }
 
 /// The clock thread; join it after `shutdown`.
@@ -124,11 +131,22 @@ pub fn start(
     let cold =
         NvStore::open_file(&cold_path, size).map_err(|e| ServiceError::State(e.to_string()))?;
     let (tx, rx) = mpsc::channel();
+    let local = LocalMemory::new(LOCAL_BYTES);
+    let resets = Arc::new(AtomicU64::new(0));
+    let (l, r) = (local.clone(), resets.clone());
     let thread = std::thread::Builder::new()
         .name("hitless-card-clock".into())
-        .spawn(move || clock(rx, timing, cold))
+        .spawn(move || clock(rx, timing, cold, l, r))
         .map_err(|e| ServiceError::Card(e.to_string()))?;
-    Ok((CardService { tx, timeout }, CardThread(thread)))
+    Ok((
+        CardService {
+            tx,
+            timeout,
+            local,
+            resets,
+        },
+        CardThread(thread),
+    ))
 }
 
 impl CardService {
@@ -171,6 +189,24 @@ impl CardService {
     pub fn dma_unmap(&self, iova: u64, len: u64) -> Result<(), ServiceError> {
         self.call(|r| Req::Unmap(iova, len, r))
     }
+    /// Read host memory through the card's DMA mappings (the firmware
+    /// reading a request).
+    pub fn host_read(&self, addr: u64, len: usize) -> Result<Vec<u8>, ServiceError> {
+        self.call(|r| Req::HostRead(addr, len, r))
+    }
+    /// Write host memory through the card's DMA mappings.
+    pub fn host_write(&self, addr: u64, data: Vec<u8>) -> Result<(), ServiceError> {
+        self.call(|r| Req::HostWrite(addr, data, r))
+    }
+    /// The card's local RAM (firmware rings and scratch).
+    pub fn local(&self) -> &LocalMemory {
+        &self.local
+    }
+    /// Resets (warm resets, power cycles, cuts) since the card started: the
+    /// firmware restarts when this changes.
+    pub fn resets(&self) -> u64 {
+        self.resets.load(Ordering::SeqCst)
+    }
     /// Forget every DMA mapping and interrupt sink (the client left).
     pub fn detach(&self) -> Result<(), ServiceError> {
         self.tx
@@ -191,8 +227,12 @@ impl CardService {
     }
 }
 
+/// Bytes of card-local RAM: the firmware's rings (64 KiB) and scratch.
+pub const LOCAL_BYTES: usize = (64 << 10) + hitless_firmware::manager::SCRATCH_BYTES;
+
 struct Clock {
-    card: SimCard<DmaSpace>,
+    resets: Arc<AtomicU64>,
+    card: SimCard<CardBus>,
     irq: Option<IrqSink>,
     irqs_seen: u64,
     cut_at: Option<u64>,
@@ -225,6 +265,7 @@ impl Clock {
         self.card = card.power_cycle(torn, false);
         self.irqs_seen = 0;
         self.power_ons += 1;
+        self.resets.fetch_add(1, Ordering::SeqCst);
         tracing::info!(power_ons = self.power_ons, "power cycle");
     }
 
@@ -244,8 +285,8 @@ impl Clock {
             power_ons: self.power_ons,
             warm_result: w,
             cold_result: c,
-            dma_mappings: self.card.host.len(),
-            dma_faults: self.card.host.faults,
+            dma_mappings: self.card.host.dma.len(),
+            dma_faults: self.card.host.dma.faults,
             irqs: self.card.irq_count(),
         }
     }
@@ -255,6 +296,7 @@ impl Clock {
             // Both return once the card is up again (its boot scan done).
             Control::WarmReset => {
                 self.card.warm_reset(TornWrites::Random(self.card.cycle()));
+                self.resets.fetch_add(1, Ordering::SeqCst);
                 self.card.wait_boot(BOOT_LIMIT).map_err(|e| e.to_string())?;
             }
             Control::PowerCycle => {
@@ -310,23 +352,30 @@ impl Clock {
 }
 
 /// A card that exists only while the real one is being power-cycled.
-fn placeholder() -> SimCard<DmaSpace> {
+fn placeholder() -> SimCard<CardBus> {
     SimCard::with_host(
         CardTiming::default(),
         NvStore::new(0),
         NvStore::new(0),
-        DmaSpace::default(),
+        CardBus::new(DmaSpace::default(), LocalMemory::new(0)),
     )
 }
 
-fn clock(rx: Receiver<Req>, timing: CardTiming, cold: NvStore) -> Result<(), ServiceError> {
+fn clock(
+    rx: Receiver<Req>,
+    timing: CardTiming,
+    cold: NvStore,
+    local: LocalMemory,
+    resets: Arc<AtomicU64>,
+) -> Result<(), ServiceError> {
     let g = DEFAULT_GEOMETRY;
     let mut k = Clock {
+        resets,
         card: SimCard::with_host(
             timing,
             NvStore::new(g.total() as usize),
             cold,
-            DmaSpace::default(),
+            CardBus::new(DmaSpace::default(), local),
         ),
         irq: None,
         irqs_seen: 0,
@@ -366,14 +415,35 @@ fn clock(rx: Receiver<Req>, timing: CardTiming, cold: NvStore) -> Result<(), Ser
                     let r = k
                         .card
                         .host
+                        .dma
                         .map(iova, len, &file, offset, writable)
                         .map_err(|e| e.to_string());
                     let _ = reply.send(r);
                 }
                 Req::Unmap(iova, len, reply) => {
-                    let _ = reply.send(k.card.host.unmap(iova, len).map_err(|e| e.to_string()));
+                    let _ = reply.send(k.card.host.dma.unmap(iova, len).map_err(|e| e.to_string()));
                 }
-                Req::UnmapAll => k.card.host.clear(),
+                Req::HostRead(addr, len, reply) => {
+                    let mut buf = vec![0u8; len];
+                    let r = if k.card.host.dma.read_bytes(addr, &mut buf) {
+                        Ok(buf)
+                    } else {
+                        Err(format!("no host mapping holds {addr:#x}+{len:#x}"))
+                    };
+                    let _ = reply.send(r);
+                }
+                Req::HostWrite(addr, data, reply) => {
+                    let r = if k.card.host.dma.write_bytes(addr, &data) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "no writable host mapping holds {addr:#x}+{:#x}",
+                            data.len()
+                        ))
+                    };
+                    let _ = reply.send(r);
+                }
+                Req::UnmapAll => k.card.host.dma.clear(),
                 Req::Irq(sink) => k.irq = sink,
                 Req::Control(c, reply) => {
                     let _ = reply.send(k.control(c));

@@ -243,11 +243,11 @@ fn markdown() -> String {
          W1C read, write 1 to clear.\n\n\
          | offset | name | access | reset | description |\n|---|---|---|---|---|\n",
     );
-    for r in REGISTERS {
+    for r in REGISTERS.iter().chain(c::mbox::REGISTERS) {
         let access = format!("{:?}", r.access).to_uppercase();
         let _ = writeln!(
             md,
-            "| 0x{:03X} | {} | {access} | 0x{:X} | {} |",
+            "| 0x{:04X} | {} | {access} | 0x{:X} | {} |",
             r.offset,
             r.name,
             r.reset,
@@ -407,11 +407,11 @@ fn header() -> String {
     }
 
     h.section("Register offsets (BAR0 / AXI4-Lite, 32-bit registers)");
-    for r in REGISTERS {
+    for r in REGISTERS.iter().chain(c::mbox::REGISTERS) {
         let access = format!("{:?}", r.access).to_uppercase();
         h.documented(
             &format!("REG_{}", r.name),
-            format!("0x{:03X}u", r.offset),
+            format!("0x{:04X}u", r.offset),
             &format!("{access}: {}", r.doc.trim()),
         );
     }

@@ -425,8 +425,10 @@ pub mod card {
 
     /// BAR0: the register file.
     pub const BAR0: u32 = pci::BAR0_REGION_INDEX;
-    /// Size of BAR0 (the 4 KiB register window of the hardware contract).
-    pub const BAR0_SIZE: u64 = 4096;
+    /// Size of BAR0: the controller registers and the firmware mailbox.
+    /// Equal to `hitless_hdl::contract::BAR0_BYTES` (this crate does not
+    /// depend on the contract; `hitless-sim` checks they agree).
+    pub const BAR0_SIZE: u64 = 0x2000;
     /// The IRQ index the card signals on (MSI-X).
     pub const IRQ_INDEX: u32 = pci::MSIX_IRQ_INDEX;
     /// Number of vectors on [`IRQ_INDEX`].

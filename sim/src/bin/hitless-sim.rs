@@ -42,6 +42,10 @@ enum Cmd {
         /// Host read latency in cycles.
         #[arg(long, default_value_t = 128)]
         host_latency: u64,
+        /// Serve the controller alone: no firmware behind the mailbox page
+        /// (the host drives the controller's rings itself).
+        #[arg(long)]
+        no_firmware: bool,
     },
     /// Reset the controller; both tiers keep their contents.
     WarmReset(Target),
@@ -91,7 +95,8 @@ fn main() -> ExitCode {
             state_dir,
             control,
             host_latency,
-        } => serve(socket, state_dir, control, host_latency),
+            no_firmware,
+        } => serve(socket, state_dir, control, host_latency, !no_firmware),
         Cmd::WarmReset(t) => ctl(&t, "warm-reset".into()),
         Cmd::PowerCycle(t) => ctl(&t, "power-cycle".into()),
         Cmd::CutPower { target, at_cycle } => ctl(&target, format!("cut-power {at_cycle}")),
@@ -124,6 +129,7 @@ fn serve(
     state_dir: PathBuf,
     control: Option<PathBuf>,
     host_latency: u64,
+    firmware: bool,
 ) -> Result<(), String> {
     let mut timing = CardTiming::default();
     timing.host.latency = host_latency;
@@ -166,8 +172,16 @@ fn serve(
         control.display(),
         state_dir.display()
     );
-    let mut device = SimDevice::new(svc.clone());
+    let fw = firmware.then(|| hitless_sim::firmware::start(svc.clone()));
+    let mut device = match &fw {
+        Some((handle, _)) => SimDevice::with_firmware(svc.clone(), handle.clone()),
+        None => SimDevice::new(svc.clone()),
+    };
     let served = server.run(&mut device).map_err(|e| e.to_string());
+    if let Some((handle, thread)) = fw {
+        handle.stop();
+        thread.join();
+    }
     stop.store(true, Ordering::SeqCst);
     sig_handle.close();
     let _ = sig_thread.join();

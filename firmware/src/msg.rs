@@ -1,0 +1,377 @@
+//! The mailbox messages: requests a host application sends to the card's
+//! memory manager, and the card's responses, in the versioned TLV format of
+//! [`crate::tlv`]. Set data never travels inside a message: a request names
+//! a host buffer (`DATA_ADDR`, `DATA_LEN` / `DATA_CAP`) and the controller
+//! moves the bytes by DMA.
+//!
+//! Authenticated requests carry `HANDLE` (the session's protection entry)
+//! and, as their last field, `MAC` = HMAC-SHA256(application secret,
+//! challenge || the message without its MAC field), where the challenge is
+//! the `MB_NONCE` value the card published before the request. See
+//! [`crate::auth`].
+
+use crate::tlv::{Builder, Message, TlvError};
+
+/// Request kinds (the TLV message kind); a response has kind `0x80 | request`.
+pub mod kind {
+    /// Firmware and tier state; no authentication.
+    pub const STATUS: u8 = 1;
+    /// Open a session for an application: allocates a protection entry.
+    pub const OPEN: u8 = 2;
+    /// Close a session (frees its protection entry).
+    pub const CLOSE: u8 = 3;
+    /// Store a set (host buffer -> alternate region, flip, mirror).
+    pub const STORE: u8 = 4;
+    /// Delete a set.
+    pub const DELETE: u8 = 5;
+    /// Read one set back into a host buffer.
+    pub const RESTORE: u8 = 6;
+    /// The session's sets (metadata only).
+    pub const LIST: u8 = 7;
+    /// The host announces a reboot stage; no authentication.
+    pub const STAGE: u8 = 8;
+    /// Deliver the session's sets of an announced reboot stage.
+    pub const FETCH: u8 = 9;
+    /// Append a checkpoint set to the append log.
+    pub const LOG_APPEND: u8 = 10;
+    /// Read the unread part of the append log (the session's records).
+    pub const LOG_READ: u8 = 11;
+    /// Clear the log up to an offset (the reader has consumed it).
+    pub const LOG_TRIM: u8 = 12;
+    /// Erase a tier's record table (start over after a foreign image).
+    pub const FORMAT: u8 = 13;
+    /// Response bit.
+    pub const RESPONSE: u8 = 0x80;
+}
+
+/// Field tags.
+pub mod tag {
+    pub const APP: u16 = 1;
+    pub const OBJECT: u16 = 2;
+    pub const ENDPOINT: u16 = 3;
+    pub const STAGE: u16 = 4;
+    pub const FLAGS: u16 = 5;
+    /// Host address of the data buffer (u64).
+    pub const DATA_ADDR: u16 = 6;
+    /// Bytes of data in the buffer (STORE, LOG_APPEND) or returned (responses).
+    pub const DATA_LEN: u16 = 7;
+    /// CRC-32C of the data (STORE: checked by the controller in the datapath).
+    pub const DATA_CRC: u16 = 8;
+    pub const HANDLE: u16 = 9;
+    /// The controller key of the session's protection entry (OPEN response).
+    pub const KEY: u16 = 10;
+    /// The application secret (OPEN response, first open only).
+    pub const SECRET: u16 = 11;
+    pub const MAC: u16 = 12;
+    /// Result code (`Code`), every response.
+    pub const RESULT: u16 = 13;
+    /// Human-readable detail of a failure.
+    pub const ERROR: u16 = 14;
+    /// Packed `SetInfo` records (LIST, FETCH, STAGE, RESTORE responses).
+    pub const SETS: u16 = 15;
+    pub const LOG_HEAD: u16 = 16;
+    pub const LOG_TAIL: u16 = 17;
+    /// LOG_TRIM: the new tail.
+    pub const TO: u16 = 18;
+    /// Capacity of the host data buffer (RESTORE, FETCH, LOG_READ).
+    pub const DATA_CAP: u16 = 19;
+    /// Packed `LogInfo` records (LOG_READ response).
+    pub const RECORDS: u16 = 20;
+    /// STATUS response: packed tier states, counters.
+    pub const TIERS: u16 = 21;
+    pub const COUNTERS: u16 = 22;
+    /// Announced reboot stage (STATUS response; absent: none yet).
+    pub const ANNOUNCED: u16 = 23;
+    /// Bytes the data buffer would need (a TOO_SMALL answer).
+    pub const NEEDED: u16 = 24;
+}
+
+/// Request flags (`FLAGS`).
+pub mod flags {
+    /// STORE / LOG_*: the cold tier (survives a power cycle), else warm.
+    pub const COLD: u32 = 1 << 0;
+    /// LOG_APPEND: overwrite mode, keep only this record (claim 13).
+    pub const OVERWRITE: u32 = 1 << 1;
+    /// OPEN: the session may read its sets.
+    pub const READ: u32 = 1 << 2;
+    /// OPEN: the session may store and delete sets.
+    pub const WRITE: u32 = 1 << 3;
+    /// OPEN: the session may use the append log.
+    pub const LOG: u32 = 1 << 4;
+    pub const ALL: u32 = 0x1F;
+}
+
+/// Result codes (`RESULT` field and the `MB_RESULT` register).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum Code {
+    Ok = 0,
+    /// The request is not a well-formed message (TLV error, wrong field size).
+    BadMessage = 1,
+    /// Unknown request kind.
+    UnknownRequest = 2,
+    /// Wrong, missing or replayed credentials (counted in `MB_AUTH_FAILS`).
+    AuthFailed = 3,
+    /// No such set / session.
+    NotFound = 4,
+    /// The region cannot hold the new image.
+    NoSpace = 5,
+    /// The host buffer is too small (`NEEDED` says how large it must be).
+    TooSmall = 6,
+    /// FETCH of a reboot stage the host has not announced yet.
+    NotYet = 7,
+    /// The append log has no room: the reader must trim first.
+    LogFull = 8,
+    /// The log range holds another application's records, or the tier
+    /// holds an image that is not a record table.
+    Foreign = 9,
+    /// The controller refused an operation (detail in `ERROR`).
+    Device = 10,
+    /// The tier's both regions failed their integrity test.
+    Lost = 11,
+    /// No free protection entry for a new session.
+    NoSession = 12,
+    /// A host buffer could not be read or written by DMA.
+    HostMemory = 13,
+    /// The session lacks the permission.
+    Permission = 14,
+    /// An argument is out of range.
+    Invalid = 15,
+}
+
+impl Code {
+    pub const ALL: [Code; 16] = [
+        Code::Ok,
+        Code::BadMessage,
+        Code::UnknownRequest,
+        Code::AuthFailed,
+        Code::NotFound,
+        Code::NoSpace,
+        Code::TooSmall,
+        Code::NotYet,
+        Code::LogFull,
+        Code::Foreign,
+        Code::Device,
+        Code::Lost,
+        Code::NoSession,
+        Code::HostMemory,
+        Code::Permission,
+        Code::Invalid,
+    ];
+    pub fn from_u32(v: u32) -> Option<Self> {
+        Self::ALL.get(v as usize).copied()
+    }
+    pub fn describe(self) -> &'static str {
+        match self {
+            Code::Ok => "done",
+            Code::BadMessage => "malformed request message",
+            Code::UnknownRequest => "unknown request kind",
+            Code::AuthFailed => "wrong or missing credentials",
+            Code::NotFound => "no such set or session",
+            Code::NoSpace => "the region has no room for the new image",
+            Code::TooSmall => "the host buffer is too small",
+            Code::NotYet => "that reboot stage has not been announced",
+            Code::LogFull => "the append log is full (the reader must trim)",
+            Code::Foreign => "belongs to another application or is not a record table",
+            Code::Device => "the controller refused an operation",
+            Code::Lost => "both regions of the tier failed their integrity test",
+            Code::NoSession => "no free protection entry",
+            Code::HostMemory => "host buffer not reachable by DMA",
+            Code::Permission => "the session lacks the permission",
+            Code::Invalid => "argument out of range",
+        }
+    }
+}
+
+/// Which tier a set lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TierSel {
+    Warm = 0,
+    Cold = 1,
+}
+
+impl TierSel {
+    pub fn of_flags(f: u32) -> Self {
+        if f & flags::COLD != 0 {
+            TierSel::Cold
+        } else {
+            TierSel::Warm
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            TierSel::Warm => "warm",
+            TierSel::Cold => "cold",
+        }
+    }
+}
+
+/// One set as responses describe it (32 bytes packed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetInfo {
+    pub app: u32,
+    pub object: u32,
+    pub endpoint: u32,
+    pub stage: u32,
+    pub tier: TierSel,
+    pub len: u32,
+    pub crc: u32,
+    /// Where its bytes are in the host data buffer (FETCH, RESTORE).
+    pub data_offset: u32,
+}
+
+impl SetInfo {
+    pub const BYTES: usize = 32;
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        let w = [
+            self.app,
+            self.object,
+            self.endpoint,
+            self.stage,
+            self.tier as u32,
+            self.len,
+            self.crc,
+            self.data_offset,
+        ];
+        for (i, v) in w.into_iter().enumerate() {
+            b[4 * i..4 * i + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        b
+    }
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::BYTES {
+            return None;
+        }
+        let u = |i: usize| u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+        Some(Self {
+            app: u(0),
+            object: u(1),
+            endpoint: u(2),
+            stage: u(3),
+            tier: if u(4) & 1 == 1 {
+                TierSel::Cold
+            } else {
+                TierSel::Warm
+            },
+            len: u(5),
+            crc: u(6),
+            data_offset: u(7),
+        })
+    }
+}
+
+/// One append-log record as LOG_READ describes it (24 bytes packed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogInfo {
+    pub object: u32,
+    /// Free-running log offset of the record.
+    pub offset: u32,
+    /// Log sequence number.
+    pub seq: u64,
+    pub len: u32,
+    /// Where its payload is in the host data buffer.
+    pub data_offset: u32,
+}
+
+impl LogInfo {
+    pub const BYTES: usize = 24;
+    pub fn to_bytes(&self) -> [u8; 24] {
+        let mut b = [0u8; 24];
+        b[0..4].copy_from_slice(&self.object.to_le_bytes());
+        b[4..8].copy_from_slice(&self.offset.to_le_bytes());
+        b[8..16].copy_from_slice(&self.seq.to_le_bytes());
+        b[16..20].copy_from_slice(&self.len.to_le_bytes());
+        b[20..24].copy_from_slice(&self.data_offset.to_le_bytes());
+        b
+    }
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::BYTES {
+            return None;
+        }
+        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut s = [0u8; 8];
+        s.copy_from_slice(&b[8..16]);
+        Some(Self {
+            object: u(0),
+            offset: u(4),
+            seq: u64::from_le_bytes(s),
+            len: u(16),
+            data_offset: u(20),
+        })
+    }
+}
+
+/// Split a packed list field into fixed-size records.
+pub fn unpack<T>(
+    bytes: &[u8],
+    size: usize,
+    f: impl Fn(&[u8]) -> Option<T>,
+    tag: u16,
+) -> Result<Vec<T>, TlvError> {
+    if !bytes.len().is_multiple_of(size) {
+        return Err(TlvError::FieldSize {
+            tag,
+            len: bytes.len(),
+            expected: size,
+        });
+    }
+    Ok(bytes.chunks(size).filter_map(f).collect())
+}
+
+/// A response under construction: kind, result, then fields.
+pub fn response(request_kind: u8, code: Code) -> Builder {
+    Builder::new(kind::RESPONSE | request_kind).u32(tag::RESULT, code as u32)
+}
+
+/// A decoded response's result code and detail.
+pub fn result_of(m: &Message<'_>) -> Result<(Code, String), TlvError> {
+    let code = m.u32_or(tag::RESULT, Code::BadMessage as u32)?;
+    let code = Code::from_u32(code).unwrap_or(Code::BadMessage);
+    let detail = String::from_utf8_lossy(m.bytes_or_empty(tag::ERROR)).into_owned();
+    Ok((code, detail))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_records_round_trip() {
+        let s = SetInfo {
+            app: 1,
+            object: 2,
+            endpoint: 3,
+            stage: 4,
+            tier: TierSel::Cold,
+            len: 5,
+            crc: 6,
+            data_offset: 7,
+        };
+        assert_eq!(SetInfo::from_bytes(&s.to_bytes()), Some(s));
+        let l = LogInfo {
+            object: 1,
+            offset: 2,
+            seq: 3,
+            len: 4,
+            data_offset: 5,
+        };
+        assert_eq!(LogInfo::from_bytes(&l.to_bytes()), Some(l));
+        assert!(unpack(&[0u8; 33], 32, SetInfo::from_bytes, tag::SETS).is_err());
+        assert_eq!(
+            unpack(
+                &[s.to_bytes(), s.to_bytes()].concat(),
+                32,
+                SetInfo::from_bytes,
+                tag::SETS
+            )
+            .unwrap(),
+            vec![s, s]
+        );
+        for c in Code::ALL {
+            assert_eq!(Code::from_u32(c as u32), Some(c));
+            assert!(!c.describe().is_empty());
+        }
+        assert_eq!(Code::from_u32(99), None);
+    }
+}
