@@ -100,3 +100,355 @@ fn stages_tiers_and_fallback() {
     let st = fw.status().unwrap();
     assert_eq!(st.cold.state, 0, "{st:?}");
 }
+
+#[test]
+fn append_log_backup_reader() {
+    let dir = temp("log");
+    let card = InProcessCard::start(&dir).unwrap();
+    let mut primary = client(&card);
+    let (p, secret) = primary.open_app(9, OpenFlags::all(), None).unwrap();
+    let secret = secret.unwrap();
+    for i in 0..5u8 {
+        primary.log_append(&p, 0, false, false, &[i; 100]).unwrap();
+    }
+    // The backup is a later requestor of application 9: it presents the
+    // credentials the primary handed it, and reads every set at once.
+    let (b, _) = primary
+        .open_app(9, OpenFlags::read_only(), Some(&secret))
+        .unwrap();
+    assert_eq!(
+        code(primary.log_read(&b, false).unwrap_err()),
+        Code::Permission,
+        "a read-only session may not use the log"
+    );
+    primary.close(&b).unwrap();
+    let (b, _) = primary
+        .open_app(9, OpenFlags::all(), Some(&secret))
+        .unwrap();
+    let read = primary.log_read(&b, false).unwrap();
+    assert_eq!(read.records.len(), 5);
+    for (i, (_, data)) in read.records.iter().enumerate() {
+        assert_eq!(data, &vec![i as u8; 100]);
+    }
+    primary.log_trim(&b, false, read.head).unwrap();
+    // More sets, then the primary dies without closing anything.
+    for i in 5..8u8 {
+        primary.log_append(&p, 0, false, false, &[i; 100]).unwrap();
+    }
+    drop(primary);
+    let mut backup = client(&card);
+    let (b, _) = backup.open_app(9, OpenFlags::all(), Some(&secret)).unwrap();
+    let unread = backup.log_read(&b, false).unwrap();
+    let got: Vec<u8> = unread.records.iter().map(|(_, d)| d[0]).collect();
+    assert_eq!(got, vec![5, 6, 7], "exactly the previously unread sets");
+
+    // Another application's records cannot be trimmed away by app 9.
+    let (other, _) = backup.open_app(10, OpenFlags::all(), None).unwrap();
+    backup
+        .log_append(&other, 0, false, false, b"app 10")
+        .unwrap();
+    let all = backup.log_read(&b, false).unwrap();
+    assert_eq!(
+        code(backup.log_trim(&b, false, all.head).unwrap_err()),
+        Code::Foreign
+    );
+    let mine = backup.log_read(&other, false).unwrap();
+    assert_eq!(mine.records.len(), 1);
+    assert_eq!(mine.records[0].1, b"app 10");
+
+    // Overwrite mode (cold tier): only the newest set remains.
+    for i in 0..3u8 {
+        backup.log_append(&b, 1, true, true, &[i; 64]).unwrap();
+    }
+    let cold = backup.log_read(&b, true).unwrap();
+    assert_eq!(cold.records.len(), 1);
+    assert_eq!(cold.records[0].1, vec![2u8; 64]);
+
+    // A full log refuses the writer; nothing unread is lost.
+    let mut appended = 0;
+    let err = loop {
+        match backup.log_append(&b, 2, true, false, &vec![0xC3; 64 << 10]) {
+            Ok(_) => appended += 1,
+            Err(e) => break e,
+        }
+        assert!(appended < 64, "a 1 MiB log never fills");
+    };
+    assert_eq!(code(err), Code::LogFull);
+    let cold = backup.log_read(&b, true).unwrap();
+    assert_eq!(cold.records.len(), appended + 1);
+    backup.log_trim(&b, true, cold.head).unwrap();
+    backup
+        .log_append(&b, 2, true, false, b"room again")
+        .unwrap();
+}
+
+#[test]
+fn credentials_and_bad_requests() {
+    use hitless_firmware::auth;
+    use hitless_firmware::msg::{kind, tag};
+    use hitless_firmware::tlv::Builder;
+    use hitless_hdl::contract::{mbox, MAX_MESSAGE};
+
+    let dir = temp("auth");
+    let card = InProcessCard::start(&dir).unwrap();
+    let mut fw = client(&card);
+    let (s, secret) = fw.open_app(3, OpenFlags::all(), None).unwrap();
+    let secret = secret.unwrap();
+    let before = fw.auth_failures().unwrap();
+    let wrong = [0u8; 32];
+    assert_eq!(
+        code(fw.open_app(3, OpenFlags::all(), Some(&wrong)).unwrap_err()),
+        Code::AuthFailed
+    );
+    assert_eq!(
+        fw.auth_failures().unwrap(),
+        before + 1,
+        "refusals are counted"
+    );
+
+    // A correctly signed request works once; replayed, it is refused (the
+    // challenge changed).
+    let nonce = {
+        let io = fw.io();
+        io.read32(mbox::MB_NONCE_LO).unwrap() as u64
+            | (io.read32(mbox::MB_NONCE_HI).unwrap() as u64) << 32
+    };
+    let list = auth::sign(
+        Builder::new(kind::LIST).u32(tag::HANDLE, s.handle).finish(),
+        &secret,
+        nonce,
+    );
+    assert_eq!(fw.raw(&list).unwrap().0, Code::Ok);
+    assert_eq!(fw.raw(&list).unwrap().0, Code::AuthFailed);
+    assert_eq!(fw.auth_failures().unwrap(), before + 2);
+    // A handle that is not a session.
+    let forged = auth::sign(
+        Builder::new(kind::LIST).u32(tag::HANDLE, 0x7777).finish(),
+        &secret,
+        nonce,
+    );
+    assert_eq!(fw.raw(&forged).unwrap().0, Code::AuthFailed);
+
+    // Malformed messages: a reason, nothing stored, the card still serves.
+    assert_eq!(fw.raw(b"garbage!").unwrap().0, Code::BadMessage);
+    let good = Builder::new(kind::STATUS).finish();
+    assert_eq!(fw.raw(&good[..5]).unwrap().0, Code::BadMessage);
+    let mut long = good.clone();
+    long.extend_from_slice(&[0u8; 3]);
+    assert_eq!(fw.raw(&long).unwrap().0, Code::BadMessage);
+    assert_eq!(
+        fw.raw(&vec![0u8; MAX_MESSAGE as usize + 1]).unwrap().0,
+        Code::BadMessage
+    );
+    // Unknown fields are skipped; unknown kinds refused with a reason.
+    let extra = Builder::new(kind::STATUS)
+        .bytes(999, b"newer sender")
+        .finish();
+    assert_eq!(fw.raw(&extra).unwrap().0, Code::Ok);
+    let nonce = {
+        let io = fw.io();
+        io.read32(mbox::MB_NONCE_LO).unwrap() as u64
+            | (io.read32(mbox::MB_NONCE_HI).unwrap() as u64) << 32
+    };
+    let unknown = auth::sign(
+        Builder::new(0x55).u32(tag::HANDLE, s.handle).finish(),
+        &secret,
+        nonce,
+    );
+    assert_eq!(fw.raw(&unknown).unwrap().0, Code::UnknownRequest);
+
+    // A STORE whose data does not match its CRC is refused by the
+    // controller's datapath check; the old set stays.
+    fw.store(&s, 0, 0, 0, false, b"original").unwrap();
+    let nonce = {
+        let io = fw.io();
+        io.read32(mbox::MB_NONCE_LO).unwrap() as u64
+            | (io.read32(mbox::MB_NONCE_HI).unwrap() as u64) << 32
+    };
+    let lying = auth::sign(
+        Builder::new(kind::STORE)
+            .u32(tag::HANDLE, s.handle)
+            .u64(tag::DATA_ADDR, 1 << 32)
+            .u32(tag::DATA_LEN, 64)
+            .u32(tag::DATA_CRC, 0x1234_5678)
+            .finish(),
+        &secret,
+        nonce,
+    );
+    assert_eq!(fw.raw(&lying).unwrap().0, Code::Invalid);
+    assert_eq!(fw.restore(&s, 0).unwrap().1, b"original");
+    // A data buffer outside the host's DMA mappings.
+    let nonce = {
+        let io = fw.io();
+        io.read32(mbox::MB_NONCE_LO).unwrap() as u64
+            | (io.read32(mbox::MB_NONCE_HI).unwrap() as u64) << 32
+    };
+    let stray = auth::sign(
+        Builder::new(kind::LOG_APPEND)
+            .u32(tag::HANDLE, s.handle)
+            .u64(tag::DATA_ADDR, 0x10)
+            .u32(tag::DATA_LEN, 64)
+            .finish(),
+        &secret,
+        nonce,
+    );
+    assert_eq!(fw.raw(&stray).unwrap().0, Code::HostMemory);
+    assert_eq!(fw.restore(&s, 0).unwrap().1, b"original");
+    // Sets over one transfer are refused before anything is sent.
+    assert!(matches!(
+        fw.store(&s, 1, 0, 0, false, &vec![1; 2 << 20]),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+mod against_the_model {
+    use super::*;
+    use hitless_driver::firmware::{Secret, Session};
+    use hitless_firmware::model::CardModel;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Store {
+            app: u32,
+            object: u32,
+            cold: bool,
+            stage: u32,
+            len: usize,
+            byte: u8,
+        },
+        Delete {
+            app: u32,
+            object: u32,
+        },
+        WarmReset,
+        PowerCycle,
+        /// Bits flipped in one tier's active region, then a reboot.
+        FlipAndReboot {
+            cold: bool,
+            seed: u64,
+        },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1u32..4, 0u32..3, any::<bool>(), 0u32..3, 0usize..6000, any::<u8>()).prop_map(
+                |(app, object, cold, stage, len, byte)| Op::Store { app, object, cold, stage, len, byte }
+            ),
+            2 => (1u32..4, 0u32..3).prop_map(|(app, object)| Op::Delete { app, object }),
+            1 => Just(Op::WarmReset),
+            1 => Just(Op::PowerCycle),
+            1 => (any::<bool>(), any::<u64>()).prop_map(|(cold, seed)| Op::FlipAndReboot { cold, seed }),
+        ]
+    }
+
+    struct Rig {
+        card: InProcessCard,
+        fw: Option<Client<Box<dyn CardIo>>>,
+        secrets: BTreeMap<u32, Secret>,
+        sessions: BTreeMap<u32, Session>,
+    }
+
+    impl Rig {
+        fn fw(&mut self) -> &mut Client<Box<dyn CardIo>> {
+            let card = &self.card;
+            self.fw.get_or_insert_with(|| client(card))
+        }
+        fn session(&mut self, app: u32) -> Session {
+            if let Some(s) = self.sessions.get(&app) {
+                return s.clone();
+            }
+            let secret = self.secrets.get(&app).copied();
+            let (s, new) = self
+                .fw()
+                .open_app(app, OpenFlags::all(), secret.as_ref())
+                .unwrap();
+            if let Some(n) = new {
+                self.secrets.insert(app, n);
+            }
+            self.sessions.insert(app, s.clone());
+            s
+        }
+        fn reboot(&mut self, c: Control) {
+            self.fw = None;
+            self.card.control(c).unwrap();
+            self.sessions.clear();
+        }
+    }
+
+    /// Every application's sets, as the card reports and delivers them,
+    /// equal the model's.
+    fn check(rig: &mut Rig, model: &CardModel) -> Result<(), TestCaseError> {
+        for app in 1u32..4 {
+            let s = rig.session(app);
+            let mut listed: Vec<(u32, TierSel, u32)> = rig
+                .fw()
+                .list(&s)
+                .unwrap()
+                .into_iter()
+                .map(|i| (i.object, i.tier, i.stage))
+                .collect();
+            listed.sort();
+            let want: Vec<(u32, TierSel, u32)> = model
+                .sets
+                .iter()
+                .filter(|((a, _), _)| *a == app)
+                .map(|((_, o), m)| (*o, m.tier, m.stage))
+                .collect();
+            prop_assert_eq!(&listed, &want, "app {}", app);
+            for (object, _, _) in &want {
+                let (_, bytes) = rig.fw().restore(&s, *object).unwrap();
+                prop_assert_eq!(Some(&bytes[..]), model.restore(app, *object));
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 8, failure_persistence: None, ..ProptestConfig::default() })]
+        #[test]
+        fn the_card_answers_as_the_model(ops in proptest::collection::vec(op(), 1..24), case in any::<u32>()) {
+            let dir = temp(&format!("model-{case}"));
+            let card = InProcessCard::start(&dir).unwrap();
+            let mut rig = Rig { card, fw: None, secrets: BTreeMap::new(), sessions: BTreeMap::new() };
+            let mut model = CardModel::default();
+            for op in ops {
+                match op {
+                    Op::Store { app, object, cold, stage, len, byte } => {
+                        let s = rig.session(app);
+                        let data: Vec<u8> = (0..len).map(|i| byte.wrapping_add(i as u8)).collect();
+                        rig.fw().store(&s, object, 0, stage, cold, &data).unwrap();
+                        let tier = if cold { TierSel::Cold } else { TierSel::Warm };
+                        model.store(app, object, tier, stage, data);
+                    }
+                    Op::Delete { app, object } => {
+                        let s = rig.session(app);
+                        let r = rig.fw().delete(&s, object);
+                        if model.delete(app, object) {
+                            r.unwrap();
+                        } else {
+                            prop_assert_eq!(code(r.unwrap_err()), Code::NotFound);
+                        }
+                    }
+                    Op::WarmReset => {
+                        rig.reboot(Control::WarmReset);
+                        model.warm_reset();
+                    }
+                    Op::PowerCycle => {
+                        rig.reboot(Control::PowerCycle);
+                        model.power_cycle();
+                    }
+                    Op::FlipAndReboot { cold, seed } => {
+                        rig.card.control(Control::FlipBits { cold, region: RegionSel::Active, count: 4, seed }).unwrap();
+                        rig.reboot(Control::WarmReset);
+                        model.damage_one_region(if cold { TierSel::Cold } else { TierSel::Warm });
+                    }
+                }
+                check(&mut rig, &model)?;
+            }
+            drop(rig);
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
