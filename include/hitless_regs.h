@@ -165,7 +165,7 @@
 #define HITLESS_REG_MB_ID                            0x1000u
 /* RO: Message format version: major[31:16], minor[15:0]. */
 #define HITLESS_REG_MB_VERSION                       0x1004u
-/* RO: Firmware state: bit0 READY (record tables loaded), bit1 BUSY (a request is running). */
+/* RO: Firmware state: bit0 READY (the firmware accepts requests), bit1 BUSY (a request is running). */
 #define HITLESS_REG_MB_STATE                         0x1008u
 /* RW: Request message address (host), low 32 bits. */
 #define HITLESS_REG_MB_REQ_LO                        0x1010u

@@ -627,45 +627,57 @@ impl<T: CardIo> Card<T> {
 
     /// The committed state of one tier.
     pub fn tier_status(&mut self, tier: Tier) -> Result<TierStatus> {
-        let base = match tier {
-            Tier::Warm => reg::WARM_STATE,
-            Tier::Cold => reg::COLD_STATE,
-        };
-        // The per-tier registers are laid out identically for both tiers.
-        let r = |io: &mut T, r: u32| io.read32(base + (r - reg::WARM_STATE));
-        let st = r(&mut self.io, reg::WARM_STATE)?;
-        Ok(TierStatus {
-            result: BootResult::from_bits(st),
-            active: ((st >> tier_state::ACTIVE_SHIFT) & 1) as u8,
-            seq: r(&mut self.io, reg::WARM_SEQ)?,
-            region_len: [
-                r(&mut self.io, reg::WARM_A_LEN)?,
-                r(&mut self.io, reg::WARM_B_LEN)?,
-            ],
-            region_crc: [
-                r(&mut self.io, reg::WARM_A_CRC)?,
-                r(&mut self.io, reg::WARM_B_CRC)?,
-            ],
-            log_head: r(&mut self.io, reg::WARM_LOG_HEAD)?,
-            log_tail: r(&mut self.io, reg::WARM_LOG_TAIL)?,
-        })
+        tier_status(&mut self.io, tier)
     }
 
     /// Controller-wide status.
     pub fn status(&mut self) -> Result<CardStatus> {
-        let s = self.io.read32(reg::STATUS)?;
-        Ok(CardStatus {
-            version: self.io.read32(reg::VERSION)?,
-            boot_done: s & status::BOOT_DONE != 0,
-            busy: s & status::BUSY != 0,
-            ring_error: s & status::RING_ERROR != 0,
-            ops_ok: self.io.read32(reg::OPS_OK)?,
-            ops_failed: self.io.read32(reg::OPS_FAILED)?,
-            warm: self.tier_status(Tier::Warm)?,
-            cold: self.tier_status(Tier::Cold)?,
-            geometry: self.geometry,
-        })
+        status_of(&mut self.io)
     }
+}
+
+/// The committed state of one tier, from the registers alone (no rings
+/// taken: safe beside the card's firmware or another driver).
+pub fn tier_status<T: CardIo + ?Sized>(io: &mut T, tier: Tier) -> Result<TierStatus> {
+    let base = match tier {
+        Tier::Warm => reg::WARM_STATE,
+        Tier::Cold => reg::COLD_STATE,
+    };
+    // The per-tier registers are laid out identically for both tiers.
+    let mut r = |x: u32| io.read32(base + (x - reg::WARM_STATE));
+    let st = r(reg::WARM_STATE)?;
+    Ok(TierStatus {
+        result: BootResult::from_bits(st),
+        active: ((st >> tier_state::ACTIVE_SHIFT) & 1) as u8,
+        seq: r(reg::WARM_SEQ)?,
+        region_len: [r(reg::WARM_A_LEN)?, r(reg::WARM_B_LEN)?],
+        region_crc: [r(reg::WARM_A_CRC)?, r(reg::WARM_B_CRC)?],
+        log_head: r(reg::WARM_LOG_HEAD)?,
+        log_tail: r(reg::WARM_LOG_TAIL)?,
+    })
+}
+
+/// Controller-wide status from the registers alone; checks the ID first.
+pub fn status_of<T: CardIo + ?Sized>(io: &mut T) -> Result<CardStatus> {
+    let id = io.read32(reg::ID)?;
+    if id != contract::CONTROLLER_ID {
+        return Err(Error::NotHitless { id });
+    }
+    let s = io.read32(reg::STATUS)?;
+    Ok(CardStatus {
+        version: io.read32(reg::VERSION)?,
+        boot_done: s & status::BOOT_DONE != 0,
+        busy: s & status::BUSY != 0,
+        ring_error: s & status::RING_ERROR != 0,
+        ops_ok: io.read32(reg::OPS_OK)?,
+        ops_failed: io.read32(reg::OPS_FAILED)?,
+        warm: tier_status(io, Tier::Warm)?,
+        cold: tier_status(io, Tier::Cold)?,
+        geometry: NvGeometry {
+            region_size: io.read32(reg::NV_REGION_SIZE)?,
+            log_size: io.read32(reg::NV_LOG_SIZE)?,
+        },
+    })
 }
 
 fn transfer_len(n: usize) -> Result<u32> {

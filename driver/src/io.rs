@@ -28,24 +28,32 @@ pub trait DmaWindow {
     fn write(&mut self, offset: usize, data: &[u8]) -> bool;
 }
 
-/// A boxed transport is a transport (the CLI picks one at run time).
-impl<T: CardIo + ?Sized> CardIo for Box<T> {
-    fn read32(&mut self, offset: u32) -> Result<u32> {
-        (**self).read32(offset)
-    }
-    fn write32(&mut self, offset: u32, value: u32) -> Result<()> {
-        (**self).write32(offset, value)
-    }
-    fn dma(&mut self) -> &mut dyn DmaWindow {
-        (**self).dma()
-    }
-    fn wait_irq(&mut self, timeout: Duration) -> Result<bool> {
-        (**self).wait_irq(timeout)
-    }
-    fn describe(&self) -> String {
-        (**self).describe()
-    }
+/// Forwards every call to the transport behind a pointer: a boxed
+/// transport (the CLI picks one at run time) or a borrowed one (a client
+/// used for one call, the transport kept).
+macro_rules! forward_card_io {
+    ($ty:ty) => {
+        impl<T: CardIo + ?Sized> CardIo for $ty {
+            fn read32(&mut self, offset: u32) -> Result<u32> {
+                (**self).read32(offset)
+            }
+            fn write32(&mut self, offset: u32, value: u32) -> Result<()> {
+                (**self).write32(offset, value)
+            }
+            fn dma(&mut self) -> &mut dyn DmaWindow {
+                (**self).dma()
+            }
+            fn wait_irq(&mut self, timeout: Duration) -> Result<bool> {
+                (**self).wait_irq(timeout)
+            }
+            fn describe(&self) -> String {
+                (**self).describe()
+            }
+        }
+    };
 }
+forward_card_io!(Box<T>);
+forward_card_io!(&mut T);
 
 /// `read`/`write` for windows that are plain memory of this process.
 pub(crate) fn slice_read(mem: &[u8], offset: usize, buf: &mut [u8]) -> bool {

@@ -35,7 +35,6 @@ pub mod dma;
 pub mod error;
 pub mod firmware;
 pub mod io;
-pub mod set;
 
 #[cfg(feature = "async")]
 pub use asynch::AsyncCard;

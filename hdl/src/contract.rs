@@ -195,7 +195,7 @@ pub mod mbox {
         MB_ID = 0x1000, Ro, super::FIRMWARE_ID;
         /// Message format version: major[31:16], minor[15:0].
         MB_VERSION = 0x1004, Ro, super::MESSAGE_VERSION;
-        /// Firmware state: bit0 READY (record tables loaded), bit1 BUSY (a request is running).
+        /// Firmware state: bit0 READY (the firmware accepts requests), bit1 BUSY (a request is running).
         MB_STATE = 0x1008, Ro, 0;
         /// Request message address (host), low 32 bits.
         MB_REQ_LO = 0x1010, Rw, 0;

@@ -184,7 +184,7 @@ struct Runner {
 
 impl Runner {
     /// (Re)start the manager: take the controller's rings, load the tables.
-    fn boot(&mut self, published: Option<u64>) -> Result<(), String> {
+    fn boot(&mut self, published: u64) -> Result<(), String> {
         self.mm = None;
         self.resets_seen = self.svc.resets();
         let local = self.svc.local().clone();
@@ -195,9 +195,7 @@ impl Runner {
         let card = Card::open(io, Options::default()).map_err(|e| e.to_string())?;
         let ctl = LocalController { card, local };
         let mut mm = MemoryManager::start(ctl, rand::random()).map_err(|e| e.to_string())?;
-        if let Some(n) = published {
-            mm.keep_challenge(n);
-        }
+        mm.keep_challenge(published);
         self.mm = Some(mm);
         Ok(())
     }
@@ -220,11 +218,13 @@ fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Option<Pendi
         resets_seen: 0,
     };
     let mut host = ServiceHost(svc);
-    if let Err(e) = r.boot(None) {
-        tracing::warn!("firmware start: {e}");
-    }
-    if let Some(mm) = &r.mm {
-        mailbox::publish(&mut lock(&mailbox), mm);
+    // The firmware takes the controller at its first request, not before:
+    // a host that drives the controller directly (`--no-firmware` style)
+    // and never uses the mailbox is never disturbed.
+    {
+        let mut mb = lock(&mailbox);
+        mb.nonce = rand::random();
+        mb.ready = true;
     }
     loop {
         let p = match rx.recv_timeout(Duration::from_millis(100)) {
@@ -233,13 +233,9 @@ fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Option<Pendi
             Err(RecvTimeoutError::Timeout) => continue,
         };
         if !r.current() {
-            let published = {
-                let mut mb = lock(&mailbox);
-                mb.ready = false;
-                mb.nonce
-            };
+            let published = lock(&mailbox).nonce;
             tracing::info!("controller reset or taken over: restarting the firmware");
-            if let Err(e) = r.boot(Some(published)) {
+            if let Err(e) = r.boot(published) {
                 tracing::warn!("firmware restart: {e}");
             }
         }

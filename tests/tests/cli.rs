@@ -48,8 +48,16 @@ fn start_sim(dir: &Path) -> (Sim, String) {
 }
 
 fn hitless(card: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    hitless_with(card, None, args, stdin)
+}
+
+fn hitless_with(card: &str, creds: Option<&Path>, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = Command::new(bin("hitless"));
-    cmd.args(["--card", card, "--timeout", "5"]).args(args);
+    cmd.args(["--card", card, "--timeout", "5"]);
+    if let Some(c) = creds {
+        cmd.arg("--credentials").arg(c);
+    }
+    cmd.args(args);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -61,17 +69,26 @@ fn hitless(card: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     child.wait_with_output().unwrap()
 }
 
+fn ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
-fn cli_checkpoint_restore_status_inspect() {
+fn cli_records_stages_log_and_status() {
     let dir = std::env::temp_dir().join(format!("hitless-cli-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let (sim, card) = start_sim(&dir);
+    let creds = dir.join("creds");
+    let run = |args: &[&str], stdin: Option<&[u8]>| hitless_with(&card, Some(&creds), args, stdin);
     let data: Vec<u8> = (0..200_000u32).map(|i| (i * 31 % 256) as u8).collect();
     let file = dir.join("state.bin");
     std::fs::write(&file, &data).unwrap();
-    let out = hitless(
-        &card,
+    let out = run(
         &[
             "checkpoint",
             "--app",
@@ -85,53 +102,91 @@ fn cli_checkpoint_restore_status_inspect() {
         ],
         None,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("registered"));
+    assert!(creds.join("app-12.secret").exists());
     let back = dir.join("back.bin");
-    let out = hitless(
-        &card,
+    ok(&run(
         &[
             "restore",
             "--app",
             "12",
-            "--cold",
+            "--object",
+            "3",
             "-o",
             back.to_str().unwrap(),
         ],
         None,
-    );
+    ));
+    assert_eq!(std::fs::read(&back).unwrap(), data);
+    // Warm tier from stdin, restore to stdout.
+    ok(&run(
+        &["checkpoint", "--app", "5", "-"],
+        Some(b"warm state"),
+    ));
+    let out = run(&["restore", "--app", "5"], None);
+    assert_eq!(out.stdout, b"warm state");
+    // A set that does not exist, and credentials that are wrong.
+    let out = run(&["restore", "--app", "12", "--object", "9"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no set 12/9"));
+    let other = dir.join("other-creds");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("app-12.secret"), "00".repeat(32)).unwrap();
+    let out = hitless_with(&card, Some(&other), &["list", "--app", "12"], None);
+    assert!(!out.status.success());
     assert!(
-        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).contains("refused application 12's credentials"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(std::fs::read(&back).unwrap(), data);
-    // Warm tier from stdin, restore to stdout.
-    let out = hitless(
-        &card,
-        &["checkpoint", "--app", "5", "-"],
-        Some(b"warm state"),
+    // Listing, and delivery at the set's reboot stage.
+    let out = run(&["list", "--app", "12", "--json"], None);
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["len"], 200_000);
+    assert_eq!(v[0]["tier"], "cold");
+    let outdir = dir.join("delivered");
+    let out = run(
+        &[
+            "stage",
+            "1",
+            "--app",
+            "12",
+            "--dir",
+            outdir.to_str().unwrap(),
+        ],
+        None,
     );
-    assert!(out.status.success());
-    let out = hitless(&card, &["restore", "--app", "5"], None);
-    assert_eq!(out.stdout, b"warm state");
-    // Another application's set is refused with a clear message.
-    let out = hitless(&card, &["restore", "--app", "13", "--cold"], None);
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("holds app 12"));
+    ok(&out);
+    assert_eq!(
+        std::fs::read(outdir.join("app-12-object-3.bin")).unwrap(),
+        data
+    );
+    // The append log: two records, read and cleared, then nothing unread.
+    ok(&run(&["log", "append", "--app", "12", "-"], Some(b"one")));
+    ok(&run(&["log", "append", "--app", "12", "-"], Some(b"two")));
+    let out = run(&["log", "read", "--app", "12", "--json", "--trim"], None);
+    ok(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"][1]["text"], "two");
+    let out = run(&["log", "read", "--app", "12", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["records"].as_array().map(Vec::len), Some(0));
     // Machine-readable status and inspection.
     let out = hitless(&card, &["status", "--json"], None);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["cold"]["boot_result"], "Ok");
-    assert_eq!(v["cold"]["seq"], 1);
+    assert_eq!(v["firmware"]["cold"]["state"], "ready");
+    assert!(v["firmware"]["auth_failures"].as_u64().unwrap() >= 1);
     let out = hitless(&card, &["inspect", "--json"], None);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["sets"][1]["set"]["app"], 12);
-    assert_eq!(v["sets"][1]["set"]["len"], 200_000);
-    assert!(hitless(&card, &["validate"], None).status.success());
+    assert_eq!(v["record_tables"]["warm"]["sets"], 1);
+    // The controller directly (raw), then the firmware again: it takes
+    // the controller back and still serves the set.
+    ok(&hitless(&card, &["raw", "validate"], None));
+    let out = run(&["restore", "--app", "5"], None);
+    assert_eq!(out.stdout, b"warm state");
     // The card dies: the CLI fails within its timeout instead of hanging.
     drop(sim);
     let t = Instant::now();

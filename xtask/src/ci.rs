@@ -2,7 +2,7 @@
 //! is "xtask test: N passed, N failed" (CI reads it). A failed step does not
 //! stop the later ones, except setup: without the tools nothing else can run.
 
-use crate::{regs, setup, util, verilog};
+use crate::{fuzz, regs, setup, util, verilog};
 use anyhow::Result;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -58,6 +58,7 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
                 "rtl::",
             ]),
         ),
+        ("fuzz (TLV decoder, 20 s)", Box::new(|| fuzz::run(20))),
         ("regs --check", Box::new(|| regs::run(true))),
         (
             "verilog lint",

@@ -4,6 +4,7 @@
 //! its context chain is what the user needs.
 
 mod ci;
+mod fuzz;
 mod regs;
 mod setup;
 mod util;
@@ -68,6 +69,11 @@ enum Cmd {
         #[arg(long)]
         synth: bool,
     },
+    /// Fuzz the firmware's message decoder (libFuzzer) for SECONDS.
+    Fuzz {
+        #[arg(default_value_t = 60)]
+        seconds: u32,
+    },
     /// Build the FPGA bitstreams (not yet implemented: issue 5).
     Bitstreams,
 }
@@ -95,6 +101,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Bench { args } => return sim_bin("hitless-bench", &args),
         Cmd::Test { args } => return ci::run(&args),
         Cmd::Regs { check } => regs::run(check)?,
+        Cmd::Fuzz { seconds } => fuzz::run(seconds)?,
         Cmd::Verilog { lint, synth } => {
             let (lint, synth) = if lint || synth {
                 (lint, synth)

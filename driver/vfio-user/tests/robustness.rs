@@ -327,13 +327,13 @@ fn cases() -> Vec<Case> {
         ),
         case(
             "region read straddling the end",
-            region_read(4094, 0, 4),
+            region_read(card::BAR0_SIZE - 2, 0, 4),
             vec![INVAL],
             false,
         ),
         case(
             "region read past the end",
-            region_read(4096, 0, 4),
+            region_read(card::BAR0_SIZE, 0, 4),
             vec![INVAL],
             false,
         ),
@@ -356,8 +356,8 @@ fn cases() -> Vec<Case> {
             false,
         ),
         case(
-            "region read of 8 KiB",
-            region_read(0, 0, 8192),
+            "region read of twice BAR0",
+            region_read(0, 0, (2 * card::BAR0_SIZE) as _),
             vec![INVAL],
             false,
         ),

@@ -76,11 +76,11 @@ fn register_round_trips_and_reset() {
         errno::EINVAL
     );
     assert_eq!(
-        remote(c.read32(card::BAR0, 0xffe).unwrap_err()),
+        remote(c.read32(card::BAR0, card::BAR0_SIZE - 2).unwrap_err()),
         errno::EINVAL
     );
     assert_eq!(
-        remote(c.read32(card::BAR0, 0x1000).unwrap_err()),
+        remote(c.read32(card::BAR0, card::BAR0_SIZE).unwrap_err()),
         errno::EINVAL
     );
     assert_eq!(remote(c.read32(card::BAR0, 2).unwrap_err()), errno::EINVAL);

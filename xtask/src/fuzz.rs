@@ -1,0 +1,60 @@
+//! `cargo xtask fuzz`: the firmware's TLV decoder under libFuzzer for a
+//! bounded time. The target is an ordinary `cargo fuzz` target
+//! (`firmware/fuzz`, run it longer with `cargo fuzz run tlv_decode`); here
+//! it is built with the same coverage instrumentation cargo-fuzz passes,
+//! so no extra tool has to be installed and the stable toolchain works
+//! (no sanitizer: the decoder is safe Rust, a panic is the bug we hunt).
+
+use crate::util;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// The instrumentation flags `cargo fuzz build --sanitizer none` uses.
+const FLAGS: &str = "-Cpasses=sancov-module \
+    -Cllvm-args=-sanitizer-coverage-level=4 \
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters \
+    -Cllvm-args=-sanitizer-coverage-pc-table \
+    -Cllvm-args=-sanitizer-coverage-trace-compares \
+    --cfg fuzzing -Cdebug-assertions -Coverflow-checks";
+
+pub fn run(seconds: u32) -> Result<()> {
+    let root = util::root();
+    let dir = root.join("firmware/fuzz");
+    let mut build = util::cargo();
+    build
+        .current_dir(&dir)
+        .args(["build", "--release", "--bin", "tlv_decode"])
+        .env("RUSTFLAGS", FLAGS)
+        .env("CARGO_TARGET_DIR", root.join("target/fuzz"));
+    util::run(&mut build).context("building the fuzz target")?;
+    let bin = root.join("target/fuzz/release/tlv_decode");
+    // Work on a copy of the seed corpus: libFuzzer adds what it finds.
+    let corpus = root.join("target/fuzz/corpus/tlv_decode");
+    std::fs::create_dir_all(&corpus)?;
+    copy_seeds(&dir.join("corpus/tlv_decode"), &corpus)?;
+    let artifacts = root.join("target/fuzz/artifacts/");
+    std::fs::create_dir_all(&artifacts)?;
+    let mut fuzz = util::command(bin.to_str().context("non-UTF-8 path")?);
+    fuzz.arg(format!("-max_total_time={seconds}"))
+        .arg("-max_len=4096")
+        .arg("-seed=1")
+        .arg(format!("-artifact_prefix={}", artifacts.display()))
+        .arg(&corpus);
+    let status = util::status(&mut fuzz)?;
+    if !status.success() {
+        bail!(
+            "the fuzzer found a crash (input saved under {}); reproduce with {} <file>",
+            artifacts.display(),
+            bin.display()
+        );
+    }
+    Ok(())
+}
+
+fn copy_seeds(from: &Path, to: &Path) -> Result<()> {
+    for e in std::fs::read_dir(from).with_context(|| from.display().to_string())? {
+        let e = e?;
+        std::fs::copy(e.path(), to.join(e.file_name()))?;
+    }
+    Ok(())
+}
