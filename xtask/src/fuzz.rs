@@ -20,14 +20,17 @@ const FLAGS: &str = "-Cpasses=sancov-module \
 pub fn run(seconds: u32) -> Result<()> {
     let root = util::root();
     let dir = root.join("firmware/fuzz");
+    // With an explicit --target, RUSTFLAGS reach only the target's code,
+    // not build scripts and proc macros (as cargo-fuzz does it).
+    let triple = host_triple()?;
     let mut build = util::cargo();
     build
         .current_dir(&dir)
-        .args(["build", "--release", "--bin", "tlv_decode"])
+        .args(["build", "--release", "--bin", "tlv_decode", "--target", &triple])
         .env("RUSTFLAGS", FLAGS)
         .env("CARGO_TARGET_DIR", root.join("target/fuzz"));
     util::run(&mut build).context("building the fuzz target")?;
-    let bin = root.join("target/fuzz/release/tlv_decode");
+    let bin = root.join(format!("target/fuzz/{triple}/release/tlv_decode"));
     // Work on a copy of the seed corpus: libFuzzer adds what it finds.
     let corpus = root.join("target/fuzz/corpus/tlv_decode");
     std::fs::create_dir_all(&corpus)?;
@@ -49,6 +52,15 @@ pub fn run(seconds: u32) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn host_triple() -> Result<String> {
+    let out = util::command("rustc").arg("-vV").output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+        .context("rustc -vV names no host triple")
 }
 
 fn copy_seeds(from: &Path, to: &Path) -> Result<()> {
