@@ -560,7 +560,7 @@ impl<T: CardIo> Client<T> {
                 });
             }
             io.wait_irq(nap)?;
-            nap = (nap * 2).min(Duration::from_millis(5));
+            nap = (nap * 2).min(Duration::from_millis(1));
         }
         let result = io.read32(mbox::MB_RESULT)?;
         let len = io.read32(mbox::MB_RESP_LEN)? as usize;

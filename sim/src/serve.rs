@@ -256,6 +256,59 @@ impl<R: std::io::Read> TakeLimited for R {
     }
 }
 
+/// A `hitless-sim serve` child process; killed (and reaped) when dropped.
+pub struct CardProcess {
+    pub child: std::process::Child,
+    pub socket: std::path::PathBuf,
+    pub control: std::path::PathBuf,
+}
+
+impl Drop for CardProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Start `exe serve` (the `hitless-sim` binary) with its sockets and state
+/// in `dir`, plus `extra` arguments, and wait (at most `timeout`) for both
+/// sockets to appear. Stale sockets of a killed card are removed first.
+pub fn spawn_card(
+    exe: &Path,
+    dir: &Path,
+    extra: &[&str],
+    timeout: Duration,
+) -> Result<CardProcess, String> {
+    let socket = dir.join("card.sock");
+    let control = dir.join("card.ctl");
+    let _ = std::fs::remove_file(&socket);
+    let _ = std::fs::remove_file(&control);
+    let child = std::process::Command::new(exe)
+        .args(["serve", "--socket"])
+        .arg(&socket)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("--control")
+        .arg(&control)
+        .args(extra)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("{}: {e}", exe.display()))?;
+    let p = CardProcess {
+        child,
+        socket,
+        control,
+    };
+    let start = std::time::Instant::now();
+    while !(p.socket.exists() && p.control.exists()) {
+        if start.elapsed() > timeout {
+            return Err("the card process did not start".into());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(p)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

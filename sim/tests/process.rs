@@ -8,25 +8,14 @@ use hitless_hdl::contract::{perm, BootResult, DEFAULT_GEOMETRY};
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const REGION: u32 =
     perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::COLD | perm::REGION;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Proc {
-    child: Child,
-    socket: PathBuf,
-    control: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use hitless_sim::serve::CardProcess as Proc;
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("hitless-proc-{name}-{}", std::process::id()));
@@ -36,31 +25,13 @@ fn dir(name: &str) -> PathBuf {
 }
 
 fn start(dir: &Path) -> Proc {
-    let socket = dir.join("card.sock");
-    let control = dir.join("card.ctl");
-    // A killed card leaves its socket files behind: wait for fresh ones.
-    let _ = std::fs::remove_file(&socket);
-    let _ = std::fs::remove_file(&control);
-    let child = Command::new(env!("CARGO_BIN_EXE_hitless-sim"))
-        .args(["serve", "--socket"])
-        .arg(&socket)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg("--control")
-        .arg(&control)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while !(socket.exists() && control.exists()) {
-        assert!(start.elapsed() < TIMEOUT, "card process did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    Proc {
-        child,
-        socket,
-        control,
-    }
+    hitless_sim::serve::spawn_card(
+        Path::new(env!("CARGO_BIN_EXE_hitless-sim")),
+        dir,
+        &[],
+        TIMEOUT,
+    )
+    .unwrap()
 }
 
 fn open(p: &Proc) -> (Card<VfioUserIo>, u32) {

@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 fn bin(name: &str) -> PathBuf {
@@ -19,32 +19,11 @@ fn bin(name: &str) -> PathBuf {
     p
 }
 
-struct Sim(Child);
-
-impl Drop for Sim {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_sim(dir: &Path) -> (Sim, String) {
-    let sock = dir.join("card.sock");
-    let _ = std::fs::remove_file(&sock);
-    let child = Command::new(bin("hitless-sim"))
-        .args(["serve", "--socket"])
-        .arg(&sock)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stderr(Stdio::null())
-        .spawn()
+fn start_sim(dir: &Path) -> (hitless_sim::serve::CardProcess, String) {
+    let p = hitless_sim::serve::spawn_card(&bin("hitless-sim"), dir, &[], Duration::from_secs(10))
         .unwrap();
-    let t = Instant::now();
-    while !sock.exists() {
-        assert!(t.elapsed() < Duration::from_secs(10), "card did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    (Sim(child), format!("vfio-user:{}", sock.display()))
+    let card = format!("vfio-user:{}", p.socket.display());
+    (p, card)
 }
 
 fn hitless(card: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {

@@ -26,7 +26,14 @@ pub fn run(seconds: u32) -> Result<()> {
     let mut build = util::cargo();
     build
         .current_dir(&dir)
-        .args(["build", "--release", "--bin", "tlv_decode", "--target", &triple])
+        .args([
+            "build",
+            "--release",
+            "--bin",
+            "tlv_decode",
+            "--target",
+            &triple,
+        ])
         .env("RUSTFLAGS", FLAGS)
         .env("CARGO_TARGET_DIR", root.join("target/fuzz"));
     util::run(&mut build).context("building the fuzz target")?;

@@ -112,6 +112,102 @@ fn flip_cycles(size: u32) -> u64 {
     }
 }
 
+/// NV-to-NV COPY from the active to the alternate region of one tier,
+/// shifted by 8 bytes (how the firmware splices the sets that follow a
+/// resized one): card cycles per KiB moved.
+fn splice_cycles_per_kib(size: u32) -> f64 {
+    let (mut card, mut rings, key) = card_for(CardTiming::default());
+    card.host.write(DATA_ADDR, &vec![0x3C; size as usize]);
+    measure(
+        &mut card,
+        &mut rings,
+        desc(Opcode::Write, key, size, flags::COMMIT),
+        1,
+    );
+    let len = size - 8;
+    let copy = Descriptor {
+        opcode: Opcode::Copy as u8,
+        key,
+        nv_offset: 8,
+        aux: 0,
+        len,
+        ..Default::default()
+    };
+    let cycles = measure(&mut card, &mut rings, copy, 4);
+    cycles as f64 / 4.0 / (len as f64 / 1024.0)
+}
+
+/// The firmware through the in-process served card: a vfio-user client,
+/// the mailbox, the memory manager, the Verilated controller.
+type FwRig = (
+    hitless_sim::inproc::InProcessCard,
+    hitless_driver::firmware::Client<Box<dyn hitless_driver::CardIo>>,
+    hitless_driver::firmware::Session,
+);
+
+fn firmware_client(dir: &std::path::Path) -> Option<FwRig> {
+    use hitless_driver::firmware::{Client, OpenFlags};
+    let card = hitless_sim::inproc::InProcessCard::start(dir).ok()?;
+    let io: Box<dyn hitless_driver::CardIo> = Box::new(card.connect().ok()?);
+    let mut fw = Client::open(io, std::time::Duration::from_secs(30)).ok()?;
+    let (s, _) = fw.open_app(1, OpenFlags::all(), None).ok()?;
+    Some((card, fw, s))
+}
+
+fn bench_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("hitless-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::create_dir_all(&d);
+    d
+}
+
+/// Stores of a 4 KiB set per second, in a table holding 8 other 4 KiB sets
+/// (each store: head write, copies, data write, flip, mirror, flip).
+fn store_set_4kib_per_s() -> f64 {
+    let dir = bench_dir("store");
+    let r = (|| {
+        let (_card, mut fw, s) = firmware_client(&dir)?;
+        let set = vec![0x42u8; 4096];
+        for object in 1..=8 {
+            fw.store(&s, object, 0, 0, false, &set).ok()?;
+        }
+        let n = 40;
+        let t = Instant::now();
+        for _ in 0..n {
+            fw.store(&s, 0, 0, 0, false, &set).ok()?;
+        }
+        Some(n as f64 / t.elapsed().as_secs_f64())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    r.unwrap_or(f64::NAN)
+}
+
+/// Seconds to deliver 1 MiB of sets (16 of 64 KiB) at a reboot stage.
+fn restore_all_1mib_s() -> f64 {
+    let dir = bench_dir("restore");
+    let r = (|| {
+        let (_card, mut fw, s) = firmware_client(&dir)?;
+        for object in 0..16 {
+            fw.store(
+                &s,
+                object,
+                0,
+                1,
+                object % 2 == 0,
+                &vec![object as u8; 64 << 10],
+            )
+            .ok()?;
+        }
+        fw.announce(1).ok()?;
+        let t = Instant::now();
+        let sets = fw.fetch(&s, 1).ok()?;
+        let secs = t.elapsed().as_secs_f64();
+        (sets.iter().map(|(_, d)| d.len()).sum::<usize>() == 1 << 20).then_some(secs)
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    r.unwrap_or(f64::NAN)
+}
+
 fn cycles_per_second() -> f64 {
     let (mut card, mut rings, key) = card_for(CardTiming::default());
     card.host.write(DATA_ADDR, &vec![0x3C; 1 << 20]);
@@ -160,38 +256,33 @@ fn sibling(name: &str) -> Option<std::path::PathBuf> {
     p.exists().then_some(p)
 }
 
-struct CardProcess(std::process::Child, std::path::PathBuf);
+/// A card process in a fresh directory (removed afterwards).
+struct Served {
+    card: hitless_sim::serve::CardProcess,
+    dir: std::path::PathBuf,
+}
 
-impl Drop for CardProcess {
+impl Drop for Served {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
+        let _ = self.card.child.kill();
+        let _ = self.card.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
-fn card_process() -> Option<(CardProcess, std::path::PathBuf)> {
+fn card_process() -> Option<(Served, std::path::PathBuf)> {
     let dir = std::env::temp_dir().join(format!("hitless-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).ok()?;
-    let sock = dir.join("card.sock");
-    let child = std::process::Command::new(sibling("hitless-sim")?)
-        .args(["serve", "--socket"])
-        .arg(&sock)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .ok()?;
-    let proc_ = CardProcess(child, dir);
-    let t = Instant::now();
-    while !sock.exists() {
-        if t.elapsed() > std::time::Duration::from_secs(10) {
-            return None;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    Some((proc_, sock))
+    let card = hitless_sim::serve::spawn_card(
+        &sibling("hitless-sim")?,
+        &dir,
+        &[],
+        std::time::Duration::from_secs(10),
+    )
+    .ok()?;
+    let sock = card.socket.clone();
+    Some((Served { card, dir }, sock))
 }
 
 /// Mean time of a BAR0 register read over vfio-user to `hitless-sim`.
@@ -220,7 +311,8 @@ fn cli_checkpoint_restore_1mib_s() -> f64 {
     let (Some((p, sock)), Some(cli)) = (card_process(), sibling("hitless")) else {
         return f64::NAN;
     };
-    let file = p.1.join("state.bin");
+    let file = p.dir.join("state.bin");
+    let creds = p.dir.join("credentials");
     if std::fs::write(&file, vec![0xA5u8; 1 << 20]).is_err() {
         return f64::NAN;
     }
@@ -229,6 +321,8 @@ fn cli_checkpoint_restore_1mib_s() -> f64 {
         std::process::Command::new(&cli)
             .arg("--card")
             .arg(&spec)
+            .arg("--credentials")
+            .arg(&creds)
             .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -242,7 +336,7 @@ fn cli_checkpoint_restore_1mib_s() -> f64 {
         "1",
         "--cold",
         file.to_str().unwrap_or(""),
-    ]) && run(&["restore", "--app", "1", "--cold", "-o", "/dev/null"]);
+    ]) && run(&["restore", "--app", "1", "-o", "/dev/null"]);
     if ok {
         t.elapsed().as_secs_f64()
     } else {
@@ -273,6 +367,16 @@ fn main() {
         flip_cycles(1 << 20).max(flip_cycles(4096))
     );
     println!("verilator_cycles_per_s = {:.0}", cycles_per_second());
+    println!(
+        "splice_cycles_per_KiB_64KiB = {:.1}",
+        splice_cycles_per_kib(64 << 10)
+    );
+    println!(
+        "splice_cycles_per_KiB = {:.1}",
+        splice_cycles_per_kib(1 << 20)
+    );
+    println!("store_set_4KiB_per_s = {:.1}", store_set_4kib_per_s());
+    println!("restore_all_1MiB_s = {:.4}", restore_all_1mib_s());
     println!(
         "driver_submit_overhead_ns = {:.0}",
         driver_submit_overhead_ns()

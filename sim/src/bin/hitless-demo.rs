@@ -211,40 +211,23 @@ fn session() -> Result<(), String> {
     let dir = std::env::temp_dir().join(format!("hitless-demo-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let sock = dir.join("card.sock");
-    let ctl = dir.join("card.ctl");
     println!(
-        "$ hitless-sim serve --socket {} --state-dir {}/state &",
-        sock.display(),
+        "$ hitless-sim serve --socket {0}/card.sock --control {0}/card.ctl --state-dir {0}/state &",
         dir.display()
     );
-    let mut child = std::process::Command::new(&sim)
-        .args(["serve", "--socket"])
-        .arg(&sock)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg("--control")
-        .arg(&ctl)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let t = std::time::Instant::now();
-    while !(sock.exists() && ctl.exists()) {
-        if t.elapsed() > std::time::Duration::from_secs(10) {
-            let _ = child.kill();
-            return Err("the card process did not start".into());
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
-    let card = format!("vfio-user:{}", sock.display());
-    let state_file = dir.join("app-state.bin");
-    std::fs::write(&state_file, state(1, 256 * 1024)).map_err(|e| e.to_string())?;
-    let run = |exe: &std::path::Path, shown: &str, args: &[&str]| -> Result<(), String> {
-        println!("$ {shown} {}", args.join(" "));
-        let out = std::process::Command::new(exe)
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
+    let proc_ =
+        hitless_sim::serve::spawn_card(&sim, &dir, &[], std::time::Duration::from_secs(10))?;
+    let card = format!("vfio-user:{}", proc_.socket.display());
+    let creds = dir.join("credentials");
+    let file = |name: &str, bytes: &[u8]| -> Result<String, String> {
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).map_err(|e| e.to_string())?;
+        Ok(p.to_string_lossy().into_owned())
+    };
+    // Show a command line, run it, show what it printed.
+    let exec = |mut cmd: std::process::Command, shown: String| -> Result<String, String> {
+        println!("$ {shown}");
+        let out = cmd.output().map_err(|e| e.to_string())?;
         for line in String::from_utf8_lossy(&out.stdout)
             .lines()
             .chain(String::from_utf8_lossy(&out.stderr).lines())
@@ -252,52 +235,137 @@ fn session() -> Result<(), String> {
             println!("  {line}");
         }
         if out.status.success() {
-            Ok(())
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(format!("`{shown} {}` failed", args.join(" ")))
+            Err(format!("`{shown}` failed"))
         }
     };
-    let st = state_file.to_str().unwrap_or_default();
-    let ctl_s = ctl.to_str().unwrap_or_default();
-    // `hitless --card <this card> ARGS`
-    let hitless = |args: &[&str]| {
-        run(
-            &cli,
-            "hitless",
-            &[&["--card", card.as_str()][..], args].concat(),
+    let ctl_s = proc_.control.to_string_lossy().into_owned();
+    let card_sim = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&sim);
+        cmd.args(args).args(["--control", ctl_s.as_str()]);
+        exec(
+            cmd,
+            format!("hitless-sim {} --control {ctl_s}", args.join(" ")),
         )
     };
-    let steps = (|| {
+    // `hitless ARGS` (the card and credentials directory are set through
+    // the environment, as a user would).
+    let hitless = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(&cli);
+        cmd.env("HITLESS_CARD", &card)
+            .env("HITLESS_CREDENTIALS", &creds)
+            .args(args);
+        exec(cmd, format!("hitless {}", args.join(" ")))
+    };
+    let app_state = state(1, 256 * 1024);
+    let steps = (|| -> Result<(), String> {
+        println!("export HITLESS_CARD=vfio-user:{}", proc_.socket.display());
+        println!("export HITLESS_CREDENTIALS={}", creds.display());
         hitless(&["status"])?;
-        hitless(&["checkpoint", "--app", "42", "--stage", "1", "--cold", st])?;
-        run(&sim, "hitless-sim", &["power-cycle", "--control", ctl_s])?;
-        hitless(&["restore", "--app", "42", "--cold", "-o", "/dev/null"])?;
-        hitless(&["checkpoint", "--app", "42", "--stage", "1", "--cold", st])?;
-        run(
-            &sim,
-            "hitless-sim",
-            &[
-                "flip-bits",
-                "--control",
-                ctl_s,
-                "--tier",
-                "cold",
-                "--region",
-                "active",
-                "--count",
-                "4",
-            ],
-        )?;
-        run(&sim, "hitless-sim", &["power-cycle", "--control", ctl_s])?;
+        println!("\n# Application 42 stores three sets for three reboot stages; only");
+        println!("# its state (object 2) is cold-committed.");
+        let cfg = file("boot-config", b"mtu=9000 vlan=42")?;
+        let st = file("app-state.bin", &app_state)?;
+        let cache = file("session-cache", &state(2, 40 * 1024))?;
+        hitless(&[
+            "checkpoint",
+            "--app",
+            "42",
+            "--object",
+            "1",
+            "--stage",
+            "0",
+            &cfg,
+        ])?;
+        hitless(&[
+            "checkpoint",
+            "--app",
+            "42",
+            "--object",
+            "2",
+            "--stage",
+            "1",
+            "--cold",
+            &st,
+        ])?;
+        hitless(&[
+            "checkpoint",
+            "--app",
+            "42",
+            "--object",
+            "3",
+            "--stage",
+            "2",
+            &cache,
+        ])?;
+        hitless(&["list", "--app", "42"])?;
+
+        println!("\n# A warm reset: every set comes back, each at its stage.");
+        card_sim(&["warm-reset"])?;
+        let out = dir.join("delivered");
+        let out_s = out.to_string_lossy().into_owned();
+        for stage in ["0", "1", "2"] {
+            hitless(&["stage", stage, "--app", "42", "--dir", &out_s])?;
+        }
+
+        println!("\n# A power cycle: the warm tier is gone, the cold set survives.");
+        card_sim(&["power-cycle"])?;
+        hitless(&["list", "--app", "42"])?;
+
+        println!("\n# Bits flip in the cold tier's active region; at the next boot the");
+        println!("# card serves the alternate region (a mirror of the same table).");
+        card_sim(&[
+            "flip-bits",
+            "--tier",
+            "cold",
+            "--region",
+            "active",
+            "--count",
+            "4",
+        ])?;
+        card_sim(&["warm-reset"])?;
+        let back = dir.join("restored.bin");
+        let back_s = back.to_string_lossy().into_owned();
+        hitless(&["restore", "--app", "42", "--object", "2", "-o", &back_s])?;
+        let same = std::fs::read(&back).map_err(|e| e.to_string())? == app_state;
+        println!(
+            "  restored.bin {} app-state.bin",
+            if same { "==" } else { "!=" }
+        );
+        if !same {
+            return Err("the restored state differs".into());
+        }
         hitless(&["status"])?;
-        hitless(&["inspect"])
+
+        println!("\n# The append log: a primary appends checkpoints at intervals, a backup");
+        println!("# reads them all at once and clears them; the primary dies; the backup");
+        println!("# reads exactly what it had not read yet.");
+        for i in 1..=3 {
+            let f = file(
+                &format!("tick-{i}"),
+                format!("primary state at tick {i}").as_bytes(),
+            )?;
+            hitless(&["log", "append", "--app", "7", "--cold", &f])?;
+        }
+        hitless(&["log", "read", "--app", "7", "--cold", "--trim"])?;
+        for i in 4..=5 {
+            let f = file(
+                &format!("tick-{i}"),
+                format!("primary state at tick {i}").as_bytes(),
+            )?;
+            hitless(&["log", "append", "--app", "7", "--cold", &f])?;
+        }
+        println!("# (the primary is killed here; the backup takes over)");
+        let unread = hitless(&["log", "read", "--app", "7", "--cold", "--json"])?;
+        if !unread.contains("tick 4") || !unread.contains("tick 5") || unread.contains("tick 3") {
+            return Err("the backup did not read exactly the unread sets".into());
+        }
+        Ok(())
     })();
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(proc_);
     let _ = std::fs::remove_dir_all(&dir);
-    steps?;
-    println!("  (the card fell back to the alternate region: the earlier, intact copy of app 42's state)");
-    Ok(())
+    steps
 }
 
 fn demo() -> Result<(), String> {
