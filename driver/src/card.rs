@@ -328,11 +328,12 @@ impl<T: CardIo> Card<T> {
             self.cq_tail = self.cq_tail.wrapping_add(1);
             n += 1;
             if c.tag == contract::TAG_CONTROLLER && c.status() == Some(Status::RingOverflow) {
-                // This driver never overfills the ring: another writer did.
-                return Err(Error::BadCompletion(format!(
-                    "ring overflow reported for tail {}",
-                    c.desc_index
-                )));
+                // This driver never overfills the ring: another writer did,
+                // or a doorbell from before a reset reached the reset
+                // controller. The doorbell was refused, nothing of ours was
+                // lost: note it and go on.
+                tracing::warn!(tail = c.desc_index, "controller refused a foreign doorbell");
+                continue;
             }
             self.in_flight = self.in_flight.saturating_sub(1);
             self.done.insert(c.desc_index, c);

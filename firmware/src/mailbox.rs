@@ -123,6 +123,25 @@ pub fn run<C: Controller>(
     (reply.code, len)
 }
 
+/// Answer a request the firmware cannot run (it could not start): a
+/// response with `code` and `detail`, so the host learns why.
+pub fn refuse(host: &mut dyn HostMemory, p: &Pending, code: Code, detail: &str) -> (Code, u32) {
+    let mut head = [0u8; 4];
+    let kind = if p.req_len >= 4 && host.read(p.req_addr, &mut head).is_ok() {
+        head[3]
+    } else {
+        0
+    };
+    let message = crate::msg::response(kind, code)
+        .bytes(crate::msg::tag::ERROR, detail.as_bytes())
+        .finish();
+    let len = message.len() as u32;
+    if len > p.resp_cap || host.write(p.resp_addr, &message).is_err() {
+        return (code, 0);
+    }
+    (code, len)
+}
+
 /// Copy the manager's counters and challenge into the registers.
 pub fn publish<C: Controller>(mb: &mut Mailbox, mm: &MemoryManager<C>) {
     mb.nonce = mm.nonce();

@@ -41,6 +41,8 @@ impl DmaWindow for RingWindow {
 struct LocalIo {
     svc: CardService,
     window: RingWindow,
+    /// The service's reset count when the firmware took the controller.
+    resets: u64,
 }
 
 impl CardIo for LocalIo {
@@ -58,6 +60,13 @@ impl CardIo for LocalIo {
         &mut self.window
     }
     fn wait_irq(&mut self, timeout: Duration) -> hitless_driver::Result<bool> {
+        // A reset (or power cut) under a running operation: its completion
+        // will never come, give up now rather than at the timeout.
+        if self.svc.resets() != self.resets {
+            return Err(hitless_driver::Error::Transport(
+                "the card was reset during the operation".into(),
+            ));
+        }
         // The completion ring is in local RAM: polling it costs nothing.
         std::thread::sleep(timeout.min(Duration::from_micros(50)));
         Ok(false)
@@ -191,6 +200,7 @@ impl Runner {
         let io = LocalIo {
             svc: self.svc.clone(),
             window: RingWindow(local.clone()),
+            resets: self.resets_seen,
         };
         let card = Card::open(io, Options::default()).map_err(|e| e.to_string())?;
         let ctl = LocalController { card, local };
@@ -226,6 +236,7 @@ fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Option<Pendi
         mb.nonce = rand::random();
         mb.ready = true;
     }
+    let mut failure = String::new();
     loop {
         let p = match rx.recv_timeout(Duration::from_millis(100)) {
             Ok(Some(p)) => p,
@@ -235,13 +246,29 @@ fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Option<Pendi
         if !r.current() {
             let published = lock(&mailbox).nonce;
             tracing::info!("controller reset or taken over: restarting the firmware");
-            if let Err(e) = r.boot(published) {
-                tracing::warn!("firmware restart: {e}");
+            // A reset during the restart itself (a power cut) makes it
+            // start over; anything else is reported to the host.
+            for _ in 0..3 {
+                match r.boot(published) {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!("firmware restart: {e}");
+                        failure = e;
+                        if r.svc.resets() == r.resets_seen {
+                            break;
+                        }
+                    }
+                }
             }
         }
         let (code, len) = match r.mm.as_mut() {
             Some(mm) => mailbox::run(mm, &mut host, &p),
-            None => (Code::Device, 0),
+            None => mailbox::refuse(
+                &mut host,
+                &p,
+                Code::Device,
+                &format!("the firmware could not start: {failure}"),
+            ),
         };
         let mut mb = lock(&mailbox);
         if let Some(mm) = &r.mm {
