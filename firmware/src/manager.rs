@@ -125,6 +125,8 @@ struct Session {
     app: u32,
     perms: u32,
     key: u32,
+    /// Request count when it was last used (least recently used goes first).
+    used: u32,
 }
 
 /// Counters the STATUS request reports.
@@ -806,10 +808,22 @@ impl<C: Controller> MemoryManager<C> {
         if want & !flags::ALL != 0 {
             return fail(Code::Invalid, format!("unknown flags {want:#x}"));
         }
-        let Some(index) = (2..PT_ENTRIES as usize).find(|&i| self.sessions[i].is_none()) else {
+        // A free entry, else the application's own least recently used
+        // session (a client that died without CLOSE must not lock its
+        // application out; other applications' sessions are never taken).
+        let free = (2..PT_ENTRIES as usize).find(|&i| self.sessions[i].is_none());
+        let reuse = (2..PT_ENTRIES as usize)
+            .filter_map(|i| {
+                self.sessions[i]
+                    .filter(|s| s.app == app)
+                    .map(|s| (s.used, i))
+            })
+            .min()
+            .map(|(_, i)| i);
+        let Some(index) = free.or(reuse) else {
             return fail(
                 Code::NoSession,
-                "every protection entry is in use; CLOSE a session",
+                "every protection entry is in use by other applications; CLOSE a session",
             );
         };
         let mut new_secret = None;
@@ -874,11 +888,19 @@ impl<C: Controller> MemoryManager<C> {
         .map_err(|e| Fail(Code::Device, e.to_string()))?;
         self.opened = self.opened.wrapping_add(1);
         let handle = (self.opened << contract::PT_INDEX_BITS) | index as u32;
+        if let Some(old) = self.sessions[index] {
+            tracing::info!(
+                app,
+                handle = old.handle,
+                "session replaced (least recently used)"
+            );
+        }
         self.sessions[index] = Some(Session {
             handle,
             app,
             perms: want,
             key,
+            used: self.counters.requests,
         });
         tracing::info!(app, handle, "session opened");
         let mut b = ok
@@ -910,6 +932,10 @@ impl<C: Controller> MemoryManager<C> {
                 Code::AuthFailed,
                 "wrong MAC (wrong secret or stale challenge)",
             );
+        }
+        let used = self.counters.requests;
+        if let Some(live) = self.sessions[index].as_mut() {
+            live.used = used;
         }
         Ok(s)
     }

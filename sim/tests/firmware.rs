@@ -534,3 +534,38 @@ fn power_cuts_during_stores_keep_old_or_new() {
         "cuts hit both before and after the commit: {old_seen} old, {new_seen} new"
     );
 }
+
+/// Clients that die without closing their sessions do not lock their
+/// application out: its least recently used session is replaced. Other
+/// applications' sessions are never taken.
+#[test]
+fn abandoned_sessions_are_reclaimed_per_application() {
+    let dir = temp("sessions");
+    let card = InProcessCard::start(&dir).unwrap();
+    let mut fw = client(&card);
+    let (other, _) = fw.open_app(2, OpenFlags::all(), None).unwrap();
+    let (first, secret) = fw.open_app(1, OpenFlags::all(), None).unwrap();
+    let secret = secret.unwrap();
+    // 14 session entries: app 2 holds one, app 1 opens far more than the rest.
+    let mut last = first.clone();
+    for _ in 0..20 {
+        last = fw.open_app(1, OpenFlags::all(), Some(&secret)).unwrap().0;
+    }
+    fw.store(&last, 0, 0, 0, false, b"still works").unwrap();
+    assert_eq!(
+        code(fw.list(&first).unwrap_err()),
+        Code::AuthFailed,
+        "the oldest session was replaced"
+    );
+    assert!(
+        fw.list(&other).is_ok(),
+        "another application's session is kept"
+    );
+    // With every other entry held by application 1, application 3 has none.
+    assert_eq!(
+        code(fw.open_app(3, OpenFlags::all(), None).unwrap_err()),
+        Code::NoSession
+    );
+    fw.close(&last).unwrap();
+    assert!(fw.open_app(3, OpenFlags::all(), None).is_ok());
+}

@@ -176,3 +176,39 @@ fn cli_records_stages_log_and_status() {
     let out = hitless("floppy:/dev/fd0", &["status"], None);
     assert!(String::from_utf8_lossy(&out.stderr).contains("vfio-user, vfio or uio"));
 }
+
+#[test]
+fn cli_on_a_card_without_firmware() {
+    let dir = std::env::temp_dir().join(format!("hitless-cli-raw-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = hitless_sim::serve::spawn_card(
+        &bin("hitless-sim"),
+        &dir,
+        &["--no-firmware"],
+        Duration::from_secs(10),
+    )
+    .unwrap();
+    let card = format!("vfio-user:{}", p.socket.display());
+    let creds = dir.join("creds");
+    let out = hitless_with(&card, Some(&creds), &["list", "--app", "1"], None);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no card firmware"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The controller alone: one image per tier.
+    ok(&hitless(
+        &card,
+        &["raw", "checkpoint", "--cold", "-"],
+        Some(b"whole image"),
+    ));
+    let out = hitless(&card, &["raw", "restore", "--cold"], None);
+    assert_eq!(out.stdout, b"whole image");
+    ok(&hitless(&card, &["raw", "validate"], None));
+    let out = hitless(&card, &["status", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["firmware"].is_null());
+    assert_eq!(v["cold"]["region_len"][1], 11);
+}
