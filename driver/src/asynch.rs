@@ -92,14 +92,7 @@ mod tests {
     async fn concurrent_tasks_share_one_card() {
         let card = Card::open(ModelIo::new(DEFAULT_GEOMETRY, 8 << 20), Options::default()).unwrap();
         let card = AsyncCard::new(card);
-        let p = perm::VALID
-            | perm::READ
-            | perm::WRITE
-            | perm::COMMIT
-            | perm::WARM
-            | perm::COLD
-            | perm::REGION
-            | perm::LOG;
+        let p = perm::FULL_REGION_WINDOW | perm::LOG;
         let key = card
             .program_entry(1, 9, 0, DEFAULT_GEOMETRY.region_size, p)
             .await

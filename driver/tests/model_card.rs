@@ -7,8 +7,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
 
-const REGION: u32 =
-    perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::COLD | perm::REGION;
+const REGION: u32 = perm::FULL_REGION_WINDOW;
 
 fn open() -> (Card<ModelIo>, u32) {
     let mut card = Card::open(ModelIo::new(DEFAULT_GEOMETRY, 8 << 20), Options::default()).unwrap();

@@ -469,6 +469,9 @@ pub mod perm {
     pub const REGION: u32 = 1 << 7;
     /// Every defined bit.
     pub const ALL: u32 = 0xFF;
+    /// Everything on both tiers' regions: the window a single owner of the
+    /// card (a test, the `raw` CLI, a benchmark) programs.
+    pub const FULL_REGION_WINDOW: u32 = VALID | READ | WRITE | COMMIT | WARM | COLD | REGION;
 }
 
 /// Protection-table permission bits, for generators.

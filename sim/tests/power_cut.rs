@@ -38,13 +38,7 @@ fn boot_with(warm: &NvStore, cold: &NvStore) -> (SimCard, Rings, u32) {
     let mut card = SimCard::with_nv(CardTiming::default(), copy(warm), copy(cold));
     card.wait_boot(2_000_000).expect("boot");
     let rings = Rings::setup(&mut card, 2, 2).expect("rings");
-    let all = perm::VALID
-        | perm::READ
-        | perm::WRITE
-        | perm::COMMIT
-        | perm::WARM
-        | perm::COLD
-        | perm::REGION;
+    let all = perm::FULL_REGION_WINDOW;
     let key = program_entry(&mut card, 2, TAG, 0, g.region_size, all).expect("pt");
     (card, rings, key)
 }

@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const REGION: u32 =
-    perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::COLD | perm::REGION;
+const REGION: u32 = perm::FULL_REGION_WINDOW;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 use hitless_sim::serve::CardProcess as Proc;

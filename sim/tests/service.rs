@@ -74,13 +74,7 @@ fn setup(svc: &service::CardService, h: &mut Host) -> u32 {
         svc.write32(r, v).unwrap();
     }
     let key = make_key(1, 0x42);
-    let p = perm::VALID
-        | perm::READ
-        | perm::WRITE
-        | perm::COMMIT
-        | perm::WARM
-        | perm::COLD
-        | perm::REGION;
+    let p = perm::FULL_REGION_WINDOW;
     for (r, v) in [
         (reg::PT_INDEX, 1),
         (reg::PT_KEY_TAG, key),

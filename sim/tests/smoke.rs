@@ -17,13 +17,7 @@ fn smoke_write_commit_read() {
     let ws = card.read_reg(reg::WARM_STATE).unwrap();
     assert_eq!(BootResult::from_bits(ws), BootResult::Empty);
     let mut rings = Rings::setup(&mut card, 4, 4).unwrap();
-    let all = perm::VALID
-        | perm::READ
-        | perm::WRITE
-        | perm::COMMIT
-        | perm::WARM
-        | perm::COLD
-        | perm::REGION;
+    let all = perm::FULL_REGION_WINDOW;
     let key = program_entry(&mut card, 1, 0x123, 0, 1 << 20, all).unwrap();
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7 + 3) as u8).collect();
     card.host.write(DATA_ADDR + 3, &data);

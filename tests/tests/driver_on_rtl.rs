@@ -7,8 +7,7 @@ use hitless_tests::SimIo;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const REGION: u32 =
-    perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::COLD | perm::REGION;
+const REGION: u32 = perm::FULL_REGION_WINDOW;
 
 #[test]
 fn driver_round_trips_on_the_rtl() {

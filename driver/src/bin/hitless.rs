@@ -786,13 +786,7 @@ fn raw(cmd: RawCmd, io: Box<dyn CardIo>, timeout: Duration) -> Result<(), Error>
     };
     let mut card = Card::open(io, opts)?;
     let g = card.geometry();
-    let window = perm::VALID
-        | perm::READ
-        | perm::WRITE
-        | perm::COMMIT
-        | perm::WARM
-        | perm::COLD
-        | perm::REGION;
+    let window = perm::FULL_REGION_WINDOW;
     let key = card.program_entry(ENTRY, TAG, 0, g.region_size, window)?;
     match cmd {
         RawCmd::Checkpoint { cold, file } => {

@@ -18,13 +18,7 @@ fn card_for(timing: CardTiming) -> (SimCard, Rings, u32) {
     let mut card = SimCard::new(timing);
     card.wait_boot(5_000_000).expect("boot");
     let rings = Rings::setup(&mut card, 6, 6).expect("rings");
-    let p = perm::VALID
-        | perm::READ
-        | perm::WRITE
-        | perm::COMMIT
-        | perm::WARM
-        | perm::COLD
-        | perm::REGION;
+    let p = perm::FULL_REGION_WINDOW;
     let key = program_entry(&mut card, 1, KEY_TAG, 0, DEFAULT_GEOMETRY.region_size, p).expect("pt");
     (card, rings, key)
 }

@@ -268,37 +268,26 @@ fn session() -> Result<(), String> {
         let cfg = file("boot-config", b"mtu=9000 vlan=42")?;
         let st = file("app-state.bin", &app_state)?;
         let cache = file("session-cache", &state(2, 40 * 1024))?;
-        hitless(&[
-            "checkpoint",
-            "--app",
-            "42",
-            "--object",
-            "1",
-            "--stage",
-            "0",
-            &cfg,
-        ])?;
-        hitless(&[
-            "checkpoint",
-            "--app",
-            "42",
-            "--object",
-            "2",
-            "--stage",
-            "1",
-            "--cold",
-            &st,
-        ])?;
-        hitless(&[
-            "checkpoint",
-            "--app",
-            "42",
-            "--object",
-            "3",
-            "--stage",
-            "2",
-            &cache,
-        ])?;
+        for (object, stage, cold, path) in [
+            ("1", "0", false, &cfg),
+            ("2", "1", true, &st),
+            ("3", "2", false, &cache),
+        ] {
+            let mut args = vec![
+                "checkpoint",
+                "--app",
+                "42",
+                "--object",
+                object,
+                "--stage",
+                stage,
+            ];
+            if cold {
+                args.push("--cold");
+            }
+            args.push(path);
+            hitless(&args)?;
+        }
         hitless(&["list", "--app", "42"])?;
 
         println!("\n# A warm reset: every set comes back, each at its stage.");
