@@ -1042,7 +1042,13 @@ impl<C: Controller> MemoryManager<C> {
                 let mut at = 0u32;
                 let mut infos = Vec::new();
                 for (k, t, e) in sets {
-                    self.deliver(t, &e, addr + at as u64, s.key)?;
+                    let to = addr.checked_add(at as u64).ok_or_else(|| {
+                        Fail(
+                            Code::Invalid,
+                            "the data buffer wraps the address space".into(),
+                        )
+                    })?;
+                    self.deliver(t, &e, to, s.key)?;
                     infos.extend_from_slice(&info(&k, t, &e, at).to_bytes());
                     at += align8(e.len as usize) as u32;
                 }
