@@ -3,6 +3,7 @@
 //! Errors are `anyhow` errors: this is a developer tool, and the message with
 //! its context chain is what the user needs.
 
+mod bitstreams;
 mod ci;
 mod regs;
 mod setup;
@@ -68,8 +69,11 @@ enum Cmd {
         #[arg(long)]
         synth: bool,
     },
-    /// Build the FPGA bitstreams (not yet implemented: issue 5).
-    Bitstreams,
+    /// Build the FPGA bitstreams and bitstreams/REPORT.md (all boards, or the named ones).
+    ///
+    /// Boards: ulx3s orangecrab tangnano20k arty_a7_35 pynq_z2. REPORT.md is
+    /// rewritten only when all boards were built.
+    Bitstreams { boards: Vec<String> },
 }
 
 fn main() -> ExitCode {
@@ -110,10 +114,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 verilog::synth(&path)?;
             }
         }
-        Cmd::Bitstreams => {
-            eprintln!("not yet implemented: see issue 5");
-            return Ok(ExitCode::from(2));
-        }
+        Cmd::Bitstreams { boards } => bitstreams::run(&boards)?,
     }
     Ok(ExitCode::SUCCESS)
 }

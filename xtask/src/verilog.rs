@@ -103,7 +103,7 @@ pub fn synth(path: &Path) -> Result<()> {
 
 /// Cell counts from a yosys `stat` report: the design-hierarchy totals if
 /// present, else the last (after flattening: the only) module.
-fn parse_stat(text: &str) -> BTreeMap<String, u64> {
+pub(crate) fn parse_stat(text: &str) -> BTreeMap<String, u64> {
     let mut sections: Vec<(String, BTreeMap<String, u64>)> = Vec::new();
     for line in text.lines() {
         let t = line.trim();
