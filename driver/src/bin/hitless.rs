@@ -136,8 +136,11 @@ fn open_io(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo>, Error> {
             }
             Ok(Box::new(hitless_driver::backend::uio::UioIo::open(&cfg)?))
         }
+        "uart" => Ok(Box::new(hitless_driver::backend::uart::UartIo::from_spec(
+            rest, timeout,
+        )?)),
         other => Err(Error::InvalidArgument(format!(
-            "card kind {other:?}: vfio-user, vfio or uio"
+            "card kind {other:?}: vfio-user, vfio, uio or uart"
         ))),
     }
 }
