@@ -223,7 +223,7 @@ pub fn run(only: &[String]) -> Result<()> {
     let mut failed = Vec::new();
     for b in &boards {
         println!("\n=== bitstreams: {}", b.title);
-        match build(&tools, b) {
+        match build(&tools, b, b.name) {
             Ok(o) => {
                 println!("=== {}: {}", b.name, summary(b, &o));
                 results.push((*b, o));
@@ -254,7 +254,9 @@ pub fn ci_gate() -> Result<()> {
         .find(|b| b.name == CI_BOARD)
         .context("CI board missing from BOARDS")?;
     let tools = tools(std::slice::from_ref(b))?;
-    let o = build(&tools, b)?;
+    // Its own output directory: a concurrent `cargo xtask bitstreams`
+    // must not see half-written files.
+    let o = build(&tools, b, &format!("ci-{}", b.name))?;
     println!("bitstreams: {}: {}", b.name, summary(b, &o));
     match o.fmax {
         Some((got, want)) if got >= want => Ok(()),
@@ -324,10 +326,10 @@ fn nice(cmd: Command) -> Command {
     n
 }
 
-/// Build one board; outputs in `bitstreams/out/<board>/`.
-fn build(tools: &Tools, b: &Board) -> Result<Outcome> {
+/// Build one board; outputs in `bitstreams/out/<out_name>/`.
+fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
     let start = Instant::now();
-    let rel_out = PathBuf::from("bitstreams/out").join(b.name);
+    let rel_out = PathBuf::from("bitstreams/out").join(out_name);
     let out = util::root().join(&rel_out);
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let board_dir = util::root().join("bitstreams/boards").join(b.name);
