@@ -72,7 +72,7 @@ enum Cmd {
     /// Build the FPGA bitstreams and bitstreams/REPORT.md (all boards, or the named ones).
     ///
     /// Boards: ulx3s orangecrab tangnano20k arty_a7_35 pynq_z2. REPORT.md is
-    /// rewritten only when all boards were built.
+    /// rewritten by a run of all boards (failed boards listed as failed).
     Bitstreams { boards: Vec<String> },
 }
 
