@@ -11,6 +11,7 @@
 //! | UIO + DMA buffer (Zynq, PYNQ) | [`backend::uio::UioIo`] | boards with the controller on an AXI GP port |
 //! | VFIO (`vfio-pci`, IOMMU, MSI-X) | `backend::vfio::VfioIo` (feature `vfio`) | PCIe cards |
 //! | vfio-user client | `backend::vfio_user::VfioUserIo` (feature `vfio-user`) | the simulated card (`hitless-sim serve`) |
+//! | UART bridge (`uart:/dev/ttyUSB0[@baud]`) | [`backend::uart::UartIo`] | boards without PCIe (`bitstreams/`) |
 //!
 //! ```
 //! use hitless_driver::{backend::model::ModelIo, Card, Options, Tier};

@@ -2,7 +2,7 @@
 //! is "xtask test: N passed, N failed" (CI reads it). A failed step does not
 //! stop the later ones, except setup: without the tools nothing else can run.
 
-use crate::{fuzz, regs, setup, util, verilog};
+use crate::{bitstreams, fuzz, regs, setup, util, verilog};
 use anyhow::Result;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -67,6 +67,10 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
         (
             "verilog synth",
             Box::new(|| verilog::synth(&verilog::generate()?)),
+        ),
+        (
+            "bitstream (ECP5-25F, Fmax gate)",
+            Box::new(bitstreams::ci_gate),
         ),
     ];
 

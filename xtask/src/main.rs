@@ -3,6 +3,7 @@
 //! Errors are `anyhow` errors: this is a developer tool, and the message with
 //! its context chain is what the user needs.
 
+mod bitstreams;
 mod ci;
 mod fuzz;
 mod regs;
@@ -74,8 +75,11 @@ enum Cmd {
         #[arg(default_value_t = 60)]
         seconds: u32,
     },
-    /// Build the FPGA bitstreams (not yet implemented: issue 5).
-    Bitstreams,
+    /// Build the FPGA bitstreams and bitstreams/REPORT.md (all boards, or the named ones).
+    ///
+    /// Boards: ulx3s orangecrab tangnano20k arty_a7_35 pynq_z2. REPORT.md is
+    /// rewritten by every run (failed boards and boards not built are listed).
+    Bitstreams { boards: Vec<String> },
 }
 
 fn main() -> ExitCode {
@@ -117,10 +121,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 verilog::synth(&path)?;
             }
         }
-        Cmd::Bitstreams => {
-            eprintln!("not yet implemented: see issue 5");
-            return Ok(ExitCode::from(2));
-        }
+        Cmd::Bitstreams { boards } => bitstreams::run(&boards)?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -103,7 +103,7 @@ pub fn synth(path: &Path) -> Result<()> {
 
 /// Cell counts from a yosys `stat` report: the design-hierarchy totals if
 /// present, else the last (after flattening: the only) module.
-fn parse_stat(text: &str) -> BTreeMap<String, u64> {
+pub(crate) fn parse_stat(text: &str) -> BTreeMap<String, u64> {
     let mut sections: Vec<(String, BTreeMap<String, u64>)> = Vec::new();
     for line in text.lines() {
         let t = line.trim();
@@ -119,9 +119,12 @@ fn parse_stat(text: &str) -> BTreeMap<String, u64> {
             continue;
         }
         let mut it = t.split_whitespace();
-        if let (Some(cell), Some(n), None) = (it.next(), it.next(), it.next()) {
-            if let Ok(n) = n.parse() {
-                cells.insert(cell.to_string(), n);
+        // "CELL COUNT" (yosys 0.23) or "COUNT CELL" (newer yosys).
+        if let (Some(a), Some(b), None) = (it.next(), it.next(), it.next()) {
+            if let Ok(n) = b.parse() {
+                cells.insert(a.to_string(), n);
+            } else if let Ok(n) = a.parse() {
+                cells.insert(b.to_string(), n);
             }
         }
     }
@@ -191,6 +194,15 @@ mod tests {
         assert_eq!(cells["FDRE"], 8);
         assert!(!cells.contains_key("Number"));
         assert_eq!(summary(&cells), "19 LUT, 9 FF, 2 carry, 1 BRAM");
+    }
+
+    #[test]
+    fn parses_the_newer_count_first_format() {
+        let text = "=== top ===\n\n        +----------Local Count\n    10931 wires\n      993   CCU2C\n       26   DP16KD\n     7684   LUT4\n     4434   TRELLIS_FF\n";
+        assert_eq!(
+            summary(&parse_stat(text)),
+            "7684 LUT, 4434 FF, 993 carry, 26 BRAM"
+        );
     }
 
     #[test]

@@ -28,6 +28,7 @@ impl DmaWindow for MmapWindow {
 }
 
 pub mod model;
+pub mod uart;
 pub mod uio;
 #[cfg(feature = "vfio")]
 pub mod vfio;

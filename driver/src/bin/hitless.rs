@@ -32,7 +32,8 @@ const TAG: u32 = 0x0C11;
 )]
 struct Cli {
     /// The card: vfio-user:SOCKET (simulated), vfio:DDDD:BB:DD.F (PCIe),
-    /// uio:REGS,dma=PATH,iova=ADDR[,offset=N][,len=N][,irq] (Zynq).
+    /// uio:REGS,dma=PATH,iova=ADDR[,offset=N][,len=N][,irq] (Zynq),
+    /// uart:/dev/ttyUSB0[@BAUD] (boards without PCIe, over the UART bridge).
     /// Default: $HITLESS_CARD, else the local simulated card.
     #[arg(long, global = true)]
     card: Option<String>,
@@ -249,8 +250,11 @@ fn open_io(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo>, Error> {
             }
             Ok(Box::new(hitless_driver::backend::uio::UioIo::open(&cfg)?))
         }
+        "uart" => Ok(Box::new(hitless_driver::backend::uart::UartIo::from_spec(
+            rest, timeout,
+        )?)),
         other => Err(Error::InvalidArgument(format!(
-            "card kind {other:?}: vfio-user, vfio or uio"
+            "card kind {other:?}: vfio-user, vfio, uio or uart"
         ))),
     }
 }

@@ -93,6 +93,10 @@ pub struct HitlessController {
     pub cold: PmpInitiator<32>,
     /// Interrupt message: one-cycle pulse per interrupt (MSI-X style).
     pub irq: Signal<Out, Bit>,
+    /// Active region of each tier (bit 0 warm, bit 1 cold): board LEDs.
+    pub active: Signal<Out, Bits<2>>,
+    /// `IRQ_STATUS.ERROR` (an error completion not yet acknowledged): a board LED.
+    pub error: Signal<Out, Bit>,
     axil: AxiLiteCsr,
     mover: Mover,
     router: PortRouter,
@@ -369,6 +373,8 @@ impl HitlessController {
             warm: Default::default(),
             cold: Default::default(),
             irq: Default::default(),
+            active: Default::default(),
+            error: Default::default(),
             axil: Default::default(),
             mover: Default::default(),
             router: Default::default(),
@@ -722,6 +728,9 @@ impl Logic for HitlessController {
         PmpInitiator::<64>::join(&mut self.mover.dst, &mut self.router.dst);
         self.cycles.d.next = self.cycles.q.val() + 1;
         self.irq.next = self.irq_pulse.q.val();
+        self.active.next = bit_cast::<2, 1>(self.warm_st.q.val().active.into())
+            | (bit_cast::<2, 1>(self.cold_st.q.val().active.into()) << 1);
+        self.error.next = (self.irq_status.q.val() & self.k_irq_error.val()) != 0;
         self.irq_set.next = 0.into();
         self.irq_clear.next = 0.into();
 

@@ -5,11 +5,15 @@
 //! ownership), `controller` (registers, rings, sequencing, commit, boot scan).
 
 pub mod axil;
+pub mod board;
+pub mod bram;
+pub mod bridge;
 pub mod bus;
 pub mod controller;
 pub mod crc;
 pub mod mover;
 pub mod router;
+pub mod uart;
 
 use crate::contract::NvGeometry;
 use rust_hdl::prelude::*;
@@ -17,6 +21,14 @@ use rust_hdl::prelude::*;
 /// Elaborate the controller for `geometry` and return its Verilog (module `top`).
 pub fn generate_verilog(geometry: &NvGeometry) -> String {
     let mut uut = controller::HitlessController::new(geometry);
+    uut.connect_all();
+    rust_hdl::core::prelude::generate_verilog(&uut)
+}
+
+/// Elaborate the board top-level (controller, UART bridge, block RAMs; see
+/// [`board`]) for a UART of `divider` clocks per bit; Verilog module `top`.
+pub fn generate_board_verilog(divider: u16) -> String {
+    let mut uut = board::BoardTop::new(divider);
     uut.connect_all();
     rust_hdl::core::prelude::generate_verilog(&uut)
 }
@@ -78,6 +90,27 @@ mod tests {
     #[test]
     fn axil_block_synthesizes_and_lints() {
         check("axil", axil::AxiLiteCsr::default());
+    }
+
+    #[test]
+    fn uart_blocks_synthesize_and_lint() {
+        check("uart_rx", uart::UartRx::new(8));
+        check("uart_tx", uart::UartTx::new(8));
+    }
+
+    #[test]
+    fn bridge_block_synthesizes_and_lints() {
+        check("bridge", bridge::UartBridge::new(8));
+    }
+
+    #[test]
+    fn bram_block_synthesizes_and_lints() {
+        check("bram", bram::PmpBram::<4>::default());
+    }
+
+    #[test]
+    fn board_top_synthesizes_and_lints() {
+        check("board", board::BoardTop::new(8));
     }
 
     #[test]

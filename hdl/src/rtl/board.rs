@@ -1,0 +1,149 @@
+//! The board top-level for boards without PCIe: the controller with its CSR
+//! port and host memory reachable over a UART, and block RAM for the host
+//! window and both NV tiers.
+//!
+//! - UART (8N1, `divider` clocks per bit) → [`UartBridge`] → the
+//!   controller's AXI4-Lite CSR port, and → the host-memory window.
+//! - Host memory: 16 KiB of block RAM shared by the controller's DMA port
+//!   and the bridge ([`PmpBram`], bridge first). The controller sees it at
+//!   every host address modulo 16 KiB; the driver uses IOVA 0.
+//! - Warm and cold tiers: 16 KiB of block RAM each, laid out with
+//!   [`BOARD_GEOMETRY`] (4 KiB regions, 4 KiB log). The cold tier is block
+//!   RAM too: SPI-flash backing is not implemented.
+//! - LEDs: 0 heartbeat, 1 warm tier's active region, 2 cold tier's active
+//!   region, 3 error (`IRQ_STATUS.ERROR`).
+//! - Reset: a power-on reset of 16 cycles, then `reset` (active high,
+//!   synchronized here; the board wrapper inverts active-low buttons).
+
+use super::bram::PmpBram;
+use super::bridge::UartBridge;
+use super::bus::{AxiLiteInitiator, PmpInitiator};
+use super::controller::HitlessController;
+use super::uart::{UartRx, UartTx};
+use crate::contract::NvGeometry;
+use rust_hdl::prelude::*;
+
+/// NV geometry of the board build: 4 KiB superblock area, two 4 KiB regions
+/// and a 4 KiB log = 16 KiB per tier (smaller than the contract's 1 MiB
+/// minimum region, so `is_valid()` is false: transfers above 4 KiB into a
+/// region are `OUT_OF_RANGE`).
+pub const BOARD_GEOMETRY: NvGeometry = NvGeometry {
+    region_size: 4096,
+    log_size: 4096,
+};
+
+/// log2 of the 64-bit words of each board memory (16 KiB).
+pub const BOARD_MEM_WORDS_LOG2: usize = 11;
+
+/// Bytes of the host-memory window.
+pub const BOARD_HOST_BYTES: usize = 8 << BOARD_MEM_WORDS_LOG2;
+
+/// The board top-level.
+#[derive(LogicBlock)]
+pub struct BoardTop {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Reset request, active high (asynchronous; synchronized here).
+    pub reset: Signal<In, Bit>,
+    /// UART line from the host (FTDI TX).
+    pub uart_rx: Signal<In, Bit>,
+    /// UART line to the host (FTDI RX).
+    pub uart_tx: Signal<Out, Bit>,
+    /// LEDs: 0 heartbeat, 1 warm active region, 2 cold active region, 3 error.
+    pub leds: Signal<Out, Bits<4>>,
+    ctrl: HitlessController,
+    receiver: UartRx,
+    transmitter: UartTx,
+    bridge: UartBridge,
+    host_mem: PmpBram<BOARD_MEM_WORDS_LOG2>,
+    warm_mem: PmpBram<BOARD_MEM_WORDS_LOG2>,
+    cold_mem: PmpBram<BOARD_MEM_WORDS_LOG2>,
+    rst_meta: DFF<Bit>,
+    rst_sync: DFF<Bit>,
+    por: DFF<Bits<4>>,
+    rst: DFF<Bit>,
+    beat: DFF<Bits<27>>,
+}
+
+impl BoardTop {
+    /// A board top for a UART of `divider` clocks per bit (clock / baud).
+    pub fn new(divider: u16) -> Self {
+        Self {
+            clock: Default::default(),
+            reset: Default::default(),
+            uart_rx: Default::default(),
+            uart_tx: Default::default(),
+            leds: Default::default(),
+            ctrl: HitlessController::new(&BOARD_GEOMETRY),
+            receiver: UartRx::new(divider),
+            transmitter: UartTx::new(divider),
+            bridge: UartBridge::new(divider),
+            host_mem: Default::default(),
+            warm_mem: Default::default(),
+            cold_mem: Default::default(),
+            rst_meta: Default::default(),
+            rst_sync: Default::default(),
+            por: Default::default(),
+            rst: Default::default(),
+            beat: Default::default(),
+        }
+    }
+}
+
+impl Logic for BoardTop {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(self, clock, rst_meta, rst_sync, por, rst, beat);
+        clock!(
+            self,
+            clock,
+            ctrl,
+            receiver,
+            transmitter,
+            bridge,
+            host_mem,
+            warm_mem,
+            cold_mem
+        );
+        self.rst_meta.d.next = self.reset.val();
+        self.rst_sync.d.next = self.rst_meta.q.val();
+        if self.por.q.val() != 15 {
+            self.por.d.next = self.por.q.val() + 1;
+        }
+        self.rst.d.next = (self.por.q.val() != 15) | self.rst_sync.q.val();
+        self.beat.d.next = self.beat.q.val() + 1;
+        self.ctrl.reset.next = self.rst.q.val();
+        self.receiver.reset.next = self.rst.q.val();
+        self.transmitter.reset.next = self.rst.q.val();
+        self.bridge.reset.next = self.rst.q.val();
+
+        self.receiver.rx.next = self.uart_rx.val();
+        self.uart_tx.next = self.transmitter.tx.val();
+        self.bridge.rx_data.next = self.receiver.data.val();
+        self.bridge.rx_valid.next = self.receiver.valid.val();
+        self.transmitter.data.next = self.bridge.tx_data.val();
+        self.transmitter.start.next = self.bridge.tx_start.val();
+        self.bridge.tx_busy.next = self.transmitter.busy.val();
+
+        AxiLiteInitiator::join(&mut self.bridge.csr, &mut self.ctrl.csr);
+        PmpInitiator::<64>::join(&mut self.ctrl.host, &mut self.host_mem.a);
+        PmpInitiator::<32>::join(&mut self.bridge.mem, &mut self.host_mem.b);
+        PmpInitiator::<32>::join(&mut self.ctrl.warm, &mut self.warm_mem.b);
+        PmpInitiator::<32>::join(&mut self.ctrl.cold, &mut self.cold_mem.b);
+        // The NV memories' second ports are unused.
+        self.warm_mem.a.cmd_valid.next = false;
+        self.warm_mem.a.cmd_write.next = false;
+        self.warm_mem.a.cmd_addr.next = 0.into();
+        self.warm_mem.a.cmd_wdata.next = 0.into();
+        self.warm_mem.a.cmd_wstrb.next = 0.into();
+        self.cold_mem.a.cmd_valid.next = false;
+        self.cold_mem.a.cmd_write.next = false;
+        self.cold_mem.a.cmd_addr.next = 0.into();
+        self.cold_mem.a.cmd_wdata.next = 0.into();
+        self.cold_mem.a.cmd_wstrb.next = 0.into();
+
+        self.leds.next = bit_cast::<4, 1>(self.beat.q.val().get_bit(26).into())
+            | (bit_cast::<4, 2>(self.ctrl.active.val()) << 1)
+            | (bit_cast::<4, 1>(self.ctrl.error.val().into()) << 3);
+    }
+}

@@ -1,0 +1,138 @@
+//! On-chip memory behind the pipelined memory port: the board's host-memory
+//! window and its NV tiers (block RAM).
+//!
+//! Eight byte lanes (one `RAM<Bits<8>, N>` each, so byte strobes are lane
+//! write enables and every lane maps to block RAM), two-cycle latency (the
+//! block RAM's output is registered before it reaches the port: on ECP5 the
+//! RAM's clock-to-output alone is 5.6 ns at speed 6),
+//! always ready for port `b`; port `a` is ready when `b` is idle. Port `b`
+//! has priority because its master (the UART bridge) issues at most one
+//! command per received byte and cannot stall; the controller on port `a`
+//! handles backpressure. Responses return to the port that issued the
+//! command (one command per cycle, fixed latency, so a one-bit owner
+//! per pipeline stage suffices). Addresses wrap modulo the memory size.
+
+use super::bus::PmpTarget;
+use rust_hdl::prelude::*;
+
+/// `2^N` 64-bit words of block RAM with two pipelined memory ports.
+#[derive(LogicBlock, Default)]
+pub struct PmpBram<const N: usize> {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Port a (lower priority): 64-bit addresses (the controller's host port).
+    pub a: PmpTarget<64>,
+    /// Port b (priority): 32-bit addresses (NV ports, the UART bridge).
+    pub b: PmpTarget<32>,
+    lane0: RAM<Bits<8>, N>,
+    lane1: RAM<Bits<8>, N>,
+    lane2: RAM<Bits<8>, N>,
+    lane3: RAM<Bits<8>, N>,
+    lane4: RAM<Bits<8>, N>,
+    lane5: RAM<Bits<8>, N>,
+    lane6: RAM<Bits<8>, N>,
+    lane7: RAM<Bits<8>, N>,
+    rsp: DFF<Bit>,
+    rsp_b: DFF<Bit>,
+    rsp_write: DFF<Bit>,
+    rsp2: DFF<Bit>,
+    rsp2_b: DFF<Bit>,
+    rsp2_write: DFF<Bit>,
+    rdata_q: DFF<Bits<64>>,
+    take_a: Signal<Local, Bit>,
+    we: Signal<Local, Bit>,
+    addr: Signal<Local, Bits<N>>,
+    wdata: Signal<Local, Bits<64>>,
+    wstrb: Signal<Local, Bits<8>>,
+    rdata: Signal<Local, Bits<64>>,
+}
+
+impl<const N: usize> Logic for PmpBram<N> {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(self, clock, rsp, rsp_b, rsp_write, rsp2, rsp2_b, rsp2_write, rdata_q);
+        self.lane0.read_clock.next = self.clock.val();
+        self.lane0.write_clock.next = self.clock.val();
+        self.lane1.read_clock.next = self.clock.val();
+        self.lane1.write_clock.next = self.clock.val();
+        self.lane2.read_clock.next = self.clock.val();
+        self.lane2.write_clock.next = self.clock.val();
+        self.lane3.read_clock.next = self.clock.val();
+        self.lane3.write_clock.next = self.clock.val();
+        self.lane4.read_clock.next = self.clock.val();
+        self.lane4.write_clock.next = self.clock.val();
+        self.lane5.read_clock.next = self.clock.val();
+        self.lane5.write_clock.next = self.clock.val();
+        self.lane6.read_clock.next = self.clock.val();
+        self.lane6.write_clock.next = self.clock.val();
+        self.lane7.read_clock.next = self.clock.val();
+        self.lane7.write_clock.next = self.clock.val();
+        self.b.cmd_ready.next = true;
+        self.a.cmd_ready.next = !self.b.cmd_valid.val();
+        self.take_a.next = self.a.cmd_valid.val() & !self.b.cmd_valid.val();
+        self.addr.next = self.b.cmd_addr.val().get_bits::<N>(3);
+        self.wdata.next = self.b.cmd_wdata.val();
+        self.wstrb.next = self.b.cmd_wstrb.val();
+        self.we.next = self.b.cmd_valid.val() & self.b.cmd_write.val();
+        self.rsp_write.d.next = self.b.cmd_write.val();
+        if self.take_a.val() {
+            self.addr.next = self.a.cmd_addr.val().get_bits::<N>(3);
+            self.wdata.next = self.a.cmd_wdata.val();
+            self.wstrb.next = self.a.cmd_wstrb.val();
+            self.we.next = self.a.cmd_write.val();
+            self.rsp_write.d.next = self.a.cmd_write.val();
+        }
+        self.rsp.d.next = self.a.cmd_valid.val() | self.b.cmd_valid.val();
+        self.rsp_b.d.next = self.b.cmd_valid.val();
+        self.lane0.read_address.next = self.addr.val();
+        self.lane1.read_address.next = self.addr.val();
+        self.lane2.read_address.next = self.addr.val();
+        self.lane3.read_address.next = self.addr.val();
+        self.lane4.read_address.next = self.addr.val();
+        self.lane5.read_address.next = self.addr.val();
+        self.lane6.read_address.next = self.addr.val();
+        self.lane7.read_address.next = self.addr.val();
+        self.lane0.write_address.next = self.addr.val();
+        self.lane1.write_address.next = self.addr.val();
+        self.lane2.write_address.next = self.addr.val();
+        self.lane3.write_address.next = self.addr.val();
+        self.lane4.write_address.next = self.addr.val();
+        self.lane5.write_address.next = self.addr.val();
+        self.lane6.write_address.next = self.addr.val();
+        self.lane7.write_address.next = self.addr.val();
+        self.lane0.write_data.next = self.wdata.val().get_bits::<8>(0);
+        self.lane1.write_data.next = self.wdata.val().get_bits::<8>(8);
+        self.lane2.write_data.next = self.wdata.val().get_bits::<8>(16);
+        self.lane3.write_data.next = self.wdata.val().get_bits::<8>(24);
+        self.lane4.write_data.next = self.wdata.val().get_bits::<8>(32);
+        self.lane5.write_data.next = self.wdata.val().get_bits::<8>(40);
+        self.lane6.write_data.next = self.wdata.val().get_bits::<8>(48);
+        self.lane7.write_data.next = self.wdata.val().get_bits::<8>(56);
+        self.lane0.write_enable.next = self.we.val() & self.wstrb.val().get_bit(0);
+        self.lane1.write_enable.next = self.we.val() & self.wstrb.val().get_bit(1);
+        self.lane2.write_enable.next = self.we.val() & self.wstrb.val().get_bit(2);
+        self.lane3.write_enable.next = self.we.val() & self.wstrb.val().get_bit(3);
+        self.lane4.write_enable.next = self.we.val() & self.wstrb.val().get_bit(4);
+        self.lane5.write_enable.next = self.we.val() & self.wstrb.val().get_bit(5);
+        self.lane6.write_enable.next = self.we.val() & self.wstrb.val().get_bit(6);
+        self.lane7.write_enable.next = self.we.val() & self.wstrb.val().get_bit(7);
+        self.rdata.next = bit_cast::<64, 8>(self.lane0.read_data.val())
+            | (bit_cast::<64, 8>(self.lane1.read_data.val()) << 8)
+            | (bit_cast::<64, 8>(self.lane2.read_data.val()) << 16)
+            | (bit_cast::<64, 8>(self.lane3.read_data.val()) << 24)
+            | (bit_cast::<64, 8>(self.lane4.read_data.val()) << 32)
+            | (bit_cast::<64, 8>(self.lane5.read_data.val()) << 40)
+            | (bit_cast::<64, 8>(self.lane6.read_data.val()) << 48)
+            | (bit_cast::<64, 8>(self.lane7.read_data.val()) << 56);
+        self.rsp2.d.next = self.rsp.q.val();
+        self.rsp2_b.d.next = self.rsp_b.q.val();
+        self.rsp2_write.d.next = self.rsp_write.q.val();
+        self.rdata_q.d.next = self.rdata.val();
+        self.a.rsp_valid.next = self.rsp2.q.val() & !self.rsp2_b.q.val();
+        self.b.rsp_valid.next = self.rsp2_b.q.val();
+        self.a.rsp_write.next = self.rsp2_write.q.val();
+        self.b.rsp_write.next = self.rsp2_write.q.val();
+        self.a.rsp_data.next = self.rdata_q.q.val();
+        self.b.rsp_data.next = self.rdata_q.q.val();
+    }
+}
