@@ -289,11 +289,25 @@ impl<C: Controller> MemoryManager<C> {
 
     // ---- controller operations -------------------------------------
 
+    /// Run one descriptor; a status other than OK is `DEVICE`.
     fn op(&mut self, d: Descriptor, what: &str) -> R<Completion> {
+        self.op_with(d, what, |_| None)
+    }
+
+    /// Run one descriptor; `special` turns the statuses a caller expects
+    /// into their own failures, any other status but OK is `DEVICE`.
+    fn op_with(
+        &mut self,
+        d: Descriptor,
+        what: &str,
+        special: impl Fn(Status) -> Option<Fail>,
+    ) -> R<Completion> {
         let c = self.ctl.execute(d).map_err(ctl)?;
         match c.status() {
             Some(Status::Ok) => Ok(c),
-            Some(s) => fail(Code::Device, format!("{what}: {s:?} ({})", s.describe())),
+            Some(s) => Err(special(s).unwrap_or_else(|| {
+                Fail(Code::Device, format!("{what}: {s:?} ({})", s.describe()))
+            })),
             None => fail(Code::Device, format!("{what}: status {}", c.status)),
         }
     }
@@ -504,30 +518,21 @@ impl<C: Controller> MemoryManager<C> {
                     ..Default::default()
                 },
             };
-            let c = self.ctl.execute(d).map_err(ctl)?;
-            match c.status() {
-                Some(Status::Ok) => {}
-                Some(Status::CrcMismatch) if d.opcode == Opcode::Copy as u8 => {
-                    return fail(
-                        Code::Device,
-                        "a stored set failed its CRC while being copied; the active region \
-                         is damaged (reset the card to fall back to the alternate)",
-                    )
-                }
-                Some(Status::CrcMismatch) => {
-                    return fail(
-                        Code::Invalid,
-                        "the data's CRC does not match DATA_CRC (changed or corrupted in transit)",
-                    )
-                }
-                Some(s) => {
-                    return fail(
-                        Code::Device,
-                        format!("building the image: {s:?} ({})", s.describe()),
-                    )
-                }
-                None => return fail(Code::Device, format!("status {}", c.status)),
-            }
+            let copy = d.opcode == Opcode::Copy as u8;
+            self.op_with(d, "building the image", |st| match st {
+                Status::CrcMismatch if copy => Some(Fail(
+                    Code::Device,
+                    "a stored set failed its CRC while being copied; the active region \
+                     is damaged (reset the card to fall back to the alternate)"
+                        .into(),
+                )),
+                Status::CrcMismatch => Some(Fail(
+                    Code::Invalid,
+                    "the data's CRC does not match DATA_CRC (changed or corrupted in transit)"
+                        .into(),
+                )),
+                _ => None,
+            })?;
         }
         let c = self.op(
             Descriptor {
@@ -646,29 +651,27 @@ impl<C: Controller> MemoryManager<C> {
             return Ok(());
         }
         for alt in [false, true] {
-            let c = self
-                .ctl
-                .execute(Descriptor {
-                    opcode: Opcode::Read as u8,
-                    flags: tier_flag(t) | dflags::CHECK | if alt { dflags::ALT } else { 0 },
-                    key,
-                    host_addr: addr,
-                    nv_offset: e.offset,
-                    len: e.len,
-                    crc: e.crc,
-                    ..Default::default()
-                })
-                .map_err(ctl)?;
-            match c.status() {
-                Some(Status::Ok) => {
+            let read = Descriptor {
+                opcode: Opcode::Read as u8,
+                flags: tier_flag(t) | dflags::CHECK | if alt { dflags::ALT } else { 0 },
+                key,
+                host_addr: addr,
+                nv_offset: e.offset,
+                len: e.len,
+                crc: e.crc,
+                ..Default::default()
+            };
+            match self.op_with(read, "read", |st| {
+                (st == Status::CrcMismatch).then(|| Fail(Code::Lost, String::new()))
+            }) {
+                Ok(_) => {
                     if alt {
                         tracing::warn!(tier = t.name(), "set served from the alternate region");
                     }
                     return Ok(());
                 }
-                Some(Status::CrcMismatch) => continue,
-                Some(s) => return fail(Code::Device, format!("read: {s:?} ({})", s.describe())),
-                None => return fail(Code::Device, format!("status {}", c.status)),
+                Err(Fail(Code::Lost, _)) => continue,
+                Err(f) => return Err(f),
             }
         }
         fail(
@@ -1221,28 +1224,22 @@ impl<C: Controller> MemoryManager<C> {
         host.read(addr, &mut payload[LOG_TAG..])
             .map_err(|e| Fail(Code::HostMemory, e))?;
         self.ctl.scratch_write(STAGING, &payload).map_err(ctl)?;
-        let c = self
-            .ctl
-            .execute(Descriptor {
-                opcode: Opcode::Append as u8,
-                flags: tier_flag(t),
-                key: self.log_key,
-                host_addr: self.ctl.scratch().0 + STAGING as u64,
-                len: payload.len() as u32,
-                ..Default::default()
-            })
-            .map_err(ctl)?;
-        match c.status() {
-            Some(Status::Ok) => {}
-            Some(Status::LogFull) => {
-                return fail(
+        let append = Descriptor {
+            opcode: Opcode::Append as u8,
+            flags: tier_flag(t),
+            key: self.log_key,
+            host_addr: self.ctl.scratch().0 + STAGING as u64,
+            len: payload.len() as u32,
+            ..Default::default()
+        };
+        let c = self.op_with(append, "append", |st| {
+            (st == Status::LogFull).then(|| {
+                Fail(
                     Code::LogFull,
-                    "the append log is full: the reader must read and trim first",
+                    "the append log is full: the reader must read and trim first".into(),
                 )
-            }
-            Some(s) => return fail(Code::Device, format!("append: {s:?} ({})", s.describe())),
-            None => return fail(Code::Device, format!("status {}", c.status)),
-        }
+            })
+        })?;
         let offset = c.info;
         if f & flags::OVERWRITE != 0 {
             self.log_trim(t, offset)?;
