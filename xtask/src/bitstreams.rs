@@ -483,25 +483,9 @@ fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
     Ok(o)
 }
 
-/// THE call into the RTL generator for boards (see `verilog::generate`).
+/// The board Verilog (see `verilog::generate`), with this UART divider.
 fn generate_board(divider: u16, out: &Path) -> Result<()> {
-    let mut cmd = util::cargo();
-    cmd.args([
-        "run",
-        "--quiet",
-        "--release",
-        "-p",
-        "hitless-hdl",
-        "--features",
-        "rtl",
-        "--bin",
-        "hitless-verilog",
-        "--",
-        "--board",
-        &divider.to_string(),
-    ])
-    .arg(out);
-    util::run(&mut cmd)
+    crate::verilog::run_generator(&["--board", &divider.to_string()], out)
 }
 
 /// (LUTs, FFs, block RAMs) from yosys cell counts, across families.

@@ -15,6 +15,11 @@ const OUT_DIR: &str = "target/verilog";
 /// workspace builds do not unify `rtl` into every crate, and so that xtask
 /// still runs (setup, regs) when the RTL does not compile.
 fn generate_verilog(out: &Path) -> Result<()> {
+    run_generator(&[], out)
+}
+
+/// `hitless-verilog ARGS OUT` (the board flows pass `--board DIVIDER`).
+pub(crate) fn run_generator(args: &[&str], out: &Path) -> Result<()> {
     let mut cmd = util::cargo();
     cmd.args([
         "run",
@@ -28,6 +33,7 @@ fn generate_verilog(out: &Path) -> Result<()> {
         "hitless-verilog",
         "--",
     ])
+    .args(args)
     .arg(out);
     util::run(&mut cmd)
 }
