@@ -34,6 +34,7 @@ enum Phase {
     BootStart,
     BootRead,
     BootSlot,
+    BootSlotEnd,
     BootPick,
     BootCheck,
     BootGo,
@@ -141,6 +142,7 @@ pub struct HitlessController {
     have: DFF<Bit>,
     magic_ok: DFF<Bit>,
     ver_ok: DFF<Bit>,
+    slot_hi_zero: DFF<Bit>,
     crc0: DFF<Bits<32>>,
     k: DFF<Bits<5>>,
     issued: DFF<Bits<5>>,
@@ -419,6 +421,7 @@ impl HitlessController {
             have: Default::default(),
             magic_ok: Default::default(),
             ver_ok: Default::default(),
+            slot_hi_zero: Default::default(),
             crc0: Default::default(),
             k: Default::default(),
             issued: Default::default(),
@@ -685,6 +688,7 @@ impl Logic for HitlessController {
             have,
             magic_ok,
             ver_ok,
+            slot_hi_zero,
             crc0,
             k,
             issued,
@@ -1126,24 +1130,33 @@ impl Logic for HitlessController {
                     } else if self.got.q.val() == 6 {
                         self.cand.d.next.log_seq = self.ws.val();
                     } else {
-                        // Word 7: the slot's own CRC over words 0-6 (folded by now).
-                        if self.magic_ok.q.val()
-                            & self.ver_ok.q.val()
-                            & (self.ws.val() == bit_cast::<64, 32>(self.mover.crc.val()))
-                            & (!self.have.q.val()
-                                | (self.slot.q.val()
-                                    & (self.cand.q.val().seq > self.scan.q.val().seq)))
-                        {
-                            self.scan.d.next = self.cand.q.val();
-                            self.scan.d.next.result = self.k_res_empty.val();
-                            self.have.d.next = true;
-                        }
-                        if self.slot.q.val() {
-                            self.phase.d.next = Phase::BootPick;
-                        } else {
-                            self.slot.d.next = true;
-                            self.phase.d.next = Phase::BootSlot;
-                        }
+                        // Word 7: the slot's own CRC over words 0-6. Word 6
+                        // is still in the CRC unit's input stage: compare in
+                        // BootSlotEnd.
+                        self.res_crc.d.next = self.ws.val().get_bits::<32>(0);
+                        self.slot_hi_zero.d.next = !self.ws.val().get_bits::<32>(32).any();
+                        self.phase.d.next = Phase::BootSlotEnd;
+                    }
+                }
+            }
+            Phase::BootSlotEnd => {
+                if self.mover.crc_idle.val() {
+                    if self.magic_ok.q.val()
+                        & self.ver_ok.q.val()
+                        & self.slot_hi_zero.q.val()
+                        & (self.res_crc.q.val() == self.mover.crc.val())
+                        & (!self.have.q.val()
+                            | (self.slot.q.val() & (self.cand.q.val().seq > self.scan.q.val().seq)))
+                    {
+                        self.scan.d.next = self.cand.q.val();
+                        self.scan.d.next.result = self.k_res_empty.val();
+                        self.have.d.next = true;
+                    }
+                    if self.slot.q.val() {
+                        self.phase.d.next = Phase::BootPick;
+                    } else {
+                        self.slot.d.next = true;
+                        self.phase.d.next = Phase::BootSlot;
                     }
                 }
             }
@@ -1598,6 +1611,9 @@ impl Logic for HitlessController {
                 } else if self.k.q.val() < 8 {
                     self.mover.ext_valid.next = true;
                     self.mover.ext_data.next = self.sbword.val();
+                } else if !self.mover.crc_idle.val() {
+                    // The last word is still in the CRC unit's input stage.
+                    self.k.d.next = self.k.q.val();
                 } else {
                     self.crc0.d.next = self.mover.crc.val();
                     self.issued.d.next = 0.into();

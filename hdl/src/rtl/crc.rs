@@ -7,6 +7,11 @@
 //! A final word with fewer than 8 valid bytes is folded in one byte per
 //! cycle through an 8-bit matrix (`busy` is high meanwhile), which costs at
 //! most 7 cycles per transfer instead of eight parallel partial matrices.
+//!
+//! The inputs are registered before the matrix: the matrix is four LUT
+//! levels on its own, and the inputs come from muxes and handshakes in the
+//! mover and the sequencer. So a word given with `valid` is in `crc` two
+//! edges later; `idle` says when everything given has been folded.
 
 use rust_hdl::prelude::*;
 
@@ -69,16 +74,24 @@ pub struct Crc32c {
     pub clock: Signal<In, Clock>,
     /// Restart the CRC (state := 0xFFFFFFFF). Wins over `valid`.
     pub init: Signal<In, Bit>,
-    /// Fold `data` this cycle. Must not be asserted while `busy`.
+    /// Fold `data` (taken this cycle). Must not be asserted while `busy`.
     pub valid: Signal<In, Bit>,
     /// Data word, byte 0 in bits 7:0.
     pub data: Signal<In, Bits<64>>,
     /// Number of valid bytes in `data`, 1..=8.
     pub nbytes: Signal<In, Bits<4>>,
-    /// The CRC of everything folded since `init` (final XOR applied).
+    /// The CRC of everything folded since `init` (final XOR applied);
+    /// complete when `idle`.
     pub crc: Signal<Out, Bits<32>>,
-    /// A short final word is still being folded.
+    /// A short final word is waiting or being folded: `valid` must wait.
     pub busy: Signal<Out, Bit>,
+    /// Everything given so far is folded into `crc`.
+    pub idle: Signal<Out, Bit>,
+    init_q: DFF<Bit>,
+    valid_q: DFF<Bit>,
+    data_q: DFF<Bits<64>>,
+    nbytes_q: DFF<Bits<4>>,
+    short_q: DFF<Bit>,
     state: DFF<Bits<32>>,
     tail: DFF<Bits<64>>,
     tail_left: DFF<Bits<4>>,
@@ -101,6 +114,12 @@ impl Default for Crc32c {
             nbytes: Default::default(),
             crc: Default::default(),
             busy: Default::default(),
+            idle: Default::default(),
+            init_q: Default::default(),
+            valid_q: Default::default(),
+            data_q: Default::default(),
+            nbytes_q: Default::default(),
+            short_q: Default::default(),
             state: Default::default(),
             tail: Default::default(),
             tail_left: Default::default(),
@@ -118,17 +137,27 @@ impl Default for Crc32c {
 impl Logic for Crc32c {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, state, tail, tail_left);
+        dff_setup!(self, clock, init_q, valid_q, data_q, nbytes_q, short_q, state, tail, tail_left);
+        // Input stage.
+        self.init_q.d.next = self.init.val();
+        self.valid_q.d.next = self.valid.val();
+        self.short_q.d.next = self.valid.val() & (self.nbytes.val() != 8);
+        if self.valid.val() {
+            self.data_q.d.next = self.data.val();
+            self.nbytes_q.d.next = self.nbytes.val();
+        }
         self.crc.next = !self.state.q.val();
-        self.busy.next = self.tail_left.q.val().any();
+        self.busy.next = self.tail_left.q.val().any() | self.short_q.q.val();
+        self.idle.next =
+            !self.tail_left.q.val().any() & !self.valid_q.q.val() & !self.init_q.q.val();
         // The byte folded by the 8-bit matrix: the tail byte while busy, else
         // byte 0 of a short final word.
-        self.byte_in.next = self.data.val().get_bits::<8>(0);
+        self.byte_in.next = self.data_q.q.val().get_bits::<8>(0);
         if self.tail_left.q.val().any() {
             self.byte_in.next = self.tail.q.val().get_bits::<8>(0);
         }
-        self.in64.next =
-            (bit_cast::<96, 32>(self.state.q.val()) << 64) | bit_cast::<96, 64>(self.data.val());
+        self.in64.next = (bit_cast::<96, 32>(self.state.q.val()) << 64)
+            | bit_cast::<96, 64>(self.data_q.q.val());
         self.in8.next =
             (bit_cast::<40, 32>(self.state.q.val()) << 8) | bit_cast::<40, 8>(self.byte_in.val());
         self.step64.next = 0.into();
@@ -143,20 +172,20 @@ impl Logic for Crc32c {
                 (self.m8.val().get_bits::<40>(i * 40) & self.in8.val()).xor(),
             );
         }
-        if self.init.val() {
+        if self.init_q.q.val() {
             self.state.d.next = 0xFFFF_FFFF_u64.into();
             self.tail_left.d.next = 0.into();
         } else if self.tail_left.q.val().any() {
             self.state.d.next = self.step8.val();
             self.tail.d.next = self.tail.q.val() >> 8;
             self.tail_left.d.next = self.tail_left.q.val() - 1;
-        } else if self.valid.val() {
-            if self.nbytes.val() == 8 {
+        } else if self.valid_q.q.val() {
+            if !self.short_q.q.val() {
                 self.state.d.next = self.step64.val();
             } else {
                 self.state.d.next = self.step8.val();
-                self.tail.d.next = self.data.val() >> 8;
-                self.tail_left.d.next = self.nbytes.val() - 1;
+                self.tail.d.next = self.data_q.q.val() >> 8;
+                self.tail_left.d.next = self.nbytes_q.q.val() - 1;
             }
         }
     }

@@ -212,6 +212,9 @@ mod tests {
                         wait_clock_cycle!(sim, clock, x);
                     }
                 }
+                while !x.idle.val() {
+                    wait_clock_cycle!(sim, clock, x);
+                }
                 let want = crate::contract::crc32c(m) as u64;
                 sim_assert_eq!(sim, x.crc.val(), Bits::<32>::from(want), x);
             }

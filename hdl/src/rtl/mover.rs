@@ -36,8 +36,12 @@ pub struct Mover {
     pub has_dst: Signal<In, Bit>,
     /// A transfer is running.
     pub busy: Signal<Out, Bit>,
-    /// CRC-32C of the data of the last transfer (valid when not busy).
+    /// CRC-32C of the data of the last transfer (valid when not busy), or
+    /// of the `ext_*` words (valid when `crc_idle`).
     pub crc: Signal<Out, Bits<32>>,
+    /// Every `ext_valid` word so far is folded into `crc` (the CRC unit's
+    /// input is registered: a word is in `crc` two edges after it is given).
+    pub crc_idle: Signal<Out, Bit>,
     /// While idle: restart the CRC unit (for the engine's own CRCs).
     pub ext_init: Signal<In, Bit>,
     /// While idle: fold `ext_data` (8 bytes) into the CRC.
@@ -110,6 +114,7 @@ impl Default for Mover {
             has_dst: Default::default(),
             busy: Default::default(),
             crc: Default::default(),
+            crc_idle: Default::default(),
             ext_init: Default::default(),
             ext_valid: Default::default(),
             ext_data: Default::default(),
@@ -198,6 +203,7 @@ impl Logic for Mover {
         clock!(self, clock, crc_unit, fifo);
         self.busy.next = self.running.q.val();
         self.crc.next = self.crc_unit.crc.val();
+        self.crc_idle.next = self.crc_unit.idle.val() & !self.running.q.val();
 
         // ---- read issue -------------------------------------------------
         self.src.cmd_valid.next = self.running.q.val()
@@ -357,7 +363,7 @@ impl Logic for Mover {
             & !self.cmd_v.q.val()
             & !self.dst_left.q.val().any()
             & !self.wr_inflight.q.val().any()
-            & !self.crc_unit.busy.val()
+            & self.crc_unit.idle.val()
         {
             self.running.d.next = false;
         }
