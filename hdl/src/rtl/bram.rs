@@ -2,9 +2,11 @@
 //! window and its NV tiers (block RAM).
 //!
 //! Eight byte lanes (one `RAM<Bits<8>, N>` each, so byte strobes are lane
-//! write enables and every lane maps to block RAM), two-cycle latency (the
-//! block RAM's output is registered before it reaches the port: on ECP5 the
-//! RAM's clock-to-output alone is 5.6 ns at speed 6),
+//! write enables and every lane maps to block RAM), three-cycle latency:
+//! the command is registered before it reaches the RAM (so the masters'
+//! address arithmetic and the port mux are not in the RAM's setup path),
+//! and the RAM's output is registered before it reaches the port (on ECP5
+//! the RAM's clock-to-output alone is 5.6 ns at speed 6);
 //! always ready for port `b`; port `a` is ready when `b` is idle. Port `b`
 //! has priority because its master (the UART bridge) issues at most one
 //! command per received byte and cannot stall; the controller on port `a`
@@ -32,6 +34,12 @@ pub struct PmpBram<const N: usize> {
     lane5: RAM<Bits<8>, N>,
     lane6: RAM<Bits<8>, N>,
     lane7: RAM<Bits<8>, N>,
+    cmd_v: DFF<Bit>,
+    cmd_b: DFF<Bit>,
+    cmd_write: DFF<Bit>,
+    cmd_addr: DFF<Bits<N>>,
+    cmd_wdata: DFF<Bits<64>>,
+    cmd_wstrb: DFF<Bits<8>>,
     rsp: DFF<Bit>,
     rsp_b: DFF<Bit>,
     rsp_write: DFF<Bit>,
@@ -42,15 +50,16 @@ pub struct PmpBram<const N: usize> {
     take_a: Signal<Local, Bit>,
     we: Signal<Local, Bit>,
     addr: Signal<Local, Bits<N>>,
-    wdata: Signal<Local, Bits<64>>,
-    wstrb: Signal<Local, Bits<8>>,
     rdata: Signal<Local, Bits<64>>,
 }
 
 impl<const N: usize> Logic for PmpBram<N> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, rsp, rsp_b, rsp_write, rsp2, rsp2_b, rsp2_write, rdata_q);
+        dff_setup!(
+            self, clock, cmd_v, cmd_b, cmd_write, cmd_addr, cmd_wdata, cmd_wstrb, rsp, rsp_b,
+            rsp_write, rsp2, rsp2_b, rsp2_write, rdata_q
+        );
         self.lane0.read_clock.next = self.clock.val();
         self.lane0.write_clock.next = self.clock.val();
         self.lane1.read_clock.next = self.clock.val();
@@ -69,21 +78,26 @@ impl<const N: usize> Logic for PmpBram<N> {
         self.lane7.write_clock.next = self.clock.val();
         self.b.cmd_ready.next = true;
         self.a.cmd_ready.next = !self.b.cmd_valid.val();
+        // Command stage: the port mux into registers.
         self.take_a.next = self.a.cmd_valid.val() & !self.b.cmd_valid.val();
-        self.addr.next = self.b.cmd_addr.val().get_bits::<N>(3);
-        self.wdata.next = self.b.cmd_wdata.val();
-        self.wstrb.next = self.b.cmd_wstrb.val();
-        self.we.next = self.b.cmd_valid.val() & self.b.cmd_write.val();
-        self.rsp_write.d.next = self.b.cmd_write.val();
+        self.cmd_v.d.next = self.a.cmd_valid.val() | self.b.cmd_valid.val();
+        self.cmd_b.d.next = self.b.cmd_valid.val();
+        self.cmd_write.d.next = self.b.cmd_write.val();
+        self.cmd_addr.d.next = self.b.cmd_addr.val().get_bits::<N>(3);
+        self.cmd_wdata.d.next = self.b.cmd_wdata.val();
+        self.cmd_wstrb.d.next = self.b.cmd_wstrb.val();
         if self.take_a.val() {
-            self.addr.next = self.a.cmd_addr.val().get_bits::<N>(3);
-            self.wdata.next = self.a.cmd_wdata.val();
-            self.wstrb.next = self.a.cmd_wstrb.val();
-            self.we.next = self.a.cmd_write.val();
-            self.rsp_write.d.next = self.a.cmd_write.val();
+            self.cmd_write.d.next = self.a.cmd_write.val();
+            self.cmd_addr.d.next = self.a.cmd_addr.val().get_bits::<N>(3);
+            self.cmd_wdata.d.next = self.a.cmd_wdata.val();
+            self.cmd_wstrb.d.next = self.a.cmd_wstrb.val();
         }
-        self.rsp.d.next = self.a.cmd_valid.val() | self.b.cmd_valid.val();
-        self.rsp_b.d.next = self.b.cmd_valid.val();
+        // RAM stage.
+        self.addr.next = self.cmd_addr.q.val();
+        self.we.next = self.cmd_v.q.val() & self.cmd_write.q.val();
+        self.rsp.d.next = self.cmd_v.q.val();
+        self.rsp_b.d.next = self.cmd_b.q.val();
+        self.rsp_write.d.next = self.cmd_write.q.val();
         self.lane0.read_address.next = self.addr.val();
         self.lane1.read_address.next = self.addr.val();
         self.lane2.read_address.next = self.addr.val();
@@ -100,22 +114,22 @@ impl<const N: usize> Logic for PmpBram<N> {
         self.lane5.write_address.next = self.addr.val();
         self.lane6.write_address.next = self.addr.val();
         self.lane7.write_address.next = self.addr.val();
-        self.lane0.write_data.next = self.wdata.val().get_bits::<8>(0);
-        self.lane1.write_data.next = self.wdata.val().get_bits::<8>(8);
-        self.lane2.write_data.next = self.wdata.val().get_bits::<8>(16);
-        self.lane3.write_data.next = self.wdata.val().get_bits::<8>(24);
-        self.lane4.write_data.next = self.wdata.val().get_bits::<8>(32);
-        self.lane5.write_data.next = self.wdata.val().get_bits::<8>(40);
-        self.lane6.write_data.next = self.wdata.val().get_bits::<8>(48);
-        self.lane7.write_data.next = self.wdata.val().get_bits::<8>(56);
-        self.lane0.write_enable.next = self.we.val() & self.wstrb.val().get_bit(0);
-        self.lane1.write_enable.next = self.we.val() & self.wstrb.val().get_bit(1);
-        self.lane2.write_enable.next = self.we.val() & self.wstrb.val().get_bit(2);
-        self.lane3.write_enable.next = self.we.val() & self.wstrb.val().get_bit(3);
-        self.lane4.write_enable.next = self.we.val() & self.wstrb.val().get_bit(4);
-        self.lane5.write_enable.next = self.we.val() & self.wstrb.val().get_bit(5);
-        self.lane6.write_enable.next = self.we.val() & self.wstrb.val().get_bit(6);
-        self.lane7.write_enable.next = self.we.val() & self.wstrb.val().get_bit(7);
+        self.lane0.write_data.next = self.cmd_wdata.q.val().get_bits::<8>(0);
+        self.lane1.write_data.next = self.cmd_wdata.q.val().get_bits::<8>(8);
+        self.lane2.write_data.next = self.cmd_wdata.q.val().get_bits::<8>(16);
+        self.lane3.write_data.next = self.cmd_wdata.q.val().get_bits::<8>(24);
+        self.lane4.write_data.next = self.cmd_wdata.q.val().get_bits::<8>(32);
+        self.lane5.write_data.next = self.cmd_wdata.q.val().get_bits::<8>(40);
+        self.lane6.write_data.next = self.cmd_wdata.q.val().get_bits::<8>(48);
+        self.lane7.write_data.next = self.cmd_wdata.q.val().get_bits::<8>(56);
+        self.lane0.write_enable.next = self.we.val() & self.cmd_wstrb.q.val().get_bit(0);
+        self.lane1.write_enable.next = self.we.val() & self.cmd_wstrb.q.val().get_bit(1);
+        self.lane2.write_enable.next = self.we.val() & self.cmd_wstrb.q.val().get_bit(2);
+        self.lane3.write_enable.next = self.we.val() & self.cmd_wstrb.q.val().get_bit(3);
+        self.lane4.write_enable.next = self.we.val() & self.cmd_wstrb.q.val().get_bit(4);
+        self.lane5.write_enable.next = self.we.val() & self.cmd_wstrb.q.val().get_bit(5);
+        self.lane6.write_enable.next = self.we.val() & self.cmd_wstrb.q.val().get_bit(6);
+        self.lane7.write_enable.next = self.we.val() & self.cmd_wstrb.q.val().get_bit(7);
         self.rdata.next = bit_cast::<64, 8>(self.lane0.read_data.val())
             | (bit_cast::<64, 8>(self.lane1.read_data.val()) << 8)
             | (bit_cast::<64, 8>(self.lane2.read_data.val()) << 16)
