@@ -2,15 +2,18 @@
 //! window and its NV tiers (block RAM).
 //!
 //! Eight byte lanes (one `RAM<Bits<8>, N>` each, so byte strobes are lane
-//! write enables and every lane maps to block RAM), three-cycle latency:
+//! write enables and every lane maps to block RAM), three-cycle latency on
+//! port `a`, four on port `b`:
 //! the command is registered before it reaches the RAM (so the masters'
 //! address arithmetic and the port mux are not in the RAM's setup path),
 //! and the RAM's output is registered before it reaches the port (on ECP5
 //! the RAM's clock-to-output alone is 5.6 ns at speed 6);
-//! always ready for port `b`; port `a` is ready when `b` is idle. Port `b`
-//! has priority because its master (the UART bridge) issues at most one
-//! command per received byte and cannot stall; the controller on port `a`
-//! handles backpressure. Responses return to the port that issued the
+//! always ready for port `b`, whose command waits one cycle in a holding
+//! register and then has priority; port `a` is ready when that register is
+//! empty (a register, not port `b`'s valid: no combinational path from one
+//! master to the other). Port `b` has priority because its master (the UART
+//! bridge) issues at most one command per received byte and cannot stall;
+//! the controller on port `a` handles backpressure. Responses return to the port that issued the
 //! command (one command per cycle, fixed latency, so a one-bit owner
 //! per pipeline stage suffices). Addresses wrap modulo the memory size.
 
@@ -34,6 +37,11 @@ pub struct PmpBram<const N: usize> {
     lane5: RAM<Bits<8>, N>,
     lane6: RAM<Bits<8>, N>,
     lane7: RAM<Bits<8>, N>,
+    hold_v: DFF<Bit>,
+    hold_write: DFF<Bit>,
+    hold_addr: DFF<Bits<N>>,
+    hold_wdata: DFF<Bits<64>>,
+    hold_wstrb: DFF<Bits<8>>,
     cmd_v: DFF<Bit>,
     cmd_b: DFF<Bit>,
     cmd_write: DFF<Bit>,
@@ -57,8 +65,9 @@ impl<const N: usize> Logic for PmpBram<N> {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, cmd_v, cmd_b, cmd_write, cmd_addr, cmd_wdata, cmd_wstrb, rsp, rsp_b,
-            rsp_write, rsp2, rsp2_b, rsp2_write, rdata_q
+            self, clock, hold_v, hold_write, hold_addr, hold_wdata, hold_wstrb, cmd_v, cmd_b,
+            cmd_write, cmd_addr, cmd_wdata, cmd_wstrb, rsp, rsp_b, rsp_write, rsp2, rsp2_b,
+            rsp2_write, rdata_q
         );
         self.lane0.read_clock.next = self.clock.val();
         self.lane0.write_clock.next = self.clock.val();
@@ -76,16 +85,25 @@ impl<const N: usize> Logic for PmpBram<N> {
         self.lane6.write_clock.next = self.clock.val();
         self.lane7.read_clock.next = self.clock.val();
         self.lane7.write_clock.next = self.clock.val();
+        // Port b's holding register: empty again one cycle after a command
+        // arrives (it has priority), so port b is always ready.
         self.b.cmd_ready.next = true;
-        self.a.cmd_ready.next = !self.b.cmd_valid.val();
-        // Command stage: the port mux into registers.
-        self.take_a.next = self.a.cmd_valid.val() & !self.b.cmd_valid.val();
-        self.cmd_v.d.next = self.a.cmd_valid.val() | self.b.cmd_valid.val();
-        self.cmd_b.d.next = self.b.cmd_valid.val();
-        self.cmd_write.d.next = self.b.cmd_write.val();
-        self.cmd_addr.d.next = self.b.cmd_addr.val().get_bits::<N>(3);
-        self.cmd_wdata.d.next = self.b.cmd_wdata.val();
-        self.cmd_wstrb.d.next = self.b.cmd_wstrb.val();
+        self.hold_v.d.next = self.b.cmd_valid.val();
+        if self.b.cmd_valid.val() {
+            self.hold_write.d.next = self.b.cmd_write.val();
+            self.hold_addr.d.next = self.b.cmd_addr.val().get_bits::<N>(3);
+            self.hold_wdata.d.next = self.b.cmd_wdata.val();
+            self.hold_wstrb.d.next = self.b.cmd_wstrb.val();
+        }
+        self.a.cmd_ready.next = !self.hold_v.q.val();
+        // Command stage: the held port-b command, else port a's.
+        self.take_a.next = self.a.cmd_valid.val() & !self.hold_v.q.val();
+        self.cmd_v.d.next = self.hold_v.q.val() | self.a.cmd_valid.val();
+        self.cmd_b.d.next = self.hold_v.q.val();
+        self.cmd_write.d.next = self.hold_write.q.val();
+        self.cmd_addr.d.next = self.hold_addr.q.val();
+        self.cmd_wdata.d.next = self.hold_wdata.q.val();
+        self.cmd_wstrb.d.next = self.hold_wstrb.q.val();
         if self.take_a.val() {
             self.cmd_write.d.next = self.a.cmd_write.val();
             self.cmd_addr.d.next = self.a.cmd_addr.val().get_bits::<N>(3);

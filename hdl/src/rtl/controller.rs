@@ -35,7 +35,9 @@ enum Phase {
     BootRead,
     BootSlot,
     BootSlotEnd,
+    BootSlotTake,
     BootPick,
+    BootSel,
     BootCheck,
     BootGo,
     BootWait,
@@ -62,6 +64,7 @@ enum Phase {
     CplBuild,
     CplWrite,
     CplAck,
+    CplDone,
 }
 
 fn c12(v: u32) -> Constant<Bits<12>> {
@@ -170,6 +173,14 @@ pub struct HitlessController {
     cpl_w0: DFF<Bits<64>>,
     cpl_w1: DFF<Bits<64>>,
     eng_sel: DFF<Bits<2>>,
+    slot_newer: DFF<Bit>,
+    slot_ok: DFF<Bit>,
+    sc_crc: DFF<Bits<32>>,
+    sc_len: DFF<Bits<32>>,
+    ring_addr: DFF<Bits<64>>,
+    cq_room_q: DFF<Bit>,
+    cq_mask: DFF<Bits<16>>,
+    dq_mask: DFF<Bits<16>>,
     // ---- combinational ----
     cur: Signal<Local, TierState>,
     scur: Signal<Local, TierState>,
@@ -449,6 +460,14 @@ impl HitlessController {
             cpl_w0: Default::default(),
             cpl_w1: Default::default(),
             eng_sel: Default::default(),
+            slot_newer: Default::default(),
+            slot_ok: Default::default(),
+            sc_crc: Default::default(),
+            sc_len: Default::default(),
+            ring_addr: Default::default(),
+            cq_room_q: Default::default(),
+            cq_mask: Default::default(),
+            dq_mask: Default::default(),
             pad_l: Default::default(),
             mismatch: Default::default(),
             want: Default::default(),
@@ -715,7 +734,15 @@ impl Logic for HitlessController {
             app_rec,
             cpl_w0,
             cpl_w1,
-            eng_sel
+            eng_sel,
+            dq_mask,
+            cq_mask,
+            cq_room_q,
+            ring_addr,
+            sc_len,
+            sc_crc,
+            slot_ok,
+            slot_newer
         );
         clock!(self, clock, axil, mover);
         self.pt_eng.read_clock.next = self.clock.val();
@@ -827,6 +854,12 @@ impl Logic for HitlessController {
         self.cq_size.next = bit_cast::<17, 1>(true.into()) << self.cq_eff.val();
         self.cq_room.next =
             bit_cast::<17, 16>(self.cq_head.q.val() - self.cq_tail.q.val()) < self.cq_size.val();
+        // Registered copies for the sequencer (a cycle behind the ring
+        // registers; CplDone lets cq_room_q see the new cq_head, and the ring
+        // sizes only change while the host sets the rings up).
+        self.cq_room_q.d.next = self.cq_room.val();
+        self.dq_mask.d.next = self.dq_size.val().get_bits::<16>(0) - 1;
+        self.cq_mask.d.next = self.cq_size.val().get_bits::<16>(0) - 1;
         // Whole fields first: yosys cannot slice a slice.
         self.wseq.next = self.warm_st.q.val().seq;
         self.cseq.next = self.cold_st.q.val().seq;
@@ -1141,33 +1174,43 @@ impl Logic for HitlessController {
             }
             Phase::BootSlotEnd => {
                 if self.mover.crc_idle.val() {
-                    if self.magic_ok.q.val()
+                    self.slot_ok.d.next = self.magic_ok.q.val()
                         & self.ver_ok.q.val()
                         & self.slot_hi_zero.q.val()
-                        & (self.res_crc.q.val() == self.mover.crc.val())
-                        & (!self.have.q.val()
-                            | (self.slot.q.val() & (self.cand.q.val().seq > self.scan.q.val().seq)))
-                    {
-                        self.scan.d.next = self.cand.q.val();
-                        self.scan.d.next.result = self.k_res_empty.val();
-                        self.have.d.next = true;
-                    }
-                    if self.slot.q.val() {
-                        self.phase.d.next = Phase::BootPick;
-                    } else {
-                        self.slot.d.next = true;
-                        self.phase.d.next = Phase::BootSlot;
-                    }
+                        & (self.res_crc.q.val() == self.mover.crc.val());
+                    self.slot_newer.d.next = self.cand.q.val().seq > self.scan.q.val().seq;
+                    self.phase.d.next = Phase::BootSlotTake;
+                }
+            }
+            Phase::BootSlotTake => {
+                if self.slot_ok.q.val()
+                    & (!self.have.q.val() | (self.slot.q.val() & self.slot_newer.q.val()))
+                {
+                    self.scan.d.next = self.cand.q.val();
+                    self.scan.d.next.result = self.k_res_empty.val();
+                    self.have.d.next = true;
+                }
+                if self.slot.q.val() {
+                    self.phase.d.next = Phase::BootPick;
+                } else {
+                    self.slot.d.next = true;
+                    self.phase.d.next = Phase::BootSlot;
                 }
             }
             Phase::BootPick => {
                 self.tried_other.d.next = false;
-                self.phase.d.next = Phase::BootCheck;
+                self.phase.d.next = Phase::BootSel;
                 if !self.have.q.val() {
                     // Blank tier: the result field of the zero state is EMPTY.
                     self.scan.d.next = self.k_blank.val();
                     self.phase.d.next = Phase::BootNext;
                 }
+            }
+            Phase::BootSel => {
+                // The region under test's length and CRC, registered.
+                self.sc_len.d.next = self.scan_len.val();
+                self.sc_crc.d.next = self.scan_crc.val();
+                self.phase.d.next = Phase::BootCheck;
             }
             Phase::BootCheck => {
                 self.m_src.d.next = self.k_region_a.val();
@@ -1177,10 +1220,10 @@ impl Logic for HitlessController {
                 self.m_src_sel.d.next = self.tier_sel.val();
                 self.m_dst_sel.d.next = self.k_sel_none.val();
                 self.m_has_dst.d.next = false;
-                self.m_len.d.next = self.scan_len.val();
-                if bit_cast::<64, 32>(self.scan_len.val()) > self.k_region_size.val() {
+                self.m_len.d.next = self.sc_len.q.val();
+                if bit_cast::<64, 32>(self.sc_len.q.val()) > self.k_region_size.val() {
                     // A length the region cannot hold fails its integrity test.
-                    self.res_crc.d.next = !self.scan_crc.val();
+                    self.res_crc.d.next = !self.sc_crc.q.val();
                     self.phase.d.next = Phase::BootWait;
                 } else {
                     self.phase.d.next = Phase::BootGo;
@@ -1188,13 +1231,13 @@ impl Logic for HitlessController {
             }
             Phase::BootGo => {
                 self.mover.start.next = true;
-                self.res_crc.d.next = self.scan_crc.val();
+                self.res_crc.d.next = self.sc_crc.q.val();
                 self.phase.d.next = Phase::BootWait;
             }
             Phase::BootWait => {
                 if !self.mover.busy.val() {
-                    if (self.mover.crc.val() == self.scan_crc.val())
-                        & (self.res_crc.q.val() == self.scan_crc.val())
+                    if (self.mover.crc.val() == self.sc_crc.q.val())
+                        & (self.res_crc.q.val() == self.sc_crc.q.val())
                     {
                         if self.tried_other.q.val() {
                             self.scan.d.next.result = self.k_res_fell_back.val();
@@ -1205,7 +1248,7 @@ impl Logic for HitlessController {
                         self.phase.d.next = Phase::BootNext;
                     } else if !self.tried_other.q.val() {
                         self.tried_other.d.next = true;
-                        self.phase.d.next = Phase::BootCheck;
+                        self.phase.d.next = Phase::BootSel;
                     } else {
                         self.scan.d.next.result = self.k_res_lost.val();
                         self.phase.d.next = Phase::BootNext;
@@ -1230,7 +1273,9 @@ impl Logic for HitlessController {
                 self.issued.d.next = 0.into();
                 self.got.d.next = 0.into();
                 self.eng_sel.d.next = self.k_sel_host.val();
-                if self.ovf_pending.q.val() & self.cq_room.val() {
+                self.ring_addr.d.next = self.cq_base.q.val()
+                    + (bit_cast::<64, 16>(self.cq_head.q.val() & self.cq_mask.q.val()) << 4);
+                if self.ovf_pending.q.val() & self.cq_room_q.q.val() {
                     self.ovf_pending.d.next = false;
                     self.cpl_is_ovf.d.next = true;
                     self.status.d.next = self.k_st_ring_overflow.val();
@@ -1242,23 +1287,22 @@ impl Logic for HitlessController {
                 } else if (self.ctrl.q.val() & self.k_ctrl_enable.val()).any()
                     & self.boot_done.q.val()
                     & (self.dq_head.q.val() != self.dq_tail.q.val())
-                    & self.cq_room.val()
+                    & self.cq_room_q.q.val()
                 {
                     self.cpl_is_ovf.d.next = false;
+                    self.ring_addr.d.next = self.dq_base.q.val()
+                        + (bit_cast::<64, 16>(self.dq_head.q.val() & self.dq_mask.q.val()) << 5);
                     self.phase.d.next = Phase::Fetch;
                 }
             }
             Phase::Fetch => {
                 self.want.next = self.issued.q.val() < 4;
                 self.router.eng.cmd_valid.next = self.want.val();
-                self.router.eng.cmd_addr.next = self.dq_base.q.val()
-                    + (bit_cast::<64, 16>(
-                        self.dq_head.q.val() & (self.dq_size.val().get_bits::<16>(0) - 1),
-                    ) << 5)
-                    + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
+                self.router.eng.cmd_addr.next = self.ring_addr.q.val();
                 self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
+                    self.ring_addr.d.next = self.ring_addr.q.val() + 8;
                 }
                 if self.eng_ack.val() {
                     self.desc.d.next = (self.desc.q.val() >> 64)
@@ -1660,17 +1704,15 @@ impl Logic for HitlessController {
                     | (bit_cast::<64, 1>((!self.cq_shifted.val().get_bit(0)).into()) << 63);
                 self.issued.d.next = 0.into();
                 self.eng_sel.d.next = self.k_sel_host.val();
+                self.ring_addr.d.next = self.cq_base.q.val()
+                    + (bit_cast::<64, 16>(self.cq_head.q.val() & self.cq_mask.q.val()) << 4);
                 self.phase.d.next = Phase::CplWrite;
             }
             Phase::CplWrite => {
                 self.want.next = self.issued.q.val() < 2;
                 self.router.eng.cmd_valid.next = self.want.val();
                 self.router.eng.cmd_write.next = true;
-                self.router.eng.cmd_addr.next = self.cq_base.q.val()
-                    + (bit_cast::<64, 16>(
-                        self.cq_head.q.val() & (self.cq_size.val().get_bits::<16>(0) - 1),
-                    ) << 4)
-                    + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
+                self.router.eng.cmd_addr.next = self.ring_addr.q.val();
                 self.router.eng.cmd_wdata.next = self.cpl_w0.q.val();
                 if self.issued.q.val().any() {
                     self.router.eng.cmd_wdata.next = self.cpl_w1.q.val();
@@ -1678,6 +1720,7 @@ impl Logic for HitlessController {
                 self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
+                    self.ring_addr.d.next = self.ring_addr.q.val() + 8;
                 }
                 if self.issued.q.val() == 2 {
                     self.phase.d.next = Phase::CplAck;
@@ -1698,8 +1741,12 @@ impl Logic for HitlessController {
                     if self.f_irq.val() & !self.cpl_is_ovf.q.val() {
                         self.irq_set.next = self.irq_set.val() | self.k_irq_completion.val();
                     }
-                    self.phase.d.next = Phase::Idle;
+                    self.phase.d.next = Phase::CplDone;
                 }
+            }
+            Phase::CplDone => {
+                // One cycle for cq_room_q to see the new cq_head.
+                self.phase.d.next = Phase::Idle;
             }
             _ => {
                 self.phase.d.next = Phase::BootStart;
