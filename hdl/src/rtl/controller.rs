@@ -47,11 +47,17 @@ enum Phase {
     PtWait,
     PtCap,
     Translate,
+    Translate2,
+    Translate3,
+    Translate4,
     Check,
     ExecStart,
     ExecWait,
+    ExecCmp,
     ExecDone,
     AppPlan,
+    AppPlan2,
+    AppPlan3,
     AppHdr,
     AppAck,
     AppData,
@@ -173,6 +179,23 @@ pub struct HitlessController {
     cpl_w0: DFF<Bits<64>>,
     cpl_w1: DFF<Bits<64>>,
     eng_sel: DFF<Bits<2>>,
+    sb_idx: DFF<Bits<3>>,
+    mism: DFF<Bit>,
+    app_need: DFF<Bits<32>>,
+    app_used: DFF<Bits<34>>,
+    overlap: DFF<Bit>,
+    trim_bad: DFF<Bit>,
+    flip_len_bad: DFF<Bit>,
+    long_len: DFF<Bit>,
+    t_trim_b: DFF<Bits<32>>,
+    t_trim_a: DFF<Bits<32>>,
+    t_src_hi: DFF<Bits<64>>,
+    t_dst_hi: DFF<Bits<64>>,
+    t_src_end: DFF<Bits<64>>,
+    t_end: DFF<Bits<64>>,
+    t_src_rel: DFF<Bits<64>>,
+    t_aux_end: DFF<Bits<64>>,
+    t_off_end: DFF<Bits<64>>,
     slot_newer: DFF<Bit>,
     slot_ok: DFF<Bit>,
     sc_crc: DFF<Bits<32>>,
@@ -220,7 +243,6 @@ pub struct HitlessController {
     sbword: Signal<Local, Bits<64>>,
     sb_sel: Signal<Local, Bit>,
     widx: Signal<Local, Bits<3>>,
-    km1: Signal<Local, Bits<5>>,
     ws: Signal<Local, Bits<64>>,
     scan_len: Signal<Local, Bits<32>>,
     scan_crc: Signal<Local, Bits<32>>,
@@ -460,6 +482,23 @@ impl HitlessController {
             cpl_w0: Default::default(),
             cpl_w1: Default::default(),
             eng_sel: Default::default(),
+            sb_idx: Default::default(),
+            mism: Default::default(),
+            app_need: Default::default(),
+            app_used: Default::default(),
+            overlap: Default::default(),
+            trim_bad: Default::default(),
+            flip_len_bad: Default::default(),
+            long_len: Default::default(),
+            t_trim_b: Default::default(),
+            t_trim_a: Default::default(),
+            t_src_hi: Default::default(),
+            t_dst_hi: Default::default(),
+            t_src_end: Default::default(),
+            t_end: Default::default(),
+            t_src_rel: Default::default(),
+            t_aux_end: Default::default(),
+            t_off_end: Default::default(),
             slot_newer: Default::default(),
             slot_ok: Default::default(),
             sc_crc: Default::default(),
@@ -515,7 +554,6 @@ impl HitlessController {
             sbword: Default::default(),
             sb_sel: Default::default(),
             widx: Default::default(),
-            km1: Default::default(),
             ws: Default::default(),
             scan_len: Default::default(),
             scan_crc: Default::default(),
@@ -735,6 +773,23 @@ impl Logic for HitlessController {
             cpl_w0,
             cpl_w1,
             eng_sel,
+            sb_idx,
+            mism,
+            app_need,
+            app_used,
+            overlap,
+            trim_bad,
+            flip_len_bad,
+            long_len,
+            t_trim_b,
+            t_trim_a,
+            t_src_hi,
+            t_dst_hi,
+            t_src_end,
+            t_end,
+            t_src_rel,
+            t_aux_end,
+            t_off_end,
             dq_mask,
             cq_mask,
             cq_room_q,
@@ -1063,15 +1118,9 @@ impl Logic for HitlessController {
 
         // One word of the superblock being committed (word 7 is its CRC),
         // selected only while committing so nothing wide is built per cycle.
-        self.km1.next = self.k.q.val() - 1;
-        self.sb_sel.next = false;
-        self.widx.next = self.issued.q.val().get_bits::<3>(0);
-        if self.phase.q.val() == Phase::CommitCrc {
-            self.sb_sel.next = true;
-            self.widx.next = self.km1.val().get_bits::<3>(0);
-        } else if self.phase.q.val() == Phase::CommitWrite {
-            self.sb_sel.next = true;
-        }
+        self.sb_sel.next =
+            (self.phase.q.val() == Phase::CommitCrc) | (self.phase.q.val() == Phase::CommitWrite);
+        self.widx.next = self.sb_idx.q.val();
         self.sbword.next = 0.into();
         if self.sb_sel.val() {
             if self.widx.val() == 0 {
@@ -1321,67 +1370,68 @@ impl Logic for HitlessController {
                 self.tier.d.next = self.f_cold.val();
                 self.phase.d.next = Phase::Translate;
             }
+            // Address checks, a carry chain or two per cycle (the
+            // sequencer's longest paths were these sums and compares).
             Phase::Translate => {
                 self.rel.d.next =
                     bit_cast::<64, 32>(self.e_base.val()) + bit_cast::<64, 32>(self.off.val());
-                self.oor.d.next = (bit_cast::<64, 32>(self.off.val())
-                    + bit_cast::<64, 32>(self.len.val()))
-                    > bit_cast::<64, 32>(self.e_len.val());
-                if self.is_copy.val()
-                    & ((bit_cast::<64, 32>(self.aux.val()) + bit_cast::<64, 32>(self.len.val()))
-                        > bit_cast::<64, 32>(self.e_len.val()))
+                self.t_src_rel.d.next =
+                    bit_cast::<64, 32>(self.e_base.val()) + bit_cast::<64, 32>(self.aux.val());
+                self.t_off_end.d.next =
+                    bit_cast::<64, 32>(self.off.val()) + bit_cast::<64, 32>(self.len.val());
+                self.t_aux_end.d.next =
+                    bit_cast::<64, 32>(self.aux.val()) + bit_cast::<64, 32>(self.len.val());
+                self.long_len.d.next = self.len.val() > self.k_max_xfer.val();
+                self.flip_len_bad.d.next =
+                    bit_cast::<64, 32>(self.len.val()) > self.k_region_size.val();
+                self.t_trim_a.d.next = self.aux.val() - self.cur.val().log_tail;
+                self.t_trim_b.d.next = self.cur.val().log_head - self.cur.val().log_tail;
+                self.app_rec.d.next = ((self.len.val() + 7) >> 3 << 3) + self.k_log_overhead.val();
+                self.app_pos.d.next = self.cur.val().log_head & self.k_log_mask.val();
+                self.phase.d.next = Phase::Translate2;
+            }
+            Phase::Translate2 => {
+                self.t_end.d.next = self.rel.q.val() + bit_cast::<64, 32>(self.len.val());
+                self.t_src_end.d.next = self.t_src_rel.q.val() + bit_cast::<64, 32>(self.len.val());
+                self.trim_bad.d.next = self.t_trim_a.q.val() > self.t_trim_b.q.val();
+                if self.p_region.val() {
+                    // Region-relative window.
+                    self.phys.d.next = self.alt_base.val() + self.rel.q.val();
+                    if (self.is_read.val() | self.is_validate.val()) & !self.f_alt.val() {
+                        self.phys.d.next = self.act_base.val() + self.rel.q.val();
+                    }
+                    self.src_phys.d.next = self.sact_base.val() + self.t_src_rel.q.val();
+                } else {
+                    self.phys.d.next = self.rel.q.val();
+                    self.src_phys.d.next = self.t_src_rel.q.val();
+                }
+                self.phase.d.next = Phase::Translate3;
+            }
+            Phase::Translate3 => {
+                self.oor.d.next = (self.t_off_end.q.val() > bit_cast::<64, 32>(self.e_len.val()))
+                    | (self.is_copy.val()
+                        & (self.t_aux_end.q.val() > bit_cast::<64, 32>(self.e_len.val())));
+                if self.p_region.val() {
+                    if (self.t_end.q.val() > self.k_region_size.val())
+                        | (self.is_copy.val() & (self.t_src_end.q.val() > self.k_region_size.val()))
+                    {
+                        self.oor.d.next = true;
+                    }
+                } else if (self.t_end.q.val() > self.k_total.val())
+                    | (self.is_copy.val() & (self.t_src_end.q.val() > self.k_total.val()))
                 {
                     self.oor.d.next = true;
                 }
-                if self.p_region.val() {
-                    // Region-relative window.
-                    if (bit_cast::<64, 32>(self.e_base.val())
-                        + bit_cast::<64, 32>(self.off.val())
-                        + bit_cast::<64, 32>(self.len.val()))
-                        > self.k_region_size.val()
-                    {
-                        self.oor.d.next = true;
-                    }
-                    if self.is_copy.val()
-                        & ((bit_cast::<64, 32>(self.e_base.val())
-                            + bit_cast::<64, 32>(self.aux.val())
-                            + bit_cast::<64, 32>(self.len.val()))
-                            > self.k_region_size.val())
-                    {
-                        self.oor.d.next = true;
-                    }
-                    self.phys.d.next = self.alt_base.val()
-                        + bit_cast::<64, 32>(self.e_base.val())
-                        + bit_cast::<64, 32>(self.off.val());
-                    if (self.is_read.val() | self.is_validate.val()) & !self.f_alt.val() {
-                        self.phys.d.next = self.act_base.val()
-                            + bit_cast::<64, 32>(self.e_base.val())
-                            + bit_cast::<64, 32>(self.off.val());
-                    }
-                    self.src_phys.d.next = self.sact_base.val()
-                        + bit_cast::<64, 32>(self.e_base.val())
-                        + bit_cast::<64, 32>(self.aux.val());
-                } else {
-                    if (bit_cast::<64, 32>(self.e_base.val())
-                        + bit_cast::<64, 32>(self.off.val())
-                        + bit_cast::<64, 32>(self.len.val()))
-                        > self.k_total.val()
-                    {
-                        self.oor.d.next = true;
-                    }
-                    if self.is_copy.val()
-                        & ((bit_cast::<64, 32>(self.e_base.val())
-                            + bit_cast::<64, 32>(self.aux.val())
-                            + bit_cast::<64, 32>(self.len.val()))
-                            > self.k_total.val())
-                    {
-                        self.oor.d.next = true;
-                    }
-                    self.phys.d.next =
-                        bit_cast::<64, 32>(self.e_base.val()) + bit_cast::<64, 32>(self.off.val());
-                    self.src_phys.d.next =
-                        bit_cast::<64, 32>(self.e_base.val()) + bit_cast::<64, 32>(self.aux.val());
-                }
+                self.t_dst_hi.d.next = self.phys.q.val() + bit_cast::<64, 32>(self.len.val());
+                self.t_src_hi.d.next = self.src_phys.q.val() + bit_cast::<64, 32>(self.len.val());
+                self.phase.d.next = Phase::Translate4;
+            }
+            Phase::Translate4 => {
+                // A COPY within one tier must not overlap itself.
+                self.overlap.d.next = self.is_copy.val()
+                    & (self.f_cold.val() == self.f_src_cold.val())
+                    & (self.src_phys.q.val() < self.t_dst_hi.q.val())
+                    & (self.phys.q.val() < self.t_src_hi.q.val());
                 self.phase.d.next = Phase::Check;
             }
             Phase::Check => {
@@ -1428,9 +1478,8 @@ impl Logic for HitlessController {
                 {
                     self.chk.next = self.k_st_bad_commit.val();
                 } else if ((self.is_data_op.val() | self.is_append.val())
-                    & (!self.len.val().any() | (self.len.val() > self.k_max_xfer.val())))
-                    | (self.is_flip.val()
-                        & (bit_cast::<64, 32>(self.len.val()) > self.k_region_size.val()))
+                    & (!self.len.val().any() | self.long_len.q.val()))
+                    | (self.is_flip.val() & self.flip_len_bad.q.val())
                 {
                     self.chk.next = self.k_st_bad_length.val();
                 } else if self.is_data_op.val()
@@ -1438,15 +1487,7 @@ impl Logic for HitlessController {
                         | (self.is_copy.val() & self.aux.val().get_bits::<3>(0).any()))
                 {
                     self.chk.next = self.k_st_bad_align.val();
-                } else if self.is_data_op.val()
-                    & (self.oor.q.val()
-                        | (self.is_copy.val()
-                            & (self.f_cold.val() == self.f_src_cold.val())
-                            & (self.src_phys.q.val()
-                                < (self.phys.q.val() + bit_cast::<64, 32>(self.len.val())))
-                            & (self.phys.q.val()
-                                < (self.src_phys.q.val() + bit_cast::<64, 32>(self.len.val())))))
-                {
+                } else if self.is_data_op.val() & (self.oor.q.val() | self.overlap.q.val()) {
                     self.chk.next = self.k_st_out_of_range.val();
                 }
                 self.status.d.next = self.chk.val();
@@ -1488,15 +1529,10 @@ impl Logic for HitlessController {
                     self.m_has_dst.d.next = false;
                     self.phase.d.next = Phase::ExecStart;
                 } else if self.is_append.val() {
-                    self.app_rec.d.next =
-                        ((self.len.val() + 7) >> 3 << 3) + self.k_log_overhead.val();
-                    self.app_pos.d.next = self.cur.val().log_head & self.k_log_mask.val();
                     self.phase.d.next = Phase::AppPlan;
                 } else {
                     // LOG_TRIM
-                    if (self.aux.val() - self.cur.val().log_tail)
-                        > (self.cur.val().log_head - self.cur.val().log_tail)
-                    {
+                    if self.trim_bad.q.val() {
                         self.status.d.next = self.k_st_bad_trim.val();
                     } else {
                         self.info.d.next = self.aux.val();
@@ -1514,13 +1550,17 @@ impl Logic for HitlessController {
             Phase::ExecWait => {
                 if !self.mover.busy.val() {
                     self.res_crc.d.next = self.mover.crc.val();
-                    self.phase.d.next = Phase::ExecDone;
+                    self.phase.d.next = Phase::ExecCmp;
                 }
+            }
+            Phase::ExecCmp => {
+                self.mism.d.next = self.mismatch.val();
+                self.phase.d.next = Phase::ExecDone;
             }
             Phase::ExecDone => {
                 self.info.d.next = self.len.val();
                 self.phase.d.next = Phase::CplBuild;
-                if self.mismatch.val() {
+                if self.mism.q.val() {
                     self.status.d.next = self.k_st_crc_mismatch.val();
                     if self.is_flip.val() {
                         self.info.d.next = 0.into();
@@ -1546,19 +1586,25 @@ impl Logic for HitlessController {
             // ================= APPEND =================
             Phase::AppPlan => {
                 self.app_pad.d.next = self.pad_l.val();
+                self.app_used.d.next = self.used.val();
+                self.phase.d.next = Phase::AppPlan2;
+            }
+            Phase::AppPlan2 => {
+                self.app_need.d.next = self.app_pad.q.val() + self.app_rec.q.val();
                 self.app_start.d.next = 0.into();
-                if !self.pad_l.val().any() {
+                if !self.app_pad.q.val().any() {
                     self.app_start.d.next = self.app_pos.q.val();
                 }
-                self.info.d.next = self.cur.val().log_head + self.pad_l.val();
+                self.info.d.next = self.cur.val().log_head + self.app_pad.q.val();
                 self.eng_sel.d.next = self.tier_sel.val();
                 self.issued.d.next = 1.into();
-                if self.pad_l.val().any() {
+                if self.app_pad.q.val().any() {
                     self.issued.d.next = 0.into();
                 }
-                if (self.used.val()
-                    + bit_cast::<34, 32>(self.pad_l.val())
-                    + bit_cast::<34, 32>(self.app_rec.q.val()))
+                self.phase.d.next = Phase::AppPlan3;
+            }
+            Phase::AppPlan3 => {
+                if (self.app_used.q.val() + bit_cast::<34, 32>(self.app_need.q.val()))
                     > bit_cast::<34, 32>(self.k_log_size.val())
                 {
                     self.status.d.next = self.k_st_log_full.val();
@@ -1639,8 +1685,7 @@ impl Logic for HitlessController {
             Phase::AppTrailerAck => {
                 if !self.eng_inflight.q.val().any() {
                     self.nsb.d.next = self.cur.val();
-                    self.nsb.d.next.log_head =
-                        self.cur.val().log_head + self.app_pad.q.val() + self.app_rec.q.val();
+                    self.nsb.d.next.log_head = self.cur.val().log_head + self.app_need.q.val();
                     self.nsb.d.next.log_seq = self.cur.val().log_seq + 1;
                     self.k.d.next = 0.into();
                     self.phase.d.next = Phase::CommitCrc;
@@ -1648,6 +1693,8 @@ impl Logic for HitlessController {
             }
             // ================= commit =================
             Phase::CommitCrc => {
+                // Word k-1 is folded at step k: sb_idx runs one step ahead.
+                self.sb_idx.d.next = self.k.q.val().get_bits::<3>(0);
                 self.k.d.next = self.k.q.val() + 1;
                 if self.k.q.val() == 0 {
                     self.mover.ext_init.next = true;
@@ -1661,6 +1708,7 @@ impl Logic for HitlessController {
                 } else {
                     self.crc0.d.next = self.mover.crc.val();
                     self.issued.d.next = 0.into();
+                    self.sb_idx.d.next = 0.into();
                     self.eng_sel.d.next = self.tier_sel.val();
                     self.phase.d.next = Phase::CommitWrite;
                 }
@@ -1676,6 +1724,7 @@ impl Logic for HitlessController {
                 self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
+                    self.sb_idx.d.next = self.issued.q.val().get_bits::<3>(0) + 1;
                 }
                 if self.issued.q.val() == 8 {
                     self.phase.d.next = Phase::CommitAck;
