@@ -27,11 +27,12 @@ pub struct AxiLiteCsr {
     pub wr_addr: Signal<Out, Bits<12>>,
     /// Write data, valid with `wr`.
     pub wr_data: Signal<Out, Bits<32>>,
-    /// One-cycle read strobe; `rd_data` is sampled in the same cycle.
+    /// One-cycle read strobe; `rd_data` is sampled in the next cycle.
     pub rd: Signal<Out, Bit>,
-    /// Read address (byte), valid with `rd`.
+    /// Read address (byte), valid with `rd` and held through the next cycle.
     pub rd_addr: Signal<Out, Bits<12>>,
-    /// Read data from the register file (combinational on `rd_addr`).
+    /// Read data from the register file, one register stage after
+    /// `rd_addr` (the register file's read mux gets a whole cycle).
     pub rd_data: Signal<In, Bits<32>>,
     aw_full: DFF<Bit>,
     aw_addr: DFF<Bits<12>>,
@@ -44,6 +45,7 @@ pub struct AxiLiteCsr {
     ar_addr: DFF<Bits<12>>,
     r_valid: DFF<Bit>,
     r_data: DFF<Bits<32>>,
+    rd_wait: DFF<Bit>,
     do_write: Signal<Local, Bit>,
     do_read: Signal<Local, Bit>,
 }
@@ -53,7 +55,7 @@ impl Logic for AxiLiteCsr {
     fn update(&mut self) {
         dff_setup!(
             self, clock, aw_full, aw_addr, w_full, w_data, w_strb, b_valid, b_resp, ar_full,
-            ar_addr, r_valid, r_data
+            ar_addr, r_valid, r_data, rd_wait
         );
         // Ready means "holding register free": registered, no valid->ready path.
         self.axi.awready.next = !self.aw_full.q.val();
@@ -81,7 +83,10 @@ impl Logic for AxiLiteCsr {
         // Perform a write once address and data are both held and the
         // previous response has been taken; a read likewise, writes first.
         self.do_write.next = self.aw_full.q.val() & self.w_full.q.val() & !self.b_valid.q.val();
-        self.do_read.next = self.ar_full.q.val() & !self.r_valid.q.val() & !self.do_write.val();
+        self.do_read.next = self.ar_full.q.val()
+            & !self.r_valid.q.val()
+            & !self.do_write.val()
+            & !self.rd_wait.q.val();
         self.wr.next = false;
         self.wr_addr.next = self.aw_addr.q.val();
         self.wr_data.next = self.w_data.q.val();
@@ -101,7 +106,10 @@ impl Logic for AxiLiteCsr {
         if self.b_valid.q.val() & self.axi.bready.val() {
             self.b_valid.d.next = false;
         }
-        if self.do_read.val() {
+        // A read is answered the cycle after its strobe: the address stays
+        // held meanwhile.
+        self.rd_wait.d.next = self.do_read.val();
+        if self.rd_wait.q.val() {
             self.r_data.d.next = self.rd_data.val();
             self.r_valid.d.next = true;
             self.ar_full.d.next = false;
@@ -115,6 +123,7 @@ impl Logic for AxiLiteCsr {
             self.ar_full.d.next = false;
             self.b_valid.d.next = false;
             self.r_valid.d.next = false;
+            self.rd_wait.d.next = false;
         }
     }
 }

@@ -10,6 +10,7 @@ use super::axil::AxiLiteCsr;
 use super::bus::{AxiLiteTarget, PmpInitiator};
 use super::mover::Mover;
 use super::router::{PortRouter, SEL_COLD, SEL_HOST, SEL_NONE, SEL_WARM};
+use super::slice::PmpSlice;
 use crate::contract::{self, reg, NvGeometry};
 use rust_hdl::prelude::*;
 
@@ -51,6 +52,7 @@ enum Phase {
     Translate3,
     Translate4,
     Check,
+    Dispatch,
     ExecStart,
     ExecWait,
     ExecCmp,
@@ -110,6 +112,9 @@ pub struct HitlessController {
     axil: AxiLiteCsr,
     mover: Mover,
     router: PortRouter,
+    host_slice: PmpSlice<64>,
+    warm_slice: PmpSlice<32>,
+    cold_slice: PmpSlice<32>,
     pt_eng: RAM<Bits<100>, 4>,
     pt_csr: RAM<Bits<100>, 4>,
     phase: DFF<Phase>,
@@ -179,6 +184,11 @@ pub struct HitlessController {
     cpl_w0: DFF<Bits<64>>,
     cpl_w1: DFF<Bits<64>>,
     eng_sel: DFF<Bits<2>>,
+    tail_dist_q: DFF<Bits<16>>,
+    wr_data_q: DFF<Bits<32>>,
+    wr_addr_q: DFF<Bits<12>>,
+    wr_q: DFF<Bit>,
+    rd_q: DFF<Bits<32>>,
     sb_idx: DFF<Bits<3>>,
     mism: DFF<Bit>,
     app_need: DFF<Bits<32>>,
@@ -413,6 +423,9 @@ impl HitlessController {
             axil: Default::default(),
             mover: Default::default(),
             router: Default::default(),
+            host_slice: Default::default(),
+            warm_slice: Default::default(),
+            cold_slice: Default::default(),
             pt_eng: Default::default(),
             pt_csr: Default::default(),
             phase: Default::default(),
@@ -482,6 +495,11 @@ impl HitlessController {
             cpl_w0: Default::default(),
             cpl_w1: Default::default(),
             eng_sel: Default::default(),
+            tail_dist_q: Default::default(),
+            wr_data_q: Default::default(),
+            wr_addr_q: Default::default(),
+            wr_q: Default::default(),
+            rd_q: Default::default(),
             sb_idx: Default::default(),
             mism: Default::default(),
             app_need: Default::default(),
@@ -773,6 +791,11 @@ impl Logic for HitlessController {
             cpl_w0,
             cpl_w1,
             eng_sel,
+            tail_dist_q,
+            wr_data_q,
+            wr_addr_q,
+            wr_q,
+            rd_q,
             sb_idx,
             mism,
             app_need,
@@ -799,17 +822,25 @@ impl Logic for HitlessController {
             slot_ok,
             slot_newer
         );
-        clock!(self, clock, axil, mover);
+        clock!(self, clock, axil, mover, host_slice, warm_slice, cold_slice);
         self.pt_eng.read_clock.next = self.clock.val();
         self.pt_eng.write_clock.next = self.clock.val();
         self.pt_csr.read_clock.next = self.clock.val();
         self.pt_csr.write_clock.next = self.clock.val();
         self.axil.reset.next = self.reset.val();
         self.mover.reset.next = self.reset.val();
+        self.host_slice.reset.next = self.reset.val();
+        self.warm_slice.reset.next = self.reset.val();
+        self.cold_slice.reset.next = self.reset.val();
         AxiLiteTarget::link(&mut self.csr, &mut self.axil.axi);
-        PmpInitiator::<64>::link(&mut self.host, &mut self.router.host);
-        PmpInitiator::<32>::link(&mut self.warm, &mut self.router.warm);
-        PmpInitiator::<32>::link(&mut self.cold, &mut self.router.cold);
+        // Register slices between the router and the ports: the engine's and
+        // the mover's command muxes end in flip-flops inside the controller.
+        PmpInitiator::<64>::join(&mut self.router.host, &mut self.host_slice.up);
+        PmpInitiator::<32>::join(&mut self.router.warm, &mut self.warm_slice.up);
+        PmpInitiator::<32>::join(&mut self.router.cold, &mut self.cold_slice.up);
+        PmpInitiator::<64>::link(&mut self.host, &mut self.host_slice.down);
+        PmpInitiator::<32>::link(&mut self.warm, &mut self.warm_slice.down);
+        PmpInitiator::<32>::link(&mut self.cold, &mut self.cold_slice.down);
         PmpInitiator::<64>::join(&mut self.mover.src, &mut self.router.src);
         PmpInitiator::<64>::join(&mut self.mover.dst, &mut self.router.dst);
         self.cycles.d.next = self.cycles.q.val() + 1;
@@ -922,6 +953,13 @@ impl Logic for HitlessController {
         self.nsb_seq.next = self.nsb.q.val().seq;
         self.cq_shifted.next = self.cq_head.q.val() >> self.cq_eff.val();
         self.tail_dist.next = self.axil.wr_data.val().get_bits::<16>(0) - self.dq_head.q.val();
+        // Register writes take effect a cycle after the strobe, with the
+        // doorbell's distance to dq_head computed meanwhile (dq_head only
+        // moves toward the tail, so a host within the ring stays within).
+        self.wr_q.d.next = self.axil.wr.val();
+        self.wr_addr_q.d.next = self.axil.wr_addr.val();
+        self.wr_data_q.d.next = self.axil.wr_data.val();
+        self.tail_dist_q.d.next = self.tail_dist.val();
 
         // ---- register reads ----
         self.tstate_w.next = bit_cast::<32, 2>(self.warm_st.q.val().result)
@@ -1032,57 +1070,60 @@ impl Logic for HitlessController {
         {
             self.rd_data.next = 0.into();
         }
-        self.axil.rd_data.next = self.rd_data.val();
+        // The read mux gets a cycle of its own (AxiLiteCsr samples rd_data
+        // the cycle after its strobe).
+        self.rd_q.d.next = self.rd_data.val();
+        self.axil.rd_data.next = self.rd_q.q.val();
 
         // ---- register writes ----
-        if self.axil.wr.val() {
-            if self.axil.wr_addr.val() == self.r_ctrl.val() {
-                self.ctrl.d.next = self.axil.wr_data.val().get_bits::<2>(0);
-            } else if self.axil.wr_addr.val() == self.r_scratch.val() {
-                self.scratch.d.next = self.axil.wr_data.val();
-            } else if self.axil.wr_addr.val() == self.r_dq_base_lo.val() {
+        if self.wr_q.q.val() {
+            if self.wr_addr_q.q.val() == self.r_ctrl.val() {
+                self.ctrl.d.next = self.wr_data_q.q.val().get_bits::<2>(0);
+            } else if self.wr_addr_q.q.val() == self.r_scratch.val() {
+                self.scratch.d.next = self.wr_data_q.q.val();
+            } else if self.wr_addr_q.q.val() == self.r_dq_base_lo.val() {
                 self.dq_base.d.next = (bit_cast::<64, 32>(self.dq_base.q.val().get_bits::<32>(32))
                     << 32)
-                    | bit_cast::<64, 32>(self.axil.wr_data.val());
-            } else if self.axil.wr_addr.val() == self.r_dq_base_hi.val() {
-                self.dq_base.d.next = (bit_cast::<64, 32>(self.axil.wr_data.val()) << 32)
+                    | bit_cast::<64, 32>(self.wr_data_q.q.val());
+            } else if self.wr_addr_q.q.val() == self.r_dq_base_hi.val() {
+                self.dq_base.d.next = (bit_cast::<64, 32>(self.wr_data_q.q.val()) << 32)
                     | bit_cast::<64, 32>(self.dq_base.q.val().get_bits::<32>(0));
-            } else if self.axil.wr_addr.val() == self.r_dq_size_log2.val() {
-                self.dq_log2.d.next = self.axil.wr_data.val().get_bits::<4>(0);
-            } else if self.axil.wr_addr.val() == self.r_dq_tail.val() {
-                if bit_cast::<17, 16>(self.tail_dist.val()) > self.dq_size.val() {
+            } else if self.wr_addr_q.q.val() == self.r_dq_size_log2.val() {
+                self.dq_log2.d.next = self.wr_data_q.q.val().get_bits::<4>(0);
+            } else if self.wr_addr_q.q.val() == self.r_dq_tail.val() {
+                if bit_cast::<17, 16>(self.tail_dist_q.q.val()) > self.dq_size.val() {
                     self.ring_error.d.next = true;
                     self.ovf_pending.d.next = true;
-                    self.ovf_tail.d.next = self.axil.wr_data.val().get_bits::<16>(0);
+                    self.ovf_tail.d.next = self.wr_data_q.q.val().get_bits::<16>(0);
                 } else {
-                    self.dq_tail.d.next = self.axil.wr_data.val().get_bits::<16>(0);
+                    self.dq_tail.d.next = self.wr_data_q.q.val().get_bits::<16>(0);
                 }
-            } else if self.axil.wr_addr.val() == self.r_cq_base_lo.val() {
+            } else if self.wr_addr_q.q.val() == self.r_cq_base_lo.val() {
                 self.cq_base.d.next = (bit_cast::<64, 32>(self.cq_base.q.val().get_bits::<32>(32))
                     << 32)
-                    | bit_cast::<64, 32>(self.axil.wr_data.val());
-            } else if self.axil.wr_addr.val() == self.r_cq_base_hi.val() {
-                self.cq_base.d.next = (bit_cast::<64, 32>(self.axil.wr_data.val()) << 32)
+                    | bit_cast::<64, 32>(self.wr_data_q.q.val());
+            } else if self.wr_addr_q.q.val() == self.r_cq_base_hi.val() {
+                self.cq_base.d.next = (bit_cast::<64, 32>(self.wr_data_q.q.val()) << 32)
                     | bit_cast::<64, 32>(self.cq_base.q.val().get_bits::<32>(0));
-            } else if self.axil.wr_addr.val() == self.r_cq_size_log2.val() {
-                self.cq_log2.d.next = self.axil.wr_data.val().get_bits::<4>(0);
-            } else if self.axil.wr_addr.val() == self.r_cq_tail.val() {
-                self.cq_tail.d.next = self.axil.wr_data.val().get_bits::<16>(0);
-            } else if self.axil.wr_addr.val() == self.r_irq_status.val() {
-                self.irq_clear.next = self.axil.wr_data.val().get_bits::<3>(0);
-            } else if self.axil.wr_addr.val() == self.r_irq_mask.val() {
-                self.irq_mask.d.next = self.axil.wr_data.val().get_bits::<3>(0);
-            } else if self.axil.wr_addr.val() == self.r_pt_index.val() {
-                self.pt_index.d.next = self.axil.wr_data.val().get_bits::<4>(0);
-            } else if self.axil.wr_addr.val() == self.r_pt_key_tag.val() {
-                self.pt_tag.d.next = self.axil.wr_data.val().get_bits::<28>(4);
-            } else if self.axil.wr_addr.val() == self.r_pt_base.val() {
-                self.pt_base.d.next = self.axil.wr_data.val();
-            } else if self.axil.wr_addr.val() == self.r_pt_len.val() {
-                self.pt_len.d.next = self.axil.wr_data.val();
-            } else if self.axil.wr_addr.val() == self.r_pt_perm.val() {
-                self.pt_perm.d.next = self.axil.wr_data.val().get_bits::<8>(0);
-            } else if self.axil.wr_addr.val() == self.r_pt_commit.val() {
+            } else if self.wr_addr_q.q.val() == self.r_cq_size_log2.val() {
+                self.cq_log2.d.next = self.wr_data_q.q.val().get_bits::<4>(0);
+            } else if self.wr_addr_q.q.val() == self.r_cq_tail.val() {
+                self.cq_tail.d.next = self.wr_data_q.q.val().get_bits::<16>(0);
+            } else if self.wr_addr_q.q.val() == self.r_irq_status.val() {
+                self.irq_clear.next = self.wr_data_q.q.val().get_bits::<3>(0);
+            } else if self.wr_addr_q.q.val() == self.r_irq_mask.val() {
+                self.irq_mask.d.next = self.wr_data_q.q.val().get_bits::<3>(0);
+            } else if self.wr_addr_q.q.val() == self.r_pt_index.val() {
+                self.pt_index.d.next = self.wr_data_q.q.val().get_bits::<4>(0);
+            } else if self.wr_addr_q.q.val() == self.r_pt_key_tag.val() {
+                self.pt_tag.d.next = self.wr_data_q.q.val().get_bits::<28>(4);
+            } else if self.wr_addr_q.q.val() == self.r_pt_base.val() {
+                self.pt_base.d.next = self.wr_data_q.q.val();
+            } else if self.wr_addr_q.q.val() == self.r_pt_len.val() {
+                self.pt_len.d.next = self.wr_data_q.q.val();
+            } else if self.wr_addr_q.q.val() == self.r_pt_perm.val() {
+                self.pt_perm.d.next = self.wr_data_q.q.val().get_bits::<8>(0);
+            } else if self.wr_addr_q.q.val() == self.r_pt_commit.val() {
                 self.pt_eng.write_enable.next = true;
                 self.pt_csr.write_enable.next = true;
                 self.pt_valid.d.next = self.pt_valid.q.val().replace_bit(
@@ -1493,10 +1534,14 @@ impl Logic for HitlessController {
                 self.status.d.next = self.chk.val();
                 self.res_crc.d.next = 0.into();
                 self.info.d.next = 0.into();
+                self.phase.d.next = Phase::Dispatch;
+            }
+            Phase::Dispatch => {
+                // The checks' verdict is in `status` (registered in Check).
                 self.m_len.d.next = self.len.val();
                 self.m_has_dst.d.next = true;
                 self.phase.d.next = Phase::CplBuild;
-                if self.chk.val().any() | self.is_nop.val() {
+                if self.status.q.val().any() | self.is_nop.val() {
                     self.phase.d.next = Phase::CplBuild;
                 } else if self.is_write.val() {
                     self.m_src.d.next = self.desc.q.val().get_bits::<64>(64);
@@ -1818,6 +1863,7 @@ impl Logic for HitlessController {
 
         // ---- reset ----
         if self.reset.val() {
+            self.wr_q.d.next = false;
             self.phase.d.next = Phase::BootStart;
             self.tier.d.next = false;
             self.ctrl.d.next = 0.into();

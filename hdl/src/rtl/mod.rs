@@ -13,6 +13,7 @@ pub mod controller;
 pub mod crc;
 pub mod mover;
 pub mod router;
+pub mod slice;
 pub mod uart;
 
 use crate::contract::NvGeometry;
@@ -111,6 +112,11 @@ mod tests {
     #[test]
     fn board_top_synthesizes_and_lints() {
         check("board", board::BoardTop::new(8));
+    }
+
+    #[test]
+    fn slice_block_synthesizes_and_lints() {
+        check("slice", slice::PmpSlice::<32>::default());
     }
 
     #[test]
