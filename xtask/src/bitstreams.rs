@@ -583,8 +583,8 @@ fn build(tools: &Tools, b: &Board, out_name: &str) -> Result<Outcome> {
         }
     }
     if report.exists() {
-        let json = fs::read_to_string(&report)
-            .with_context(|| format!("reading {}", report.display()))?;
+        let json =
+            fs::read_to_string(&report).with_context(|| format!("reading {}", report.display()))?;
         o.fmax = parse_fmax(&json, b.clock);
         o.critical = parse_critical_path(&json);
     }
@@ -669,9 +669,7 @@ fn parse_critical_path(json: &str) -> Option<String> {
 }
 
 fn total_delay(path: &[serde_json::Value]) -> f64 {
-    path.iter()
-        .filter_map(|s| s.get("delay")?.as_f64())
-        .sum()
+    path.iter().filter_map(|s| s.get("delay")?.as_f64()).sum()
 }
 
 /// `hitless.ctrl.mover.running.q_TRELLIS_FF_Q` → `ctrl.mover.running`: the
