@@ -184,6 +184,7 @@ pub struct HitlessController {
     cpl_w0: DFF<Bits<64>>,
     cpl_w1: DFF<Bits<64>>,
     eng_sel: DFF<Bits<2>>,
+    dq_size_q: DFF<Bits<17>>,
     tail_dist_q: DFF<Bits<16>>,
     wr_data_q: DFF<Bits<32>>,
     wr_addr_q: DFF<Bits<12>>,
@@ -495,6 +496,7 @@ impl HitlessController {
             cpl_w0: Default::default(),
             cpl_w1: Default::default(),
             eng_sel: Default::default(),
+            dq_size_q: Default::default(),
             tail_dist_q: Default::default(),
             wr_data_q: Default::default(),
             wr_addr_q: Default::default(),
@@ -791,6 +793,7 @@ impl Logic for HitlessController {
             cpl_w0,
             cpl_w1,
             eng_sel,
+            dq_size_q,
             tail_dist_q,
             wr_data_q,
             wr_addr_q,
@@ -945,6 +948,7 @@ impl Logic for HitlessController {
         // sizes only change while the host sets the rings up).
         self.cq_room_q.d.next = self.cq_room.val();
         self.dq_mask.d.next = self.dq_size.val().get_bits::<16>(0) - 1;
+        self.dq_size_q.d.next = self.dq_size.val();
         self.cq_mask.d.next = self.cq_size.val().get_bits::<16>(0) - 1;
         // Whole fields first: yosys cannot slice a slice.
         self.wseq.next = self.warm_st.q.val().seq;
@@ -966,101 +970,152 @@ impl Logic for HitlessController {
             | (bit_cast::<32, 1>(self.warm_st.q.val().active.into()) << 4);
         self.tstate_c.next = bit_cast::<32, 2>(self.cold_st.q.val().result)
             | (bit_cast::<32, 1>(self.cold_st.q.val().active.into()) << 4);
+        // An OR of the selected registers (the addresses are distinct), not a
+        // priority chain: it balances into a shallow tree.
         self.rd_data.next = 0.into();
         if self.axil.rd_addr.val() == self.r_id.val() {
-            self.rd_data.next = self.k_id.val();
-        } else if self.axil.rd_addr.val() == self.r_version.val() {
-            self.rd_data.next = self.k_version.val();
-        } else if self.axil.rd_addr.val() == self.r_caps.val() {
-            self.rd_data.next = self.k_caps.val();
-        } else if self.axil.rd_addr.val() == self.r_ctrl.val() {
-            self.rd_data.next = bit_cast::<32, 2>(self.ctrl.q.val());
-        } else if self.axil.rd_addr.val() == self.r_status.val() {
-            self.rd_data.next = bit_cast::<32, 1>(self.boot_done.q.val().into())
-                | (bit_cast::<32, 1>((self.phase.q.val() != Phase::Idle).into()) << 1)
-                | (bit_cast::<32, 1>(self.ring_error.q.val().into()) << 2);
-        } else if self.axil.rd_addr.val() == self.r_scratch.val() {
-            self.rd_data.next = self.scratch.q.val();
-        } else if self.axil.rd_addr.val() == self.r_cycles.val() {
-            self.rd_data.next = self.cycles.q.val();
-        } else if self.axil.rd_addr.val() == self.r_warm_state.val() {
-            self.rd_data.next = self.tstate_w.val();
-        } else if self.axil.rd_addr.val() == self.r_warm_seq.val() {
-            self.rd_data.next = self.wseq.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_warm_a_len.val() {
-            self.rd_data.next = self.warm_st.q.val().len_a;
-        } else if self.axil.rd_addr.val() == self.r_warm_a_crc.val() {
-            self.rd_data.next = self.warm_st.q.val().crc_a;
-        } else if self.axil.rd_addr.val() == self.r_warm_b_len.val() {
-            self.rd_data.next = self.warm_st.q.val().len_b;
-        } else if self.axil.rd_addr.val() == self.r_warm_b_crc.val() {
-            self.rd_data.next = self.warm_st.q.val().crc_b;
-        } else if self.axil.rd_addr.val() == self.r_warm_log_head.val() {
-            self.rd_data.next = self.warm_st.q.val().log_head;
-        } else if self.axil.rd_addr.val() == self.r_warm_log_tail.val() {
-            self.rd_data.next = self.warm_st.q.val().log_tail;
-        } else if self.axil.rd_addr.val() == self.r_cold_state.val() {
-            self.rd_data.next = self.tstate_c.val();
-        } else if self.axil.rd_addr.val() == self.r_cold_seq.val() {
-            self.rd_data.next = self.cseq.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_cold_a_len.val() {
-            self.rd_data.next = self.cold_st.q.val().len_a;
-        } else if self.axil.rd_addr.val() == self.r_cold_a_crc.val() {
-            self.rd_data.next = self.cold_st.q.val().crc_a;
-        } else if self.axil.rd_addr.val() == self.r_cold_b_len.val() {
-            self.rd_data.next = self.cold_st.q.val().len_b;
-        } else if self.axil.rd_addr.val() == self.r_cold_b_crc.val() {
-            self.rd_data.next = self.cold_st.q.val().crc_b;
-        } else if self.axil.rd_addr.val() == self.r_cold_log_head.val() {
-            self.rd_data.next = self.cold_st.q.val().log_head;
-        } else if self.axil.rd_addr.val() == self.r_cold_log_tail.val() {
-            self.rd_data.next = self.cold_st.q.val().log_tail;
-        } else if self.axil.rd_addr.val() == self.r_nv_region_size.val() {
-            self.rd_data.next = self.k_region_size.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_nv_log_size.val() {
-            self.rd_data.next = self.k_log_size.val();
-        } else if self.axil.rd_addr.val() == self.r_nv_region_a_base.val() {
-            self.rd_data.next = self.k_region_a.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_nv_region_b_base.val() {
-            self.rd_data.next = self.k_region_b.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_nv_log_base.val() {
-            self.rd_data.next = self.k_log_base.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_dq_base_lo.val() {
-            self.rd_data.next = self.dq_base.q.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_dq_base_hi.val() {
-            self.rd_data.next = self.dq_base.q.val().get_bits::<32>(32);
-        } else if self.axil.rd_addr.val() == self.r_dq_size_log2.val() {
-            self.rd_data.next = bit_cast::<32, 4>(self.dq_log2.q.val());
-        } else if self.axil.rd_addr.val() == self.r_dq_tail.val() {
-            self.rd_data.next = bit_cast::<32, 16>(self.dq_tail.q.val());
-        } else if self.axil.rd_addr.val() == self.r_dq_head.val() {
-            self.rd_data.next = bit_cast::<32, 16>(self.dq_head.q.val());
-        } else if self.axil.rd_addr.val() == self.r_cq_base_lo.val() {
-            self.rd_data.next = self.cq_base.q.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_cq_base_hi.val() {
-            self.rd_data.next = self.cq_base.q.val().get_bits::<32>(32);
-        } else if self.axil.rd_addr.val() == self.r_cq_size_log2.val() {
-            self.rd_data.next = bit_cast::<32, 4>(self.cq_log2.q.val());
-        } else if self.axil.rd_addr.val() == self.r_cq_head.val() {
-            self.rd_data.next = bit_cast::<32, 16>(self.cq_head.q.val());
-        } else if self.axil.rd_addr.val() == self.r_cq_tail.val() {
-            self.rd_data.next = bit_cast::<32, 16>(self.cq_tail.q.val());
-        } else if self.axil.rd_addr.val() == self.r_irq_status.val() {
-            self.rd_data.next = bit_cast::<32, 3>(self.irq_status.q.val());
-        } else if self.axil.rd_addr.val() == self.r_irq_mask.val() {
-            self.rd_data.next = bit_cast::<32, 3>(self.irq_mask.q.val());
-        } else if self.axil.rd_addr.val() == self.r_ops_ok.val() {
-            self.rd_data.next = self.ops_ok.q.val();
-        } else if self.axil.rd_addr.val() == self.r_ops_failed.val() {
-            self.rd_data.next = self.ops_failed.q.val();
-        } else if self.axil.rd_addr.val() == self.r_pt_index.val() {
-            self.rd_data.next = bit_cast::<32, 4>(self.pt_index.q.val());
-        } else if self.axil.rd_addr.val() == self.r_pt_base.val() {
-            self.rd_data.next = self.pt_csr.read_data.val().get_bits::<32>(28);
-        } else if self.axil.rd_addr.val() == self.r_pt_len.val() {
-            self.rd_data.next = self.pt_csr.read_data.val().get_bits::<32>(60);
-        } else if self.axil.rd_addr.val() == self.r_pt_perm.val() {
-            self.rd_data.next = bit_cast::<32, 8>(self.pt_csr.read_data.val().get_bits::<8>(92));
+            self.rd_data.next = self.rd_data.val() | (self.k_id.val());
+        }
+        if self.axil.rd_addr.val() == self.r_version.val() {
+            self.rd_data.next = self.rd_data.val() | (self.k_version.val());
+        }
+        if self.axil.rd_addr.val() == self.r_caps.val() {
+            self.rd_data.next = self.rd_data.val() | (self.k_caps.val());
+        }
+        if self.axil.rd_addr.val() == self.r_ctrl.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 2>(self.ctrl.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_status.val() {
+            self.rd_data.next = self.rd_data.val()
+                | (bit_cast::<32, 1>(self.boot_done.q.val().into())
+                    | (bit_cast::<32, 1>((self.phase.q.val() != Phase::Idle).into()) << 1)
+                    | (bit_cast::<32, 1>(self.ring_error.q.val().into()) << 2));
+        }
+        if self.axil.rd_addr.val() == self.r_scratch.val() {
+            self.rd_data.next = self.rd_data.val() | (self.scratch.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_cycles.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cycles.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_warm_state.val() {
+            self.rd_data.next = self.rd_data.val() | (self.tstate_w.val());
+        }
+        if self.axil.rd_addr.val() == self.r_warm_seq.val() {
+            self.rd_data.next = self.rd_data.val() | (self.wseq.val().get_bits::<32>(0));
+        }
+        if self.axil.rd_addr.val() == self.r_warm_a_len.val() {
+            self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().len_a);
+        }
+        if self.axil.rd_addr.val() == self.r_warm_a_crc.val() {
+            self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().crc_a);
+        }
+        if self.axil.rd_addr.val() == self.r_warm_b_len.val() {
+            self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().len_b);
+        }
+        if self.axil.rd_addr.val() == self.r_warm_b_crc.val() {
+            self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().crc_b);
+        }
+        if self.axil.rd_addr.val() == self.r_warm_log_head.val() {
+            self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().log_head);
+        }
+        if self.axil.rd_addr.val() == self.r_warm_log_tail.val() {
+            self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().log_tail);
+        }
+        if self.axil.rd_addr.val() == self.r_cold_state.val() {
+            self.rd_data.next = self.rd_data.val() | (self.tstate_c.val());
+        }
+        if self.axil.rd_addr.val() == self.r_cold_seq.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cseq.val().get_bits::<32>(0));
+        }
+        if self.axil.rd_addr.val() == self.r_cold_a_len.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().len_a);
+        }
+        if self.axil.rd_addr.val() == self.r_cold_a_crc.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().crc_a);
+        }
+        if self.axil.rd_addr.val() == self.r_cold_b_len.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().len_b);
+        }
+        if self.axil.rd_addr.val() == self.r_cold_b_crc.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().crc_b);
+        }
+        if self.axil.rd_addr.val() == self.r_cold_log_head.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().log_head);
+        }
+        if self.axil.rd_addr.val() == self.r_cold_log_tail.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().log_tail);
+        }
+        if self.axil.rd_addr.val() == self.r_nv_region_size.val() {
+            self.rd_data.next = self.rd_data.val() | (self.k_region_size.val().get_bits::<32>(0));
+        }
+        if self.axil.rd_addr.val() == self.r_nv_log_size.val() {
+            self.rd_data.next = self.rd_data.val() | (self.k_log_size.val());
+        }
+        if self.axil.rd_addr.val() == self.r_nv_region_a_base.val() {
+            self.rd_data.next = self.rd_data.val() | (self.k_region_a.val().get_bits::<32>(0));
+        }
+        if self.axil.rd_addr.val() == self.r_nv_region_b_base.val() {
+            self.rd_data.next = self.rd_data.val() | (self.k_region_b.val().get_bits::<32>(0));
+        }
+        if self.axil.rd_addr.val() == self.r_nv_log_base.val() {
+            self.rd_data.next = self.rd_data.val() | (self.k_log_base.val().get_bits::<32>(0));
+        }
+        if self.axil.rd_addr.val() == self.r_dq_base_lo.val() {
+            self.rd_data.next = self.rd_data.val() | (self.dq_base.q.val().get_bits::<32>(0));
+        }
+        if self.axil.rd_addr.val() == self.r_dq_base_hi.val() {
+            self.rd_data.next = self.rd_data.val() | (self.dq_base.q.val().get_bits::<32>(32));
+        }
+        if self.axil.rd_addr.val() == self.r_dq_size_log2.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 4>(self.dq_log2.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_dq_tail.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.dq_tail.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_dq_head.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.dq_head.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_cq_base_lo.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cq_base.q.val().get_bits::<32>(0));
+        }
+        if self.axil.rd_addr.val() == self.r_cq_base_hi.val() {
+            self.rd_data.next = self.rd_data.val() | (self.cq_base.q.val().get_bits::<32>(32));
+        }
+        if self.axil.rd_addr.val() == self.r_cq_size_log2.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 4>(self.cq_log2.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_cq_head.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.cq_head.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_cq_tail.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.cq_tail.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_irq_status.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_status.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_irq_mask.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_mask.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_ops_ok.val() {
+            self.rd_data.next = self.rd_data.val() | (self.ops_ok.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_ops_failed.val() {
+            self.rd_data.next = self.rd_data.val() | (self.ops_failed.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_pt_index.val() {
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 4>(self.pt_index.q.val()));
+        }
+        if self.axil.rd_addr.val() == self.r_pt_base.val() {
+            self.rd_data.next =
+                self.rd_data.val() | (self.pt_csr.read_data.val().get_bits::<32>(28));
+        }
+        if self.axil.rd_addr.val() == self.r_pt_len.val() {
+            self.rd_data.next =
+                self.rd_data.val() | (self.pt_csr.read_data.val().get_bits::<32>(60));
+        }
+        if self.axil.rd_addr.val() == self.r_pt_perm.val() {
+            self.rd_data.next = self.rd_data.val()
+                | (bit_cast::<32, 8>(self.pt_csr.read_data.val().get_bits::<8>(92)));
         }
         // An entry without VALID reads back as zero (reset clears only the valid bits).
         if ((self.axil.rd_addr.val() == self.r_pt_base.val())
@@ -1091,7 +1146,7 @@ impl Logic for HitlessController {
             } else if self.wr_addr_q.q.val() == self.r_dq_size_log2.val() {
                 self.dq_log2.d.next = self.wr_data_q.q.val().get_bits::<4>(0);
             } else if self.wr_addr_q.q.val() == self.r_dq_tail.val() {
-                if bit_cast::<17, 16>(self.tail_dist_q.q.val()) > self.dq_size.val() {
+                if bit_cast::<17, 16>(self.tail_dist_q.q.val()) > self.dq_size_q.q.val() {
                     self.ring_error.d.next = true;
                     self.ovf_pending.d.next = true;
                     self.ovf_tail.d.next = self.wr_data_q.q.val().get_bits::<16>(0);
