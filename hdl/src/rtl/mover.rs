@@ -66,6 +66,10 @@ pub struct Mover {
     have_prev: DFF<Bit>,
     prev: DFF<Bits<64>>,
     pay_left: DFF<Bits<32>>,
+    // pay_left < 8 and pay_left != 0, registered with it (the compares were
+    // on the realigner's critical path).
+    pay_lt8: DFF<Bit>,
+    pay_nz: DFF<Bit>,
     pay_valid: DFF<Bit>,
     pay_data: DFF<Bits<64>>,
     pay_nb: DFF<Bits<4>>,
@@ -75,6 +79,7 @@ pub struct Mover {
     dshift: DFF<Bits<4>>,
     dst_first: DFF<Bit>,
     dst_left: DFF<Bits<32>>,
+    dst_lt8: DFF<Bit>,
     dst_word: DFF<Bits<64>>,
     carry: DFF<Bits<64>>,
     cmd_v: DFF<Bit>,
@@ -83,6 +88,8 @@ pub struct Mover {
     cmd_strb: DFF<Bits<8>>,
     wr_inflight: DFF<Bits<10>>,
     // combinational helpers
+    pay_left_new: Signal<Local, Bits<32>>,
+    dst_left_new: Signal<Local, Bits<32>>,
     nb: Signal<Local, Bits<4>>,
     need_next: Signal<Local, Bit>,
     pay_free: Signal<Local, Bit>,
@@ -132,6 +139,11 @@ impl Default for Mover {
             have_prev: Default::default(),
             prev: Default::default(),
             pay_left: Default::default(),
+            pay_lt8: Default::default(),
+            pay_nz: Default::default(),
+            pay_left_new: Default::default(),
+            dst_lt8: Default::default(),
+            dst_left_new: Default::default(),
             pay_valid: Default::default(),
             pay_data: Default::default(),
             pay_nb: Default::default(),
@@ -184,6 +196,9 @@ impl Logic for Mover {
             have_prev,
             prev,
             pay_left,
+            pay_lt8,
+            pay_nz,
+            dst_lt8,
             pay_valid,
             pay_data,
             pay_nb,
@@ -250,7 +265,9 @@ impl Logic for Mover {
         }
         // ---- source realigner -------------------------------------------
         self.nb.next = 8.into();
-        if self.pay_left.q.val() < 8 {
+        self.pay_left_new.next = self.pay_left.q.val();
+        self.dst_left_new.next = self.dst_left.q.val();
+        if self.pay_lt8.q.val() {
             self.nb.next = self.pay_left.q.val().get_bits::<4>(0);
         }
         self.need_next.next = (bit_cast::<7, 4>(self.nb.val()) + (self.sbits.q.val() >> 3)) > 8;
@@ -259,14 +276,15 @@ impl Logic for Mover {
         if self.pay_take.val() {
             self.pay_valid.d.next = false;
         }
-        if self.running.q.val() & self.pay_left.q.val().any() {
+        if self.running.q.val() & self.pay_nz.q.val() {
             if !self.sbits.q.val().any() {
                 if !self.fifo.empty.val() & self.pay_free.val() {
                     self.pop.next = true;
                     self.pay_data.d.next = self.fifo.data_out.val();
                     self.pay_valid.d.next = true;
                     self.pay_nb.d.next = self.nb.val();
-                    self.pay_left.d.next = self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
+                    self.pay_left_new.next =
+                        self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
                 }
             } else if !self.have_prev.q.val() {
                 if !self.fifo.empty.val() {
@@ -282,13 +300,14 @@ impl Logic for Mover {
                         | (self.fifo.data_out.val() << self.sbits_inv.q.val());
                     self.pay_valid.d.next = true;
                     self.pay_nb.d.next = self.nb.val();
-                    self.pay_left.d.next = self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
+                    self.pay_left_new.next =
+                        self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
                 }
             } else if self.pay_free.val() {
                 self.pay_data.d.next = self.prev.q.val() >> self.sbits.q.val();
                 self.pay_valid.d.next = true;
                 self.pay_nb.d.next = self.nb.val();
-                self.pay_left.d.next = self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
+                self.pay_left_new.next = self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
                 self.have_prev.d.next = false;
             }
         }
@@ -308,7 +327,7 @@ impl Logic for Mover {
         self.flush.next = self.running.q.val()
             & self.has_dst_q.q.val()
             & !self.pay_valid.q.val()
-            & !self.pay_left.q.val().any()
+            & !self.pay_nz.q.val()
             & self.dst_left.q.val().any()
             & self.cmd_free.val();
         self.start_lane.next = 0.into();
@@ -320,7 +339,7 @@ impl Logic for Mover {
             self.room.next = 8.into();
         }
         self.count.next = self.room.val();
-        if self.dst_left.q.val() < bit_cast::<32, 4>(self.room.val()) {
+        if self.dst_lt8.q.val() & (self.dst_left.q.val().get_bits::<4>(0) < self.room.val()) {
             self.count.next = self.dst_left.q.val().get_bits::<4>(0);
         }
         self.strb_wide.next =
@@ -330,7 +349,7 @@ impl Logic for Mover {
             self.cmd_addr.d.next = self.dst_word.q.val();
             self.dst_word.d.next = self.dst_word.q.val() + 8;
             self.cmd_strb.d.next = self.strb_wide.val().get_bits::<8>(0);
-            self.dst_left.d.next = self.dst_left.q.val() - bit_cast::<32, 4>(self.count.val());
+            self.dst_left_new.next = self.dst_left.q.val() - bit_cast::<32, 4>(self.count.val());
             self.dst_first.d.next = false;
             if self.flush.val() {
                 self.cmd_data.d.next = self.carry.q.val();
@@ -358,7 +377,7 @@ impl Logic for Mover {
         if self.running.q.val()
             & !self.rd_left.q.val().any()
             & !self.inflight.q.val().any()
-            & !self.pay_left.q.val().any()
+            & !self.pay_nz.q.val()
             & !self.pay_valid.q.val()
             & !self.cmd_v.q.val()
             & !self.dst_left.q.val().any()
@@ -383,16 +402,16 @@ impl Logic for Mover {
             self.sbits_inv.d.next =
                 self.c64.val() - (bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3);
             self.have_prev.d.next = false;
-            self.pay_left.d.next = self.len.val();
+            self.pay_left_new.next = self.len.val();
             self.pay_valid.d.next = false;
             self.dbits.d.next = bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3;
             self.dbits_inv.d.next =
                 self.c64.val() - (bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3);
             self.dshift.d.next = bit_cast::<4, 3>(self.dst_addr.val().get_bits::<3>(0));
             self.dst_first.d.next = true;
-            self.dst_left.d.next = 0.into();
+            self.dst_left_new.next = 0.into();
             if self.has_dst.val() {
-                self.dst_left.d.next = self.len.val();
+                self.dst_left_new.next = self.len.val();
             }
             self.dst_word.d.next = (self.dst_addr.val() >> 3) << 3;
             self.carry.d.next = 0.into();
@@ -407,8 +426,13 @@ impl Logic for Mover {
             self.inflight.d.next = 0.into();
             self.wr_inflight.d.next = 0.into();
             self.rd_left.d.next = 0.into();
-            self.pay_left.d.next = 0.into();
-            self.dst_left.d.next = 0.into();
+            self.pay_left_new.next = 0.into();
+            self.dst_left_new.next = 0.into();
         }
+        self.pay_left.d.next = self.pay_left_new.val();
+        self.pay_lt8.d.next = self.pay_left_new.val() < 8;
+        self.pay_nz.d.next = self.pay_left_new.val().any();
+        self.dst_left.d.next = self.dst_left_new.val();
+        self.dst_lt8.d.next = self.dst_left_new.val() < 8;
     }
 }
