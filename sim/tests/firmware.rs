@@ -22,6 +22,13 @@ fn client(card: &InProcessCard) -> Client<Box<dyn CardIo>> {
     Client::open(io, Duration::from_secs(30)).unwrap()
 }
 
+/// The mailbox's current challenge, for signing a hand-made request.
+fn challenge(fw: &mut Client<Box<dyn CardIo>>) -> u64 {
+    use hitless_hdl::contract::mbox::{MB_NONCE_HI, MB_NONCE_LO};
+    let io = fw.io();
+    io.read32(MB_NONCE_LO).unwrap() as u64 | (io.read32(MB_NONCE_HI).unwrap() as u64) << 32
+}
+
 fn code(e: Error) -> Code {
     match e {
         Error::Firmware { code, .. } => code,
@@ -187,7 +194,7 @@ fn credentials_and_bad_requests() {
     use hitless_firmware::auth;
     use hitless_firmware::msg::{kind, tag};
     use hitless_firmware::tlv::Builder;
-    use hitless_hdl::contract::{mbox, MAX_MESSAGE};
+    use hitless_hdl::contract::MAX_MESSAGE;
 
     let dir = temp("auth");
     let card = InProcessCard::start(&dir).unwrap();
@@ -208,11 +215,7 @@ fn credentials_and_bad_requests() {
 
     // A correctly signed request works once; replayed, it is refused (the
     // challenge changed).
-    let nonce = {
-        let io = fw.io();
-        io.read32(mbox::MB_NONCE_LO).unwrap() as u64
-            | (io.read32(mbox::MB_NONCE_HI).unwrap() as u64) << 32
-    };
+    let nonce = challenge(&mut fw);
     let list = auth::sign(
         Builder::new(kind::LIST).u32(tag::HANDLE, s.handle).finish(),
         &secret,
@@ -245,11 +248,7 @@ fn credentials_and_bad_requests() {
         .bytes(999, b"newer sender")
         .finish();
     assert_eq!(fw.raw(&extra).unwrap().0, Code::Ok);
-    let nonce = {
-        let io = fw.io();
-        io.read32(mbox::MB_NONCE_LO).unwrap() as u64
-            | (io.read32(mbox::MB_NONCE_HI).unwrap() as u64) << 32
-    };
+    let nonce = challenge(&mut fw);
     let unknown = auth::sign(
         Builder::new(0x55).u32(tag::HANDLE, s.handle).finish(),
         &secret,
@@ -260,11 +259,7 @@ fn credentials_and_bad_requests() {
     // A STORE whose data does not match its CRC is refused by the
     // controller's datapath check; the old set stays.
     fw.store(&s, 0, 0, 0, false, b"original").unwrap();
-    let nonce = {
-        let io = fw.io();
-        io.read32(mbox::MB_NONCE_LO).unwrap() as u64
-            | (io.read32(mbox::MB_NONCE_HI).unwrap() as u64) << 32
-    };
+    let nonce = challenge(&mut fw);
     let lying = auth::sign(
         Builder::new(kind::STORE)
             .u32(tag::HANDLE, s.handle)
@@ -278,11 +273,7 @@ fn credentials_and_bad_requests() {
     assert_eq!(fw.raw(&lying).unwrap().0, Code::Invalid);
     assert_eq!(fw.restore(&s, 0).unwrap().1, b"original");
     // A data buffer outside the host's DMA mappings.
-    let nonce = {
-        let io = fw.io();
-        io.read32(mbox::MB_NONCE_LO).unwrap() as u64
-            | (io.read32(mbox::MB_NONCE_HI).unwrap() as u64) << 32
-    };
+    let nonce = challenge(&mut fw);
     let stray = auth::sign(
         Builder::new(kind::LOG_APPEND)
             .u32(tag::HANDLE, s.handle)
