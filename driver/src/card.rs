@@ -5,7 +5,7 @@ use crate::dma::{DmaAllocator, DmaBuf};
 use crate::error::{Error, Result};
 use crate::io::CardIo;
 use hitless_hdl::contract::{
-    self, ctrl, flags, irq, make_key, reg, status, tier_state, BootResult, Completion, Descriptor,
+    self, ctrl, flags, irq, reg, status, tier_state, BootResult, Completion, Descriptor,
     NvGeometry, Opcode, Status, CPL_BYTES, DESC_BYTES, MAX_TRANSFER,
 };
 use std::collections::HashMap;
@@ -274,14 +274,8 @@ impl<T: CardIo> Card<T> {
         if index >= contract::PT_ENTRIES {
             return Err(Error::InvalidArgument(format!("protection entry {index}")));
         }
-        let key = make_key(index, tag);
-        self.io.write32(reg::PT_INDEX, index)?;
-        self.io.write32(reg::PT_KEY_TAG, key)?;
-        self.io.write32(reg::PT_BASE, base)?;
-        self.io.write32(reg::PT_LEN, len)?;
-        self.io.write32(reg::PT_PERM, perm)?;
-        self.io.write32(reg::PT_COMMIT, 1)?;
-        Ok(key)
+        let io = &mut self.io;
+        contract::program_protection_entry(|r, v| io.write32(r, v), index, tag, base, len, perm)
     }
 
     /// Queue descriptors; returns their ring indices (matched by the

@@ -28,8 +28,8 @@ use crate::msg::{self, flags, kind, tag, Code, LogInfo, SetInfo, TierSel};
 use crate::records::{align8, head_len, plan, Entry, SetKey, Step, Table, HEADER};
 use crate::tlv::{Builder, Message};
 use hitless_hdl::contract::{
-    self, crc32c, flags as dflags, make_key, perm, reg, tier_state, BootResult, Completion,
-    Descriptor, NvGeometry, Opcode, Status, MAX_TRANSFER, PT_ENTRIES,
+    self, crc32c, flags as dflags, perm, reg, tier_state, BootResult, Completion, Descriptor,
+    NvGeometry, Opcode, Status, MAX_TRANSFER, PT_ENTRIES,
 };
 use hitless_hdl::model::parse_log;
 use rand::{Rng, RngCore, SeedableRng};
@@ -1366,13 +1366,12 @@ fn program<C: Controller>(
     len: u32,
     perms: u32,
 ) -> Result<u32, FirmwareError> {
-    let key = make_key(index, tag_bits);
-    let c = FirmwareError::Controller;
-    ctl.write32(reg::PT_INDEX, index).map_err(c)?;
-    ctl.write32(reg::PT_KEY_TAG, key).map_err(c)?;
-    ctl.write32(reg::PT_BASE, base).map_err(c)?;
-    ctl.write32(reg::PT_LEN, len).map_err(c)?;
-    ctl.write32(reg::PT_PERM, perms).map_err(c)?;
-    ctl.write32(reg::PT_COMMIT, 1).map_err(c)?;
-    Ok(key)
+    contract::program_protection_entry(
+        |r, v| ctl.write32(r, v).map_err(FirmwareError::Controller),
+        index,
+        tag_bits,
+        base,
+        len,
+        perms,
+    )
 }

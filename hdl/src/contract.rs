@@ -713,6 +713,28 @@ pub fn make_key(index: u32, tag: u32) -> u32 {
     (tag << PT_INDEX_BITS) | (index & (PT_ENTRIES - 1))
 }
 
+/// Program protection entry `index` through `write32(register, value)`:
+/// the one register sequence (select, key tag, window, permissions, then
+/// the commit strobe that makes it live) every software layer uses.
+/// Returns the entry's key.
+pub fn program_protection_entry<E>(
+    mut write32: impl FnMut(u32, u32) -> Result<(), E>,
+    index: u32,
+    tag: u32,
+    base: u32,
+    len: u32,
+    perm: u32,
+) -> Result<u32, E> {
+    let key = make_key(index, tag);
+    write32(reg::PT_INDEX, index)?;
+    write32(reg::PT_KEY_TAG, key)?;
+    write32(reg::PT_BASE, base)?;
+    write32(reg::PT_LEN, len)?;
+    write32(reg::PT_PERM, perm)?;
+    write32(reg::PT_COMMIT, 1)?;
+    Ok(key)
+}
+
 // ---------------------------------------------------------------------------
 // NV layout (identical in both tiers)
 // ---------------------------------------------------------------------------

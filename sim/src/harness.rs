@@ -3,7 +3,7 @@
 //! (The production driver lives in the `driver` crate.)
 
 use crate::card::{SimCard, SimError};
-use hitless_hdl::contract::{ctrl, make_key, reg, Completion, Descriptor, CPL_BYTES, DESC_BYTES};
+use hitless_hdl::contract::{ctrl, reg, Completion, Descriptor, CPL_BYTES, DESC_BYTES};
 
 /// Host address of the descriptor ring.
 pub const DQ_ADDR: u64 = 0x1000_0000;
@@ -112,12 +112,12 @@ pub fn program_entry(
     len: u32,
     perm: u32,
 ) -> Result<u32, SimError> {
-    let key = make_key(index, tag);
-    card.write_reg(reg::PT_INDEX, index)?;
-    card.write_reg(reg::PT_KEY_TAG, key)?;
-    card.write_reg(reg::PT_BASE, base)?;
-    card.write_reg(reg::PT_LEN, len)?;
-    card.write_reg(reg::PT_PERM, perm)?;
-    card.write_reg(reg::PT_COMMIT, 1)?;
-    Ok(key)
+    hitless_hdl::contract::program_protection_entry(
+        |r, v| card.write_reg(r, v),
+        index,
+        tag,
+        base,
+        len,
+        perm,
+    )
 }
