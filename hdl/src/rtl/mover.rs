@@ -70,9 +70,6 @@ pub struct Mover {
     // on the realigner's critical path).
     pay_lt8: DFF<Bit>,
     pay_nz: DFF<Bit>,
-    // The realigner needs the next FIFO word for this payload word
-    // (nb + source offset > 8), registered from the new counts.
-    need_q: DFF<Bit>,
     pay_valid: DFF<Bit>,
     pay_data: DFF<Bits<64>>,
     pay_nb: DFF<Bits<4>>,
@@ -94,8 +91,7 @@ pub struct Mover {
     pay_left_new: Signal<Local, Bits<32>>,
     dst_left_new: Signal<Local, Bits<32>>,
     nb: Signal<Local, Bits<4>>,
-    sbits_new: Signal<Local, Bits<7>>,
-    nb_new: Signal<Local, Bits<4>>,
+    need_next: Signal<Local, Bit>,
     pay_free: Signal<Local, Bit>,
     pay_take: Signal<Local, Bit>,
     pop: Signal<Local, Bit>,
@@ -164,9 +160,7 @@ impl Default for Mover {
             cmd_strb: Default::default(),
             wr_inflight: Default::default(),
             nb: Default::default(),
-            sbits_new: Default::default(),
-            nb_new: Default::default(),
-            need_q: Default::default(),
+            need_next: Default::default(),
             pay_free: Default::default(),
             pay_take: Default::default(),
             pop: Default::default(),
@@ -204,7 +198,6 @@ impl Logic for Mover {
             pay_left,
             pay_lt8,
             pay_nz,
-            need_q,
             dst_lt8,
             pay_valid,
             pay_data,
@@ -273,11 +266,11 @@ impl Logic for Mover {
         // ---- source realigner -------------------------------------------
         self.nb.next = 8.into();
         self.pay_left_new.next = self.pay_left.q.val();
-        self.sbits_new.next = self.sbits.q.val();
         self.dst_left_new.next = self.dst_left.q.val();
         if self.pay_lt8.q.val() {
             self.nb.next = self.pay_left.q.val().get_bits::<4>(0);
         }
+        self.need_next.next = (bit_cast::<7, 4>(self.nb.val()) + (self.sbits.q.val() >> 3)) > 8;
         self.pop.next = false;
         self.pay_free.next = !self.pay_valid.q.val() | self.pay_take.val();
         if self.pay_take.val() {
@@ -299,7 +292,7 @@ impl Logic for Mover {
                     self.prev.d.next = self.fifo.data_out.val();
                     self.have_prev.d.next = true;
                 }
-            } else if self.need_q.q.val() {
+            } else if self.need_next.val() {
                 if !self.fifo.empty.val() & self.pay_free.val() {
                     self.pop.next = true;
                     self.prev.d.next = self.fifo.data_out.val();
@@ -405,7 +398,7 @@ impl Logic for Mover {
                         >> 3;
             }
             self.inflight.d.next = 0.into();
-            self.sbits_new.next = bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3;
+            self.sbits.d.next = bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3;
             self.sbits_inv.d.next =
                 self.c64.val() - (bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3);
             self.have_prev.d.next = false;
@@ -437,13 +430,6 @@ impl Logic for Mover {
             self.dst_left_new.next = 0.into();
         }
         self.pay_left.d.next = self.pay_left_new.val();
-        self.sbits.d.next = self.sbits_new.val();
-        self.nb_new.next = 8.into();
-        if self.pay_left_new.val() < 8 {
-            self.nb_new.next = self.pay_left_new.val().get_bits::<4>(0);
-        }
-        self.need_q.d.next =
-            (bit_cast::<7, 4>(self.nb_new.val()) + (self.sbits_new.val() >> 3)) > 8;
         self.pay_lt8.d.next = self.pay_left_new.val() < 8;
         self.pay_nz.d.next = self.pay_left_new.val().any();
         self.dst_left.d.next = self.dst_left_new.val();
