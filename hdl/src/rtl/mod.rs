@@ -259,7 +259,7 @@ mod tests {
                 }
                 x.up.cmd_valid.next = offered.is_some();
                 let v = offered.unwrap_or(0);
-                x.up.cmd_write.next = v % 3 == 0;
+                x.up.cmd_write.next = v.is_multiple_of(3);
                 x.up.cmd_addr.next = ((v * 8) as u32 as u64).into();
                 x.up.cmd_wdata.next = v.wrapping_mul(0x9E37_79B9_7F4A_7C15).into();
                 x.up.cmd_wstrb.next = ((v % 255) + 1).into();
@@ -286,7 +286,7 @@ mod tests {
                         Bits::<64>::from(v.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
                         x
                     );
-                    sim_assert_eq!(sim, x.down.cmd_write.val(), v % 3 == 0, x);
+                    sim_assert_eq!(sim, x.down.cmd_write.val(), v.is_multiple_of(3), x);
                     got += 1;
                 }
                 // The response given last cycle appears now.
