@@ -253,7 +253,6 @@ pub struct HitlessController {
     eng_ack: Signal<Local, Bit>,
     sbword: Signal<Local, Bits<64>>,
     sb_sel: Signal<Local, Bit>,
-    widx: Signal<Local, Bits<3>>,
     ws: Signal<Local, Bits<64>>,
     scan_len: Signal<Local, Bits<32>>,
     scan_crc: Signal<Local, Bits<32>>,
@@ -573,7 +572,6 @@ impl HitlessController {
             eng_ack: Default::default(),
             sbword: Default::default(),
             sb_sel: Default::default(),
-            widx: Default::default(),
             ws: Default::default(),
             scan_len: Default::default(),
             scan_crc: Default::default(),
@@ -1216,26 +1214,25 @@ impl Logic for HitlessController {
         // selected only while committing so nothing wide is built per cycle.
         self.sb_sel.next =
             (self.phase.q.val() == Phase::CommitCrc) | (self.phase.q.val() == Phase::CommitWrite);
-        self.widx.next = self.sb_idx.q.val();
         self.sbword.next = 0.into();
         if self.sb_sel.val() {
-            if self.widx.val() == 0 {
+            if self.sb_idx.q.val() == 0 {
                 self.sbword.next = self.k_magic.val();
-            } else if self.widx.val() == 1 {
+            } else if self.sb_idx.q.val() == 1 {
                 self.sbword.next = self.nsb_seq.val();
-            } else if self.widx.val() == 2 {
+            } else if self.sb_idx.q.val() == 2 {
                 self.sbword.next = bit_cast::<64, 1>(self.nsb.q.val().active.into())
                     | (bit_cast::<64, 8>(self.k_layout.val()) << 8);
-            } else if self.widx.val() == 3 {
+            } else if self.sb_idx.q.val() == 3 {
                 self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().len_a)
                     | (bit_cast::<64, 32>(self.nsb.q.val().crc_a) << 32);
-            } else if self.widx.val() == 4 {
+            } else if self.sb_idx.q.val() == 4 {
                 self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().len_b)
                     | (bit_cast::<64, 32>(self.nsb.q.val().crc_b) << 32);
-            } else if self.widx.val() == 5 {
+            } else if self.sb_idx.q.val() == 5 {
                 self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().log_head)
                     | (bit_cast::<64, 32>(self.nsb.q.val().log_tail) << 32);
-            } else if self.widx.val() == 6 {
+            } else if self.sb_idx.q.val() == 6 {
                 self.sbword.next = self.nsb.q.val().log_seq;
             } else {
                 self.sbword.next = bit_cast::<64, 32>(self.crc0.q.val());
