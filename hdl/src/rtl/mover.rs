@@ -24,7 +24,9 @@ pub struct Mover {
     pub clock: Signal<In, Clock>,
     /// Synchronous reset, active high.
     pub reset: Signal<In, Bit>,
-    /// Start a transfer with the parameters below (ignored while busy).
+    /// Start a transfer with the parameters below (ignored while busy). The
+    /// parameters are sampled the cycle after `start`, so they must be held
+    /// for it; `busy` is high from that cycle on.
     pub start: Signal<In, Bit>,
     /// Source byte address (any alignment).
     pub src_addr: Signal<In, Bits<64>>,
@@ -34,7 +36,7 @@ pub struct Mover {
     pub len: Signal<In, Bits<32>>,
     /// Write the data to `dst`; without it the transfer is a CRC scan.
     pub has_dst: Signal<In, Bit>,
-    /// A transfer is running.
+    /// A transfer is starting or running.
     pub busy: Signal<Out, Bit>,
     /// CRC-32C of the data of the last transfer (valid when not busy), or
     /// of the `ext_*` words (valid when `crc_idle`).
@@ -56,6 +58,20 @@ pub struct Mover {
     fifo: SynchronousFIFO<Bits<64>, 9, 10, 1>,
     running: DFF<Bit>,
     has_dst_q: DFF<Bit>,
+    // `start`, registered: the transfer begins the cycle after it, from the
+    // parameter inputs (held by the controller), so the controller's phase
+    // decode does not reach the mover's counters in one cycle.
+    start_q: DFF<Bit>,
+    // Head buffer: up to two words taken from the FIFO by a rule that only
+    // looks at registers (`head_cnt`, the FIFO's own state), so the
+    // realigner's consume decision (`pop`) never reaches the FIFO's read
+    // pointer or block RAM address in the same cycle.
+    head0: DFF<Bits<64>>,
+    head1: DFF<Bits<64>>,
+    head_cnt: DFF<Bits<2>>,
+    // `pop` while running, registered: the read credit is returned a cycle
+    // late (conservative), which keeps `pop` off the `inflight` adder.
+    pop_q: DFF<Bit>,
     // read side
     rd_addr: DFF<Bits<64>>,
     rd_left: DFF<Bits<32>>,
@@ -65,21 +81,29 @@ pub struct Mover {
     sbits_inv: DFF<Bits<7>>,
     have_prev: DFF<Bit>,
     prev: DFF<Bits<64>>,
-    pay_left: DFF<Bits<32>>,
-    // pay_left < 8 and pay_left != 0, registered with it (the compares were
-    // on the realigner's critical path).
-    pay_lt8: DFF<Bit>,
-    pay_nz: DFF<Bit>,
+    // Payload still to produce: full 8-byte words minus one (two's
+    // complement, so bit 29 set means no full word is left: the sign is a
+    // register, not a compare after the decrement) and the bytes of the
+    // final short word.
+    pay_words: DFF<Bits<30>>,
+    pay_tail: DFF<Bits<3>>,
+    // The final short word spans two source words (its bytes plus the
+    // source offset exceed 8): fixed per transfer, so computed at start.
+    tail_split: DFF<Bit>,
     pay_valid: DFF<Bit>,
     pay_data: DFF<Bits<64>>,
     pay_nb: DFF<Bits<4>>,
     // destination realigner
     dbits: DFF<Bits<7>>,
     dbits_inv: DFF<Bits<7>>,
-    dshift: DFF<Bits<4>>,
     dst_first: DFF<Bit>,
-    dst_left: DFF<Bits<32>>,
-    dst_lt8: DFF<Bit>,
+    // Destination words still to write: words minus two (two's complement,
+    // so bit 30 set means this is the last one) and whether any is left;
+    // the byte strobes of the first and the last word, computed at start.
+    dst_words: DFF<Bits<31>>,
+    dst_nz: DFF<Bit>,
+    first_strb: DFF<Bits<8>>,
+    last_strb: DFF<Bits<8>>,
     dst_word: DFF<Bits<64>>,
     carry: DFF<Bits<64>>,
     cmd_v: DFF<Bit>,
@@ -88,23 +112,28 @@ pub struct Mover {
     cmd_strb: DFF<Bits<8>>,
     wr_inflight: DFF<Bits<10>>,
     // combinational helpers
-    pay_left_new: Signal<Local, Bits<32>>,
-    dst_left_new: Signal<Local, Bits<32>>,
+    pay_lt8: Signal<Local, Bit>,
+    pay_nz: Signal<Local, Bit>,
+    pay_step: Signal<Local, Bit>,
+    dst_sum: Signal<Local, Bits<34>>,
+    dst_end: Signal<Local, Bits<3>>,
+    dst_last: Signal<Local, Bit>,
     nb: Signal<Local, Bits<4>>,
     need_next: Signal<Local, Bit>,
     pay_free: Signal<Local, Bit>,
     pay_take: Signal<Local, Bit>,
     pop: Signal<Local, Bit>,
+    fill: Signal<Local, Bit>,
+    head_v: Signal<Local, Bit>,
     cmd_free: Signal<Local, Bit>,
     src_fire: Signal<Local, Bit>,
     dst_fire: Signal<Local, Bit>,
     dst_ack: Signal<Local, Bit>,
-    start_lane: Signal<Local, Bits<4>>,
-    room: Signal<Local, Bits<4>>,
-    count: Signal<Local, Bits<4>>,
-    strb_wide: Signal<Local, Bits<16>>,
+    strb: Signal<Local, Bits<8>>,
     flush: Signal<Local, Bit>,
-    one16: Constant<Bits<16>>,
+    neg32: Constant<Bits<34>>,
+    ff8: Constant<Bits<8>>,
+    one8: Constant<Bits<8>>,
     limit: Constant<Bits<10>>,
     c64: Constant<Bits<7>>,
 }
@@ -131,6 +160,11 @@ impl Default for Mover {
             fifo: Default::default(),
             running: Default::default(),
             has_dst_q: Default::default(),
+            start_q: Default::default(),
+            head0: Default::default(),
+            head1: Default::default(),
+            head_cnt: Default::default(),
+            pop_q: Default::default(),
             rd_addr: Default::default(),
             rd_left: Default::default(),
             inflight: Default::default(),
@@ -138,20 +172,25 @@ impl Default for Mover {
             sbits_inv: Default::default(),
             have_prev: Default::default(),
             prev: Default::default(),
-            pay_left: Default::default(),
+            pay_words: Default::default(),
+            pay_tail: Default::default(),
+            tail_split: Default::default(),
             pay_lt8: Default::default(),
             pay_nz: Default::default(),
-            pay_left_new: Default::default(),
-            dst_lt8: Default::default(),
-            dst_left_new: Default::default(),
+            pay_step: Default::default(),
+            dst_words: Default::default(),
+            dst_nz: Default::default(),
+            first_strb: Default::default(),
+            last_strb: Default::default(),
+            dst_sum: Default::default(),
+            dst_end: Default::default(),
+            dst_last: Default::default(),
             pay_valid: Default::default(),
             pay_data: Default::default(),
             pay_nb: Default::default(),
             dbits: Default::default(),
             dbits_inv: Default::default(),
-            dshift: Default::default(),
             dst_first: Default::default(),
-            dst_left: Default::default(),
             dst_word: Default::default(),
             carry: Default::default(),
             cmd_v: Default::default(),
@@ -164,16 +203,17 @@ impl Default for Mover {
             pay_free: Default::default(),
             pay_take: Default::default(),
             pop: Default::default(),
+            fill: Default::default(),
+            head_v: Default::default(),
             cmd_free: Default::default(),
             src_fire: Default::default(),
             dst_fire: Default::default(),
             dst_ack: Default::default(),
-            start_lane: Default::default(),
-            room: Default::default(),
-            count: Default::default(),
-            strb_wide: Default::default(),
+            strb: Default::default(),
             flush: Default::default(),
-            one16: Constant::new(1.into()),
+            neg32: Constant::new(0x3_FFFF_FFE0_u64.into()),
+            ff8: Constant::new(0xFF.into()),
+            one8: Constant::new(1.into()),
             limit: Constant::new(INFLIGHT_LIMIT.into()),
             c64: Constant::new(64.into()),
         }
@@ -188,6 +228,11 @@ impl Logic for Mover {
             clock,
             running,
             has_dst_q,
+            start_q,
+            head0,
+            head1,
+            head_cnt,
+            pop_q,
             rd_addr,
             rd_left,
             inflight,
@@ -195,18 +240,19 @@ impl Logic for Mover {
             sbits_inv,
             have_prev,
             prev,
-            pay_left,
-            pay_lt8,
-            pay_nz,
-            dst_lt8,
+            pay_words,
+            pay_tail,
+            tail_split,
             pay_valid,
             pay_data,
             pay_nb,
             dbits,
             dbits_inv,
-            dshift,
             dst_first,
-            dst_left,
+            dst_words,
+            dst_nz,
+            first_strb,
+            last_strb,
             dst_word,
             carry,
             cmd_v,
@@ -216,7 +262,7 @@ impl Logic for Mover {
             wr_inflight
         );
         clock!(self, clock, crc_unit, fifo);
-        self.busy.next = self.running.q.val();
+        self.busy.next = self.running.q.val() | self.start_q.q.val();
         self.crc.next = self.crc_unit.crc.val();
         self.crc_idle.next = self.crc_unit.idle.val() & !self.running.q.val();
 
@@ -264,62 +310,90 @@ impl Logic for Mover {
             }
         }
         // ---- source realigner -------------------------------------------
+        self.head_v.next = self.head_cnt.q.val().any();
         self.nb.next = 8.into();
-        self.pay_left_new.next = self.pay_left.q.val();
-        self.dst_left_new.next = self.dst_left.q.val();
-        if self.pay_lt8.q.val() {
-            self.nb.next = self.pay_left.q.val().get_bits::<4>(0);
+        self.pay_lt8.next = self.pay_words.q.val().get_bit(29);
+        self.pay_nz.next = !self.pay_lt8.val() | self.pay_tail.q.val().any();
+        self.pay_step.next = false;
+        if self.pay_lt8.val() {
+            self.nb.next = bit_cast::<4, 3>(self.pay_tail.q.val());
         }
-        self.need_next.next = (bit_cast::<7, 4>(self.nb.val()) + (self.sbits.q.val() >> 3)) > 8;
+        // A word of 8 bytes at a nonzero source offset always spans two
+        // source words; the final short word does when `tail_split`.
+        self.need_next.next = !self.pay_lt8.val() | self.tail_split.q.val();
         self.pop.next = false;
         self.pay_free.next = !self.pay_valid.q.val() | self.pay_take.val();
         if self.pay_take.val() {
             self.pay_valid.d.next = false;
         }
-        if self.running.q.val() & self.pay_nz.q.val() {
+        if self.running.q.val() & self.pay_nz.val() {
             if !self.sbits.q.val().any() {
-                if !self.fifo.empty.val() & self.pay_free.val() {
+                if self.head_v.val() & self.pay_free.val() {
                     self.pop.next = true;
-                    self.pay_data.d.next = self.fifo.data_out.val();
+                    self.pay_data.d.next = self.head0.q.val();
                     self.pay_valid.d.next = true;
                     self.pay_nb.d.next = self.nb.val();
-                    self.pay_left_new.next =
-                        self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
+                    self.pay_step.next = true;
                 }
             } else if !self.have_prev.q.val() {
-                if !self.fifo.empty.val() {
+                if self.head_v.val() {
                     self.pop.next = true;
-                    self.prev.d.next = self.fifo.data_out.val();
+                    self.prev.d.next = self.head0.q.val();
                     self.have_prev.d.next = true;
                 }
             } else if self.need_next.val() {
-                if !self.fifo.empty.val() & self.pay_free.val() {
+                if self.head_v.val() & self.pay_free.val() {
                     self.pop.next = true;
-                    self.prev.d.next = self.fifo.data_out.val();
+                    self.prev.d.next = self.head0.q.val();
                     self.pay_data.d.next = (self.prev.q.val() >> self.sbits.q.val())
-                        | (self.fifo.data_out.val() << self.sbits_inv.q.val());
+                        | (self.head0.q.val() << self.sbits_inv.q.val());
                     self.pay_valid.d.next = true;
                     self.pay_nb.d.next = self.nb.val();
-                    self.pay_left_new.next =
-                        self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
+                    self.pay_step.next = true;
                 }
             } else if self.pay_free.val() {
                 self.pay_data.d.next = self.prev.q.val() >> self.sbits.q.val();
                 self.pay_valid.d.next = true;
                 self.pay_nb.d.next = self.nb.val();
-                self.pay_left_new.next = self.pay_left.q.val() - bit_cast::<32, 4>(self.nb.val());
+                self.pay_step.next = true;
                 self.have_prev.d.next = false;
+            }
+        }
+        if self.pay_step.val() {
+            if self.pay_lt8.val() {
+                self.pay_tail.d.next = 0.into();
+            } else {
+                self.pay_words.d.next = self.pay_words.q.val() - 1;
             }
         }
         // Outside a transfer the FIFO holds nothing useful (e.g. after a
         // reset mid-transfer): drain it.
-        if !self.running.q.val() & !self.fifo.empty.val() {
+        if !self.running.q.val() & self.head_v.val() {
             self.pop.next = true;
         }
-        self.fifo.read.next = self.pop.val();
-        if self.src_fire.val() & !(self.pop.val() & self.running.q.val()) {
+        // Head buffer: fill from the FIFO while it has a free entry (by its
+        // registered count alone), consume on `pop`.
+        self.fill.next = !self.fifo.empty.val() & !self.head_cnt.q.val().get_bit(1);
+        self.fifo.read.next = self.fill.val();
+        if self.fill.val() & !self.pop.val() {
+            if self.head_cnt.q.val().any() {
+                self.head1.d.next = self.fifo.data_out.val();
+            } else {
+                self.head0.d.next = self.fifo.data_out.val();
+            }
+            self.head_cnt.d.next = self.head_cnt.q.val() + 1;
+        } else if !self.fill.val() & self.pop.val() {
+            self.head0.d.next = self.head1.q.val();
+            self.head_cnt.d.next = self.head_cnt.q.val() - 1;
+        } else if self.fill.val() & self.pop.val() {
+            // Only with one word held (`fill` needs a free entry, `pop` a
+            // held one): the new word replaces it.
+            self.head0.d.next = self.fifo.data_out.val();
+        }
+        self.pop_q.d.next = self.pop.val() & self.running.q.val();
+        if self.src_fire.val() & !self.pop_q.q.val() {
             self.inflight.d.next = self.inflight.q.val() + 1;
-        } else if !self.src_fire.val() & self.pop.val() & self.running.q.val() {
+        } else if !self.src_fire.val() & self.pop_q.q.val() & self.inflight.q.val().any() {
             self.inflight.d.next = self.inflight.q.val() - 1;
         }
 
@@ -327,29 +401,27 @@ impl Logic for Mover {
         self.flush.next = self.running.q.val()
             & self.has_dst_q.q.val()
             & !self.pay_valid.q.val()
-            & !self.pay_nz.q.val()
-            & self.dst_left.q.val().any()
+            & !self.pay_nz.val()
+            & self.dst_nz.q.val()
             & self.cmd_free.val();
-        self.start_lane.next = 0.into();
+        self.dst_last.next = self.dst_words.q.val().get_bit(30);
+        self.strb.next = 0xFF.into();
         if self.dst_first.q.val() {
-            self.start_lane.next = self.dshift.q.val();
+            self.strb.next = self.first_strb.q.val();
         }
-        self.room.next = bit_cast::<4, 7>(self.dbits_inv.q.val() >> 3);
-        if !self.dst_first.q.val() {
-            self.room.next = 8.into();
+        if self.dst_last.val() {
+            self.strb.next = self.strb.val() & self.last_strb.q.val();
         }
-        self.count.next = self.room.val();
-        if self.dst_lt8.q.val() & (self.dst_left.q.val().get_bits::<4>(0) < self.room.val()) {
-            self.count.next = self.dst_left.q.val().get_bits::<4>(0);
-        }
-        self.strb_wide.next =
-            ((self.one16.val() << self.count.val()) - self.one16.val()) << self.start_lane.val();
         if (self.pay_take.val() & self.has_dst_q.q.val()) | self.flush.val() {
             self.cmd_v.d.next = true;
             self.cmd_addr.d.next = self.dst_word.q.val();
             self.dst_word.d.next = self.dst_word.q.val() + 8;
-            self.cmd_strb.d.next = self.strb_wide.val().get_bits::<8>(0);
-            self.dst_left_new.next = self.dst_left.q.val() - bit_cast::<32, 4>(self.count.val());
+            self.cmd_strb.d.next = self.strb.val();
+            if self.dst_last.val() {
+                self.dst_nz.d.next = false;
+            } else {
+                self.dst_words.d.next = self.dst_words.q.val() - 1;
+            }
             self.dst_first.d.next = false;
             if self.flush.val() {
                 self.cmd_data.d.next = self.carry.q.val();
@@ -377,16 +449,23 @@ impl Logic for Mover {
         if self.running.q.val()
             & !self.rd_left.q.val().any()
             & !self.inflight.q.val().any()
-            & !self.pay_nz.q.val()
+            & !self.pay_nz.val()
             & !self.pay_valid.q.val()
             & !self.cmd_v.q.val()
-            & !self.dst_left.q.val().any()
+            & !self.dst_nz.q.val()
             & !self.wr_inflight.q.val().any()
             & self.crc_unit.idle.val()
         {
             self.running.d.next = false;
         }
-        if self.start.val() & !self.running.q.val() {
+        // Words = ceil((lane + len) / 8); words - 2 = floor((len + lane - 9) / 8),
+        // one carry chain: the addend is lane - 9 sign-extended.
+        self.dst_sum.next = bit_cast::<34, 32>(self.len.val())
+            + (self.neg32.val()
+                | bit_cast::<34, 5>(bit_cast::<5, 3>(self.dst_addr.val().get_bits::<3>(0)) + 23));
+        self.dst_end.next = self.dst_addr.val().get_bits::<3>(0) + self.len.val().get_bits::<3>(0);
+        self.start_q.d.next = self.start.val() & !self.running.q.val() & !self.start_q.q.val();
+        if self.start_q.q.val() {
             self.crc_unit.init.next = true;
             self.running.d.next = true;
             self.has_dst_q.d.next = self.has_dst.val();
@@ -402,37 +481,43 @@ impl Logic for Mover {
             self.sbits_inv.d.next =
                 self.c64.val() - (bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3);
             self.have_prev.d.next = false;
-            self.pay_left_new.next = self.len.val();
+            self.pay_words.d.next = bit_cast::<30, 32>(self.len.val() >> 3) - 1;
+            self.pay_tail.d.next = self.len.val().get_bits::<3>(0);
+            self.tail_split.d.next = (bit_cast::<4, 3>(self.len.val().get_bits::<3>(0))
+                + bit_cast::<4, 3>(self.src_addr.val().get_bits::<3>(0)))
+                > 8;
             self.pay_valid.d.next = false;
             self.dbits.d.next = bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3;
             self.dbits_inv.d.next =
                 self.c64.val() - (bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3);
-            self.dshift.d.next = bit_cast::<4, 3>(self.dst_addr.val().get_bits::<3>(0));
-            self.dst_first.d.next = true;
-            self.dst_left_new.next = 0.into();
-            if self.has_dst.val() {
-                self.dst_left_new.next = self.len.val();
+            self.dst_words.d.next = self.dst_sum.val().get_bits::<31>(3);
+            self.first_strb.d.next = self.ff8.val() << self.dst_addr.val().get_bits::<3>(0);
+            self.last_strb.d.next = self.ff8.val();
+            if self.dst_end.val().any() {
+                self.last_strb.d.next = (self.one8.val() << self.dst_end.val()) - self.one8.val();
             }
+            self.dst_first.d.next = true;
+            self.dst_nz.d.next = self.has_dst.val() & self.len.val().any();
             self.dst_word.d.next = (self.dst_addr.val() >> 3) << 3;
             self.carry.d.next = 0.into();
             self.cmd_v.d.next = false;
             self.wr_inflight.d.next = 0.into();
+            self.pop_q.d.next = false;
         }
         if self.reset.val() {
             self.running.d.next = false;
+            self.start_q.d.next = false;
+            self.head_cnt.d.next = 0.into();
+            self.pop_q.d.next = false;
             self.cmd_v.d.next = false;
             self.pay_valid.d.next = false;
             self.have_prev.d.next = false;
             self.inflight.d.next = 0.into();
             self.wr_inflight.d.next = 0.into();
             self.rd_left.d.next = 0.into();
-            self.pay_left_new.next = 0.into();
-            self.dst_left_new.next = 0.into();
+            self.pay_words.d.next = 0x3FFF_FFFF.into();
+            self.pay_tail.d.next = 0.into();
+            self.dst_nz.d.next = false;
         }
-        self.pay_left.d.next = self.pay_left_new.val();
-        self.pay_lt8.d.next = self.pay_left_new.val() < 8;
-        self.pay_nz.d.next = self.pay_left_new.val().any();
-        self.dst_left.d.next = self.dst_left_new.val();
-        self.dst_lt8.d.next = self.dst_left_new.val() < 8;
     }
 }
