@@ -42,6 +42,7 @@ enum Phase {
     BootCheck,
     BootGo,
     BootWait,
+    BootJudge,
     BootNext,
     Idle,
     Fetch,
@@ -74,6 +75,18 @@ enum Phase {
     CplAck,
     CplDone,
 }
+
+// `op_dec` bit i is opcode i (literals in `update`: hdl_gen takes no paths).
+const _: () = assert!(
+    contract::Opcode::Nop as u8 == 0
+        && contract::Opcode::Write as u8 == 1
+        && contract::Opcode::Read as u8 == 2
+        && contract::Opcode::Validate as u8 == 3
+        && contract::Opcode::Copy as u8 == 4
+        && contract::Opcode::Flip as u8 == 5
+        && contract::Opcode::Append as u8 == 6
+        && contract::Opcode::LogTrim as u8 == 7
+);
 
 fn c12(v: u32) -> Constant<Bits<12>> {
     Constant::new((v as u64).into())
@@ -162,6 +175,11 @@ pub struct HitlessController {
     issued: DFF<Bits<5>>,
     got: DFF<Bits<5>>,
     eng_inflight: DFF<Bits<6>>,
+    // The engine's port responses, registered: the router's response steer
+    // and the wide register updates each response drives are then in
+    // separate cycles (responses are counted, so a cycle later is harmless).
+    eng_rsp_v: DFF<Bit>,
+    eng_rsp_data: DFF<Bits<64>>,
     slot: DFF<Bit>,
     tried_other: DFF<Bit>,
     status: DFF<Bits<8>>,
@@ -209,6 +227,16 @@ pub struct HitlessController {
     t_off_end: DFF<Bits<64>>,
     slot_newer: DFF<Bit>,
     slot_ok: DFF<Bit>,
+    // The region's CRC matched (registered before the boot scan acts on it).
+    boot_crc_ok: DFF<Bit>,
+    // Descriptor decode, registered from `desc` and `entry` every cycle
+    // (both are stable for many cycles before `Check` reads these), so the
+    // checks and the dispatch start from flip-flops: one bit per opcode, an
+    // invalid opcode or flag, a bad key, a missing permission.
+    op_dec: DFF<Bits<8>>,
+    op_bad: DFF<Bit>,
+    key_bad: DFF<Bit>,
+    perm_bad: DFF<Bit>,
     sc_crc: DFF<Bits<32>>,
     sc_len: DFF<Bits<32>>,
     ring_addr: DFF<Bits<64>>,
@@ -296,6 +324,7 @@ pub struct HitlessController {
     k_op_append: Constant<Bits<8>>,
     k_op_trim: Constant<Bits<8>>,
     k_op_max: Constant<Bits<8>>,
+    k_one8: Constant<Bits<8>>,
     k_fl_all: Constant<Bits<8>>,
     k_fl_cold: Constant<Bits<8>>,
     k_fl_src_cold: Constant<Bits<8>>,
@@ -473,6 +502,8 @@ impl HitlessController {
             issued: Default::default(),
             got: Default::default(),
             eng_inflight: Default::default(),
+            eng_rsp_v: Default::default(),
+            eng_rsp_data: Default::default(),
             slot: Default::default(),
             tried_other: Default::default(),
             status: Default::default(),
@@ -520,6 +551,11 @@ impl HitlessController {
             t_off_end: Default::default(),
             slot_newer: Default::default(),
             slot_ok: Default::default(),
+            boot_crc_ok: Default::default(),
+            op_dec: Default::default(),
+            op_bad: Default::default(),
+            key_bad: Default::default(),
+            perm_bad: Default::default(),
             sc_crc: Default::default(),
             sc_len: Default::default(),
             ring_addr: Default::default(),
@@ -605,6 +641,7 @@ impl HitlessController {
             k_op_append: c8(contract::Opcode::Append as u64),
             k_op_trim: c8(contract::Opcode::LogTrim as u64),
             k_op_max: c8(contract::Opcode::LogTrim as u64),
+            k_one8: c8(1),
             k_fl_all: c8(contract::flags::ALL as u64),
             k_fl_cold: c8(contract::flags::COLD as u64),
             k_fl_src_cold: c8(contract::flags::SRC_COLD as u64),
@@ -769,6 +806,8 @@ impl Logic for HitlessController {
             issued,
             got,
             eng_inflight,
+            eng_rsp_v,
+            eng_rsp_data,
             slot,
             tried_other,
             status,
@@ -821,6 +860,11 @@ impl Logic for HitlessController {
             sc_len,
             sc_crc,
             slot_ok,
+            boot_crc_ok,
+            op_dec,
+            op_bad,
+            key_bad,
+            perm_bad,
             slot_newer
         );
         clock!(self, clock, axil, mover, host_slice, warm_slice, cold_slice);
@@ -870,14 +914,20 @@ impl Logic for HitlessController {
         self.e_base.next = self.entry.q.val().get_bits::<32>(28);
         self.e_len.next = self.entry.q.val().get_bits::<32>(60);
         self.e_perm.next = self.entry.q.val().get_bits::<8>(92);
-        self.is_nop.next = self.opcode.val() == self.k_op_nop.val();
-        self.is_write.next = self.opcode.val() == self.k_op_write.val();
-        self.is_read.next = self.opcode.val() == self.k_op_read.val();
-        self.is_validate.next = self.opcode.val() == self.k_op_validate.val();
-        self.is_copy.next = self.opcode.val() == self.k_op_copy.val();
-        self.is_flip.next = self.opcode.val() == self.k_op_flip.val();
-        self.is_append.next = self.opcode.val() == self.k_op_append.val();
-        self.is_trim.next = self.opcode.val() == self.k_op_trim.val();
+        self.op_dec.d.next = 0.into();
+        if self.opcode.val() <= self.k_op_max.val() {
+            self.op_dec.d.next = self.k_one8.val() << self.opcode.val().get_bits::<3>(0);
+        }
+        self.op_bad.d.next = (self.opcode.val() > self.k_op_max.val())
+            | (self.flags.val() & !self.k_fl_all.val()).any();
+        self.is_nop.next = self.op_dec.q.val().get_bit(0);
+        self.is_write.next = self.op_dec.q.val().get_bit(1);
+        self.is_read.next = self.op_dec.q.val().get_bit(2);
+        self.is_validate.next = self.op_dec.q.val().get_bit(3);
+        self.is_copy.next = self.op_dec.q.val().get_bit(4);
+        self.is_flip.next = self.op_dec.q.val().get_bit(5);
+        self.is_append.next = self.op_dec.q.val().get_bit(6);
+        self.is_trim.next = self.op_dec.q.val().get_bit(7);
         self.p_valid.next = (self.e_perm.val() & self.k_perm_valid.val()).any();
         self.p_read.next = (self.e_perm.val() & self.k_perm_read.val()).any();
         self.p_write.next = (self.e_perm.val() & self.k_perm_write.val()).any();
@@ -1198,7 +1248,9 @@ impl Logic for HitlessController {
         self.router.eng.cmd_wstrb.next = 0xFF.into();
         self.want.next = false;
         self.eng_fire.next = false;
-        self.eng_ack.next = self.router.eng.rsp_valid.val();
+        self.eng_rsp_v.d.next = self.router.eng.rsp_valid.val();
+        self.eng_rsp_data.d.next = self.router.eng.rsp_data.val();
+        self.eng_ack.next = self.eng_rsp_v.q.val();
         self.mover.start.next = false;
         self.mover.src_addr.next = self.m_src.q.val();
         self.mover.dst_addr.next = self.m_dst.q.val();
@@ -1250,9 +1302,33 @@ impl Logic for HitlessController {
         if (self.app_pos.q.val() + self.app_rec.q.val()) > self.k_log_size.val() {
             self.pad_l.next = self.k_log_size.val() - self.app_pos.q.val();
         }
-        self.need_perm.next = 0.into();
-        self.is_data_op.next = false;
         self.chk.next = 0.into();
+        self.need_perm.next = 0.into();
+        self.is_data_op.next =
+            self.is_write.val() | self.is_read.val() | self.is_validate.val() | self.is_copy.val();
+        // Permission each operation needs (perm bits of the contract).
+        if self.is_write.val() {
+            self.need_perm.next = self.k_perm_write.val();
+            if self.f_commit.val() {
+                self.need_perm.next = self.k_perm_write.val() | self.k_perm_commit.val();
+            }
+        } else if self.is_read.val() | self.is_validate.val() {
+            self.need_perm.next = self.k_perm_read.val();
+        } else if self.is_copy.val() {
+            self.need_perm.next = self.k_perm_read.val() | self.k_perm_write.val();
+        } else if self.is_flip.val() {
+            self.need_perm.next = self.k_perm_commit.val();
+        } else if self.is_append.val() | self.is_trim.val() {
+            self.need_perm.next = self.k_perm_log.val();
+        }
+        self.key_bad.d.next =
+            !self.e_valid.val() | (self.e_tag.val() != self.key.val().get_bits::<28>(4));
+        self.perm_bad.d.next = (self.f_cold.val() & !self.p_cold.val())
+            | (!self.f_cold.val() & !self.p_warm.val())
+            | (self.is_copy.val()
+                & ((self.f_src_cold.val() & !self.p_cold.val())
+                    | (!self.f_src_cold.val() & !self.p_warm.val())))
+            | ((self.e_perm.val() & self.need_perm.val()) != self.need_perm.val());
 
         match self.phase.q.val() {
             // ================= boot scan =================
@@ -1279,7 +1355,7 @@ impl Logic for HitlessController {
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
                 }
-                self.ws.next = self.router.eng.rsp_data.val();
+                self.ws.next = self.eng_rsp_data.q.val();
                 if self.eng_ack.val() {
                     self.got.d.next = self.got.q.val() + 1;
                     if self.got.q.val() < 7 {
@@ -1378,23 +1454,26 @@ impl Logic for HitlessController {
             }
             Phase::BootWait => {
                 if !self.mover.busy.val() {
-                    if (self.mover.crc.val() == self.sc_crc.q.val())
-                        & (self.res_crc.q.val() == self.sc_crc.q.val())
-                    {
-                        if self.tried_other.q.val() {
-                            self.scan.d.next.result = self.k_res_fell_back.val();
-                            self.scan.d.next.active = !self.scan.q.val().active;
-                        } else {
-                            self.scan.d.next.result = self.k_res_ok.val();
-                        }
-                        self.phase.d.next = Phase::BootNext;
-                    } else if !self.tried_other.q.val() {
-                        self.tried_other.d.next = true;
-                        self.phase.d.next = Phase::BootSel;
+                    self.boot_crc_ok.d.next = (self.mover.crc.val() == self.sc_crc.q.val())
+                        & (self.res_crc.q.val() == self.sc_crc.q.val());
+                    self.phase.d.next = Phase::BootJudge;
+                }
+            }
+            Phase::BootJudge => {
+                if self.boot_crc_ok.q.val() {
+                    if self.tried_other.q.val() {
+                        self.scan.d.next.result = self.k_res_fell_back.val();
+                        self.scan.d.next.active = !self.scan.q.val().active;
                     } else {
-                        self.scan.d.next.result = self.k_res_lost.val();
-                        self.phase.d.next = Phase::BootNext;
+                        self.scan.d.next.result = self.k_res_ok.val();
                     }
+                    self.phase.d.next = Phase::BootNext;
+                } else if !self.tried_other.q.val() {
+                    self.tried_other.d.next = true;
+                    self.phase.d.next = Phase::BootSel;
+                } else {
+                    self.scan.d.next.result = self.k_res_lost.val();
+                    self.phase.d.next = Phase::BootNext;
                 }
             }
             Phase::BootNext => {
@@ -1448,7 +1527,7 @@ impl Logic for HitlessController {
                 }
                 if self.eng_ack.val() {
                     self.desc.d.next = (self.desc.q.val() >> 64)
-                        | (bit_cast::<256, 64>(self.router.eng.rsp_data.val()) << 192);
+                        | (bit_cast::<256, 64>(self.eng_rsp_data.q.val()) << 192);
                     self.got.d.next = self.got.q.val() + 1;
                 }
                 if self.got.q.val() == 4 {
@@ -1528,42 +1607,13 @@ impl Logic for HitlessController {
                 self.phase.d.next = Phase::Check;
             }
             Phase::Check => {
-                self.is_data_op.next = self.is_write.val()
-                    | self.is_read.val()
-                    | self.is_validate.val()
-                    | self.is_copy.val();
-                // Permission each operation needs (perm bits of the contract).
-                if self.is_write.val() {
-                    self.need_perm.next = self.k_perm_write.val();
-                    if self.f_commit.val() {
-                        self.need_perm.next = self.k_perm_write.val() | self.k_perm_commit.val();
-                    }
-                } else if self.is_read.val() | self.is_validate.val() {
-                    self.need_perm.next = self.k_perm_read.val();
-                } else if self.is_copy.val() {
-                    self.need_perm.next = self.k_perm_read.val() | self.k_perm_write.val();
-                } else if self.is_flip.val() {
-                    self.need_perm.next = self.k_perm_commit.val();
-                } else if self.is_append.val() | self.is_trim.val() {
-                    self.need_perm.next = self.k_perm_log.val();
-                }
-                if (self.opcode.val() > self.k_op_max.val())
-                    | (self.flags.val() & !self.k_fl_all.val()).any()
-                {
+                if self.op_bad.q.val() {
                     self.chk.next = self.k_st_bad_opcode.val();
                 } else if self.is_nop.val() {
                     self.chk.next = self.k_st_ok.val();
-                } else if !self.e_valid.val()
-                    | (self.e_tag.val() != self.key.val().get_bits::<28>(4))
-                {
+                } else if self.key_bad.q.val() {
                     self.chk.next = self.k_st_bad_key.val();
-                } else if (self.f_cold.val() & !self.p_cold.val())
-                    | (!self.f_cold.val() & !self.p_warm.val())
-                    | (self.is_copy.val()
-                        & ((self.f_src_cold.val() & !self.p_cold.val())
-                            | (!self.f_src_cold.val() & !self.p_warm.val())))
-                    | ((self.e_perm.val() & self.need_perm.val()) != self.need_perm.val())
-                {
+                } else if self.perm_bad.q.val() {
                     self.chk.next = self.k_st_permission.val();
                 } else if self.is_write.val()
                     & self.f_commit.val()
@@ -1943,6 +1993,7 @@ impl Logic for HitlessController {
             self.pt_perm.d.next = 0.into();
             self.pt_valid.d.next = 0.into();
             self.eng_inflight.d.next = 0.into();
+            self.eng_rsp_v.d.next = false;
             self.warm_st.d.next = self.k_blank.val();
             self.cold_st.d.next = self.k_blank.val();
         }

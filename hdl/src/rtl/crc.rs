@@ -142,10 +142,10 @@ impl Logic for Crc32c {
         self.init_q.d.next = self.init.val();
         self.valid_q.d.next = self.valid.val();
         self.short_q.d.next = self.valid.val() & (self.nbytes.val() != 8);
-        if self.valid.val() {
-            self.data_q.d.next = self.data.val();
-            self.nbytes_q.d.next = self.nbytes.val();
-        }
+        // Loaded every cycle (used only in the cycle after `valid`): no clock
+        // enable, so `valid`, late from the ports, reaches one flip-flop only.
+        self.data_q.d.next = self.data.val();
+        self.nbytes_q.d.next = self.nbytes.val();
         self.crc.next = !self.state.q.val();
         self.busy.next = self.tail_left.q.val().any() | self.short_q.q.val();
         self.idle.next =

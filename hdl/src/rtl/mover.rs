@@ -62,13 +62,21 @@ pub struct Mover {
     // parameter inputs (held by the controller), so the controller's phase
     // decode does not reach the mover's counters in one cycle.
     start_q: DFF<Bit>,
-    // Head buffer: up to two words taken from the FIFO by a rule that only
-    // looks at registers (`head_cnt`, the FIFO's own state), so the
-    // realigner's consume decision (`pop`) never reaches the FIFO's read
-    // pointer or block RAM address in the same cycle.
+    // Head queue between the read FIFO and the realigner: the FIFO's block
+    // RAM output goes straight into `stage` (its clock-to-out is most of a
+    // cycle), then into one of four registers. Reads from the FIFO are
+    // decided from registers only (`head_occ`, `stage_v`, the FIFO's own
+    // state), so the realigner's consume decision (`pop`) moves only the
+    // read pointer, never the FIFO or the stored words.
+    stage: DFF<Bits<64>>,
+    stage_v: DFF<Bit>,
     head0: DFF<Bits<64>>,
     head1: DFF<Bits<64>>,
-    head_cnt: DFF<Bits<2>>,
+    head2: DFF<Bits<64>>,
+    head3: DFF<Bits<64>>,
+    head_wr: DFF<Bits<2>>,
+    head_rd: DFF<Bits<2>>,
+    head_occ: DFF<Bits<3>>,
     // `pop` while running, registered: the read credit is returned a cycle
     // late (conservative), which keeps `pop` off the `inflight` adder.
     pop_q: DFF<Bit>,
@@ -125,6 +133,7 @@ pub struct Mover {
     pop: Signal<Local, Bit>,
     fill: Signal<Local, Bit>,
     head_v: Signal<Local, Bit>,
+    head: Signal<Local, Bits<64>>,
     cmd_free: Signal<Local, Bit>,
     src_fire: Signal<Local, Bit>,
     dst_fire: Signal<Local, Bit>,
@@ -161,9 +170,15 @@ impl Default for Mover {
             running: Default::default(),
             has_dst_q: Default::default(),
             start_q: Default::default(),
+            stage: Default::default(),
+            stage_v: Default::default(),
             head0: Default::default(),
             head1: Default::default(),
-            head_cnt: Default::default(),
+            head2: Default::default(),
+            head3: Default::default(),
+            head_wr: Default::default(),
+            head_rd: Default::default(),
+            head_occ: Default::default(),
             pop_q: Default::default(),
             rd_addr: Default::default(),
             rd_left: Default::default(),
@@ -205,6 +220,7 @@ impl Default for Mover {
             pop: Default::default(),
             fill: Default::default(),
             head_v: Default::default(),
+            head: Default::default(),
             cmd_free: Default::default(),
             src_fire: Default::default(),
             dst_fire: Default::default(),
@@ -229,9 +245,15 @@ impl Logic for Mover {
             running,
             has_dst_q,
             start_q,
+            stage,
+            stage_v,
             head0,
             head1,
-            head_cnt,
+            head2,
+            head3,
+            head_wr,
+            head_rd,
+            head_occ,
             pop_q,
             rd_addr,
             rd_left,
@@ -310,7 +332,15 @@ impl Logic for Mover {
             }
         }
         // ---- source realigner -------------------------------------------
-        self.head_v.next = self.head_cnt.q.val().any();
+        self.head_v.next = self.head_occ.q.val().any();
+        self.head.next = self.head0.q.val();
+        if self.head_rd.q.val() == 1 {
+            self.head.next = self.head1.q.val();
+        } else if self.head_rd.q.val() == 2 {
+            self.head.next = self.head2.q.val();
+        } else if self.head_rd.q.val() == 3 {
+            self.head.next = self.head3.q.val();
+        }
         self.nb.next = 8.into();
         self.pay_lt8.next = self.pay_words.q.val().get_bit(29);
         self.pay_nz.next = !self.pay_lt8.val() | self.pay_tail.q.val().any();
@@ -330,7 +360,7 @@ impl Logic for Mover {
             if !self.sbits.q.val().any() {
                 if self.head_v.val() & self.pay_free.val() {
                     self.pop.next = true;
-                    self.pay_data.d.next = self.head0.q.val();
+                    self.pay_data.d.next = self.head.val();
                     self.pay_valid.d.next = true;
                     self.pay_nb.d.next = self.nb.val();
                     self.pay_step.next = true;
@@ -338,15 +368,15 @@ impl Logic for Mover {
             } else if !self.have_prev.q.val() {
                 if self.head_v.val() {
                     self.pop.next = true;
-                    self.prev.d.next = self.head0.q.val();
+                    self.prev.d.next = self.head.val();
                     self.have_prev.d.next = true;
                 }
             } else if self.need_next.val() {
                 if self.head_v.val() & self.pay_free.val() {
                     self.pop.next = true;
-                    self.prev.d.next = self.head0.q.val();
+                    self.prev.d.next = self.head.val();
                     self.pay_data.d.next = (self.prev.q.val() >> self.sbits.q.val())
-                        | (self.head0.q.val() << self.sbits_inv.q.val());
+                        | (self.head.val() << self.sbits_inv.q.val());
                     self.pay_valid.d.next = true;
                     self.pay_nb.d.next = self.nb.val();
                     self.pay_step.next = true;
@@ -371,24 +401,33 @@ impl Logic for Mover {
         if !self.running.q.val() & self.head_v.val() {
             self.pop.next = true;
         }
-        // Head buffer: fill from the FIFO while it has a free entry (by its
-        // registered count alone), consume on `pop`.
-        self.fill.next = !self.fifo.empty.val() & !self.head_cnt.q.val().get_bit(1);
+        // Head queue: read the FIFO while the words it holds, plus the one
+        // on its way, leave room (registers only); store what arrives;
+        // `pop` consumes.
+        self.fill.next = !self.fifo.empty.val()
+            & ((self.head_occ.q.val() + bit_cast::<3, 1>(self.stage_v.q.val().into())) < 4);
         self.fifo.read.next = self.fill.val();
-        if self.fill.val() & !self.pop.val() {
-            if self.head_cnt.q.val().any() {
-                self.head1.d.next = self.fifo.data_out.val();
+        self.stage.d.next = self.fifo.data_out.val();
+        self.stage_v.d.next = self.fill.val();
+        if self.stage_v.q.val() {
+            if self.head_wr.q.val() == 0 {
+                self.head0.d.next = self.stage.q.val();
+            } else if self.head_wr.q.val() == 1 {
+                self.head1.d.next = self.stage.q.val();
+            } else if self.head_wr.q.val() == 2 {
+                self.head2.d.next = self.stage.q.val();
             } else {
-                self.head0.d.next = self.fifo.data_out.val();
+                self.head3.d.next = self.stage.q.val();
             }
-            self.head_cnt.d.next = self.head_cnt.q.val() + 1;
-        } else if !self.fill.val() & self.pop.val() {
-            self.head0.d.next = self.head1.q.val();
-            self.head_cnt.d.next = self.head_cnt.q.val() - 1;
-        } else if self.fill.val() & self.pop.val() {
-            // Only with one word held (`fill` needs a free entry, `pop` a
-            // held one): the new word replaces it.
-            self.head0.d.next = self.fifo.data_out.val();
+            self.head_wr.d.next = self.head_wr.q.val() + 1;
+        }
+        if self.pop.val() {
+            self.head_rd.d.next = self.head_rd.q.val() + 1;
+        }
+        if self.stage_v.q.val() & !self.pop.val() {
+            self.head_occ.d.next = self.head_occ.q.val() + 1;
+        } else if !self.stage_v.q.val() & self.pop.val() {
+            self.head_occ.d.next = self.head_occ.q.val() - 1;
         }
         self.pop_q.d.next = self.pop.val() & self.running.q.val();
         if self.src_fire.val() & !self.pop_q.q.val() {
@@ -507,7 +546,10 @@ impl Logic for Mover {
         if self.reset.val() {
             self.running.d.next = false;
             self.start_q.d.next = false;
-            self.head_cnt.d.next = 0.into();
+            self.stage_v.d.next = false;
+            self.head_wr.d.next = 0.into();
+            self.head_rd.d.next = 0.into();
+            self.head_occ.d.next = 0.into();
             self.pop_q.d.next = false;
             self.cmd_v.d.next = false;
             self.pay_valid.d.next = false;
