@@ -128,6 +128,8 @@ pub struct HitlessController {
     host_slice: PmpSlice<64>,
     warm_slice: PmpSlice<32>,
     cold_slice: PmpSlice<32>,
+    src_slice: PmpSlice<64>,
+    dst_slice: PmpSlice<64>,
     pt_eng: RAM<Bits<100>, 4>,
     pt_csr: RAM<Bits<100>, 4>,
     phase: DFF<Phase>,
@@ -455,6 +457,8 @@ impl HitlessController {
             host_slice: Default::default(),
             warm_slice: Default::default(),
             cold_slice: Default::default(),
+            src_slice: Default::default(),
+            dst_slice: Default::default(),
             pt_eng: Default::default(),
             pt_csr: Default::default(),
             phase: Default::default(),
@@ -867,7 +871,7 @@ impl Logic for HitlessController {
             perm_bad,
             slot_newer
         );
-        clock!(self, clock, axil, mover, host_slice, warm_slice, cold_slice);
+        clock!(self, clock, axil, mover, host_slice, warm_slice, cold_slice, src_slice, dst_slice);
         self.pt_eng.read_clock.next = self.clock.val();
         self.pt_eng.write_clock.next = self.clock.val();
         self.pt_csr.read_clock.next = self.clock.val();
@@ -877,6 +881,8 @@ impl Logic for HitlessController {
         self.host_slice.reset.next = self.reset.val();
         self.warm_slice.reset.next = self.reset.val();
         self.cold_slice.reset.next = self.reset.val();
+        self.src_slice.reset.next = self.reset.val();
+        self.dst_slice.reset.next = self.reset.val();
         AxiLiteTarget::link(&mut self.csr, &mut self.axil.axi);
         // Register slices between the router and the ports: the engine's and
         // the mover's command muxes end in flip-flops inside the controller.
@@ -886,8 +892,13 @@ impl Logic for HitlessController {
         PmpInitiator::<64>::link(&mut self.host, &mut self.host_slice.down);
         PmpInitiator::<32>::link(&mut self.warm, &mut self.warm_slice.down);
         PmpInitiator::<32>::link(&mut self.cold, &mut self.cold_slice.down);
-        PmpInitiator::<64>::join(&mut self.mover.src, &mut self.router.src);
-        PmpInitiator::<64>::join(&mut self.mover.dst, &mut self.router.dst);
+        // And between the mover and the router: the mover's ready inputs are
+        // flip-flops, so a port's readiness never reaches its counters and
+        // realigners in the same cycle.
+        PmpInitiator::<64>::join(&mut self.mover.src, &mut self.src_slice.up);
+        PmpInitiator::<64>::join(&mut self.src_slice.down, &mut self.router.src);
+        PmpInitiator::<64>::join(&mut self.mover.dst, &mut self.dst_slice.up);
+        PmpInitiator::<64>::join(&mut self.dst_slice.down, &mut self.router.dst);
         self.cycles.d.next = self.cycles.q.val() + 1;
         self.irq.next = self.irq_pulse.q.val();
         self.active.next = bit_cast::<2, 1>(self.warm_st.q.val().active.into())
