@@ -25,8 +25,8 @@ pub struct Mover {
     /// Synchronous reset, active high.
     pub reset: Signal<In, Bit>,
     /// Start a transfer with the parameters below (ignored while busy). The
-    /// parameters are sampled the cycle after `start`, so they must be held
-    /// for it; `busy` is high from that cycle on.
+    /// parameters are sampled in the cycle of `start` and the one after, so
+    /// they must be held for both; `busy` is high from the cycle after on.
     pub start: Signal<In, Bit>,
     /// Source byte address (any alignment).
     pub src_addr: Signal<In, Bits<64>>,
@@ -80,6 +80,20 @@ pub struct Mover {
     // `pop` while running, registered: the read credit is returned a cycle
     // late (conservative), which keeps `pop` off the `inflight` adder.
     pop_q: DFF<Bit>,
+    // A transfer's starting counts and masks, computed from the parameter
+    // inputs every cycle, so the start (`start_q`) only copies registers:
+    // its arithmetic is not shared with the running updates (yosys would
+    // merge the two subtractors and put the late select in front of the
+    // carry chain).
+    i_rd_left: DFF<Bits<32>>,
+    i_pay_words: DFF<Bits<30>>,
+    i_tail_split: DFF<Bit>,
+    i_dst_words: DFF<Bits<31>>,
+    i_dst_nz: DFF<Bit>,
+    i_first_strb: DFF<Bits<8>>,
+    i_last_strb: DFF<Bits<8>>,
+    i_sbits_inv: DFF<Bits<7>>,
+    i_dbits_inv: DFF<Bits<7>>,
     // read side
     rd_addr: DFF<Bits<64>>,
     rd_left: DFF<Bits<32>>,
@@ -180,6 +194,15 @@ impl Default for Mover {
             head_rd: Default::default(),
             head_occ: Default::default(),
             pop_q: Default::default(),
+            i_rd_left: Default::default(),
+            i_pay_words: Default::default(),
+            i_tail_split: Default::default(),
+            i_dst_words: Default::default(),
+            i_dst_nz: Default::default(),
+            i_first_strb: Default::default(),
+            i_last_strb: Default::default(),
+            i_sbits_inv: Default::default(),
+            i_dbits_inv: Default::default(),
             rd_addr: Default::default(),
             rd_left: Default::default(),
             inflight: Default::default(),
@@ -255,6 +278,15 @@ impl Logic for Mover {
             head_rd,
             head_occ,
             pop_q,
+            i_rd_left,
+            i_pay_words,
+            i_tail_split,
+            i_dst_words,
+            i_dst_nz,
+            i_first_strb,
+            i_last_strb,
+            i_sbits_inv,
+            i_dbits_inv,
             rd_addr,
             rd_left,
             inflight,
@@ -503,40 +535,48 @@ impl Logic for Mover {
             + (self.neg32.val()
                 | bit_cast::<34, 5>(bit_cast::<5, 3>(self.dst_addr.val().get_bits::<3>(0)) + 23));
         self.dst_end.next = self.dst_addr.val().get_bits::<3>(0) + self.len.val().get_bits::<3>(0);
+        self.i_rd_left.d.next = 0.into();
+        if self.len.val().any() {
+            self.i_rd_left.d.next =
+                (self.len.val() + bit_cast::<32, 3>(self.src_addr.val().get_bits::<3>(0)) + 7) >> 3;
+        }
+        self.i_pay_words.d.next = bit_cast::<30, 32>(self.len.val() >> 3) - 1;
+        self.i_tail_split.d.next = (bit_cast::<4, 3>(self.len.val().get_bits::<3>(0))
+            + bit_cast::<4, 3>(self.src_addr.val().get_bits::<3>(0)))
+            > 8;
+        self.i_dst_words.d.next = self.dst_sum.val().get_bits::<31>(3);
+        self.i_dst_nz.d.next = self.has_dst.val() & self.len.val().any();
+        self.i_first_strb.d.next = self.ff8.val() << self.dst_addr.val().get_bits::<3>(0);
+        self.i_last_strb.d.next = self.ff8.val();
+        if self.dst_end.val().any() {
+            self.i_last_strb.d.next = (self.one8.val() << self.dst_end.val()) - self.one8.val();
+        }
+        self.i_sbits_inv.d.next =
+            self.c64.val() - (bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3);
+        self.i_dbits_inv.d.next =
+            self.c64.val() - (bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3);
         self.start_q.d.next = self.start.val() & !self.running.q.val() & !self.start_q.q.val();
         if self.start_q.q.val() {
             self.crc_unit.init.next = true;
             self.running.d.next = true;
             self.has_dst_q.d.next = self.has_dst.val();
             self.rd_addr.d.next = (self.src_addr.val() >> 3) << 3;
-            self.rd_left.d.next = 0.into();
-            if self.len.val().any() {
-                self.rd_left.d.next =
-                    (self.len.val() + bit_cast::<32, 3>(self.src_addr.val().get_bits::<3>(0)) + 7)
-                        >> 3;
-            }
+            self.rd_left.d.next = self.i_rd_left.q.val();
             self.inflight.d.next = 0.into();
             self.sbits.d.next = bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3;
-            self.sbits_inv.d.next =
-                self.c64.val() - (bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3);
+            self.sbits_inv.d.next = self.i_sbits_inv.q.val();
             self.have_prev.d.next = false;
-            self.pay_words.d.next = bit_cast::<30, 32>(self.len.val() >> 3) - 1;
+            self.pay_words.d.next = self.i_pay_words.q.val();
             self.pay_tail.d.next = self.len.val().get_bits::<3>(0);
-            self.tail_split.d.next = (bit_cast::<4, 3>(self.len.val().get_bits::<3>(0))
-                + bit_cast::<4, 3>(self.src_addr.val().get_bits::<3>(0)))
-                > 8;
+            self.tail_split.d.next = self.i_tail_split.q.val();
             self.pay_valid.d.next = false;
             self.dbits.d.next = bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3;
-            self.dbits_inv.d.next =
-                self.c64.val() - (bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3);
-            self.dst_words.d.next = self.dst_sum.val().get_bits::<31>(3);
-            self.first_strb.d.next = self.ff8.val() << self.dst_addr.val().get_bits::<3>(0);
-            self.last_strb.d.next = self.ff8.val();
-            if self.dst_end.val().any() {
-                self.last_strb.d.next = (self.one8.val() << self.dst_end.val()) - self.one8.val();
-            }
+            self.dbits_inv.d.next = self.i_dbits_inv.q.val();
+            self.dst_words.d.next = self.i_dst_words.q.val();
+            self.first_strb.d.next = self.i_first_strb.q.val();
+            self.last_strb.d.next = self.i_last_strb.q.val();
             self.dst_first.d.next = true;
-            self.dst_nz.d.next = self.has_dst.val() & self.len.val().any();
+            self.dst_nz.d.next = self.i_dst_nz.q.val();
             self.dst_word.d.next = (self.dst_addr.val() >> 3) << 3;
             self.carry.d.next = 0.into();
             self.cmd_v.d.next = false;
