@@ -27,9 +27,10 @@ pub struct AxiLiteCsr {
     pub wr_addr: Signal<Out, Bits<12>>,
     /// Write data, valid with `wr`.
     pub wr_data: Signal<Out, Bits<32>>,
-    /// One-cycle read strobe; `rd_data` is sampled in the next cycle.
+    /// One-cycle read strobe; `rd_data` is sampled two cycles later (the
+    /// address is held until then).
     pub rd: Signal<Out, Bit>,
-    /// Read address (byte), valid with `rd` and held through the next cycle.
+    /// Read address (byte), valid with `rd` and held until `rd_data` is sampled.
     pub rd_addr: Signal<Out, Bits<12>>,
     /// Read data from the register file, one register stage after
     /// `rd_addr` (the register file's read mux gets a whole cycle).
@@ -45,6 +46,7 @@ pub struct AxiLiteCsr {
     ar_addr: DFF<Bits<12>>,
     r_valid: DFF<Bit>,
     r_data: DFF<Bits<32>>,
+    rd_wait1: DFF<Bit>,
     rd_wait: DFF<Bit>,
     do_write: Signal<Local, Bit>,
     do_read: Signal<Local, Bit>,
@@ -55,7 +57,7 @@ impl Logic for AxiLiteCsr {
     fn update(&mut self) {
         dff_setup!(
             self, clock, aw_full, aw_addr, w_full, w_data, w_strb, b_valid, b_resp, ar_full,
-            ar_addr, r_valid, r_data, rd_wait
+            ar_addr, r_valid, r_data, rd_wait1, rd_wait
         );
         // Ready means "holding register free": registered, no valid->ready path.
         self.axi.awready.next = !self.aw_full.q.val();
@@ -86,6 +88,7 @@ impl Logic for AxiLiteCsr {
         self.do_read.next = self.ar_full.q.val()
             & !self.r_valid.q.val()
             & !self.do_write.val()
+            & !self.rd_wait1.q.val()
             & !self.rd_wait.q.val();
         self.wr.next = false;
         self.wr_addr.next = self.aw_addr.q.val();
@@ -106,9 +109,10 @@ impl Logic for AxiLiteCsr {
         if self.b_valid.q.val() & self.axi.bready.val() {
             self.b_valid.d.next = false;
         }
-        // A read is answered the cycle after its strobe: the address stays
-        // held meanwhile.
-        self.rd_wait.d.next = self.do_read.val();
+        // A read is answered two cycles after its strobe (the CSR file
+        // decodes the address, then muxes): the address stays held meanwhile.
+        self.rd_wait1.d.next = self.do_read.val();
+        self.rd_wait.d.next = self.rd_wait1.q.val();
         if self.rd_wait.q.val() {
             self.r_data.d.next = self.rd_data.val();
             self.r_valid.d.next = true;
@@ -123,6 +127,7 @@ impl Logic for AxiLiteCsr {
             self.ar_full.d.next = false;
             self.b_valid.d.next = false;
             self.r_valid.d.next = false;
+            self.rd_wait1.d.next = false;
             self.rd_wait.d.next = false;
         }
     }

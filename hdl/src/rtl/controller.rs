@@ -210,6 +210,7 @@ pub struct HitlessController {
     wr_addr_q: DFF<Bits<12>>,
     wr_q: DFF<Bit>,
     rd_q: DFF<Bits<32>>,
+    rd_sel: DFF<Bits<46>>,
     sb_idx: DFF<Bits<3>>,
     mism: DFF<Bit>,
     app_need: DFF<Bits<32>>,
@@ -279,6 +280,7 @@ pub struct HitlessController {
     cq_room: Signal<Local, Bit>,
     tail_dist: Signal<Local, Bits<16>>,
     rd_data: Signal<Local, Bits<32>>,
+    rd_dec: Signal<Local, Bits<46>>,
     eng_fire: Signal<Local, Bit>,
     eng_ack: Signal<Local, Bit>,
     sbword: Signal<Local, Bits<64>>,
@@ -536,6 +538,7 @@ impl HitlessController {
             wr_addr_q: Default::default(),
             wr_q: Default::default(),
             rd_q: Default::default(),
+            rd_sel: Default::default(),
             sb_idx: Default::default(),
             mism: Default::default(),
             app_need: Default::default(),
@@ -608,6 +611,7 @@ impl HitlessController {
             cq_room: Default::default(),
             tail_dist: Default::default(),
             rd_data: Default::default(),
+            rd_dec: Default::default(),
             eng_fire: Default::default(),
             eng_ack: Default::default(),
             sbword: Default::default(),
@@ -840,6 +844,7 @@ impl Logic for HitlessController {
             wr_addr_q,
             wr_q,
             rd_q,
+            rd_sel,
             sb_idx,
             mism,
             app_need,
@@ -1029,163 +1034,351 @@ impl Logic for HitlessController {
             | (bit_cast::<32, 1>(self.warm_st.q.val().active.into()) << 4);
         self.tstate_c.next = bit_cast::<32, 2>(self.cold_st.q.val().result)
             | (bit_cast::<32, 1>(self.cold_st.q.val().active.into()) << 4);
+        // Address decode, registered: the OR of the selected registers below
+        // starts from flip-flops (AxiLiteCsr waits two cycles for `rd_data`).
+        self.rd_dec.next = 0.into();
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(0, self.axil.rd_addr.val() == self.r_id.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(1, self.axil.rd_addr.val() == self.r_version.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(2, self.axil.rd_addr.val() == self.r_caps.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(3, self.axil.rd_addr.val() == self.r_ctrl.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(4, self.axil.rd_addr.val() == self.r_status.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(5, self.axil.rd_addr.val() == self.r_scratch.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(6, self.axil.rd_addr.val() == self.r_cycles.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(7, self.axil.rd_addr.val() == self.r_warm_state.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(8, self.axil.rd_addr.val() == self.r_warm_seq.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(9, self.axil.rd_addr.val() == self.r_warm_a_len.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(10, self.axil.rd_addr.val() == self.r_warm_a_crc.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(11, self.axil.rd_addr.val() == self.r_warm_b_len.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(12, self.axil.rd_addr.val() == self.r_warm_b_crc.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(13, self.axil.rd_addr.val() == self.r_warm_log_head.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(14, self.axil.rd_addr.val() == self.r_warm_log_tail.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(15, self.axil.rd_addr.val() == self.r_cold_state.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(16, self.axil.rd_addr.val() == self.r_cold_seq.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(17, self.axil.rd_addr.val() == self.r_cold_a_len.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(18, self.axil.rd_addr.val() == self.r_cold_a_crc.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(19, self.axil.rd_addr.val() == self.r_cold_b_len.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(20, self.axil.rd_addr.val() == self.r_cold_b_crc.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(21, self.axil.rd_addr.val() == self.r_cold_log_head.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(22, self.axil.rd_addr.val() == self.r_cold_log_tail.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(23, self.axil.rd_addr.val() == self.r_nv_region_size.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(24, self.axil.rd_addr.val() == self.r_nv_log_size.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(25, self.axil.rd_addr.val() == self.r_nv_region_a_base.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(26, self.axil.rd_addr.val() == self.r_nv_region_b_base.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(27, self.axil.rd_addr.val() == self.r_nv_log_base.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(28, self.axil.rd_addr.val() == self.r_dq_base_lo.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(29, self.axil.rd_addr.val() == self.r_dq_base_hi.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(30, self.axil.rd_addr.val() == self.r_dq_size_log2.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(31, self.axil.rd_addr.val() == self.r_dq_tail.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(32, self.axil.rd_addr.val() == self.r_dq_head.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(33, self.axil.rd_addr.val() == self.r_cq_base_lo.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(34, self.axil.rd_addr.val() == self.r_cq_base_hi.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(35, self.axil.rd_addr.val() == self.r_cq_size_log2.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(36, self.axil.rd_addr.val() == self.r_cq_head.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(37, self.axil.rd_addr.val() == self.r_cq_tail.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(38, self.axil.rd_addr.val() == self.r_irq_status.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(39, self.axil.rd_addr.val() == self.r_irq_mask.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(40, self.axil.rd_addr.val() == self.r_ops_ok.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(41, self.axil.rd_addr.val() == self.r_ops_failed.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(42, self.axil.rd_addr.val() == self.r_pt_index.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(43, self.axil.rd_addr.val() == self.r_pt_base.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(44, self.axil.rd_addr.val() == self.r_pt_len.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(45, self.axil.rd_addr.val() == self.r_pt_perm.val());
+        self.rd_sel.d.next = self.rd_dec.val();
         // An OR of the selected registers (the addresses are distinct), not a
         // priority chain: it balances into a shallow tree.
         self.rd_data.next = 0.into();
-        if self.axil.rd_addr.val() == self.r_id.val() {
+        if self.rd_sel.q.val().get_bit(0) {
             self.rd_data.next = self.rd_data.val() | (self.k_id.val());
         }
-        if self.axil.rd_addr.val() == self.r_version.val() {
+        if self.rd_sel.q.val().get_bit(1) {
             self.rd_data.next = self.rd_data.val() | (self.k_version.val());
         }
-        if self.axil.rd_addr.val() == self.r_caps.val() {
+        if self.rd_sel.q.val().get_bit(2) {
             self.rd_data.next = self.rd_data.val() | (self.k_caps.val());
         }
-        if self.axil.rd_addr.val() == self.r_ctrl.val() {
+        if self.rd_sel.q.val().get_bit(3) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 2>(self.ctrl.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_status.val() {
+        if self.rd_sel.q.val().get_bit(4) {
             self.rd_data.next = self.rd_data.val()
                 | (bit_cast::<32, 1>(self.boot_done.q.val().into())
                     | (bit_cast::<32, 1>((self.phase.q.val() != Phase::Idle).into()) << 1)
                     | (bit_cast::<32, 1>(self.ring_error.q.val().into()) << 2));
         }
-        if self.axil.rd_addr.val() == self.r_scratch.val() {
+        if self.rd_sel.q.val().get_bit(5) {
             self.rd_data.next = self.rd_data.val() | (self.scratch.q.val());
         }
-        if self.axil.rd_addr.val() == self.r_cycles.val() {
+        if self.rd_sel.q.val().get_bit(6) {
             self.rd_data.next = self.rd_data.val() | (self.cycles.q.val());
         }
-        if self.axil.rd_addr.val() == self.r_warm_state.val() {
+        if self.rd_sel.q.val().get_bit(7) {
             self.rd_data.next = self.rd_data.val() | (self.tstate_w.val());
         }
-        if self.axil.rd_addr.val() == self.r_warm_seq.val() {
+        if self.rd_sel.q.val().get_bit(8) {
             self.rd_data.next = self.rd_data.val() | (self.wseq.val().get_bits::<32>(0));
         }
-        if self.axil.rd_addr.val() == self.r_warm_a_len.val() {
+        if self.rd_sel.q.val().get_bit(9) {
             self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().len_a);
         }
-        if self.axil.rd_addr.val() == self.r_warm_a_crc.val() {
+        if self.rd_sel.q.val().get_bit(10) {
             self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().crc_a);
         }
-        if self.axil.rd_addr.val() == self.r_warm_b_len.val() {
+        if self.rd_sel.q.val().get_bit(11) {
             self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().len_b);
         }
-        if self.axil.rd_addr.val() == self.r_warm_b_crc.val() {
+        if self.rd_sel.q.val().get_bit(12) {
             self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().crc_b);
         }
-        if self.axil.rd_addr.val() == self.r_warm_log_head.val() {
+        if self.rd_sel.q.val().get_bit(13) {
             self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().log_head);
         }
-        if self.axil.rd_addr.val() == self.r_warm_log_tail.val() {
+        if self.rd_sel.q.val().get_bit(14) {
             self.rd_data.next = self.rd_data.val() | (self.warm_st.q.val().log_tail);
         }
-        if self.axil.rd_addr.val() == self.r_cold_state.val() {
+        if self.rd_sel.q.val().get_bit(15) {
             self.rd_data.next = self.rd_data.val() | (self.tstate_c.val());
         }
-        if self.axil.rd_addr.val() == self.r_cold_seq.val() {
+        if self.rd_sel.q.val().get_bit(16) {
             self.rd_data.next = self.rd_data.val() | (self.cseq.val().get_bits::<32>(0));
         }
-        if self.axil.rd_addr.val() == self.r_cold_a_len.val() {
+        if self.rd_sel.q.val().get_bit(17) {
             self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().len_a);
         }
-        if self.axil.rd_addr.val() == self.r_cold_a_crc.val() {
+        if self.rd_sel.q.val().get_bit(18) {
             self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().crc_a);
         }
-        if self.axil.rd_addr.val() == self.r_cold_b_len.val() {
+        if self.rd_sel.q.val().get_bit(19) {
             self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().len_b);
         }
-        if self.axil.rd_addr.val() == self.r_cold_b_crc.val() {
+        if self.rd_sel.q.val().get_bit(20) {
             self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().crc_b);
         }
-        if self.axil.rd_addr.val() == self.r_cold_log_head.val() {
+        if self.rd_sel.q.val().get_bit(21) {
             self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().log_head);
         }
-        if self.axil.rd_addr.val() == self.r_cold_log_tail.val() {
+        if self.rd_sel.q.val().get_bit(22) {
             self.rd_data.next = self.rd_data.val() | (self.cold_st.q.val().log_tail);
         }
-        if self.axil.rd_addr.val() == self.r_nv_region_size.val() {
+        if self.rd_sel.q.val().get_bit(23) {
             self.rd_data.next = self.rd_data.val() | (self.k_region_size.val().get_bits::<32>(0));
         }
-        if self.axil.rd_addr.val() == self.r_nv_log_size.val() {
+        if self.rd_sel.q.val().get_bit(24) {
             self.rd_data.next = self.rd_data.val() | (self.k_log_size.val());
         }
-        if self.axil.rd_addr.val() == self.r_nv_region_a_base.val() {
+        if self.rd_sel.q.val().get_bit(25) {
             self.rd_data.next = self.rd_data.val() | (self.k_region_a.val().get_bits::<32>(0));
         }
-        if self.axil.rd_addr.val() == self.r_nv_region_b_base.val() {
+        if self.rd_sel.q.val().get_bit(26) {
             self.rd_data.next = self.rd_data.val() | (self.k_region_b.val().get_bits::<32>(0));
         }
-        if self.axil.rd_addr.val() == self.r_nv_log_base.val() {
+        if self.rd_sel.q.val().get_bit(27) {
             self.rd_data.next = self.rd_data.val() | (self.k_log_base.val().get_bits::<32>(0));
         }
-        if self.axil.rd_addr.val() == self.r_dq_base_lo.val() {
+        if self.rd_sel.q.val().get_bit(28) {
             self.rd_data.next = self.rd_data.val() | (self.dq_base.q.val().get_bits::<32>(0));
         }
-        if self.axil.rd_addr.val() == self.r_dq_base_hi.val() {
+        if self.rd_sel.q.val().get_bit(29) {
             self.rd_data.next = self.rd_data.val() | (self.dq_base.q.val().get_bits::<32>(32));
         }
-        if self.axil.rd_addr.val() == self.r_dq_size_log2.val() {
+        if self.rd_sel.q.val().get_bit(30) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 4>(self.dq_log2.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_dq_tail.val() {
+        if self.rd_sel.q.val().get_bit(31) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.dq_tail.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_dq_head.val() {
+        if self.rd_sel.q.val().get_bit(32) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.dq_head.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_cq_base_lo.val() {
+        if self.rd_sel.q.val().get_bit(33) {
             self.rd_data.next = self.rd_data.val() | (self.cq_base.q.val().get_bits::<32>(0));
         }
-        if self.axil.rd_addr.val() == self.r_cq_base_hi.val() {
+        if self.rd_sel.q.val().get_bit(34) {
             self.rd_data.next = self.rd_data.val() | (self.cq_base.q.val().get_bits::<32>(32));
         }
-        if self.axil.rd_addr.val() == self.r_cq_size_log2.val() {
+        if self.rd_sel.q.val().get_bit(35) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 4>(self.cq_log2.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_cq_head.val() {
+        if self.rd_sel.q.val().get_bit(36) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.cq_head.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_cq_tail.val() {
+        if self.rd_sel.q.val().get_bit(37) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.cq_tail.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_irq_status.val() {
+        if self.rd_sel.q.val().get_bit(38) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_status.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_irq_mask.val() {
+        if self.rd_sel.q.val().get_bit(39) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_mask.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_ops_ok.val() {
+        if self.rd_sel.q.val().get_bit(40) {
             self.rd_data.next = self.rd_data.val() | (self.ops_ok.q.val());
         }
-        if self.axil.rd_addr.val() == self.r_ops_failed.val() {
+        if self.rd_sel.q.val().get_bit(41) {
             self.rd_data.next = self.rd_data.val() | (self.ops_failed.q.val());
         }
-        if self.axil.rd_addr.val() == self.r_pt_index.val() {
+        if self.rd_sel.q.val().get_bit(42) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 4>(self.pt_index.q.val()));
         }
-        if self.axil.rd_addr.val() == self.r_pt_base.val() {
+        if self.rd_sel.q.val().get_bit(43) {
             self.rd_data.next =
                 self.rd_data.val() | (self.pt_csr.read_data.val().get_bits::<32>(28));
         }
-        if self.axil.rd_addr.val() == self.r_pt_len.val() {
+        if self.rd_sel.q.val().get_bit(44) {
             self.rd_data.next =
                 self.rd_data.val() | (self.pt_csr.read_data.val().get_bits::<32>(60));
         }
-        if self.axil.rd_addr.val() == self.r_pt_perm.val() {
+        if self.rd_sel.q.val().get_bit(45) {
             self.rd_data.next = self.rd_data.val()
                 | (bit_cast::<32, 8>(self.pt_csr.read_data.val().get_bits::<8>(92)));
         }
         // An entry without VALID reads back as zero (reset clears only the valid bits).
-        if ((self.axil.rd_addr.val() == self.r_pt_base.val())
-            | (self.axil.rd_addr.val() == self.r_pt_len.val())
-            | (self.axil.rd_addr.val() == self.r_pt_perm.val()))
+        if (self.rd_sel.q.val().get_bit(43)
+            | self.rd_sel.q.val().get_bit(44)
+            | self.rd_sel.q.val().get_bit(45))
             & !self.pt_valid.q.val().get_bit(self.pt_index.q.val().index())
         {
             self.rd_data.next = 0.into();
         }
         // The read mux gets a cycle of its own (AxiLiteCsr samples rd_data
-        // the cycle after its strobe).
+        // two cycles after its strobe: decode, then mux).
         self.rd_q.d.next = self.rd_data.val();
         self.axil.rd_data.next = self.rd_q.q.val();
 
