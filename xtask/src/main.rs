@@ -79,7 +79,13 @@ enum Cmd {
     ///
     /// Boards: ulx3s orangecrab tangnano20k arty_a7_35 pynq_z2. REPORT.md is
     /// rewritten by every run (failed boards and boards not built are listed).
-    Bitstreams { boards: Vec<String> },
+    Bitstreams {
+        boards: Vec<String>,
+        /// Place-and-route each ECP5 board with nextpnr seeds 1..=SEEDS and
+        /// keep the best Fmax (results vary by several percent between seeds).
+        #[arg(long, default_value_t = 1)]
+        seeds: u32,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,7 +127,7 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 verilog::synth(&path)?;
             }
         }
-        Cmd::Bitstreams { boards } => bitstreams::run(&boards)?,
+        Cmd::Bitstreams { boards, seeds } => bitstreams::run(&boards, seeds)?,
     }
     Ok(ExitCode::SUCCESS)
 }
