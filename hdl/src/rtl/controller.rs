@@ -61,6 +61,7 @@ enum Phase {
     AppPlan,
     AppPlan2,
     AppPlan3,
+    AppPlan4,
     AppHdr,
     AppAck,
     AppData,
@@ -215,6 +216,10 @@ pub struct HitlessController {
     mism: DFF<Bit>,
     app_need: DFF<Bits<32>>,
     app_used: DFF<Bits<34>>,
+    // Log space left (log size - used) and its verdict, each in a cycle of
+    // its own (a sum and a compare would be two carry chains in one).
+    app_room: DFF<Bits<34>>,
+    app_full: DFF<Bit>,
     overlap: DFF<Bit>,
     trim_bad: DFF<Bit>,
     flip_len_bad: DFF<Bit>,
@@ -543,6 +548,8 @@ impl HitlessController {
             mism: Default::default(),
             app_need: Default::default(),
             app_used: Default::default(),
+            app_room: Default::default(),
+            app_full: Default::default(),
             overlap: Default::default(),
             trim_bad: Default::default(),
             flip_len_bad: Default::default(),
@@ -849,6 +856,8 @@ impl Logic for HitlessController {
             mism,
             app_need,
             app_used,
+            app_room,
+            app_full,
             overlap,
             trim_bad,
             flip_len_bad,
@@ -1942,6 +1951,8 @@ impl Logic for HitlessController {
             }
             Phase::AppPlan2 => {
                 self.app_need.d.next = self.app_pad.q.val() + self.app_rec.q.val();
+                self.app_room.d.next =
+                    bit_cast::<34, 32>(self.k_log_size.val()) - self.app_used.q.val();
                 self.app_start.d.next = 0.into();
                 if !self.app_pad.q.val().any() {
                     self.app_start.d.next = self.app_pos.q.val();
@@ -1955,9 +1966,14 @@ impl Logic for HitlessController {
                 self.phase.d.next = Phase::AppPlan3;
             }
             Phase::AppPlan3 => {
-                if (self.app_used.q.val() + bit_cast::<34, 32>(self.app_need.q.val()))
-                    > bit_cast::<34, 32>(self.k_log_size.val())
-                {
+                // Bit 33 set: more used than the log holds (a wrapped room).
+                self.app_full.d.next = (bit_cast::<34, 32>(self.app_need.q.val())
+                    > self.app_room.q.val())
+                    | self.app_room.q.val().get_bit(33);
+                self.phase.d.next = Phase::AppPlan4;
+            }
+            Phase::AppPlan4 => {
+                if self.app_full.q.val() {
                     self.status.d.next = self.k_st_log_full.val();
                     self.info.d.next = 0.into();
                     self.phase.d.next = Phase::CplBuild;
