@@ -131,6 +131,10 @@ pub struct HitlessController {
     cold_slice: PmpSlice<32>,
     src_slice: PmpSlice<64>,
     dst_slice: PmpSlice<64>,
+    // And the engine's port: its command muxes (superblock words, ring
+    // addresses, log headers) end in flip-flops, and its responses arrive
+    // registered, after the router's steer.
+    eng_slice: PmpSlice<64>,
     pt_eng: RAM<Bits<100>, 4>,
     pt_csr: RAM<Bits<100>, 4>,
     phase: DFF<Phase>,
@@ -178,11 +182,6 @@ pub struct HitlessController {
     issued: DFF<Bits<5>>,
     got: DFF<Bits<5>>,
     eng_inflight: DFF<Bits<6>>,
-    // The engine's port responses, registered: the router's response steer
-    // and the wide register updates each response drives are then in
-    // separate cycles (responses are counted, so a cycle later is harmless).
-    eng_rsp_v: DFF<Bit>,
-    eng_rsp_data: DFF<Bits<64>>,
     slot: DFF<Bit>,
     tried_other: DFF<Bit>,
     status: DFF<Bits<8>>,
@@ -466,6 +465,7 @@ impl HitlessController {
             cold_slice: Default::default(),
             src_slice: Default::default(),
             dst_slice: Default::default(),
+            eng_slice: Default::default(),
             pt_eng: Default::default(),
             pt_csr: Default::default(),
             phase: Default::default(),
@@ -513,8 +513,6 @@ impl HitlessController {
             issued: Default::default(),
             got: Default::default(),
             eng_inflight: Default::default(),
-            eng_rsp_v: Default::default(),
-            eng_rsp_data: Default::default(),
             slot: Default::default(),
             tried_other: Default::default(),
             status: Default::default(),
@@ -821,8 +819,6 @@ impl Logic for HitlessController {
             issued,
             got,
             eng_inflight,
-            eng_rsp_v,
-            eng_rsp_data,
             slot,
             tried_other,
             status,
@@ -885,7 +881,10 @@ impl Logic for HitlessController {
             perm_bad,
             slot_newer
         );
-        clock!(self, clock, axil, mover, host_slice, warm_slice, cold_slice, src_slice, dst_slice);
+        clock!(
+            self, clock, axil, mover, host_slice, warm_slice, cold_slice, src_slice, dst_slice,
+            eng_slice
+        );
         self.pt_eng.read_clock.next = self.clock.val();
         self.pt_eng.write_clock.next = self.clock.val();
         self.pt_csr.read_clock.next = self.clock.val();
@@ -897,6 +896,7 @@ impl Logic for HitlessController {
         self.cold_slice.reset.next = self.reset.val();
         self.src_slice.reset.next = self.reset.val();
         self.dst_slice.reset.next = self.reset.val();
+        self.eng_slice.reset.next = self.reset.val();
         AxiLiteTarget::link(&mut self.csr, &mut self.axil.axi);
         // Register slices between the router and the ports: the engine's and
         // the mover's command muxes end in flip-flops inside the controller.
@@ -913,6 +913,7 @@ impl Logic for HitlessController {
         PmpInitiator::<64>::join(&mut self.src_slice.down, &mut self.router.src);
         PmpInitiator::<64>::join(&mut self.mover.dst, &mut self.dst_slice.up);
         PmpInitiator::<64>::join(&mut self.dst_slice.down, &mut self.router.dst);
+        PmpInitiator::<64>::join(&mut self.eng_slice.down, &mut self.router.eng);
         self.cycles.d.next = self.cycles.q.val() + 1;
         self.irq.next = self.irq_pulse.q.val();
         self.active.next = bit_cast::<2, 1>(self.warm_st.q.val().active.into())
@@ -1454,16 +1455,14 @@ impl Logic for HitlessController {
         self.router.src_sel.next = self.m_src_sel.q.val();
         self.router.dst_sel.next = self.m_dst_sel.q.val();
         self.router.mover_active.next = self.mover.busy.val();
-        self.router.eng.cmd_valid.next = false;
-        self.router.eng.cmd_write.next = false;
-        self.router.eng.cmd_addr.next = 0.into();
-        self.router.eng.cmd_wdata.next = 0.into();
-        self.router.eng.cmd_wstrb.next = 0xFF.into();
+        self.eng_slice.up.cmd_valid.next = false;
+        self.eng_slice.up.cmd_write.next = false;
+        self.eng_slice.up.cmd_addr.next = 0.into();
+        self.eng_slice.up.cmd_wdata.next = 0.into();
+        self.eng_slice.up.cmd_wstrb.next = 0xFF.into();
         self.want.next = false;
         self.eng_fire.next = false;
-        self.eng_rsp_v.d.next = self.router.eng.rsp_valid.val();
-        self.eng_rsp_data.d.next = self.router.eng.rsp_data.val();
-        self.eng_ack.next = self.eng_rsp_v.q.val();
+        self.eng_ack.next = self.eng_slice.up.rsp_valid.val();
         self.mover.start.next = false;
         self.mover.src_addr.next = self.m_src.q.val();
         self.mover.dst_addr.next = self.m_dst.q.val();
@@ -1561,14 +1560,15 @@ impl Logic for HitlessController {
             }
             Phase::BootRead => {
                 self.want.next = self.issued.q.val() < 8;
-                self.router.eng.cmd_valid.next = self.want.val();
-                self.router.eng.cmd_addr.next = (bit_cast::<64, 1>(self.slot.q.val().into()) << 6)
+                self.eng_slice.up.cmd_valid.next = self.want.val();
+                self.eng_slice.up.cmd_addr.next = (bit_cast::<64, 1>(self.slot.q.val().into())
+                    << 6)
                     + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
-                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                self.eng_fire.next = self.want.val() & self.eng_slice.up.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
                 }
-                self.ws.next = self.eng_rsp_data.q.val();
+                self.ws.next = self.eng_slice.up.rsp_data.val();
                 if self.eng_ack.val() {
                     self.got.d.next = self.got.q.val() + 1;
                     if self.got.q.val() < 7 {
@@ -1731,16 +1731,16 @@ impl Logic for HitlessController {
             }
             Phase::Fetch => {
                 self.want.next = self.issued.q.val() < 4;
-                self.router.eng.cmd_valid.next = self.want.val();
-                self.router.eng.cmd_addr.next = self.ring_addr.q.val();
-                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                self.eng_slice.up.cmd_valid.next = self.want.val();
+                self.eng_slice.up.cmd_addr.next = self.ring_addr.q.val();
+                self.eng_fire.next = self.want.val() & self.eng_slice.up.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
                     self.ring_addr.d.next = self.ring_addr.q.val() + 8;
                 }
                 if self.eng_ack.val() {
                     self.desc.d.next = (self.desc.q.val() >> 64)
-                        | (bit_cast::<256, 64>(self.eng_rsp_data.q.val()) << 192);
+                        | (bit_cast::<256, 64>(self.eng_slice.up.rsp_data.val()) << 192);
                     self.got.d.next = self.got.q.val() + 1;
                 }
                 if self.got.q.val() == 4 {
@@ -1983,24 +1983,24 @@ impl Logic for HitlessController {
             }
             Phase::AppHdr => {
                 self.want.next = self.issued.q.val() < 3;
-                self.router.eng.cmd_valid.next = self.want.val();
-                self.router.eng.cmd_write.next = true;
+                self.eng_slice.up.cmd_valid.next = self.want.val();
+                self.eng_slice.up.cmd_write.next = true;
                 if self.issued.q.val() == 0 {
-                    self.router.eng.cmd_addr.next =
+                    self.eng_slice.up.cmd_addr.next =
                         self.k_log_base.val() + bit_cast::<64, 32>(self.app_pos.q.val());
-                    self.router.eng.cmd_wdata.next =
+                    self.eng_slice.up.cmd_wdata.next =
                         self.k_pad_magic.val() | (bit_cast::<64, 32>(self.app_pad.q.val()) << 32);
                 } else if self.issued.q.val() == 1 {
-                    self.router.eng.cmd_addr.next =
+                    self.eng_slice.up.cmd_addr.next =
                         self.k_log_base.val() + bit_cast::<64, 32>(self.app_start.q.val());
-                    self.router.eng.cmd_wdata.next =
+                    self.eng_slice.up.cmd_wdata.next =
                         self.k_rec_magic.val() | (bit_cast::<64, 32>(self.len.val()) << 32);
                 } else {
-                    self.router.eng.cmd_addr.next =
+                    self.eng_slice.up.cmd_addr.next =
                         self.k_log_base.val() + bit_cast::<64, 32>(self.app_start.q.val()) + 8;
-                    self.router.eng.cmd_wdata.next = self.cur.val().log_seq;
+                    self.eng_slice.up.cmd_wdata.next = self.cur.val().log_seq;
                 }
-                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                self.eng_fire.next = self.want.val() & self.eng_slice.up.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
                 }
@@ -2033,15 +2033,15 @@ impl Logic for HitlessController {
             }
             Phase::AppTrailer => {
                 self.want.next = !self.issued.q.val().any();
-                self.router.eng.cmd_valid.next = self.want.val();
-                self.router.eng.cmd_write.next = true;
-                self.router.eng.cmd_addr.next = self.k_log_base.val()
+                self.eng_slice.up.cmd_valid.next = self.want.val();
+                self.eng_slice.up.cmd_write.next = true;
+                self.eng_slice.up.cmd_addr.next = self.k_log_base.val()
                     + bit_cast::<64, 32>(self.app_start.q.val())
                     + bit_cast::<64, 32>(self.app_rec.q.val())
                     - self.k_log_trl.val();
-                self.router.eng.cmd_wdata.next = bit_cast::<64, 32>(self.res_crc.q.val())
+                self.eng_slice.up.cmd_wdata.next = bit_cast::<64, 32>(self.res_crc.q.val())
                     | (bit_cast::<64, 32>(!self.res_crc.q.val()) << 32);
-                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                self.eng_fire.next = self.want.val() & self.eng_slice.up.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = 1.into();
                 }
@@ -2082,13 +2082,13 @@ impl Logic for HitlessController {
             }
             Phase::CommitWrite => {
                 self.want.next = self.issued.q.val() < 8;
-                self.router.eng.cmd_valid.next = self.want.val();
-                self.router.eng.cmd_write.next = true;
-                self.router.eng.cmd_addr.next =
+                self.eng_slice.up.cmd_valid.next = self.want.val();
+                self.eng_slice.up.cmd_write.next = true;
+                self.eng_slice.up.cmd_addr.next =
                     (bit_cast::<64, 1>(self.nsb_seq.val().get_bit(0).into()) << 6)
                         + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
-                self.router.eng.cmd_wdata.next = self.sbword.val();
-                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                self.eng_slice.up.cmd_wdata.next = self.sbword.val();
+                self.eng_fire.next = self.want.val() & self.eng_slice.up.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
                     self.sb_idx.d.next = self.issued.q.val().get_bits::<3>(0) + 1;
@@ -2126,14 +2126,14 @@ impl Logic for HitlessController {
             }
             Phase::CplWrite => {
                 self.want.next = self.issued.q.val() < 2;
-                self.router.eng.cmd_valid.next = self.want.val();
-                self.router.eng.cmd_write.next = true;
-                self.router.eng.cmd_addr.next = self.ring_addr.q.val();
-                self.router.eng.cmd_wdata.next = self.cpl_w0.q.val();
+                self.eng_slice.up.cmd_valid.next = self.want.val();
+                self.eng_slice.up.cmd_write.next = true;
+                self.eng_slice.up.cmd_addr.next = self.ring_addr.q.val();
+                self.eng_slice.up.cmd_wdata.next = self.cpl_w0.q.val();
                 if self.issued.q.val().any() {
-                    self.router.eng.cmd_wdata.next = self.cpl_w1.q.val();
+                    self.eng_slice.up.cmd_wdata.next = self.cpl_w1.q.val();
                 }
-                self.eng_fire.next = self.want.val() & self.router.eng.cmd_ready.val();
+                self.eng_fire.next = self.want.val() & self.eng_slice.up.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
                     self.ring_addr.d.next = self.ring_addr.q.val() + 8;
@@ -2213,7 +2213,6 @@ impl Logic for HitlessController {
             self.pt_perm.d.next = 0.into();
             self.pt_valid.d.next = 0.into();
             self.eng_inflight.d.next = 0.into();
-            self.eng_rsp_v.d.next = false;
             self.warm_st.d.next = self.k_blank.val();
             self.cold_st.d.next = self.k_blank.val();
         }
