@@ -1,5 +1,6 @@
 // ULX3S (LFE5U-85F-6BG381C) top-level: 25 MHz oscillator -> PLL (generated
-// by ecppll at build time as module `pll`) -> 100 MHz controller clock;
+// by ecppll at build time as module `pll`) -> the controller clock
+// (`Board::clock` in xtask/src/bitstreams.rs);
 // UART through the on-board FT231X (USB serial); FIRE1 resets.
 `default_nettype none
 module board_top (
