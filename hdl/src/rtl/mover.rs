@@ -8,6 +8,11 @@
 //! source may start at any byte), the CRC sees payload-aligned words, and a
 //! second realigner places the payload at the destination byte offset with
 //! byte strobes, so bytes outside the range are never touched.
+//!
+//! Timing: every decision that depends on another block (a port's ready,
+//! the FIFO's state) is taken from registers; the FIFO's block RAM feeds a
+//! register, then a small head queue; "last word" flags are the sign bits
+//! of down-counters; a transfer's starting values are precomputed.
 
 use super::bus::PmpInitiator;
 use super::crc::Crc32c;
