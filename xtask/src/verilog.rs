@@ -83,7 +83,15 @@ const TARGETS: &[(&str, &str)] = &[
 /// Synthesize for every target and print the resource counts. The full
 /// `stat` report is kept in `target/verilog/synth_<target>.txt`.
 pub fn synth(path: &Path) -> Result<()> {
+    synth_for(path, &[])
+}
+
+/// `synth` for the named targets only (all when `only` is empty).
+pub fn synth_for(path: &Path, only: &[&str]) -> Result<()> {
     for (name, synth) in TARGETS {
+        if !only.is_empty() && !only.contains(name) {
+            continue;
+        }
         let report = Path::new(OUT_DIR).join(format!("synth_{name}.txt"));
         // `-q` silences the log, `stat` included, so `tee` it to a file.
         let script = format!(
