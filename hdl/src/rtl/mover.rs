@@ -102,6 +102,12 @@ pub struct Mover {
     // read side
     rd_addr: DFF<Bits<64>>,
     rd_left: DFF<Bits<32>>,
+    // `rd_left != 0` and "a read may issue" as registers, so the read
+    // issue (whose `fire` enables 100 flip-flops) is one gate after flops.
+    // The credit is a cycle stale, so it is checked against one less than
+    // the limit: `inflight` grows by at most one per cycle.
+    rd_more: DFF<Bit>,
+    credit: DFF<Bit>,
     inflight: DFF<Bits<10>>,
     // source realigner
     sbits: DFF<Bits<7>>,
@@ -210,6 +216,8 @@ impl Default for Mover {
             i_dbits_inv: Default::default(),
             rd_addr: Default::default(),
             rd_left: Default::default(),
+            rd_more: Default::default(),
+            credit: Default::default(),
             inflight: Default::default(),
             sbits: Default::default(),
             sbits_inv: Default::default(),
@@ -258,7 +266,7 @@ impl Default for Mover {
             neg32: Constant::new(0x3_FFFF_FFE0_u64.into()),
             ff8: Constant::new(0xFF.into()),
             one8: Constant::new(1.into()),
-            limit: Constant::new(INFLIGHT_LIMIT.into()),
+            limit: Constant::new((INFLIGHT_LIMIT - 1).into()),
             c64: Constant::new(64.into()),
         }
     }
@@ -294,6 +302,8 @@ impl Logic for Mover {
             i_dbits_inv,
             rd_addr,
             rd_left,
+            rd_more,
+            credit,
             inflight,
             sbits,
             sbits_inv,
@@ -326,9 +336,8 @@ impl Logic for Mover {
         self.crc_idle.next = self.crc_unit.idle.val() & !self.running.q.val();
 
         // ---- read issue -------------------------------------------------
-        self.src.cmd_valid.next = self.running.q.val()
-            & self.rd_left.q.val().any()
-            & (self.inflight.q.val() < self.limit.val());
+        self.credit.d.next = self.inflight.q.val() < self.limit.val();
+        self.src.cmd_valid.next = self.running.q.val() & self.rd_more.q.val() & self.credit.q.val();
         self.src.cmd_write.next = false;
         self.src.cmd_addr.next = self.rd_addr.q.val();
         self.src.cmd_wdata.next = 0.into();
@@ -337,6 +346,7 @@ impl Logic for Mover {
         if self.src_fire.val() {
             self.rd_addr.d.next = self.rd_addr.q.val() + 8;
             self.rd_left.d.next = self.rd_left.q.val() - 1;
+            self.rd_more.d.next = self.rd_left.q.val() != 1;
         }
         // Read data lands in the FIFO; the credit check guarantees room.
         self.fifo.write.next = self.src.rsp_valid.val() & !self.src.rsp_write.val();
@@ -526,7 +536,7 @@ impl Logic for Mover {
 
         // ---- start and completion ------------------------------------------
         if self.running.q.val()
-            & !self.rd_left.q.val().any()
+            & !self.rd_more.q.val()
             & !self.inflight.q.val().any()
             & !self.pay_nz.val()
             & !self.pay_valid.q.val()
@@ -570,6 +580,7 @@ impl Logic for Mover {
             self.has_dst_q.d.next = self.has_dst.val();
             self.rd_addr.d.next = (self.src_addr.val() >> 3) << 3;
             self.rd_left.d.next = self.i_rd_left.q.val();
+            self.rd_more.d.next = self.i_rd_left.q.val().any();
             self.inflight.d.next = 0.into();
             self.sbits.d.next = bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3;
             self.sbits_inv.d.next = self.i_sbits_inv.q.val();
@@ -605,6 +616,7 @@ impl Logic for Mover {
             self.inflight.d.next = 0.into();
             self.wr_inflight.d.next = 0.into();
             self.rd_left.d.next = 0.into();
+            self.rd_more.d.next = false;
             self.pay_words.d.next = 0x3FFF_FFFF.into();
             self.pay_tail.d.next = 0.into();
             self.dst_nz.d.next = false;
