@@ -123,6 +123,14 @@ pub struct Mover {
     // The final short word spans two source words (its bytes plus the
     // source offset exceed 8): fixed per transfer, so computed at start.
     tail_split: DFF<Bit>,
+    // Registers, so the realigner's decision starts one gate later: payload
+    // is left to produce (`pay_words`/`pay_tail` not exhausted; implies
+    // `running`), the next payload word needs another source word (a full
+    // word at a nonzero offset, or a split tail), the source is 8-aligned.
+    // Updated with `pay_words` from its next value.
+    pay_nz: DFF<Bit>,
+    need_next: DFF<Bit>,
+    s_aligned: DFF<Bit>,
     pay_valid: DFF<Bit>,
     pay_data: DFF<Bits<64>>,
     pay_nb: DFF<Bits<4>>,
@@ -146,13 +154,11 @@ pub struct Mover {
     wr_inflight: DFF<Bits<10>>,
     // combinational helpers
     pay_lt8: Signal<Local, Bit>,
-    pay_nz: Signal<Local, Bit>,
     pay_step: Signal<Local, Bit>,
     dst_sum: Signal<Local, Bits<34>>,
     dst_end: Signal<Local, Bits<3>>,
     dst_last: Signal<Local, Bit>,
     nb: Signal<Local, Bits<4>>,
-    need_next: Signal<Local, Bit>,
     pay_free: Signal<Local, Bit>,
     pay_take: Signal<Local, Bit>,
     pop: Signal<Local, Bit>,
@@ -228,6 +234,7 @@ impl Default for Mover {
             tail_split: Default::default(),
             pay_lt8: Default::default(),
             pay_nz: Default::default(),
+            s_aligned: Default::default(),
             pay_step: Default::default(),
             dst_words: Default::default(),
             dst_nz: Default::default(),
@@ -312,6 +319,9 @@ impl Logic for Mover {
             pay_words,
             pay_tail,
             tail_split,
+            pay_nz,
+            need_next,
+            s_aligned,
             pay_valid,
             pay_data,
             pay_nb,
@@ -393,21 +403,19 @@ impl Logic for Mover {
         }
         self.nb.next = 8.into();
         self.pay_lt8.next = self.pay_words.q.val().get_bit(29);
-        self.pay_nz.next = !self.pay_lt8.val() | self.pay_tail.q.val().any();
         self.pay_step.next = false;
         if self.pay_lt8.val() {
             self.nb.next = bit_cast::<4, 3>(self.pay_tail.q.val());
         }
         // A word of 8 bytes at a nonzero source offset always spans two
         // source words; the final short word does when `tail_split`.
-        self.need_next.next = !self.pay_lt8.val() | self.tail_split.q.val();
         self.pop.next = false;
         self.pay_free.next = !self.pay_valid.q.val() | self.pay_take.val();
         if self.pay_take.val() {
             self.pay_valid.d.next = false;
         }
-        if self.running.q.val() & self.pay_nz.val() {
-            if !self.sbits.q.val().any() {
+        if self.pay_nz.q.val() {
+            if self.s_aligned.q.val() {
                 if self.head_v.val() & self.pay_free.val() {
                     self.pop.next = true;
                     self.pay_data.d.next = self.head.val();
@@ -421,7 +429,7 @@ impl Logic for Mover {
                     self.prev.d.next = self.head.val();
                     self.have_prev.d.next = true;
                 }
-            } else if self.need_next.val() {
+            } else if self.need_next.q.val() {
                 if self.head_v.val() & self.pay_free.val() {
                     self.pop.next = true;
                     self.prev.d.next = self.head.val();
@@ -442,8 +450,14 @@ impl Logic for Mover {
         if self.pay_step.val() {
             if self.pay_lt8.val() {
                 self.pay_tail.d.next = 0.into();
+                self.pay_nz.d.next = false;
             } else {
                 self.pay_words.d.next = self.pay_words.q.val() - 1;
+                if !self.pay_words.q.val().any() {
+                    // The last full word: what remains is the tail.
+                    self.pay_nz.d.next = self.pay_tail.q.val().any();
+                    self.need_next.d.next = self.tail_split.q.val();
+                }
             }
         }
         // Outside a transfer the FIFO holds nothing useful (e.g. after a
@@ -490,7 +504,7 @@ impl Logic for Mover {
         self.flush.next = self.running.q.val()
             & self.has_dst_q.q.val()
             & !self.pay_valid.q.val()
-            & !self.pay_nz.val()
+            & !self.pay_nz.q.val()
             & self.dst_nz.q.val()
             & self.cmd_free.val();
         self.dst_last.next = self.dst_words.q.val().get_bit(30);
@@ -538,7 +552,7 @@ impl Logic for Mover {
         if self.running.q.val()
             & !self.rd_more.q.val()
             & !self.inflight.q.val().any()
-            & !self.pay_nz.val()
+            & !self.pay_nz.q.val()
             & !self.pay_valid.q.val()
             & !self.cmd_v.q.val()
             & !self.dst_nz.q.val()
@@ -588,6 +602,10 @@ impl Logic for Mover {
             self.pay_words.d.next = self.i_pay_words.q.val();
             self.pay_tail.d.next = self.len.val().get_bits::<3>(0);
             self.tail_split.d.next = self.i_tail_split.q.val();
+            self.pay_nz.d.next = self.len.val().any();
+            self.need_next.d.next =
+                !self.i_pay_words.q.val().get_bit(29) | self.i_tail_split.q.val();
+            self.s_aligned.d.next = !self.src_addr.val().get_bits::<3>(0).any();
             self.pay_valid.d.next = false;
             self.dbits.d.next = bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3;
             self.dbits_inv.d.next = self.i_dbits_inv.q.val();
@@ -619,6 +637,7 @@ impl Logic for Mover {
             self.rd_more.d.next = false;
             self.pay_words.d.next = 0x3FFF_FFFF.into();
             self.pay_tail.d.next = 0.into();
+            self.pay_nz.d.next = false;
             self.dst_nz.d.next = false;
         }
     }
