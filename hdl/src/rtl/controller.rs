@@ -165,6 +165,13 @@ pub struct HitlessController {
     pt_len: DFF<Bits<32>>,
     pt_perm: DFF<Bits<8>>,
     pt_valid: DFF<Bits<16>>,
+    // The entry at PT_INDEX as PT_BASE/PT_LEN/PT_PERM read it ({perm, len,
+    // base}; zero without VALID), registered: the table's read and the
+    // valid-bit select get a cycle of their own before the read mux. It
+    // lags a write by a cycle, which a read that follows the write's
+    // response never sees (AxiLiteCsr answers B a cycle before the write
+    // lands, and a read takes another cycle to reach the decode).
+    pt_view: DFF<Bits<72>>,
     warm_st: DFF<TierState>,
     cold_st: DFF<TierState>,
     scan: DFF<TierState>,
@@ -488,6 +495,7 @@ impl HitlessController {
             pt_len: Default::default(),
             pt_perm: Default::default(),
             pt_valid: Default::default(),
+            pt_view: Default::default(),
             warm_st: Default::default(),
             cold_st: Default::default(),
             scan: Default::default(),
@@ -786,6 +794,7 @@ impl Logic for HitlessController {
             pt_len,
             pt_perm,
             pt_valid,
+            pt_view,
             warm_st,
             cold_st,
             scan,
@@ -1352,24 +1361,19 @@ impl Logic for HitlessController {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 4>(self.pt_index.q.val()));
         }
         if self.rd_sel.q.val().get_bit(43) {
-            self.rd_data.next =
-                self.rd_data.val() | (self.pt_csr.read_data.val().get_bits::<32>(28));
+            self.rd_data.next = self.rd_data.val() | (self.pt_view.q.val().get_bits::<32>(0));
         }
         if self.rd_sel.q.val().get_bit(44) {
-            self.rd_data.next =
-                self.rd_data.val() | (self.pt_csr.read_data.val().get_bits::<32>(60));
+            self.rd_data.next = self.rd_data.val() | (self.pt_view.q.val().get_bits::<32>(32));
         }
         if self.rd_sel.q.val().get_bit(45) {
-            self.rd_data.next = self.rd_data.val()
-                | (bit_cast::<32, 8>(self.pt_csr.read_data.val().get_bits::<8>(92)));
+            self.rd_data.next =
+                self.rd_data.val() | (bit_cast::<32, 8>(self.pt_view.q.val().get_bits::<8>(64)));
         }
         // An entry without VALID reads back as zero (reset clears only the valid bits).
-        if (self.rd_sel.q.val().get_bit(43)
-            | self.rd_sel.q.val().get_bit(44)
-            | self.rd_sel.q.val().get_bit(45))
-            & !self.pt_valid.q.val().get_bit(self.pt_index.q.val().index())
-        {
-            self.rd_data.next = 0.into();
+        self.pt_view.d.next = 0.into();
+        if self.pt_valid.q.val().get_bit(self.pt_index.q.val().index()) {
+            self.pt_view.d.next = self.pt_csr.read_data.val().get_bits::<72>(28);
         }
         // The read mux gets a cycle of its own (AxiLiteCsr samples rd_data
         // two cycles after its strobe: decode, then mux).
