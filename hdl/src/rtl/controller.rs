@@ -166,12 +166,14 @@ pub struct HitlessController {
     pt_perm: DFF<Bits<8>>,
     pt_valid: DFF<Bits<16>>,
     // The entry at PT_INDEX as PT_BASE/PT_LEN/PT_PERM read it ({perm, len,
-    // base}; zero without VALID), registered: the table's read and the
-    // valid-bit select get a cycle of their own before the read mux. It
-    // lags a write by a cycle, which a read that follows the write's
-    // response never sees (AxiLiteCsr answers B a cycle before the write
-    // lands, and a read takes another cycle to reach the decode).
+    // base}) and its VALID bit (without it the entry reads as zero),
+    // registered: the table's read and the valid-bit select get a cycle of
+    // their own before the read mux. They lag a write by a cycle, which a
+    // read that follows the write's response never sees (AxiLiteCsr
+    // answers B a cycle before the write lands, and a read takes another
+    // cycle to reach the decode).
     pt_view: DFF<Bits<72>>,
+    pt_view_valid: DFF<Bit>,
     warm_st: DFF<TierState>,
     cold_st: DFF<TierState>,
     scan: DFF<TierState>,
@@ -496,6 +498,7 @@ impl HitlessController {
             pt_perm: Default::default(),
             pt_valid: Default::default(),
             pt_view: Default::default(),
+            pt_view_valid: Default::default(),
             warm_st: Default::default(),
             cold_st: Default::default(),
             scan: Default::default(),
@@ -795,6 +798,7 @@ impl Logic for HitlessController {
             pt_perm,
             pt_valid,
             pt_view,
+            pt_view_valid,
             warm_st,
             cold_st,
             scan,
@@ -1360,21 +1364,19 @@ impl Logic for HitlessController {
         if self.rd_sel.q.val().get_bit(42) {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 4>(self.pt_index.q.val()));
         }
-        if self.rd_sel.q.val().get_bit(43) {
+        // An entry without VALID reads back as zero (reset clears only the valid bits).
+        if self.rd_sel.q.val().get_bit(43) & self.pt_view_valid.q.val() {
             self.rd_data.next = self.rd_data.val() | (self.pt_view.q.val().get_bits::<32>(0));
         }
-        if self.rd_sel.q.val().get_bit(44) {
+        if self.rd_sel.q.val().get_bit(44) & self.pt_view_valid.q.val() {
             self.rd_data.next = self.rd_data.val() | (self.pt_view.q.val().get_bits::<32>(32));
         }
-        if self.rd_sel.q.val().get_bit(45) {
+        if self.rd_sel.q.val().get_bit(45) & self.pt_view_valid.q.val() {
             self.rd_data.next =
                 self.rd_data.val() | (bit_cast::<32, 8>(self.pt_view.q.val().get_bits::<8>(64)));
         }
-        // An entry without VALID reads back as zero (reset clears only the valid bits).
-        self.pt_view.d.next = 0.into();
-        if self.pt_valid.q.val().get_bit(self.pt_index.q.val().index()) {
-            self.pt_view.d.next = self.pt_csr.read_data.val().get_bits::<72>(28);
-        }
+        self.pt_view.d.next = self.pt_csr.read_data.val().get_bits::<72>(28);
+        self.pt_view_valid.d.next = self.pt_valid.q.val().get_bit(self.pt_index.q.val().index());
         // The read mux gets a cycle of its own (AxiLiteCsr samples rd_data
         // two cycles after its strobe: decode, then mux).
         self.rd_q.d.next = self.rd_data.val();
