@@ -117,6 +117,23 @@ fn warm_tier_survives_warm_reset_but_not_power_cycle() {
 }
 
 #[test]
+fn a_blank_tier_boots_empty_beside_a_committed_one() {
+    // The boot scan reuses one state register for both tiers: the cold
+    // tier, with no valid superblock, must not inherit the warm tier's.
+    let mut b = fresh();
+    let warm = pattern(3, 3000);
+    assert_eq!(b.commit(&warm, 0).status, 0);
+    b.card.warm_reset(TornWrites::Drop);
+    let mut b = attach(b.card);
+    assert_eq!(b.tier(false).0, BootResult::Ok);
+    assert_eq!(b.tier(true).0, BootResult::Empty);
+    for r in [reg::COLD_A_LEN, reg::COLD_B_LEN] {
+        assert_eq!(b.card.read_reg(r).unwrap(), 0, "cold region length");
+    }
+    assert_eq!(b.read(3000, 0).1, warm);
+}
+
+#[test]
 fn bit_flips_in_active_region_fall_back_to_alternate() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     for round in 0..4u32 {

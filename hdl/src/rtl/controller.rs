@@ -243,6 +243,10 @@ pub struct HitlessController {
     t_off_end: DFF<Bits<64>>,
     slot_newer: DFF<Bit>,
     slot_ok: DFF<Bit>,
+    // Blank `scan` in BootStart: a registered strobe (set by whoever enters
+    // BootStart) rather than a phase decode, because it resets ~220
+    // flip-flops and its fan-out is most of a cycle by itself.
+    scan_clear: DFF<Bit>,
     // The region's CRC matched (registered before the boot scan acts on it).
     boot_crc_ok: DFF<Bit>,
     // Descriptor decode, registered from `desc` and `entry` every cycle
@@ -566,6 +570,7 @@ impl HitlessController {
             t_off_end: Default::default(),
             slot_newer: Default::default(),
             slot_ok: Default::default(),
+            scan_clear: Default::default(),
             boot_crc_ok: Default::default(),
             op_dec: Default::default(),
             op_bad: Default::default(),
@@ -871,6 +876,7 @@ impl Logic for HitlessController {
             sc_len,
             sc_crc,
             slot_ok,
+            scan_clear,
             boot_crc_ok,
             op_dec,
             op_bad,
@@ -1532,6 +1538,11 @@ impl Logic for HitlessController {
                     | (!self.f_src_cold.val() & !self.p_warm.val())))
             | ((self.e_perm.val() & self.need_perm.val()) != self.need_perm.val());
 
+        self.scan_clear.d.next = false;
+        if self.scan_clear.q.val() {
+            // BootStart: the tier is blank until a valid slot is taken.
+            self.scan.d.next = self.k_blank.val();
+        }
         match self.phase.q.val() {
             // ================= boot scan =================
             Phase::BootStart => {
@@ -1622,8 +1633,8 @@ impl Logic for HitlessController {
                 self.tried_other.d.next = false;
                 self.phase.d.next = Phase::BootSel;
                 if !self.have.q.val() {
-                    // Blank tier: the result field of the zero state is EMPTY.
-                    self.scan.d.next = self.k_blank.val();
+                    // Blank tier: `scan` is still the zero state of
+                    // BootStart, whose result field is EMPTY.
                     self.phase.d.next = Phase::BootNext;
                 }
             }
@@ -1690,6 +1701,7 @@ impl Logic for HitlessController {
                     self.warm_st.d.next = self.scan.q.val();
                     self.tier.d.next = true;
                     self.phase.d.next = Phase::BootStart;
+                    self.scan_clear.d.next = true;
                 }
             }
             // ================= descriptor processing =================
@@ -2156,6 +2168,7 @@ impl Logic for HitlessController {
             }
             _ => {
                 self.phase.d.next = Phase::BootStart;
+                self.scan_clear.d.next = true;
             }
         }
 
@@ -2177,6 +2190,7 @@ impl Logic for HitlessController {
         if self.reset.val() {
             self.wr_q.d.next = false;
             self.phase.d.next = Phase::BootStart;
+            self.scan_clear.d.next = true;
             self.tier.d.next = false;
             self.ctrl.d.next = 0.into();
             self.scratch.d.next = 0.into();

@@ -173,7 +173,6 @@ pub struct Mover {
     flush: Signal<Local, Bit>,
     neg32: Constant<Bits<34>>,
     ff8: Constant<Bits<8>>,
-    one8: Constant<Bits<8>>,
     limit: Constant<Bits<10>>,
     c64: Constant<Bits<7>>,
 }
@@ -272,7 +271,6 @@ impl Default for Mover {
             flush: Default::default(),
             neg32: Constant::new(0x3_FFFF_FFE0_u64.into()),
             ff8: Constant::new(0xFF.into()),
-            one8: Constant::new(1.into()),
             limit: Constant::new((INFLIGHT_LIMIT - 1).into()),
             c64: Constant::new(64.into()),
         }
@@ -579,9 +577,23 @@ impl Logic for Mover {
         self.i_dst_words.d.next = self.dst_sum.val().get_bits::<31>(3);
         self.i_dst_nz.d.next = self.has_dst.val() & self.len.val().any();
         self.i_first_strb.d.next = self.ff8.val() << self.dst_addr.val().get_bits::<3>(0);
+        // Bytes below the end offset (all eight when it is 0): a table of
+        // the 3-bit end, not a subtractor.
         self.i_last_strb.d.next = self.ff8.val();
-        if self.dst_end.val().any() {
-            self.i_last_strb.d.next = (self.one8.val() << self.dst_end.val()) - self.one8.val();
+        if self.dst_end.val() == 1 {
+            self.i_last_strb.d.next = 0x01.into();
+        } else if self.dst_end.val() == 2 {
+            self.i_last_strb.d.next = 0x03.into();
+        } else if self.dst_end.val() == 3 {
+            self.i_last_strb.d.next = 0x07.into();
+        } else if self.dst_end.val() == 4 {
+            self.i_last_strb.d.next = 0x0F.into();
+        } else if self.dst_end.val() == 5 {
+            self.i_last_strb.d.next = 0x1F.into();
+        } else if self.dst_end.val() == 6 {
+            self.i_last_strb.d.next = 0x3F.into();
+        } else if self.dst_end.val() == 7 {
+            self.i_last_strb.d.next = 0x7F.into();
         }
         self.i_sbits_inv.d.next =
             self.c64.val() - (bit_cast::<7, 3>(self.src_addr.val().get_bits::<3>(0)) << 3);
