@@ -1,0 +1,34 @@
+// iCEBreaker (iCE40UP5K-SG48) top-level: the controller at the 12 MHz board
+// clock (no PLL); UART through the FT2232H's second channel (USB serial);
+// BTN_N resets; LEDG_N heartbeat, LEDR_N error (both active low); the
+// PMOD2 snap-off's LED1-LED4 (active high) show heartbeat, warm region B,
+// cold region B, error.
+//
+// The full controller does not fit the UP5K (see bitstreams/REPORT.md):
+// `cargo xtask bitstreams icebreaker` synthesizes it and reports the
+// utilization against the device; place-and-route runs once it fits.
+`default_nettype none
+module board_top (
+    input  wire CLK,
+    input  wire BTN_N,
+    input  wire RX,
+    output wire TX,
+    output wire LEDR_N,
+    output wire LEDG_N,
+    output wire LED1,
+    output wire LED2,
+    output wire LED3,
+    output wire LED4
+);
+    wire [3:0] leds;
+    top hitless (
+        .clock(CLK),
+        .reset(~BTN_N),
+        .uart_rx(RX),
+        .uart_tx(TX),
+        .leds(leds)
+    );
+    assign {LED4, LED3, LED2, LED1} = leds;
+    assign LEDG_N = ~leds[0];
+    assign LEDR_N = ~leds[3];
+endmodule
