@@ -308,6 +308,20 @@ impl<T: CardIo> Card<T> {
         let mut n = 0;
         loop {
             let at = (self.cq.offset + (self.cq_tail as u64 & mask) * CPL_BYTES as u64) as usize;
+            // The controller writes word 0, then word 1 (with the phase bit
+            // in its last byte), each word whole. Read word 1 first; once
+            // its phase says the entry is new, both words are written, so
+            // read them again for the values: reading in address order can
+            // pair a new phase with older bytes (a transport that reads byte
+            // by byte, like the UART bridge, or a CPU load racing the DMA).
+            let mut w = [0u8; 8];
+            self.dma_read(at + 8, &mut w)?;
+            if Completion::from_words([0, u64::from_le_bytes(w)]).phase
+                != ((self.cq_tail >> self.opts.cq_log2) & 1 == 0)
+            {
+                break;
+            }
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
             let mut b = [0u8; 16];
             self.dma_read(at, &mut b)?;
             let word = |i: usize| {
@@ -316,9 +330,6 @@ impl<T: CardIo> Card<T> {
                 u64::from_le_bytes(w)
             };
             let c = Completion::from_words([word(0), word(1)]);
-            if c.phase != ((self.cq_tail >> self.opts.cq_log2) & 1 == 0) {
-                break;
-            }
             self.cq_tail = self.cq_tail.wrapping_add(1);
             n += 1;
             if c.tag == contract::TAG_CONTROLLER && c.status() == Some(Status::RingOverflow) {
