@@ -1,13 +1,22 @@
-//! Generates the board top-level's Verilog from `hitless-hdl` (UART at
-//! `DIVIDER` clocks per bit: a fast simulated line), verilates it and links
-//! it through `csrc/board.cpp`. Kept cheap: C++ at -O1, two evaluations per
-//! clock (no edge rewrite), no tracing.
+//! Generates two Verilated models from `hitless-hdl` and links them through
+//! `csrc/`: the board top-level (UART at `DIVIDER` clocks per bit: a fast
+//! simulated line; `csrc/board.cpp`) and the flash-backed cold tier on its
+//! own, for its testbench (`csrc/flash.cpp`). Kept cheap: C++ at -O1, two
+//! evaluations per clock (no edge rewrite), no tracing.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// UART clocks per bit in the simulated board (exported to the crate).
 const DIVIDER: u16 = 8;
+
+/// The flash tier under test: `2^FLASH_WORDS_LOG2` words (the board's cold
+/// tier size), at flash address `FLASH_BASE`, SCK = clock / 2, and a status
+/// poll budget per erase or page program (exported to the crate).
+const FLASH_WORDS_LOG2: usize = 11;
+const FLASH_BASE: u32 = 0x1_0000;
+const FLASH_HALF: u16 = 1;
+const FLASH_POLLS: u32 = 4096;
 
 fn run(cmd: &mut Command, what: &str) {
     let out = cmd
@@ -22,23 +31,22 @@ fn run(cmd: &mut Command, what: &str) {
     }
 }
 
-fn main() {
-    println!("cargo:rerun-if-changed=csrc/board.cpp");
-    println!("cargo:rerun-if-changed=build.rs");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    let vfile = out.join("board.v");
-    let verilog = hitless_hdl::rtl::generate_board_verilog(DIVIDER);
-    let mdir = out.join("obj");
-    let lib = mdir.join("Vboard__ALL.a");
+/// Verilate `verilog` as `V<prefix>` under `out/<prefix>` (skipped when the
+/// Verilog is unchanged) and return the object directory.
+fn verilate(out: &Path, prefix: &str, verilog: &str) -> PathBuf {
+    let vfile = out.join(format!("{prefix}.v"));
+    let mdir = out.join(format!("obj_{prefix}"));
+    let class = format!("V{prefix}");
+    let lib = mdir.join(format!("{class}__ALL.a"));
     let unchanged = std::fs::read_to_string(&vfile).is_ok_and(|old| old == verilog);
     if !(unchanged && lib.exists()) {
-        std::fs::write(&vfile, &verilog).expect("write verilog");
+        std::fs::write(&vfile, verilog).expect("write verilog");
         let _ = std::fs::remove_dir_all(&mdir);
         run(
             Command::new("verilator")
                 .arg("--cc")
                 .arg(&vfile)
-                .args(["--top-module", "top", "--prefix", "Vboard", "-O3"])
+                .args(["--top-module", "top", "--prefix", &class, "-O3"])
                 .args(["--x-assign", "0", "--x-initial", "0", "--noassert"])
                 .args(["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-UNOPTFLAT"])
                 .arg("-Mdir")
@@ -50,12 +58,47 @@ fn main() {
             Command::new("make")
                 .arg("-C")
                 .arg(&mdir)
-                .args(["-f", "Vboard.mk", "-j", &jobs])
+                .args(["-f", &format!("{class}.mk"), "-j", &jobs])
                 .args(["OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1"])
-                .args(["Vboard__ALL.a", "verilated.o", "verilated_threads.o"]),
-            "make (verilated board)",
+                .args([
+                    &format!("{class}__ALL.a"),
+                    "verilated.o",
+                    "verilated_threads.o",
+                ]),
+            "make (verilated model)",
         );
     }
+    std::fs::copy(&lib, out.join(format!("libhitless_v{prefix}.a"))).expect("copy model archive");
+    println!("cargo:rustc-link-lib=static=hitless_v{prefix}");
+    mdir
+}
+
+fn main() {
+    println!("cargo:rerun-if-changed=csrc/board.cpp");
+    println!("cargo:rerun-if-changed=csrc/flash.cpp");
+    println!("cargo:rerun-if-changed=build.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
+    println!("cargo:rustc-link-search=native={}", out.display());
+    // The board's cold tier on the same simulated flash geometry as the
+    // tier's own testbench.
+    let cold = hitless_hdl::rtl::board::ColdTier::Flash {
+        base: FLASH_BASE,
+        half: FLASH_HALF,
+    };
+    let board = verilate(
+        &out,
+        "board",
+        &hitless_hdl::rtl::generate_board_verilog(DIVIDER, cold),
+    );
+    let flash = verilate(
+        &out,
+        "flash",
+        &hitless_hdl::rtl::generate_flash_tier_verilog::<FLASH_WORDS_LOG2>(
+            FLASH_BASE,
+            FLASH_HALF,
+            FLASH_POLLS,
+        ),
+    );
     let root = {
         let o = Command::new("verilator")
             .args(["--getenv", "VERILATOR_ROOT"])
@@ -67,28 +110,31 @@ fn main() {
     cc::Build::new()
         .cpp(true)
         .file("csrc/board.cpp")
-        .include(&mdir)
+        .file("csrc/flash.cpp")
+        .include(&board)
+        .include(&flash)
         .include(&inc)
         .include(inc.join("vltstd"))
         .flag_if_supported("-std=c++17")
         .flag_if_supported("-Wno-unused-parameter")
         .opt_level(1)
         .compile("hitless_board_shim");
-    std::fs::copy(&lib, out.join("libhitless_vboard.a")).expect("copy model archive");
+    // One Verilator runtime for both models (the same Verilator built both).
     let rt = out.join("libhitless_board_verilated.a");
     let _ = std::fs::remove_file(&rt);
     run(
         Command::new("ar")
             .arg("crs")
             .arg(&rt)
-            .arg(mdir.join("verilated.o"))
-            .arg(mdir.join("verilated_threads.o")),
+            .arg(board.join("verilated.o"))
+            .arg(board.join("verilated_threads.o")),
         "ar (Verilator runtime)",
     );
-    println!("cargo:rustc-link-search=native={}", out.display());
-    println!("cargo:rustc-link-lib=static=hitless_vboard");
     println!("cargo:rustc-link-lib=static=hitless_board_verilated");
     println!("cargo:rustc-link-lib=stdc++");
     println!("cargo:rustc-link-lib=pthread");
     println!("cargo:rustc-env=HITLESS_BOARD_DIVIDER={DIVIDER}");
+    println!("cargo:rustc-env=HITLESS_FLASH_WORDS_LOG2={FLASH_WORDS_LOG2}");
+    println!("cargo:rustc-env=HITLESS_FLASH_BASE={FLASH_BASE}");
+    println!("cargo:rustc-env=HITLESS_FLASH_POLLS={FLASH_POLLS}");
 }

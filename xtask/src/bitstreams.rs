@@ -78,6 +78,44 @@ pub struct Board {
     seeds: u32,
     /// What is built, for the report.
     config: &'static str,
+    /// Where the cold tier lives.
+    cold: Cold,
+}
+
+/// Where a board keeps its cold tier (`hitless-verilog --flash`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Cold {
+    /// In the configuration SPI flash from this byte address (above the
+    /// bitstream; the tier and its journal take 24 KiB).
+    Flash { base: u32 },
+    /// Block RAM: the board's flash is out of the fabric's reach.
+    Bram,
+}
+
+/// Fastest SCK the flash tier runs at (MHz): READ (0x03) is specified to
+/// 33-50 MHz on common parts, and the ECP5/xc7 configuration clock pin goes
+/// through a primitive with its own delay.
+const FLASH_SCK_MHZ: f64 = 25.0;
+
+impl Board {
+    /// `hitless-verilog` arguments for this board's cold tier.
+    fn cold_args(&self) -> Vec<String> {
+        match self.cold {
+            Cold::Bram => Vec::new(),
+            Cold::Flash { base } => {
+                let half = (self.clock / (2.0 * FLASH_SCK_MHZ)).ceil().max(1.0) as u16;
+                vec!["--flash".into(), format!("{base:#x}:{half}")]
+            }
+        }
+    }
+
+    /// The cold tier, for the report.
+    fn cold_text(&self) -> String {
+        match self.cold {
+            Cold::Bram => "block RAM".into(),
+            Cold::Flash { base } => format!("SPI flash at {base:#x}"),
+        }
+    }
 }
 
 /// Every board `cargo xtask bitstreams` builds, in report order.
@@ -95,6 +133,7 @@ pub const BOARDS: &[Board] = &[
         constraints: "ulx3s.lpf",
         seeds: 3,
         config: "full controller, 64-bit datapath",
+        cold: Cold::Flash { base: 0x30_0000 },
     },
     Board {
         name: "orangecrab",
@@ -109,6 +148,7 @@ pub const BOARDS: &[Board] = &[
         constraints: "orangecrab.lpf",
         seeds: 1,
         config: "full controller, 64-bit datapath",
+        cold: Cold::Flash { base: 0x20_0000 },
     },
     Board {
         name: "icebreaker",
@@ -124,6 +164,7 @@ pub const BOARDS: &[Board] = &[
         constraints: "icebreaker.pcf",
         seeds: 1,
         config: "full controller, 64-bit datapath, at the 12 MHz board clock (no PLL)",
+        cold: Cold::Flash { base: 0x10_0000 },
     },
     Board {
         name: "tangnano20k",
@@ -137,6 +178,7 @@ pub const BOARDS: &[Board] = &[
         constraints: "tangnano20k.cst",
         seeds: 1,
         config: "full controller, 64-bit datapath, at the 27 MHz board clock (no PLL)",
+        cold: Cold::Flash { base: 0x60_0000 },
     },
     Board {
         name: "arty_a7_35",
@@ -149,6 +191,7 @@ pub const BOARDS: &[Board] = &[
         constraints: "arty_a7_35.xdc",
         seeds: 1,
         config: "full controller, 64-bit datapath",
+        cold: Cold::Flash { base: 0x40_0000 },
     },
     Board {
         name: "pynq_z2",
@@ -161,6 +204,7 @@ pub const BOARDS: &[Board] = &[
         constraints: "pynq_z2.xdc",
         seeds: 1,
         config: "full controller, 64-bit datapath",
+        cold: Cold::Bram,
     },
 ];
 
@@ -540,7 +584,7 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
 
     // The board Verilog, with this board's UART divider.
     let verilog = out.join("hitless_board.v");
-    generate_board(divider(b), &verilog)?;
+    generate_board(divider(b), &b.cold_args(), &verilog)?;
     let mut sources = vec![verilog, wrapper];
 
     let mut o = Outcome {
@@ -675,6 +719,10 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
             run_logged(&mut c, &out.join("nextpnr.log"))?;
             let fs_file = out.join(format!("{}.fs", b.name));
             let mut c = tools.cmd("gowin_pack");
+            if matches!(b.cold, Cold::Flash { .. }) {
+                // The configuration flash's pins, released to the fabric.
+                c.arg("--mspi_as_gpio");
+            }
             c.args(["-d", family, "-o"])
                 .arg(t(&fs_file))
                 .arg(t(&routed));
@@ -756,9 +804,13 @@ fn ice40_misfit(o: &Outcome, cells: u64, ebr: u64) -> Option<String> {
     (!over.is_empty()).then(|| format!("does not fit the device: {}", over.join(", ")))
 }
 
-/// The board Verilog (see `verilog::generate`), with this UART divider.
-fn generate_board(divider: u16, out: &Path) -> Result<()> {
-    crate::verilog::run_generator(&["--board", &divider.to_string()], out)
+/// The board Verilog (see `verilog::generate`), with this UART divider and
+/// cold-tier arguments.
+fn generate_board(divider: u16, cold: &[String], out: &Path) -> Result<()> {
+    let mut args = vec!["--board".to_string(), divider.to_string()];
+    args.extend_from_slice(cold);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    crate::verilog::run_generator(&args, out)
 }
 
 /// (LUTs, FFs, block RAMs) from yosys cell counts, across families.
@@ -859,8 +911,8 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
     s += "apycula's gowin_pack. Throughput = Fmax × 8 bytes per cycle (the 64-bit\n";
     s += "datapath), an upper bound of the controller's datapath; over the UART a\n";
     s += "board moves ~11.5 KB/s.\n\n";
-    s += "| board | configuration | LUT | FF | BRAM | Fmax (MHz) | target (MHz) | met | throughput | bitstream | built from |\n";
-    s += "|---|---|---:|---:|---:|---:|---:|---|---:|---|---|\n";
+    s += "| board | configuration | cold tier | LUT | FF | BRAM | Fmax (MHz) | target (MHz) | met | throughput | bitstream | built from |\n";
+    s += "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|\n";
     for (b, o) in results {
         let (fmax, target, met, tput) = match o.fmax {
             Some((got, want)) => (
@@ -884,8 +936,15 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {fmax} | {target} | {met} | {tput} | {bit} | `{}`, {} |",
-            b.title, b.config, o.luts, o.ffs, o.bram, o.commit, o.date
+            "| {} | {} | {} | {} | {} | {} | {fmax} | {target} | {met} | {tput} | {bit} | `{}`, {} |",
+            b.title,
+            b.config,
+            b.cold_text(),
+            o.luts,
+            o.ffs,
+            o.bram,
+            o.commit,
+            o.date
         );
     }
     if let Some((_, o)) = results.iter().find(|(b, _)| b.name == GOAL_BOARD) {
@@ -935,9 +994,14 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
     }
     s += "- LUT counts are yosys' (LUT4 on ECP5/iCE40/Gowin, LUT1–6 on xc7); BRAM counts are\n";
     s += "  block-RAM primitives (DP16KD, SB_RAM40_4K, Gowin SDPB/DPB, RAMB18/36).\n";
-    s += "- Memories on every board: the host-memory window and both NV tiers are block\n";
-    s += "  RAM (16 KiB each; NV geometry 4 KiB regions + 4 KiB log). The cold tier is\n";
-    s += "  in block RAM on all boards: SPI-flash backing is not implemented.\n";
+    s += "- Memories: the host-memory window and the warm tier are block RAM (16 KiB\n";
+    s += "  each; NV geometry 4 KiB regions + 4 KiB log). The cold tier (same geometry)\n";
+    s += "  is in the board's configuration SPI flash, above the bitstream, behind a\n";
+    s += "  16 KiB block-RAM shadow (`hdl/src/rtl/flash.rs`: journaled 4 KiB sector\n";
+    s += "  updates, durable at each commit; 24 KiB of flash), SCK at most 25 MHz. The\n";
+    s += "  PYNQ-Z2's only flash belongs to the PS, so its cold tier is block RAM.\n";
+    s += "- Rows built before the flash tier (commits before it) have the cold tier in\n";
+    s += "  block RAM whatever the column says.\n";
     s += "- Bitstreams are written to `bitstreams/out/<board>/` and not committed.\n";
     s
 }
@@ -1026,6 +1090,33 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v))
         .collect();
         assert_eq!(resources(&cells), (11, 6, 3));
+    }
+
+    #[test]
+    fn cold_tiers_sit_in_flash_above_nothing_else() {
+        for b in BOARDS {
+            let args = b.cold_args();
+            match b.cold {
+                Cold::Bram => assert!(args.is_empty(), "{}", b.name),
+                Cold::Flash { base } => {
+                    // Sector aligned, tier + journal (24 KiB) below 8 MiB
+                    // (the smallest flash here, the Tang Nano 20K's), past
+                    // the first MiB (the bitstreams).
+                    assert_eq!(base % 4096, 0, "{}", b.name);
+                    assert!(base >= 1 << 20 && base + 24 * 1024 <= 8 << 20, "{}", b.name);
+                    let (_, half) = args[1].split_once(':').expect("BASE:HALF");
+                    let half: f64 = half.parse().expect("half period");
+                    assert!(
+                        b.clock / (2.0 * half) <= FLASH_SCK_MHZ,
+                        "{}: SCK too fast",
+                        b.name
+                    );
+                    assert!(b.clock / (2.0 * (half - 1.0).max(0.5)) > FLASH_SCK_MHZ || half == 1.0);
+                }
+            }
+        }
+        let ulx3s = BOARDS.iter().find(|b| b.name == "ulx3s").expect("ulx3s");
+        assert_eq!(ulx3s.cold_args(), ["--flash", "0x300000:2"]);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 // clock (no PLL); UART through the FT2232H's second channel (USB serial);
 // BTN_N resets; LEDG_N heartbeat, LEDR_N error (both active low); the
 // PMOD2 snap-off's LED1-LED4 (active high) show heartbeat, warm region B,
-// cold region B, error.
+// cold region B, error. The cold tier lives in the configuration flash
+// above the bitstream (single-bit SPI on FLASH_SCK/SSB/IO0/IO1).
 //
 // The full controller does not fit the UP5K (see bitstreams/REPORT.md):
 // `cargo xtask bitstreams icebreaker` synthesizes it and reports the
@@ -18,7 +19,11 @@ module board_top (
     output wire LED1,
     output wire LED2,
     output wire LED3,
-    output wire LED4
+    output wire LED4,
+    output wire FLASH_SCK,
+    output wire FLASH_SSB,
+    output wire FLASH_IO0,
+    input  wire FLASH_IO1
 );
     wire [3:0] leds;
     top hitless (
@@ -26,7 +31,11 @@ module board_top (
         .reset(~BTN_N),
         .uart_rx(RX),
         .uart_tx(TX),
-        .leds(leds)
+        .leds(leds),
+        .flash_sck(FLASH_SCK),
+        .flash_cs_n(FLASH_SSB),
+        .flash_mosi(FLASH_IO0),
+        .flash_miso(FLASH_IO1)
     );
     assign {LED4, LED3, LED2, LED1} = leds;
     assign LEDG_N = ~leds[0];

@@ -5,6 +5,9 @@
 // board's USB port goes straight to the FPGA, so a 3.3 V USB-serial
 // adapter connects there. usr_btn (active low) resets; the RGB LED
 // (active low) shows red = error, green = warm tier on region B, blue = heartbeat.
+// The cold tier lives in the configuration flash above the user bitstream
+// (`Board::cold`): its clock pin is driven through USRMCLK; IO2 (WP#) and
+// IO3 (HOLD#) are held high (single-bit SPI).
 `default_nettype none
 module board_top (
     input  wire clk48,
@@ -13,8 +16,17 @@ module board_top (
     output wire uart_tx,
     output wire rgb_led0_r,
     output wire rgb_led0_g,
-    output wire rgb_led0_b
+    output wire rgb_led0_b,
+    output wire spiflash_cs_n,
+    output wire spiflash_dq0,
+    input  wire spiflash_dq1,
+    output wire spiflash_dq2,
+    output wire spiflash_dq3
 );
+    wire flash_sck;
+    USRMCLK usrmclk_i (.USRMCLKI(flash_sck), .USRMCLKTS(1'b0));
+    assign spiflash_dq2 = 1'b1;
+    assign spiflash_dq3 = 1'b1;
     wire clk, locked;
     pll pll_i (.clkin(clk48), .clkout0(clk), .locked(locked));
     wire [3:0] leds;
@@ -23,7 +35,11 @@ module board_top (
         .reset(~usr_btn | ~locked),
         .uart_rx(uart_rx),
         .uart_tx(uart_tx),
-        .leds(leds)
+        .leds(leds),
+        .flash_sck(flash_sck),
+        .flash_cs_n(spiflash_cs_n),
+        .flash_mosi(spiflash_dq0),
+        .flash_miso(spiflash_dq1)
     );
     assign rgb_led0_r = ~leds[3];
     assign rgb_led0_g = ~leds[1];

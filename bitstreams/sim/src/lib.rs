@@ -1,9 +1,14 @@
 //! The Verilated UART board top-level (`hitless_hdl::rtl::board::BoardTop`:
-//! controller, UART bridge, block-RAM host memory and tiers) behind a
-//! pseudo-terminal: the board's "USB serial port" is the pty's slave side,
-//! so the driver's `uart:` transport talks to the real bridge RTL, bit by
-//! bit on the simulated line.
+//! controller, UART bridge, block-RAM host memory and warm tier, the cold
+//! tier on SPI flash) behind a pseudo-terminal: the board's "USB serial
+//! port" is the pty's slave side, so the driver's `uart:` transport talks to
+//! the real bridge RTL, bit by bit on the simulated line. The board's flash
+//! is a [`flash::SpiFlash`] that outlives the board: power the board off
+//! ([`PtyBoard::power_off`]) and start a new one on the same flash.
 
+pub mod flash;
+
+use flash::{SpiFlash, SECTOR};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use std::collections::VecDeque;
@@ -32,29 +37,54 @@ pub enum Error {
 extern "C" {
     fn hb_new() -> *mut c_void;
     fn hb_free(p: *mut c_void);
-    fn hb_cycle(p: *mut c_void, rx: u32) -> u32;
+    fn hb_cycle(p: *mut c_void, rx: u32, miso: u32) -> u32;
 }
 
-/// The Verilated board, one clock cycle per call.
+/// Bytes of the simulated board flash.
+pub const FLASH_BYTES: usize = 1 << 20;
+
+/// The Verilated board with its flash, one clock cycle per call.
 pub struct BoardModel {
     p: *mut c_void,
+    flash: SpiFlash,
+    miso: bool,
 }
 
 // SAFETY: the model is only used from the thread that owns it.
 unsafe impl Send for BoardModel {}
 
 impl BoardModel {
+    /// A board just powered on, with an erased flash.
     pub fn new() -> Self {
+        Self::with_flash(SpiFlash::new(FLASH_BYTES))
+    }
+
+    /// A board just powered on, with `flash`.
+    pub fn with_flash(flash: SpiFlash) -> Self {
         // SAFETY: hb_new returns a fresh model or aborts.
         Self {
             p: unsafe { hb_new() },
+            flash,
+            miso: true,
         }
     }
+
     /// One cycle with `rx` on the UART input; returns (tx, leds).
     pub fn cycle(&mut self, rx: bool) -> (bool, u8) {
         // SAFETY: `p` is a live model (freed only in drop).
-        let r = unsafe { hb_cycle(self.p, rx as u32) };
+        let r = unsafe { hb_cycle(self.p, rx as u32, self.miso as u32) };
+        self.miso = self
+            .flash
+            .cycle(r >> 6 & 1 != 0, r >> 5 & 1 != 0, r >> 7 & 1 != 0);
         (r & 1 != 0, ((r >> 1) & 15) as u8)
+    }
+
+    /// Cut the power: the board's state is gone, the flash keeps what it
+    /// holds (an erase or program in progress is left half done).
+    pub fn power_off(mut self, rng: &mut impl rand::Rng) -> SpiFlash {
+        let mut flash = std::mem::replace(&mut self.flash, SpiFlash::new(SECTOR));
+        flash.power_cut(rng);
+        flash
     }
 }
 
@@ -156,12 +186,18 @@ pub struct PtyBoard {
     stop: Arc<AtomicBool>,
     leds: Arc<AtomicU32>,
     traffic: Arc<[AtomicU64; 2]>,
-    thread: Option<JoinHandle<u64>>,
+    thread: Option<JoinHandle<(u64, SpiFlash)>>,
 }
 
 impl PtyBoard {
-    /// Start the board; it runs until dropped or for at most `limit`.
+    /// Start the board with an erased flash; it runs until dropped or for
+    /// at most `limit`.
     pub fn start(limit: Duration) -> Result<Self, Error> {
+        Self::start_with(limit, SpiFlash::new(FLASH_BYTES))
+    }
+
+    /// Start the board with `flash` (e.g. one from [`PtyBoard::power_off`]).
+    pub fn start_with(limit: Duration, flash: SpiFlash) -> Result<Self, Error> {
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
         grantpt(&master)?;
         unlockpt(&master)?;
@@ -171,7 +207,7 @@ impl PtyBoard {
         let leds = Arc::new(AtomicU32::new(0));
         let traffic = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
         let (s, l, t) = (stop.clone(), leds.clone(), traffic.clone());
-        let thread = std::thread::spawn(move || run(master, s, l, t, limit));
+        let thread = std::thread::spawn(move || run(master, s, l, t, limit, flash));
         Ok(Self {
             path,
             stop,
@@ -203,7 +239,20 @@ impl PtyBoard {
     /// Stop the board; returns the cycles it ran.
     pub fn stop(mut self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
-        self.thread.take().map_or(0, |t| t.join().unwrap_or(0))
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .map_or(0, |(c, _)| c)
+    }
+
+    /// Cut the board's power wherever it is; returns its flash (what a new
+    /// board starts from), or `None` if the board's thread panicked.
+    pub fn power_off(mut self) -> Option<SpiFlash> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .map(|(_, f)| f)
     }
 }
 
@@ -232,9 +281,10 @@ fn run(
     leds: Arc<AtomicU32>,
     traffic: Arc<[AtomicU64; 2]>,
     limit: Duration,
-) -> u64 {
+    flash: SpiFlash,
+) -> (u64, SpiFlash) {
     let start = Instant::now();
-    let mut board = BoardModel::new();
+    let mut board = BoardModel::with_flash(flash);
     let mut line = Line::default();
     let mut cycles: u64 = 0;
     let mut buf = [0u8; 256];
@@ -270,7 +320,8 @@ fn run(
         leds.store(l as u32, Ordering::Relaxed);
         cycles += 1;
     }
-    cycles
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cycles);
+    (cycles, board.power_off(&mut rng))
 }
 
 #[cfg(test)]

@@ -7,11 +7,14 @@
 //! - Host memory: 16 KiB of block RAM shared by the controller's DMA port
 //!   and the bridge ([`PmpBram`], bridge first). The controller sees it at
 //!   every host address modulo 16 KiB; the driver uses IOVA 0.
-//! - Warm and cold tiers: 16 KiB of block RAM each, laid out with
-//!   [`BOARD_GEOMETRY`] (4 KiB regions, 4 KiB log). The cold tier is block
-//!   RAM too: SPI-flash backing is not implemented.
+//! - Warm tier: 16 KiB of block RAM, laid out with [`BOARD_GEOMETRY`]
+//!   (4 KiB regions, 4 KiB log).
+//! - Cold tier: the same geometry on the board's SPI flash
+//!   ([`ColdTier::Flash`], a [`FlashTier`]: block-RAM shadow, journaled
+//!   sector updates, durable at each commit), or block RAM only on boards
+//!   whose fabric cannot reach a flash ([`ColdTier::Bram`]).
 //! - LEDs: 0 heartbeat, 1 warm tier's active region, 2 cold tier's active
-//!   region, 3 error (`IRQ_STATUS.ERROR`).
+//!   region, 3 error (`IRQ_STATUS.ERROR`, or the flash stopped).
 //! - Reset: a power-on reset of 16 cycles, then `reset` (active high,
 //!   synchronized here; the board wrapper inverts active-low buttons).
 
@@ -19,6 +22,7 @@ use super::bram::PmpBram;
 use super::bridge::UartBridge;
 use super::bus::{AxiLiteInitiator, PmpInitiator};
 use super::controller::HitlessController;
+use super::flash::FlashTier;
 use super::uart::{UartRx, UartTx};
 use crate::contract::NvGeometry;
 use rust_hdl::prelude::*;
@@ -34,6 +38,26 @@ pub const BOARD_GEOMETRY: NvGeometry = NvGeometry {
 
 /// log2 of the 64-bit words of each board memory (16 KiB).
 pub const BOARD_MEM_WORDS_LOG2: usize = 11;
+
+/// Status polls one flash erase or page program may take before the cold
+/// tier gives up: about 1.6 s at 100 MHz with SCK at a quarter of the clock
+/// (sector erase is 400 ms at most on common 3.3 V NOR parts).
+pub const BOARD_FLASH_POLLS: u32 = 1 << 21;
+
+/// Where the board keeps its cold tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColdTier {
+    /// Block RAM: lost at power-off.
+    Bram,
+    /// SPI NOR flash from byte address `base` (the tier and two journal
+    /// sectors: 24 KiB), SCK half period `half` clocks.
+    Flash {
+        /// Flash byte address of the tier (sector aligned, after the bitstream).
+        base: u32,
+        /// SCK half period in clocks (SCK = clock / (2 × half)).
+        half: u16,
+    },
+}
 
 /// Bytes of the host-memory window.
 pub const BOARD_HOST_BYTES: usize = 8 << BOARD_MEM_WORDS_LOG2;
@@ -51,13 +75,21 @@ pub struct BoardTop {
     pub uart_tx: Signal<Out, Bit>,
     /// LEDs: 0 heartbeat, 1 warm active region, 2 cold active region, 3 error.
     pub leds: Signal<Out, Bits<4>>,
+    /// Flash serial clock (the cold tier; idle low without flash).
+    pub flash_sck: Signal<Out, Bit>,
+    /// Flash chip select, active low.
+    pub flash_cs_n: Signal<Out, Bit>,
+    /// Flash data in (MOSI, IO0).
+    pub flash_mosi: Signal<Out, Bit>,
+    /// Flash data out (MISO, IO1).
+    pub flash_miso: Signal<In, Bit>,
     ctrl: HitlessController,
     receiver: UartRx,
     transmitter: UartTx,
     bridge: UartBridge,
     host_mem: PmpBram<BOARD_MEM_WORDS_LOG2>,
     warm_mem: PmpBram<BOARD_MEM_WORDS_LOG2>,
-    cold_mem: PmpBram<BOARD_MEM_WORDS_LOG2>,
+    cold_mem: FlashTier<BOARD_MEM_WORDS_LOG2>,
     rst_meta: DFF<Bit>,
     rst_sync: DFF<Bit>,
     por: DFF<Bits<4>>,
@@ -66,21 +98,29 @@ pub struct BoardTop {
 }
 
 impl BoardTop {
-    /// A board top for a UART of `divider` clocks per bit (clock / baud).
-    pub fn new(divider: u16) -> Self {
+    /// A board top for a UART of `divider` clocks per bit (clock / baud),
+    /// its cold tier in `cold`.
+    pub fn new(divider: u16, cold: ColdTier) -> Self {
         Self {
             clock: Default::default(),
             reset: Default::default(),
             uart_rx: Default::default(),
             uart_tx: Default::default(),
             leds: Default::default(),
+            flash_sck: Default::default(),
+            flash_cs_n: Default::default(),
+            flash_mosi: Default::default(),
+            flash_miso: Default::default(),
             ctrl: HitlessController::new(&BOARD_GEOMETRY),
             receiver: UartRx::new(divider),
             transmitter: UartTx::new(divider),
             bridge: UartBridge::new(divider),
             host_mem: Default::default(),
             warm_mem: Default::default(),
-            cold_mem: Default::default(),
+            cold_mem: match cold {
+                ColdTier::Bram => FlashTier::volatile(),
+                ColdTier::Flash { base, half } => FlashTier::new(base, half, BOARD_FLASH_POLLS),
+            },
             rst_meta: Default::default(),
             rst_sync: Default::default(),
             por: Default::default(),
@@ -116,6 +156,11 @@ impl Logic for BoardTop {
         self.receiver.reset.next = self.rst.q.val();
         self.transmitter.reset.next = self.rst.q.val();
         self.bridge.reset.next = self.rst.q.val();
+        self.cold_mem.reset.next = self.rst.q.val();
+        self.flash_sck.next = self.cold_mem.sck.val();
+        self.flash_cs_n.next = self.cold_mem.cs_n.val();
+        self.flash_mosi.next = self.cold_mem.mosi.val();
+        self.cold_mem.miso.next = self.flash_miso.val();
 
         self.receiver.rx.next = self.uart_rx.val();
         self.uart_tx.next = self.transmitter.tx.val();
@@ -129,21 +174,16 @@ impl Logic for BoardTop {
         PmpInitiator::<64>::join(&mut self.ctrl.host, &mut self.host_mem.a);
         PmpInitiator::<32>::join(&mut self.bridge.mem, &mut self.host_mem.b);
         PmpInitiator::<32>::join(&mut self.ctrl.warm, &mut self.warm_mem.b);
-        PmpInitiator::<32>::join(&mut self.ctrl.cold, &mut self.cold_mem.b);
-        // The NV memories' second ports are unused.
+        PmpInitiator::<32>::join(&mut self.ctrl.cold, &mut self.cold_mem.up);
+        // The warm tier's second port is unused.
         self.warm_mem.a.cmd_valid.next = false;
         self.warm_mem.a.cmd_write.next = false;
         self.warm_mem.a.cmd_addr.next = 0.into();
         self.warm_mem.a.cmd_wdata.next = 0.into();
         self.warm_mem.a.cmd_wstrb.next = 0.into();
-        self.cold_mem.a.cmd_valid.next = false;
-        self.cold_mem.a.cmd_write.next = false;
-        self.cold_mem.a.cmd_addr.next = 0.into();
-        self.cold_mem.a.cmd_wdata.next = 0.into();
-        self.cold_mem.a.cmd_wstrb.next = 0.into();
 
         self.leds.next = bit_cast::<4, 1>(self.beat.q.val().get_bit(26).into())
             | (bit_cast::<4, 2>(self.ctrl.active.val()) << 1)
-            | (bit_cast::<4, 1>(self.ctrl.error.val().into()) << 3);
+            | (bit_cast::<4, 1>((self.ctrl.error.val() | self.cold_mem.error.val()).into()) << 3);
     }
 }

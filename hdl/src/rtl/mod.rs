@@ -11,9 +11,11 @@ pub mod bridge;
 pub mod bus;
 pub mod controller;
 pub mod crc;
+pub mod flash;
 pub mod mover;
 pub mod router;
 pub mod slice;
+pub mod spi;
 pub mod uart;
 
 use crate::contract::NvGeometry;
@@ -26,10 +28,19 @@ pub fn generate_verilog(geometry: &NvGeometry) -> String {
     rust_hdl::core::prelude::generate_verilog(&uut)
 }
 
-/// Elaborate the board top-level (controller, UART bridge, block RAMs; see
-/// [`board`]) for a UART of `divider` clocks per bit; Verilog module `top`.
-pub fn generate_board_verilog(divider: u16) -> String {
-    let mut uut = board::BoardTop::new(divider);
+/// Elaborate the board top-level (controller, UART bridge, block RAMs, the
+/// cold tier in `cold`; see [`board`]) for a UART of `divider` clocks per
+/// bit; Verilog module `top`.
+pub fn generate_board_verilog(divider: u16, cold: board::ColdTier) -> String {
+    let mut uut = board::BoardTop::new(divider, cold);
+    uut.connect_all();
+    rust_hdl::core::prelude::generate_verilog(&uut)
+}
+
+/// Elaborate a flash-backed tier of `2^N` words ([`flash::FlashTier`]) on
+/// its own, for its Verilated testbench; Verilog module `top`.
+pub fn generate_flash_tier_verilog<const N: usize>(base: u32, half: u16, polls: u32) -> String {
+    let mut uut = flash::FlashTier::<N>::new(base, half, polls);
     uut.connect_all();
     rust_hdl::core::prelude::generate_verilog(&uut)
 }
@@ -111,7 +122,26 @@ mod tests {
 
     #[test]
     fn board_top_synthesizes_and_lints() {
-        check("board", board::BoardTop::new(8));
+        check(
+            "board",
+            board::BoardTop::new(
+                8,
+                board::ColdTier::Flash {
+                    base: 0x30_0000,
+                    half: 2,
+                },
+            ),
+        );
+        check("board_bram", board::BoardTop::new(8, board::ColdTier::Bram));
+    }
+
+    #[test]
+    fn flash_tier_blocks_synthesize_and_lint() {
+        check("spi", spi::SpiByte::new(2));
+        check(
+            "flash_tier",
+            flash::FlashTier::<11>::new(0x10_0000, 2, 1 << 20),
+        );
     }
 
     #[test]
@@ -186,6 +216,12 @@ mod tests {
         let v = generate_verilog(&crate::contract::DEFAULT_GEOMETRY);
         let problems = read_before_assignment(&v);
         assert!(problems.is_empty(), "read before assignment: {problems:?}");
+        let v = generate_flash_tier_verilog::<11>(0x10_0000, 2, 1 << 20);
+        let problems = read_before_assignment(&v);
+        assert!(
+            problems.is_empty(),
+            "flash tier: read before assignment: {problems:?}"
+        );
     }
 
     /// The CRC block in rust-hdl's own simulator against the `crc` crate:
