@@ -505,3 +505,79 @@ fn flushes_touch_only_the_tier_and_its_journal() {
         "flash holds the durable content"
     );
 }
+
+/// The reset pin (not a power cut) in the middle of a flush: the flash
+/// finishes what it was doing, the tier waits for it, replays the journal
+/// if the home sector was being rewritten, and comes back with the old or
+/// the new content in the flush order.
+#[test]
+fn a_reset_during_a_flush_waits_for_the_flash_and_recovers() {
+    for k in [1u64, 10, 18, 19, 22, 36, 40, 60] {
+        let mut flash = SpiFlash::new(FLASH_BYTES);
+        let mut bench = Bench::power_on();
+        bench.boot(&mut flash, BOOT_CYCLES, None);
+        let mut shadow = vec![0xFFu8; TIER_BYTES];
+        let cmds = [
+            Cmd {
+                write: true,
+                addr: SECTOR as u32 + 8,
+                data: 0xABCD,
+                strb: 0xFF,
+            },
+            Cmd {
+                write: true,
+                addr: 120,
+                data: 0x1234,
+                strb: 0xFF,
+            },
+        ];
+        let before = flash.started;
+        let mut issued = 0;
+        for _ in 0..5_000_000u64 {
+            let mut input = In::default();
+            if issued < cmds.len() && bench.out.cmd_ready != 0 {
+                let c = cmds[issued];
+                apply(&mut shadow, &c);
+                input = In {
+                    valid: 1,
+                    write: 1,
+                    addr: c.addr,
+                    wdata: c.data,
+                    wstrb: 0xFF,
+                    ..In::default()
+                };
+                issued += 1;
+            }
+            bench.step(&mut flash, input);
+            if flash.started - before >= k {
+                break;
+            }
+        }
+        assert_eq!(flash.started - before, k, "operation {k} not reached");
+        for _ in 0..4 {
+            bench.step(
+                &mut flash,
+                In {
+                    reset: 1,
+                    ..In::default()
+                },
+            );
+        }
+        bench.boot(&mut flash, BOOT_CYCLES, None);
+        let seen = bench.read_all(&mut flash);
+        let f = Inflight {
+            next: shadow,
+            dirty: [0, 1].into_iter().collect(),
+        };
+        if let Err(e) = check_recovered(&seen, &vec![0xFF; TIER_BYTES], Some(&f)) {
+            panic!("reset during flash operation {k}: {e}");
+        }
+        if k > 19 {
+            assert_eq!(
+                seen[SECTOR + 8],
+                0xCD,
+                "reset in operation {k}: sector 1 not finished"
+            );
+        }
+    }
+}
