@@ -128,8 +128,13 @@ pub(crate) fn parse_stat(text: &str) -> BTreeMap<String, u64> {
         let Some((_, cells)) = sections.last_mut() else {
             continue;
         };
-        // Cell lines are indented further than the "Number of ..." lines.
-        if !line.starts_with("     ") {
+        // Cell lines are indented ("CELL COUNT" or "COUNT CELL"; in the
+        // newer format a count of 10,000 or more eats into the indent, so
+        // only "indented" is required). Header lines ("Number of cells:
+        // N", "N wire bits") have more than two words; "N wires" and
+        // "N cells" pass as cells of those names, which no resource class
+        // matches.
+        if !line.starts_with(' ') {
             continue;
         }
         let mut it = t.split_whitespace();
@@ -217,6 +222,14 @@ mod tests {
             summary(&parse_stat(text)),
             "7684 LUT, 4434 FF, 993 carry, 26 BRAM"
         );
+    }
+
+    #[test]
+    fn counts_of_ten_thousand_or_more_are_read() {
+        let text = "=== board_top ===\n\n        +----------Local Count, excluding submodules.\n        | \n    12439 wires\n    33117 wire bits\n    21769 cells\n     2037   SB_CARRY\n     2492   SB_DFF\n    10847   SB_LUT4\n      117   SB_RAM40_4K\n";
+        let cells = parse_stat(text);
+        assert_eq!(cells.get("SB_LUT4"), Some(&10847));
+        assert_eq!(cells.get("SB_DFF"), Some(&2492));
     }
 
     #[test]
