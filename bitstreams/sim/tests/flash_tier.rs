@@ -30,6 +30,40 @@ struct Cmd {
     strb: u8,
 }
 
+impl Cmd {
+    fn write(addr: u32, data: u64, strb: u8) -> Self {
+        Self {
+            write: true,
+            addr,
+            data,
+            strb,
+        }
+    }
+
+    /// The port input that issues this command.
+    fn input(&self) -> In {
+        In {
+            valid: 1,
+            write: u32::from(self.write),
+            addr: self.addr,
+            wdata: self.data,
+            wstrb: u32::from(self.strb),
+            ..In::default()
+        }
+    }
+}
+
+/// A data sector and the superblock sector written, then the commit
+/// barrier (slot 0's last word): a two-sector flush.
+fn two_sector_flush() -> [Cmd; 4] {
+    [
+        Cmd::write(2 * SECTOR as u32 + 64, 0x1122_3344_5566_7788, 0xFF),
+        Cmd::write(2 * SECTOR as u32 + 4088, 0x99AA_BBCC_DDEE_FF00, 0x0F),
+        Cmd::write(16, 0xC0DE, 0xFF),
+        Cmd::write(56, 0xFEED_FACE, 0xFF),
+    ]
+}
+
 /// A barrier in flight: the content it makes durable and the sectors it
 /// flushes.
 #[derive(Clone)]
@@ -68,6 +102,26 @@ impl Bench {
         self.miso = flash.cycle(self.out.cs_n != 0, self.out.sck != 0, self.out.mosi != 0);
         self.cycles += 1;
         self.out
+    }
+
+    /// One cycle that issues the next of `cmds` (writes, in order) if the
+    /// port is ready; `issued` counts them and `shadow` follows them.
+    fn step_writes(
+        &mut self,
+        flash: &mut SpiFlash,
+        cmds: &[Cmd],
+        issued: &mut usize,
+        shadow: &mut [u8],
+    ) -> Out {
+        let mut input = In::default();
+        if let Some(c) = cmds.get(*issued) {
+            if self.out.cmd_ready != 0 {
+                apply(shadow, c);
+                input = c.input();
+                *issued += 1;
+            }
+        }
+        self.step(flash, input)
     }
 
     /// Run until the tier serves, or `limit` cycles; with `cut_at`, stop
@@ -211,14 +265,7 @@ fn traffic(
                     strb: if rng.gen_bool(0.7) { 0xFF } else { rng.gen() },
                 }
             };
-            input = In {
-                valid: 1,
-                write: u32::from(c.write),
-                addr: c.addr,
-                wdata: c.data,
-                wstrb: u32::from(c.strb),
-                ..In::default()
-            };
+            input = c.input();
             if c.write {
                 apply(shadow, &c);
                 dirty.insert(sector(c.addr));
@@ -320,53 +367,14 @@ fn a_cut_in_every_flash_operation_of_a_flush_recovers() {
         let mut bench = Bench::power_on();
         bench.boot(&mut flash, BOOT_CYCLES, None);
         let mut shadow = vec![0xFFu8; TIER_BYTES];
-        let cmds = [
-            Cmd {
-                write: true,
-                addr: 2 * SECTOR as u32 + 64,
-                data: 0x1122_3344_5566_7788,
-                strb: 0xFF,
-            },
-            Cmd {
-                write: true,
-                addr: 2 * SECTOR as u32 + 4088,
-                data: 0x99AA_BBCC_DDEE_FF00,
-                strb: 0x0F,
-            },
-            Cmd {
-                write: true,
-                addr: 16,
-                data: 0xC0DE,
-                strb: 0xFF,
-            },
-            Cmd {
-                write: true,
-                addr: 56,
-                data: 0xFEED_FACE,
-                strb: 0xFF,
-            },
-        ];
+        let cmds = two_sector_flush();
         let before = flash.started;
         let mut issued = 0;
         let mut acked = 0;
         let mut cut = false;
         let mut cycles = 0u64;
         while acked < cmds.len() {
-            let mut input = In::default();
-            if issued < cmds.len() && bench.out.cmd_ready != 0 {
-                let c = cmds[issued];
-                apply(&mut shadow, &c);
-                input = In {
-                    valid: 1,
-                    write: 1,
-                    addr: c.addr,
-                    wdata: c.data,
-                    wstrb: u32::from(c.strb),
-                    ..In::default()
-                };
-                issued += 1;
-            }
-            let out = bench.step(&mut flash, input);
+            let out = bench.step_writes(&mut flash, &cmds, &mut issued, &mut shadow);
             acked += usize::from(out.rsp_valid != 0);
             if ops.is_some() && flash.started - before == k + 1 && flash.busy() {
                 cut = true;
@@ -430,22 +438,12 @@ fn a_dead_flash_stops_the_tier_without_acknowledging_the_commit() {
     let mut bench = Bench::power_on();
     bench.boot(&mut flash, BOOT_CYCLES, None);
     flash.stuck = true;
+    let cmds = [Cmd::write(8192, 5, 0xFF), Cmd::write(56, 5, 0xFF)];
+    let mut shadow = vec![0xFFu8; TIER_BYTES];
     let mut acks = 0;
     let mut sent = 0;
     for _ in 0..2_000_000u64 {
-        let mut input = In::default();
-        if sent < 2 && bench.out.cmd_ready != 0 {
-            input = In {
-                valid: 1,
-                write: 1,
-                addr: if sent == 0 { 8192 } else { 56 },
-                wdata: 5,
-                wstrb: 0xFF,
-                ..In::default()
-            };
-            sent += 1;
-        }
-        let out = bench.step(&mut flash, input);
+        let out = bench.step_writes(&mut flash, &cmds, &mut sent, &mut shadow);
         acks += u32::from(out.rsp_valid != 0);
         if out.error != 0 {
             break;
@@ -517,38 +515,15 @@ fn a_reset_during_a_flush_waits_for_the_flash_and_recovers() {
         let mut bench = Bench::power_on();
         bench.boot(&mut flash, BOOT_CYCLES, None);
         let mut shadow = vec![0xFFu8; TIER_BYTES];
+        // A data sector, then slot 1's last word (the barrier).
         let cmds = [
-            Cmd {
-                write: true,
-                addr: SECTOR as u32 + 8,
-                data: 0xABCD,
-                strb: 0xFF,
-            },
-            Cmd {
-                write: true,
-                addr: 120,
-                data: 0x1234,
-                strb: 0xFF,
-            },
+            Cmd::write(SECTOR as u32 + 8, 0xABCD, 0xFF),
+            Cmd::write(120, 0x1234, 0xFF),
         ];
         let before = flash.started;
         let mut issued = 0;
         for _ in 0..5_000_000u64 {
-            let mut input = In::default();
-            if issued < cmds.len() && bench.out.cmd_ready != 0 {
-                let c = cmds[issued];
-                apply(&mut shadow, &c);
-                input = In {
-                    valid: 1,
-                    write: 1,
-                    addr: c.addr,
-                    wdata: c.data,
-                    wstrb: 0xFF,
-                    ..In::default()
-                };
-                issued += 1;
-            }
-            bench.step(&mut flash, input);
+            bench.step_writes(&mut flash, &cmds, &mut issued, &mut shadow);
             if flash.started - before >= k {
                 break;
             }

@@ -58,6 +58,9 @@ enum Phase {
     ExecWait,
     ExecCmp,
     ExecDone,
+    CommitFlip,
+    CommitTrim,
+    CommitLog,
     AppPlan,
     AppPlan2,
     AppPlan3,
@@ -1898,10 +1901,7 @@ impl Logic for HitlessController {
                         self.status.d.next = self.k_st_bad_trim.val();
                     } else {
                         self.info.d.next = self.aux.val();
-                        self.nsb.d.next = self.cur.val();
-                        self.nsb.d.next.log_tail = self.aux.val();
-                        self.k.d.next = 0.into();
-                        self.phase.d.next = Phase::CommitCrc;
+                        self.phase.d.next = Phase::CommitTrim;
                     }
                 }
             }
@@ -1928,22 +1928,43 @@ impl Logic for HitlessController {
                         self.info.d.next = 0.into();
                     }
                 } else if (self.is_write.val() & self.f_commit.val()) | self.is_flip.val() {
-                    // Commit: the alternate region becomes active.
-                    self.nsb.d.next = self.cur.val();
-                    self.nsb.d.next.active = !self.cur.val().active;
-                    if self.cur.val().active {
-                        self.nsb.d.next.len_a = self.len.val();
-                        self.nsb.d.next.crc_a = self.res_crc.q.val();
-                    } else {
-                        self.nsb.d.next.len_b = self.len.val();
-                        self.nsb.d.next.crc_b = self.res_crc.q.val();
-                    }
                     if self.is_flip.val() {
                         self.info.d.next = self.cur_seq.val().get_bits::<32>(0) + 1;
                     }
-                    self.k.d.next = 0.into();
-                    self.phase.d.next = Phase::CommitCrc;
+                    self.phase.d.next = Phase::CommitFlip;
                 }
+            }
+            // The new superblock is built in phases of its own, one per kind
+            // of commit, so its ~330 flip-flops are enabled by the phase
+            // alone: deciding whether to commit (the op decode, the checks'
+            // verdict, the CRC compare) was the design's longest path when it
+            // also drove their enable.
+            Phase::CommitFlip => {
+                // The alternate region becomes active.
+                self.nsb.d.next = self.cur.val();
+                self.nsb.d.next.active = !self.cur.val().active;
+                if self.cur.val().active {
+                    self.nsb.d.next.len_a = self.len.val();
+                    self.nsb.d.next.crc_a = self.res_crc.q.val();
+                } else {
+                    self.nsb.d.next.len_b = self.len.val();
+                    self.nsb.d.next.crc_b = self.res_crc.q.val();
+                }
+                self.k.d.next = 0.into();
+                self.phase.d.next = Phase::CommitCrc;
+            }
+            Phase::CommitTrim => {
+                self.nsb.d.next = self.cur.val();
+                self.nsb.d.next.log_tail = self.aux.val();
+                self.k.d.next = 0.into();
+                self.phase.d.next = Phase::CommitCrc;
+            }
+            Phase::CommitLog => {
+                self.nsb.d.next = self.cur.val();
+                self.nsb.d.next.log_head = self.cur.val().log_head + self.app_need.q.val();
+                self.nsb.d.next.log_seq = self.cur.val().log_seq + 1;
+                self.k.d.next = 0.into();
+                self.phase.d.next = Phase::CommitCrc;
             }
             // ================= APPEND =================
             Phase::AppPlan => {
@@ -2053,11 +2074,7 @@ impl Logic for HitlessController {
             }
             Phase::AppTrailerAck => {
                 if !self.eng_inflight.q.val().any() {
-                    self.nsb.d.next = self.cur.val();
-                    self.nsb.d.next.log_head = self.cur.val().log_head + self.app_need.q.val();
-                    self.nsb.d.next.log_seq = self.cur.val().log_seq + 1;
-                    self.k.d.next = 0.into();
-                    self.phase.d.next = Phase::CommitCrc;
+                    self.phase.d.next = Phase::CommitLog;
                 }
             }
             // ================= commit =================

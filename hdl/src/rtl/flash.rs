@@ -140,7 +140,8 @@ pub struct FlashTier<const N: usize> {
     to_reg: DFF<Bit>,
     faddr: DFF<Bits<24>>,
     left: DFF<Bits<17>>,
-    saddr: DFF<Bits<32>>,
+    // Shadow byte address: 16 KiB at most (N <= 13: 17 bits).
+    saddr: DFF<Bits<17>>,
     word: DFF<Bits<64>>,
     lane: DFF<Bits<3>>,
     idx: DFF<Bits<2>>,
@@ -158,7 +159,7 @@ pub struct FlashTier<const N: usize> {
     releasing: Signal<Local, Bit>,
     hdr: Signal<Local, Bits<32>>,
     cur_base: Signal<Local, Bits<24>>,
-    cur_shadow: Signal<Local, Bits<32>>,
+    cur_shadow: Signal<Local, Bits<17>>,
     scan_sector: Signal<Local, Bits<4>>,
     scan_dirty: Signal<Local, Bits<16>>,
     p_op: Signal<Local, Bit>,
@@ -166,8 +167,10 @@ pub struct FlashTier<const N: usize> {
     p_reg: Signal<Local, Bit>,
     p_faddr: Signal<Local, Bits<24>>,
     p_left: Signal<Local, Bits<17>>,
-    p_saddr: Signal<Local, Bits<32>>,
-    p_word: Signal<Local, Bits<64>>,
+    p_saddr: Signal<Local, Bits<17>>,
+    // What `word` is loaded with for a program from the register: a
+    // journal header (32 bits; the bytes above it are never sent).
+    p_word: Signal<Local, Bits<32>>,
     p_next: Signal<Local, Tier>,
     k_base: Constant<Bits<24>>,
     k_jdata: Constant<Bits<24>>,
@@ -330,7 +333,7 @@ impl<const N: usize> Logic for FlashTier<N> {
         // ---- the shadow's engine port: flash loads and flushes ----
         self.shadow.a.cmd_valid.next = false;
         self.shadow.a.cmd_write.next = false;
-        self.shadow.a.cmd_addr.next = bit_cast::<64, 32>(self.saddr.q.val());
+        self.shadow.a.cmd_addr.next = bit_cast::<64, 17>(self.saddr.q.val());
         self.shadow.a.cmd_wdata.next = self.word.q.val();
         self.shadow.a.cmd_wstrb.next = 0xFF.into();
 
@@ -340,7 +343,7 @@ impl<const N: usize> Logic for FlashTier<N> {
             | (bit_cast::<32, 8>(!bit_cast::<8, 4>(self.cur.q.val())) << 16)
             | (bit_cast::<32, 8>(0xFF.into()) << 24);
         self.cur_base.next = self.k_base.val() + (bit_cast::<24, 4>(self.cur.q.val()) << 12);
-        self.cur_shadow.next = bit_cast::<32, 4>(self.cur.q.val()) << 12;
+        self.cur_shadow.next = bit_cast::<17, 4>(self.cur.q.val()) << 12;
         self.scan_sector.next = self.scan.q.val().get_bits::<4>(0) & self.k_smask.val();
         self.scan_dirty.next = self.dirty.q.val() >> self.scan_sector.val();
 
@@ -447,8 +450,11 @@ impl<const N: usize> Logic for FlashTier<N> {
                     self.lane.d.next = self.lane.q.val() + 1;
                     self.faddr.d.next = self.faddr.q.val() + 1;
                     self.op.d.next = Op::DataSend;
+                    // One shift for both directions: a program sends the low
+                    // byte and ignores what comes in at the top.
+                    self.word.d.next =
+                        (self.word.q.val() >> 8) | (bit_cast::<64, 8>(self.spi.rx.val()) << 56);
                     if self.kind.q.val() == 1 {
-                        self.word.d.next = self.word.q.val() >> 8;
                         if (self.left.q.val() == 1) | (self.faddr.q.val().get_bits::<8>(0) == 0xFF)
                         {
                             // Last byte, or the end of a 256-byte page.
@@ -456,14 +462,10 @@ impl<const N: usize> Logic for FlashTier<N> {
                         } else if (self.lane.q.val() == 7) & !self.to_reg.q.val() {
                             self.op.d.next = Op::Fetch;
                         }
-                    } else {
-                        self.word.d.next =
-                            (self.word.q.val() >> 8) | (bit_cast::<64, 8>(self.spi.rx.val()) << 56);
-                        if (self.lane.q.val() == 7) & !self.to_reg.q.val() {
-                            self.op.d.next = Op::Store;
-                        } else if self.left.q.val() == 1 {
-                            self.op.d.next = Op::End;
-                        }
+                    } else if (self.lane.q.val() == 7) & !self.to_reg.q.val() {
+                        self.op.d.next = Op::Store;
+                    } else if self.left.q.val() == 1 {
+                        self.op.d.next = Op::End;
                     }
                 }
             }
@@ -555,7 +557,7 @@ impl<const N: usize> Logic for FlashTier<N> {
         self.p_faddr.next = self.cur_base.val();
         self.p_left.next = 4096.into();
         self.p_saddr.next = self.cur_shadow.val();
-        self.p_word.next = bit_cast::<64, 32>(self.hdr.val() & 0x00FFFFFF);
+        self.p_word.next = self.hdr.val() & 0x00FFFFFF;
         self.p_next.next = Tier::Failed;
         match self.state.q.val() {
             Tier::BootWait => {
@@ -615,7 +617,7 @@ impl<const N: usize> Logic for FlashTier<N> {
                 self.p_reg.next = true;
                 self.p_faddr.next = self.k_jhdr.val();
                 self.p_left.next = 4.into();
-                self.p_word.next = bit_cast::<64, 32>(self.hdr.val());
+                self.p_word.next = self.hdr.val();
                 self.p_next.next = Tier::SErase;
             }
             Tier::SErase => {
@@ -691,7 +693,7 @@ impl<const N: usize> Logic for FlashTier<N> {
                 self.faddr.d.next = self.p_faddr.val();
                 self.left.d.next = self.p_left.val();
                 self.saddr.d.next = self.p_saddr.val();
-                self.word.d.next = self.p_word.val();
+                self.word.d.next = bit_cast::<64, 32>(self.p_word.val());
                 self.go.d.next = true;
                 self.issued.d.next = true;
             } else if self.op_done.q.val() {

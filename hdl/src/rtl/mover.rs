@@ -134,6 +134,14 @@ pub struct Mover {
     pay_valid: DFF<Bit>,
     pay_data: DFF<Bits<64>>,
     pay_nb: DFF<Bits<4>>,
+    // Skid slot behind the payload word: the realigner produces while it
+    // is empty (a register), so its decision and the counters it steps
+    // (`pay_words`, the head queue) do not wait for the destination's
+    // `cmd_ready` in the same cycle. A word produced while the payload word
+    // is not taken waits here; throughput stays one word per cycle.
+    skid_v: DFF<Bit>,
+    skid_data: DFF<Bits<64>>,
+    skid_nb: DFF<Bits<4>>,
     // destination realigner
     dbits: DFF<Bits<7>>,
     dbits_inv: DFF<Bits<7>>,
@@ -161,6 +169,8 @@ pub struct Mover {
     nb: Signal<Local, Bits<4>>,
     pay_free: Signal<Local, Bit>,
     pay_take: Signal<Local, Bit>,
+    out_free: Signal<Local, Bit>,
+    new_data: Signal<Local, Bits<64>>,
     pop: Signal<Local, Bit>,
     fill: Signal<Local, Bit>,
     head_v: Signal<Local, Bit>,
@@ -243,6 +253,9 @@ impl Default for Mover {
             dst_end: Default::default(),
             dst_last: Default::default(),
             pay_valid: Default::default(),
+            skid_v: Default::default(),
+            skid_data: Default::default(),
+            skid_nb: Default::default(),
             pay_data: Default::default(),
             pay_nb: Default::default(),
             dbits: Default::default(),
@@ -259,6 +272,8 @@ impl Default for Mover {
             need_next: Default::default(),
             pay_free: Default::default(),
             pay_take: Default::default(),
+            out_free: Default::default(),
+            new_data: Default::default(),
             pop: Default::default(),
             fill: Default::default(),
             head_v: Default::default(),
@@ -321,6 +336,9 @@ impl Logic for Mover {
             need_next,
             s_aligned,
             pay_valid,
+            skid_v,
+            skid_data,
+            skid_nb,
             pay_data,
             pay_nb,
             dbits,
@@ -408,17 +426,13 @@ impl Logic for Mover {
         // A word of 8 bytes at a nonzero source offset always spans two
         // source words; the final short word does when `tail_split`.
         self.pop.next = false;
-        self.pay_free.next = !self.pay_valid.q.val() | self.pay_take.val();
-        if self.pay_take.val() {
-            self.pay_valid.d.next = false;
-        }
+        self.pay_free.next = !self.skid_v.q.val();
+        self.new_data.next = self.prev.q.val() >> self.sbits.q.val();
         if self.pay_nz.q.val() {
             if self.s_aligned.q.val() {
                 if self.head_v.val() & self.pay_free.val() {
                     self.pop.next = true;
-                    self.pay_data.d.next = self.head.val();
-                    self.pay_valid.d.next = true;
-                    self.pay_nb.d.next = self.nb.val();
+                    self.new_data.next = self.head.val();
                     self.pay_step.next = true;
                 }
             } else if !self.have_prev.q.val() {
@@ -431,19 +445,35 @@ impl Logic for Mover {
                 if self.head_v.val() & self.pay_free.val() {
                     self.pop.next = true;
                     self.prev.d.next = self.head.val();
-                    self.pay_data.d.next = (self.prev.q.val() >> self.sbits.q.val())
+                    self.new_data.next = (self.prev.q.val() >> self.sbits.q.val())
                         | (self.head.val() << self.sbits_inv.q.val());
-                    self.pay_valid.d.next = true;
-                    self.pay_nb.d.next = self.nb.val();
                     self.pay_step.next = true;
                 }
             } else if self.pay_free.val() {
-                self.pay_data.d.next = self.prev.q.val() >> self.sbits.q.val();
-                self.pay_valid.d.next = true;
-                self.pay_nb.d.next = self.nb.val();
                 self.pay_step.next = true;
                 self.have_prev.d.next = false;
             }
+        }
+        // The payload word is refilled from the skid slot first (it is
+        // older), else from the realigner.
+        self.out_free.next = !self.pay_valid.q.val() | self.pay_take.val();
+        if self.out_free.val() {
+            if self.skid_v.q.val() {
+                self.pay_data.d.next = self.skid_data.q.val();
+                self.pay_nb.d.next = self.skid_nb.q.val();
+                self.pay_valid.d.next = true;
+                self.skid_v.d.next = false;
+            } else if self.pay_step.val() {
+                self.pay_data.d.next = self.new_data.val();
+                self.pay_nb.d.next = self.nb.val();
+                self.pay_valid.d.next = true;
+            } else {
+                self.pay_valid.d.next = false;
+            }
+        } else if self.pay_step.val() {
+            self.skid_data.d.next = self.new_data.val();
+            self.skid_nb.d.next = self.nb.val();
+            self.skid_v.d.next = true;
         }
         if self.pay_step.val() {
             if self.pay_lt8.val() {
@@ -502,6 +532,7 @@ impl Logic for Mover {
         self.flush.next = self.running.q.val()
             & self.has_dst_q.q.val()
             & !self.pay_valid.q.val()
+            & !self.skid_v.q.val()
             & !self.pay_nz.q.val()
             & self.dst_nz.q.val()
             & self.cmd_free.val();
@@ -552,6 +583,7 @@ impl Logic for Mover {
             & !self.inflight.q.val().any()
             & !self.pay_nz.q.val()
             & !self.pay_valid.q.val()
+            & !self.skid_v.q.val()
             & !self.cmd_v.q.val()
             & !self.dst_nz.q.val()
             & !self.wr_inflight.q.val().any()
@@ -619,6 +651,7 @@ impl Logic for Mover {
                 !self.i_pay_words.q.val().get_bit(29) | self.i_tail_split.q.val();
             self.s_aligned.d.next = !self.src_addr.val().get_bits::<3>(0).any();
             self.pay_valid.d.next = false;
+            self.skid_v.d.next = false;
             self.dbits.d.next = bit_cast::<7, 3>(self.dst_addr.val().get_bits::<3>(0)) << 3;
             self.dbits_inv.d.next = self.i_dbits_inv.q.val();
             self.dst_words.d.next = self.i_dst_words.q.val();
@@ -642,6 +675,7 @@ impl Logic for Mover {
             self.pop_q.d.next = false;
             self.cmd_v.d.next = false;
             self.pay_valid.d.next = false;
+            self.skid_v.d.next = false;
             self.have_prev.d.next = false;
             self.inflight.d.next = 0.into();
             self.wr_inflight.d.next = 0.into();
