@@ -29,6 +29,37 @@ pub const BAUD: u32 = 115_200;
 /// The Gowin place-and-route of the full controller takes ~42 min in
 /// WebAssembly on this class of machine: it gets twice that.
 const TOOL_TIMEOUT: &str = "90m";
+
+/// The state registers of the design's state machines, after flattening.
+/// rust-hdl gives every flip-flop an initial value, and yosys leaves a
+/// register with one alone (`fsm_detect`: "Register has an initialization
+/// value"), so these lose theirs before synthesis and are extracted and
+/// recoded. None needs it: each is set by its block's synchronous reset,
+/// which the board holds for the first 16 cycles (`BoardTop`'s power-on
+/// reset, whose own counter keeps its initial value).
+const FSM_STATE_REGS: [&str; 4] = [
+    "hitless.ctrl.phase.q",
+    "hitless.cold_mem.state.q",
+    "hitless.cold_mem.op.q",
+    "hitless.bridge.state.q",
+];
+
+/// Yosys commands run before the family's `synth_*`: flatten, make the
+/// state machines extractable, and recode the controller's sequencer
+/// (46 phases) one-hot, which yosys would keep binary. Its phase decode
+/// enables wide registers (the new superblock, the result CRC, the step
+/// counter) and was the 85F's longest path. A state register that is not
+/// found (renamed) fails synthesis instead of silently going unrecoded.
+fn fsm_prep() -> String {
+    let sel: Vec<String> = FSM_STATE_REGS.iter().map(|w| format!("w:{w}")).collect();
+    let sel = sel.join(" ");
+    format!(
+        "hierarchy -top board_top; proc; flatten; select -assert-count {n} {sel}; \
+         setattr -unset init {sel}; setattr -set fsm_encoding \"one-hot\" w:{phase}; ",
+        n = FSM_STATE_REGS.len(),
+        phase = FSM_STATE_REGS[0],
+    )
+}
 /// Bytes the datapath moves per cycle (64-bit).
 const BYTES_PER_CYCLE: f64 = 8.0;
 
@@ -621,7 +652,8 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
         .map(|s| format!("read_verilog {}; ", t(s).display()))
         .collect();
     let script = format!(
-        "{reads}{synth} -json {}; tee -q -o {} stat",
+        "{reads}{}{synth} -json {}; tee -q -o {} stat",
+        fsm_prep(),
         t(&json).display(),
         t(&stat).display()
     );

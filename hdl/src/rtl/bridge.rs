@@ -78,6 +78,9 @@ pub struct UartBridge {
     nout: DFF<Bits<3>>,
     addr: DFF<Bits<32>>,
     count: DFF<Bits<16>>,
+    // `count != 0` as a register, updated with `count`, so the state
+    // decisions do not wait on a 16-bit compare.
+    count_nz: DFF<Bit>,
     idle: DFF<Bits<24>>,
     ar_v: DFF<Bit>,
     aw_v: DFF<Bit>,
@@ -119,6 +122,7 @@ impl UartBridge {
             nout: Default::default(),
             addr: Default::default(),
             count: Default::default(),
+            count_nz: Default::default(),
             idle: Default::default(),
             ar_v: Default::default(),
             aw_v: Default::default(),
@@ -150,8 +154,8 @@ impl Logic for UartBridge {
     #[hdl_gen]
     fn update(&mut self) {
         dff_setup!(
-            self, clock, state, cmd, args, need, out, nout, addr, count, idle, ar_v, aw_v, w_v,
-            m_v, m_write, m_data, m_strb
+            self, clock, state, cmd, args, need, out, nout, addr, count, count_nz, idle, ar_v,
+            aw_v, w_v, m_v, m_write, m_data, m_strb
         );
         self.lane.next = bit_cast::<6, 3>(self.addr.q.val().get_bits::<3>(0)) << 3;
         self.rbyte.next = self.mem.rsp_data.val() >> self.lane.val();
@@ -237,6 +241,7 @@ impl Logic for UartBridge {
                 } else {
                     self.addr.d.next = self.args.q.val().get_bits::<32>(16);
                     self.count.d.next = self.args.q.val().get_bits::<16>(48);
+                    self.count_nz.d.next = self.args.q.val().get_bits::<16>(48).any();
                     if self.cmd.q.val() == self.k_mr.val() {
                         self.state.d.next = State::MemRead;
                     } else {
@@ -262,7 +267,7 @@ impl Logic for UartBridge {
                 }
             }
             State::MemRead => {
-                if self.count.q.val() == 0 {
+                if !self.count_nz.q.val() {
                     self.state.d.next = State::Idle;
                 } else {
                     self.m_v.d.next = true;
@@ -276,11 +281,12 @@ impl Logic for UartBridge {
                     self.nout.d.next = 1.into();
                     self.addr.d.next = self.addr.q.val() + 1;
                     self.count.d.next = self.count.q.val() - 1;
+                    self.count_nz.d.next = self.count.q.val() != 1;
                     self.state.d.next = State::Send;
                 }
             }
             State::MemWrite => {
-                if self.count.q.val() == 0 {
+                if !self.count_nz.q.val() {
                     self.out.d.next = self.k_ok.val();
                     self.nout.d.next = 1.into();
                     self.state.d.next = State::Send;
@@ -302,6 +308,7 @@ impl Logic for UartBridge {
                 if self.mem.rsp_valid.val() {
                     self.addr.d.next = self.addr.q.val() + 1;
                     self.count.d.next = self.count.q.val() - 1;
+                    self.count_nz.d.next = self.count.q.val() != 1;
                     self.idle.d.next = 0.into();
                     self.state.d.next = State::MemWrite;
                 }
@@ -318,7 +325,7 @@ impl Logic for UartBridge {
                 // One cycle for the transmitter's busy to rise.
                 if self.nout.q.val() != 0 {
                     self.state.d.next = State::Send;
-                } else if (self.cmd.q.val() == self.k_mr.val()) & (self.count.q.val() != 0) {
+                } else if (self.cmd.q.val() == self.k_mr.val()) & self.count_nz.q.val() {
                     self.state.d.next = State::MemRead;
                 } else {
                     self.state.d.next = State::Idle;

@@ -321,6 +321,10 @@ pub struct HitlessController {
     cseq: Signal<Local, Bits<64>>,
     cur_seq: Signal<Local, Bits<64>>,
     nsb_seq: Signal<Local, Bits<64>>,
+    // The current superblock's sequence number plus one, registered (the
+    // current superblock is stable for many cycles before a commit), so
+    // the new superblock does not take a 64-bit increment in its phase.
+    seq_inc: DFF<Bits<64>>,
     cq_shifted: Signal<Local, Bits<16>>,
     irq_clear: Signal<Local, Bits<3>>,
     // ---- constants ----
@@ -592,6 +596,7 @@ impl HitlessController {
             cseq: Default::default(),
             cur_seq: Default::default(),
             nsb_seq: Default::default(),
+            seq_inc: Default::default(),
             cq_shifted: Default::default(),
             irq_clear: Default::default(),
             cur: Default::default(),
@@ -811,6 +816,7 @@ impl Logic for HitlessController {
             cold_st,
             scan,
             nsb,
+            seq_inc,
             tier,
             desc,
             entry,
@@ -1035,6 +1041,7 @@ impl Logic for HitlessController {
         self.cseq.next = self.cold_st.q.val().seq;
         self.cur_seq.next = self.cur.val().seq;
         self.nsb_seq.next = self.nsb.q.val().seq;
+        self.seq_inc.d.next = self.cur.val().seq + 1;
         self.cq_shifted.next = self.cq_head.q.val() >> self.cq_eff.val();
         self.tail_dist.next = self.axil.wr_data.val().get_bits::<16>(0) - self.dq_head.q.val();
         // Register writes take effect a cycle after the strobe, with the
@@ -1910,8 +1917,10 @@ impl Logic for HitlessController {
                 self.phase.d.next = Phase::ExecWait;
             }
             Phase::ExecWait => {
+                // Taken every cycle (the last one counts): the phase alone
+                // enables `res_crc`, not the mover's `busy`.
+                self.res_crc.d.next = self.mover.crc.val();
                 if !self.mover.busy.val() {
-                    self.res_crc.d.next = self.mover.crc.val();
                     self.phase.d.next = Phase::ExecCmp;
                 }
             }
@@ -1950,12 +1959,14 @@ impl Logic for HitlessController {
                     self.nsb.d.next.len_b = self.len.val();
                     self.nsb.d.next.crc_b = self.res_crc.q.val();
                 }
+                self.nsb.d.next.seq = self.seq_inc.q.val();
                 self.k.d.next = 0.into();
                 self.phase.d.next = Phase::CommitCrc;
             }
             Phase::CommitTrim => {
                 self.nsb.d.next = self.cur.val();
                 self.nsb.d.next.log_tail = self.aux.val();
+                self.nsb.d.next.seq = self.seq_inc.q.val();
                 self.k.d.next = 0.into();
                 self.phase.d.next = Phase::CommitCrc;
             }
@@ -1963,6 +1974,7 @@ impl Logic for HitlessController {
                 self.nsb.d.next = self.cur.val();
                 self.nsb.d.next.log_head = self.cur.val().log_head + self.app_need.q.val();
                 self.nsb.d.next.log_seq = self.cur.val().log_seq + 1;
+                self.nsb.d.next.seq = self.seq_inc.q.val();
                 self.k.d.next = 0.into();
                 self.phase.d.next = Phase::CommitCrc;
             }
@@ -2048,8 +2060,8 @@ impl Logic for HitlessController {
                 self.phase.d.next = Phase::AppDataWait;
             }
             Phase::AppDataWait => {
+                self.res_crc.d.next = self.mover.crc.val();
                 if !self.mover.busy.val() {
-                    self.res_crc.d.next = self.mover.crc.val();
                     self.issued.d.next = 0.into();
                     self.phase.d.next = Phase::AppTrailer;
                 }
@@ -2084,7 +2096,6 @@ impl Logic for HitlessController {
                 self.k.d.next = self.k.q.val() + 1;
                 if self.k.q.val() == 0 {
                     self.mover.ext_init.next = true;
-                    self.nsb.d.next.seq = self.nsb.q.val().seq + 1;
                 } else if self.k.q.val() < 8 {
                     self.mover.ext_valid.next = true;
                     self.mover.ext_data.next = self.sbword.val();
