@@ -261,6 +261,8 @@ pub struct HitlessController {
     key_bad: DFF<Bit>,
     perm_bad: DFF<Bit>,
     sc_crc: DFF<Bits<32>>,
+    // `sc_len` exceeds a region, registered with it in BootSel.
+    sc_big: DFF<Bit>,
     sc_len: DFF<Bits<32>>,
     ring_addr: DFF<Bits<64>>,
     cq_room_q: DFF<Bit>,
@@ -584,6 +586,7 @@ impl HitlessController {
             key_bad: Default::default(),
             perm_bad: Default::default(),
             sc_crc: Default::default(),
+            sc_big: Default::default(),
             sc_len: Default::default(),
             ring_addr: Default::default(),
             cq_room_q: Default::default(),
@@ -884,6 +887,7 @@ impl Logic for HitlessController {
             ring_addr,
             sc_len,
             sc_crc,
+            sc_big,
             slot_ok,
             scan_clear,
             boot_crc_ok,
@@ -1652,6 +1656,8 @@ impl Logic for HitlessController {
                 // The region under test's length and CRC, registered.
                 self.sc_len.d.next = self.scan_len.val();
                 self.sc_crc.d.next = self.scan_crc.val();
+                self.sc_big.d.next =
+                    bit_cast::<64, 32>(self.scan_len.val()) > self.k_region_size.val();
                 self.phase.d.next = Phase::BootCheck;
             }
             Phase::BootCheck => {
@@ -1663,7 +1669,10 @@ impl Logic for HitlessController {
                 self.m_dst_sel.d.next = self.k_sel_none.val();
                 self.m_has_dst.d.next = false;
                 self.m_len.d.next = self.sc_len.q.val();
-                if bit_cast::<64, 32>(self.sc_len.q.val()) > self.k_region_size.val() {
+                // The CRC the region must have, written here whatever
+                // follows, so the phase alone enables `res_crc`.
+                self.res_crc.d.next = self.sc_crc.q.val();
+                if self.sc_big.q.val() {
                     // A length the region cannot hold fails its integrity test.
                     self.res_crc.d.next = !self.sc_crc.q.val();
                     self.phase.d.next = Phase::BootWait;
@@ -1673,7 +1682,6 @@ impl Logic for HitlessController {
             }
             Phase::BootGo => {
                 self.mover.start.next = true;
-                self.res_crc.d.next = self.sc_crc.q.val();
                 self.phase.d.next = Phase::BootWait;
             }
             Phase::BootWait => {
