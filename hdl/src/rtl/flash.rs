@@ -140,7 +140,8 @@ pub struct FlashTier<const N: usize> {
     to_reg: DFF<Bit>,
     faddr: DFF<Bits<24>>,
     left: DFF<Bits<17>>,
-    // Shadow byte address: 16 KiB at most (N <= 13: 17 bits).
+    // Shadow byte address: the tier is at most 64 KiB (N <= 13); 17 bits
+    // also hold the address one past its end.
     saddr: DFF<Bits<17>>,
     word: DFF<Bits<64>>,
     lane: DFF<Bits<3>>,
