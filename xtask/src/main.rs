@@ -3,6 +3,7 @@
 //! Errors are `anyhow` errors: this is a developer tool, and the message with
 //! its context chain is what the user needs.
 
+mod area;
 mod bitstreams;
 mod ci;
 mod fuzz;
@@ -87,6 +88,12 @@ enum Cmd {
         /// 100 MHz clock is within a few percent of its Fmax; else 1).
         #[arg(long)]
         seeds: Option<u32>,
+        /// Synthesis only, with the hierarchy kept: print where each board's
+        /// area goes, block by block (also in
+        /// `bitstreams/out/<board>/blocks.md`). No place-and-route;
+        /// REPORT.md and the saved results are left as they are.
+        #[arg(long, conflicts_with = "seeds")]
+        blocks: bool,
     },
 }
 
@@ -129,7 +136,12 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 verilog::synth(&path)?;
             }
         }
-        Cmd::Bitstreams { boards, seeds } => bitstreams::run(&boards, seeds)?,
+        Cmd::Bitstreams {
+            boards,
+            blocks: true,
+            ..
+        } => bitstreams::blocks(&boards)?,
+        Cmd::Bitstreams { boards, seeds, .. } => bitstreams::run(&boards, seeds)?,
     }
     Ok(ExitCode::SUCCESS)
 }
