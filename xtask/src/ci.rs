@@ -3,12 +3,12 @@
 //! stop the later ones, except setup: without the tools nothing else can run.
 
 use crate::{bitstreams, fuzz, regs, setup, util, verilog};
-use anyhow::Result;
+use anyhow::{anyhow, bail, Result};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 /// One check: runs, and says what went wrong.
-type Step = Box<dyn FnOnce() -> Result<()>>;
+type Step = Box<dyn FnOnce() -> Result<()> + Send>;
 
 pub fn run(test_args: &[String]) -> Result<ExitCode> {
     let mut cargo_test = util::cargo();
@@ -64,16 +64,22 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
             "verilog lint",
             Box::new(|| verilog::lint(&verilog::generate()?)),
         ),
-        // xc7 only: the ECP5 bitstream gate below synthesizes the same RTL
-        // for ECP5 (the board top), so a second ECP5 run would add minutes
-        // and no coverage.
+        // xc7 only: the ECP5 bitstream gate synthesizes the same RTL for
+        // ECP5 (the board top), so a second ECP5 run would add minutes and
+        // no coverage. Yosys and nextpnr each use one core: the two run
+        // side by side (two minutes off the run on the 2-core CI machine).
         (
-            "verilog synth (xc7)",
-            Box::new(|| verilog::synth_for(&verilog::generate()?, &["xc7"])),
-        ),
-        (
-            "bitstream (ECP5-25F, Fmax gate)",
-            Box::new(bitstreams::ci_gate),
+            "verilog synth (xc7) and bitstream (ECP5-25F, Fmax gate), side by side",
+            concurrently(
+                (
+                    "verilog synth (xc7)",
+                    Box::new(|| verilog::synth_for(&verilog::generate()?, &["xc7"])),
+                ),
+                (
+                    "bitstream (ECP5-25F, Fmax gate)",
+                    Box::new(bitstreams::ci_gate),
+                ),
+            ),
         ),
     ];
 
@@ -120,6 +126,28 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
     })
 }
 
+/// One step of two run at the same time, both to the end; it fails with
+/// the error of each that failed, under its name.
+fn concurrently(a: (&'static str, Step), b: (&'static str, Step)) -> Step {
+    Box::new(move || {
+        let ((name_a, step_a), (name_b, step_b)) = (a, b);
+        let (res_a, res_b) = std::thread::scope(|s| {
+            let handle = s.spawn(step_a);
+            let res_b = step_b();
+            let res_a = handle
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("the step panicked")));
+            (res_a, res_b)
+        });
+        match (res_a, res_b) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) => Err(e.context(name_a)),
+            (Ok(()), Err(e)) => Err(e.context(name_b)),
+            (Err(x), Err(y)) => bail!("{name_a}: {x:#}; {name_b}: {y:#}"),
+        }
+    })
+}
+
 /// A step that runs `cargo ARGS` in the workspace root.
 fn cargo_step(args: &[&str]) -> Step {
     let mut cmd = util::cargo();
@@ -133,4 +161,42 @@ fn command_step(mut cmd: Command) -> Step {
         println!("$ {}", util::display(&cmd));
         util::run(&mut cmd)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    fn ok() -> Step {
+        Box::new(|| Ok(()))
+    }
+    fn fails(why: &'static str) -> Step {
+        Box::new(move || bail!(why))
+    }
+
+    #[test]
+    fn side_by_side_steps_both_run_and_both_errors_are_named() {
+        assert!(concurrently(("a", ok()), ("b", ok()))().is_ok());
+        let e = concurrently(("a", fails("broke")), ("b", ok()))().unwrap_err();
+        assert_eq!(format!("{e:#}"), "a: broke");
+        let e = concurrently(("a", ok()), ("b", fails("broke")))().unwrap_err();
+        assert_eq!(format!("{e:#}"), "b: broke");
+        let e = concurrently(("a", fails("x")), ("b", fails("y")))().unwrap_err();
+        assert_eq!(format!("{e:#}"), "a: x; b: y");
+        // A failure of one does not stop the other.
+        let ran = Arc::new(AtomicBool::new(false));
+        let seen = ran.clone();
+        let slow: Step = Box::new(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            seen.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(concurrently(("a", slow), ("b", fails("early")))().is_err());
+        assert!(ran.load(Ordering::SeqCst));
+        let panics: Step = Box::new(|| panic!("boom"));
+        let e = concurrently(("a", panics), ("b", ok()))().unwrap_err();
+        assert_eq!(format!("{e:#}"), "a: the step panicked");
+    }
 }
