@@ -1,6 +1,6 @@
-//! Per-block area: a board design synthesized with its hierarchy kept
-//! (`cargo xtask bitstreams --blocks`), each module's cells attributed to
-//! the block it belongs to.
+//! Per-block area: a board design synthesized with each block kept as a
+//! module (`cargo xtask bitstreams --blocks`), each module's cells
+//! attributed to the block it belongs to.
 //!
 //! rust-hdl emits one Verilog module per block instance and one per
 //! register or memory (`top$ctrl$mover`, `top$ctrl$mover$head0`), so a

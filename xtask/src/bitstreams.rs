@@ -494,9 +494,10 @@ fn select(only: &[String]) -> Result<Vec<Board>> {
 }
 
 /// `cargo xtask bitstreams --blocks [BOARD...]`: synthesize each board's
-/// design (module `top`, without the board wrapper) with its hierarchy
-/// kept and print the area of each block ([`crate::area`]); the table is
-/// also written to `bitstreams/out/<board>/blocks.md`.
+/// design (module `top`, without the board wrapper) with every block kept
+/// as a module, its registers flattened into it, and print the area of
+/// each block ([`crate::area`]); the table is also written to
+/// `bitstreams/out/<board>/blocks.md`.
 pub fn blocks(only: &[String]) -> Result<()> {
     let boards = select(only)?;
     let tools = tools(&boards)?;
@@ -510,8 +511,9 @@ pub fn blocks(only: &[String]) -> Result<()> {
         let verilog = rel_out.join("blocks_board.v");
         generate_board(divider(b), &b.cold_args(), &util::root().join(&verilog))?;
         let stat = rel_out.join("blocks_stat.txt");
-        let _ = fs::remove_file(util::root().join(&stat)); // never parse a stale one
-                                                           // Every family's synth flattens unless told otherwise, but Xilinx's.
+        // Never parse a stale one.
+        let _ = fs::remove_file(util::root().join(&stat));
+        // Every family's synth flattens unless told otherwise, but Xilinx's.
         let synth = match b.family {
             Family::Ecp5 { .. } => "synth_ecp5 -noflatten -top top",
             Family::Gowin { .. } => "synth_gowin -noflatten -top top",
@@ -611,7 +613,7 @@ fn run_logged(cmd: &mut Command, log: &Path) -> Result<()> {
         .status()
         .with_context(|| format!("could not start `{}`", display(cmd)))?;
     if !status.success() {
-        let text = fs::read_to_string(log).unwrap_or_default();
+        let text = String::from_utf8_lossy(&fs::read(log).unwrap_or_default()).into_owned();
         let tail: Vec<&str> = text.lines().rev().take(25).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         bail!(
