@@ -88,8 +88,9 @@ enum Cmd {
         /// 100 MHz clock is within a few percent of its Fmax; else 1).
         #[arg(long)]
         seeds: Option<u32>,
-        /// Synthesis only, with the hierarchy kept: print where each board's
-        /// area goes, block by block (also in
+        /// Synthesis only, each block kept as a module (its registers
+        /// flattened into it): print where each board's area goes, block by
+        /// block (also in
         /// `bitstreams/out/<board>/blocks.md`). No place-and-route;
         /// REPORT.md and the saved results are left as they are.
         #[arg(long, conflicts_with = "seeds")]
