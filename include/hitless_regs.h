@@ -149,6 +149,8 @@
 #define HITLESS_REG_OPS_OK                           0x00D0u
 /* RO: Operations completed with an error status since reset. */
 #define HITLESS_REG_OPS_FAILED                       0x00D4u
+/* RO: Features this controller lacks (see `limits`): 0 on the full controller; the reduced controller for small FPGAs sets LITE_LIMITS. */
+#define HITLESS_REG_LIMITS                           0x00D8u
 /* RW: Protection table: entry selected for PT_* reads and PT_COMMIT. */
 #define HITLESS_REG_PT_INDEX                         0x0100u
 /* WO: Protection table staging: key tag (key bits 31:4). Write only: keys are never read back. */
@@ -219,6 +221,14 @@
 #define HITLESS_IRQ_ERROR                            0x2u
 /* The boot scan finished. */
 #define HITLESS_IRQ_BOOT_DONE                        0x4u
+
+/* LIMITS */
+/* No COPY. */
+#define HITLESS_LIMITS_NO_COPY                       0x1u
+/* No append log: no APPEND or LOG_TRIM. */
+#define HITLESS_LIMITS_NO_LOG                        0x2u
+/* No cold tier: COLD and SRC_COLD are refused; its registers read as a blank tier. */
+#define HITLESS_LIMITS_NO_COLD                       0x4u
 
 /* WARM_STATE, COLD_STATE */
 /* Mask of the boot result (`BootResult`), bits 1:0. */

@@ -1,7 +1,8 @@
-//! Generates two Verilated models from `hitless-hdl` and links them through
+//! Generates three Verilated models from `hitless-hdl` and links them through
 //! `csrc/`: the board top-level (UART at `DIVIDER` clocks per bit: a fast
-//! simulated line; `csrc/board.cpp`) and the flash-backed cold tier on its
-//! own, for its testbench (`csrc/flash.cpp`). Kept cheap: C++ at -O1, two
+//! simulated line; `csrc/board.cpp`), the lite board top-level (the reduced
+//! controller; `csrc/lite.cpp`) and the flash-backed cold tier on its own,
+//! for its testbench (`csrc/flash.cpp`). Kept cheap: C++ at -O1, two
 //! evaluations per clock (no edge rewrite), no tracing.
 
 use std::path::{Path, PathBuf};
@@ -76,6 +77,7 @@ fn verilate(out: &Path, prefix: &str, verilog: &str) -> PathBuf {
 fn main() {
     println!("cargo:rerun-if-changed=csrc/board.cpp");
     println!("cargo:rerun-if-changed=csrc/flash.cpp");
+    println!("cargo:rerun-if-changed=csrc/lite.cpp");
     println!("cargo:rerun-if-changed=build.rs");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
     println!("cargo:rustc-link-search=native={}", out.display());
@@ -89,6 +91,11 @@ fn main() {
         &out,
         "board",
         &hitless_hdl::rtl::generate_board_verilog(DIVIDER, cold),
+    );
+    let lite = verilate(
+        &out,
+        "lite",
+        &hitless_hdl::rtl::generate_lite_board_verilog(DIVIDER),
     );
     let flash = verilate(
         &out,
@@ -111,7 +118,9 @@ fn main() {
         .cpp(true)
         .file("csrc/board.cpp")
         .file("csrc/flash.cpp")
+        .file("csrc/lite.cpp")
         .include(&board)
+        .include(&lite)
         .include(&flash)
         .include(&inc)
         .include(inc.join("vltstd"))

@@ -156,6 +156,8 @@ pub mod reg {
         OPS_OK = 0x0D0, Ro, 0;
         /// Operations completed with an error status since reset.
         OPS_FAILED = 0x0D4, Ro, 0;
+        /// Features this controller lacks (see `limits`): 0 on the full controller; the reduced controller for small FPGAs sets LITE_LIMITS.
+        LIMITS = 0x0D8, Ro, 0;
         /// Protection table: entry selected for PT_* reads and PT_COMMIT.
         PT_INDEX = 0x100, Rw, 0;
         /// Protection table staging: key tag (key bits 31:4). Write only: keys are never read back.
@@ -263,6 +265,33 @@ pub struct Field {
 /// CAPS register value.
 pub const CAPS_VALUE: u32 =
     DATAPATH_BYTES | (PT_ENTRIES << 8) | (RING_MAX_LOG2 << 16) | (INFLIGHT_LOG2 << 24);
+
+/// `CAPS` of the reduced controller (`rtl::lite`): the same datapath word,
+/// table and rings, one memory command in flight (in-flight log2 0).
+pub const LITE_CAPS_VALUE: u32 = DATAPATH_BYTES | (PT_ENTRIES << 8) | (RING_MAX_LOG2 << 16);
+
+/// Bits of `LIMITS`: what a controller lacks. A descriptor that needs a
+/// missing feature completes `BAD_OPCODE`.
+pub mod limits {
+    /// No COPY.
+    pub const NO_COPY: u32 = 1 << 0;
+    /// No append log: no APPEND, no LOG_TRIM (the log fields of the
+    /// superblock are carried through commits unchanged).
+    pub const NO_LOG: u32 = 1 << 1;
+    /// No cold tier: `COLD` and `SRC_COLD` flags are refused and the cold
+    /// tier's registers read as a blank tier.
+    pub const NO_COLD: u32 = 1 << 2;
+}
+
+/// `LIMITS` bits, for generators.
+pub const LIMITS_BITS: &[(&str, u32, &str)] = named! { limits;
+    NO_COPY: "No COPY.",
+    NO_LOG: "No append log: no APPEND or LOG_TRIM.",
+    NO_COLD: "No cold tier: COLD and SRC_COLD are refused; its registers read as a blank tier.",
+};
+
+/// `LIMITS` of the reduced controller for small FPGAs (`rtl::lite`).
+pub const LITE_LIMITS: u32 = limits::NO_COPY | limits::NO_LOG | limits::NO_COLD;
 
 /// Bits of `CTRL`.
 pub mod ctrl {

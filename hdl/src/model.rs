@@ -45,8 +45,8 @@ pub use logring::{parse_log, LogError, LogRecord};
 use crate::contract::{
     crc32c, ctrl, flags, irq, log_header_word, log_pad_word, log_record_bytes, log_trailer_word,
     reg, status, BootResult, Completion, Descriptor, NvGeometry, Status, Superblock, CAPS_VALUE,
-    CONTRACT_VERSION, CONTROLLER_ID, CPL_BYTES, DESC_BYTES, LOG_HEADER_BYTES, PT_ENTRIES,
-    RING_MAX_LOG2, SUPERBLOCK_BYTES, TAG_CONTROLLER,
+    CONTRACT_VERSION, CONTROLLER_ID, CPL_BYTES, DESC_BYTES, LITE_CAPS_VALUE, LITE_LIMITS,
+    LOG_HEADER_BYTES, PT_ENTRIES, RING_MAX_LOG2, SUPERBLOCK_BYTES, TAG_CONTROLLER,
 };
 
 /// Committed state of one tier as the controller serves it.
@@ -121,6 +121,8 @@ pub struct Model {
     pending_overflow: Option<u16>,
     irq_pulses: u64,
     journal: Option<Vec<NvWrite>>,
+    /// `LIMITS`: what this controller lacks (0: the full controller).
+    limits: u32,
 }
 
 impl std::fmt::Debug for Model {
@@ -157,6 +159,20 @@ impl Model {
     /// If the model does not support `geometry` (see [`geometry_supported`]).
     pub fn new(geometry: NvGeometry) -> Self {
         Self::with_nv(geometry, Vec::new(), Vec::new())
+    }
+
+    /// The reduced controller for small FPGAs (`rtl::lite`): as
+    /// [`Model::new`], lacking what [`LITE_LIMITS`] says (descriptors that
+    /// need it complete `BAD_OPCODE`; the cold tier stays blank).
+    pub fn lite(geometry: NvGeometry) -> Self {
+        let mut m = Self::new(geometry);
+        m.limits = LITE_LIMITS;
+        m
+    }
+
+    /// `LIMITS` of this model (0: the full controller).
+    pub fn limits(&self) -> u32 {
+        self.limits
     }
 
     /// As [`Model::new`] with the given NV images, each truncated or
@@ -196,6 +212,7 @@ impl Model {
             pending_overflow: None,
             irq_pulses: 0,
             journal: None,
+            limits: 0,
         };
         m.reset_registers();
         m
@@ -344,7 +361,9 @@ impl Model {
         match offset {
             reg::ID => CONTROLLER_ID,
             reg::VERSION => CONTRACT_VERSION,
+            reg::CAPS if self.limits != 0 => LITE_CAPS_VALUE,
             reg::CAPS => CAPS_VALUE,
+            reg::LIMITS => self.limits,
             reg::NEXT_BLOCK => 0,
             reg::CTRL => self.ctrl,
             reg::STATUS => self.status_reg(),
@@ -523,6 +542,18 @@ impl Model {
         c
     }
 
+    /// Whether `d` needs something this controller lacks (`LIMITS`): then
+    /// it is `BAD_OPCODE`, the first check.
+    fn lacks(&self, d: &Descriptor) -> bool {
+        use crate::contract::{flags, limits, Opcode};
+        let op = Opcode::from_u8(d.opcode);
+        (self.limits & limits::NO_COPY != 0 && op == Some(Opcode::Copy))
+            || (self.limits & limits::NO_LOG != 0
+                && matches!(op, Some(Opcode::Append | Opcode::LogTrim)))
+            || (self.limits & limits::NO_COLD != 0
+                && d.flags & (flags::COLD | flags::SRC_COLD) != 0)
+    }
+
     /// Execute one descriptor without touching counters or interrupts.
     pub fn perform(&mut self, d: &Descriptor, host: &mut dyn HostMemory) -> Completion {
         let mut c = Completion {
@@ -530,6 +561,10 @@ impl Model {
             opcode: d.opcode,
             ..Completion::default()
         };
+        if self.lacks(d) {
+            c.status = Status::BadOpcode as u8;
+            return c;
+        }
         let active = [self.tiers[0].sb.active, self.tiers[1].sb.active];
         let plan = match check_descriptor(d, &self.pt, &self.geometry, active) {
             Ok(p) => p,

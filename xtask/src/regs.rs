@@ -56,6 +56,7 @@ const REGISTER_BITS: &[(&str, &[&str], Bits)] = &[
     ("CTRL", &["CTRL"], c::CTRL_BITS),
     ("STATUS", &["STATUS"], c::STATUS_BITS),
     ("IRQ", &["IRQ_STATUS", "IRQ_MASK"], c::IRQ_BITS),
+    ("LIMITS", &["LIMITS"], c::LIMITS_BITS),
 ];
 
 /// The in-memory structures: (title, C prefix, size in bytes, fields).
@@ -538,6 +539,7 @@ mod tests {
             (c::CTRL_BITS, 0),
             (c::STATUS_BITS, 0),
             (c::IRQ_BITS, 0),
+            (c::LIMITS_BITS, c::LITE_LIMITS),
         ];
         for (bits, all) in tables {
             let mut seen = 0;

@@ -1,19 +1,26 @@
 // C ABI around the Verilated board top-level: one call per clock cycle.
+// Compiled once per board variant: `lite.cpp` includes it with the lite
+// board's model and function prefix.
 #include <cstdint>
-#include "Vboard.h"
+#ifndef HB_MODEL
+#define HB_MODEL Vboard
+#define HB_HEADER "Vboard.h"
+#define HB(name) hb_##name
+#endif
+#include HB_HEADER
 #include "verilated.h"
 
 extern "C" {
 
-struct Hb {
+struct HB(state) {
     VerilatedContext* ctx;
-    Vboard* top;
+    HB_MODEL* top;
 };
 
-void* hb_new() {
-    Hb* h = new Hb();
+void* HB(new)() {
+    HB(state)* h = new HB(state)();
     h->ctx = new VerilatedContext();
-    h->top = new Vboard(h->ctx);
+    h->top = new HB_MODEL(h->ctx);
     h->top->clock = 0;
     h->top->reset = 0;
     h->top->uart_rx = 1;
@@ -22,21 +29,23 @@ void* hb_new() {
     return h;
 }
 
-void hb_free(void* p) {
-    Hb* h = static_cast<Hb*>(p);
+void HB(free)(void* p) {
+    HB(state)* h = static_cast<HB(state)*>(p);
     h->top->final();
     delete h->top;
     delete h->ctx;
     delete h;
 }
 
-// One clock cycle with `rx` on the UART input and `miso` from the flash;
+// One clock cycle with `rx` on the UART input, `miso` from the flash and
+// the reset button `reset` (active high);
 // returns tx in bit 0, the LEDs in bits 4:1, flash SCK, CS# and MOSI in
 // bits 5, 6, 7 (sampled after the rising edge).
-uint32_t hb_cycle(void* p, uint32_t rx, uint32_t miso) {
-    Hb* h = static_cast<Hb*>(p);
+uint32_t HB(cycle)(void* p, uint32_t rx, uint32_t miso, uint32_t reset) {
+    HB(state)* h = static_cast<HB(state)*>(p);
     h->top->uart_rx = rx & 1;
     h->top->flash_miso = miso & 1;
+    h->top->reset = reset & 1;
     h->top->clock = 1;
     h->top->eval();
     h->top->clock = 0;

@@ -37,7 +37,22 @@ pub enum Error {
 extern "C" {
     fn hb_new() -> *mut c_void;
     fn hb_free(p: *mut c_void);
-    fn hb_cycle(p: *mut c_void, rx: u32, miso: u32) -> u32;
+    fn hb_cycle(p: *mut c_void, rx: u32, miso: u32, reset: u32) -> u32;
+    fn hl_new() -> *mut c_void;
+    fn hl_free(p: *mut c_void);
+    fn hl_cycle(p: *mut c_void, rx: u32, miso: u32, reset: u32) -> u32;
+}
+
+/// Which board top-level runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Variant {
+    /// `BoardTop`: the full controller, warm tier in block RAM, cold tier
+    /// on the SPI flash.
+    #[default]
+    Full,
+    /// `LiteBoardTop`: the reduced controller for small FPGAs (one tier,
+    /// no COPY or log; `contract::LITE_LIMITS`); the flash is not used.
+    Lite,
 }
 
 /// Bytes of the simulated board flash.
@@ -46,6 +61,9 @@ pub const FLASH_BYTES: usize = 1 << 20;
 /// The Verilated board with its flash, one clock cycle per call.
 pub struct BoardModel {
     p: *mut c_void,
+    variant: Variant,
+    /// Cycles the reset button stays pressed.
+    reset_left: u32,
     flash: SpiFlash,
     miso: bool,
 }
@@ -61,9 +79,22 @@ impl BoardModel {
 
     /// A board just powered on, with `flash`.
     pub fn with_flash(flash: SpiFlash) -> Self {
-        // SAFETY: hb_new returns a fresh model or aborts.
+        Self::of(Variant::Full, flash)
+    }
+
+    /// A board of `variant` just powered on, with `flash`.
+    pub fn of(variant: Variant, flash: SpiFlash) -> Self {
+        // SAFETY: hb_new / hl_new return a fresh model or abort.
+        let p = unsafe {
+            match variant {
+                Variant::Full => hb_new(),
+                Variant::Lite => hl_new(),
+            }
+        };
         Self {
-            p: unsafe { hb_new() },
+            p,
+            variant,
+            reset_left: 0,
             flash,
             miso: true,
         }
@@ -71,12 +102,25 @@ impl BoardModel {
 
     /// One cycle with `rx` on the UART input; returns (tx, leds).
     pub fn cycle(&mut self, rx: bool) -> (bool, u8) {
-        // SAFETY: `p` is a live model (freed only in drop).
-        let r = unsafe { hb_cycle(self.p, rx as u32, self.miso as u32) };
+        // SAFETY: `p` is a live model of `variant` (freed only in drop).
+        let reset = (self.reset_left > 0) as u32;
+        self.reset_left = self.reset_left.saturating_sub(1);
+        let r = unsafe {
+            match self.variant {
+                Variant::Full => hb_cycle(self.p, rx as u32, self.miso as u32, reset),
+                Variant::Lite => hl_cycle(self.p, rx as u32, self.miso as u32, reset),
+            }
+        };
         self.miso = self
             .flash
             .cycle(r >> 6 & 1 != 0, r >> 5 & 1 != 0, r >> 7 & 1 != 0);
         (r & 1 != 0, ((r >> 1) & 15) as u8)
+    }
+
+    /// Press the reset button for the next `cycles` cycles: a warm reset
+    /// (memories keep their contents, the controller boots again).
+    pub fn press_reset(&mut self, cycles: u32) {
+        self.reset_left = cycles;
     }
 
     /// Cut the power: the board's state is gone, the flash keeps what it
@@ -96,8 +140,14 @@ impl Default for BoardModel {
 
 impl Drop for BoardModel {
     fn drop(&mut self) {
-        // SAFETY: `p` came from hb_new and is freed once.
-        unsafe { hb_free(self.p) }
+        // SAFETY: `p` came from hb_new / hl_new (per `variant`) and is
+        // freed once.
+        unsafe {
+            match self.variant {
+                Variant::Full => hb_free(self.p),
+                Variant::Lite => hl_free(self.p),
+            }
+        }
     }
 }
 
@@ -180,12 +230,111 @@ impl Line {
     }
 }
 
+/// A board and the host end of its line stepped in the caller's thread,
+/// one cycle at a time: cycle-exact timing, with no pseudo-terminal and no
+/// host scheduling in between (for measurements in cycles).
+pub struct SerialBoard {
+    board: BoardModel,
+    line: Line,
+    cycles: u64,
+    leds: u8,
+}
+
+impl SerialBoard {
+    /// A board of `variant` just powered on (erased flash), past its reset.
+    pub fn new(variant: Variant) -> Self {
+        let mut b = Self {
+            board: BoardModel::of(variant, SpiFlash::new(FLASH_BYTES)),
+            line: Line::default(),
+            cycles: 0,
+            leds: 0,
+        };
+        b.run(100);
+        b
+    }
+
+    /// Cycles since power-on.
+    pub fn cycles(&self) -> u64 {
+        self.cycles
+    }
+
+    /// The LEDs after the last cycle.
+    pub fn leds(&self) -> u8 {
+        self.leds
+    }
+
+    /// One cycle; returns a byte the board finished sending.
+    fn step(&mut self) -> Option<u8> {
+        let rx = self.line.rx();
+        let (tx, leds) = self.board.cycle(rx);
+        self.leds = leds;
+        self.cycles += 1;
+        self.line.tx(tx)
+    }
+
+    /// Send `req` and collect `n` reply bytes (fewer if the board stays
+    /// quiet for longer than the request and reply take on the line).
+    pub fn exchange(&mut self, req: &[u8], n: usize) -> Vec<u8> {
+        self.line.to_board.extend(req);
+        let mut got = Vec::new();
+        for _ in 0..(req.len() + n + 4) * 20 * DIVIDER as usize + 2000 {
+            if let Some(b) = self.step() {
+                got.push(b);
+                if got.len() == n {
+                    break;
+                }
+            }
+        }
+        got
+    }
+
+    /// Write a CSR through the bridge; whether it answered OKAY.
+    pub fn csr_write(&mut self, addr: u32, value: u32) -> bool {
+        let mut w = vec![b'W'];
+        w.extend(addr.to_le_bytes());
+        w.extend(value.to_le_bytes());
+        self.exchange(&w, 1) == b"K"
+    }
+
+    /// Read a CSR through the bridge.
+    pub fn csr_read(&mut self, addr: u32) -> Option<u32> {
+        let mut r = vec![b'R'];
+        r.extend(addr.to_le_bytes());
+        let got = self.exchange(&r, 4);
+        Some(u32::from_le_bytes(got.try_into().ok()?))
+    }
+
+    /// Write host memory through the bridge (chunks of 4 KiB at most).
+    pub fn mem_write(&mut self, addr: u32, data: &[u8]) -> bool {
+        data.chunks(4096).enumerate().all(|(i, c)| {
+            let mut w = vec![b'w'];
+            w.extend((addr + (i * 4096) as u32).to_le_bytes());
+            w.extend((c.len() as u16).to_le_bytes());
+            w.extend(c);
+            self.exchange(&w, 1) == b"K"
+        })
+    }
+
+    /// Run `n` cycles.
+    pub fn run(&mut self, n: u64) {
+        for _ in 0..n {
+            self.step();
+        }
+    }
+
+    /// Run until `done(leds)` holds, at most `max` cycles; the cycles it took.
+    pub fn run_until(&mut self, max: u64, done: impl Fn(u8) -> bool) -> Option<u64> {
+        (1..=max).find(|_| {
+            self.step();
+            done(self.leds)
+        })
+    }
+}
+
 /// A running simulated board behind a pseudo-terminal.
 pub struct PtyBoard {
     path: PathBuf,
-    stop: Arc<AtomicBool>,
-    leds: Arc<AtomicU32>,
-    traffic: Arc<[AtomicU64; 2]>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<(u64, SpiFlash)>>,
 }
 
@@ -198,23 +347,34 @@ impl PtyBoard {
 
     /// Start the board with `flash` (e.g. one from [`PtyBoard::power_off`]).
     pub fn start_with(limit: Duration, flash: SpiFlash) -> Result<Self, Error> {
+        Self::start_variant(Variant::Full, limit, flash)
+    }
+
+    /// Start a board of `variant` with `flash`.
+    pub fn start_variant(
+        variant: Variant,
+        limit: Duration,
+        flash: SpiFlash,
+    ) -> Result<Self, Error> {
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
         grantpt(&master)?;
         unlockpt(&master)?;
         let name = ptsname(&master, Vec::new())?;
         let path = PathBuf::from(name.to_string_lossy().into_owned());
-        let stop = Arc::new(AtomicBool::new(false));
-        let leds = Arc::new(AtomicU32::new(0));
-        let traffic = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
-        let (s, l, t) = (stop.clone(), leds.clone(), traffic.clone());
-        let thread = std::thread::spawn(move || run(master, s, l, t, limit, flash));
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || run(variant, master, &s, limit, flash));
         Ok(Self {
             path,
-            stop,
-            leds,
-            traffic,
+            shared,
             thread: Some(thread),
         })
+    }
+
+    /// Press the board's reset button (a warm reset: memories keep their
+    /// contents, the controller runs its boot scan again).
+    pub fn press_reset(&self) {
+        self.shared.reset.store(true, Ordering::Relaxed);
     }
 
     /// The serial device to open (`uart:<path>`).
@@ -225,20 +385,20 @@ impl PtyBoard {
     /// The board's LEDs (0 heartbeat, 1 warm active region, 2 cold active
     /// region, 3 error).
     pub fn leds(&self) -> u8 {
-        self.leds.load(Ordering::Relaxed) as u8
+        self.shared.leds.load(Ordering::Relaxed) as u8
     }
 
     /// Bytes (received from the host, sent to the host) so far.
     pub fn traffic(&self) -> (u64, u64) {
         (
-            self.traffic[0].load(Ordering::Relaxed),
-            self.traffic[1].load(Ordering::Relaxed),
+            self.shared.traffic[0].load(Ordering::Relaxed),
+            self.shared.traffic[1].load(Ordering::Relaxed),
         )
     }
 
     /// Stop the board; returns the cycles it ran.
     pub fn stop(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         self.thread
             .take()
             .and_then(|t| t.join().ok())
@@ -248,7 +408,7 @@ impl PtyBoard {
     /// Cut the board's power wherever it is; returns its flash (what a new
     /// board starts from), or `None` if the board's thread panicked.
     pub fn power_off(mut self) -> Option<SpiFlash> {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         self.thread
             .take()
             .and_then(|t| t.join().ok())
@@ -258,7 +418,7 @@ impl PtyBoard {
 
 impl Drop for PtyBoard {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -275,21 +435,36 @@ fn ready(fd: &OwnedFd, flags: PollFlags) -> bool {
     matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0) && fds[0].revents().intersects(flags)
 }
 
+/// What the board's thread and its owner share.
+#[derive(Default)]
+struct Shared {
+    /// Stop the board.
+    stop: AtomicBool,
+    /// Press the reset button.
+    reset: AtomicBool,
+    /// The LEDs.
+    leds: AtomicU32,
+    /// Bytes from / to the host.
+    traffic: [AtomicU64; 2],
+}
+
 fn run(
+    variant: Variant,
     master: OwnedFd,
-    stop: Arc<AtomicBool>,
-    leds: Arc<AtomicU32>,
-    traffic: Arc<[AtomicU64; 2]>,
+    shared: &Shared,
     limit: Duration,
     flash: SpiFlash,
 ) -> (u64, SpiFlash) {
     let start = Instant::now();
-    let mut board = BoardModel::with_flash(flash);
+    let mut board = BoardModel::of(variant, flash);
     let mut line = Line::default();
     let mut cycles: u64 = 0;
     let mut buf = [0u8; 256];
     let mut out = Vec::new();
-    while !stop.load(Ordering::Relaxed) && start.elapsed() < limit {
+    while !shared.stop.load(Ordering::Relaxed) && start.elapsed() < limit {
+        if shared.reset.swap(false, Ordering::Relaxed) {
+            board.press_reset(32);
+        }
         // Between host bytes the board idles: poll the pty only now and
         // then (a byte on the line takes 10 × DIVIDER cycles anyway).
         // The host's bytes are taken only once the board is out of reset
@@ -302,7 +477,7 @@ fn run(
         {
             if let Ok(n) = rustix::io::read(&master, &mut buf) {
                 line.to_board.extend(&buf[..n]);
-                traffic[0].fetch_add(n as u64, Ordering::Relaxed);
+                shared.traffic[0].fetch_add(n as u64, Ordering::Relaxed);
             }
         }
         let rx = line.rx();
@@ -314,10 +489,10 @@ fn run(
             // The slave side reads it; a full pty buffer just waits.
             if let Ok(n) = rustix::io::write(&master, &out) {
                 out.drain(..n);
-                traffic[1].fetch_add(n as u64, Ordering::Relaxed);
+                shared.traffic[1].fetch_add(n as u64, Ordering::Relaxed);
             }
         }
-        leds.store(l as u32, Ordering::Relaxed);
+        shared.leds.store(l as u32, Ordering::Relaxed);
         cycles += 1;
     }
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cycles);

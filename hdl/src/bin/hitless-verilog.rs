@@ -2,12 +2,14 @@
 //! file; with `--board DIVIDER`, the UART board top-level instead (see
 //! `hitless_hdl::rtl::board`), its UART at DIVIDER clocks per bit, its cold
 //! tier in block RAM, or on SPI flash with `--flash BASE[:HALF]` (flash byte
-//! address, SCK half period in clocks, default 2).
+//! address, SCK half period in clocks, default 2); with `--board DIVIDER
+//! --lite`, the board top-level of the reduced controller for small FPGAs
+//! (`LiteBoardTop`: no cold tier).
 use hitless_hdl::rtl::board::ColdTier;
 use std::io::Write;
 
 const USAGE: &str =
-    "usage: hitless-verilog [--board DIVIDER(4..65535) [--flash BASE[:HALF]]] [OUT]";
+    "usage: hitless-verilog [--board DIVIDER(4..65535) [--flash BASE[:HALF] | --lite]] [OUT]";
 
 fn parse_u32(s: &str) -> Option<u32> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -45,7 +47,16 @@ fn main() -> std::process::ExitCode {
             cold = c;
             args.drain(..2);
         }
-        hitless_hdl::rtl::generate_board_verilog(divider, cold)
+        if args.first().is_some_and(|a| a == "--lite") {
+            if cold != ColdTier::Bram {
+                eprintln!("{USAGE}\n--lite has no cold tier: --flash does not apply");
+                return std::process::ExitCode::from(2);
+            }
+            args.drain(..1);
+            hitless_hdl::rtl::generate_lite_board_verilog(divider)
+        } else {
+            hitless_hdl::rtl::generate_board_verilog(divider, cold)
+        }
     } else {
         hitless_hdl::rtl::generate_verilog(&hitless_hdl::contract::DEFAULT_GEOMETRY)
     };

@@ -23,6 +23,8 @@ use super::bridge::UartBridge;
 use super::bus::{AxiLiteInitiator, PmpInitiator};
 use super::controller::HitlessController;
 use super::flash::FlashTier;
+use super::lite::LiteController;
+use super::spram::PmpSpram;
 use super::uart::{UartRx, UartTx};
 use crate::contract::NvGeometry;
 use rust_hdl::prelude::*;
@@ -185,5 +187,112 @@ impl Logic for BoardTop {
         self.leds.next = bit_cast::<4, 1>(self.beat.q.val().get_bit(26).into())
             | (bit_cast::<4, 2>(self.ctrl.active.val()) << 1)
             | (bit_cast::<4, 1>((self.ctrl.error.val() | self.cold_mem.error.val()).into()) << 3);
+    }
+}
+
+/// log2 of the 64-bit words of the lite board's one memory: the 16 KiB
+/// host window and the 16 KiB tier (SPRAM on the iCE40 UltraPlus).
+pub const LITE_MEM_WORDS_LOG2: usize = 12;
+
+/// The board top-level with the reduced controller ([`LiteController`]),
+/// for FPGAs the full one does not fit (iCE40 UltraPlus): the same pins and
+/// UART protocol as [`BoardTop`], the same 16 KiB host window and tier
+/// geometry ([`BOARD_GEOMETRY`]); host window and tier share one
+/// single-port memory ([`PmpSpram`]); no cold tier (the flash pins idle).
+/// LEDs: 0 heartbeat, 1 the tier's active region, 2 off, 3 error.
+#[derive(LogicBlock)]
+pub struct LiteBoardTop {
+    /// Clock.
+    pub clock: Signal<In, Clock>,
+    /// Reset request, active high (asynchronous; synchronized here).
+    pub reset: Signal<In, Bit>,
+    /// UART line from the host (FTDI TX).
+    pub uart_rx: Signal<In, Bit>,
+    /// UART line to the host (FTDI RX).
+    pub uart_tx: Signal<Out, Bit>,
+    /// LEDs: 0 heartbeat, 1 active region, 2 off, 3 error.
+    pub leds: Signal<Out, Bits<4>>,
+    /// Flash serial clock (idle low: no cold tier).
+    pub flash_sck: Signal<Out, Bit>,
+    /// Flash chip select, active low (idle high).
+    pub flash_cs_n: Signal<Out, Bit>,
+    /// Flash data in (idle low).
+    pub flash_mosi: Signal<Out, Bit>,
+    /// Flash data out (unused).
+    pub flash_miso: Signal<In, Bit>,
+    ctrl: LiteController,
+    receiver: UartRx,
+    transmitter: UartTx,
+    bridge: UartBridge,
+    mem: PmpSpram<LITE_MEM_WORDS_LOG2>,
+    rst_meta: DFF<Bit>,
+    rst_sync: DFF<Bit>,
+    por: DFF<Bits<4>>,
+    rst: DFF<Bit>,
+    beat: DFF<Bits<27>>,
+}
+
+impl LiteBoardTop {
+    /// A lite board top for a UART of `divider` clocks per bit.
+    pub fn new(divider: u16) -> Self {
+        Self {
+            clock: Default::default(),
+            reset: Default::default(),
+            uart_rx: Default::default(),
+            uart_tx: Default::default(),
+            leds: Default::default(),
+            flash_sck: Default::default(),
+            flash_cs_n: Default::default(),
+            flash_mosi: Default::default(),
+            flash_miso: Default::default(),
+            ctrl: LiteController::new(&BOARD_GEOMETRY),
+            receiver: UartRx::new(divider),
+            transmitter: UartTx::new(divider),
+            bridge: UartBridge::new(divider),
+            mem: Default::default(),
+            rst_meta: Default::default(),
+            rst_sync: Default::default(),
+            por: Default::default(),
+            rst: Default::default(),
+            beat: Default::default(),
+        }
+    }
+}
+
+impl Logic for LiteBoardTop {
+    #[hdl_gen]
+    fn update(&mut self) {
+        dff_setup!(self, clock, rst_meta, rst_sync, por, rst, beat);
+        clock!(self, clock, ctrl, receiver, transmitter, bridge, mem);
+        self.rst_meta.d.next = self.reset.val();
+        self.rst_sync.d.next = self.rst_meta.q.val();
+        if self.por.q.val() != 15 {
+            self.por.d.next = self.por.q.val() + 1;
+        }
+        self.rst.d.next = (self.por.q.val() != 15) | self.rst_sync.q.val();
+        self.beat.d.next = self.beat.q.val() + 1;
+        self.ctrl.reset.next = self.rst.q.val();
+        self.receiver.reset.next = self.rst.q.val();
+        self.transmitter.reset.next = self.rst.q.val();
+        self.bridge.reset.next = self.rst.q.val();
+        self.flash_sck.next = false;
+        self.flash_cs_n.next = true;
+        self.flash_mosi.next = false;
+
+        self.receiver.rx.next = self.uart_rx.val();
+        self.uart_tx.next = self.transmitter.tx.val();
+        self.bridge.rx_data.next = self.receiver.data.val();
+        self.bridge.rx_valid.next = self.receiver.valid.val();
+        self.transmitter.data.next = self.bridge.tx_data.val();
+        self.transmitter.start.next = self.bridge.tx_start.val();
+        self.bridge.tx_busy.next = self.transmitter.busy.val();
+
+        AxiLiteInitiator::join(&mut self.bridge.csr, &mut self.ctrl.csr);
+        PmpInitiator::<15>::join(&mut self.ctrl.mem, &mut self.mem.a);
+        PmpInitiator::<32>::join(&mut self.bridge.mem, &mut self.mem.b);
+
+        self.leds.next = bit_cast::<4, 1>(self.beat.q.val().get_bit(26).into())
+            | (bit_cast::<4, 2>(self.ctrl.active.val()) << 1)
+            | (bit_cast::<4, 1>(self.ctrl.error.val().into()) << 3);
     }
 }

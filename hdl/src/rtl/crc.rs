@@ -33,7 +33,7 @@ fn serial(mut state: u32, data: u64, nbits: usize) -> u32 {
 
 /// Masks for a `nbits`-wide update: for output bit i, the mask over
 /// {data (low nbits), state (next 32 bits)}.
-fn masks(nbits: usize) -> Vec<u128> {
+pub(super) fn masks(nbits: usize) -> Vec<u128> {
     let mut out = vec![0u128; 32];
     for k in 0..32 {
         let s = serial(1 << k, 0, nbits);
@@ -54,7 +54,7 @@ fn masks(nbits: usize) -> Vec<u128> {
     out
 }
 
-fn pack<const W: usize>(masks: &[u128], width: usize) -> Bits<W> {
+pub(super) fn pack<const W: usize>(masks: &[u128], width: usize) -> Bits<W> {
     let mut b = Bits::<W>::default();
     for (i, m) in masks.iter().enumerate() {
         for j in 0..width {

@@ -12,10 +12,12 @@ pub mod bus;
 pub mod controller;
 pub mod crc;
 pub mod flash;
+pub mod lite;
 pub mod mover;
 pub mod router;
 pub mod slice;
 pub mod spi;
+pub mod spram;
 pub mod uart;
 
 use crate::contract::NvGeometry;
@@ -33,6 +35,15 @@ pub fn generate_verilog(geometry: &NvGeometry) -> String {
 /// bit; Verilog module `top`.
 pub fn generate_board_verilog(divider: u16, cold: board::ColdTier) -> String {
     let mut uut = board::BoardTop::new(divider, cold);
+    uut.connect_all();
+    rust_hdl::core::prelude::generate_verilog(&uut)
+}
+
+/// Elaborate the lite board top-level ([`board::LiteBoardTop`]: the reduced
+/// controller for small FPGAs, UART bridge, one shared memory) for a UART of
+/// `divider` clocks per bit; Verilog module `top`.
+pub fn generate_lite_board_verilog(divider: u16) -> String {
+    let mut uut = board::LiteBoardTop::new(divider);
     uut.connect_all();
     rust_hdl::core::prelude::generate_verilog(&uut)
 }
@@ -136,6 +147,13 @@ mod tests {
     }
 
     #[test]
+    fn lite_blocks_synthesize_and_lint() {
+        check("lite", lite::LiteController::new(&board::BOARD_GEOMETRY));
+        check("spram", spram::PmpSpram::<4>::default());
+        check("lite_board", board::LiteBoardTop::new(8));
+    }
+
+    #[test]
     fn flash_tier_blocks_synthesize_and_lint() {
         check("spi", spi::SpiByte::new(2));
         check(
@@ -221,6 +239,12 @@ mod tests {
         assert!(
             problems.is_empty(),
             "flash tier: read before assignment: {problems:?}"
+        );
+        let v = generate_lite_board_verilog(8);
+        let problems = read_before_assignment(&v);
+        assert!(
+            problems.is_empty(),
+            "lite board: read before assignment: {problems:?}"
         );
     }
 

@@ -1,0 +1,192 @@
+//! The lite board top-level (`LiteBoardTop`: the reduced controller for
+//! small FPGAs) behind a pseudo-terminal, driven by the driver's `uart:`
+//! transport: checkpoint and restore, what it lacks refused as the contract
+//! says, and the boot scan after a warm reset (the tier survives a reset,
+//! not a power cut): intact, fallen back to the alternate region, lost,
+//! blank.
+
+use hitless_board_sim::flash::SpiFlash;
+use hitless_board_sim::{PtyBoard, SerialBoard, Variant};
+use hitless_driver::backend::uart::UartIo;
+use hitless_driver::{Card, CardIo, Error, Options, Tier};
+use hitless_hdl::contract::{self, perm, reg, BootResult, NvGeometry, Status};
+use std::time::Duration;
+
+fn options() -> Options {
+    Options {
+        dq_log2: 2,
+        cq_log2: 3,
+        op_timeout: Duration::from_secs(60),
+        boot_timeout: Duration::from_secs(60),
+    }
+}
+
+fn lite_board() -> PtyBoard {
+    PtyBoard::start_variant(Variant::Lite, Duration::from_secs(600), SpiFlash::new(4096))
+        .expect("pty")
+}
+
+fn open(board: &PtyBoard) -> Card<UartIo> {
+    let io = UartIo::open(board.path(), 115_200, Duration::from_secs(10)).expect("open uart");
+    Card::open(io, options()).expect("open card")
+}
+
+/// The board's tier geometry (`rtl::board::BOARD_GEOMETRY`; the card
+/// reports it, the test checks).
+const BOARD_GEOMETRY: NvGeometry = NvGeometry {
+    region_size: 4096,
+    log_size: 4096,
+};
+
+const REGION_WINDOW: u32 =
+    perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::REGION;
+/// The whole tier, raw: superblocks and both regions.
+const RAW_WINDOW: u32 = perm::VALID | perm::READ | perm::WRITE | perm::WARM;
+
+/// Warm-reset the board and open it again (the protection table is
+/// cleared by the reset: the windows are programmed again).
+fn reset(board: &PtyBoard, card: Card<UartIo>) -> (Card<UartIo>, u32, u32) {
+    drop(card);
+    board.press_reset();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut card = open(board);
+    let key = card
+        .program_entry(1, 0x5eed, 0, BOARD_GEOMETRY.region_size, REGION_WINDOW)
+        .unwrap();
+    let raw = card
+        .program_entry(2, 0xbad, 0, BOARD_GEOMETRY.total(), RAW_WINDOW)
+        .unwrap();
+    (card, key, raw)
+}
+
+#[test]
+fn lite_checkpoints_restores_and_falls_back_after_reset() {
+    let board = lite_board();
+    let mut card = open(&board);
+    let g = card.geometry();
+    assert_eq!(g, BOARD_GEOMETRY);
+    assert_eq!(
+        card.io().read32(reg::LIMITS).unwrap(),
+        contract::LITE_LIMITS
+    );
+    assert_eq!(
+        card.io().read32(reg::CAPS).unwrap(),
+        contract::LITE_CAPS_VALUE
+    );
+    let st = card.status().unwrap();
+    assert_eq!(st.warm.result, BootResult::Empty, "fresh memory is blank");
+    let key = card
+        .program_entry(1, 0x5eed, 0, g.region_size, REGION_WINDOW)
+        .unwrap();
+    let first: Vec<u8> = (0..1500u32).map(|i| (i * 7 + i / 256) as u8).collect();
+    let c = card.checkpoint(key, Tier::Warm, &first).unwrap();
+    assert_eq!((c.seq, c.crc), (1, contract::crc32c(&first)));
+    assert_eq!(card.restore(key, Tier::Warm).unwrap(), first);
+    assert_eq!(board.leds() & 0b1110, 0b0010, "region B active, no error");
+    let second: Vec<u8> = first.iter().rev().take(999).map(|b| b ^ 0x3c).collect();
+    assert_eq!(card.checkpoint(key, Tier::Warm, &second).unwrap().seq, 2);
+    assert_eq!(card.restore(key, Tier::Warm).unwrap(), second);
+    // What the reduced controller lacks is BAD_OPCODE.
+    match card.checkpoint(key, Tier::Cold, &first) {
+        Err(Error::Device {
+            status: Status::BadOpcode,
+        }) => {}
+        other => panic!("cold tier on the lite controller: {other:?}"),
+    }
+    assert_eq!(board.leds() & 0b1000, 0b1000, "error LED after a failed op");
+
+    // Warm reset: the committed state comes back from the superblock.
+    let (card, key, raw) = reset(&board, card);
+    let mut card = card;
+    let st = card.status().unwrap();
+    assert_eq!(st.warm.result, BootResult::Ok);
+    assert_eq!((st.warm.seq, st.warm.active), (2, 0));
+    assert_eq!(card.restore(key, Tier::Warm).unwrap(), second);
+
+    // Corrupt the active region (A): the boot scan falls back to B.
+    card.write(raw, Tier::Warm, g.region_a_base() + 8, &[0xA5; 8], false)
+        .unwrap();
+    let (mut card, key, raw) = reset(&board, card);
+    let st = card.status().unwrap();
+    assert_eq!(st.warm.result, BootResult::FellBack);
+    assert_eq!((st.warm.seq, st.warm.active), (2, 1));
+    assert_eq!(card.restore(key, Tier::Warm).unwrap(), first);
+
+    // Corrupt B as well: lost.
+    card.write(raw, Tier::Warm, g.region_b_base(), &[0x5A; 16], false)
+        .unwrap();
+    let (mut card, _, raw) = reset(&board, card);
+    assert_eq!(card.status().unwrap().warm.result, BootResult::Lost);
+
+    // Break the newer superblock (seq 2, slot 0): the older one (seq 1,
+    // slot 1, region B active) is served; B is still broken, and A holds
+    // what seq 1 recorded for it (nothing: length 0): fallen back to A's
+    // empty image.
+    card.write(raw, Tier::Warm, 16, &[0; 8], false).unwrap();
+    let (mut card, _, raw) = reset(&board, card);
+    let st = card.status().unwrap();
+    assert_eq!((st.warm.result, st.warm.seq), (BootResult::FellBack, 1));
+    assert_eq!((st.warm.active, st.warm.active_image()), (0, (0, 0)));
+
+    // Both superblocks broken: a blank tier.
+    card.write(raw, Tier::Warm, 64, &[0; 8], false).unwrap();
+    let (mut card, key, _) = reset(&board, card);
+    let st = card.status().unwrap();
+    assert_eq!((st.warm.result, st.warm.seq), (BootResult::Empty, 0));
+    // And it takes a new checkpoint from there.
+    assert_eq!(card.checkpoint(key, Tier::Warm, &first).unwrap().seq, 1);
+    assert_eq!(card.restore(key, Tier::Warm).unwrap(), first);
+    assert!(board.stop() > 0);
+}
+
+/// The lite datapath's rate, exactly, in cycles of the cycle-stepped
+/// board: WRITE+COMMITs of 1 and 4 KiB through a region window, each timed
+/// from the end of its doorbell to the active-region LED turning (the
+/// commit is durable): everything but the data costs the same for both, so
+/// the difference is the datapath's, `LITE_CYCLES_PER_WORD` a word.
+#[test]
+fn lite_moves_a_word_per_17_cycles() {
+    const CYCLES_PER_WORD: u64 = 17; // hitless_hdl::rtl::lite::LITE_CYCLES_PER_WORD
+    let mut b = SerialBoard::new(Variant::Lite);
+    b.run(100_000);
+    assert_eq!(b.csr_read(reg::STATUS).map(|s| s & 1), Some(1), "boot done");
+    for (r, v) in [
+        (reg::DQ_BASE_LO, 0),
+        (reg::DQ_SIZE_LOG2, 2),
+        (reg::CQ_BASE_LO, 0x100),
+        (reg::CQ_SIZE_LOG2, 3),
+        (reg::CTRL, contract::ctrl::ENABLE),
+        (reg::PT_INDEX, 1),
+        (reg::PT_KEY_TAG, 0x5eed << 4),
+        (reg::PT_BASE, 0),
+        (reg::PT_LEN, 4096),
+        (reg::PT_PERM, REGION_WINDOW),
+        (reg::PT_COMMIT, 1),
+    ] {
+        assert!(b.csr_write(r, v), "CSR {r:#x}");
+    }
+    let data: Vec<u8> = (0..4096u32).map(|i| (i * 31 + i / 7) as u8).collect();
+    assert!(b.mem_write(0x1000, &data));
+    let time = |b: &mut SerialBoard, n: u16, len: u32| -> u64 {
+        let d = contract::Descriptor {
+            opcode: contract::Opcode::Write as u8,
+            flags: contract::flags::COMMIT,
+            tag: n,
+            key: (0x5eed << 4) | 1,
+            host_addr: 0x1000,
+            len,
+            ..Default::default()
+        };
+        assert!(b.mem_write(u32::from(n % 4) * 32, &d.to_bytes()));
+        let region = b.leds() & 2;
+        assert!(b.csr_write(reg::DQ_TAIL, u32::from(n) + 1));
+        b.run_until(1_000_000, |leds| leds & 2 != region)
+            .expect("the commit turns the active-region LED")
+    };
+    let small = time(&mut b, 0, 1024);
+    let big = time(&mut b, 1, 4096);
+    assert_eq!(b.csr_read(reg::OPS_OK), Some(2));
+    assert_eq!(b.csr_read(reg::WARM_A_CRC), Some(contract::crc32c(&data)));
+    eprintln!("lite WRITE+COMMIT: 1 KiB {small} cycles, 4 KiB {big} cycles");
+    assert_eq!(big - small, (4096 - 1024) / 8 * CYCLES_PER_WORD);
+}
