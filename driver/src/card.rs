@@ -77,6 +77,8 @@ impl TierStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CardStatus {
     pub version: u32,
+    /// `LIMITS`: what the controller lacks (0: the full controller).
+    pub limits: u32,
     pub boot_done: bool,
     pub busy: bool,
     pub ring_error: bool,
@@ -107,6 +109,8 @@ pub struct Card<T: CardIo> {
     in_flight: usize,
     done: HashMap<u16, Completion>,
     geometry: NvGeometry,
+    /// `LIMITS`: what the controller lacks.
+    limits: u32,
 }
 
 impl<T: CardIo> Card<T> {
@@ -151,6 +155,7 @@ impl<T: CardIo> Card<T> {
             region_size: io.read32(reg::NV_REGION_SIZE)?,
             log_size: io.read32(reg::NV_LOG_SIZE)?,
         };
+        let limits = io.read32(reg::LIMITS)?;
         // Quiesce: no new descriptors, let the current one finish.
         io.write32(reg::CTRL, 0)?;
         let start = Instant::now();
@@ -180,6 +185,7 @@ impl<T: CardIo> Card<T> {
             in_flight: 0,
             done: HashMap::new(),
             geometry,
+            limits,
         };
         card.init_cq_phases()?;
         let base = card.io.dma().iova();
@@ -257,6 +263,12 @@ impl<T: CardIo> Card<T> {
         self.geometry
     }
 
+    /// `LIMITS`: what the controller lacks (`contract::limits`; 0 on the
+    /// full controller). Descriptors that need it are refused by `submit`.
+    pub fn limits(&self) -> u32 {
+        self.limits
+    }
+
     /// The transport.
     pub fn io(&mut self) -> &mut T {
         &mut self.io
@@ -279,8 +291,16 @@ impl<T: CardIo> Card<T> {
     }
 
     /// Queue descriptors; returns their ring indices (matched by the
-    /// completions' `desc_index`). Never overfills either ring.
+    /// completions' `desc_index`). Never overfills either ring. Nothing is
+    /// queued if one needs what the controller lacks (`Error::Unsupported`).
     pub fn submit(&mut self, descs: &[Descriptor]) -> Result<Vec<u16>> {
+        // What the controller lacks would complete BAD_OPCODE: say why first.
+        if let Some(what) = descs.iter().find_map(|d| contract::lacks(self.limits, d)) {
+            return Err(Error::Unsupported {
+                what,
+                limits: self.limits,
+            });
+        }
         let room = (1usize << self.opts.dq_log2).min(1usize << self.opts.cq_log2) - self.in_flight;
         if descs.len() > room {
             return Err(Error::InvalidArgument(format!(
@@ -672,6 +692,7 @@ pub fn status_of<T: CardIo + ?Sized>(io: &mut T) -> Result<CardStatus> {
     let s = io.read32(reg::STATUS)?;
     Ok(CardStatus {
         version: io.read32(reg::VERSION)?,
+        limits: io.read32(reg::LIMITS)?,
         boot_done: s & status::BOOT_DONE != 0,
         busy: s & status::BUSY != 0,
         ring_error: s & status::RING_ERROR != 0,

@@ -38,6 +38,10 @@ pub enum Error {
         detail: String,
     },
     /// An address or length outside what the API accepts.
+    #[error(
+        "the card lacks {what} (LIMITS {limits:#x}: a reduced controller, see docs/registers.md)"
+    )]
+    Unsupported { what: &'static str, limits: u32 },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

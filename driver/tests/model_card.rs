@@ -368,3 +368,51 @@ fn a_completion_read_racing_its_write_is_not_taken_half_written() {
     }
     assert!(card.io().view.tears.get() > 0, "no read was torn");
 }
+
+/// A reduced controller (`Model::lite`, as `rtl::lite`): the driver reads
+/// its LIMITS, refuses what it lacks before submitting anything (a clear
+/// error, no BAD_OPCODE round trip, nothing queued), and the rest works.
+#[test]
+fn a_reduced_controller_is_refused_what_it_lacks() {
+    use hitless_hdl::model::Model;
+    let mut model = Model::lite(DEFAULT_GEOMETRY);
+    model.boot_scan();
+    let mut card = Card::open(ModelIo::with_model(model, 8 << 20), Options::default()).unwrap();
+    assert_eq!(card.limits(), contract::LITE_LIMITS);
+    assert_eq!(card.status().unwrap().limits, contract::LITE_LIMITS);
+    let key = card
+        .program_entry(
+            3,
+            0x77,
+            0,
+            DEFAULT_GEOMETRY.region_size,
+            perm::FULL_REGION_WINDOW | perm::LOG,
+        )
+        .unwrap();
+    for (what, r) in [
+        (
+            "the cold tier",
+            card.checkpoint(key, Tier::Cold, b"image").map(|_| ()),
+        ),
+        (
+            "the append log",
+            card.append(key, Tier::Warm, b"record").map(|_| ()),
+        ),
+        ("the append log", card.trim(key, Tier::Warm, 0)),
+    ] {
+        match r {
+            Err(Error::Unsupported { what: w, limits }) => {
+                assert_eq!((w, limits), (what, contract::LITE_LIMITS));
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        card.io().read32(reg::OPS_FAILED).unwrap(),
+        0,
+        "nothing was submitted"
+    );
+    let c = card.checkpoint(key, Tier::Warm, b"image").unwrap();
+    assert_eq!(c.seq, 1);
+    assert_eq!(card.restore(key, Tier::Warm).unwrap(), b"image");
+}

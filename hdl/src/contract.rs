@@ -293,6 +293,21 @@ pub const LIMITS_BITS: &[(&str, u32, &str)] = named! { limits;
 /// `LIMITS` of the reduced controller for small FPGAs (`rtl::lite`).
 pub const LITE_LIMITS: u32 = limits::NO_COPY | limits::NO_LOG | limits::NO_COLD;
 
+/// What descriptor `d` needs that a controller with `LIMITS` = `limits`
+/// lacks (it would complete `BAD_OPCODE`), or `None`.
+pub fn lacks(limits: u32, d: &Descriptor) -> Option<&'static str> {
+    let op = Opcode::from_u8(d.opcode);
+    if limits & limits::NO_COPY != 0 && op == Some(Opcode::Copy) {
+        Some("COPY")
+    } else if limits & limits::NO_LOG != 0 && matches!(op, Some(Opcode::Append | Opcode::LogTrim)) {
+        Some("the append log")
+    } else if limits & limits::NO_COLD != 0 && d.flags & (flags::COLD | flags::SRC_COLD) != 0 {
+        Some("the cold tier")
+    } else {
+        None
+    }
+}
+
 /// Bits of `CTRL`.
 pub mod ctrl {
     pub const ENABLE: u32 = 1 << 0;
@@ -1034,6 +1049,47 @@ pub fn crc32c_digest() -> crc::Digest<'static, u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_name_what_a_descriptor_lacks() {
+        let d = |opcode: Opcode, flags: u8| Descriptor {
+            opcode: opcode as u8,
+            flags,
+            ..Default::default()
+        };
+        assert_eq!(
+            lacks(0, &d(Opcode::Copy, flags::COLD)),
+            None,
+            "full controller"
+        );
+        assert_eq!(lacks(LITE_LIMITS, &d(Opcode::Copy, 0)), Some("COPY"));
+        assert_eq!(
+            lacks(LITE_LIMITS, &d(Opcode::Append, 0)),
+            Some("the append log")
+        );
+        assert_eq!(
+            lacks(LITE_LIMITS, &d(Opcode::LogTrim, 0)),
+            Some("the append log")
+        );
+        assert_eq!(
+            lacks(LITE_LIMITS, &d(Opcode::Read, flags::COLD)),
+            Some("the cold tier")
+        );
+        assert_eq!(
+            lacks(LITE_LIMITS, &d(Opcode::Nop, flags::SRC_COLD)),
+            Some("the cold tier")
+        );
+        for op in [
+            Opcode::Nop,
+            Opcode::Write,
+            Opcode::Read,
+            Opcode::Validate,
+            Opcode::Flip,
+        ] {
+            assert_eq!(lacks(LITE_LIMITS, &d(op, flags::ALL & !3)), None, "{op:?}");
+        }
+        assert_eq!(lacks(limits::NO_COLD, &d(Opcode::Copy, 0)), None);
+    }
 
     #[test]
     fn registers_are_unique_aligned_and_sorted() {

@@ -545,13 +545,7 @@ impl Model {
     /// Whether `d` needs something this controller lacks (`LIMITS`): then
     /// it is `BAD_OPCODE`, the first check.
     fn lacks(&self, d: &Descriptor) -> bool {
-        use crate::contract::{flags, limits, Opcode};
-        let op = Opcode::from_u8(d.opcode);
-        (self.limits & limits::NO_COPY != 0 && op == Some(Opcode::Copy))
-            || (self.limits & limits::NO_LOG != 0
-                && matches!(op, Some(Opcode::Append | Opcode::LogTrim)))
-            || (self.limits & limits::NO_COLD != 0
-                && d.flags & (flags::COLD | flags::SRC_COLD) != 0)
+        crate::contract::lacks(self.limits, d).is_some()
     }
 
     /// Execute one descriptor without touching counters or interrupts.

@@ -679,6 +679,7 @@ fn status(mut io: Box<dyn CardIo>, timeout: Duration, json: bool) -> Result<(), 
         let v = serde_json::json!({
             "card": io.describe(),
             "version": format!("{}.{}", s.version >> 16, s.version & 0xFFFF),
+            "limits": s.limits,
             "boot_done": s.boot_done,
             "busy": s.busy,
             "ring_error": s.ring_error,
@@ -697,6 +698,14 @@ fn status(mut io: Box<dyn CardIo>, timeout: Duration, json: bool) -> Result<(), 
         s.version >> 16,
         s.version & 0xFFFF
     );
+    if s.limits != 0 {
+        let lacks: Vec<&str> = hitless_hdl::contract::LIMITS_BITS
+            .iter()
+            .filter(|(_, bit, _)| s.limits & bit != 0)
+            .map(|(_, _, doc)| doc.trim_end_matches('.'))
+            .collect();
+        println!("controller: reduced ({})", lacks.join("; "));
+    }
     println!("operations: {} ok, {} failed", s.ops_ok, s.ops_failed);
     for (name, t) in [("warm", s.warm), ("cold", s.cold)] {
         let (len, crc) = t.active_image();

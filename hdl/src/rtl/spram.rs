@@ -38,7 +38,12 @@ impl<const N: usize> Logic for SpramLanes<N> {
     fn hdl(&self) -> Verilog {
         let mut lanes = String::new();
         for l in 0..4 {
-            lanes += &format!("reg [15:0] lane{l} [0:{}];\n", (1usize << N) - 1);
+            // "huge": yosys' kind for SPRAM; without it block RAM is
+            // cheaper by its cost model for a lane shallower than an SPRAM.
+            lanes += &format!(
+                "(* ram_style = \"huge\" *) reg [15:0] lane{l} [0:{}];\n",
+                (1usize << N) - 1
+            );
         }
         let mut writes = String::new();
         for b in 0..8 {
