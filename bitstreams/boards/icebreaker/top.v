@@ -1,13 +1,11 @@
-// iCEBreaker (iCE40UP5K-SG48) top-level: the controller at the 12 MHz board
-// clock (no PLL); UART through the FT2232H's second channel (USB serial);
-// BTN_N resets; LEDG_N heartbeat, LEDR_N error (both active low); the
-// PMOD2 snap-off's LED1-LED4 (active high) show heartbeat, warm region B,
-// cold region B, error. The cold tier lives in the configuration flash
-// above the bitstream (single-bit SPI on FLASH_SCK/SSB/IO0/IO1).
-//
-// The full controller does not fit the UP5K (see bitstreams/REPORT.md):
-// `cargo xtask bitstreams icebreaker` synthesizes it and reports the
-// utilization against the device; place-and-route runs once it fits.
+// iCEBreaker (iCE40UP5K-SG48) top-level: the reduced controller
+// (`LiteBoardTop`, hdl/src/rtl/lite.rs; the full one is twice the UP5K) at
+// the 12 MHz board clock (no PLL); UART through the FT2232H's second
+// channel (USB serial); BTN_N resets; LEDG_N heartbeat, LEDR_N error (both
+// active low); the PMOD2 snap-off's LED1-LED4 (active high) show heartbeat,
+// region B active, off (no cold tier), error. Host window and tier are in
+// SPRAM. The flash pins are driven idle (SSB high): the reduced controller
+// has no cold tier, and the configuration flash stays untouched.
 `default_nettype none
 module board_top (
     input  wire CLK,

@@ -5,6 +5,11 @@
 //! the real bridge RTL, bit by bit on the simulated line. The board's flash
 //! is a [`flash::SpiFlash`] that outlives the board: power the board off
 //! ([`PtyBoard::power_off`]) and start a new one on the same flash.
+//!
+//! Two boards: [`Variant::Full`] (`BoardTop`) and [`Variant::Lite`]
+//! (`LiteBoardTop`, the reduced controller of small FPGAs, no cold tier).
+//! [`SerialBoard`] steps either in the caller's thread, cycle-exact, for
+//! measurements in cycles.
 
 pub mod flash;
 

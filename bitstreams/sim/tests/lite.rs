@@ -150,8 +150,8 @@ fn lite_checkpoints_restores_and_falls_back_after_reset() {
 /// commit is durable): everything but the data costs the same for both, so
 /// the difference is the datapath's, `LITE_CYCLES_PER_WORD` a word.
 #[test]
-fn lite_moves_a_word_per_17_cycles() {
-    const CYCLES_PER_WORD: u64 = 17; // hitless_hdl::rtl::lite::LITE_CYCLES_PER_WORD
+fn lite_moves_a_word_per_15_cycles() {
+    const CYCLES_PER_WORD: u64 = 15; // hitless_hdl::rtl::lite::LITE_CYCLES_PER_WORD
     let mut b = SerialBoard::new(Variant::Lite);
     b.run(100_000);
     assert_eq!(b.csr_read(reg::STATUS).map(|s| s & 1), Some(1), "boot done");

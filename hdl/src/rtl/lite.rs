@@ -33,11 +33,11 @@ pub const TIER_BIT: usize = 14;
 pub const LITE_WINDOW_BYTES: u32 = 1 << 14;
 
 /// Cycles per 64-bit word of a WRITE or READ on the lite board (memory
-/// latency 2, `PmpSpram`): load the source word (issue, two waits: 4 with
-/// `MvLoad`), eight bytes through the CRC (8), store the destination word
-/// (`MvStore`, issue, two waits, `MvStored`: 5). `bitstreams/sim/tests/lite.rs`
-/// measures it; the bitstream report's throughput is Fmax × 8 / this.
-pub const LITE_CYCLES_PER_WORD: u32 = 17;
+/// latency 1, `PmpSpram`): load the source word (`MvLoad`, issue, wait: 3),
+/// eight bytes through the CRC (8), store the destination word (`MvStore`,
+/// issue, wait, `MvStored`: 4). `bitstreams/sim/tests/lite.rs` measures it;
+/// the bitstream report's throughput is Fmax × 8 / this.
+pub const LITE_CYCLES_PER_WORD: u32 = 15;
 
 // Literals in `update` (hdl_gen takes no paths), checked against the contract.
 const _: () = assert!(
@@ -77,6 +77,14 @@ const _: () = assert!(
         && contract::SUPERBLOCK_BASE == 0
         && contract::DESC_BYTES == 32
         && contract::CPL_BYTES == 16
+        // The tier registers' layout the register reads decode.
+        && reg::WARM_SEQ == 0x024
+        && reg::WARM_A_LEN == 0x028
+        && reg::WARM_A_CRC == 0x02C
+        && reg::WARM_B_LEN == 0x030
+        && reg::WARM_B_CRC == 0x034
+        && reg::WARM_LOG_HEAD == 0x038
+        && reg::WARM_LOG_TAIL == 0x03C
 );
 
 #[derive(Copy, Clone, PartialEq, Debug, LogicState)]
@@ -85,6 +93,8 @@ enum Phase {
     BootWord,
     BootSlotEnd,
     BootPick,
+    BootClear,
+    BootRegionRead,
     BootRegion,
     BootJudge,
     Idle,
@@ -98,6 +108,7 @@ enum Phase {
     Exec,
     ExecDone,
     SbLoad,
+    SbFolded,
     SbWrite,
     SbNext,
     CplWrite,
@@ -141,19 +152,31 @@ pub struct LiteController {
     axil: AxiLiteCsr,
     pt_eng: RAM<Bits<100>, 4>,
     pt_csr: RAM<Bits<100>, 4>,
+    // Every CSR written below 0x100, as written: SCRATCH and the ring
+    // bases read back from here (flip-flops cost logic cells on an iCE40).
+    shadow: RAM<Bits<32>, 6>,
+    // The tier's superblock, the eight words as in NV (all zero for a blank
+    // tier): one copy for the sequencer, one for register reads. The
+    // served active region and the boot result are `act` and `result`.
+    sb_eng: RAM<Bits<64>, 3>,
+    sb_csr: RAM<Bits<64>, 3>,
+    // Which shadowed registers were written since reset (a RAM is not
+    // cleared by reset): SCRATCH, DQ_BASE_LO/HI, CQ_BASE_LO/HI.
+    shadow_ok: DFF<Bits<5>>,
     phase: DFF<Phase>,
     ret: DFF<Phase>,
     mv_ret: DFF<Phase>,
     crc_ret: DFF<Phase>,
     // CSR state
     ctrl: DFF<Bits<2>>,
-    scratch: DFF<Bits<32>>,
     cycles: DFF<Bits<32>>,
-    dq_base: DFF<Bits<64>>,
+    // The ring bases' bits the engine uses (the window is 16 KiB); the
+    // registers as written are in `shadow`.
+    dq_base: DFF<Bits<14>>,
     dq_log2: DFF<Bits<4>>,
     dq_tail: DFF<Bits<16>>,
     dq_head: DFF<Bits<16>>,
-    cq_base: DFF<Bits<64>>,
+    cq_base: DFF<Bits<14>>,
     cq_log2: DFF<Bits<4>>,
     cq_head: DFF<Bits<16>>,
     cq_tail: DFF<Bits<16>>,
@@ -172,23 +195,19 @@ pub struct LiteController {
     pt_len: DFF<Bits<32>>,
     pt_perm: DFF<Bits<8>>,
     pt_valid: DFF<Bits<16>>,
-    rd_q: DFF<Bits<32>>,
     // The tier's committed state (the decoded superblock, boot result).
-    seq: DFF<Bits<64>>,
     act: DFF<Bit>,
-    len_a: DFF<Bits<32>>,
-    crc_a: DFF<Bits<32>>,
-    len_b: DFF<Bits<32>>,
-    crc_b: DFF<Bits<32>>,
-    log_ht: DFF<Bits<64>>,
-    log_seq: DFF<Bits<64>>,
+    // The slot the next commit writes, and its sequence number's low half
+    // (FLIP's `info`), taken while the commit folds word 1.
+    nslot: DFF<Bit>,
+    nseq_lo: DFF<Bits<32>>,
     result: DFF<Bits<2>>,
     // Boot scan
     slot: DFF<Bit>,
     store: DFF<Bit>,
     have: DFF<Bit>,
     sb_ok: DFF<Bit>,
-    cand_seq: DFF<Bits<64>>,
+    newer: DFF<Bit>,
     region: DFF<Bit>,
     tried_alt: DFF<Bit>,
     // Descriptor
@@ -200,7 +219,6 @@ pub struct LiteController {
     off: DFF<Bits<32>>,
     len: DFF<Bits<32>>,
     xcrc: DFF<Bits<32>>,
-    entry: DFF<Bits<100>>,
     e_valid: DFF<Bit>,
     sum_a: DFF<Bits<34>>,
     sum_b: DFF<Bits<34>>,
@@ -215,8 +233,6 @@ pub struct LiteController {
     // Memory command (one in flight)
     m_write: DFF<Bit>,
     m_addr: DFF<Bits<15>>,
-    m_wdata: DFF<Bits<64>>,
-    m_wstrb: DFF<Bits<8>>,
     rdata: DFF<Bits<64>>,
     // Mover: byte addresses in the memory port's space, bytes left
     mv_src: DFF<Bits<15>>,
@@ -227,14 +243,15 @@ pub struct LiteController {
     dst_strb: DFF<Bits<8>>,
     // CRC-32C, one byte per cycle
     crc_s: DFF<Bits<32>>,
-    crc_word: DFF<Bits<64>>,
-    crc_left: DFF<Bits<4>>,
+    crc_idx: DFF<Bits<3>>,
     m8: Constant<Bits<1280>>,
     crc_in: Signal<Local, Bits<40>>,
     crc_next: Signal<Local, Bits<32>>,
     crc_byte: Signal<Local, Bits<8>>,
     crc_step: Signal<Local, Bit>,
     crc_val: Signal<Local, Bits<32>>,
+    crc_src: Signal<Local, Bits<64>>,
+    crc_sel: Signal<Local, Bits<64>>,
     // Decoded
     f_check: Signal<Local, Bit>,
     f_alt: Signal<Local, Bit>,
@@ -292,11 +309,6 @@ pub struct LiteController {
     r_cycles: Constant<Bits<12>>,
     r_warm_state: Constant<Bits<12>>,
     r_warm_seq: Constant<Bits<12>>,
-    r_warm_a_len: Constant<Bits<12>>,
-    r_warm_a_crc: Constant<Bits<12>>,
-    r_warm_b_len: Constant<Bits<12>>,
-    r_warm_b_crc: Constant<Bits<12>>,
-    r_warm_log_head: Constant<Bits<12>>,
     r_warm_log_tail: Constant<Bits<12>>,
     r_nv_region_size: Constant<Bits<12>>,
     r_nv_log_size: Constant<Bits<12>>,
@@ -357,12 +369,15 @@ impl LiteController {
             axil: Default::default(),
             pt_eng: Default::default(),
             pt_csr: Default::default(),
+            shadow: Default::default(),
+            sb_eng: Default::default(),
+            sb_csr: Default::default(),
+            shadow_ok: Default::default(),
             phase: Default::default(),
             ret: Default::default(),
             mv_ret: Default::default(),
             crc_ret: Default::default(),
             ctrl: Default::default(),
-            scratch: Default::default(),
             cycles: Default::default(),
             dq_base: Default::default(),
             dq_log2: Default::default(),
@@ -387,21 +402,15 @@ impl LiteController {
             pt_len: Default::default(),
             pt_perm: Default::default(),
             pt_valid: Default::default(),
-            rd_q: Default::default(),
-            seq: Default::default(),
             act: Default::default(),
-            len_a: Default::default(),
-            crc_a: Default::default(),
-            len_b: Default::default(),
-            crc_b: Default::default(),
-            log_ht: Default::default(),
-            log_seq: Default::default(),
+            nslot: Default::default(),
+            nseq_lo: Default::default(),
             result: Default::default(),
             slot: Default::default(),
             store: Default::default(),
             have: Default::default(),
             sb_ok: Default::default(),
-            cand_seq: Default::default(),
+            newer: Default::default(),
             region: Default::default(),
             tried_alt: Default::default(),
             opcode: Default::default(),
@@ -412,7 +421,6 @@ impl LiteController {
             off: Default::default(),
             len: Default::default(),
             xcrc: Default::default(),
-            entry: Default::default(),
             e_valid: Default::default(),
             sum_a: Default::default(),
             sum_b: Default::default(),
@@ -426,8 +434,6 @@ impl LiteController {
             widx: Default::default(),
             m_write: Default::default(),
             m_addr: Default::default(),
-            m_wdata: Default::default(),
-            m_wstrb: Default::default(),
             rdata: Default::default(),
             mv_src: Default::default(),
             mv_dst: Default::default(),
@@ -436,14 +442,15 @@ impl LiteController {
             dst_word: Default::default(),
             dst_strb: Default::default(),
             crc_s: Default::default(),
-            crc_word: Default::default(),
-            crc_left: Default::default(),
+            crc_idx: Default::default(),
             m8: Constant::new(pack::<1280>(&masks(8), 40)),
             crc_in: Default::default(),
             crc_next: Default::default(),
             crc_byte: Default::default(),
             crc_step: Default::default(),
             crc_val: Default::default(),
+            crc_src: Default::default(),
+            crc_sel: Default::default(),
             f_check: Default::default(),
             f_alt: Default::default(),
             f_commit: Default::default(),
@@ -499,11 +506,6 @@ impl LiteController {
             r_cycles: k12(reg::CYCLES),
             r_warm_state: k12(reg::WARM_STATE),
             r_warm_seq: k12(reg::WARM_SEQ),
-            r_warm_a_len: k12(reg::WARM_A_LEN),
-            r_warm_a_crc: k12(reg::WARM_A_CRC),
-            r_warm_b_len: k12(reg::WARM_B_LEN),
-            r_warm_b_crc: k12(reg::WARM_B_CRC),
-            r_warm_log_head: k12(reg::WARM_LOG_HEAD),
             r_warm_log_tail: k12(reg::WARM_LOG_TAIL),
             r_nv_region_size: k12(reg::NV_REGION_SIZE),
             r_nv_log_size: k12(reg::NV_LOG_SIZE),
@@ -546,7 +548,7 @@ impl Logic for LiteController {
             mv_ret,
             crc_ret,
             ctrl,
-            scratch,
+            shadow_ok,
             cycles,
             dq_base,
             dq_log2,
@@ -571,21 +573,15 @@ impl Logic for LiteController {
             pt_len,
             pt_perm,
             pt_valid,
-            rd_q,
-            seq,
             act,
-            len_a,
-            crc_a,
-            len_b,
-            crc_b,
-            log_ht,
-            log_seq,
+            nslot,
+            nseq_lo,
             result,
             slot,
             store,
             have,
             sb_ok,
-            cand_seq,
+            newer,
             region,
             tried_alt,
             opcode,
@@ -596,7 +592,6 @@ impl Logic for LiteController {
             off,
             len,
             xcrc,
-            entry,
             e_valid,
             sum_a,
             sum_b,
@@ -610,8 +605,6 @@ impl Logic for LiteController {
             widx,
             m_write,
             m_addr,
-            m_wdata,
-            m_wstrb,
             rdata,
             mv_src,
             mv_dst,
@@ -620,8 +613,7 @@ impl Logic for LiteController {
             dst_word,
             dst_strb,
             crc_s,
-            crc_word,
-            crc_left
+            crc_idx
         );
         clock!(self, clock, axil);
         self.pt_eng.read_clock.next = self.clock.val();
@@ -641,17 +633,19 @@ impl Logic for LiteController {
         // ---- CRC-32C, one byte per cycle (8-bit XOR matrix) ----
         self.crc_val.next = !self.crc_s.q.val();
         self.crc_step.next = false;
-        self.crc_byte.next = self.crc_word.q.val().get_bits::<8>(0);
 
         // ---- decoded descriptor, entry, rings ----
         self.f_check.next = self.flags.q.val().get_bit(2);
         self.f_alt.next = self.flags.q.val().get_bit(3);
         self.f_commit.next = self.flags.q.val().get_bit(4);
         self.f_irq.next = self.flags.q.val().get_bit(5);
-        self.e_tag.next = self.entry.q.val().get_bits::<28>(0);
-        self.e_base.next = self.entry.q.val().get_bits::<32>(28);
-        self.e_len.next = self.entry.q.val().get_bits::<32>(60);
-        self.e_perm.next = self.entry.q.val().get_bits::<8>(92);
+        // The entry straight from the engine's table copy, addressed by the
+        // key (held for the whole descriptor); a PT_COMMIT to that entry
+        // during the checks starts them again (below).
+        self.e_tag.next = self.pt_eng.read_data.val().get_bits::<28>(0);
+        self.e_base.next = self.pt_eng.read_data.val().get_bits::<32>(28);
+        self.e_len.next = self.pt_eng.read_data.val().get_bits::<32>(60);
+        self.e_perm.next = self.pt_eng.read_data.val().get_bits::<8>(92);
         self.is_write.next = self.opcode.q.val() == 1;
         self.is_rw.next =
             (self.opcode.q.val() == 1) | (self.opcode.q.val() == 2) | (self.opcode.q.val() == 3);
@@ -684,14 +678,33 @@ impl Logic for LiteController {
 
         // ---- superblock words of a commit (the alternate region becomes
         // active with the operation's length and CRC) ----
-        self.nseq.next = self.seq.q.val() + 1;
-        self.cur_len.next = self.len_a.q.val();
-        self.cur_crc.next = self.crc_a.q.val();
-        if self.region.q.val() {
-            self.cur_len.next = self.len_b.q.val();
-            self.cur_crc.next = self.crc_b.q.val();
+        // The sequencer's copy is read at `widx` (the boot scan's region
+        // checks read the region's word: 3 for A, 4 for B).
+        self.sb_eng.read_clock.next = self.clock.val();
+        self.sb_eng.write_clock.next = self.clock.val();
+        self.sb_csr.read_clock.next = self.clock.val();
+        self.sb_csr.write_clock.next = self.clock.val();
+        self.sb_eng.read_address.next = self.widx.q.val();
+        if (self.phase.q.val() == Phase::BootRegionRead) | (self.phase.q.val() == Phase::BootRegion)
+        {
+            self.sb_eng.read_address.next = 3.into();
+            if self.region.q.val() {
+                self.sb_eng.read_address.next = 4.into();
+            }
         }
-        self.sb_word.next = self.k_magic.val();
+        self.sb_eng.write_address.next = self.widx.q.val();
+        self.sb_eng.write_enable.next = false;
+        self.sb_eng.write_data.next = self.rdata.q.val();
+        self.nseq.next = self.sb_eng.read_data.val() + 1;
+        self.cur_len.next = self.sb_eng.read_data.val().get_bits::<32>(0);
+        self.cur_crc.next = self.sb_eng.read_data.val().get_bits::<32>(32);
+        // Words 0 and 2 are constants but for the active region, 1 is the
+        // next sequence number, the new active region's word gets the
+        // operation's length and CRC, 7 the CRC; the rest stay as they are.
+        self.sb_word.next = self.sb_eng.read_data.val();
+        if self.widx.q.val() == 0 {
+            self.sb_word.next = self.k_magic.val();
+        }
         if self.widx.q.val() == 1 {
             self.sb_word.next = self.nseq.val();
         }
@@ -699,31 +712,23 @@ impl Logic for LiteController {
             self.sb_word.next =
                 bit_cast::<64, 1>(self.region.q.val().into()) | bit_cast::<64, 16>(256.into());
         }
-        if self.widx.q.val() == 3 {
-            self.sb_word.next = bit_cast::<64, 32>(self.len_a.q.val())
-                | (bit_cast::<64, 32>(self.crc_a.q.val()) << 32);
-            if !self.region.q.val() {
-                self.sb_word.next = bit_cast::<64, 32>(self.info.q.val())
-                    | (bit_cast::<64, 32>(self.res_crc.q.val()) << 32);
-            }
-        }
-        if self.widx.q.val() == 4 {
-            self.sb_word.next = bit_cast::<64, 32>(self.len_b.q.val())
-                | (bit_cast::<64, 32>(self.crc_b.q.val()) << 32);
-            if self.region.q.val() {
-                self.sb_word.next = bit_cast::<64, 32>(self.info.q.val())
-                    | (bit_cast::<64, 32>(self.res_crc.q.val()) << 32);
-            }
-        }
-        if self.widx.q.val() == 5 {
-            self.sb_word.next = self.log_ht.q.val();
-        }
-        if self.widx.q.val() == 6 {
-            self.sb_word.next = self.log_seq.q.val();
+        if ((self.widx.q.val() == 3) & !self.region.q.val())
+            | ((self.widx.q.val() == 4) & self.region.q.val())
+        {
+            self.sb_word.next = bit_cast::<64, 32>(self.info.q.val())
+                | (bit_cast::<64, 32>(self.res_crc.q.val()) << 32);
         }
         if self.widx.q.val() == 7 {
             self.sb_word.next = bit_cast::<64, 32>(self.crc_val.val());
         }
+        // CrcByte folds a word from where it stands: a superblock word being
+        // read (boot scan) or composed (commit), byte `crc_idx`.
+        self.crc_src.next = self.sb_word.val();
+        if self.crc_ret.q.val() == Phase::BootSlot {
+            self.crc_src.next = self.rdata.q.val();
+        }
+        self.crc_sel.next = self.crc_src.val() >> (bit_cast::<64, 3>(self.crc_idx.q.val()) << 3);
+        self.crc_byte.next = self.crc_sel.val().get_bits::<8>(0);
 
         // ---- completion words ----
         self.cq_pass.next = self.cq_head.q.val() >> self.cq_eff.val();
@@ -735,98 +740,136 @@ impl Logic for LiteController {
             | (bit_cast::<64, 16>(self.desc_index.q.val()) << 32)
             | (bit_cast::<64, 1>((!self.cq_pass.val().get_bit(0)).into()) << 63);
 
-        // ---- CSR reads: the mux is registered (AxiLiteCsr samples two
-        // cycles after its strobe) ----
+        // ---- CSR reads: an OR of the selected registers (the addresses are
+        // distinct), not a priority chain: fewer LUTs ----
         self.tier_state.next = bit_cast::<32, 2>(self.result.q.val())
             | (bit_cast::<32, 1>(self.act.q.val().into()) << 4);
+        self.sb_csr.read_address.next =
+            bit_cast::<3, 2>(self.axil.rd_addr.val().get_bits::<2>(3)) + 2;
+        if self.axil.rd_addr.val() == self.r_warm_seq.val() {
+            self.sb_csr.read_address.next = 1.into();
+        }
         self.rd_data.next = 0.into();
         if self.axil.rd_addr.val() == self.r_id.val() {
-            self.rd_data.next = self.k_id.val();
-        } else if self.axil.rd_addr.val() == self.r_version.val() {
-            self.rd_data.next = self.k_version.val();
-        } else if self.axil.rd_addr.val() == self.r_caps.val() {
-            self.rd_data.next = self.k_caps.val();
-        } else if self.axil.rd_addr.val() == self.r_limits.val() {
-            self.rd_data.next = self.k_limits.val();
-        } else if self.axil.rd_addr.val() == self.r_ctrl.val() {
-            self.rd_data.next = bit_cast::<32, 2>(self.ctrl.q.val());
-        } else if self.axil.rd_addr.val() == self.r_status.val() {
-            self.rd_data.next = bit_cast::<32, 1>(self.boot_done.q.val().into())
+            self.rd_data.next = self.rd_data.val() | self.k_id.val();
+        }
+        if self.axil.rd_addr.val() == self.r_version.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_version.val();
+        }
+        if self.axil.rd_addr.val() == self.r_caps.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_caps.val();
+        }
+        if self.axil.rd_addr.val() == self.r_limits.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_limits.val();
+        }
+        if self.axil.rd_addr.val() == self.r_ctrl.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 2>(self.ctrl.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_status.val() {
+            self.rd_data.next = self.rd_data.val()
+                | bit_cast::<32, 1>(self.boot_done.q.val().into())
                 | (bit_cast::<32, 1>((self.phase.q.val() != Phase::Idle).into()) << 1)
                 | (bit_cast::<32, 1>(self.ring_error.q.val().into()) << 2);
-        } else if self.axil.rd_addr.val() == self.r_scratch.val() {
-            self.rd_data.next = self.scratch.q.val();
-        } else if self.axil.rd_addr.val() == self.r_cycles.val() {
-            self.rd_data.next = self.cycles.q.val();
-        } else if self.axil.rd_addr.val() == self.r_warm_state.val() {
-            self.rd_data.next = self.tier_state.val();
-        } else if self.axil.rd_addr.val() == self.r_warm_seq.val() {
-            self.rd_data.next = self.seq.q.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_warm_a_len.val() {
-            self.rd_data.next = self.len_a.q.val();
-        } else if self.axil.rd_addr.val() == self.r_warm_a_crc.val() {
-            self.rd_data.next = self.crc_a.q.val();
-        } else if self.axil.rd_addr.val() == self.r_warm_b_len.val() {
-            self.rd_data.next = self.len_b.q.val();
-        } else if self.axil.rd_addr.val() == self.r_warm_b_crc.val() {
-            self.rd_data.next = self.crc_b.q.val();
-        } else if self.axil.rd_addr.val() == self.r_warm_log_head.val() {
-            self.rd_data.next = self.log_ht.q.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_warm_log_tail.val() {
-            self.rd_data.next = self.log_ht.q.val().get_bits::<32>(32);
-        } else if self.axil.rd_addr.val() == self.r_nv_region_size.val() {
-            self.rd_data.next = self.k_geom.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_nv_log_size.val() {
-            self.rd_data.next = self.k_geom.val().get_bits::<32>(32);
-        } else if self.axil.rd_addr.val() == self.r_nv_region_a.val() {
-            self.rd_data.next = self.k_geom.val().get_bits::<32>(64);
-        } else if self.axil.rd_addr.val() == self.r_nv_region_b.val() {
-            self.rd_data.next = self.k_geom.val().get_bits::<32>(96);
-        } else if self.axil.rd_addr.val() == self.r_nv_log_base.val() {
-            self.rd_data.next = self.k_geom.val().get_bits::<32>(128);
-        } else if self.axil.rd_addr.val() == self.r_dq_base_lo.val() {
-            self.rd_data.next = self.dq_base.q.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_dq_base_hi.val() {
-            self.rd_data.next = self.dq_base.q.val().get_bits::<32>(32);
-        } else if self.axil.rd_addr.val() == self.r_dq_size_log2.val() {
-            self.rd_data.next = bit_cast::<32, 4>(self.dq_log2.q.val());
-        } else if self.axil.rd_addr.val() == self.r_dq_tail.val() {
-            self.rd_data.next = bit_cast::<32, 16>(self.dq_tail.q.val());
-        } else if self.axil.rd_addr.val() == self.r_dq_head.val() {
-            self.rd_data.next = bit_cast::<32, 16>(self.dq_head.q.val());
-        } else if self.axil.rd_addr.val() == self.r_cq_base_lo.val() {
-            self.rd_data.next = self.cq_base.q.val().get_bits::<32>(0);
-        } else if self.axil.rd_addr.val() == self.r_cq_base_hi.val() {
-            self.rd_data.next = self.cq_base.q.val().get_bits::<32>(32);
-        } else if self.axil.rd_addr.val() == self.r_cq_size_log2.val() {
-            self.rd_data.next = bit_cast::<32, 4>(self.cq_log2.q.val());
-        } else if self.axil.rd_addr.val() == self.r_cq_head.val() {
-            self.rd_data.next = bit_cast::<32, 16>(self.cq_head.q.val());
-        } else if self.axil.rd_addr.val() == self.r_cq_tail.val() {
-            self.rd_data.next = bit_cast::<32, 16>(self.cq_tail.q.val());
-        } else if self.axil.rd_addr.val() == self.r_irq_status.val() {
-            self.rd_data.next = bit_cast::<32, 3>(self.irq_status.q.val());
-        } else if self.axil.rd_addr.val() == self.r_irq_mask.val() {
-            self.rd_data.next = bit_cast::<32, 3>(self.irq_mask.q.val());
-        } else if self.axil.rd_addr.val() == self.r_ops_ok.val() {
-            self.rd_data.next = self.ops_ok.q.val();
-        } else if self.axil.rd_addr.val() == self.r_ops_failed.val() {
-            self.rd_data.next = self.ops_failed.q.val();
-        } else if self.axil.rd_addr.val() == self.r_pt_index.val() {
-            self.rd_data.next = bit_cast::<32, 4>(self.pt_index.q.val());
-        } else if self.pt_valid.q.val().get_bit(self.pt_index.q.val().index()) {
-            // An entry without VALID reads back as zero.
-            if self.axil.rd_addr.val() == self.r_pt_base.val() {
-                self.rd_data.next = self.pt_csr.read_data.val().get_bits::<32>(28);
-            } else if self.axil.rd_addr.val() == self.r_pt_len.val() {
-                self.rd_data.next = self.pt_csr.read_data.val().get_bits::<32>(60);
-            } else if self.axil.rd_addr.val() == self.r_pt_perm.val() {
+        }
+        if ((self.axil.rd_addr.val() == self.r_scratch.val()) & self.shadow_ok.q.val().get_bit(0))
+            | ((self.axil.rd_addr.val() == self.r_dq_base_lo.val())
+                & self.shadow_ok.q.val().get_bit(1))
+            | ((self.axil.rd_addr.val() == self.r_dq_base_hi.val())
+                & self.shadow_ok.q.val().get_bit(2))
+            | ((self.axil.rd_addr.val() == self.r_cq_base_lo.val())
+                & self.shadow_ok.q.val().get_bit(3))
+            | ((self.axil.rd_addr.val() == self.r_cq_base_hi.val())
+                & self.shadow_ok.q.val().get_bit(4))
+        {
+            self.rd_data.next = self.rd_data.val() | self.shadow.read_data.val();
+        }
+        if self.axil.rd_addr.val() == self.r_cycles.val() {
+            self.rd_data.next = self.rd_data.val() | self.cycles.q.val();
+        }
+        if self.axil.rd_addr.val() == self.r_warm_state.val() {
+            self.rd_data.next = self.rd_data.val() | self.tier_state.val();
+        }
+        // WARM_SEQ (word 1, low half), WARM_A_LEN/CRC (word 3), B (word 4),
+        // LOG_HEAD/TAIL (word 5), from the superblock copy: the address
+        // picks the word, bit 2 the half.
+        if (self.axil.rd_addr.val() >= self.r_warm_seq.val())
+            & (self.axil.rd_addr.val() <= self.r_warm_log_tail.val())
+        {
+            if self.axil.rd_addr.val().get_bit(2)
+                & (self.axil.rd_addr.val() != self.r_warm_seq.val())
+            {
                 self.rd_data.next =
-                    bit_cast::<32, 8>(self.pt_csr.read_data.val().get_bits::<8>(92));
+                    self.rd_data.val() | self.sb_csr.read_data.val().get_bits::<32>(32);
+            } else {
+                self.rd_data.next =
+                    self.rd_data.val() | self.sb_csr.read_data.val().get_bits::<32>(0);
             }
         }
-        self.rd_q.d.next = self.rd_data.val();
-        self.axil.rd_data.next = self.rd_q.q.val();
+        if self.axil.rd_addr.val() == self.r_nv_region_size.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_geom.val().get_bits::<32>(0);
+        }
+        if self.axil.rd_addr.val() == self.r_nv_log_size.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_geom.val().get_bits::<32>(32);
+        }
+        if self.axil.rd_addr.val() == self.r_nv_region_a.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_geom.val().get_bits::<32>(64);
+        }
+        if self.axil.rd_addr.val() == self.r_nv_region_b.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_geom.val().get_bits::<32>(96);
+        }
+        if self.axil.rd_addr.val() == self.r_nv_log_base.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_geom.val().get_bits::<32>(128);
+        }
+        if self.axil.rd_addr.val() == self.r_dq_size_log2.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 4>(self.dq_log2.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_dq_tail.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 16>(self.dq_tail.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_dq_head.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 16>(self.dq_head.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_cq_size_log2.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 4>(self.cq_log2.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_cq_head.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 16>(self.cq_head.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_cq_tail.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 16>(self.cq_tail.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_irq_status.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 3>(self.irq_status.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_irq_mask.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 3>(self.irq_mask.q.val());
+        }
+        if self.axil.rd_addr.val() == self.r_ops_ok.val() {
+            self.rd_data.next = self.rd_data.val() | self.ops_ok.q.val();
+        }
+        if self.axil.rd_addr.val() == self.r_ops_failed.val() {
+            self.rd_data.next = self.rd_data.val() | self.ops_failed.q.val();
+        }
+        if self.axil.rd_addr.val() == self.r_pt_index.val() {
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 4>(self.pt_index.q.val());
+        }
+        // An entry without VALID reads back as zero.
+        if self.pt_valid.q.val().get_bit(self.pt_index.q.val().index()) {
+            if self.axil.rd_addr.val() == self.r_pt_base.val() {
+                self.rd_data.next =
+                    self.rd_data.val() | self.pt_csr.read_data.val().get_bits::<32>(28);
+            }
+            if self.axil.rd_addr.val() == self.r_pt_len.val() {
+                self.rd_data.next =
+                    self.rd_data.val() | self.pt_csr.read_data.val().get_bits::<32>(60);
+            }
+            if self.axil.rd_addr.val() == self.r_pt_perm.val() {
+                self.rd_data.next = self.rd_data.val()
+                    | bit_cast::<32, 8>(self.pt_csr.read_data.val().get_bits::<8>(92));
+            }
+        }
+        // Sampled two cycles after the strobe, the address held meanwhile.
+        self.axil.rd_data.next = self.rd_data.val();
 
         // ---- CSR writes ----
         self.pt_eng.read_address.next = self.key.q.val().get_bits::<4>(0);
@@ -840,18 +883,33 @@ impl Logic for LiteController {
             | (bit_cast::<100, 32>(self.pt_base.q.val()) << 28)
             | bit_cast::<100, 28>(self.pt_tag.q.val());
         self.pt_csr.write_data.next = self.pt_eng.write_data.val();
+        self.shadow.read_clock.next = self.clock.val();
+        self.shadow.write_clock.next = self.clock.val();
+        self.shadow.read_address.next = self.axil.rd_addr.val().get_bits::<6>(2);
+        self.shadow.write_address.next = self.axil.wr_addr.val().get_bits::<6>(2);
+        self.shadow.write_data.next = self.axil.wr_data.val();
+        self.shadow.write_enable.next =
+            self.axil.wr.val() & !self.axil.wr_addr.val().get_bits::<4>(8).any();
         if self.axil.wr.val() {
+            if self.axil.wr_addr.val() == self.r_scratch.val() {
+                self.shadow_ok.d.next = self.shadow_ok.q.val() | 1;
+            }
+            if self.axil.wr_addr.val() == self.r_dq_base_lo.val() {
+                self.shadow_ok.d.next = self.shadow_ok.q.val() | 2;
+            }
+            if self.axil.wr_addr.val() == self.r_dq_base_hi.val() {
+                self.shadow_ok.d.next = self.shadow_ok.q.val() | 4;
+            }
+            if self.axil.wr_addr.val() == self.r_cq_base_lo.val() {
+                self.shadow_ok.d.next = self.shadow_ok.q.val() | 8;
+            }
+            if self.axil.wr_addr.val() == self.r_cq_base_hi.val() {
+                self.shadow_ok.d.next = self.shadow_ok.q.val() | 16;
+            }
             if self.axil.wr_addr.val() == self.r_ctrl.val() {
                 self.ctrl.d.next = self.axil.wr_data.val().get_bits::<2>(0);
-            } else if self.axil.wr_addr.val() == self.r_scratch.val() {
-                self.scratch.d.next = self.axil.wr_data.val();
             } else if self.axil.wr_addr.val() == self.r_dq_base_lo.val() {
-                self.dq_base.d.next = (bit_cast::<64, 32>(self.dq_base.q.val().get_bits::<32>(32))
-                    << 32)
-                    | bit_cast::<64, 32>(self.axil.wr_data.val());
-            } else if self.axil.wr_addr.val() == self.r_dq_base_hi.val() {
-                self.dq_base.d.next = (bit_cast::<64, 32>(self.axil.wr_data.val()) << 32)
-                    | bit_cast::<64, 32>(self.dq_base.q.val().get_bits::<32>(0));
+                self.dq_base.d.next = self.axil.wr_data.val().get_bits::<14>(0);
             } else if self.axil.wr_addr.val() == self.r_dq_size_log2.val() {
                 self.dq_log2.d.next = self.axil.wr_data.val().get_bits::<4>(0);
             } else if self.axil.wr_addr.val() == self.r_dq_tail.val() {
@@ -867,12 +925,7 @@ impl Logic for LiteController {
                     self.dq_tail.d.next = self.axil.wr_data.val().get_bits::<16>(0);
                 }
             } else if self.axil.wr_addr.val() == self.r_cq_base_lo.val() {
-                self.cq_base.d.next = (bit_cast::<64, 32>(self.cq_base.q.val().get_bits::<32>(32))
-                    << 32)
-                    | bit_cast::<64, 32>(self.axil.wr_data.val());
-            } else if self.axil.wr_addr.val() == self.r_cq_base_hi.val() {
-                self.cq_base.d.next = (bit_cast::<64, 32>(self.axil.wr_data.val()) << 32)
-                    | bit_cast::<64, 32>(self.cq_base.q.val().get_bits::<32>(0));
+                self.cq_base.d.next = self.axil.wr_data.val().get_bits::<14>(0);
             } else if self.axil.wr_addr.val() == self.r_cq_size_log2.val() {
                 self.cq_log2.d.next = self.axil.wr_data.val().get_bits::<4>(0);
             } else if self.axil.wr_addr.val() == self.r_cq_tail.val() {
@@ -905,8 +958,21 @@ impl Logic for LiteController {
         self.mem.cmd_valid.next = self.phase.q.val() == Phase::MemCmd;
         self.mem.cmd_write.next = self.m_write.q.val();
         self.mem.cmd_addr.next = self.m_addr.q.val();
-        self.mem.cmd_wdata.next = self.m_wdata.q.val();
-        self.mem.cmd_wstrb.next = self.m_wstrb.q.val();
+        // Write data straight from its source, stable while the command
+        // waits: the destination word, a superblock word, a completion word.
+        self.mem.cmd_wdata.next = self.dst_word.q.val();
+        self.mem.cmd_wstrb.next = self.dst_strb.q.val();
+        if self.ret.q.val() == Phase::SbNext {
+            self.mem.cmd_wdata.next = self.sb_word.val();
+            self.mem.cmd_wstrb.next = 0xFF.into();
+        }
+        if self.ret.q.val() == Phase::CplNext {
+            self.mem.cmd_wdata.next = self.cpl_w0.val();
+            if self.widx.q.val().get_bit(0) {
+                self.mem.cmd_wdata.next = self.cpl_w1.val();
+            }
+            self.mem.cmd_wstrb.next = 0xFF.into();
+        }
 
         // ---- mover: the source byte, next addresses (host addresses wrap
         // in the window; tier addresses never reach its end) ----
@@ -947,12 +1013,11 @@ impl Logic for LiteController {
                     self.phase.d.next = self.ret.q.val();
                 }
             }
-            // Fold the 8 bytes of `crc_word` into the CRC.
+            // Fold the 8 bytes of `crc_src` into the CRC.
             Phase::CrcByte => {
                 self.crc_step.next = true;
-                self.crc_word.d.next = self.crc_word.q.val() >> 8;
-                self.crc_left.d.next = self.crc_left.q.val() - 1;
-                if self.crc_left.q.val() == 1 {
+                self.crc_idx.d.next = self.crc_idx.q.val() + 1;
+                if self.crc_idx.q.val() == 7 {
                     self.phase.d.next = self.crc_ret.q.val();
                 }
             }
@@ -972,19 +1037,17 @@ impl Logic for LiteController {
                 self.phase.d.next = Phase::MemCmd;
             }
             Phase::BootWord => {
-                self.crc_word.d.next = self.rdata.q.val();
-                self.crc_left.d.next = 8.into();
                 self.crc_ret.d.next = Phase::BootSlot;
                 self.phase.d.next = Phase::CrcByte;
                 self.widx.d.next = self.widx.q.val() + 1;
                 if (self.widx.q.val() == 0) & (self.rdata.q.val() != self.k_magic.val()) {
                     self.sb_ok.d.next = false;
                 }
+                // Slot 0 is stored as it is read; slot 1 is compared with
+                // it (the stored word 1, read at `widx`) and stored if newer.
+                self.sb_eng.write_enable.next = self.store.q.val();
                 if self.widx.q.val() == 1 {
-                    self.cand_seq.d.next = self.rdata.q.val();
-                    if self.store.q.val() {
-                        self.seq.d.next = self.rdata.q.val();
-                    }
+                    self.newer.d.next = self.rdata.q.val() > self.sb_eng.read_data.val();
                 }
                 if self.widx.q.val() == 2 {
                     if self.rdata.q.val().get_bits::<8>(8) != 1 {
@@ -992,22 +1055,6 @@ impl Logic for LiteController {
                     }
                     if self.store.q.val() {
                         self.act.d.next = self.rdata.q.val().get_bit(0);
-                    }
-                }
-                if self.store.q.val() {
-                    if self.widx.q.val() == 3 {
-                        self.len_a.d.next = self.rdata.q.val().get_bits::<32>(0);
-                        self.crc_a.d.next = self.rdata.q.val().get_bits::<32>(32);
-                    }
-                    if self.widx.q.val() == 4 {
-                        self.len_b.d.next = self.rdata.q.val().get_bits::<32>(0);
-                        self.crc_b.d.next = self.rdata.q.val().get_bits::<32>(32);
-                    }
-                    if self.widx.q.val() == 5 {
-                        self.log_ht.d.next = self.rdata.q.val();
-                    }
-                    if self.widx.q.val() == 6 {
-                        self.log_seq.d.next = self.rdata.q.val();
                     }
                 }
                 if self.widx.q.val() == 7 {
@@ -1026,7 +1073,7 @@ impl Logic for LiteController {
                     self.phase.d.next = Phase::BootSlot;
                 } else if !self.store.q.val()
                     & self.sb_ok.q.val()
-                    & (!self.have.q.val() | (self.cand_seq.q.val() > self.seq.q.val()))
+                    & (!self.have.q.val() | self.newer.q.val())
                 {
                     self.store.d.next = true;
                     self.phase.d.next = Phase::BootSlot;
@@ -1036,25 +1083,31 @@ impl Logic for LiteController {
                 }
             }
             Phase::BootPick => {
+                self.widx.d.next = 0.into();
                 if !self.have.q.val() {
-                    // No valid superblock: a blank tier.
-                    self.seq.d.next = 0.into();
+                    // No valid superblock: a blank tier, all zero.
                     self.act.d.next = false;
-                    self.len_a.d.next = 0.into();
-                    self.crc_a.d.next = 0.into();
-                    self.len_b.d.next = 0.into();
-                    self.crc_b.d.next = 0.into();
-                    self.log_ht.d.next = 0.into();
-                    self.log_seq.d.next = 0.into();
                     self.result.d.next = 0.into();
-                    self.boot_done.d.next = true;
-                    self.irq_set.next = 4.into();
-                    self.phase.d.next = Phase::Idle;
+                    self.phase.d.next = Phase::BootClear;
                 } else {
                     self.region.d.next = self.act.q.val();
                     self.tried_alt.d.next = false;
-                    self.phase.d.next = Phase::BootRegion;
+                    self.phase.d.next = Phase::BootRegionRead;
                 }
+            }
+            Phase::BootClear => {
+                self.sb_eng.write_enable.next = true;
+                self.sb_eng.write_data.next = 0.into();
+                self.widx.d.next = self.widx.q.val() + 1;
+                if self.widx.q.val() == 7 {
+                    self.boot_done.d.next = true;
+                    self.irq_set.next = 4.into();
+                    self.phase.d.next = Phase::Idle;
+                }
+            }
+            // The region's word (length, CRC) is read a cycle ahead.
+            Phase::BootRegionRead => {
+                self.phase.d.next = Phase::BootRegion;
             }
             Phase::BootRegion => {
                 // CRC of the region's committed image; a length beyond the
@@ -1089,7 +1142,7 @@ impl Logic for LiteController {
                 } else if !self.tried_alt.q.val() {
                     self.tried_alt.d.next = true;
                     self.region.d.next = !self.region.q.val();
-                    self.phase.d.next = Phase::BootRegion;
+                    self.phase.d.next = Phase::BootRegionRead;
                 } else {
                     self.result.d.next = 3.into();
                     self.boot_done.d.next = true;
@@ -1127,7 +1180,7 @@ impl Logic for LiteController {
             Phase::Fetch => {
                 self.m_write.d.next = false;
                 self.m_addr.d.next = bit_cast::<15, 14>(
-                    self.dq_base.q.val().get_bits::<14>(0)
+                    self.dq_base.q.val()
                         + (bit_cast::<14, 16>(self.dq_head.q.val() & self.dq_mask.val()) << 5)
                         + (bit_cast::<14, 3>(self.widx.q.val()) << 3),
                 );
@@ -1172,7 +1225,6 @@ impl Logic for LiteController {
             }
             Phase::PtCap => {
                 // The engine's table copy is addressed by the key.
-                self.entry.d.next = self.pt_eng.read_data.val();
                 self.e_valid.d.next = self
                     .pt_valid
                     .q
@@ -1301,43 +1353,40 @@ impl Logic for LiteController {
             // ---- commit: superblock seq + 1 into slot (seq + 1) & 1, after
             // every data write was acknowledged ----
             Phase::SbLoad => {
-                self.crc_word.d.next = self.sb_word.val();
-                self.crc_left.d.next = 8.into();
-                self.widx.d.next = self.widx.q.val() + 1;
-                self.crc_ret.d.next = Phase::SbLoad;
+                self.crc_ret.d.next = Phase::SbFolded;
                 self.phase.d.next = Phase::CrcByte;
+            }
+            Phase::SbFolded => {
+                if self.widx.q.val() == 1 {
+                    self.nslot.d.next = self.nseq.val().get_bit(0);
+                    self.nseq_lo.d.next = self.nseq.val().get_bits::<32>(0);
+                }
+                self.widx.d.next = self.widx.q.val() + 1;
+                self.phase.d.next = Phase::SbLoad;
                 if self.widx.q.val() == 6 {
                     self.widx.d.next = 0.into();
-                    self.crc_ret.d.next = Phase::SbWrite;
+                    self.phase.d.next = Phase::SbWrite;
                 }
             }
             Phase::SbWrite => {
                 self.m_write.d.next = true;
                 self.m_addr.d.next = self.k_tier.val()
-                    | (bit_cast::<15, 1>(self.nseq.val().get_bit(0).into()) << 6)
+                    | (bit_cast::<15, 1>(self.nslot.q.val().into()) << 6)
                     | (bit_cast::<15, 3>(self.widx.q.val()) << 3);
-                self.m_wdata.d.next = self.sb_word.val();
-                self.m_wstrb.d.next = 0xFF.into();
                 self.ret.d.next = Phase::SbNext;
                 self.phase.d.next = Phase::MemCmd;
             }
             Phase::SbNext => {
+                // Durable in NV: the word is the tier's now.
+                self.sb_eng.write_enable.next = true;
+                self.sb_eng.write_data.next = self.sb_word.val();
                 self.widx.d.next = self.widx.q.val() + 1;
                 self.phase.d.next = Phase::SbWrite;
                 if self.widx.q.val() == 7 {
-                    // Durable: the new state is the tier's.
-                    self.seq.d.next = self.nseq.val();
                     self.act.d.next = self.region.q.val();
-                    if self.region.q.val() {
-                        self.len_b.d.next = self.info.q.val();
-                        self.crc_b.d.next = self.res_crc.q.val();
-                    } else {
-                        self.len_a.d.next = self.info.q.val();
-                        self.crc_a.d.next = self.res_crc.q.val();
-                    }
                     self.result.d.next = 1.into();
                     if self.is_flip.val() {
-                        self.info.d.next = self.nseq.val().get_bits::<32>(0);
+                        self.info.d.next = self.nseq_lo.q.val();
                     }
                     self.widx.d.next = 0.into();
                     self.phase.d.next = Phase::CplWrite;
@@ -1348,15 +1397,10 @@ impl Logic for LiteController {
             Phase::CplWrite => {
                 self.m_write.d.next = true;
                 self.m_addr.d.next = bit_cast::<15, 14>(
-                    self.cq_base.q.val().get_bits::<14>(0)
+                    self.cq_base.q.val()
                         + (bit_cast::<14, 16>(self.cq_head.q.val() & self.cq_mask.val()) << 4)
                         + (bit_cast::<14, 3>(self.widx.q.val()) << 3),
                 );
-                self.m_wdata.d.next = self.cpl_w0.val();
-                if self.widx.q.val().get_bit(0) {
-                    self.m_wdata.d.next = self.cpl_w1.val();
-                }
-                self.m_wstrb.d.next = 0xFF.into();
                 self.ret.d.next = Phase::CplNext;
                 self.phase.d.next = Phase::MemCmd;
             }
@@ -1429,8 +1473,6 @@ impl Logic for LiteController {
                     | (self.mv_dst.q.val() & self.k_tier.val()))
                     >> 3)
                     << 3;
-                self.m_wdata.d.next = self.dst_word.q.val();
-                self.m_wstrb.d.next = self.dst_strb.q.val();
                 self.ret.d.next = Phase::MvStored;
                 self.phase.d.next = Phase::MemCmd;
             }
@@ -1448,6 +1490,22 @@ impl Logic for LiteController {
         if self.crc_step.val() {
             self.crc_s.d.next = self.crc_next.val();
         }
+        self.sb_csr.write_address.next = self.sb_eng.write_address.val();
+        self.sb_csr.write_data.next = self.sb_eng.write_data.val();
+        self.sb_csr.write_enable.next = self.sb_eng.write_enable.val();
+        // The entry changed under the checks: run them again on the new one.
+        if self.axil.wr.val()
+            & (self.axil.wr_addr.val() == self.r_pt_commit.val())
+            & (self.pt_index.q.val() == self.key.q.val().get_bits::<4>(0))
+            & ((self.phase.q.val() == Phase::PtCap)
+                | (self.phase.q.val() == Phase::CheckKey)
+                | (self.phase.q.val() == Phase::CheckPerm)
+                | (self.phase.q.val() == Phase::CheckRange)
+                | (self.phase.q.val() == Phase::CheckRange2))
+        {
+            self.status.d.next = 0.into();
+            self.phase.d.next = Phase::PtCap;
+        }
 
         // ---- interrupts ----
         self.irq_status.d.next =
@@ -1461,7 +1519,7 @@ impl Logic for LiteController {
         if self.reset.val() {
             self.phase.d.next = Phase::BootSlot;
             self.ctrl.d.next = 0.into();
-            self.scratch.d.next = 0.into();
+            self.shadow_ok.d.next = 0.into();
             self.dq_base.d.next = 0.into();
             self.dq_log2.d.next = 0.into();
             self.dq_tail.d.next = 0.into();
@@ -1486,7 +1544,7 @@ impl Logic for LiteController {
             self.widx.d.next = 0.into();
             self.result.d.next = 0.into();
             self.act.d.next = false;
-            self.seq.d.next = 0.into();
+            self.crc_idx.d.next = 0.into();
         }
     }
 }

@@ -72,11 +72,13 @@ end
 /// `2^N` 64-bit words of [`SpramLanes`] shared by two pipelined memory
 /// ports, one command per cycle: port `b` (the UART bridge, which cannot
 /// stall) always wins, port `a` (the controller) is ready when `b` is not
-/// asking. The command is registered before the RAM and the response
-/// follows the RAM's read by one cycle: latency 2, in order, to the port
-/// that asked. Word address: port `a`'s byte address bits `N+2..3` (with
-/// `N = 12`, bit 14 selects the tier half, [`super::lite::TIER_BIT`]); port
-/// `b` reaches the host window only (its bits 13:3, the lower half).
+/// asking. The command goes straight to the RAM (its inputs are registers
+/// inside the SPRAM; at the small FPGAs' clocks the port mux fits in front
+/// of them), and the response follows a cycle later: latency 1, in order,
+/// to the port that asked. Word address: port `a`'s byte address bits
+/// `N+2..3` (with `N = 12`, bit 14 selects the tier half,
+/// [`super::lite::TIER_BIT`]); port `b` reaches the host window only (its
+/// bits 13:3, the lower half).
 #[derive(LogicBlock, Default)]
 pub struct PmpSpram<const N: usize> {
     /// Clock.
@@ -86,12 +88,6 @@ pub struct PmpSpram<const N: usize> {
     /// Port b: the UART bridge's memory window.
     pub b: PmpTarget<32>,
     ram: SpramLanes<N>,
-    c_v: DFF<Bit>,
-    c_b: DFF<Bit>,
-    c_write: DFF<Bit>,
-    c_addr: DFF<Bits<N>>,
-    c_wdata: DFF<Bits<64>>,
-    c_wstrb: DFF<Bits<8>>,
     r_v: DFF<Bit>,
     r_b: DFF<Bit>,
     r_write: DFF<Bit>,
@@ -100,31 +96,26 @@ pub struct PmpSpram<const N: usize> {
 impl<const N: usize> Logic for PmpSpram<N> {
     #[hdl_gen]
     fn update(&mut self) {
-        dff_setup!(self, clock, c_v, c_b, c_write, c_addr, c_wdata, c_wstrb, r_v, r_b, r_write);
+        dff_setup!(self, clock, r_v, r_b, r_write);
         clock!(self, clock, ram);
         self.b.cmd_ready.next = true;
         self.a.cmd_ready.next = !self.b.cmd_valid.val();
-        self.c_v.d.next = self.b.cmd_valid.val() | self.a.cmd_valid.val();
-        self.c_b.d.next = self.b.cmd_valid.val();
         if self.b.cmd_valid.val() {
-            self.c_write.d.next = self.b.cmd_write.val();
             // Bits 13:3 of the bridge's address: the host window.
-            self.c_addr.d.next = bit_cast::<N, 32>((self.b.cmd_addr.val() << 18) >> 21);
-            self.c_wdata.d.next = self.b.cmd_wdata.val();
-            self.c_wstrb.d.next = self.b.cmd_wstrb.val();
+            self.ram.addr.next = bit_cast::<N, 32>((self.b.cmd_addr.val() << 18) >> 21);
+            self.ram.write.next = self.b.cmd_write.val();
+            self.ram.wdata.next = self.b.cmd_wdata.val();
+            self.ram.wstrb.next = self.b.cmd_wstrb.val();
+            self.r_write.d.next = self.b.cmd_write.val();
         } else {
-            self.c_write.d.next = self.a.cmd_write.val();
-            self.c_addr.d.next = bit_cast::<N, 15>(self.a.cmd_addr.val() >> 3);
-            self.c_wdata.d.next = self.a.cmd_wdata.val();
-            self.c_wstrb.d.next = self.a.cmd_wstrb.val();
+            self.ram.addr.next = bit_cast::<N, 15>(self.a.cmd_addr.val() >> 3);
+            self.ram.write.next = self.a.cmd_valid.val() & self.a.cmd_write.val();
+            self.ram.wdata.next = self.a.cmd_wdata.val();
+            self.ram.wstrb.next = self.a.cmd_wstrb.val();
+            self.r_write.d.next = self.a.cmd_write.val();
         }
-        self.ram.addr.next = self.c_addr.q.val();
-        self.ram.write.next = self.c_v.q.val() & self.c_write.q.val();
-        self.ram.wdata.next = self.c_wdata.q.val();
-        self.ram.wstrb.next = self.c_wstrb.q.val();
-        self.r_v.d.next = self.c_v.q.val();
-        self.r_b.d.next = self.c_b.q.val();
-        self.r_write.d.next = self.c_write.q.val();
+        self.r_v.d.next = self.b.cmd_valid.val() | self.a.cmd_valid.val();
+        self.r_b.d.next = self.b.cmd_valid.val();
         self.a.rsp_valid.next = self.r_v.q.val() & !self.r_b.q.val();
         self.b.rsp_valid.next = self.r_v.q.val() & self.r_b.q.val();
         self.a.rsp_write.next = self.r_write.q.val();
