@@ -49,7 +49,9 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run the benchmarks on the simulated card (`hitless-bench`; extra args go to it).
+    /// Run the benchmarks on the simulated card (`hitless-bench`; extra args
+    /// go to it), then the lite board's (`hitless-board-bench`: the
+    /// iCEBreaker's reduced controller, counted in cycles).
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -118,7 +120,20 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
             }
         }
         Cmd::Demo { args } => return sim_bin("hitless-demo", &args),
-        Cmd::Bench { args } => return sim_bin("hitless-bench", &args),
+        Cmd::Bench { args } => {
+            let code = sim_bin("hitless-bench", &args)?;
+            if code != ExitCode::SUCCESS {
+                return Ok(code);
+            }
+            util::run(util::cargo().args([
+                "run",
+                "--release",
+                "-p",
+                "hitless-board-sim",
+                "--bin",
+                "hitless-board-bench",
+            ]))?;
+        }
         Cmd::Test { args } => return ci::run(&args),
         Cmd::Regs { check } => regs::run(check)?,
         Cmd::Fuzz { seconds } => fuzz::run(seconds)?,

@@ -336,6 +336,72 @@ impl SerialBoard {
     }
 }
 
+/// The lite board ready for timed checkpoints: booted, rings at the
+/// bottom of the window (DQ at 0, 4 entries; CQ at 0x100, 8), protection
+/// entry 1 a region window with key tag [`LITE_KEY_TAG`], and `len` bytes
+/// of data at 0x1000 (`None` if the board does not answer as it should).
+pub fn lite_checkpoint_board(len: usize) -> Option<SerialBoard> {
+    use hitless_hdl::contract::{self, perm, reg};
+    let mut b = SerialBoard::new(Variant::Lite);
+    b.run(100_000);
+    if b.csr_read(reg::STATUS)? & contract::status::BOOT_DONE == 0 {
+        return None;
+    }
+    let window = perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::REGION;
+    for (r, v) in [
+        (reg::DQ_BASE_LO, 0),
+        (reg::DQ_SIZE_LOG2, 2),
+        (reg::CQ_BASE_LO, 0x100),
+        (reg::CQ_SIZE_LOG2, 3),
+        (reg::CTRL, contract::ctrl::ENABLE),
+        (reg::PT_INDEX, 1),
+        (reg::PT_KEY_TAG, LITE_KEY_TAG << 4),
+        (reg::PT_BASE, 0),
+        (reg::PT_LEN, 4096),
+        (reg::PT_PERM, window),
+        (reg::PT_COMMIT, 1),
+    ] {
+        if !b.csr_write(r, v) {
+            return None;
+        }
+    }
+    b.mem_write(0x1000, &lite_checkpoint_data(len)).then_some(b)
+}
+
+/// Key tag of [`lite_checkpoint_board`]'s region window (entry 1).
+pub const LITE_KEY_TAG: u32 = 0x5eed;
+
+/// The data [`lite_checkpoint_board`] puts at 0x1000.
+pub fn lite_checkpoint_data(len: usize) -> Vec<u8> {
+    (0..len as u32).map(|i| (i * 31 + i / 7) as u8).collect()
+}
+
+impl SerialBoard {
+    /// On a [`lite_checkpoint_board`]: WRITE+COMMIT number `n` (its tag and
+    /// ring index) of the first `len` bytes at 0x1000; the cycles from its
+    /// doorbell to the active-region LED turning (the commit durable).
+    pub fn checkpoint_cycles(&mut self, n: u16, len: u32) -> Option<u64> {
+        use hitless_hdl::contract::{self, reg};
+        let d = contract::Descriptor {
+            opcode: contract::Opcode::Write as u8,
+            flags: contract::flags::COMMIT,
+            tag: n,
+            key: (LITE_KEY_TAG << 4) | 1,
+            host_addr: 0x1000,
+            len,
+            ..Default::default()
+        };
+        if !self.mem_write(u32::from(n % 4) * 32, &d.to_bytes()) {
+            return None;
+        }
+        let region = self.leds() & 2;
+        if !self.csr_write(reg::DQ_TAIL, u32::from(n) + 1) {
+            return None;
+        }
+        self.run_until(10_000_000, |leds| leds & 2 != region)
+    }
+}
+
 /// A running simulated board behind a pseudo-terminal.
 pub struct PtyBoard {
     path: PathBuf,

@@ -6,20 +6,14 @@
 //! blank.
 
 use hitless_board_sim::flash::SpiFlash;
-use hitless_board_sim::{PtyBoard, SerialBoard, Variant};
+use hitless_board_sim::{lite_checkpoint_board, lite_checkpoint_data, PtyBoard, Variant};
 use hitless_driver::backend::uart::UartIo;
-use hitless_driver::{Card, CardIo, Error, Options, Tier};
+use hitless_driver::{Card, CardIo, Error, Tier};
 use hitless_hdl::contract::{self, perm, reg, BootResult, NvGeometry};
 use std::time::Duration;
 
-fn options() -> Options {
-    Options {
-        dq_log2: 2,
-        cq_log2: 3,
-        op_timeout: Duration::from_secs(60),
-        boot_timeout: Duration::from_secs(60),
-    }
-}
+mod common;
+use common::options;
 
 fn lite_board() -> PtyBoard {
     PtyBoard::start_variant(Variant::Lite, Duration::from_secs(600), SpiFlash::new(4096))
@@ -152,46 +146,14 @@ fn lite_checkpoints_restores_and_falls_back_after_reset() {
 #[test]
 fn lite_moves_a_word_per_15_cycles() {
     const CYCLES_PER_WORD: u64 = 15; // hitless_hdl::rtl::lite::LITE_CYCLES_PER_WORD
-    let mut b = SerialBoard::new(Variant::Lite);
-    b.run(100_000);
-    assert_eq!(b.csr_read(reg::STATUS).map(|s| s & 1), Some(1), "boot done");
-    for (r, v) in [
-        (reg::DQ_BASE_LO, 0),
-        (reg::DQ_SIZE_LOG2, 2),
-        (reg::CQ_BASE_LO, 0x100),
-        (reg::CQ_SIZE_LOG2, 3),
-        (reg::CTRL, contract::ctrl::ENABLE),
-        (reg::PT_INDEX, 1),
-        (reg::PT_KEY_TAG, 0x5eed << 4),
-        (reg::PT_BASE, 0),
-        (reg::PT_LEN, 4096),
-        (reg::PT_PERM, REGION_WINDOW),
-        (reg::PT_COMMIT, 1),
-    ] {
-        assert!(b.csr_write(r, v), "CSR {r:#x}");
-    }
-    let data: Vec<u8> = (0..4096u32).map(|i| (i * 31 + i / 7) as u8).collect();
-    assert!(b.mem_write(0x1000, &data));
-    let time = |b: &mut SerialBoard, n: u16, len: u32| -> u64 {
-        let d = contract::Descriptor {
-            opcode: contract::Opcode::Write as u8,
-            flags: contract::flags::COMMIT,
-            tag: n,
-            key: (0x5eed << 4) | 1,
-            host_addr: 0x1000,
-            len,
-            ..Default::default()
-        };
-        assert!(b.mem_write(u32::from(n % 4) * 32, &d.to_bytes()));
-        let region = b.leds() & 2;
-        assert!(b.csr_write(reg::DQ_TAIL, u32::from(n) + 1));
-        b.run_until(1_000_000, |leds| leds & 2 != region)
-            .expect("the commit turns the active-region LED")
-    };
-    let small = time(&mut b, 0, 1024);
-    let big = time(&mut b, 1, 4096);
+    let mut b = lite_checkpoint_board(4096).expect("the lite board comes up");
+    let small = b.checkpoint_cycles(0, 1024).expect("1 KiB commits");
+    let big = b.checkpoint_cycles(1, 4096).expect("4 KiB commits");
     assert_eq!(b.csr_read(reg::OPS_OK), Some(2));
-    assert_eq!(b.csr_read(reg::WARM_A_CRC), Some(contract::crc32c(&data)));
+    assert_eq!(
+        b.csr_read(reg::WARM_A_CRC),
+        Some(contract::crc32c(&lite_checkpoint_data(4096)))
+    );
     eprintln!("lite WRITE+COMMIT: 1 KiB {small} cycles, 4 KiB {big} cycles");
     assert_eq!(big - small, (4096 - 1024) / 8 * CYCLES_PER_WORD);
 }

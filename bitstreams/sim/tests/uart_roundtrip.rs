@@ -12,6 +12,9 @@ use hitless_driver::{Card, Options, Tier};
 use hitless_hdl::contract::{perm, BootResult};
 use std::time::Duration;
 
+mod common;
+use common::options;
+
 #[test]
 fn checkpoint_round_trips_over_the_uart() {
     let board = PtyBoard::start(Duration::from_secs(120)).unwrap();
@@ -55,15 +58,6 @@ fn checkpoint_round_trips_over_the_uart() {
 #[test]
 fn window_matches_the_board() {
     assert_eq!(WINDOW_BYTES, 16 * 1024);
-}
-
-fn options() -> Options {
-    Options {
-        dq_log2: 2,
-        cq_log2: 3,
-        op_timeout: Duration::from_secs(60),
-        boot_timeout: Duration::from_secs(60),
-    }
 }
 
 const WINDOW: u32 =
