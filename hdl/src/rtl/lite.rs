@@ -8,13 +8,14 @@
 //!   `BAD_OPCODE`, and the cold tier's registers read as a blank tier;
 //! - no COPY, APPEND or LOG_TRIM (`BAD_OPCODE`); the append-log fields of
 //!   the superblock are carried through commits unchanged;
-//! - one memory port for host window and tier (bit 15 of its byte address
-//!   selects the tier), one command in flight, one byte per cycle through
-//!   the CRC: a word-at-a-time mover instead of the streaming one.
+//! - one memory port for host window and tier (bit [`TIER_BIT`] of its
+//!   byte address selects the tier), one command in flight, one byte per
+//!   cycle through the CRC: a word-at-a-time mover instead of the streaming
+//!   one ([`LITE_CYCLES_PER_WORD`]).
 //!
 //! Everything else is the contract as ARCHITECTURE.md states it, in the
 //! same order of checks, and is tested against the same reference model
-//! (`Model` with [`LITE_LIMITS`]).
+//! (`Model::lite`).
 //!
 //! [`HitlessController`]: super::controller::HitlessController
 
