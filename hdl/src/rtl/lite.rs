@@ -227,7 +227,6 @@ pub struct LiteController {
     status: DFF<Bits<8>>,
     res_crc: DFF<Bits<32>>,
     info: DFF<Bits<32>>,
-    commit: DFF<Bit>,
     desc_index: DFF<Bits<16>>,
     is_desc: DFF<Bit>,
     widx: DFF<Bits<3>>,
@@ -264,7 +263,6 @@ pub struct LiteController {
     e_perm: Signal<Local, Bits<8>>,
     need: Signal<Local, Bits<8>>,
     is_write: Signal<Local, Bit>,
-    is_rw: Signal<Local, Bit>,
     is_flip: Signal<Local, Bit>,
     dq_eff: Signal<Local, Bits<4>>,
     cq_eff: Signal<Local, Bits<4>>,
@@ -429,7 +427,6 @@ impl LiteController {
             status: Default::default(),
             res_crc: Default::default(),
             info: Default::default(),
-            commit: Default::default(),
             desc_index: Default::default(),
             is_desc: Default::default(),
             widx: Default::default(),
@@ -462,7 +459,6 @@ impl LiteController {
             e_perm: Default::default(),
             need: Default::default(),
             is_write: Default::default(),
-            is_rw: Default::default(),
             is_flip: Default::default(),
             dq_eff: Default::default(),
             cq_eff: Default::default(),
@@ -600,7 +596,6 @@ impl Logic for LiteController {
             status,
             res_crc,
             info,
-            commit,
             desc_index,
             is_desc,
             widx,
@@ -648,8 +643,6 @@ impl Logic for LiteController {
         self.e_len.next = self.pt_eng.read_data.val().get_bits::<32>(60);
         self.e_perm.next = self.pt_eng.read_data.val().get_bits::<8>(92);
         self.is_write.next = self.opcode.q.val() == 1;
-        self.is_rw.next =
-            (self.opcode.q.val() == 1) | (self.opcode.q.val() == 2) | (self.opcode.q.val() == 3);
         self.is_flip.next = self.opcode.q.val() == 5;
         // WARM always; WRITE needs WRITE (and COMMIT with the flag); READ and
         // VALIDATE need READ; FLIP needs COMMIT.
@@ -1158,7 +1151,6 @@ impl Logic for LiteController {
                 self.status.d.next = 0.into();
                 self.res_crc.d.next = 0.into();
                 self.info.d.next = 0.into();
-                self.commit.d.next = false;
                 if self.cq_room.val() {
                     if self.ovf_pending.q.val() {
                         self.ovf_pending.d.next = false;
@@ -1346,7 +1338,6 @@ impl Logic for LiteController {
                 } else if self.is_flip.val() | (self.is_write.val() & self.f_commit.val()) {
                     // Commit: the superblock's CRC first, then its words.
                     self.crc_s.d.next = 0xFFFF_FFFF_u64.into();
-                    self.commit.d.next = true;
                     self.phase.d.next = Phase::SbLoad;
                 }
             }
