@@ -37,11 +37,13 @@ pub enum Error {
         code: hitless_firmware::msg::Code,
         detail: String,
     },
-    /// An address or length outside what the API accepts.
+    /// The descriptor needs what the controller lacks (its `LIMITS`): it
+    /// would complete `BAD_OPCODE`, so it is not submitted.
     #[error(
         "the card lacks {what} (LIMITS {limits:#x}: a reduced controller, see docs/registers.md)"
     )]
     Unsupported { what: &'static str, limits: u32 },
+    /// An address or length outside what the API accepts.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

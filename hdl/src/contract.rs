@@ -290,6 +290,11 @@ pub const LIMITS_BITS: &[(&str, u32, &str)] = named! { limits;
     NO_COLD: "No cold tier: COLD and SRC_COLD are refused; its registers read as a blank tier.",
 };
 
+/// Cycles per 64-bit word of a WRITE or READ on the reduced controller's
+/// board (`rtl::lite`, where the count is broken down; measured exactly by
+/// `bitstreams/sim/tests/lite.rs`).
+pub const LITE_CYCLES_PER_WORD: u32 = 15;
+
 /// `LIMITS` of the reduced controller for small FPGAs (`rtl::lite`).
 pub const LITE_LIMITS: u32 = limits::NO_COPY | limits::NO_LOG | limits::NO_COLD;
 

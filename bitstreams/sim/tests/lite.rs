@@ -145,7 +145,7 @@ fn lite_checkpoints_restores_and_falls_back_after_reset() {
 /// the difference is the datapath's, `LITE_CYCLES_PER_WORD` a word.
 #[test]
 fn lite_moves_a_word_per_15_cycles() {
-    const CYCLES_PER_WORD: u64 = 15; // hitless_hdl::rtl::lite::LITE_CYCLES_PER_WORD
+    let per_word = u64::from(contract::LITE_CYCLES_PER_WORD);
     let mut b = lite_checkpoint_board(4096).expect("the lite board comes up");
     let small = b.checkpoint_cycles(0, 1024).expect("1 KiB commits");
     let big = b.checkpoint_cycles(1, 4096).expect("4 KiB commits");
@@ -155,5 +155,6 @@ fn lite_moves_a_word_per_15_cycles() {
         Some(contract::crc32c(&lite_checkpoint_data(4096)))
     );
     eprintln!("lite WRITE+COMMIT: 1 KiB {small} cycles, 4 KiB {big} cycles");
-    assert_eq!(big - small, (4096 - 1024) / 8 * CYCLES_PER_WORD);
+    assert_eq!(per_word, 15, "the contract's figure");
+    assert_eq!(big - small, (4096 - 1024) / 8 * per_word);
 }

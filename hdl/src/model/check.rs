@@ -2,7 +2,7 @@
 //! order" in ARCHITECTURE.md), as pure functions.
 
 use crate::contract::{
-    flags, key_index, key_tag, perm, Descriptor, NvGeometry, Opcode, Status, MAX_TRANSFER,
+    flags, key_index, key_tag, lacks, perm, Descriptor, NvGeometry, Opcode, Status, MAX_TRANSFER,
     PT_INDEX_BITS,
 };
 
@@ -118,18 +118,20 @@ pub fn translate(
 
 /// Run the checks of ARCHITECTURE.md in order against the protection table
 /// `pt` (indexed by `key & 15`; a missing entry counts as invalid) and the
-/// served active region of each tier (`active[0]` warm, `active[1]` cold).
-/// The first failing check is the error.
+/// served active region of each tier (`active[0]` warm, `active[1]` cold),
+/// on a controller lacking what `limits` (`LIMITS`) says. The first failing
+/// check is the error.
 pub fn check_descriptor(
     d: &Descriptor,
     pt: &[PtEntry],
     geometry: &NvGeometry,
     active: [u8; 2],
+    limits: u32,
 ) -> Result<Plan, Status> {
     use Opcode::*;
-    // 1. BAD_OPCODE (NOP completes here).
+    // 1. BAD_OPCODE, also for what the controller lacks (NOP completes here).
     let op = match Opcode::from_u8(d.opcode) {
-        Some(op) if d.flags & !flags::ALL == 0 => op,
+        Some(op) if d.flags & !flags::ALL == 0 && lacks(limits, d).is_none() => op,
         _ => return Err(Status::BadOpcode),
     };
     if op == Nop {
