@@ -114,7 +114,7 @@ impl SimIo {
 }
 
 fn sim_err(e: hitless_sim::SimError) -> Error {
-    Error::Transport(e.to_string())
+    Error::transport("the simulated card", e)
 }
 
 impl CardIo for SimIo {

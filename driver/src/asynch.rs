@@ -39,12 +39,12 @@ impl<T: CardIo + Send + 'static> AsyncCard<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let mut card = inner.lock().map_err(|_| {
-                Error::Transport("a driver call panicked while holding the card".into())
+                Error::transport_msg("a driver call panicked while holding the card")
             })?;
             f(&mut card)
         })
         .await
-        .map_err(|e| Error::Transport(format!("driver task: {e}")))?
+        .map_err(|e| Error::transport("driver task", e))?
     }
 
     /// See [`Card::program_entry`].

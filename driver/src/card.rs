@@ -1,15 +1,71 @@
 //! The driver core: rings, DMA buffers and completions, written once over
 //! [`CardIo`], and the operations a host application uses.
 
-use crate::dma::{DmaAllocator, DmaBuf};
+use crate::dma::DmaAllocator;
 use crate::error::{Error, Result};
 use crate::io::CardIo;
 use hitless_hdl::contract::{
-    self, ctrl, flags, irq, reg, status, tier_state, BootResult, Completion, Descriptor,
-    NvGeometry, Opcode, Status, CPL_BYTES, DESC_BYTES, MAX_TRANSFER,
+    self, flags, irq, reg, status, tier_state, BootResult, Completion, Descriptor, NvGeometry,
+    Opcode, Status, CPL_BYTES, DESC_BYTES, MAX_TRANSFER,
 };
-use std::collections::HashMap;
+use hitless_ring::{RingConfig, RingIo, Rings};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+/// The ring engine's view of a transport: registers, the DMA window as
+/// ring memory (by controller address), the interrupt as the way to wait.
+struct RingPort<'a, T: CardIo + ?Sized>(&'a mut T);
+
+impl<T: CardIo + ?Sized> RingPort<'_, T> {
+    fn window_offset(&mut self, addr: u64, len: usize) -> Result<usize> {
+        let w = self.0.dma();
+        addr.checked_sub(w.iova())
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|o| o.checked_add(len).is_some_and(|end| end <= w.len()))
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "ring access of {len} bytes at {addr:#x} is outside the DMA window"
+                ))
+            })
+    }
+}
+
+impl<T: CardIo + ?Sized> RingIo for RingPort<'_, T> {
+    type Error = Error;
+    fn read32(&mut self, offset: u32) -> Result<u32> {
+        self.0.read32(offset)
+    }
+    fn write32(&mut self, offset: u32, value: u32) -> Result<()> {
+        self.0.write32(offset, value)
+    }
+    fn mem_write(&mut self, addr: u64, data: &[u8]) -> Result<()> {
+        let at = self.window_offset(addr, data.len())?;
+        if self.0.dma().write(at, data) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "DMA window write at {at:#x}"
+            )))
+        }
+    }
+    fn mem_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<()> {
+        let at = self.window_offset(addr, buf.len())?;
+        if self.0.dma().read(at, buf) {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "DMA window read at {at:#x}"
+            )))
+        }
+    }
+    fn idle(&mut self, slice: Duration) -> Result<bool> {
+        self.0.wait_irq(slice)
+    }
+    fn now(&self) -> Duration {
+        static START: OnceLock<Instant> = OnceLock::new();
+        START.get_or_init(Instant::now).elapsed()
+    }
+}
 
 /// Which NV tier an operation addresses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,12 +158,7 @@ pub struct Card<T: CardIo> {
     io: T,
     opts: Options,
     alloc: DmaAllocator,
-    dq: DmaBuf,
-    cq: DmaBuf,
-    tail: u16,
-    cq_tail: u16,
-    in_flight: usize,
-    done: HashMap<u16, Completion>,
+    rings: Rings,
     geometry: NvGeometry,
     /// `LIMITS`: what the controller lacks.
     limits: u32,
@@ -141,97 +192,40 @@ impl<T: CardIo> Card<T> {
                 expected: contract::CONTRACT_VERSION,
             });
         }
-        let start = Instant::now();
-        while io.read32(reg::STATUS)? & status::BOOT_DONE == 0 {
-            if start.elapsed() > opts.boot_timeout {
-                return Err(Error::Timeout {
-                    what: "the boot scan",
-                    after: opts.boot_timeout,
-                });
-            }
-            io.wait_irq(Duration::from_millis(1))?;
-        }
         let geometry = NvGeometry {
             region_size: io.read32(reg::NV_REGION_SIZE)?,
             log_size: io.read32(reg::NV_LOG_SIZE)?,
         };
         let limits = io.read32(reg::LIMITS)?;
-        // Quiesce: no new descriptors, let the current one finish.
-        io.write32(reg::CTRL, 0)?;
-        let start = Instant::now();
-        while io.read32(reg::STATUS)? & status::BUSY != 0 {
-            if start.elapsed() > opts.op_timeout {
-                return Err(Error::Timeout {
-                    what: "the controller to go idle",
-                    after: opts.op_timeout,
-                });
-            }
-            io.wait_irq(Duration::from_millis(1))?;
-        }
         let window = io.dma().len() as u64;
         let mut alloc = DmaAllocator::new(window);
         let dq = alloc.alloc((DESC_BYTES as u64) << opts.dq_log2, 64)?;
         let cq = alloc.alloc((CPL_BYTES as u64) << opts.cq_log2, 64)?;
-        let head = io.read32(reg::DQ_HEAD)? as u16;
-        let cq_head = io.read32(reg::CQ_HEAD)? as u16;
-        let mut card = Self {
+        let base = io.dma().iova();
+        let cfg = RingConfig {
+            dq_base: base + dq.offset,
+            cq_base: base + cq.offset,
+            dq_log2: opts.dq_log2,
+            cq_log2: opts.cq_log2,
+            irq_mask: irq::COMPLETION | irq::ERROR,
+        };
+        // Waits for the boot scan, quiesces the controller, takes the rings.
+        let rings = Rings::take_over(
+            &mut RingPort(&mut io),
+            cfg,
+            opts.boot_timeout,
+            opts.op_timeout,
+        )?;
+        let card = Self {
             io,
             opts,
             alloc,
-            dq,
-            cq,
-            tail: head,
-            cq_tail: cq_head,
-            in_flight: 0,
-            done: HashMap::new(),
+            rings,
             geometry,
             limits,
         };
-        card.init_cq_phases()?;
-        let base = card.io.dma().iova();
-        let (dq_iova, cq_iova) = (base + card.dq.offset, base + card.cq.offset);
-        let io = &mut card.io;
-        io.write32(reg::DQ_BASE_LO, dq_iova as u32)?;
-        io.write32(reg::DQ_BASE_HI, (dq_iova >> 32) as u32)?;
-        io.write32(reg::DQ_SIZE_LOG2, card.opts.dq_log2)?;
-        io.write32(reg::CQ_BASE_LO, cq_iova as u32)?;
-        io.write32(reg::CQ_BASE_HI, (cq_iova >> 32) as u32)?;
-        io.write32(reg::CQ_SIZE_LOG2, card.opts.cq_log2)?;
-        io.write32(reg::DQ_TAIL, head as u32)?;
-        io.write32(reg::CQ_TAIL, cq_head as u32)?;
-        io.write32(
-            reg::IRQ_STATUS,
-            irq::COMPLETION | irq::ERROR | irq::BOOT_DONE,
-        )?;
-        io.write32(reg::IRQ_MASK, irq::COMPLETION | irq::ERROR)?;
-        io.write32(reg::CTRL, ctrl::ENABLE | ctrl::IRQ_ENABLE)?;
-        tracing::debug!(card = %card.io.describe(), dq = dq_iova, cq = cq_iova, "opened");
+        tracing::debug!(card = %card.io.describe(), dq = cfg.dq_base, cq = cfg.cq_base, "opened");
         Ok(card)
-    }
-
-    /// Give every completion slot the phase its next write will not have,
-    /// so a stale or blank slot is never taken for a new completion.
-    fn init_cq_phases(&mut self) -> Result<()> {
-        let n = 1u32 << self.opts.cq_log2;
-        let cq = self.cq;
-        let cq_tail = self.cq_tail;
-        let log2 = self.opts.cq_log2;
-        for k in 0..n {
-            let index = cq_tail.wrapping_add(k as u16);
-            let slot = (index as u32 & (n - 1)) as u64;
-            let next_phase = (index >> log2) & 1 == 0;
-            let stale = Completion {
-                phase: !next_phase,
-                ..Default::default()
-            };
-            let at = (cq.offset + slot * CPL_BYTES as u64) as usize;
-            let w = stale.to_words();
-            let mut b = [0u8; 16];
-            b[..8].copy_from_slice(&w[0].to_le_bytes());
-            b[8..].copy_from_slice(&w[1].to_le_bytes());
-            self.dma_write(at, &b)?;
-        }
-        Ok(())
     }
 
     /// Copy into the DMA window (a range outside it is a driver bug, reported).
@@ -301,96 +295,12 @@ impl<T: CardIo> Card<T> {
                 limits: self.limits,
             });
         }
-        let room = (1usize << self.opts.dq_log2).min(1usize << self.opts.cq_log2) - self.in_flight;
-        if descs.len() > room {
-            return Err(Error::InvalidArgument(format!(
-                "{} descriptors, {room} ring slots free",
-                descs.len()
-            )));
-        }
-        let mask = (1u64 << self.opts.dq_log2) - 1;
-        let dq = self.dq.offset;
-        let mut indices = Vec::with_capacity(descs.len());
-        for d in descs {
-            let at = (dq + (self.tail as u64 & mask) * DESC_BYTES as u64) as usize;
-            self.dma_write(at, &d.to_bytes())?;
-            indices.push(self.tail);
-            self.tail = self.tail.wrapping_add(1);
-        }
-        self.in_flight += descs.len();
-        self.io.write32(reg::DQ_TAIL, self.tail as u32)?;
-        Ok(indices)
-    }
-
-    /// Take every new completion off the ring.
-    fn reap(&mut self) -> Result<usize> {
-        let mask = (1u64 << self.opts.cq_log2) - 1;
-        let mut n = 0;
-        loop {
-            let at = (self.cq.offset + (self.cq_tail as u64 & mask) * CPL_BYTES as u64) as usize;
-            // The controller writes word 0, then word 1 (with the phase bit
-            // in its last byte), each word whole. Read word 1 first; once
-            // its phase says the entry is new, both words are written, so
-            // read them again for the values: reading in address order can
-            // pair a new phase with older bytes (a transport that reads byte
-            // by byte, like the UART bridge, or a CPU load racing the DMA).
-            let mut w = [0u8; 8];
-            self.dma_read(at + 8, &mut w)?;
-            if Completion::from_words([0, u64::from_le_bytes(w)]).phase
-                != ((self.cq_tail >> self.opts.cq_log2) & 1 == 0)
-            {
-                break;
-            }
-            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
-            let mut b = [0u8; 16];
-            self.dma_read(at, &mut b)?;
-            let word = |i: usize| {
-                let mut w = [0u8; 8];
-                w.copy_from_slice(&b[i * 8..i * 8 + 8]);
-                u64::from_le_bytes(w)
-            };
-            let c = Completion::from_words([word(0), word(1)]);
-            self.cq_tail = self.cq_tail.wrapping_add(1);
-            n += 1;
-            if c.tag == contract::TAG_CONTROLLER && c.status() == Some(Status::RingOverflow) {
-                // This driver never overfills the ring: another writer did,
-                // or a doorbell from before a reset reached the reset
-                // controller. The doorbell was refused, nothing of ours was
-                // lost: note it and go on.
-                tracing::warn!(tail = c.desc_index, "controller refused a foreign doorbell");
-                continue;
-            }
-            self.in_flight = self.in_flight.saturating_sub(1);
-            self.done.insert(c.desc_index, c);
-        }
-        if n > 0 {
-            self.io.write32(reg::CQ_TAIL, self.cq_tail as u32)?;
-        }
-        Ok(n)
+        self.rings.submit(&mut RingPort(&mut self.io), descs)
     }
 
     /// Wait for the completion of the descriptor at ring index `index`.
     pub fn wait(&mut self, index: u16, timeout: Duration) -> Result<Completion> {
-        let start = Instant::now();
-        loop {
-            if let Some(c) = self.done.remove(&index) {
-                return Ok(c);
-            }
-            if self.reap()? > 0 {
-                continue;
-            }
-            let left = timeout.saturating_sub(start.elapsed());
-            if left.is_zero() {
-                return Err(Error::Timeout {
-                    what: "a completion",
-                    after: timeout,
-                });
-            }
-            if self.io.wait_irq(left.min(Duration::from_millis(2)))? {
-                self.io
-                    .write32(reg::IRQ_STATUS, irq::COMPLETION | irq::ERROR)?;
-            }
-        }
+        self.rings.wait(&mut RingPort(&mut self.io), index, timeout)
     }
 
     /// Submit one descriptor and wait for it; an error status is an error.
@@ -406,18 +316,15 @@ impl<T: CardIo> Card<T> {
     /// Submit one descriptor and wait for its completion, whatever its
     /// status. The descriptor asks for an interrupt, so the driver sleeps on
     /// it rather than polling.
-    pub fn execute_raw(&mut self, mut d: Descriptor) -> Result<Completion> {
-        d.flags |= flags::IRQ;
-        let timeout = self.op_timeout(d.len);
-        let index = self.submit(&[d])?[0];
-        let c = self.wait(index, timeout)?;
-        if c.opcode != d.opcode || c.tag != d.tag {
-            return Err(Error::BadCompletion(format!(
-                "completion for index {index} has opcode {} tag {}, expected {} {}",
-                c.opcode, c.tag, d.opcode, d.tag
-            )));
+    pub fn execute_raw(&mut self, d: Descriptor) -> Result<Completion> {
+        if let Some(what) = contract::lacks(self.limits, &d) {
+            return Err(Error::Unsupported {
+                what,
+                limits: self.limits,
+            });
         }
-        Ok(c)
+        let timeout = self.op_timeout(d.len);
+        self.rings.execute(&mut RingPort(&mut self.io), d, timeout)
     }
 
     fn op_timeout(&self, len: u32) -> Duration {
@@ -511,6 +418,30 @@ impl<T: CardIo> Card<T> {
             ..Default::default()
         })?;
         Ok(c.crc)
+    }
+
+    /// Check the whole committed image of a tier against its CRC: the
+    /// image is scanned by VALIDATE in transfers of at most
+    /// `MAX_TRANSFER` bytes and their CRCs combined. Returns the image's
+    /// length and CRC; a mismatch is `Error::Device { CrcMismatch }`, and
+    /// a card that does not answer is a timeout, not a mismatch.
+    pub fn validate_image(&mut self, key: u32, tier: Tier) -> Result<(u32, u32)> {
+        let (len, want) = self.tier_status(tier)?.active_image();
+        let mut crc = contract::crc32c(&[]);
+        let mut off = 0u32;
+        while off < len {
+            let n = (len - off).min(MAX_TRANSFER);
+            let part = self.validate(key, tier, off, n, None)?;
+            crc = crate::crc::crc32c_combine(crc, part, n.into());
+            off += n;
+        }
+        if crc != want {
+            tracing::warn!(?tier, len, crc, want, "image fails its CRC");
+            return Err(Error::Device {
+                status: Status::CrcMismatch,
+            });
+        }
+        Ok((len, crc))
     }
 
     /// Commit the first `len` bytes of the alternate region (checked against

@@ -17,15 +17,19 @@
 use crate::dma::{DmaAllocator, DmaBuf};
 use crate::error::{Error, Result};
 use crate::io::CardIo;
-use hitless_firmware::auth::{self, SECRET_BYTES};
-use hitless_firmware::msg::{self, flags, kind, tag, Code, LogInfo, SetInfo};
-use hitless_firmware::tlv::{Builder, Message};
 use hitless_hdl::contract::{
     crc32c, mb_state, mbox, FIRMWARE_ID, MAX_MESSAGE, MAX_TRANSFER, MESSAGE_VERSION,
 };
+use hitless_proto::auth::{self, SECRET_BYTES};
+use hitless_proto::message::{Failure, Request};
+use hitless_proto::msg::{flags, Code, LogInfo, SetInfo};
+use hitless_proto::tlv::Message;
+use hitless_proto::Response;
 use std::time::{Duration, Instant};
 
-/// An application's secret (its credentials; see `hitless_firmware::auth`).
+pub use hitless_proto::{StatusReport as FwStatus, TierReport as FwTier};
+
+/// An application's secret (its credentials; see `hitless_proto::auth`).
 pub type Secret = [u8; SECRET_BYTES];
 
 /// An open session: the protection entry the card allocated and the
@@ -63,40 +67,6 @@ impl OpenFlags {
     }
 }
 
-/// One tier as the firmware reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FwTier {
-    /// 0 ready, 1 lost, 2 foreign image.
-    pub state: u32,
-    pub boot_result: u32,
-    pub sets: u32,
-    pub image_bytes: u32,
-    pub log_head: u32,
-    pub log_tail: u32,
-}
-
-impl FwTier {
-    pub fn state_name(&self) -> &'static str {
-        match self.state {
-            0 => "ready",
-            1 => "lost",
-            _ => "foreign image",
-        }
-    }
-}
-
-/// The firmware's STATUS answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FwStatus {
-    pub warm: FwTier,
-    pub cold: FwTier,
-    pub requests: u32,
-    pub auth_fails: u32,
-    pub stores: u32,
-    pub sessions_opened: u32,
-    pub announced: Option<u32>,
-}
-
 /// The unread part of a log, as LOG_READ returns it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogRead {
@@ -105,39 +75,16 @@ pub struct LogRead {
     pub tail: u32,
 }
 
-/// A decoded response (owned bytes).
-struct Reply(Vec<u8>);
+fn tier_flag(cold: bool) -> u32 {
+    if cold {
+        flags::COLD
+    } else {
+        0
+    }
+}
 
-impl Reply {
-    fn msg(&self) -> Result<Message<'_>> {
-        Message::decode(&self.0)
-            .map_err(|e| Error::BadCompletion(format!("firmware response: {e}")))
-    }
-    fn u32(&self, t: u16) -> Result<Option<u32>> {
-        let m = self.msg()?;
-        if !m.has(t) {
-            return Ok(None);
-        }
-        m.u32_or(t, 0)
-            .map(Some)
-            .map_err(|e| Error::BadCompletion(e.to_string()))
-    }
-    fn need_u32(&self, t: u16) -> Result<u32> {
-        self.u32(t)?
-            .ok_or_else(|| Error::BadCompletion(format!("firmware response lacks field {t}")))
-    }
-    fn bytes(&self, t: u16) -> Result<Vec<u8>> {
-        Ok(self.msg()?.bytes_or_empty(t).to_vec())
-    }
-    fn sets(&self) -> Result<Vec<SetInfo>> {
-        msg::unpack(
-            &self.bytes(tag::SETS)?,
-            SetInfo::BYTES,
-            SetInfo::from_bytes,
-            tag::SETS,
-        )
-        .map_err(|e| Error::BadCompletion(e.to_string()))
-    }
+fn unexpected(r: &Response) -> Error {
+    Error::BadCompletion(format!("unexpected firmware response {r:?}"))
 }
 
 /// A card's firmware, over any transport.
@@ -234,18 +181,23 @@ impl<T: CardIo> Client<T> {
         Ok(out)
     }
 
-    /// Run one request; signed with `secret` when given. A result other
-    /// than OK is `Error::Firmware`.
-    fn call(&mut self, m: Builder, secret: Option<&Secret>) -> Result<Reply> {
-        let unsigned = m.finish();
-        let request_kind = unsigned[3];
-        let bytes = match secret {
-            Some(s) => {
+    /// Run one request; signed with `secret` (with the session's handle)
+    /// when given. A result other than OK is `Error::Firmware`.
+    fn call(&mut self, r: &Request, session: Option<(u32, &Secret)>) -> Result<Response> {
+        let request_kind = r.kind();
+        let m = r.encode();
+        let bytes = match session {
+            Some((handle, s)) => {
+                let m = if Request::needs_session(request_kind) {
+                    m.u32(hitless_proto::msg::tag::HANDLE, handle)
+                } else {
+                    m
+                };
                 let lo = self.io.read32(mbox::MB_NONCE_LO)? as u64;
                 let hi = self.io.read32(mbox::MB_NONCE_HI)? as u64;
-                auth::sign(unsigned, s, lo | hi << 32)
+                auth::sign(m.finish(), s, lo | hi << 32)
             }
-            None => unsigned,
+            None => m.finish(),
         };
         if bytes.len() > MAX_MESSAGE as usize {
             return Err(Error::InvalidArgument(format!(
@@ -261,60 +213,52 @@ impl<T: CardIo> Client<T> {
             return Err(Error::Firmware {
                 code,
                 detail: String::new(),
+                needed: None,
             });
         }
         if len > resp.len as usize {
             return Err(Error::BadCompletion(format!("response of {len} bytes")));
         }
-        let reply = Reply(self.get(resp, 0, len)?);
-        let m = reply.msg()?;
-        if m.kind != kind::RESPONSE | request_kind {
-            return Err(Error::BadCompletion(format!(
-                "response kind {:#x} to request {request_kind}",
-                m.kind
-            )));
+        let raw = self.get(resp, 0, len)?;
+        let m = Message::decode(&raw).map_err(hitless_proto::message::ResponseError::from)?;
+        match Response::decode(request_kind, &m)? {
+            Ok(r) => Ok(r),
+            Err(Failure {
+                code,
+                detail,
+                needed,
+            }) => Err(Error::Firmware {
+                code,
+                detail,
+                needed,
+            }),
         }
-        let (code, detail) = msg::result_of(&m).map_err(|e| Error::BadCompletion(e.to_string()))?;
-        if code != Code::Ok {
-            return Err(Error::Firmware { code, detail });
-        }
-        Ok(reply)
     }
 
-    fn signed(&mut self, s: &Session, m: Builder) -> Result<Reply> {
-        self.call(m.u32(tag::HANDLE, s.handle), Some(&s.secret))
+    fn signed(&mut self, s: &Session, r: &Request) -> Result<Response> {
+        self.call(r, Some((s.handle, &s.secret)))
+    }
+
+    fn sets(r: Response) -> Result<(Vec<SetInfo>, Option<u32>)> {
+        match r {
+            Response::Sets { sets, data_len } => Ok((sets, data_len)),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn done(r: Response) -> Result<()> {
+        match r {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Firmware and tier state (no credentials needed).
     pub fn status(&mut self) -> Result<FwStatus> {
-        let r = self.call(Builder::new(kind::STATUS), None)?;
-        let t = r.bytes(tag::TIERS)?;
-        let c = r.bytes(tag::COUNTERS)?;
-        if t.len() != 48 || c.len() != 16 {
-            return Err(Error::BadCompletion(
-                "STATUS fields of the wrong size".into(),
-            ));
+        match self.call(&Request::Status, None)? {
+            Response::Status(s) => Ok(s),
+            other => Err(unexpected(&other)),
         }
-        let u = |b: &[u8], i: usize| {
-            u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
-        };
-        let tier = |k: usize| FwTier {
-            state: u(&t, 6 * k),
-            boot_result: u(&t, 6 * k + 1),
-            sets: u(&t, 6 * k + 2),
-            image_bytes: u(&t, 6 * k + 3),
-            log_head: u(&t, 6 * k + 4),
-            log_tail: u(&t, 6 * k + 5),
-        };
-        Ok(FwStatus {
-            warm: tier(0),
-            cold: tier(1),
-            requests: u(&c, 0),
-            auth_fails: u(&c, 1),
-            stores: u(&c, 2),
-            sessions_opened: u(&c, 3),
-            announced: r.u32(tag::ANNOUNCED)?,
-        })
     }
 
     /// Open a session for `app`. The first open of an application returns
@@ -326,21 +270,25 @@ impl<T: CardIo> Client<T> {
         what: OpenFlags,
         secret: Option<&Secret>,
     ) -> Result<(Session, Option<Secret>)> {
-        let m = Builder::new(kind::OPEN)
-            .u32(tag::APP, app)
-            .u32(tag::FLAGS, what.0);
-        let r = self.call(m, secret)?;
-        let handle = r.need_u32(tag::HANDLE)?;
-        let key = r.need_u32(tag::KEY)?;
-        let fresh = r.bytes(tag::SECRET)?;
-        let new_secret = match fresh.len() {
-            0 => None,
-            SECRET_BYTES => {
+        let r = Request::Open { app, flags: what.0 };
+        let r = self.call(&r, secret.map(|s| (0, s)))?;
+        let Response::Opened {
+            handle,
+            key,
+            secret: fresh,
+            ..
+        } = r
+        else {
+            return Err(unexpected(&r));
+        };
+        let new_secret = match fresh {
+            None => None,
+            Some(b) if b.len() == SECRET_BYTES => {
                 let mut s = [0u8; SECRET_BYTES];
-                s.copy_from_slice(&fresh);
+                s.copy_from_slice(&b);
                 Some(s)
             }
-            n => return Err(Error::BadCompletion(format!("secret of {n} bytes"))),
+            Some(b) => return Err(Error::BadCompletion(format!("secret of {} bytes", b.len()))),
         };
         let secret = match (new_secret, secret) {
             (Some(s), _) => s,
@@ -364,7 +312,7 @@ impl<T: CardIo> Client<T> {
 
     /// Close a session (frees its protection entry).
     pub fn close(&mut self, s: &Session) -> Result<()> {
-        self.signed(s, Builder::new(kind::CLOSE)).map(|_| ())
+        Self::done(self.signed(s, &Request::Close)?)
     }
 
     /// Store `data` as the set (app, object), delivered at reboot stage
@@ -386,36 +334,38 @@ impl<T: CardIo> Client<T> {
         }
         let d = self.data;
         self.put(d, 0, data)?;
-        let addr = self.iova(d);
-        let m = Builder::new(kind::STORE)
-            .u32(tag::OBJECT, object)
-            .u32(tag::ENDPOINT, endpoint)
-            .u32(tag::STAGE, stage)
-            .u32(tag::FLAGS, if cold { flags::COLD } else { 0 })
-            .u64(tag::DATA_ADDR, addr)
-            .u32(tag::DATA_LEN, data.len() as u32)
-            .u32(tag::DATA_CRC, crc32c(data));
-        self.signed(s, m).map(|_| ())
+        let r = Request::Store {
+            object,
+            endpoint,
+            stage,
+            flags: tier_flag(cold),
+            addr: self.iova(d),
+            len: data.len() as u32,
+            crc: crc32c(data),
+        };
+        match self.signed(s, &r)? {
+            Response::Stored { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Delete the set (app, object) from whichever tier holds it.
     pub fn delete(&mut self, s: &Session, object: u32) -> Result<()> {
-        self.signed(s, Builder::new(kind::DELETE).u32(tag::OBJECT, object))
-            .map(|_| ())
+        Self::done(self.signed(s, &Request::Delete { object })?)
     }
 
-    fn data_request(&mut self, m: Builder) -> Builder {
+    /// The data buffer's address and capacity.
+    fn data_buffer(&mut self) -> (u64, u32) {
         let d = self.data;
-        let addr = self.iova(d);
-        m.u64(tag::DATA_ADDR, addr).u32(tag::DATA_CAP, d.len as u32)
+        (self.iova(d), d.len as u32)
     }
 
     /// One set's bytes.
     pub fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
-        let m = self.data_request(Builder::new(kind::RESTORE).u32(tag::OBJECT, object));
-        let r = self.signed(s, m)?;
-        let info = *r
-            .sets()?
+        let (addr, cap) = self.data_buffer();
+        let r = self.signed(s, &Request::Restore { object, addr, cap })?;
+        let info = *Self::sets(r)?
+            .0
             .first()
             .ok_or_else(|| Error::BadCompletion("RESTORE without the set's record".into()))?;
         let d = self.data;
@@ -428,23 +378,22 @@ impl<T: CardIo> Client<T> {
 
     /// The session's sets (metadata).
     pub fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
-        self.signed(s, Builder::new(kind::LIST))?.sets()
+        Ok(Self::sets(self.signed(s, &Request::List)?)?.0)
     }
 
     /// Announce reboot stage `stage`; returns the sets (of every
     /// application) the card holds for it.
     pub fn announce(&mut self, stage: u32) -> Result<Vec<SetInfo>> {
-        self.call(Builder::new(kind::STAGE).u32(tag::STAGE, stage), None)?
-            .sets()
+        Ok(Self::sets(self.call(&Request::Stage { stage }, None)?)?.0)
     }
 
     /// The session's sets for an announced reboot stage, with their bytes.
     pub fn fetch(&mut self, s: &Session, stage: u32) -> Result<Vec<(SetInfo, Vec<u8>)>> {
-        let m = self.data_request(Builder::new(kind::FETCH).u32(tag::STAGE, stage));
-        let r = self.signed(s, m)?;
+        let (addr, cap) = self.data_buffer();
+        let r = self.signed(s, &Request::Fetch { stage, addr, cap })?;
         let d = self.data;
         let mut out = Vec::new();
-        for info in r.sets()? {
+        for info in Self::sets(r)?.0 {
             let bytes = self.get(d, info.data_offset as usize, info.len as usize)?;
             if crc32c(&bytes) != info.crc {
                 return Err(Error::BadCompletion(format!(
@@ -469,29 +418,36 @@ impl<T: CardIo> Client<T> {
     ) -> Result<u32> {
         let d = self.data;
         self.put(d, 0, data)?;
-        let addr = self.iova(d);
-        let f = if cold { flags::COLD } else { 0 } | if overwrite { flags::OVERWRITE } else { 0 };
-        let m = Builder::new(kind::LOG_APPEND)
-            .u32(tag::OBJECT, object)
-            .u32(tag::FLAGS, f)
-            .u64(tag::DATA_ADDR, addr)
-            .u32(tag::DATA_LEN, data.len() as u32);
-        self.signed(s, m)?.need_u32(tag::TO)
+        let r = Request::LogAppend {
+            object,
+            flags: tier_flag(cold) | if overwrite { flags::OVERWRITE } else { 0 },
+            addr: self.iova(d),
+            len: data.len() as u32,
+        };
+        match self.signed(s, &r)? {
+            Response::Appended { offset } => Ok(offset),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Every unread record of the application in a tier's log, at once.
     pub fn log_read(&mut self, s: &Session, cold: bool) -> Result<LogRead> {
-        let m = self.data_request(
-            Builder::new(kind::LOG_READ).u32(tag::FLAGS, if cold { flags::COLD } else { 0 }),
-        );
-        let r = self.signed(s, m)?;
-        let infos = msg::unpack(
-            &r.bytes(tag::RECORDS)?,
-            LogInfo::BYTES,
-            LogInfo::from_bytes,
-            tag::RECORDS,
-        )
-        .map_err(|e| Error::BadCompletion(e.to_string()))?;
+        let (addr, cap) = self.data_buffer();
+        let r = Request::LogRead {
+            flags: tier_flag(cold),
+            addr,
+            cap,
+        };
+        let Response::Log {
+            records: infos,
+            head,
+            tail,
+        } = self.signed(s, &r)?
+        else {
+            return Err(Error::BadCompletion(
+                "LOG_READ answered without records".into(),
+            ));
+        };
         let d = self.data;
         let mut records = Vec::with_capacity(infos.len());
         for li in infos {
@@ -500,27 +456,32 @@ impl<T: CardIo> Client<T> {
         }
         Ok(LogRead {
             records,
-            head: r.need_u32(tag::LOG_HEAD)?,
-            tail: r.need_u32(tag::LOG_TAIL)?,
+            head,
+            tail,
         })
     }
 
     /// Clear the log up to `to` (a record offset or the head from a
     /// LOG_READ): the reader has consumed it.
     pub fn log_trim(&mut self, s: &Session, cold: bool, to: u32) -> Result<()> {
-        let m = Builder::new(kind::LOG_TRIM)
-            .u32(tag::FLAGS, if cold { flags::COLD } else { 0 })
-            .u32(tag::TO, to);
-        self.signed(s, m).map(|_| ())
+        let r = Request::LogTrim {
+            flags: tier_flag(cold),
+            to: Some(to),
+        };
+        match self.signed(s, &r)? {
+            Response::Log { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
     }
 
     /// Erase a tier's record table (keeping the firmware's own records).
     pub fn format(&mut self, s: &Session, cold: bool) -> Result<()> {
-        self.signed(
+        Self::done(self.signed(
             s,
-            Builder::new(kind::FORMAT).u32(tag::FLAGS, if cold { flags::COLD } else { 0 }),
-        )
-        .map(|_| ())
+            &Request::Format {
+                flags: tier_flag(cold),
+            },
+        )?)
     }
 
     /// Send raw request bytes (tests of the firmware's input checking);

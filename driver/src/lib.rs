@@ -32,13 +32,17 @@
 pub mod asynch;
 pub mod backend;
 pub mod card;
+pub mod crc;
+pub mod credentials;
 pub mod dma;
 pub mod error;
 pub mod firmware;
 pub mod io;
+pub mod spec;
 
 #[cfg(feature = "async")]
 pub use asynch::AsyncCard;
 pub use card::{Card, CardStatus, Committed, Options, Tier, TierStatus};
 pub use error::{Error, Result};
 pub use io::{CardIo, DmaWindow};
+pub use spec::{card_spec, open_card, DEFAULT_CARD};

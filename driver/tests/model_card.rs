@@ -416,3 +416,51 @@ fn a_reduced_controller_is_refused_what_it_lacks() {
     assert_eq!(c.seq, 1);
     assert_eq!(card.restore(key, Tier::Warm).unwrap(), b"image");
 }
+
+#[test]
+fn validate_image_checks_every_byte_of_an_image_longer_than_a_transfer() {
+    let (mut card, key) = open();
+    let len = contract::MAX_TRANSFER as usize * 3 / 2; // two VALIDATE transfers
+    let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+    let c = card.checkpoint(key, Tier::Warm, &data).unwrap();
+    assert_eq!(
+        card.validate_image(key, Tier::Warm).unwrap(),
+        (len as u32, c.crc)
+    );
+    // A flipped bit past the first transfer: the old check (the first
+    // MiB only, no CRC past it) called this image valid.
+    let st = card.tier_status(Tier::Warm).unwrap();
+    let base = if st.active == 0 {
+        DEFAULT_GEOMETRY.region_a_base()
+    } else {
+        DEFAULT_GEOMETRY.region_b_base()
+    } as usize;
+    card.io().model().nv[0][base + len - 5] ^= 0x10;
+    assert!(matches!(
+        card.validate_image(key, Tier::Warm),
+        Err(Error::Device {
+            status: Status::CrcMismatch
+        })
+    ));
+    // An empty tier is a valid empty image.
+    assert_eq!(card.validate_image(key, Tier::Cold).unwrap(), (0, 0));
+}
+
+#[test]
+fn validate_image_reports_a_dead_card_as_a_timeout() {
+    let opts = Options {
+        op_timeout: Duration::from_millis(200),
+        ..Options::default()
+    };
+    let mut card = Card::open(ModelIo::new(DEFAULT_GEOMETRY, 8 << 20), opts).unwrap();
+    let key = card
+        .program_entry(1, 0xABCDE, 0, DEFAULT_GEOMETRY.region_size, REGION)
+        .unwrap();
+    card.checkpoint(key, Tier::Warm, &[1u8; 64]).unwrap();
+    // The controller stops taking descriptors: no completion comes.
+    card.io().write32(reg::CTRL, 0).unwrap();
+    match card.validate_image(key, Tier::Warm) {
+        Err(Error::Timeout { .. }) => {}
+        other => panic!("expected a timeout, got {other:?}"),
+    }
+}

@@ -2,23 +2,24 @@
 //! record tables in the controller's regions, delivers sets at reboot
 //! stages, separates warm and cold persistence, runs the append log for
 //! backup readers and authenticates requests. See `docs/firmware.md`.
+//! The wire protocol (TLV, typed messages, credentials, the mailbox
+//! registers) is the `hitless-proto` crate's, shared with the host driver.
 //!
 //! | module | what |
 //! |---|---|
-//! | [`tlv`] | the versioned TLV wire format |
-//! | [`msg`] | request and response kinds, fields, result codes |
-//! | [`auth`] | application secrets and request MACs |
 //! | [`records`] | the record table and the splice plan |
 //! | [`manager`] | the memory manager over a [`manager::Controller`] |
-//! | [`mailbox`] | the mailbox registers and the request loop step |
+//! | [`mailbox`] | the loop step that runs one mailbox request |
+//! | [`ring_controller`] | the [`manager::Controller`] over the shared ring engine, for any platform bus |
 //! | [`model`] | a model of what the card must answer, for tests |
+#![forbid(unsafe_code)]
 
-pub mod auth;
 pub mod mailbox;
 pub mod manager;
 pub mod model;
-pub mod msg;
 pub mod records;
-pub mod tlv;
+pub mod ring_controller;
 
-pub use manager::{Controller, HostMemory, MemoryManager};
+pub use hitless_proto as proto;
+pub use manager::{AccessError, Controller, FirmwareError, HostMemory, MemoryManager};
+pub use ring_controller::{LocalLayout, RingController};

@@ -2,7 +2,7 @@
 //! property tests compare the firmware (through the driver and the
 //! simulated card) against.
 
-use crate::msg::TierSel;
+use hitless_proto::msg::TierSel;
 use std::collections::BTreeMap;
 
 /// One stored set as the model keeps it.

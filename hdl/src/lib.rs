@@ -2,6 +2,7 @@
 //! the `rtl` feature) the rust-hdl RTL.
 
 pub mod contract;
+pub mod logring;
 pub mod model;
 
 #[cfg(feature = "rtl")]

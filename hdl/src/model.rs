@@ -36,11 +36,10 @@
 
 mod check;
 mod host;
-mod logring;
 
+pub use crate::logring::{parse_log, LogError, LogRecord};
 pub use check::{check_descriptor, log_base, region_base, tier_bytes, translate, Plan, PtEntry};
 pub use host::{HostMemory, PageHasher, PagedMemory, PAGE_BYTES};
-pub use logring::{parse_log, LogError, LogRecord};
 
 use crate::contract::{
     crc32c, ctrl, flags, irq, log_header_word, log_pad_word, log_record_bytes, log_trailer_word,

@@ -21,6 +21,9 @@ pub enum SimError {
     CsrError { offset: u32 },
     #[error("the controller did not {what} within {cycles} cycles")]
     Timeout { what: &'static str, cycles: u64 },
+    /// The ring engine refused (ring full, a mismatched completion).
+    #[error(transparent)]
+    Ring(hitless_ring::RingError),
 }
 
 /// Timing of the three ports.

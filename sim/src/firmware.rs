@@ -1,135 +1,124 @@
 //! The card's firmware running inside `hitless-sim`: a thread that owns
 //! the controller's rings (in card-local RAM), serves the mailbox page of
 //! BAR0 and runs the memory manager. It drives the controller through the
-//! same driver core the host uses (`hitless_driver::Card`), over the
-//! in-process register path instead of a bus.
+//! firmware's own `RingController` (the ring engine the host driver uses
+//! too), over the in-process register path instead of a bus.
 
 use crate::local::{LocalMemory, LOCAL_BASE};
-use crate::service::CardService;
-use hitless_driver::{Card, CardIo, DmaWindow, Options};
+use crate::service::{CardService, ServiceError};
 use hitless_firmware::mailbox::{self, Mailbox, Pending};
-use hitless_firmware::manager::{Controller, HostMemory, MemoryManager, SCRATCH_BYTES};
-use hitless_firmware::msg::Code;
-use hitless_hdl::contract::{reg, Completion, Descriptor};
+use hitless_firmware::manager::{AccessError, HostMemory, MemoryManager, SCRATCH_BYTES};
+use hitless_firmware::{LocalLayout, RingController};
+use hitless_hdl::contract::reg;
+use hitless_proto::msg::Code;
+use hitless_ring::RingIo;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bytes of local RAM for the firmware's rings (the rest is scratch).
 const RING_BYTES: usize = 64 << 10;
 
-/// The firmware's window onto local RAM for its rings.
-struct RingWindow(LocalMemory);
+/// A reset (or power cut) under a running operation: its completion will
+/// never come.
+#[derive(Debug, thiserror::Error)]
+#[error("the card was reset during the operation")]
+struct ResetDuringOperation;
 
-impl DmaWindow for RingWindow {
-    fn iova(&self) -> u64 {
-        LOCAL_BASE
-    }
-    fn len(&self) -> usize {
-        RING_BYTES
-    }
-    fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
-        offset + buf.len() <= RING_BYTES && self.0.read(offset, buf)
-    }
-    fn write(&mut self, offset: usize, data: &[u8]) -> bool {
-        offset + data.len() <= RING_BYTES && self.0.write(offset, data)
-    }
-}
-
-/// The controller's registers as the card's CPU reaches them.
-struct LocalIo {
+/// The controller's registers and card-local RAM as the card's CPU
+/// reaches them.
+struct LocalBus {
     svc: CardService,
-    window: RingWindow,
+    local: LocalMemory,
     /// The service's reset count when the firmware took the controller.
     resets: u64,
+    epoch: Instant,
 }
 
-impl CardIo for LocalIo {
-    fn read32(&mut self, offset: u32) -> hitless_driver::Result<u32> {
+impl LocalBus {
+    fn offset(&self, what: &'static str, addr: u64, len: usize) -> Result<usize, AccessError> {
+        addr.checked_sub(LOCAL_BASE)
+            .and_then(|o| usize::try_from(o).ok())
+            .filter(|o| {
+                o.checked_add(len)
+                    .is_some_and(|end| end <= self.local.len())
+            })
+            .ok_or(AccessError::OutOfRange {
+                what,
+                offset: addr,
+                len,
+                size: self.local.len(),
+            })
+    }
+}
+
+fn svc_err(what: &'static str) -> impl FnOnce(ServiceError) -> AccessError {
+    move |e| AccessError::transport(what, e)
+}
+
+impl RingIo for LocalBus {
+    type Error = AccessError;
+    fn read32(&mut self, offset: u32) -> Result<u32, AccessError> {
         self.svc
             .read32(offset)
-            .map_err(|e| hitless_driver::Error::Transport(e.to_string()))
+            .map_err(svc_err("a controller register read"))
     }
-    fn write32(&mut self, offset: u32, value: u32) -> hitless_driver::Result<()> {
+    fn write32(&mut self, offset: u32, value: u32) -> Result<(), AccessError> {
         self.svc
             .write32(offset, value)
-            .map_err(|e| hitless_driver::Error::Transport(e.to_string()))
+            .map_err(svc_err("a controller register write"))
     }
-    fn dma(&mut self) -> &mut dyn DmaWindow {
-        &mut self.window
+    fn mem_write(&mut self, addr: u64, data: &[u8]) -> Result<(), AccessError> {
+        let at = self.offset("a local RAM write", addr, data.len())?;
+        if self.local.write(at, data) {
+            Ok(())
+        } else {
+            Err(AccessError::transport("a local RAM write", "refused"))
+        }
     }
-    fn wait_irq(&mut self, timeout: Duration) -> hitless_driver::Result<bool> {
-        // A reset (or power cut) under a running operation: its completion
-        // will never come, give up now rather than at the timeout.
+    fn mem_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), AccessError> {
+        let at = self.offset("a local RAM read", addr, buf.len())?;
+        if self.local.read(at, buf) {
+            Ok(())
+        } else {
+            Err(AccessError::transport("a local RAM read", "refused"))
+        }
+    }
+    fn idle(&mut self, slice: Duration) -> Result<bool, AccessError> {
+        // Give up at once rather than at the timeout when the card was
+        // reset under the operation.
         if self.svc.resets() != self.resets {
-            return Err(hitless_driver::Error::Transport(
-                "the card was reset during the operation".into(),
-            ));
+            return Err(AccessError::transport("waiting", ResetDuringOperation));
         }
         // The completion ring is in local RAM: polling it costs nothing.
-        std::thread::sleep(timeout.min(Duration::from_micros(50)));
+        std::thread::sleep(slice.min(Duration::from_micros(50)));
         Ok(false)
     }
-    fn describe(&self) -> String {
-        "card-local controller".into()
+    fn now(&self) -> Duration {
+        self.epoch.elapsed()
     }
 }
 
-/// The memory manager's controller: the driver core on local RAM.
-pub struct LocalController {
-    card: Card<LocalIo>,
-    local: LocalMemory,
-}
-
-impl Controller for LocalController {
-    fn read32(&mut self, offset: u32) -> Result<u32, String> {
-        self.card.io().read32(offset).map_err(|e| e.to_string())
-    }
-    fn write32(&mut self, offset: u32, value: u32) -> Result<(), String> {
-        self.card
-            .io()
-            .write32(offset, value)
-            .map_err(|e| e.to_string())
-    }
-    fn execute(&mut self, d: Descriptor) -> Result<Completion, String> {
-        self.card.execute_raw(d).map_err(|e| e.to_string())
-    }
-    fn scratch(&self) -> (u64, usize) {
-        (LOCAL_BASE + RING_BYTES as u64, SCRATCH_BYTES)
-    }
-    fn scratch_write(&mut self, offset: usize, data: &[u8]) -> Result<(), String> {
-        if offset + data.len() <= SCRATCH_BYTES && self.local.write(RING_BYTES + offset, data) {
-            Ok(())
-        } else {
-            Err(format!("scratch write {offset:#x}+{:#x}", data.len()))
-        }
-    }
-    fn scratch_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), String> {
-        if offset + buf.len() <= SCRATCH_BYTES && self.local.read(RING_BYTES + offset, buf) {
-            Ok(())
-        } else {
-            Err(format!("scratch read {offset:#x}+{:#x}", buf.len()))
-        }
-    }
-}
+/// The memory manager's controller.
+type LocalController = RingController<LocalBus>;
 
 /// Host memory through the card's DMA mappings.
 struct ServiceHost(CardService);
 
 impl HostMemory for ServiceHost {
-    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), String> {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), AccessError> {
         let v = self
             .0
             .host_read(addr, buf.len())
-            .map_err(|e| e.to_string())?;
+            .map_err(svc_err("a host memory read"))?;
         buf.copy_from_slice(&v);
         Ok(())
     }
-    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), String> {
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), AccessError> {
         self.0
             .host_write(addr, data.to_vec())
-            .map_err(|e| e.to_string())
+            .map_err(svc_err("a host memory write"))
     }
 }
 
@@ -196,15 +185,26 @@ impl Runner {
     fn boot(&mut self, published: u64) -> Result<(), String> {
         self.mm = None;
         self.resets_seen = self.svc.resets();
-        let local = self.svc.local().clone();
-        let io = LocalIo {
+        let bus = LocalBus {
             svc: self.svc.clone(),
-            window: RingWindow(local.clone()),
+            local: self.svc.local().clone(),
             resets: self.resets_seen,
+            epoch: Instant::now(),
         };
-        let card = Card::open(io, Options::default()).map_err(|e| e.to_string())?;
-        let ctl = LocalController { card, local };
-        let mut mm = MemoryManager::start(ctl, rand::random()).map_err(|e| e.to_string())?;
+        let layout = LocalLayout {
+            base: LOCAL_BASE,
+            ring_bytes: RING_BYTES as u64,
+            scratch_bytes: SCRATCH_BYTES,
+        };
+        let ctl = LocalController::take_over(
+            bus,
+            layout,
+            Duration::from_secs(30),
+            Duration::from_secs(10),
+        )
+        .map_err(|e| hitless_firmware::manager::chain(&e))?;
+        let mut mm = MemoryManager::start(ctl, rand::random())
+            .map_err(|e| hitless_firmware::manager::chain(&e))?;
         mm.keep_challenge(published);
         self.mm = Some(mm);
         Ok(())

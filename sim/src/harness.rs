@@ -1,9 +1,12 @@
-//! A minimal ring driver over `SimCard` for tests, benchmarks and the demo:
-//! rings in host memory, descriptor submission, completion polling.
-//! (The production driver lives in the `driver` crate.)
+//! The ring engine (`hitless-ring`, the one the driver and the firmware
+//! use) over `SimCard` for tests, benchmarks and the demo: rings in host
+//! memory at fixed addresses, time counted in the card's clock cycles.
 
 use crate::card::{SimCard, SimError};
-use hitless_hdl::contract::{ctrl, reg, Completion, Descriptor, CPL_BYTES, DESC_BYTES};
+use hitless_hdl::contract::{Completion, Descriptor};
+use hitless_hdl::model::HostMemory;
+use hitless_ring::{RingConfig, RingError, RingIo};
+use std::time::Duration;
 
 /// Host address of the descriptor ring.
 pub const DQ_ADDR: u64 = 0x1000_0000;
@@ -12,82 +15,102 @@ pub const CQ_ADDR: u64 = 0x2000_0000;
 /// Where test data buffers start in host memory.
 pub const DATA_ADDR: u64 = 0x4000_0000;
 
-/// Ring state on the host side.
-pub struct Rings {
-    pub dq_log2: u32,
-    pub cq_log2: u32,
-    pub tail: u16,
-    pub cq_tail: u16,
+/// One clock cycle of the simulated card as the ring engine counts time
+/// (the design's 100 MHz clock): timeouts given in cycles stay cycles.
+pub const CYCLE: Duration = Duration::from_nanos(10);
+
+/// Cycles the card is clocked while the engine waits.
+const IDLE_CYCLES: u64 = 32;
+
+impl From<RingError> for SimError {
+    fn from(e: RingError) -> Self {
+        match e {
+            RingError::Timeout { what, after } => SimError::Timeout {
+                what,
+                cycles: (after.as_nanos() / CYCLE.as_nanos()) as u64,
+            },
+            other => SimError::Ring(other),
+        }
+    }
 }
 
+/// The card as the ring engine sees it: waiting clocks it.
+struct Clocked<'a>(&'a mut SimCard);
+
+impl RingIo for Clocked<'_> {
+    type Error = SimError;
+    fn read32(&mut self, offset: u32) -> Result<u32, SimError> {
+        self.0.read_reg(offset)
+    }
+    fn write32(&mut self, offset: u32, value: u32) -> Result<(), SimError> {
+        self.0.write_reg(offset, value)
+    }
+    fn mem_write(&mut self, addr: u64, data: &[u8]) -> Result<(), SimError> {
+        self.0.host.write(addr, data);
+        Ok(())
+    }
+    fn mem_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), SimError> {
+        self.0.host.read(addr, buf);
+        Ok(())
+    }
+    fn idle(&mut self, _slice: Duration) -> Result<bool, SimError> {
+        self.0.run(IDLE_CYCLES);
+        Ok(false)
+    }
+    fn now(&self) -> Duration {
+        CYCLE * u32::try_from(self.0.cycle()).unwrap_or(u32::MAX)
+    }
+}
+
+fn cycles(limit: u64) -> Duration {
+    Duration::from_nanos(limit.saturating_mul(CYCLE.as_nanos() as u64))
+}
+
+/// The rings of a simulated card.
+pub struct Rings(hitless_ring::Rings);
+
 impl Rings {
-    /// Program the ring registers and enable the controller. The completion
-    /// ring is zeroed first: after a controller reset CQ_HEAD restarts at 0
-    /// with phase 1, and stale entries from before the reset would look new.
+    /// Program the ring registers and enable the controller with every
+    /// interrupt cause unmasked.
     pub fn setup(card: &mut SimCard, dq_log2: u32, cq_log2: u32) -> Result<Self, SimError> {
-        use hitless_hdl::model::HostMemory;
-        card.host
-            .write(CQ_ADDR, &vec![0u8; (CPL_BYTES as usize) << cq_log2]);
-        card.write_reg(reg::DQ_BASE_LO, DQ_ADDR as u32)?;
-        card.write_reg(reg::DQ_BASE_HI, (DQ_ADDR >> 32) as u32)?;
-        card.write_reg(reg::DQ_SIZE_LOG2, dq_log2)?;
-        card.write_reg(reg::CQ_BASE_LO, CQ_ADDR as u32)?;
-        card.write_reg(reg::CQ_BASE_HI, (CQ_ADDR >> 32) as u32)?;
-        card.write_reg(reg::CQ_SIZE_LOG2, cq_log2)?;
-        card.write_reg(reg::IRQ_MASK, 7)?;
-        card.write_reg(reg::CTRL, ctrl::ENABLE | ctrl::IRQ_ENABLE)?;
-        let tail = card.read_reg(reg::DQ_TAIL)? as u16;
-        let cq_tail = card.read_reg(reg::CQ_TAIL)? as u16;
-        Ok(Self {
+        let cfg = RingConfig {
+            dq_base: DQ_ADDR,
+            cq_base: CQ_ADDR,
             dq_log2,
             cq_log2,
-            tail,
-            cq_tail,
-        })
+            irq_mask: 7,
+        };
+        hitless_ring::Rings::start(&mut Clocked(card), cfg).map(Self)
     }
 
-    /// Write descriptors into the ring and ring the doorbell once.
+    /// The next descriptor index.
+    pub fn tail(&self) -> u16 {
+        self.0.tail()
+    }
+
+    /// The next completion index.
+    pub fn cq_tail(&self) -> u16 {
+        self.0.cq_tail()
+    }
+
+    /// Write descriptors into the ring and ring the doorbell once. No
+    /// room check: the tests drive the controller past full rings on
+    /// purpose (it must stall, or refuse the doorbell).
     pub fn submit(&mut self, card: &mut SimCard, descs: &[Descriptor]) -> Result<(), SimError> {
-        use hitless_hdl::model::HostMemory;
-        for d in descs {
-            let slot = (self.tail as u64) & ((1u64 << self.dq_log2) - 1);
-            card.host
-                .write(DQ_ADDR + slot * DESC_BYTES as u64, &d.to_bytes());
-            self.tail = self.tail.wrapping_add(1);
-        }
-        card.write_reg(reg::DQ_TAIL, self.tail as u32)
+        self.0
+            .submit_unchecked(&mut Clocked(card), descs)
+            .map(|_| ())
     }
 
-    /// Clock until `n` completions have arrived (by phase bit), consume them.
+    /// Clock until `n` completions have arrived (by phase bit), within
+    /// `limit` cycles; consume them, in ring order.
     pub fn wait(
         &mut self,
         card: &mut SimCard,
         n: usize,
         limit: u64,
     ) -> Result<Vec<Completion>, SimError> {
-        let start = card.cycle();
-        let mut out = Vec::with_capacity(n);
-        while out.len() < n {
-            let slot = (self.cq_tail as u64) & ((1u64 << self.cq_log2) - 1);
-            let addr = CQ_ADDR + slot * CPL_BYTES as u64;
-            let w = [card.host.read_u64(addr), card.host.read_u64(addr + 8)];
-            let c = Completion::from_words(w);
-            let expect_phase = (self.cq_tail >> self.cq_log2) & 1 == 0;
-            if c.phase == expect_phase {
-                out.push(c);
-                self.cq_tail = self.cq_tail.wrapping_add(1);
-                card.write_reg(reg::CQ_TAIL, self.cq_tail as u32)?;
-                continue;
-            }
-            if card.cycle() - start > limit {
-                return Err(SimError::Timeout {
-                    what: "post the expected completions",
-                    cycles: limit,
-                });
-            }
-            card.run(32);
-        }
-        Ok(out)
+        self.0.wait_next(&mut Clocked(card), n, cycles(limit))
     }
 
     /// Submit one descriptor and wait for its completion.

@@ -4,8 +4,8 @@
 
 use hitless_driver::firmware::{Client, OpenFlags};
 use hitless_driver::{CardIo, Error};
-use hitless_firmware::msg::{Code, TierSel};
 use hitless_hdl::contract::BootResult;
+use hitless_proto::msg::{Code, TierSel};
 use hitless_sim::inproc::InProcessCard;
 use hitless_sim::service::{Control, RegionSel};
 use std::time::Duration;
@@ -191,10 +191,10 @@ fn append_log_backup_reader() {
 
 #[test]
 fn credentials_and_bad_requests() {
-    use hitless_firmware::auth;
-    use hitless_firmware::msg::{kind, tag};
-    use hitless_firmware::tlv::Builder;
     use hitless_hdl::contract::MAX_MESSAGE;
+    use hitless_proto::auth;
+    use hitless_proto::msg::{kind, tag};
+    use hitless_proto::tlv::Builder;
 
     let dir = temp("auth");
     let card = InProcessCard::start(&dir).unwrap();

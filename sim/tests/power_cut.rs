@@ -132,7 +132,7 @@ fn cut_and_check(
     rings.submit(&mut card, &descs).unwrap();
     card.run(cut_after);
     // Was the last completion posted before the cut?
-    let last = rings.cq_tail.wrapping_add(descs.len() as u16 - 1);
+    let last = rings.cq_tail().wrapping_add(descs.len() as u16 - 1);
     let w1 = card.host.read_u64(CQ_ADDR + (last as u64 & 3) * 16 + 8);
     let completed = contract::Completion::from_words([0, w1]).phase == ((last >> 2) & 1 == 0);
     let mut card = match cut {

@@ -65,7 +65,10 @@ fn checkpoint_restore_and_power_cycle_over_vfio_user() {
     }
     // One client at a time: a second is refused clearly.
     match VfioUserIo::connect(&p.socket, 1 << 20, TIMEOUT) {
-        Err(Error::Transport(m)) => assert!(m.contains("already has a client"), "{m}"),
+        Err(e @ Error::Transport { .. }) => {
+            let m = e.chain();
+            assert!(m.contains("already has a client"), "{m}")
+        }
         Err(e) => panic!("{e}"),
         Ok(_) => panic!("second client accepted"),
     }

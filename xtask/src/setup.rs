@@ -1,7 +1,9 @@
 //! `cargo xtask setup`: make a fresh Debian machine ready to build and test.
 //!
 //! Checks the system tools on PATH and installs the missing ones with
-//! `apt-get` (as root, or through `sudo`). Quiet when nothing is missing.
+//! `apt-get` (as root, or through `sudo`), apt's transcript going to
+//! `target/setup-apt.log`: one line per installed tool, one line when
+//! nothing is missing.
 
 use crate::util::{self, on_path};
 use anyhow::{bail, Context, Result};
@@ -29,17 +31,77 @@ pub fn tools() -> Result<()> {
     };
     let todo = missing();
     if !todo.is_empty() {
-        println!("setup: installing {}", todo.join(" "));
+        println!(
+            "setup: installing {} with apt-get (its output: {})",
+            todo.join(" "),
+            apt_log().display()
+        );
         apt_install(&todo)?;
         let still = missing();
         if !still.is_empty() {
             bail!(
-                "setup: still missing after apt-get install: {}",
-                still.join(" ")
+                "setup: still missing after apt-get install: {} (see {})",
+                still.join(" "),
+                apt_log().display()
             );
+        }
+        for (exe, pkg) in TOOLS.iter().filter(|(_, pkg)| todo.contains(pkg)) {
+            println!("setup: installed {pkg}: {}", version_line(exe));
         }
     }
     println!("setup: all tools present");
+    Ok(())
+}
+
+/// Where apt-get's transcript goes (not to the terminal: one line per
+/// installed tool is what a user needs to see).
+fn apt_log() -> PathBuf {
+    util::root().join("target/setup-apt.log")
+}
+
+/// The first line a tool prints of its version.
+fn version_line(exe: &str) -> String {
+    let flag = if exe == "yosys" { "-V" } else { "--version" };
+    Command::new(exe)
+        .arg(flag)
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "on PATH".into())
+}
+
+/// Run an apt-get command with its output appended to [`apt_log`]; on
+/// failure, the log's last lines are in the error.
+fn run_logged(cmd: &mut Command) -> Result<()> {
+    let path = apt_log();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| dir.display().to_string())?;
+    }
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| path.display().to_string())?;
+    let status = cmd
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .with_context(|| format!("could not run {cmd:?}"))?;
+    if !status.success() {
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap_or_default()).into_owned();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "{cmd:?} failed ({status}); the end of {}:\n{}",
+            path.display(),
+            tail.join("\n")
+        );
+    }
     Ok(())
 }
 
@@ -80,9 +142,9 @@ fn apt_install(packages: &[&str]) -> Result<()> {
         );
     }
     if !UPDATED.swap(true, Ordering::SeqCst) {
-        util::run(apt()?.arg("update"))?;
+        run_logged(apt()?.arg("update"))?;
     }
-    util::run(
+    run_logged(
         apt()?
             .args(["install", "-y", "--no-install-recommends"])
             .args(packages),

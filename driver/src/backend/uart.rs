@@ -68,7 +68,7 @@ impl Port {
         if self.desync.get() {
             std::thread::sleep(self.resync_wait());
             termios::tcflush(&self.fd, QueueSelector::IFlush)
-                .map_err(|e| Error::Transport(format!("tcflush: {e}")))?;
+                .map_err(|e| Error::transport("tcflush", e))?;
         }
         self.desync.set(true);
         let deadline = self.deadline(request.len() + reply.len());
@@ -82,14 +82,14 @@ impl Port {
             match rustix::io::write(&self.fd, &request[sent..]) {
                 Ok(n) => sent += n,
                 Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(Error::Transport(format!("serial write: {e}"))),
+                Err(e) => return Err(Error::transport("serial write", e)),
             }
         }
         let mut got = 0;
         while got < reply.len() {
             if let Err(e) = self.wait(PollFlags::IN, deadline, "the board's UART reply") {
                 return Err(match e {
-                    Error::Timeout { .. } if got > 0 => Error::Transport(format!(
+                    Error::Timeout { .. } if got > 0 => Error::transport_msg(format!(
                         "short reply from the board: {got} of {} bytes",
                         reply.len()
                     )),
@@ -97,10 +97,10 @@ impl Port {
                 });
             }
             match rustix::io::read(&self.fd, &mut reply[got..]) {
-                Ok(0) => return Err(Error::Transport("serial port closed".into())),
+                Ok(0) => return Err(Error::transport_msg("serial port closed")),
                 Ok(n) => got += n,
                 Err(rustix::io::Errno::AGAIN) | Err(rustix::io::Errno::INTR) => {}
-                Err(e) => return Err(Error::Transport(format!("serial read: {e}"))),
+                Err(e) => return Err(Error::transport("serial read", e)),
             }
         }
         self.desync.set(false);
@@ -127,14 +127,14 @@ impl Port {
                 Ok(_) => {
                     let ev = fds[0].revents();
                     if ev.intersects(PollFlags::ERR | PollFlags::NVAL) {
-                        return Err(Error::Transport("serial port error".into()));
+                        return Err(Error::transport_msg("serial port error"));
                     }
                     // HUP with data still readable: let read() drain it.
                     if ev.intersects(flags | PollFlags::HUP) {
                         return Ok(());
                     }
                 }
-                Err(e) => return Err(Error::Transport(format!("poll: {e}"))),
+                Err(e) => return Err(Error::transport("poll", e)),
             }
         }
     }
@@ -161,7 +161,7 @@ impl Port {
             self.transact(&req, &mut ack)?;
             if ack[0] != REPLY_OK {
                 self.desync.set(true);
-                return Err(Error::Transport(format!(
+                return Err(Error::transport_msg(format!(
                     "memory write: the board answered {:#04x}, not 'K'",
                     ack[0]
                 )));
@@ -245,18 +245,18 @@ impl UartIo {
             OFlags::RDWR | OFlags::NOCTTY | OFlags::NONBLOCK | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| Error::Transport(format!("{}: {e}", path.display())))?;
+        .map_err(|e| Error::transport(format!("{}", path.display()), e))?;
         let mut t = termios::tcgetattr(&fd)
-            .map_err(|e| Error::Transport(format!("{}: not a tty: {e}", path.display())))?;
+            .map_err(|e| Error::transport(format!("{}: not a tty", path.display()), e))?;
         t.make_raw();
         t.control_modes |= termios::ControlModes::CLOCAL | termios::ControlModes::CREAD;
         t.control_modes -= termios::ControlModes::CSTOPB | termios::ControlModes::PARENB;
         t.set_speed(baud)
-            .map_err(|e| Error::Transport(format!("{}: {baud} baud: {e}", path.display())))?;
+            .map_err(|e| Error::transport(format!("{}: {baud} baud", path.display()), e))?;
         termios::tcsetattr(&fd, OptionalActions::Now, &t)
-            .map_err(|e| Error::Transport(format!("{}: tcsetattr: {e}", path.display())))?;
+            .map_err(|e| Error::transport(format!("{}: tcsetattr", path.display()), e))?;
         termios::tcflush(&fd, QueueSelector::IOFlush)
-            .map_err(|e| Error::Transport(format!("{}: tcflush: {e}", path.display())))?;
+            .map_err(|e| Error::transport(format!("{}: tcflush", path.display()), e))?;
         Ok(Self {
             window: Window {
                 port: Port {
@@ -313,12 +313,12 @@ impl CardIo for UartIo {
         self.window.port.transact(&req, &mut ack)?;
         match ack[0] {
             REPLY_OK => Ok(()),
-            REPLY_ERR => Err(Error::Transport(format!(
+            REPLY_ERR => Err(Error::transport_msg(format!(
                 "register write {value:#x} to {offset:#x}: error response"
             ))),
             other => {
                 self.window.port.desync.set(true);
-                Err(Error::Transport(format!(
+                Err(Error::transport_msg(format!(
                     "register write: the board answered {other:#04x}, not 'K' or 'E'"
                 )))
             }
@@ -358,11 +358,11 @@ mod tests {
         // Not a tty: a transport error, not a panic.
         assert!(matches!(
             UartIo::from_spec("/dev/null@9600", t),
-            Err(Error::Transport(_))
+            Err(Error::Transport { .. })
         ));
         assert!(matches!(
             UartIo::from_spec("/nonexistent/tty", t),
-            Err(Error::Transport(_))
+            Err(Error::Transport { .. })
         ));
     }
 

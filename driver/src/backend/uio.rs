@@ -48,7 +48,7 @@ fn open_rw(path: &Path) -> Result<File> {
         .read(true)
         .write(true)
         .open(path)
-        .map_err(|e| Error::Transport(format!("{}: {e}", path.display())))
+        .map_err(|e| Error::transport(format!("{}", path.display()), e))
 }
 
 impl UioIo {
@@ -62,7 +62,7 @@ impl UioIo {
             .offset(cfg.regs_offset)
             .len(REGS_LEN as usize)
             .map_raw(&regs_file)
-            .map_err(|e| Error::Transport(format!("mapping {}: {e}", cfg.regs.display())))?;
+            .map_err(|e| Error::transport(format!("mapping {}", cfg.regs.display()), e))?;
         let dma_file = open_rw(&cfg.dma)?;
         // SAFETY: the DMA buffer is shared with the controller (a device),
         // which writes it by DMA; the driver only touches it between
@@ -73,7 +73,7 @@ impl UioIo {
                 .len(cfg.dma_len as usize)
                 .map_mut(&dma_file)
         }
-        .map_err(|e| Error::Transport(format!("mapping {}: {e}", cfg.dma.display())))?;
+        .map_err(|e| Error::transport(format!("mapping {}", cfg.dma.display()), e))?;
         Ok(Self {
             regs_file,
             regs,
@@ -132,7 +132,7 @@ impl CardIo for UioIo {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: timeout.subsec_nanos() as i64,
         };
-        let n = poll(&mut fds, Some(&ts)).map_err(|e| Error::Transport(format!("poll: {e}")))?;
+        let n = poll(&mut fds, Some(&ts)).map_err(|e| Error::transport("poll", e))?;
         if n == 0 {
             return Ok(false);
         }
@@ -186,7 +186,7 @@ mod tests {
             regs: "/nonexistent/uio".into(),
             ..cfg
         };
-        assert!(matches!(UioIo::open(&bad), Err(Error::Transport(_))));
+        assert!(matches!(UioIo::open(&bad), Err(Error::Transport { .. })));
         let _ = std::fs::remove_file(regs);
         let _ = std::fs::remove_file(dma);
     }

@@ -80,7 +80,7 @@ pub struct VfioIo {
 }
 
 fn vfio_err(what: &str, e: std::io::Error) -> Error {
-    Error::Transport(format!("{what}: {e}"))
+    Error::transport(what, e)
 }
 
 impl VfioIo {
@@ -89,7 +89,7 @@ impl VfioIo {
     pub fn open(bdf: Bdf, window_len: usize) -> Result<Self> {
         let path = bdf.sysfs();
         if !path.exists() {
-            return Err(Error::Transport(format!(
+            return Err(Error::transport_msg(format!(
                 "no PCI device {bdf} (is the card present and bound to vfio-pci? see docs/driver.md)"
             )));
         }
@@ -97,9 +97,9 @@ impl VfioIo {
             .map_err(|e| vfio_err(&format!("opening {bdf} with VFIO"), e))?;
         let bar0 = device
             .bar(0)
-            .ok_or_else(|| Error::Transport(format!("{bdf} has no BAR0")))?;
+            .ok_or_else(|| Error::transport_msg(format!("{bdf} has no BAR0")))?;
         if bar0.len() < 4096 {
-            return Err(Error::Transport(format!(
+            return Err(Error::transport_msg(format!(
                 "{bdf}: BAR0 is {} bytes, need 4096",
                 bar0.len()
             )));
@@ -113,7 +113,9 @@ impl VfioIo {
             .map(|r| (r.start.next_multiple_of(align as u64), r.end))
             .find(|&(s, e)| s.checked_add(len as u64).is_some_and(|end| end <= e))
             .map(|(s, _)| s)
-            .ok_or_else(|| Error::Transport(format!("{bdf}: no IOVA range holds {len} bytes")))?;
+            .ok_or_else(|| {
+                Error::transport_msg(format!("{bdf}: no IOVA range holds {len} bytes"))
+            })?;
         let map = memmap2::MmapMut::map_anon(len)
             .map_err(|e| vfio_err("allocating the DMA window", e))?;
         // SAFETY: the window stays mapped (owned by `self.window`) for as
@@ -134,7 +136,7 @@ impl VfioIo {
                 0,
                 rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK,
             )
-            .map_err(|e| Error::Transport(format!("eventfd: {e}")))?;
+            .map_err(|e| Error::transport("eventfd", e))?;
             msix.enable(&[fd.as_raw_fd()])
                 .map_err(|e| vfio_err("enabling MSI-X", e))?;
             Some(fd)
@@ -188,12 +190,12 @@ impl CardIo for VfioIo {
             tv_sec: timeout.as_secs() as i64,
             tv_nsec: timeout.subsec_nanos() as i64,
         };
-        if poll(&mut fds, Some(&ts)).map_err(|e| Error::Transport(format!("poll: {e}")))? == 0 {
+        if poll(&mut fds, Some(&ts)).map_err(|e| Error::transport("poll", e))? == 0 {
             return Ok(false);
         }
         let mut count = [0u8; 8];
         rustix::io::read(fd.as_fd(), &mut count)
-            .map_err(|e| Error::Transport(format!("eventfd read: {e}")))?;
+            .map_err(|e| Error::transport("eventfd read", e))?;
         Ok(true)
     }
     fn describe(&self) -> String {
@@ -241,7 +243,10 @@ mod tests {
     fn a_missing_device_is_a_clear_error() {
         // This machine has no such device (and no VFIO): an error, no panic.
         match VfioIo::open("0000:ff:1f.7".parse().unwrap(), 1 << 20) {
-            Err(Error::Transport(msg)) => assert!(msg.contains("0000:ff:1f.7"), "{msg}"),
+            Err(e @ Error::Transport { .. }) => {
+                let msg = e.chain();
+                assert!(msg.contains("0000:ff:1f.7"), "{msg}")
+            }
             Err(e) => panic!("unexpected error {e}"),
             Ok(_) => panic!("opened a device that does not exist"),
         }

@@ -47,7 +47,7 @@ fn vu(e: hitless_vfio_user::Error) -> Error {
             what: "the card process",
             after,
         },
-        other => Error::Transport(other.to_string()),
+        other => Error::transport("vfio-user", other),
     }
 }
 
@@ -57,18 +57,17 @@ impl VfioUserIo {
     /// (this one included) gives up after `timeout`.
     pub fn connect(socket: &Path, window_len: usize, timeout: Duration) -> Result<Self> {
         let mut client = Client::connect(socket, timeout).map_err(|e| match e {
-            hitless_vfio_user::Error::Busy => Error::Transport(format!(
+            hitless_vfio_user::Error::Busy => Error::transport_msg(format!(
                 "{} already has a client attached (a vfio-user card serves one at a time)",
                 socket.display()
             )),
-            other => Error::Transport(format!("{}: {other}", socket.display())),
+            other => Error::transport(format!("{}", socket.display()), other),
         })?;
-        let buf =
-            DmaBuffer::new(window_len).map_err(|e| Error::Transport(format!("DMA window: {e}")))?;
+        let buf = DmaBuffer::new(window_len).map_err(|e| Error::transport("DMA window", e))?;
         client
             .dma_map(buf.fd(), WINDOW_IOVA, buf.len() as u64, 0)
             .map_err(vu)?;
-        let irq = IrqEvent::new().map_err(|e| Error::Transport(format!("eventfd: {e}")))?;
+        let irq = IrqEvent::new().map_err(|e| Error::transport("eventfd", e))?;
         client
             .set_irqs(card::IRQ_INDEX, 0, &[irq.as_fd()])
             .map_err(vu)?;
@@ -97,7 +96,7 @@ impl CardIo for VfioUserIo {
         self.irq
             .wait(timeout)
             .map(|n| n.is_some())
-            .map_err(|e| Error::Transport(format!("interrupt eventfd: {e}")))
+            .map_err(|e| Error::transport("interrupt eventfd", e))
     }
     fn describe(&self) -> String {
         format!("vfio-user {}", self.path.display())

@@ -1,6 +1,7 @@
-//! Reading the append-log ring (the backup reader's side).
+//! Reading the append-log ring (the backup reader's side): the log record
+//! format of the contract, parsed. Used by the reference model and by the
+//! card firmware, which must not depend on the model.
 
-use super::check::log_base;
 use crate::contract::{
     crc32c, log_record_bytes, log_trailer_word, NvGeometry, LOG_HEADER_BYTES, LOG_PAD_MAGIC,
     LOG_RECORD_MAGIC, MAX_TRANSFER,
@@ -57,7 +58,7 @@ pub fn parse_log(
     tail: u32,
 ) -> Result<Vec<LogRecord>, LogError> {
     let size = geometry.log_size as u64;
-    let base = log_base(geometry);
+    let base = geometry.log_base() as u64;
     if size == 0 || base + size > nv_tier.len() as u64 {
         return Err(LogError::Geometry);
     }

@@ -1,0 +1,88 @@
+//! Card specifications: the one string a user gives to name a card and its
+//! transport (`--card`, `$HITLESS_CARD`), parsed and opened here so every
+//! program (the CLI, the daemon, tests) accepts the same ones.
+//!
+//! | spec | transport |
+//! |---|---|
+//! | `vfio-user:SOCKET` | the simulated card (`hitless-sim serve`) |
+//! | `vfio:DDDD:BB:DD.F` | a PCIe card bound to `vfio-pci` |
+//! | `uio:REGS,dma=PATH,iova=ADDR[,offset=N][,len=N][,irq]` | a Zynq board's UIO device |
+//! | `uart:/dev/ttyUSB0[@BAUD]` | a board without PCIe, over the UART bridge |
+
+use crate::error::Error;
+use crate::io::CardIo;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The local simulated card (`hitless-sim serve --socket` this path).
+pub const DEFAULT_CARD: &str = "vfio-user:/tmp/hitless/card.sock";
+
+/// The card to use: `explicit`, else `$HITLESS_CARD`, else [`DEFAULT_CARD`].
+pub fn card_spec(explicit: Option<String>) -> String {
+    explicit
+        .or_else(|| std::env::var("HITLESS_CARD").ok())
+        .unwrap_or_else(|| DEFAULT_CARD.to_string())
+}
+
+/// Open the card a spec names; every wait of the transport is bounded by
+/// `timeout`.
+pub fn open_card(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo>, Error> {
+    let (kind, rest) = spec
+        .split_once(':')
+        .ok_or_else(|| Error::InvalidArgument(format!("card {spec:?}: expected KIND:ADDRESS")))?;
+    match kind {
+        #[cfg(feature = "vfio-user")]
+        "vfio-user" => Ok(Box::new(crate::backend::vfio_user::VfioUserIo::connect(
+            std::path::Path::new(rest),
+            8 << 20,
+            timeout,
+        )?)),
+        #[cfg(feature = "vfio")]
+        "vfio" => Ok(Box::new(crate::backend::vfio::VfioIo::open(
+            rest.parse()?,
+            8 << 20,
+        )?)),
+        "uio" => {
+            let mut parts = rest.split(',');
+            let regs = parts
+                .next()
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| Error::InvalidArgument("uio: register device missing".into()))?;
+            let mut cfg = crate::backend::uio::UioConfig {
+                regs: regs.into(),
+                regs_offset: 0,
+                dma: PathBuf::new(),
+                dma_len: 8 << 20,
+                dma_iova: 0,
+                irq: false,
+            };
+            let num = |v: &str| -> Result<u64, Error> {
+                let r = match v.strip_prefix("0x") {
+                    Some(h) => u64::from_str_radix(h, 16),
+                    None => v.parse(),
+                };
+                r.map_err(|_| Error::InvalidArgument(format!("uio: not a number {v:?}")))
+            };
+            for p in parts {
+                match p.split_once('=') {
+                    Some(("dma", v)) => cfg.dma = v.into(),
+                    Some(("iova", v)) => cfg.dma_iova = num(v)?,
+                    Some(("offset", v)) => cfg.regs_offset = num(v)?,
+                    Some(("len", v)) => cfg.dma_len = num(v)?,
+                    None if p == "irq" => cfg.irq = true,
+                    _ => return Err(Error::InvalidArgument(format!("uio: unknown option {p:?}"))),
+                }
+            }
+            if cfg.dma.as_os_str().is_empty() {
+                return Err(Error::InvalidArgument("uio: dma=PATH missing".into()));
+            }
+            Ok(Box::new(crate::backend::uio::UioIo::open(&cfg)?))
+        }
+        "uart" => Ok(Box::new(crate::backend::uart::UartIo::from_spec(
+            rest, timeout,
+        )?)),
+        other => Err(Error::InvalidArgument(format!(
+            "card kind {other:?}: vfio-user, vfio, uio or uart"
+        ))),
+    }
+}

@@ -1,0 +1,308 @@
+//! Requests: a message is decoded into a typed [`Request`] (the protocol
+//! crate's), authenticated where it needs a session, run, and answered
+//! with a typed [`Response`] or a [`Failure`].
+
+use super::*;
+use hitless_proto::message::{Failure, Request, RequestError};
+use hitless_proto::msg::flags;
+use hitless_proto::tlv::Message;
+use hitless_proto::{Response, StatusReport, TierReport};
+
+impl<C: Controller> MemoryManager<C> {
+    /// Handle one request message; the reply goes back through the mailbox.
+    /// Every request, good or bad, consumes the challenge.
+    pub fn handle(&mut self, host: &mut dyn HostMemory, req: &[u8]) -> Reply {
+        self.counters.requests = self.counters.requests.wrapping_add(1);
+        let challenge = self.nonce;
+        self.nonce = self.rng.gen();
+        let kind = req.get(3).copied().unwrap_or(0);
+        let answer = match Message::decode(req) {
+            Err(e) => Err(Failure::new(Code::BadMessage, e.to_string())),
+            Ok(m) => self.dispatch(host, &m, req, challenge),
+        };
+        let (code, b) = match answer {
+            Ok(r) => (Code::Ok, r.encode(kind)),
+            Err(f) => {
+                if f.code == Code::AuthFailed {
+                    self.counters.auth_fails = self.counters.auth_fails.wrapping_add(1);
+                }
+                tracing::debug!(kind, code = ?f.code, "{}", f.detail);
+                (f.code, f.encode(kind))
+            }
+        };
+        Reply {
+            code,
+            message: b.finish(),
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        host: &mut dyn HostMemory,
+        m: &Message<'_>,
+        raw: &[u8],
+        challenge: u64,
+    ) -> R<Response> {
+        let decode = |m: &Message<'_>| {
+            Request::decode(m).map_err(|e: RequestError| Failure::new(e.code(), e.to_string()))
+        };
+        // A session request is authenticated before its fields are read:
+        // an unauthenticated sender learns nothing about them.
+        if !Request::needs_session(m.kind) {
+            return match decode(m)? {
+                Request::Status => Ok(Response::Status(self.status())),
+                Request::Stage { stage } => Ok(self.announce(stage)),
+                Request::Open { app, flags } => self.open(app, flags, raw, challenge),
+                other => fail(Code::UnknownRequest, format!("{other:?}")),
+            };
+        }
+        let s = self.authenticate(m, raw, challenge)?;
+        let r = decode(m)?;
+        self.session_request(host, r, s)
+    }
+
+    fn announce(&mut self, stage: u32) -> Response {
+        self.announced = Some(stage);
+        let mut sets = Vec::new();
+        for t in [TierSel::Warm, TierSel::Cold] {
+            if let TierView::Ready(tab) = &self.tiers[t as usize] {
+                for (k, _) in tab.at_stage(stage) {
+                    if k.app == SYSTEM_APP {
+                        continue;
+                    }
+                    if let Some((tt, e)) = self.lookup(*k) {
+                        if tt == t && e.stage == stage {
+                            sets.push(info(k, t, &e, 0));
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(stage, sets = sets.len(), "reboot stage announced");
+        Response::Sets {
+            sets,
+            data_len: None,
+        }
+    }
+
+    fn status(&mut self) -> StatusReport {
+        let mut tiers = [TierReport::default(); 2];
+        for t in [TierSel::Warm, TierSel::Cold] {
+            let regs = self.tier_regs(t).ok();
+            let (state, sets, image_bytes) = match &self.tiers[t as usize] {
+                TierView::Ready(tab) => {
+                    (TierReport::READY, tab.sets.len() as u32, tab.end() as u32)
+                }
+                TierView::Lost => (TierReport::LOST, 0, 0),
+                TierView::Foreign(_) => (TierReport::FOREIGN, 0, 0),
+            };
+            tiers[t as usize] = TierReport {
+                state,
+                boot_result: regs.map_or(0, |r| r.result as u32),
+                sets,
+                image_bytes,
+                log_head: regs.map_or(0, |r| r.log_head),
+                log_tail: regs.map_or(0, |r| r.log_tail),
+            };
+        }
+        let c = self.counters;
+        StatusReport {
+            warm: tiers[0],
+            cold: tiers[1],
+            requests: c.requests,
+            auth_fails: c.auth_fails,
+            stores: c.stores,
+            sessions_opened: self.opened,
+            announced: self.announced,
+        }
+    }
+
+    fn session_request(
+        &mut self,
+        host: &mut dyn HostMemory,
+        r: Request,
+        s: Session,
+    ) -> R<Response> {
+        let key = |object| SetKey { app: s.app, object };
+        match r {
+            Request::Close => {
+                let index = s.handle & (PT_ENTRIES - 1);
+                program(&mut self.ctl, index, 0, 0, 0, 0)
+                    .map_err(|e| Failure::new(Code::Device, chain(&e)))?;
+                self.sessions[index as usize] = None;
+                Ok(Response::Done)
+            }
+            Request::Store {
+                object,
+                endpoint,
+                stage,
+                flags: f,
+                addr,
+                len,
+                crc,
+            } => {
+                Self::need(&s, flags::WRITE, "writing")?;
+                if len == 0 && crc != crc32c(&[]) {
+                    return fail(Code::Invalid, "an empty set has CRC 0");
+                }
+                let e = Entry {
+                    endpoint,
+                    stage,
+                    flags: f & flags::COLD,
+                    len,
+                    crc,
+                    offset: 0,
+                    version: 0,
+                };
+                self.store(TierSel::of_flags(f), key(object), e, (addr, s.key))?;
+                Ok(Response::Stored { len, crc })
+            }
+            Request::Delete { object } => {
+                Self::need(&s, flags::WRITE, "writing")?;
+                if self.lookup(key(object)).is_none() {
+                    return fail(Code::NotFound, format!("no set {}/{}", s.app, object));
+                }
+                self.remove(TierSel::Warm, key(object))?;
+                self.remove(TierSel::Cold, key(object))?;
+                Ok(Response::Done)
+            }
+            Request::List => {
+                Self::need(&s, flags::READ, "reading")?;
+                let sets = self
+                    .sets_of(s.app)
+                    .into_iter()
+                    .map(|(k, t, e)| info(&k, t, &e, 0))
+                    .collect();
+                Ok(Response::Sets {
+                    sets,
+                    data_len: None,
+                })
+            }
+            Request::Restore { object, addr, cap } => {
+                Self::need(&s, flags::READ, "reading")?;
+                let Some((t, e)) = self.lookup(key(object)) else {
+                    return self.missing(key(object));
+                };
+                if e.len > cap {
+                    return Err(Failure::too_small(e.len.into()));
+                }
+                self.deliver(t, &e, addr, s.key)?;
+                Ok(Response::Sets {
+                    sets: vec![info(&key(object), t, &e, 0)],
+                    data_len: None,
+                })
+            }
+            Request::Fetch { stage, addr, cap } => {
+                Self::need(&s, flags::READ, "reading")?;
+                match self.announced {
+                    Some(a) if a >= stage => {}
+                    _ => {
+                        return fail(
+                            Code::NotYet,
+                            format!("reboot stage {stage} has not been announced"),
+                        )
+                    }
+                }
+                let sets: Vec<_> = self
+                    .sets_of(s.app)
+                    .into_iter()
+                    .filter(|(_, _, e)| e.stage == stage)
+                    .collect();
+                let needed: u64 = sets
+                    .iter()
+                    .map(|(_, _, e)| align8(e.len as usize) as u64)
+                    .sum();
+                if needed > cap.into() {
+                    return Err(Failure::too_small(needed));
+                }
+                let mut at = 0u32;
+                let mut infos = Vec::new();
+                for (k, t, e) in sets {
+                    let to = addr.checked_add(at as u64).ok_or_else(|| {
+                        Failure::new(Code::Invalid, "the data buffer wraps the address space")
+                    })?;
+                    self.deliver(t, &e, to, s.key)?;
+                    infos.push(info(&k, t, &e, at));
+                    at += align8(e.len as usize) as u32;
+                }
+                Ok(Response::Sets {
+                    sets: infos,
+                    data_len: Some(at),
+                })
+            }
+            Request::LogAppend {
+                object,
+                flags: f,
+                addr,
+                len,
+            } => {
+                Self::need(&s, flags::LOG, "the append log")?;
+                self.log_append(host, s.app, object, TierSel::of_flags(f), f, addr, len)
+            }
+            Request::LogRead {
+                flags: f,
+                addr,
+                cap,
+            } => {
+                Self::need(&s, flags::LOG, "the append log")?;
+                self.log_read(host, s.app, TierSel::of_flags(f), addr, cap)
+            }
+            Request::LogTrim { flags: f, to } => {
+                Self::need(&s, flags::LOG, "the append log")?;
+                let t = TierSel::of_flags(f);
+                let to = match to {
+                    Some(to) => to,
+                    None => self.tier_regs(t)?.log_head,
+                };
+                self.log_trim_checked(t, s.app, to)?;
+                let st = self.tier_regs(t)?;
+                Ok(Response::Log {
+                    records: Vec::new(),
+                    head: st.log_head,
+                    tail: st.log_tail,
+                })
+            }
+            Request::Format { flags: f } => {
+                Self::need(&s, flags::WRITE, "writing")?;
+                let t = TierSel::of_flags(f);
+                // Keep the firmware's own records of a readable table; a
+                // foreign or lost tier starts empty.
+                let old = match &self.tiers[t as usize] {
+                    TierView::Ready(tab) => tab.clone(),
+                    _ => Table::default(),
+                };
+                let mut new = old.clone();
+                new.sets.retain(|k, _| k.app == SYSTEM_APP);
+                new.relayout();
+                self.commit(t, &old, &new, None, (0, 0))?;
+                tracing::warn!(tier = t.name(), app = s.app, "tier formatted");
+                Ok(Response::Done)
+            }
+            other @ (Request::Status | Request::Stage { .. } | Request::Open { .. }) => fail(
+                Code::UnknownRequest,
+                format!("{other:?} is not a session request"),
+            ),
+        }
+    }
+
+    fn missing(&self, key: SetKey) -> R<Response> {
+        let lost: Vec<&str> = [TierSel::Warm, TierSel::Cold]
+            .into_iter()
+            .filter(|t| matches!(self.tiers[*t as usize], TierView::Lost))
+            .map(|t| t.name())
+            .collect();
+        if lost.is_empty() {
+            fail(Code::NotFound, format!("no set {}/{}", key.app, key.object))
+        } else {
+            fail(
+                Code::NotFound,
+                format!(
+                    "no set {}/{} (the {} tier was lost)",
+                    key.app,
+                    key.object,
+                    lost.join(" and ")
+                ),
+            )
+        }
+    }
+}

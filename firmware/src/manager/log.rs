@@ -1,0 +1,234 @@
+//! The append log (seed 001, claims 1, 3, 4, 13): records of a primary
+//! application, tagged by the firmware with the application and object,
+//! read and trimmed by a backup reader of the same application.
+
+use super::*;
+use hitless_hdl::logring::parse_log;
+use hitless_proto::msg::{flags, LogInfo};
+use hitless_proto::Response;
+
+/// An unread log record with the firmware's tag taken off.
+pub(super) struct Tagged {
+    pub offset: u32,
+    pub seq: u64,
+    pub app: u32,
+    pub object: u32,
+    pub payload: Vec<u8>,
+}
+
+impl<C: Controller> MemoryManager<C> {
+    /// The unread records of a tier's log: (record, app, object, payload).
+    pub(super) fn log_records(&mut self, t: TierSel) -> R<(Vec<Tagged>, TierRegs)> {
+        let st = self.tier_regs(t)?;
+        let size = self.geometry.log_size;
+        let g0 = NvGeometry {
+            region_size: 0,
+            log_size: size,
+        };
+        let base = g0.log_base() as usize;
+        let mut image = vec![0u8; base + size as usize];
+        let unread = st.log_head.wrapping_sub(st.log_tail);
+        if unread > size {
+            return fail(
+                Code::Device,
+                "log head is beyond its tail by more than the ring",
+            );
+        }
+        // Read [tail, head) in at most two pieces (the ring wraps), in
+        // scratch-sized chunks.
+        let (_, scratch) = self.ctl.scratch();
+        let mut done = 0u32;
+        while done < unread {
+            let pos = st.log_tail.wrapping_add(done) % size;
+            let n = (unread - done)
+                .min(size - pos)
+                .min(MAX_TRANSFER)
+                .min(scratch as u32);
+            // READ needs 8-aligned offsets; records are 8-aligned.
+            let (sbase, _) = self.ctl.scratch();
+            self.op(
+                Descriptor {
+                    opcode: Opcode::Read as u8,
+                    flags: tier_flag(t),
+                    key: self.log_key,
+                    host_addr: sbase,
+                    nv_offset: pos,
+                    len: n,
+                    ..Default::default()
+                },
+                "read the log",
+            )?;
+            let at = base + pos as usize;
+            self.ctl
+                .scratch_read(0, &mut image[at..at + n as usize])
+                .map_err(ctl)?;
+            done += n;
+        }
+        let recs = parse_log(&image, &g0, st.log_head, st.log_tail)
+            .map_err(|e| Failure::new(Code::Device, format!("log damaged: {e}")))?;
+        let mut out = Vec::new();
+        for r in recs {
+            if !r.crc_ok || r.data.len() < LOG_TAG {
+                tracing::warn!(offset = r.offset, "log record fails its CRC; skipped");
+                continue;
+            }
+            let u = |i: usize| {
+                u32::from_le_bytes([r.data[i], r.data[i + 1], r.data[i + 2], r.data[i + 3]])
+            };
+            out.push(Tagged {
+                offset: r.offset,
+                seq: r.seq,
+                app: u(0),
+                object: u(4),
+                payload: r.data[LOG_TAG..].to_vec(),
+            });
+        }
+        Ok((out, st))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn log_append(
+        &mut self,
+        host: &mut dyn HostMemory,
+        app: u32,
+        object: u32,
+        t: TierSel,
+        f: u32,
+        addr: u64,
+        len: u32,
+    ) -> R<Response> {
+        let max = MAX_TRANSFER - LOG_TAG as u32;
+        if len == 0 || len > max {
+            return fail(Code::Invalid, format!("a log record holds 1..={max} bytes"));
+        }
+        if f & flags::OVERWRITE != 0 {
+            // Overwrite mode may only drop this application's records.
+            let (recs, _) = self.log_records(t)?;
+            if let Some(r) = recs.iter().find(|r| r.app != app) {
+                return fail(
+                    Code::Foreign,
+                    format!(
+                        "overwrite would drop application {}'s record at {}",
+                        r.app, r.offset
+                    ),
+                );
+            }
+        }
+        let mut payload = vec![0u8; LOG_TAG + len as usize];
+        payload[0..4].copy_from_slice(&app.to_le_bytes());
+        payload[4..8].copy_from_slice(&object.to_le_bytes());
+        host.read(addr, &mut payload[LOG_TAG..]).map_err(host_err)?;
+        self.ctl.scratch_write(STAGING, &payload).map_err(ctl)?;
+        let append = Descriptor {
+            opcode: Opcode::Append as u8,
+            flags: tier_flag(t),
+            key: self.log_key,
+            host_addr: self.ctl.scratch().0 + STAGING as u64,
+            len: payload.len() as u32,
+            ..Default::default()
+        };
+        let c = self.op_with(append, "append", |st| {
+            (st == Status::LogFull).then(|| {
+                Failure::new(
+                    Code::LogFull,
+                    "the append log is full: the reader must read and trim first",
+                )
+            })
+        })?;
+        let offset = c.info;
+        if f & flags::OVERWRITE != 0 {
+            self.log_trim(t, offset)?;
+        }
+        Ok(Response::Appended { offset })
+    }
+
+    pub(super) fn log_trim(&mut self, t: TierSel, to: u32) -> R<()> {
+        self.op(
+            Descriptor {
+                opcode: Opcode::LogTrim as u8,
+                flags: tier_flag(t),
+                key: self.log_key,
+                aux: to,
+                ..Default::default()
+            },
+            "trim the log",
+        )?;
+        Ok(())
+    }
+
+    pub(super) fn log_trim_checked(&mut self, t: TierSel, app: u32, to: u32) -> R<()> {
+        let (recs, st) = self.log_records(t)?;
+        if to.wrapping_sub(st.log_tail) > st.log_head.wrapping_sub(st.log_tail) {
+            return fail(
+                Code::Invalid,
+                format!(
+                    "trim to {to:#x} is outside the unread log [{:#x}, {:#x}]",
+                    st.log_tail, st.log_head
+                ),
+            );
+        }
+        let span = to.wrapping_sub(st.log_tail);
+        let starts: Vec<u32> = recs.iter().map(|r| r.offset).collect();
+        if to != st.log_head && !starts.contains(&to) {
+            return fail(Code::Invalid, format!("{to:#x} is not a record boundary"));
+        }
+        if let Some(r) = recs
+            .iter()
+            .find(|r| r.offset.wrapping_sub(st.log_tail) < span && r.app != app)
+        {
+            return fail(
+                Code::Foreign,
+                format!(
+                    "the range holds application {}'s record at {:#x}",
+                    r.app, r.offset
+                ),
+            );
+        }
+        self.log_trim(t, to)
+    }
+
+    pub(super) fn log_read(
+        &mut self,
+        host: &mut dyn HostMemory,
+        app: u32,
+        t: TierSel,
+        addr: u64,
+        cap: u32,
+    ) -> R<Response> {
+        let (recs, st) = self.log_records(t)?;
+        let mine: Vec<_> = recs.into_iter().filter(|r| r.app == app).collect();
+        let needed: usize = mine.iter().map(|r| align8(r.payload.len())).sum();
+        if needed > cap as usize {
+            return Err(Failure::too_small(needed as u64));
+        }
+        let mut data = Vec::with_capacity(needed);
+        let mut infos = Vec::new();
+        for Tagged {
+            offset,
+            seq,
+            object,
+            payload,
+            ..
+        } in mine
+        {
+            let li = LogInfo {
+                object,
+                offset,
+                seq,
+                len: payload.len() as u32,
+                data_offset: data.len() as u32,
+            };
+            infos.push(li);
+            data.extend_from_slice(&payload);
+            data.resize(align8(data.len()), 0);
+        }
+        if !data.is_empty() {
+            host.write(addr, &data).map_err(host_err)?;
+        }
+        Ok(Response::Log {
+            records: infos,
+            head: st.log_head,
+            tail: st.log_tail,
+        })
+    }
+}

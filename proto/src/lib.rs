@@ -1,0 +1,20 @@
+//! The hitless wire protocol, shared by the card firmware (the server) and
+//! the host driver (the client): neither depends on the other.
+//!
+//! | module | what |
+//! |---|---|
+//! | [`tlv`] | the versioned TLV wire format: unknown fields skipped, missing fields defaulted |
+//! | [`msg`] | request kinds, field tags, flags, result codes, packed records |
+//! | [`message`] | the typed [`Request`] and [`Response`], encoded to and decoded from TLV |
+//! | [`auth`] | application secrets and request MACs |
+//! | [`mailbox`] | the mailbox register block as the card implements it |
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod mailbox;
+pub mod message;
+pub mod msg;
+pub mod tlv;
+
+pub use message::{Request, Response, StatusReport, TierReport};
+pub use msg::Code;

@@ -1,0 +1,742 @@
+//! Typed requests and responses: what the fields of [`crate::msg`] mean
+//! for each request kind, written once for both sides. The card decodes a
+//! [`Request`] and encodes a [`Response`]; the host does the reverse.
+//!
+//! Version tolerance is the TLV format's (seed 004, claims 8-12): fields a
+//! side does not know are skipped, fields it knows but did not receive
+//! take the defaults written here (the same defaults on both sides).
+
+use crate::msg::{flags, kind, tag, unpack, Code, LogInfo, SetInfo};
+use crate::tlv::{Builder, Message, TlvError};
+use hitless_hdl::contract::crc32c;
+
+/// A request body: the kind and its fields. Authenticated requests
+/// (every kind but `Status`, `Stage` and `Open`'s first use) travel with
+/// the session's `HANDLE` and are signed ([`crate::auth`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Firmware and tier state.
+    Status,
+    /// Open a session for `app` with the [`flags`] `READ`/`WRITE`/`LOG`.
+    Open { app: u32, flags: u32 },
+    /// Close the session.
+    Close,
+    /// Store `len` bytes at host `addr` (CRC-32C `crc`) as the set `object`.
+    Store {
+        object: u32,
+        endpoint: u32,
+        stage: u32,
+        /// Request flags; `COLD` picks the tier.
+        flags: u32,
+        addr: u64,
+        len: u32,
+        crc: u32,
+    },
+    /// Delete the set `object`.
+    Delete { object: u32 },
+    /// Read the set `object` into the host buffer `addr` of `cap` bytes.
+    Restore { object: u32, addr: u64, cap: u32 },
+    /// The session's sets.
+    List,
+    /// Announce a reboot stage.
+    Stage { stage: u32 },
+    /// The session's sets of an announced stage, into the host buffer.
+    Fetch { stage: u32, addr: u64, cap: u32 },
+    /// Append `len` bytes at host `addr` to the log of the tier `flags` names.
+    LogAppend {
+        object: u32,
+        flags: u32,
+        addr: u64,
+        len: u32,
+    },
+    /// The session's unread log records, into the host buffer.
+    LogRead { flags: u32, addr: u64, cap: u32 },
+    /// Clear the log up to `to` (absent: up to the head).
+    LogTrim { flags: u32, to: Option<u32> },
+    /// Erase the tier's record table (the firmware's own records stay).
+    Format { flags: u32 },
+}
+
+/// Why a message is not a request this side can decode.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not a well-formed TLV message, or a field of the wrong size.
+    #[error(transparent)]
+    Tlv(#[from] TlvError),
+    /// A request kind this side does not know.
+    #[error("request kind {0}")]
+    UnknownKind(u8),
+}
+
+impl RequestError {
+    /// The result code the card answers with.
+    pub fn code(&self) -> Code {
+        match self {
+            RequestError::Tlv(_) => Code::BadMessage,
+            RequestError::UnknownKind(_) => Code::UnknownRequest,
+        }
+    }
+}
+
+impl Request {
+    /// The message kind.
+    pub fn kind(&self) -> u8 {
+        match self {
+            Request::Status => kind::STATUS,
+            Request::Open { .. } => kind::OPEN,
+            Request::Close => kind::CLOSE,
+            Request::Store { .. } => kind::STORE,
+            Request::Delete { .. } => kind::DELETE,
+            Request::Restore { .. } => kind::RESTORE,
+            Request::List => kind::LIST,
+            Request::Stage { .. } => kind::STAGE,
+            Request::Fetch { .. } => kind::FETCH,
+            Request::LogAppend { .. } => kind::LOG_APPEND,
+            Request::LogRead { .. } => kind::LOG_READ,
+            Request::LogTrim { .. } => kind::LOG_TRIM,
+            Request::Format { .. } => kind::FORMAT,
+        }
+    }
+
+    /// Whether the request needs a session (a `HANDLE` and a MAC).
+    pub fn needs_session(kind: u8) -> bool {
+        !matches!(kind, kind::STATUS | kind::STAGE | kind::OPEN)
+    }
+
+    /// The message without handle or MAC.
+    pub fn encode(&self) -> Builder {
+        let b = Builder::new(self.kind());
+        match *self {
+            Request::Status | Request::Close | Request::List => b,
+            Request::Open { app, flags } => b.u32(tag::APP, app).u32(tag::FLAGS, flags),
+            Request::Store {
+                object,
+                endpoint,
+                stage,
+                flags,
+                addr,
+                len,
+                crc,
+            } => b
+                .u32(tag::OBJECT, object)
+                .u32(tag::ENDPOINT, endpoint)
+                .u32(tag::STAGE, stage)
+                .u32(tag::FLAGS, flags)
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_LEN, len)
+                .u32(tag::DATA_CRC, crc),
+            Request::Delete { object } => b.u32(tag::OBJECT, object),
+            Request::Restore { object, addr, cap } => b
+                .u32(tag::OBJECT, object)
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_CAP, cap),
+            Request::Stage { stage } => b.u32(tag::STAGE, stage),
+            Request::Fetch { stage, addr, cap } => b
+                .u32(tag::STAGE, stage)
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_CAP, cap),
+            Request::LogAppend {
+                object,
+                flags,
+                addr,
+                len,
+            } => b
+                .u32(tag::OBJECT, object)
+                .u32(tag::FLAGS, flags)
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_LEN, len),
+            Request::LogRead { flags, addr, cap } => b
+                .u32(tag::FLAGS, flags)
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_CAP, cap),
+            Request::LogTrim { flags, to } => {
+                let b = b.u32(tag::FLAGS, flags);
+                match to {
+                    Some(to) => b.u32(tag::TO, to),
+                    None => b,
+                }
+            }
+            Request::Format { flags } => b.u32(tag::FLAGS, flags),
+        }
+    }
+
+    /// Decode a request; missing fields take their defaults.
+    pub fn decode(m: &Message<'_>) -> Result<Self, RequestError> {
+        let u = |t: u16, d: u32| m.u32_or(t, d);
+        let object = || u(tag::OBJECT, 0);
+        let fl = || u(tag::FLAGS, 0);
+        let addr = || m.u64_or(tag::DATA_ADDR, 0);
+        let cap = || u(tag::DATA_CAP, 0);
+        Ok(match m.kind {
+            kind::STATUS => Request::Status,
+            kind::OPEN => Request::Open {
+                app: u(tag::APP, 0)?,
+                flags: u(tag::FLAGS, flags::READ | flags::WRITE | flags::LOG)?,
+            },
+            kind::CLOSE => Request::Close,
+            kind::STORE => Request::Store {
+                object: object()?,
+                endpoint: u(tag::ENDPOINT, 0)?,
+                stage: u(tag::STAGE, 0)?,
+                flags: fl()?,
+                addr: addr()?,
+                len: u(tag::DATA_LEN, 0)?,
+                crc: u(tag::DATA_CRC, crc32c(&[]))?,
+            },
+            kind::DELETE => Request::Delete { object: object()? },
+            kind::RESTORE => Request::Restore {
+                object: object()?,
+                addr: addr()?,
+                cap: cap()?,
+            },
+            kind::LIST => Request::List,
+            kind::STAGE => Request::Stage {
+                stage: u(tag::STAGE, 0)?,
+            },
+            kind::FETCH => Request::Fetch {
+                stage: u(tag::STAGE, 0)?,
+                addr: addr()?,
+                cap: cap()?,
+            },
+            kind::LOG_APPEND => Request::LogAppend {
+                object: object()?,
+                flags: fl()?,
+                addr: addr()?,
+                len: u(tag::DATA_LEN, 0)?,
+            },
+            kind::LOG_READ => Request::LogRead {
+                flags: fl()?,
+                addr: addr()?,
+                cap: cap()?,
+            },
+            kind::LOG_TRIM => Request::LogTrim {
+                flags: fl()?,
+                to: if m.has(tag::TO) {
+                    Some(u(tag::TO, 0)?)
+                } else {
+                    None
+                },
+            },
+            kind::FORMAT => Request::Format { flags: fl()? },
+            other => return Err(RequestError::UnknownKind(other)),
+        })
+    }
+}
+
+/// One tier as the firmware's STATUS reports it (24 bytes packed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TierReport {
+    /// [`TierReport::READY`], [`TierReport::LOST`] or [`TierReport::FOREIGN`].
+    pub state: u32,
+    /// The controller's boot result for the tier (`BootResult` as u32).
+    pub boot_result: u32,
+    pub sets: u32,
+    pub image_bytes: u32,
+    pub log_head: u32,
+    pub log_tail: u32,
+}
+
+impl TierReport {
+    pub const READY: u32 = 0;
+    pub const LOST: u32 = 1;
+    pub const FOREIGN: u32 = 2;
+    pub const BYTES: usize = 24;
+
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            Self::READY => "ready",
+            Self::LOST => "lost",
+            _ => "foreign image",
+        }
+    }
+
+    fn words(&self) -> [u32; 6] {
+        [
+            self.state,
+            self.boot_result,
+            self.sets,
+            self.image_bytes,
+            self.log_head,
+            self.log_tail,
+        ]
+    }
+
+    fn from_words(w: &[u32]) -> Self {
+        Self {
+            state: w[0],
+            boot_result: w[1],
+            sets: w[2],
+            image_bytes: w[3],
+            log_head: w[4],
+            log_tail: w[5],
+        }
+    }
+}
+
+/// The firmware's STATUS answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatusReport {
+    pub warm: TierReport,
+    pub cold: TierReport,
+    pub requests: u32,
+    pub auth_fails: u32,
+    pub stores: u32,
+    pub sessions_opened: u32,
+    /// The announced reboot stage (none yet: `None`).
+    pub announced: Option<u32>,
+}
+
+/// A successful response body. Which variant answers which request is
+/// fixed (see [`Response::decode`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Response {
+    /// STATUS.
+    Status(StatusReport),
+    /// OPEN: the session; the secret only on the application's first open.
+    Opened {
+        handle: u32,
+        key: u32,
+        app: u32,
+        secret: Option<Vec<u8>>,
+    },
+    /// CLOSE, DELETE, FORMAT.
+    Done,
+    /// STORE: what was stored.
+    Stored { len: u32, crc: u32 },
+    /// LIST, STAGE, RESTORE (one set), FETCH (`data_len`: bytes written
+    /// to the host buffer, FETCH only).
+    Sets {
+        sets: Vec<SetInfo>,
+        data_len: Option<u32>,
+    },
+    /// LOG_APPEND: the record's log offset.
+    Appended { offset: u32 },
+    /// LOG_READ: the records (payloads in the host buffer) and the log
+    /// pointers; LOG_TRIM: the pointers alone.
+    Log {
+        records: Vec<LogInfo>,
+        head: u32,
+        tail: u32,
+    },
+}
+
+/// A failed request as the card answers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub code: Code,
+    /// Human-readable detail.
+    pub detail: String,
+    /// With `TooSmall`: bytes the host buffer must have.
+    pub needed: Option<u32>,
+}
+
+impl Failure {
+    pub fn new(code: Code, detail: impl Into<String>) -> Self {
+        Self {
+            code,
+            detail: detail.into(),
+            needed: None,
+        }
+    }
+
+    /// A `TooSmall` answer: the buffer must hold `needed` bytes.
+    pub fn too_small(needed: u64) -> Self {
+        Self {
+            code: Code::TooSmall,
+            detail: format!("{needed} bytes needed"),
+            needed: Some(u32::try_from(needed).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// The response message to a request of `request_kind`.
+    pub fn encode(&self, request_kind: u8) -> Builder {
+        let b = crate::msg::response(request_kind, self.code);
+        let b = match self.needed {
+            Some(n) => b.u32(tag::NEEDED, n),
+            None => b,
+        };
+        b.bytes(tag::ERROR, self.detail.as_bytes())
+    }
+}
+
+/// Why a response could not be taken.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ResponseError {
+    #[error(transparent)]
+    Tlv(#[from] TlvError),
+    #[error("response kind {found:#x} to request kind {request}")]
+    Kind { found: u8, request: u8 },
+    #[error("response lacks field {0}")]
+    Missing(u16),
+    #[error("field {tag} has {len} bytes")]
+    Size { tag: u16, len: usize },
+}
+
+fn pack(words: impl IntoIterator<Item = u32>) -> Vec<u8> {
+    words.into_iter().flat_map(u32::to_le_bytes).collect()
+}
+
+fn unpack_words(b: &[u8], tag: u16, n: usize) -> Result<Vec<u32>, ResponseError> {
+    if b.len() != 4 * n {
+        return Err(ResponseError::Size { tag, len: b.len() });
+    }
+    Ok(b.chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
+
+impl Response {
+    /// The response message (result `OK`) to a request of `request_kind`.
+    pub fn encode(&self, request_kind: u8) -> Builder {
+        let b = crate::msg::response(request_kind, Code::Ok);
+        match self {
+            Response::Status(s) => {
+                let tiers = pack(s.warm.words().into_iter().chain(s.cold.words()));
+                let counters = pack([s.requests, s.auth_fails, s.stores, s.sessions_opened]);
+                let b = b.bytes(tag::TIERS, &tiers).bytes(tag::COUNTERS, &counters);
+                match s.announced {
+                    Some(a) => b.u32(tag::ANNOUNCED, a),
+                    None => b,
+                }
+            }
+            Response::Opened {
+                handle,
+                key,
+                app,
+                secret,
+            } => {
+                let b = b
+                    .u32(tag::HANDLE, *handle)
+                    .u32(tag::KEY, *key)
+                    .u32(tag::APP, *app);
+                match secret {
+                    Some(s) => b.bytes(tag::SECRET, s),
+                    None => b,
+                }
+            }
+            Response::Done => b,
+            Response::Stored { len, crc } => b.u32(tag::DATA_LEN, *len).u32(tag::DATA_CRC, *crc),
+            Response::Sets { sets, data_len } => {
+                let packed: Vec<u8> = sets.iter().flat_map(|s| s.to_bytes()).collect();
+                let b = b.bytes(tag::SETS, &packed);
+                match data_len {
+                    Some(n) => b.u32(tag::DATA_LEN, *n),
+                    None => b,
+                }
+            }
+            Response::Appended { offset } => b.u32(tag::TO, *offset),
+            Response::Log {
+                records,
+                head,
+                tail,
+            } => {
+                let b = if records.is_empty() {
+                    b
+                } else {
+                    let packed: Vec<u8> = records.iter().flat_map(|r| r.to_bytes()).collect();
+                    b.bytes(tag::RECORDS, &packed)
+                };
+                b.u32(tag::LOG_HEAD, *head).u32(tag::LOG_TAIL, *tail)
+            }
+        }
+    }
+
+    /// Decode the answer to a request of `request_kind`: `Ok(Err(_))` is
+    /// the card's refusal, `Err(_)` a response this side cannot take.
+    pub fn decode(
+        request_kind: u8,
+        m: &Message<'_>,
+    ) -> Result<Result<Response, Failure>, ResponseError> {
+        if m.kind != kind::RESPONSE | request_kind {
+            return Err(ResponseError::Kind {
+                found: m.kind,
+                request: request_kind,
+            });
+        }
+        let (code, detail) = crate::msg::result_of(m)?;
+        if code != Code::Ok {
+            let needed = if m.has(tag::NEEDED) {
+                Some(m.u32_or(tag::NEEDED, 0)?)
+            } else {
+                None
+            };
+            return Ok(Err(Failure {
+                code,
+                detail,
+                needed,
+            }));
+        }
+        let need = |t: u16| -> Result<u32, ResponseError> {
+            if m.has(t) {
+                Ok(m.u32_or(t, 0)?)
+            } else {
+                Err(ResponseError::Missing(t))
+            }
+        };
+        let opt = |t: u16| -> Result<Option<u32>, ResponseError> {
+            Ok(if m.has(t) {
+                Some(m.u32_or(t, 0)?)
+            } else {
+                None
+            })
+        };
+        let sets = || {
+            unpack(
+                m.bytes_or_empty(tag::SETS),
+                SetInfo::BYTES,
+                SetInfo::from_bytes,
+                tag::SETS,
+            )
+        };
+        Ok(Ok(match request_kind {
+            kind::STATUS => {
+                let t = unpack_words(m.bytes_or_empty(tag::TIERS), tag::TIERS, 12)?;
+                let c = unpack_words(m.bytes_or_empty(tag::COUNTERS), tag::COUNTERS, 4)?;
+                Response::Status(StatusReport {
+                    warm: TierReport::from_words(&t[..6]),
+                    cold: TierReport::from_words(&t[6..]),
+                    requests: c[0],
+                    auth_fails: c[1],
+                    stores: c[2],
+                    sessions_opened: c[3],
+                    announced: opt(tag::ANNOUNCED)?,
+                })
+            }
+            kind::OPEN => Response::Opened {
+                handle: need(tag::HANDLE)?,
+                key: need(tag::KEY)?,
+                app: opt(tag::APP)?.unwrap_or(0),
+                secret: m.field(tag::SECRET).map(<[u8]>::to_vec),
+            },
+            kind::CLOSE | kind::DELETE | kind::FORMAT => Response::Done,
+            kind::STORE => Response::Stored {
+                len: opt(tag::DATA_LEN)?.unwrap_or(0),
+                crc: opt(tag::DATA_CRC)?.unwrap_or(0),
+            },
+            kind::LIST | kind::STAGE | kind::RESTORE | kind::FETCH => Response::Sets {
+                sets: sets()?,
+                data_len: opt(tag::DATA_LEN)?,
+            },
+            kind::LOG_APPEND => Response::Appended {
+                offset: need(tag::TO)?,
+            },
+            kind::LOG_READ | kind::LOG_TRIM => Response::Log {
+                records: unpack(
+                    m.bytes_or_empty(tag::RECORDS),
+                    LogInfo::BYTES,
+                    LogInfo::from_bytes,
+                    tag::RECORDS,
+                )?,
+                head: need(tag::LOG_HEAD)?,
+                tail: need(tag::LOG_TAIL)?,
+            },
+            other => {
+                return Err(ResponseError::Kind {
+                    found: m.kind,
+                    request: other,
+                })
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::msg::TierSel;
+    use proptest::prelude::*;
+
+    fn request() -> impl Strategy<Value = Request> {
+        let a = any::<u32>();
+        let addr = any::<u64>();
+        prop_oneof![
+            Just(Request::Status),
+            (a, a).prop_map(|(app, flags)| Request::Open { app, flags }),
+            Just(Request::Close),
+            (a, a, a, a, addr, a, a).prop_map(
+                |(object, endpoint, stage, flags, addr, len, crc)| {
+                    Request::Store {
+                        object,
+                        endpoint,
+                        stage,
+                        flags,
+                        addr,
+                        len,
+                        crc,
+                    }
+                }
+            ),
+            a.prop_map(|object| Request::Delete { object }),
+            (a, addr, a).prop_map(|(object, addr, cap)| Request::Restore { object, addr, cap }),
+            Just(Request::List),
+            a.prop_map(|stage| Request::Stage { stage }),
+            (a, addr, a).prop_map(|(stage, addr, cap)| Request::Fetch { stage, addr, cap }),
+            (a, a, addr, a).prop_map(|(object, flags, addr, len)| Request::LogAppend {
+                object,
+                flags,
+                addr,
+                len
+            }),
+            (a, addr, a).prop_map(|(flags, addr, cap)| Request::LogRead { flags, addr, cap }),
+            (a, proptest::option::of(a)).prop_map(|(flags, to)| Request::LogTrim { flags, to }),
+            a.prop_map(|flags| Request::Format { flags }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn requests_round_trip(r in request()) {
+            let bytes = r.encode().finish();
+            let m = Message::decode(&bytes).unwrap();
+            prop_assert_eq!(Request::decode(&m).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn missing_fields_take_the_defaults_and_unknown_fields_are_skipped() {
+        // An older sender: a STORE with only the object; a newer one: an
+        // extra field this side does not know.
+        let bytes = Builder::new(kind::STORE)
+            .u32(tag::OBJECT, 5)
+            .u32(999, 1)
+            .finish();
+        let r = Request::decode(&Message::decode(&bytes).unwrap()).unwrap();
+        assert_eq!(
+            r,
+            Request::Store {
+                object: 5,
+                endpoint: 0,
+                stage: 0,
+                flags: 0,
+                addr: 0,
+                len: 0,
+                crc: crc32c(&[]),
+            }
+        );
+        let open = Builder::new(kind::OPEN).u32(tag::APP, 3).finish();
+        assert_eq!(
+            Request::decode(&Message::decode(&open).unwrap()).unwrap(),
+            Request::Open {
+                app: 3,
+                flags: flags::READ | flags::WRITE | flags::LOG
+            }
+        );
+        let unknown = Builder::new(77).finish();
+        let e = Request::decode(&Message::decode(&unknown).unwrap()).unwrap_err();
+        assert_eq!(e.code(), Code::UnknownRequest);
+        let bad = Builder::new(kind::DELETE)
+            .bytes(tag::OBJECT, &[1, 2])
+            .finish();
+        let e = Request::decode(&Message::decode(&bad).unwrap()).unwrap_err();
+        assert_eq!(e.code(), Code::BadMessage);
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let set = SetInfo {
+            app: 1,
+            object: 2,
+            endpoint: 3,
+            stage: 4,
+            tier: TierSel::Cold,
+            len: 5,
+            crc: 6,
+            data_offset: 8,
+        };
+        let log = LogInfo {
+            object: 1,
+            offset: 2,
+            seq: 3,
+            len: 4,
+            data_offset: 0,
+        };
+        let status = StatusReport {
+            warm: TierReport {
+                state: 0,
+                boot_result: 1,
+                sets: 2,
+                image_bytes: 3,
+                log_head: 4,
+                log_tail: 5,
+            },
+            cold: TierReport {
+                state: 1,
+                ..Default::default()
+            },
+            requests: 9,
+            auth_fails: 8,
+            stores: 7,
+            sessions_opened: 6,
+            announced: Some(2),
+        };
+        let cases = [
+            (kind::STATUS, Response::Status(status)),
+            (
+                kind::OPEN,
+                Response::Opened {
+                    handle: 1,
+                    key: 2,
+                    app: 3,
+                    secret: Some(vec![7; 32]),
+                },
+            ),
+            (
+                kind::OPEN,
+                Response::Opened {
+                    handle: 1,
+                    key: 2,
+                    app: 3,
+                    secret: None,
+                },
+            ),
+            (kind::DELETE, Response::Done),
+            (kind::STORE, Response::Stored { len: 3, crc: 4 }),
+            (
+                kind::FETCH,
+                Response::Sets {
+                    sets: vec![set, set],
+                    data_len: Some(16),
+                },
+            ),
+            (
+                kind::LIST,
+                Response::Sets {
+                    sets: vec![],
+                    data_len: None,
+                },
+            ),
+            (kind::LOG_APPEND, Response::Appended { offset: 64 }),
+            (
+                kind::LOG_READ,
+                Response::Log {
+                    records: vec![log],
+                    head: 1,
+                    tail: 0,
+                },
+            ),
+        ];
+        for (k, r) in cases {
+            let bytes = r.encode(k).finish();
+            let m = Message::decode(&bytes).unwrap();
+            assert_eq!(Response::decode(k, &m), Ok(Ok(r)));
+        }
+        // A refusal keeps its code, detail and NEEDED.
+        let f = Failure::too_small(4096);
+        let bytes = f.encode(kind::RESTORE).finish();
+        let m = Message::decode(&bytes).unwrap();
+        assert_eq!(Response::decode(kind::RESTORE, &m), Ok(Err(f)));
+        // A response to another request is refused.
+        let bytes = Response::Done.encode(kind::CLOSE).finish();
+        let m = Message::decode(&bytes).unwrap();
+        assert!(matches!(
+            Response::decode(kind::DELETE, &m),
+            Err(ResponseError::Kind { .. })
+        ));
+        // A STATUS of the wrong size is refused, not read past its end.
+        let bytes = crate::msg::response(kind::STATUS, Code::Ok)
+            .bytes(tag::TIERS, &[0; 8])
+            .finish();
+        let m = Message::decode(&bytes).unwrap();
+        assert!(Response::decode(kind::STATUS, &m).is_err());
+    }
+}
