@@ -75,6 +75,7 @@
 //!   [`Error::Remote`] with its errno. Replies are matched by message id; a
 //!   late reply to a timed-out call is skipped.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -89,6 +90,7 @@
 )]
 
 mod client;
+pub mod config;
 mod device;
 pub mod proto;
 mod server;
@@ -96,10 +98,10 @@ mod wire;
 
 pub use client::{Client, DmaBuffer, Error, IrqEvent, ServerCaps, CLIENT_MAX_DATA_XFER};
 pub use device::{
-    card, Device, DeviceDescription, DeviceError, DmaError, DmaProt, DmaRegion, DmaSpace, IrqDesc,
-    IrqFd, RegionDesc, SharedMemory,
+    card, Device, DeviceDescription, DeviceError, DmaError, DmaProt, DmaRegion, DmaSpace, FdMemory,
+    IrqDesc, IrqFd, PciIdentity, RegionDesc,
 };
-pub use proto::{DeviceInfo, IrqInfo, RegionInfo};
+pub use proto::{Caps, DeviceInfo, IrqInfo, RegionInfo, VersionError};
 pub use server::{
     serve_connection, Limits, ProtocolError, ServeEnd, Server, ServerError, StopHandle,
 };

@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use rustix::event::{EventfdFlags, PollFlags};
 use rustix::fs::{FileType, SealFlags};
 
+use crate::config::PciEmulation;
 use crate::device::{Device, DeviceDescription, DmaProt, DmaRegion, IrqFd};
 use crate::proto::{
-    self, cmd, dma_flags, errno, flags, irq_set_flags, region_flags, DeviceInfo, DmaMap, DmaUnmap,
-    Header, IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, HEADER_SIZE,
+    self, cmd, dma_flags, errno, flags, irq_set_flags, region_flags, Caps, DeviceInfo, DmaMap,
+    DmaUnmap, Header, IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, VersionError,
+    HEADER_SIZE,
 };
 use crate::wire::{self, WireError, MAX_FDS};
 use crate::DMA_PAGE_SIZE;
@@ -44,10 +46,13 @@ pub struct Limits {
     /// End a connection that sends nothing for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Refuse (`EPERM`) DMA file descriptors not sealed against shrinking
-    /// (`F_SEAL_SHRINK`). A client that truncates a mapped file would make
-    /// the server fault (`SIGBUS`) on the next DMA; sealing rules that out.
-    /// Our client seals its memfds; turn this off for clients that cannot
-    /// (e.g. QEMU) and that you trust.
+    /// (`F_SEAL_SHRINK`). Off by default: QEMU and other clients pass
+    /// ordinary, unsealed shared-memory descriptors, and this crate's DMA
+    /// access ([`crate::DmaSpace`], [`crate::FdMemory`]) uses
+    /// `pread`/`pwrite`, so a client shrinking its file yields an I/O error
+    /// for that access, never a `SIGBUS`. Turn it on for a device that
+    /// `mmap`s DMA memory (or let the device check
+    /// [`crate::DmaRegion::sealed_against_shrinking`] itself).
     pub require_dma_seals: bool,
 }
 
@@ -59,7 +64,7 @@ impl Default for Limits {
             max_dma_maps: 64,
             message_timeout: Duration::from_secs(2),
             idle_timeout: None,
-            require_dma_seals: true,
+            require_dma_seals: false,
         }
     }
 }
@@ -74,6 +79,25 @@ impl Limits {
     fn max_fds(&self) -> usize {
         self.max_fds.min(MAX_FDS)
     }
+
+    /// What we support, as VERSION capabilities.
+    fn caps(&self) -> Caps {
+        Caps {
+            max_msg_fds: Some(self.max_fds() as u64),
+            max_data_xfer_size: Some(u64::from(self.max_data_xfer)),
+            max_dma_maps: Some(self.max_dma_maps as u64),
+            pgsizes: Some(DMA_PAGE_SIZE),
+        }
+    }
+}
+
+/// The limits agreed with one client at VERSION: ours, lowered to what the
+/// client proposed (or the specification's default for what it did not).
+#[derive(Debug, Clone, Copy)]
+struct Agreed {
+    max_data_xfer: u32,
+    max_fds: usize,
+    max_dma_maps: usize,
 }
 
 /// A clean end of a connection.
@@ -120,7 +144,7 @@ pub enum ProtocolError {
     NotNegotiated(u16),
     /// VERSION could not be agreed on.
     #[error("version negotiation failed: {0}")]
-    Version(String),
+    Version(#[from] VersionError),
 }
 
 struct StopInner {
@@ -190,10 +214,20 @@ fn serve(
     stop: Option<&StopHandle>,
 ) -> Result<ServeEnd, ProtocolError> {
     let desc = dev.description();
+    let (pci, desc) = match PciEmulation::new(&desc) {
+        Some((pci, shown)) => (Some(pci), shown),
+        None => (None, desc),
+    };
     let mut session = Session {
         dev,
         limits,
         desc,
+        pci,
+        agreed: Agreed {
+            max_data_xfer: limits.max_data_xfer,
+            max_fds: limits.max_fds(),
+            max_dma_maps: limits.max_dma_maps,
+        },
         negotiated: false,
         maps: BTreeMap::new(),
         irqs: BTreeSet::new(),
@@ -220,7 +254,11 @@ enum Outcome {
 struct Session<'a> {
     dev: &'a mut dyn Device,
     limits: &'a Limits,
+    /// The description presented to the client (with the PCI regions).
     desc: DeviceDescription,
+    /// Configuration space and MSI-X BAR, for PCI devices.
+    pci: Option<PciEmulation>,
+    agreed: Agreed,
     negotiated: bool,
     /// Live DMA mappings of this connection: iova -> size.
     maps: BTreeMap<u64, u64>,
@@ -274,7 +312,7 @@ impl Session<'_> {
                 sock,
                 deadline,
                 self.limits.max_message_size(),
-                self.limits.max_fds(),
+                self.agreed.max_fds,
             ) {
                 Ok(m) => m,
                 Err(WireError::Eof { partial: false }) => return Ok(ServeEnd::ClientClosed),
@@ -387,42 +425,71 @@ impl Session<'_> {
             cmd::REGION_READ => self.region_read(&msg.payload),
             cmd::REGION_WRITE => self.region_write(&msg.payload),
             cmd::DEVICE_RESET => match self.dev.reset() {
-                Ok(()) => Outcome::Reply(Vec::new()),
+                Ok(()) => {
+                    if let Some(p) = &mut self.pci {
+                        p.reset();
+                    }
+                    Outcome::Reply(Vec::new())
+                }
                 Err(e) => Outcome::Error(e.errno()),
             },
             _ => Outcome::Error(errno::ENOSYS),
         }
     }
 
+    /// VERSION: same major (ours, 0), the lower minor, and capabilities
+    /// that are a subset of the proposed ones, none larger
+    /// ([`Caps::negotiate`]). The agreed values are enforced from then on.
     fn version(&mut self, payload: &[u8]) -> Outcome {
         if self.negotiated {
             return Outcome::Error(errno::EINVAL);
         }
+        let fail = |e: u32, err: VersionError| Outcome::Fatal(e, ProtocolError::Version(err));
         let v = match Version::decode(payload) {
             Ok(v) => v,
-            Err(e) => return Outcome::Fatal(errno::EINVAL, ProtocolError::Version(e.to_string())),
+            Err(e) => return fail(errno::EINVAL, e),
         };
         if v.major != proto::VERSION_MAJOR {
-            return Outcome::Fatal(
-                errno::ENOTSUP,
-                ProtocolError::Version(format!("unsupported major version {}", v.major)),
-            );
+            return fail(errno::ENOTSUP, VersionError::Major(v.major));
         }
+        let proposed = match v.caps() {
+            Ok(c) => c,
+            Err(e) => return fail(errno::EINVAL, e),
+        };
+        let reply = match Caps::negotiate(&self.limits.caps(), &proposed) {
+            Ok(c) => c,
+            Err(e @ VersionError::BadCapability(_)) => return fail(errno::EINVAL, e),
+            Err(e) => return fail(errno::ENOTSUP, e),
+        };
+        let lower = |ours: u64, theirs: u64| ours.min(theirs);
+        self.agreed = Agreed {
+            max_data_xfer: u32::try_from(lower(
+                u64::from(self.limits.max_data_xfer),
+                proposed.max_data_xfer_size_or_default(),
+            ))
+            .unwrap_or(self.limits.max_data_xfer),
+            max_fds: usize::try_from(lower(
+                self.limits.max_fds() as u64,
+                proposed.max_msg_fds_or_default(),
+            ))
+            .unwrap_or(0),
+            max_dma_maps: usize::try_from(lower(
+                self.limits.max_dma_maps as u64,
+                proposed.max_dma_maps_or_default(),
+            ))
+            .unwrap_or(0),
+        };
         self.negotiated = true;
-        let caps = serde_json::json!({
-            "capabilities": {
-                "max_msg_fds": self.limits.max_fds(),
-                "max_data_xfer_size": self.limits.max_data_xfer,
-                "max_dma_maps": self.limits.max_dma_maps,
-                "pgsizes": DMA_PAGE_SIZE,
-            }
-        });
+        // The lower minor: a no-op while we speak only minor 0.
+        #[allow(clippy::unnecessary_min_or_max)]
+        let minor = v.minor.min(proto::VERSION_MINOR);
         Outcome::Reply(
             Version {
                 major: proto::VERSION_MAJOR,
-                // We speak 1.0, which is <= any minor the client proposes.
-                minor: proto::VERSION_MINOR,
-                json: Some(caps),
+                minor,
+                // Capabilities only if the client sent any (a subset of
+                // nothing is nothing).
+                json: v.json.as_ref().map(|_| reply.to_json()),
             }
             .encode(),
         )
@@ -463,7 +530,7 @@ impl Session<'_> {
                 return Outcome::Error(errno::EEXIST);
             }
         }
-        if self.maps.len() >= self.limits.max_dma_maps {
+        if self.maps.len() >= self.agreed.max_dma_maps {
             return Outcome::Error(errno::ENOSPC);
         }
         let st = match rustix::fs::fstat(&fd) {
@@ -667,7 +734,7 @@ impl Session<'_> {
         let align = u64::from(a.count.min(8));
         r.flags & need != 0
             && a.count.is_power_of_two()
-            && a.count <= self.limits.max_data_xfer
+            && a.count <= self.agreed.max_data_xfer
             && a.offset.checked_rem(align) == Some(0)
             && a.offset
                 .checked_add(u64::from(a.count))
@@ -675,28 +742,40 @@ impl Session<'_> {
     }
 
     fn region_read(&mut self, payload: &[u8]) -> Outcome {
-        let Some((a, rest)) = RegionAccess::decode(payload) else {
+        let Some((a, rest)) = RegionAccess::decode_prefix(payload) else {
             return Outcome::Error(errno::EINVAL);
         };
         if !rest.is_empty() || !self.check_access(&a, false) {
             return Outcome::Error(errno::EINVAL);
         }
         let mut data = vec![0u8; a.count as usize];
+        if let Some(p) = self.pci.as_mut().filter(|p| p.handles(a.region)) {
+            return match p.read(a.region, a.offset, &mut data) {
+                true => Outcome::Reply(a.encode_with(&data)),
+                false => Outcome::Error(errno::EINVAL),
+            };
+        }
         match self.dev.region_read(a.region, a.offset, &mut data) {
-            Ok(()) => Outcome::Reply(a.encode(&data)),
+            Ok(()) => Outcome::Reply(a.encode_with(&data)),
             Err(e) => Outcome::Error(e.errno()),
         }
     }
 
     fn region_write(&mut self, payload: &[u8]) -> Outcome {
-        let Some((a, data)) = RegionAccess::decode(payload) else {
+        let Some((a, data)) = RegionAccess::decode_prefix(payload) else {
             return Outcome::Error(errno::EINVAL);
         };
         if u32::try_from(data.len()).ok() != Some(a.count) || !self.check_access(&a, true) {
             return Outcome::Error(errno::EINVAL);
         }
+        if let Some(p) = self.pci.as_mut().filter(|p| p.handles(a.region)) {
+            return match p.write(a.region, a.offset, data) {
+                true => Outcome::Reply(a.encode()),
+                false => Outcome::Error(errno::EINVAL),
+            };
+        }
         match self.dev.region_write(a.region, a.offset, data) {
-            Ok(()) => Outcome::Reply(a.encode(&[])),
+            Ok(()) => Outcome::Reply(a.encode()),
             Err(e) => Outcome::Error(e.errno()),
         }
     }

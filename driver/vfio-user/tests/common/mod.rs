@@ -308,8 +308,8 @@ pub fn message_sized(id: u16, command: u16, flags: u32, size: u32, payload: &[u8
 
 pub fn version_payload() -> Vec<u8> {
     Version {
-        major: 1,
-        minor: 0,
+        major: proto::VERSION_MAJOR,
+        minor: proto::VERSION_MINOR,
         json: Some(serde_json_value()),
     }
     .encode()
