@@ -153,7 +153,8 @@ pub enum DmaError {
 /// hugetlbfs file), accessed with `pread`/`pwrite` rather than `mmap`.
 ///
 /// Why not `mmap`: the other process owns the file and may shrink it at
-/// any time (QEMU, for one, passes unsealed descriptors). A mapped page past
+/// any time (QEMU passes whatever backs guest memory, e.g. a shared file,
+/// which need not be sealed). A mapped page past
 /// the new end of the file raises `SIGBUS` on access, which would kill the
 /// device process. `pread` past the end returns a short count instead, and
 /// a `pwrite` is only issued after checking the file is still long enough,
@@ -426,8 +427,8 @@ pub struct DeviceDescription {
     /// PCI identity. When set, the server presents the device as VFIO-PCI
     /// clients expect: at least 9 regions and 5 IRQ indexes, and it
     /// emulates region 7 (configuration space) and an MSI-X BAR itself
-    /// (see the `config` module docs in the crate documentation); the
-    /// device is never called for those regions.
+    /// (see [`crate::config`]); the device is never called for those
+    /// regions.
     pub pci: Option<PciIdentity>,
 }
 

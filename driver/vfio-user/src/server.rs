@@ -46,7 +46,7 @@ pub struct Limits {
     /// End a connection that sends nothing for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Refuse (`EPERM`) DMA file descriptors not sealed against shrinking
-    /// (`F_SEAL_SHRINK`). Off by default: QEMU and other clients pass
+    /// (`F_SEAL_SHRINK`). Off by default: QEMU and other clients may pass
     /// ordinary, unsealed shared-memory descriptors, and this crate's DMA
     /// access ([`crate::DmaSpace`], [`crate::FdMemory`]) uses
     /// `pread`/`pwrite`, so a client shrinking its file yields an I/O error

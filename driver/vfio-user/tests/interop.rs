@@ -152,3 +152,41 @@ fn rust_vmm_client_registers_config_space_dma_and_interrupts() {
     srv.wait_released();
     assert!(srv.violations().is_empty(), "{:?}", srv.violations());
 }
+
+/// Run the specification-written Python client (`tests/spec_client.py`,
+/// standard library only) against our server, with a deadline.
+#[test]
+fn spec_written_python_client() {
+    let srv = TestServer::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/spec_client.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(&script)
+        .arg(&srv.path)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is needed to run the spec-written client");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the spec client did not finish within 30 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.success(),
+        "spec client failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("ok "), "{stdout}");
+    srv.wait_released();
+    assert!(srv.violations().is_empty(), "{:?}", srv.violations());
+}
