@@ -13,54 +13,16 @@ use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::device::{DmaProt, FdMemory};
+pub use crate::error::Error;
 use crate::proto::{
     self, cmd, dma_flags, errno, flags, irq_set_flags, Caps, DeviceInfo, DmaMap, DmaUnmap, Header,
-    IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, VersionError, HEADER_SIZE,
+    IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, HEADER_SIZE,
 };
 use crate::wire::{self, WireError, MAX_FDS};
 use crate::DMA_PAGE_SIZE;
 
 /// Largest region access the client itself will send or accept.
 pub const CLIENT_MAX_DATA_XFER: u32 = 1 << 20;
-
-/// A client error. Every call returns within its timeout.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No (complete) reply within the timeout.
-    #[error("no reply within {0:?}")]
-    Timeout(Duration),
-    /// The server closed the connection, or the connection is no longer
-    /// usable (an earlier call timed out in the middle of a message or the
-    /// server broke the framing). Reconnect.
-    #[error("server disconnected")]
-    Disconnected,
-    /// The server is serving another client.
-    #[error("server busy: another client is attached")]
-    Busy,
-    /// The server answered with an error reply carrying this errno (0 if
-    /// the server gave none).
-    #[error("server replied with error (errno {0})")]
-    Remote(i32),
-    /// The server sent something that does not follow the protocol.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The request was refused before sending it.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(&'static str),
-    /// A local socket, memfd or eventfd error.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-}
-
-impl Error {
-    /// The errno of a [`Error::Remote`] reply.
-    pub fn remote_errno(&self) -> Option<i32> {
-        match self {
-            Error::Remote(e) => Some(*e),
-            _ => None,
-        }
-    }
-}
 
 /// What the server advertised in its VERSION reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -159,19 +121,18 @@ impl Client {
             Err(Error::Remote(e)) if e == errno::EBUSY as i32 => return Err(Error::Busy),
             Err(e) => return Err(e),
         };
-        let bad = |e: VersionError| Error::Protocol(format!("VERSION reply: {e}"));
-        let v = Version::decode(&reply).map_err(bad)?;
+        let v = Version::decode(&reply)?;
         if v.major != proto::VERSION_MAJOR {
-            return Err(bad(VersionError::Major(v.major)));
+            return Err(Error::VersionMajor(v.major));
         }
         if v.minor > proto::VERSION_MINOR {
-            return Err(bad(VersionError::Minor {
+            return Err(Error::VersionMinor {
                 proposed: proto::VERSION_MINOR,
                 reply: v.minor,
-            }));
+            });
         }
-        let got = v.caps().map_err(bad)?;
-        Caps::check_reply(&proposed, &got).map_err(bad)?;
+        let got = v.caps()?;
+        Caps::check_reply(&proposed, &got)?;
         // Absent capabilities take the specification's default, which may
         // be above what we proposed: the agreed value is the lower one.
         let agreed = |reply: u64, ours: Option<u64>| ours.map_or(reply, |o| reply.min(o));

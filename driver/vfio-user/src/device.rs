@@ -14,49 +14,8 @@ use rustix::fs::SealFlags;
 use rustix::io::Errno;
 
 pub use crate::config::PciIdentity;
-use crate::proto::{device_flags, errno, irq_info_flags, pci, region_flags};
-
-/// An error a [`Device`] returns; the server turns it into an error reply
-/// carrying [`DeviceError::errno`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeviceError {
-    /// The request is not valid for this device (`EINVAL`).
-    #[error("invalid argument")]
-    InvalidArgument,
-    /// The device does not support the request (`ENOTSUP`).
-    #[error("operation not supported")]
-    NotSupported,
-    /// The device cannot take the request now (`EBUSY`).
-    #[error("device busy")]
-    Busy,
-    /// A DMA mapping overlaps an existing one (`EEXIST`).
-    #[error("DMA mapping overlaps an existing one")]
-    Exists,
-    /// No such DMA mapping (`ENOENT`).
-    #[error("no such DMA mapping")]
-    NotFound,
-    /// The device failed (`EIO`).
-    #[error("device I/O error")]
-    Io,
-    /// Any other errno.
-    #[error("errno {0}")]
-    Errno(u32),
-}
-
-impl DeviceError {
-    /// The errno put in the error reply.
-    pub fn errno(&self) -> u32 {
-        match self {
-            DeviceError::InvalidArgument => errno::EINVAL,
-            DeviceError::NotSupported => errno::ENOTSUP,
-            DeviceError::Busy => errno::EBUSY,
-            DeviceError::Exists => errno::EEXIST,
-            DeviceError::NotFound => errno::ENOENT,
-            DeviceError::Io => errno::EIO,
-            DeviceError::Errno(e) => *e,
-        }
-    }
-}
+pub use crate::error::Error;
+use crate::proto::{device_flags, irq_info_flags, pci, region_flags};
 
 /// Access rights of a DMA mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -115,38 +74,6 @@ impl DmaRegion {
     pub fn sealed_against_shrinking(&self) -> bool {
         rustix::fs::fcntl_get_seals(&self.fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
     }
-}
-
-/// Why a DMA access failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DmaError {
-    /// No single live mapping covers `[iova, iova + len)`.
-    #[error("DMA access {iova:#x}+{len:#x} is not inside one mapping")]
-    Unmapped {
-        /// First address.
-        iova: u64,
-        /// Length.
-        len: usize,
-    },
-    /// The mapping does not allow this direction.
-    #[error("DMA access {iova:#x}+{len:#x} not permitted by the mapping")]
-    Permission {
-        /// First address.
-        iova: u64,
-        /// Length.
-        len: usize,
-    },
-    /// The client's file no longer holds the bytes (it was shrunk after
-    /// the mapping was made), or reading/writing it failed.
-    #[error("DMA access {iova:#x}+{len:#x} failed: the client's memory is gone ({reason})")]
-    Fault {
-        /// First address.
-        iova: u64,
-        /// Length.
-        len: usize,
-        /// The I/O error.
-        reason: String,
-    },
 }
 
 /// Memory shared through a file descriptor (a memfd, a shared-memory or
@@ -263,22 +190,22 @@ impl DmaSpace {
 
     /// Map a region (`Exists` if it overlaps a mapping, `Io` if the
     /// descriptor cannot be duplicated).
-    pub fn map(&mut self, region: DmaRegion) -> Result<(), DeviceError> {
+    pub fn map(&mut self, region: DmaRegion) -> Result<(), Error> {
         let end = region
             .iova
             .checked_add(region.size)
-            .ok_or(DeviceError::InvalidArgument)?;
+            .ok_or(Error::InvalidArgument("invalid DMA range"))?;
         if region.size == 0 {
-            return Err(DeviceError::InvalidArgument);
+            return Err(Error::InvalidArgument("invalid DMA range"));
         }
         if let Some((&start, e)) = self.maps.range(..end).next_back() {
             if start.saturating_add(e.size) > region.iova {
-                return Err(DeviceError::Exists);
+                return Err(Error::Exists);
             }
         }
         let mem = region.memory().map_err(|e| {
             tracing::warn!(error = %e, iova = region.iova, "DMA map failed");
-            DeviceError::Io
+            Error::DeviceIo
         })?;
         self.maps.insert(
             region.iova,
@@ -292,13 +219,13 @@ impl DmaSpace {
     }
 
     /// Remove the mapping that is exactly `[iova, iova + size)`.
-    pub fn unmap(&mut self, iova: u64, size: u64) -> Result<(), DeviceError> {
+    pub fn unmap(&mut self, iova: u64, size: u64) -> Result<(), Error> {
         match self.maps.get(&iova) {
             Some(e) if e.size == size => {
                 self.maps.remove(&iova);
                 Ok(())
             }
-            _ => Err(DeviceError::NotFound),
+            _ => Err(Error::NotFound),
         }
     }
 
@@ -325,15 +252,15 @@ impl DmaSpace {
     }
 
     /// Device reads client memory: copy `buf.len()` bytes from `iova`.
-    pub fn read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+    pub fn read(&self, iova: u64, buf: &mut [u8]) -> Result<(), Error> {
         let len = buf.len();
         let (e, off) = self
             .find(iova, len)
-            .ok_or(DmaError::Unmapped { iova, len })?;
+            .ok_or(Error::DmaUnmapped { iova, len })?;
         if !e.prot.read {
-            return Err(DmaError::Permission { iova, len });
+            return Err(Error::DmaPermission { iova, len });
         }
-        e.mem.read(off, buf).map_err(|err| DmaError::Fault {
+        e.mem.read(off, buf).map_err(|err| Error::DmaFault {
             iova,
             len,
             reason: err.to_string(),
@@ -341,15 +268,15 @@ impl DmaSpace {
     }
 
     /// Device writes client memory: copy `data` to `iova`.
-    pub fn write(&self, iova: u64, data: &[u8]) -> Result<(), DmaError> {
+    pub fn write(&self, iova: u64, data: &[u8]) -> Result<(), Error> {
         let len = data.len();
         let (e, off) = self
             .find(iova, len)
-            .ok_or(DmaError::Unmapped { iova, len })?;
+            .ok_or(Error::DmaUnmapped { iova, len })?;
         if !e.prot.write {
-            return Err(DmaError::Permission { iova, len });
+            return Err(Error::DmaPermission { iova, len });
         }
-        e.mem.write(off, data).map_err(|err| DmaError::Fault {
+        e.mem.write(off, data).map_err(|err| Error::DmaFault {
             iova,
             len,
             reason: err.to_string(),
@@ -515,6 +442,12 @@ pub mod card {
 
 /// A device served over vfio-user.
 ///
+/// Methods return the crate's [`Error`]; the server answers a failed
+/// request with an error reply carrying [`Error::errno`] (use
+/// [`Error::InvalidArgument`], [`Error::NotSupported`], [`Error::Busy`],
+/// [`Error::Exists`], [`Error::NotFound`], [`Error::DeviceIo`] or
+/// [`Error::Errno`]) and the connection goes on.
+///
 /// The server validates every request against [`Device::description`]
 /// (taken once per connection) before calling these methods, so an
 /// implementation is never called with a region it does not have, an access
@@ -532,17 +465,17 @@ pub trait Device {
     fn description(&self) -> DeviceDescription;
 
     /// Read `buf.len()` bytes from `region` at `offset`.
-    fn region_read(&mut self, region: u32, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError>;
+    fn region_read(&mut self, region: u32, offset: u64, buf: &mut [u8]) -> Result<(), Error>;
 
     /// Write `data` to `region` at `offset`.
-    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), DeviceError>;
+    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), Error>;
 
     /// Client memory becomes available for DMA (see [`DmaSpace`]).
-    fn dma_map(&mut self, region: DmaRegion) -> Result<(), DeviceError>;
+    fn dma_map(&mut self, region: DmaRegion) -> Result<(), Error>;
 
     /// A mapping made by `dma_map` (exactly this `iova`/`size`) goes away;
     /// the device must not touch it after returning.
-    fn dma_unmap(&mut self, iova: u64, size: u64) -> Result<(), DeviceError>;
+    fn dma_unmap(&mut self, iova: u64, size: u64) -> Result<(), Error>;
 
     /// Assign (`fds.len() == count`) or deassign (`fds` empty) the
     /// interrupt descriptors of vectors `start .. start + count` of IRQ
@@ -553,8 +486,8 @@ pub trait Device {
         start: u32,
         count: u32,
         fds: Vec<IrqFd>,
-    ) -> Result<(), DeviceError>;
+    ) -> Result<(), Error>;
 
     /// Reset the device.
-    fn reset(&mut self) -> Result<(), DeviceError>;
+    fn reset(&mut self) -> Result<(), Error>;
 }

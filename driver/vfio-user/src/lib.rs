@@ -45,7 +45,7 @@
 //! take `SIGBUS` on the next access to a page past the new end. This crate
 //! never maps client memory: [`DmaSpace`] and [`FdMemory`] copy with
 //! `pread`/`pwrite`, so a shrunk file is an error for that DMA access
-//! ([`DmaError::Fault`]) and the device goes on. A device that does map DMA
+//! ([`Error::DmaFault`]) and the device goes on. A device that does map DMA
 //! memory must check [`DmaRegion::sealed_against_shrinking`] (the simulated
 //! card does), or the server can be told to require seals.
 //!
@@ -112,19 +112,19 @@
 mod client;
 pub mod config;
 mod device;
+mod error;
 pub mod proto;
 mod server;
 mod wire;
 
-pub use client::{Client, DmaBuffer, Error, IrqEvent, ServerCaps, CLIENT_MAX_DATA_XFER};
+pub use client::{Client, DmaBuffer, IrqEvent, ServerCaps, CLIENT_MAX_DATA_XFER};
 pub use device::{
-    card, Device, DeviceDescription, DeviceError, DmaError, DmaProt, DmaRegion, DmaSpace, FdMemory,
-    IrqDesc, IrqFd, PciIdentity, RegionDesc,
+    card, Device, DeviceDescription, DmaProt, DmaRegion, DmaSpace, FdMemory, IrqDesc, IrqFd,
+    PciIdentity, RegionDesc,
 };
-pub use proto::{Caps, DeviceInfo, IrqInfo, RegionInfo, VersionError};
-pub use server::{
-    serve_connection, Limits, ProtocolError, ServeEnd, Server, ServerError, StopHandle,
-};
+pub use error::Error;
+pub use proto::{Caps, DeviceInfo, IrqInfo, RegionInfo};
+pub use server::{serve_connection, Limits, ServeEnd, Server, StopHandle};
 pub use wire::MAX_FDS;
 
 /// DMA page size: DMA map addresses, offsets and sizes are multiples of it

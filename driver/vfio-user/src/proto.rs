@@ -10,6 +10,8 @@
 //! All integers are in host byte order, as the specification requires
 //! ("all data is in the endianness of the host system").
 
+use crate::error::Error;
+
 /// Size of the message header that precedes every message.
 pub const HEADER_SIZE: usize = 16;
 
@@ -507,52 +509,11 @@ pub struct Version {
     pub json: Option<serde_json::Value>,
 }
 
-/// Why a `VERSION` payload was rejected, or why negotiation failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VersionError {
-    /// Shorter than the 4-byte major/minor pair.
-    #[error("VERSION payload shorter than 4 bytes")]
-    Short,
-    /// The JSON text is not UTF-8, not JSON, or not an object.
-    #[error("VERSION capabilities are not a JSON object: {0}")]
-    Json(String),
-    /// A capability we understand has a value of the wrong type or range.
-    #[error("capability {0} is not a valid value")]
-    BadCapability(&'static str),
-    /// The peer proposed a major version we do not speak.
-    #[error("unsupported major version {0} (we speak {VERSION_MAJOR})")]
-    Major(u16),
-    /// A reply's minor version is above the proposed one.
-    #[error("reply minor version {reply} is above the proposed {proposed}")]
-    Minor {
-        /// What was proposed.
-        proposed: u16,
-        /// What the reply says.
-        reply: u16,
-    },
-    /// A reply carries a capability that was not proposed.
-    #[error("reply carries capability {0}, which was not proposed")]
-    NotProposed(&'static str),
-    /// A reply's capability is larger than the proposed one.
-    #[error("reply's {name} = {reply} is larger than the proposed {proposed}")]
-    Larger {
-        /// The capability.
-        name: &'static str,
-        /// What was proposed.
-        proposed: u64,
-        /// What the reply says.
-        reply: u64,
-    },
-    /// No DMA page size is supported by both sides.
-    #[error("no DMA page size in common")]
-    NoCommonPageSize,
-}
-
 impl Version {
     /// Decode. The JSON text ends at its first NUL; a missing NUL is
     /// tolerated; an empty text means "no capabilities".
-    pub fn decode(b: &[u8]) -> Result<Version, VersionError> {
-        let (n, rest) = VersionNumber::decode_prefix(b).ok_or(VersionError::Short)?;
+    pub fn decode(b: &[u8]) -> Result<Version, Error> {
+        let (n, rest) = VersionNumber::decode_prefix(b).ok_or(Error::VersionShort)?;
         let text = match rest.iter().position(|&c| c == 0) {
             Some(nul) => rest.get(..nul).unwrap_or_default(),
             None => rest,
@@ -566,13 +527,13 @@ impl Version {
             return Ok(v);
         }
         let value: serde_json::Value =
-            serde_json::from_slice(text).map_err(|e| VersionError::Json(e.to_string()))?;
+            serde_json::from_slice(text).map_err(|e| Error::VersionJson(e.to_string()))?;
         if !value.is_object() {
-            return Err(VersionError::Json("top level is not an object".into()));
+            return Err(Error::VersionJson("top level is not an object".into()));
         }
         if let Some(caps) = value.get("capabilities") {
             if !caps.is_object() {
-                return Err(VersionError::Json(
+                return Err(Error::VersionJson(
                     "\"capabilities\" is not an object".into(),
                 ));
             }
@@ -603,8 +564,8 @@ impl Version {
 
     /// The capabilities we understand (see [`Caps`]); others (`migration`,
     /// `twin_socket`, `write_multiple`, ...) are ignored.
-    pub fn caps(&self) -> Result<Caps, VersionError> {
-        let get = |name: &'static str| -> Result<Option<u64>, VersionError> {
+    pub fn caps(&self) -> Result<Caps, Error> {
+        let get = |name: &'static str| -> Result<Option<u64>, Error> {
             let value = self
                 .json
                 .as_ref()
@@ -612,10 +573,7 @@ impl Version {
                 .and_then(|c| c.get(name));
             match value {
                 None => Ok(None),
-                Some(v) => v
-                    .as_u64()
-                    .map(Some)
-                    .ok_or(VersionError::BadCapability(name)),
+                Some(v) => v.as_u64().map(Some).ok_or(Error::BadCapability(name)),
             }
         };
         Ok(Caps {
@@ -712,20 +670,20 @@ impl Caps {
     /// (`ours`, every field present). Only proposed capabilities appear in
     /// the reply, each no larger than proposed: the smaller of the two
     /// numbers, and for `pgsizes` the page sizes both support.
-    pub fn negotiate(ours: &Caps, proposed: &Caps) -> Result<Caps, VersionError> {
+    pub fn negotiate(ours: &Caps, proposed: &Caps) -> Result<Caps, Error> {
         let min = |o: Option<u64>, p: Option<u64>| p.map(|p| o.map_or(p, |o| o.min(p)));
         if proposed.max_data_xfer_size == Some(0) {
-            return Err(VersionError::BadCapability(caps::MAX_DATA_XFER_SIZE));
+            return Err(Error::BadCapability(caps::MAX_DATA_XFER_SIZE));
         }
         let pgsizes = match proposed.pgsizes {
             None => None,
             Some(p) => match ours.pgsizes_or_default() & p {
-                0 => return Err(VersionError::NoCommonPageSize),
+                0 => return Err(Error::NoCommonPageSize),
                 both => Some(both),
             },
         };
         if proposed.pgsizes.is_none() && ours.pgsizes_or_default() & caps::DEFAULT_PGSIZES == 0 {
-            return Err(VersionError::NoCommonPageSize);
+            return Err(Error::NoCommonPageSize);
         }
         Ok(Caps {
             max_msg_fds: min(ours.max_msg_fds, proposed.max_msg_fds),
@@ -738,7 +696,7 @@ impl Caps {
     /// Client side: check a server's reply against what we proposed: every
     /// capability it carries was proposed and is no larger (`pgsizes`: a
     /// non-empty subset of the proposed bits).
-    pub fn check_reply(proposed: &Caps, reply: &Caps) -> Result<(), VersionError> {
+    pub fn check_reply(proposed: &Caps, reply: &Caps) -> Result<(), Error> {
         for (name, p, r) in [
             (caps::MAX_MSG_FDS, proposed.max_msg_fds, reply.max_msg_fds),
             (
@@ -754,9 +712,9 @@ impl Caps {
         ] {
             match (p, r) {
                 (_, None) => {}
-                (None, Some(_)) => return Err(VersionError::NotProposed(name)),
+                (None, Some(_)) => return Err(Error::NotProposed(name)),
                 (Some(p), Some(r)) if r > p => {
-                    return Err(VersionError::Larger {
+                    return Err(Error::CapabilityLarger {
                         name,
                         proposed: p,
                         reply: r,
@@ -766,17 +724,17 @@ impl Caps {
             }
         }
         if reply.max_data_xfer_size == Some(0) {
-            return Err(VersionError::BadCapability(caps::MAX_DATA_XFER_SIZE));
+            return Err(Error::BadCapability(caps::MAX_DATA_XFER_SIZE));
         }
         match (proposed.pgsizes, reply.pgsizes) {
             (_, None) => Ok(()),
-            (None, Some(_)) => Err(VersionError::NotProposed(caps::PGSIZES)),
-            (Some(p), Some(r)) if r & !p != 0 => Err(VersionError::Larger {
+            (None, Some(_)) => Err(Error::NotProposed(caps::PGSIZES)),
+            (Some(p), Some(r)) if r & !p != 0 => Err(Error::CapabilityLarger {
                 name: caps::PGSIZES,
                 proposed: p,
                 reply: r,
             }),
-            (Some(_), Some(0)) => Err(VersionError::NoCommonPageSize),
+            (Some(_), Some(0)) => Err(Error::NoCommonPageSize),
             _ => Ok(()),
         }
     }

@@ -18,10 +18,10 @@ use rustix::fs::{FileType, SealFlags};
 
 use crate::config::PciEmulation;
 use crate::device::{Device, DeviceDescription, DmaProt, DmaRegion, IrqFd};
+use crate::error::Error;
 use crate::proto::{
     self, cmd, dma_flags, errno, flags, irq_set_flags, region_flags, Caps, DeviceInfo, DmaMap,
-    DmaUnmap, Header, IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, VersionError,
-    HEADER_SIZE,
+    DmaUnmap, Header, IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, HEADER_SIZE,
 };
 use crate::wire::{self, WireError, MAX_FDS};
 use crate::DMA_PAGE_SIZE;
@@ -111,42 +111,6 @@ pub enum ServeEnd {
     IdleTimeout,
 }
 
-/// Why a connection was ended by the server. None of these stop a
-/// [`Server`]: it logs the error and accepts the next client.
-#[derive(Debug, thiserror::Error)]
-pub enum ProtocolError {
-    /// A socket error.
-    #[error("socket error: {0}")]
-    Io(#[from] io::Error),
-    /// The client closed the connection in the middle of a message.
-    #[error("connection closed in the middle of a message")]
-    Truncated,
-    /// A message did not arrive (or a reply could not be sent) in time.
-    #[error("message not completed within {0:?}")]
-    Timeout(Duration),
-    /// The header declares a size below the header size.
-    #[error("message size {0} is smaller than the header")]
-    SizeTooSmall(u32),
-    /// The header declares a size above the limit.
-    #[error("message size {size} exceeds the limit {max}")]
-    SizeTooLarge {
-        /// Declared size.
-        size: u32,
-        /// The limit.
-        max: u32,
-    },
-    /// The client sent something other than a command (we never send
-    /// commands, so a reply from the client is out of step).
-    #[error("message type {0:#x} is not a command")]
-    NotACommand(u32),
-    /// The first message was not VERSION.
-    #[error("command {0} before version negotiation")]
-    NotNegotiated(u16),
-    /// VERSION could not be agreed on.
-    #[error("version negotiation failed: {0}")]
-    Version(#[from] VersionError),
-}
-
 struct StopInner {
     stopped: AtomicBool,
     efd: OwnedFd,
@@ -202,7 +166,7 @@ pub fn serve_connection(
     stream: UnixStream,
     dev: &mut dyn Device,
     limits: Limits,
-) -> Result<ServeEnd, ProtocolError> {
+) -> Result<ServeEnd, Error> {
     serve(stream, dev, &limits, None, None)
 }
 
@@ -212,7 +176,7 @@ fn serve(
     limits: &Limits,
     listener: Option<&UnixListener>,
     stop: Option<&StopHandle>,
-) -> Result<ServeEnd, ProtocolError> {
+) -> Result<ServeEnd, Error> {
     let desc = dev.description();
     let (pci, desc) = match PciEmulation::new(&desc) {
         Some((pci, shown)) => (Some(pci), shown),
@@ -246,9 +210,9 @@ enum Outcome {
     /// Success, with this reply payload.
     Reply(Vec<u8>),
     /// Error reply with this errno; the connection continues.
-    Error(u32),
+    Refuse(u32),
     /// Error reply with this errno, then end the connection.
-    Fatal(u32, ProtocolError),
+    Fatal(u32, Error),
 }
 
 struct Session<'a> {
@@ -272,7 +236,7 @@ impl Session<'_> {
         stream: &UnixStream,
         listener: Option<&UnixListener>,
         stop: Option<&StopHandle>,
-    ) -> Result<ServeEnd, ProtocolError> {
+    ) -> Result<ServeEnd, Error> {
         let sock = stream.as_fd();
         loop {
             // Wait for the next message, refusing newcomers meanwhile.
@@ -316,28 +280,28 @@ impl Session<'_> {
             ) {
                 Ok(m) => m,
                 Err(WireError::Eof { partial: false }) => return Ok(ServeEnd::ClientClosed),
-                Err(WireError::Eof { partial: true }) => return Err(ProtocolError::Truncated),
+                Err(WireError::Eof { partial: true }) => return Err(Error::Truncated),
                 Err(WireError::Timeout { .. }) => {
-                    return Err(ProtocolError::Timeout(self.limits.message_timeout))
+                    return Err(Error::Timeout(self.limits.message_timeout))
                 }
                 Err(WireError::SizeTooSmall(h)) => {
-                    return Err(ProtocolError::SizeTooSmall(h.size));
+                    return Err(Error::SizeTooSmall(h.size));
                 }
                 Err(WireError::SizeTooLarge(h)) => {
                     // Tell the client why before hanging up (best effort).
                     let reply = Header::error_reply(h.msg_id, h.command, errno::EMSGSIZE);
                     let _ = wire::send_message(sock, &reply, &[], &[], deadline);
-                    return Err(ProtocolError::SizeTooLarge {
+                    return Err(Error::SizeTooLarge {
                         size: h.size,
                         max: self.limits.max_message_size(),
                     });
                 }
-                Err(WireError::Io(e)) => return Err(ProtocolError::Io(e)),
+                Err(WireError::Io(e)) => return Err(Error::Io(e)),
             };
 
             let h = msg.header;
             if h.msg_type() != flags::TYPE_COMMAND {
-                return Err(ProtocolError::NotACommand(h.msg_type()));
+                return Err(Error::NotACommand(h.msg_type()));
             }
             let outcome = self.handle(msg);
             let (reply, payload, fatal) = match outcome {
@@ -349,7 +313,7 @@ impl Session<'_> {
                         None,
                     ),
                 },
-                Outcome::Error(e) => {
+                Outcome::Refuse(e) => {
                     tracing::debug!(command = h.command, errno = e, "error reply");
                     (
                         Header::error_reply(h.msg_id, h.command, e),
@@ -374,11 +338,11 @@ impl Session<'_> {
                         }
                     }
                     Err(WireError::Timeout { .. }) => {
-                        return Err(ProtocolError::Timeout(self.limits.message_timeout))
+                        return Err(Error::Timeout(self.limits.message_timeout))
                     }
-                    Err(WireError::Io(e)) => return Err(ProtocolError::Io(e)),
+                    Err(WireError::Io(e)) => return Err(Error::Io(e)),
                     Err(WireError::SizeTooSmall(_)) | Err(WireError::SizeTooLarge(_)) => {
-                        return Err(ProtocolError::Truncated)
+                        return Err(Error::Truncated)
                     }
                 }
             }
@@ -409,10 +373,10 @@ impl Session<'_> {
         if msg.fds_truncated || (!wants_fds && !msg.fds.is_empty()) {
             // Excess or unexpected descriptors: they are closed (dropped
             // with `msg`); the request itself is refused.
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if !self.negotiated && h.command != cmd::VERSION {
-            return Outcome::Fatal(errno::EINVAL, ProtocolError::NotNegotiated(h.command));
+            return Outcome::Fatal(errno::EINVAL, Error::NotNegotiated(h.command));
         }
         match h.command {
             cmd::VERSION => self.version(&msg.payload),
@@ -431,9 +395,9 @@ impl Session<'_> {
                     }
                     Outcome::Reply(Vec::new())
                 }
-                Err(e) => Outcome::Error(e.errno()),
+                Err(e) => Outcome::Refuse(e.errno()),
             },
-            _ => Outcome::Error(errno::ENOSYS),
+            _ => Outcome::Refuse(errno::ENOSYS),
         }
     }
 
@@ -442,15 +406,15 @@ impl Session<'_> {
     /// ([`Caps::negotiate`]). The agreed values are enforced from then on.
     fn version(&mut self, payload: &[u8]) -> Outcome {
         if self.negotiated {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
-        let fail = |e: u32, err: VersionError| Outcome::Fatal(e, ProtocolError::Version(err));
+        let fail = |e: u32, err: Error| Outcome::Fatal(e, err);
         let v = match Version::decode(payload) {
             Ok(v) => v,
             Err(e) => return fail(errno::EINVAL, e),
         };
         if v.major != proto::VERSION_MAJOR {
-            return fail(errno::ENOTSUP, VersionError::Major(v.major));
+            return fail(errno::ENOTSUP, Error::VersionMajor(v.major));
         }
         let proposed = match v.caps() {
             Ok(c) => c,
@@ -458,7 +422,7 @@ impl Session<'_> {
         };
         let reply = match Caps::negotiate(&self.limits.caps(), &proposed) {
             Ok(c) => c,
-            Err(e @ VersionError::BadCapability(_)) => return fail(errno::EINVAL, e),
+            Err(e @ Error::BadCapability(_)) => return fail(errno::EINVAL, e),
             Err(e) => return fail(errno::ENOTSUP, e),
         };
         let lower = |ours: u64, theirs: u64| ours.min(theirs);
@@ -497,19 +461,19 @@ impl Session<'_> {
 
     fn dma_map(&mut self, payload: &[u8], mut fds: Vec<OwnedFd>) -> Outcome {
         let Some(m) = DmaMap::decode(payload) else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         if m.flags & !(dma_flags::READ | dma_flags::WRITE) != 0 {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         let fd = match fds.len() {
             // In-band DMA (DMA_READ/DMA_WRITE messages) is not implemented.
-            0 => return Outcome::Error(errno::ENOTSUP),
+            0 => return Outcome::Refuse(errno::ENOTSUP),
             1 => match fds.pop() {
                 Some(fd) => fd,
-                None => return Outcome::Error(errno::EINVAL),
+                None => return Outcome::Refuse(errno::EINVAL),
             },
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         };
         let page = DMA_PAGE_SIZE;
         if m.size == 0
@@ -518,35 +482,35 @@ impl Session<'_> {
             || m.offset % page != 0
             || usize::try_from(m.size).is_err()
         {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         let (Some(end), Some(file_end)) =
             (m.address.checked_add(m.size), m.offset.checked_add(m.size))
         else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         if let Some((&start, &size)) = self.maps.range(..end).next_back() {
             if start.saturating_add(size) > m.address {
-                return Outcome::Error(errno::EEXIST);
+                return Outcome::Refuse(errno::EEXIST);
             }
         }
         if self.maps.len() >= self.agreed.max_dma_maps {
-            return Outcome::Error(errno::ENOSPC);
+            return Outcome::Refuse(errno::ENOSPC);
         }
         let st = match rustix::fs::fstat(&fd) {
             Ok(st) => st,
-            Err(_) => return Outcome::Error(errno::EINVAL),
+            Err(_) => return Outcome::Refuse(errno::EINVAL),
         };
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
             || u64::try_from(st.st_size).map_or(true, |len| len < file_end)
         {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if self.limits.require_dma_seals {
             let sealed =
                 rustix::fs::fcntl_get_seals(&fd).is_ok_and(|s| s.contains(SealFlags::SHRINK));
             if !sealed {
-                return Outcome::Error(errno::EPERM);
+                return Outcome::Refuse(errno::EPERM);
             }
         }
         let region = DmaRegion {
@@ -564,13 +528,13 @@ impl Session<'_> {
                 self.maps.insert(m.address, m.size);
                 Outcome::Reply(Vec::new())
             }
-            Err(e) => Outcome::Error(e.errno()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 
     fn dma_unmap(&mut self, payload: &[u8]) -> Outcome {
         let Some(u) = DmaUnmap::decode(payload) else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         let reply = DmaUnmap {
             argsz: proto::DMA_UNMAP_SIZE as u32,
@@ -578,7 +542,7 @@ impl Session<'_> {
         };
         if u.flags == dma_flags::UNMAP_ALL {
             if u.address != 0 || u.size != 0 {
-                return Outcome::Error(errno::EINVAL);
+                return Outcome::Refuse(errno::EINVAL);
             }
             for (iova, size) in std::mem::take(&mut self.maps) {
                 if let Err(e) = self.dev.dma_unmap(iova, size) {
@@ -588,24 +552,24 @@ impl Session<'_> {
             return Outcome::Reply(reply.encode());
         }
         if u.flags != 0 {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if self.maps.get(&u.address) != Some(&u.size) {
-            return Outcome::Error(errno::ENOENT);
+            return Outcome::Refuse(errno::ENOENT);
         }
         match self.dev.dma_unmap(u.address, u.size) {
             Ok(()) => {
                 self.maps.remove(&u.address);
                 Outcome::Reply(reply.encode())
             }
-            Err(e) => Outcome::Error(e.errno()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 
     fn device_info(&mut self, payload: &[u8]) -> Outcome {
         match DeviceInfo::decode(payload) {
             Some(req) if req.argsz as usize >= proto::DEVICE_INFO_SIZE => {}
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         }
         Outcome::Reply(
             DeviceInfo {
@@ -621,13 +585,13 @@ impl Session<'_> {
     fn region_info(&mut self, payload: &[u8]) -> Outcome {
         let req = match RegionInfo::decode(payload) {
             Some(req) if req.argsz as usize >= proto::REGION_INFO_SIZE => req,
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         };
         let Some(r) = usize::try_from(req.index)
             .ok()
             .and_then(|i| self.desc.regions.get(i))
         else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         Outcome::Reply(
             RegionInfo {
@@ -645,13 +609,13 @@ impl Session<'_> {
     fn irq_info(&mut self, payload: &[u8]) -> Outcome {
         let req = match IrqInfo::decode(payload) {
             Some(req) if req.argsz as usize >= proto::IRQ_INFO_SIZE => req,
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         };
         let Some(i) = usize::try_from(req.index)
             .ok()
             .and_then(|i| self.desc.irqs.get(i))
         else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         Outcome::Reply(
             IrqInfo {
@@ -666,10 +630,10 @@ impl Session<'_> {
 
     fn set_irqs(&mut self, payload: &[u8], fds: Vec<OwnedFd>) -> Outcome {
         let Some(s) = IrqSet::decode(payload) else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         let Some(irq) = self.desc.irq(s.index).copied() else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         let data = s.flags & irq_set_flags::DATA_MASK;
         let action = s.flags & irq_set_flags::ACTION_MASK_ALL;
@@ -677,11 +641,11 @@ impl Session<'_> {
             || data.count_ones() != 1
             || action.count_ones() != 1
         {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if action != irq_set_flags::ACTION_TRIGGER {
             // Our IRQ indexes are not maskable.
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         let (start, count, fds) = match data {
             irq_set_flags::DATA_NONE if s.start == 0 && s.count == 0 && fds.is_empty() => {
@@ -696,13 +660,13 @@ impl Session<'_> {
                 let fd_count_ok =
                     fds.is_empty() || u32::try_from(fds.len()).is_ok_and(|n| n == s.count);
                 if !in_range || !fd_count_ok {
-                    return Outcome::Error(errno::EINVAL);
+                    return Outcome::Refuse(errno::EINVAL);
                 }
                 (s.start, s.count, fds.into_iter().map(IrqFd::new).collect())
             }
             // Software triggers (DATA_NONE/DATA_BOOL with a range) are not
             // supported: the device, not the client, raises our interrupts.
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         };
         let assigning = !fds.is_empty();
         let all = start == 0 && count == irq.count;
@@ -715,7 +679,7 @@ impl Session<'_> {
                 }
                 Outcome::Reply(Vec::new())
             }
-            Err(e) => Outcome::Error(e.errno()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 
@@ -743,40 +707,40 @@ impl Session<'_> {
 
     fn region_read(&mut self, payload: &[u8]) -> Outcome {
         let Some((a, rest)) = RegionAccess::decode_prefix(payload) else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         if !rest.is_empty() || !self.check_access(&a, false) {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         let mut data = vec![0u8; a.count as usize];
         if let Some(p) = self.pci.as_mut().filter(|p| p.handles(a.region)) {
             return match p.read(a.region, a.offset, &mut data) {
                 true => Outcome::Reply(a.encode_with(&data)),
-                false => Outcome::Error(errno::EINVAL),
+                false => Outcome::Refuse(errno::EINVAL),
             };
         }
         match self.dev.region_read(a.region, a.offset, &mut data) {
             Ok(()) => Outcome::Reply(a.encode_with(&data)),
-            Err(e) => Outcome::Error(e.errno()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 
     fn region_write(&mut self, payload: &[u8]) -> Outcome {
         let Some((a, data)) = RegionAccess::decode_prefix(payload) else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         if u32::try_from(data.len()).ok() != Some(a.count) || !self.check_access(&a, true) {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if let Some(p) = self.pci.as_mut().filter(|p| p.handles(a.region)) {
             return match p.write(a.region, a.offset, data) {
                 true => Outcome::Reply(a.encode()),
-                false => Outcome::Error(errno::EINVAL),
+                false => Outcome::Refuse(errno::EINVAL),
             };
         }
         match self.dev.region_write(a.region, a.offset, data) {
             Ok(()) => Outcome::Reply(a.encode()),
-            Err(e) => Outcome::Error(e.errno()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 }
@@ -805,21 +769,6 @@ fn refuse_pending(listener: &UnixListener) {
     }
 }
 
-/// Why a [`Server`] could not be set up or keep listening (connection
-/// errors are not among these: they only end that connection).
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// Another server answers on the socket path.
-    #[error("a server is already listening on {0}")]
-    AddrInUse(PathBuf),
-    /// The path exists and is not a socket.
-    #[error("{0} exists and is not a socket")]
-    NotASocket(PathBuf),
-    /// A socket or listener error.
-    #[error("socket error: {0}")]
-    Io(#[from] io::Error),
-}
-
 /// A vfio-user server on a Unix socket path, serving one client at a time.
 ///
 /// While a client is attached, other clients that connect are refused at
@@ -846,14 +795,14 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Listen on `path`. A stale socket file left by a dead server is
     /// replaced; a live server on the path is an error.
-    pub fn bind(path: impl AsRef<Path>, limits: Limits) -> Result<Server, ServerError> {
+    pub fn bind(path: impl AsRef<Path>, limits: Limits) -> Result<Server, Error> {
         let path = path.as_ref().to_path_buf();
         if let Ok(meta) = fs::symlink_metadata(&path) {
             if !meta.file_type().is_socket() {
-                return Err(ServerError::NotASocket(path));
+                return Err(Error::NotASocket(path));
             }
             match UnixStream::connect(&path) {
-                Ok(_) => return Err(ServerError::AddrInUse(path)),
+                Ok(_) => return Err(Error::AddrInUse(path)),
                 Err(_) => fs::remove_file(&path)?,
             }
         }
@@ -890,7 +839,7 @@ impl Server {
     pub fn serve_one(
         &self,
         dev: &mut dyn Device,
-    ) -> Result<Option<Result<ServeEnd, ProtocolError>>, ServerError> {
+    ) -> Result<Option<Result<ServeEnd, Error>>, Error> {
         loop {
             if self.stop.is_stopped() {
                 return Ok(None);
@@ -915,7 +864,7 @@ impl Server {
                 {
                     continue
                 }
-                Err(e) => return Err(ServerError::Io(e)),
+                Err(e) => return Err(Error::Io(e)),
             };
             tracing::debug!(path = %self.path.display(), "vfio-user client attached");
             return Ok(Some(serve(
@@ -930,7 +879,7 @@ impl Server {
 
     /// Serve clients one after another until stopped. Connection errors are
     /// logged and do not end the loop.
-    pub fn run(&self, dev: &mut dyn Device) -> Result<(), ServerError> {
+    pub fn run(&self, dev: &mut dyn Device) -> Result<(), Error> {
         while let Some(end) = self.serve_one(dev)? {
             if let Ok(ServeEnd::Stopped) = end {
                 break;

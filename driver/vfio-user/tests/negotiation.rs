@@ -200,9 +200,17 @@ fn version_reply(major: u16, minor: u16, json: Option<serde_json::Value>) -> Vec
 
 fn protocol_error(r: Result<Client, Error>) -> String {
     match r {
-        Err(Error::Protocol(m)) => m,
-        Err(other) => panic!("expected a protocol error, got {other:?}"),
-        Ok(_) => panic!("expected a protocol error, the client accepted the reply"),
+        Err(
+            e @ (Error::VersionMajor(_)
+            | Error::VersionMinor { .. }
+            | Error::VersionShort
+            | Error::NotProposed(_)
+            | Error::CapabilityLarger { .. }
+            | Error::BadCapability(_)
+            | Error::NoCommonPageSize),
+        ) => e.to_string(),
+        Err(other) => panic!("expected a negotiation error, got {other:?}"),
+        Ok(_) => panic!("expected a negotiation error, the client accepted the reply"),
     }
 }
 

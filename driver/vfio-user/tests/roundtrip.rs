@@ -418,7 +418,7 @@ fn server_restart_on_same_path_and_stop() {
     // A live one is not.
     assert!(matches!(
         hitless_vfio_user::Server::bind(&path, test_limits()),
-        Err(hitless_vfio_user::ServerError::AddrInUse(_))
+        Err(hitless_vfio_user::Error::AddrInUse(_))
     ));
     let stop = server.stop_handle();
     let mut dev = FakeCard::new();
