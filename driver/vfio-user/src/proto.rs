@@ -797,6 +797,39 @@ mod tests {
     }
 
     #[test]
+    fn field_lists_give_the_specified_layout() {
+        // DMA_MAP per the specification: argsz@0 (4), flags@4 (4),
+        // offset@8 (8), address@16 (8), size@24 (8).
+        let m = DmaMap {
+            argsz: 32,
+            flags: 3,
+            offset: 0x1111,
+            address: 0x2222_0000,
+            size: 0x3000,
+        };
+        let mut want = Vec::new();
+        want.extend_from_slice(&32u32.to_ne_bytes());
+        want.extend_from_slice(&3u32.to_ne_bytes());
+        want.extend_from_slice(&0x1111u64.to_ne_bytes());
+        want.extend_from_slice(&0x2222_0000u64.to_ne_bytes());
+        want.extend_from_slice(&0x3000u64.to_ne_bytes());
+        assert_eq!(m.encode(), want);
+        assert_eq!(DmaMap::decode(&want), Some(m));
+        // REGION_READ: offset@0 (8), region@8 (4), count@12 (4), data.
+        let a = RegionAccess {
+            offset: 8,
+            region: 7,
+            count: 2,
+        };
+        let bytes = a.encode_with(&[0xaa, 0xbb]);
+        assert_eq!(&bytes[8..12], &7u32.to_ne_bytes());
+        assert_eq!(
+            RegionAccess::decode_prefix(&bytes),
+            Some((a, &[0xaa, 0xbb][..]))
+        );
+    }
+
+    #[test]
     fn short_payloads_decode_to_none() {
         assert_eq!(
             (
