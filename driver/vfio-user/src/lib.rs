@@ -6,7 +6,14 @@
 //! We implement the protocol ourselves rather than use the `vfio-user`
 //! crate because that crate panics or loses message framing on malformed
 //! input (see `shared/DESIGN.md`, "Simulation"). The card process must
-//! survive any byte sequence on its socket and keep serving.
+//! survive any byte sequence on its socket and keep serving. The server is
+//! tested against clients we did not write: rust-vmm's `vfio_user` client
+//! and a client script written from the specification
+//! (`tests/interop.rs`, `tests/spec_client.py`).
+//!
+//! One error type, [`Error`], serves every part of the crate. The crate has
+//! no `unsafe` code (`forbid(unsafe_code)`): DMA memory is copied with
+//! `pread`/`pwrite`, never mapped.
 //!
 //! # The subset implemented
 //!
