@@ -408,22 +408,23 @@ impl Session<'_> {
         if self.negotiated {
             return Outcome::Refuse(errno::EINVAL);
         }
-        let fail = |e: u32, err: Error| Outcome::Fatal(e, err);
+        // A failed negotiation ends the connection, answered with the
+        // error's errno (EINVAL: malformed; ENOTSUP: nothing in common).
+        let fatal = |e: Error| Outcome::Fatal(e.errno(), e);
         let v = match Version::decode(payload) {
             Ok(v) => v,
-            Err(e) => return fail(errno::EINVAL, e),
+            Err(e) => return fatal(e),
         };
         if v.major != proto::VERSION_MAJOR {
-            return fail(errno::ENOTSUP, Error::VersionMajor(v.major));
+            return fatal(Error::VersionMajor(v.major));
         }
         let proposed = match v.caps() {
             Ok(c) => c,
-            Err(e) => return fail(errno::EINVAL, e),
+            Err(e) => return fatal(e),
         };
         let reply = match Caps::negotiate(&self.limits.caps(), &proposed) {
             Ok(c) => c,
-            Err(e @ Error::BadCapability(_)) => return fail(errno::EINVAL, e),
-            Err(e) => return fail(errno::ENOTSUP, e),
+            Err(e) => return fatal(e),
         };
         let lower = |ours: u64, theirs: u64| ours.min(theirs);
         self.agreed = Agreed {
