@@ -4,7 +4,7 @@
 use crate::firmware::FirmwareHandle;
 use crate::service::{CardService, Control, RegionSel, ServiceStatus};
 use hitless_hdl::contract::MAILBOX_BASE;
-use hitless_vfio_user::{card, Device, DeviceDescription, DeviceError, DmaRegion, IrqFd};
+use hitless_vfio_user::{card, Device, DeviceDescription, DmaRegion, Error as DeviceError, IrqFd};
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
@@ -54,7 +54,7 @@ impl SimDevice {
 
 fn dev_err(e: crate::service::ServiceError) -> DeviceError {
     tracing::warn!("card: {e}");
-    DeviceError::Io
+    DeviceError::DeviceIo
 }
 
 impl Device for SimDevice {
@@ -65,10 +65,12 @@ impl Device for SimDevice {
     fn region_read(&mut self, region: u32, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
         // The CSR file is 32-bit registers: 4- and 8-byte aligned accesses.
         if region != card::BAR0 || !offset.is_multiple_of(4) || (buf.len() != 4 && buf.len() != 8) {
-            return Err(DeviceError::InvalidArgument);
+            return Err(DeviceError::InvalidArgument(
+                "BAR0 takes aligned 4- and 8-byte reads",
+            ));
         }
         if offset + buf.len() as u64 > card::BAR0_SIZE {
-            return Err(DeviceError::InvalidArgument);
+            return Err(DeviceError::InvalidArgument("read past BAR0"));
         }
         for (i, chunk) in buf.chunks_mut(4).enumerate() {
             let v = self.read32((offset + 4 * i as u64) as u32)?;
@@ -80,10 +82,12 @@ impl Device for SimDevice {
     fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
         if region != card::BAR0 || !offset.is_multiple_of(4) || (data.len() != 4 && data.len() != 8)
         {
-            return Err(DeviceError::InvalidArgument);
+            return Err(DeviceError::InvalidArgument(
+                "BAR0 takes aligned 4- and 8-byte writes",
+            ));
         }
         if offset + data.len() as u64 > card::BAR0_SIZE {
-            return Err(DeviceError::InvalidArgument);
+            return Err(DeviceError::InvalidArgument("write past BAR0"));
         }
         for (i, chunk) in data.chunks(4).enumerate() {
             let mut w = [0u8; 4];
@@ -94,6 +98,13 @@ impl Device for SimDevice {
     }
 
     fn dma_map(&mut self, region: DmaRegion) -> Result<(), DeviceError> {
+        // The card's DMA port mmaps client memory (crate::dma), so a client
+        // shrinking the file would raise SIGBUS here: require the seal the
+        // vfio-user server no longer requires by default.
+        if !region.sealed_against_shrinking() {
+            tracing::warn!("DMA map refused: the fd is not sealed against shrinking");
+            return Err(DeviceError::Errno(hitless_vfio_user::proto::errno::EPERM));
+        }
         let file = std::fs::File::from(region.fd);
         self.svc
             .dma_map(
@@ -105,7 +116,7 @@ impl Device for SimDevice {
             )
             .map_err(|e| {
                 tracing::warn!("DMA map refused: {e}");
-                DeviceError::InvalidArgument
+                DeviceError::InvalidArgument("DMA map refused by the card")
             })
     }
 
@@ -123,7 +134,9 @@ impl Device for SimDevice {
         fds: Vec<IrqFd>,
     ) -> Result<(), DeviceError> {
         if index != card::IRQ_INDEX || start != 0 || count > 1 {
-            return Err(DeviceError::InvalidArgument);
+            return Err(DeviceError::InvalidArgument(
+                "the card has one MSI-X vector",
+            ));
         }
         let sink = fds.into_iter().next().map(|fd| {
             Box::new(move || {

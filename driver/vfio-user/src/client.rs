@@ -12,9 +12,10 @@ use rustix::fs::{MemfdFlags, SealFlags};
 use rustix::io::Errno;
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::device::{DmaProt, SharedMemory};
+use crate::device::{DmaProt, FdMemory};
+pub use crate::error::Error;
 use crate::proto::{
-    self, cmd, dma_flags, errno, flags, irq_set_flags, DeviceInfo, DmaMap, DmaUnmap, Header,
+    self, cmd, dma_flags, errno, flags, irq_set_flags, Caps, DeviceInfo, DmaMap, DmaUnmap, Header,
     IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, HEADER_SIZE,
 };
 use crate::wire::{self, WireError, MAX_FDS};
@@ -22,45 +23,6 @@ use crate::DMA_PAGE_SIZE;
 
 /// Largest region access the client itself will send or accept.
 pub const CLIENT_MAX_DATA_XFER: u32 = 1 << 20;
-
-/// A client error. Every call returns within its timeout.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// No (complete) reply within the timeout.
-    #[error("no reply within {0:?}")]
-    Timeout(Duration),
-    /// The server closed the connection, or the connection is no longer
-    /// usable (an earlier call timed out in the middle of a message or the
-    /// server broke the framing). Reconnect.
-    #[error("server disconnected")]
-    Disconnected,
-    /// The server is serving another client.
-    #[error("server busy: another client is attached")]
-    Busy,
-    /// The server answered with an error reply carrying this errno (0 if
-    /// the server gave none).
-    #[error("server replied with error (errno {0})")]
-    Remote(i32),
-    /// The server sent something that does not follow the protocol.
-    #[error("protocol error: {0}")]
-    Protocol(String),
-    /// The request was refused before sending it.
-    #[error("invalid argument: {0}")]
-    InvalidArgument(&'static str),
-    /// A local socket, memfd or eventfd error.
-    #[error("I/O error: {0}")]
-    Io(#[from] io::Error),
-}
-
-impl Error {
-    /// The errno of a [`Error::Remote`] reply.
-    pub fn remote_errno(&self) -> Option<i32> {
-        match self {
-            Error::Remote(e) => Some(*e),
-            _ => None,
-        }
-    }
-}
 
 /// What the server advertised in its VERSION reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,17 +93,27 @@ impl Client {
         Ok(client)
     }
 
+    /// What this client proposes at VERSION: it can receive up to
+    /// [`MAX_FDS`] descriptors in one message (it closes any it gets), and
+    /// takes up to [`CLIENT_MAX_DATA_XFER`] bytes per transfer.
+    pub fn proposed_caps() -> Caps {
+        Caps {
+            max_msg_fds: Some(MAX_FDS as u64),
+            max_data_xfer_size: Some(u64::from(CLIENT_MAX_DATA_XFER)),
+            max_dma_maps: Some(proto::caps::DEFAULT_MAX_DMA_MAPS),
+            pgsizes: Some(DMA_PAGE_SIZE),
+        }
+    }
+
+    /// Propose our version and capabilities, and check the reply as the
+    /// specification requires: same major, a minor no higher than ours,
+    /// capabilities a subset of ours and none larger.
     fn negotiate(&mut self, deadline: Option<Instant>) -> Result<(), Error> {
-        let caps = serde_json::json!({
-            "capabilities": {
-                "max_msg_fds": 0,
-                "max_data_xfer_size": CLIENT_MAX_DATA_XFER,
-            }
-        });
+        let proposed = Client::proposed_caps();
         let payload = Version {
             major: proto::VERSION_MAJOR,
             minor: proto::VERSION_MINOR,
-            json: Some(caps),
+            json: Some(proposed.to_json()),
         }
         .encode();
         let reply = match self.transact_until(cmd::VERSION, &payload, &[], deadline) {
@@ -149,22 +121,31 @@ impl Client {
             Err(Error::Remote(e)) if e == errno::EBUSY as i32 => return Err(Error::Busy),
             Err(e) => return Err(e),
         };
-        let v = Version::decode(&reply).map_err(|e| Error::Protocol(e.to_string()))?;
-        if v.major != proto::VERSION_MAJOR || v.minor > proto::VERSION_MINOR {
-            return Err(Error::Protocol(format!(
-                "server answered version {}.{}",
-                v.major, v.minor
-            )));
+        let v = Version::decode(&reply)?;
+        if v.major != proto::VERSION_MAJOR {
+            return Err(Error::VersionMajor(v.major));
         }
-        let cap = |name: &str, default: u64| v.capability_u64(name).unwrap_or(default);
+        if v.minor > proto::VERSION_MINOR {
+            return Err(Error::VersionMinor {
+                proposed: proto::VERSION_MINOR,
+                reply: v.minor,
+            });
+        }
+        let got = v.caps()?;
+        Caps::check_reply(&proposed, &got)?;
+        // Absent capabilities take the specification's default, which may
+        // be above what we proposed: the agreed value is the lower one.
+        let agreed = |reply: u64, ours: Option<u64>| ours.map_or(reply, |o| reply.min(o));
+        let to_u32 = |x: u64| u32::try_from(x).unwrap_or(u32::MAX);
         self.caps = ServerCaps {
             minor: v.minor,
-            max_msg_fds: u32::try_from(cap("max_msg_fds", 1)).unwrap_or(u32::MAX),
-            max_data_xfer: u32::try_from(cap("max_data_xfer_size", 1 << 20))
-                .unwrap_or(u32::MAX)
-                .min(CLIENT_MAX_DATA_XFER),
-            max_dma_maps: u32::try_from(cap("max_dma_maps", 65535)).unwrap_or(u32::MAX),
-            pgsizes: cap("pgsizes", DMA_PAGE_SIZE),
+            max_msg_fds: to_u32(agreed(got.max_msg_fds_or_default(), proposed.max_msg_fds)),
+            max_data_xfer: to_u32(agreed(
+                got.max_data_xfer_size_or_default(),
+                proposed.max_data_xfer_size,
+            )),
+            max_dma_maps: to_u32(agreed(got.max_dma_maps_or_default(), proposed.max_dma_maps)),
+            pgsizes: got.pgsizes_or_default() & proposed.pgsizes_or_default(),
         };
         Ok(())
     }
@@ -244,8 +225,8 @@ impl Client {
     /// power-of-two sizes, naturally aligned (up to 8 bytes).
     pub fn region_read(&mut self, region: u32, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         let a = self.access(region, offset, buf.len())?;
-        let reply = self.transact(cmd::REGION_READ, &a.encode(&[]), &[])?;
-        let (echo, data) = RegionAccess::decode(&reply)
+        let reply = self.transact(cmd::REGION_READ, &a.encode(), &[])?;
+        let (echo, data) = RegionAccess::decode_prefix(&reply)
             .ok_or_else(|| Error::Protocol("short REGION_READ reply".into()))?;
         if echo != a || data.len() != buf.len() {
             return Err(Error::Protocol(
@@ -259,9 +240,9 @@ impl Client {
     /// Write `data` to `region` at `offset`.
     pub fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), Error> {
         let a = self.access(region, offset, data.len())?;
-        let reply = self.transact(cmd::REGION_WRITE, &a.encode(data), &[])?;
+        let reply = self.transact(cmd::REGION_WRITE, &a.encode_with(data), &[])?;
         match RegionAccess::decode(&reply) {
-            Some((echo, _)) if echo == a => Ok(()),
+            Some(echo) if echo == a => Ok(()),
             _ => Err(Error::Protocol(
                 "REGION_WRITE reply does not match the request".into(),
             )),
@@ -294,8 +275,9 @@ impl Client {
 
     /// Share `size` bytes of `fd` from `offset` with the device at DMA
     /// address `iova`, readable and writable. All three must be multiples
-    /// of [`DMA_PAGE_SIZE`]; the fd must be a sealed memfd (see
-    /// [`DmaBuffer`]) unless the server was told otherwise.
+    /// of [`DMA_PAGE_SIZE`]; the fd must be a regular file (a memfd such as
+    /// [`DmaBuffer`]'s, or any shared-memory file) at least `offset + size`
+    /// bytes long.
     pub fn dma_map(
         &mut self,
         fd: BorrowedFd<'_>,
@@ -527,12 +509,13 @@ fn connect_socket(
 }
 
 /// Memory to share with the device for DMA: a memfd of a whole number of
-/// pages, sealed against shrinking and growing (the server requires that,
-/// see [`crate::Limits::require_dma_seals`]), mapped into this process.
+/// pages, sealed against shrinking and growing (so neither side can pull
+/// it from under the other), accessed by copying (`pread`/`pwrite`, see
+/// [`FdMemory`]).
 #[derive(Debug)]
 pub struct DmaBuffer {
     fd: OwnedFd,
-    mem: SharedMemory,
+    mem: FdMemory,
 }
 
 impl DmaBuffer {
@@ -549,7 +532,7 @@ impl DmaBuffer {
         )?;
         rustix::fs::ftruncate(&fd, len as u64)?;
         rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
-        let mem = SharedMemory::map(fd.as_fd(), 0, len, true)?;
+        let mem = FdMemory::new(fd.try_clone()?, 0, len as u64, true);
         Ok(DmaBuffer { fd, mem })
     }
 
@@ -560,7 +543,7 @@ impl DmaBuffer {
 
     /// Length in bytes (a multiple of [`DMA_PAGE_SIZE`]).
     pub fn len(&self) -> usize {
-        self.mem.len()
+        usize::try_from(self.mem.len()).unwrap_or(usize::MAX)
     }
 
     /// Whether the buffer is empty (never).
@@ -571,38 +554,18 @@ impl DmaBuffer {
     /// Copy out `buf.len()` bytes at `offset`. `false`: out of range.
     #[must_use]
     pub fn read(&self, offset: usize, buf: &mut [u8]) -> bool {
-        self.mem.read(offset as u64, buf)
+        self.mem.read(offset as u64, buf).is_ok()
     }
 
     /// Copy `data` in at `offset`. `false`: out of range.
     #[must_use]
     pub fn write(&self, offset: usize, data: &[u8]) -> bool {
-        self.mem.write(offset as u64, data)
+        self.mem.write(offset as u64, data).is_ok()
     }
 
-    /// The mapping itself.
-    pub fn memory(&self) -> &SharedMemory {
+    /// The memory itself.
+    pub fn memory(&self) -> &FdMemory {
         &self.mem
-    }
-
-    /// The buffer as a byte slice, for code that wants one (e.g. a driver
-    /// filling a descriptor ring in place).
-    ///
-    /// # Safety
-    ///
-    /// The memory is shared with the device process. The caller must make
-    /// sure the device does not write the buffer while the returned slice is
-    /// alive (for instance: only hand the buffer to the device after the
-    /// slice is dropped, and take a new slice only after the device has
-    /// reported completion). Concurrent writes by the device would be a data
-    /// race. [`DmaBuffer::read`] and [`DmaBuffer::write`] have no such
-    /// requirement.
-    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
-        // SAFETY: the pointer is the start of a live mapping of `len()`
-        // bytes owned by `self` (borrowed mutably for the slice's lifetime,
-        // so no other slice from this buffer exists); the caller guarantees
-        // the other process does not write it meanwhile.
-        unsafe { std::slice::from_raw_parts_mut(self.mem.as_mut_ptr(), self.mem.len()) }
     }
 }
 

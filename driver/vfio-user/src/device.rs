@@ -1,59 +1,21 @@
 //! The server's view of a device: the [`Device`] trait the card implements,
 //! its static [`DeviceDescription`], and helpers for DMA memory
-//! ([`DmaSpace`], [`SharedMemory`]) and interrupts ([`IrqFd`]).
+//! ([`DmaSpace`], [`FdMemory`]) and interrupts ([`IrqFd`]).
 
 use std::collections::BTreeMap;
+use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::FileExt;
 use std::time::Instant;
 
-use memmap2::{MmapOptions, MmapRaw};
 use rustix::event::PollFlags;
+use rustix::fs::SealFlags;
 use rustix::io::Errno;
 
-use crate::proto::{device_flags, errno, irq_info_flags, pci, region_flags};
-
-/// An error a [`Device`] returns; the server turns it into an error reply
-/// carrying [`DeviceError::errno`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DeviceError {
-    /// The request is not valid for this device (`EINVAL`).
-    #[error("invalid argument")]
-    InvalidArgument,
-    /// The device does not support the request (`ENOTSUP`).
-    #[error("operation not supported")]
-    NotSupported,
-    /// The device cannot take the request now (`EBUSY`).
-    #[error("device busy")]
-    Busy,
-    /// A DMA mapping overlaps an existing one (`EEXIST`).
-    #[error("DMA mapping overlaps an existing one")]
-    Exists,
-    /// No such DMA mapping (`ENOENT`).
-    #[error("no such DMA mapping")]
-    NotFound,
-    /// The device failed (`EIO`).
-    #[error("device I/O error")]
-    Io,
-    /// Any other errno.
-    #[error("errno {0}")]
-    Errno(u32),
-}
-
-impl DeviceError {
-    /// The errno put in the error reply.
-    pub fn errno(&self) -> u32 {
-        match self {
-            DeviceError::InvalidArgument => errno::EINVAL,
-            DeviceError::NotSupported => errno::ENOTSUP,
-            DeviceError::Busy => errno::EBUSY,
-            DeviceError::Exists => errno::EEXIST,
-            DeviceError::NotFound => errno::ENOENT,
-            DeviceError::Io => errno::EIO,
-            DeviceError::Errno(e) => *e,
-        }
-    }
-}
+pub use crate::config::PciIdentity;
+pub use crate::error::Error;
+use crate::proto::{device_flags, irq_info_flags, pci, region_flags};
 
 /// Access rights of a DMA mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -77,9 +39,12 @@ impl DmaProt {
 /// The server has already checked: size > 0; iova, offset and size are
 /// multiples of [`crate::DMA_PAGE_SIZE`]; no arithmetic overflows; the range
 /// overlaps no live mapping of this connection; `fd` is a regular file (e.g.
-/// a memfd) at least `offset + size` bytes long; and, with
-/// [`crate::Limits::require_dma_seals`], that the file is sealed against
-/// shrinking, so mapping it cannot later fault with `SIGBUS`.
+/// a memfd) at least `offset + size` bytes long at the time of the map;
+/// and, with [`crate::Limits::require_dma_seals`], that the file is sealed
+/// against shrinking. Without seals the client may shrink the file later:
+/// access it with [`DmaRegion::memory`] / [`DmaSpace`] (which turn that into
+/// an error), or check [`DmaRegion::sealed_against_shrinking`] before
+/// `mmap`ing it.
 #[derive(Debug)]
 pub struct DmaRegion {
     /// DMA address (IOVA) of the first byte.
@@ -95,135 +60,114 @@ pub struct DmaRegion {
 }
 
 impl DmaRegion {
-    /// Map the memory into this process (shared, so writes reach the client).
-    pub fn map(&self) -> io::Result<SharedMemory> {
-        let len = usize::try_from(self.size)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "DMA size too large"))?;
-        SharedMemory::map(self.fd.as_fd(), self.offset, len, self.prot.write)
+    /// Access to the memory by `pread`/`pwrite` on the descriptor (see
+    /// [`FdMemory`]), readable and writable as the mapping allows.
+    pub fn memory(&self) -> io::Result<FdMemory> {
+        let fd = self.fd.try_clone()?;
+        Ok(FdMemory::new(fd, self.offset, self.size, self.prot.write))
+    }
+
+    /// Whether the file is sealed against shrinking (`F_SEAL_SHRINK`). A
+    /// device that `mmap`s DMA memory needs that: a client that shrinks the
+    /// file would make the next access fault (`SIGBUS`). [`DmaSpace`] and
+    /// [`FdMemory`] do not need it.
+    pub fn sealed_against_shrinking(&self) -> bool {
+        rustix::fs::fcntl_get_seals(&self.fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
     }
 }
 
-/// Why a DMA access failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DmaError {
-    /// No single live mapping covers `[iova, iova + len)`.
-    #[error("DMA access {iova:#x}+{len:#x} is not inside one mapping")]
-    Unmapped {
-        /// First address.
-        iova: u64,
-        /// Length.
-        len: usize,
-    },
-    /// The mapping does not allow this direction.
-    #[error("DMA access {iova:#x}+{len:#x} not permitted by the mapping")]
-    Permission {
-        /// First address.
-        iova: u64,
-        /// Length.
-        len: usize,
-    },
-}
-
-/// A shared memory mapping accessed by copying (the other process may change
-/// it at any time, so no Rust reference into it is ever handed out).
+/// Memory shared through a file descriptor (a memfd, a shared-memory or
+/// hugetlbfs file), accessed with `pread`/`pwrite` rather than `mmap`.
+///
+/// Why not `mmap`: the other process owns the file and may shrink it at
+/// any time (QEMU passes whatever backs guest memory, e.g. a shared file,
+/// which need not be sealed). A mapped page past
+/// the new end of the file raises `SIGBUS` on access, which would kill the
+/// device process. `pread` past the end returns a short count instead, and
+/// a `pwrite` is only issued after checking the file is still long enough,
+/// so a shrunk file is an I/O error for that one access. The price is a
+/// system call per access, which is irrelevant at simulation speeds. (A
+/// `pwrite` racing with a concurrent shrink can at worst grow the client's
+/// file again — harmless to us.)
 #[derive(Debug)]
-pub struct SharedMemory {
-    map: MmapRaw,
+pub struct FdMemory {
+    file: File,
+    offset: u64,
+    len: u64,
     writable: bool,
 }
 
-impl SharedMemory {
-    /// Map `len` bytes of `fd` from `offset`, read-only or read-write.
-    pub fn map(fd: BorrowedFd<'_>, offset: u64, len: usize, writable: bool) -> io::Result<Self> {
-        if len == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "empty mapping"));
+impl FdMemory {
+    /// `len` bytes of `fd` from `offset`, read-only or read-write.
+    pub fn new(fd: OwnedFd, offset: u64, len: u64, writable: bool) -> FdMemory {
+        FdMemory {
+            file: File::from(fd),
+            offset,
+            len,
+            writable,
         }
-        let mut opts = MmapOptions::new();
-        opts.offset(offset).len(len);
-        let map = if writable {
-            opts.map_raw(&fd)?
-        } else {
-            opts.map_raw_read_only(&fd)?
-        };
-        Ok(SharedMemory { map, writable })
     }
 
     /// Length in bytes.
-    pub fn len(&self) -> usize {
-        self.map.len()
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
-    /// Whether the mapping is empty (never: mappings are at least one byte).
+    /// Whether the memory is empty.
     pub fn is_empty(&self) -> bool {
-        self.map.len() == 0
+        self.len == 0
     }
 
-    /// The first byte of the mapping (valid for [`SharedMemory::len`]
-    /// bytes while `self` lives; writable only if [`SharedMemory::is_writable`]).
-    pub fn as_mut_ptr(&self) -> *mut u8 {
-        self.map.as_mut_ptr()
-    }
-
-    /// Whether [`SharedMemory::write`] is allowed.
+    /// Whether [`FdMemory::write`] is allowed.
     pub fn is_writable(&self) -> bool {
         self.writable
     }
 
-    fn check(&self, offset: u64, len: usize) -> Option<usize> {
-        let start = usize::try_from(offset).ok()?;
-        let end = start.checked_add(len)?;
-        (end <= self.map.len()).then_some(start)
-    }
-
-    /// Copy `buf.len()` bytes from `offset`. `false`: out of range.
-    #[must_use]
-    pub fn read(&self, offset: u64, buf: &mut [u8]) -> bool {
-        let Some(start) = self.check(offset, buf.len()) else {
-            return false;
-        };
-        // SAFETY: `check` proved `start + buf.len() <= map.len()`, so the
-        // source range lies inside the live mapping (kept alive by `self`).
-        // The mapping is shared with another process that may write it
-        // concurrently; we only copy bytes out and never form a reference
-        // into it. The file was checked (by the server) to be large enough,
-        // so the pages exist.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                self.map.as_ptr().add(start),
-                buf.as_mut_ptr(),
-                buf.len(),
-            );
+    /// The file offset of `[off, off + len)`, if inside.
+    fn at(&self, off: u64, len: usize) -> io::Result<u64> {
+        let end = off.checked_add(u64::try_from(len).map_err(|_| out_of_range())?);
+        match end {
+            Some(end) if end <= self.len => self.offset.checked_add(off).ok_or_else(out_of_range),
+            _ => Err(out_of_range()),
         }
-        true
     }
 
-    /// Copy `data` to `offset`. `false`: out of range or read-only.
-    #[must_use]
-    pub fn write(&self, offset: u64, data: &[u8]) -> bool {
+    /// Copy `buf.len()` bytes from `off`. A file shrunk below the range
+    /// gives `UnexpectedEof`.
+    pub fn read(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        let at = self.at(off, buf.len())?;
+        self.file.read_exact_at(buf, at)
+    }
+
+    /// Copy `data` to `off`. Refused when read-only, or when the file is
+    /// now shorter than the range (`UnexpectedEof`).
+    pub fn write(&self, off: u64, data: &[u8]) -> io::Result<()> {
         if !self.writable {
-            return false;
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "read-only memory",
+            ));
         }
-        let Some(start) = self.check(offset, data.len()) else {
-            return false;
-        };
-        // SAFETY: as in `read`: the destination range is inside the live,
-        // writable (PROT_WRITE, checked by `self.writable`) mapping, and we
-        // only copy bytes in without forming references into shared memory.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                data.as_ptr(),
-                self.map.as_mut_ptr().add(start),
-                data.len(),
-            );
+        let at = self.at(off, data.len())?;
+        let end = at.saturating_add(data.len() as u64);
+        if self.file.metadata()?.len() < end {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the file was shrunk below the mapping",
+            ));
         }
-        true
+        self.file.write_all_at(data, at)
     }
+}
+
+fn out_of_range() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "access outside the memory")
 }
 
 #[derive(Debug)]
 struct DmaEntry {
     size: u64,
-    mem: SharedMemory,
+    mem: FdMemory,
     prot: DmaProt,
 }
 
@@ -244,23 +188,24 @@ impl DmaSpace {
         DmaSpace::default()
     }
 
-    /// Map a region (`Exists` if it overlaps a mapping, `Io` if mmap fails).
-    pub fn map(&mut self, region: DmaRegion) -> Result<(), DeviceError> {
+    /// Map a region (`Exists` if it overlaps a mapping, `Io` if the
+    /// descriptor cannot be duplicated).
+    pub fn map(&mut self, region: DmaRegion) -> Result<(), Error> {
         let end = region
             .iova
             .checked_add(region.size)
-            .ok_or(DeviceError::InvalidArgument)?;
+            .ok_or(Error::InvalidArgument("invalid DMA range"))?;
         if region.size == 0 {
-            return Err(DeviceError::InvalidArgument);
+            return Err(Error::InvalidArgument("invalid DMA range"));
         }
         if let Some((&start, e)) = self.maps.range(..end).next_back() {
             if start.saturating_add(e.size) > region.iova {
-                return Err(DeviceError::Exists);
+                return Err(Error::Exists);
             }
         }
-        let mem = region.map().map_err(|e| {
-            tracing::warn!(error = %e, iova = region.iova, "DMA mmap failed");
-            DeviceError::Io
+        let mem = region.memory().map_err(|e| {
+            tracing::warn!(error = %e, iova = region.iova, "DMA map failed");
+            Error::DeviceIo
         })?;
         self.maps.insert(
             region.iova,
@@ -274,13 +219,13 @@ impl DmaSpace {
     }
 
     /// Remove the mapping that is exactly `[iova, iova + size)`.
-    pub fn unmap(&mut self, iova: u64, size: u64) -> Result<(), DeviceError> {
+    pub fn unmap(&mut self, iova: u64, size: u64) -> Result<(), Error> {
         match self.maps.get(&iova) {
             Some(e) if e.size == size => {
                 self.maps.remove(&iova);
                 Ok(())
             }
-            _ => Err(DeviceError::NotFound),
+            _ => Err(Error::NotFound),
         }
     }
 
@@ -307,27 +252,35 @@ impl DmaSpace {
     }
 
     /// Device reads client memory: copy `buf.len()` bytes from `iova`.
-    pub fn read(&self, iova: u64, buf: &mut [u8]) -> Result<(), DmaError> {
+    pub fn read(&self, iova: u64, buf: &mut [u8]) -> Result<(), Error> {
         let len = buf.len();
         let (e, off) = self
             .find(iova, len)
-            .ok_or(DmaError::Unmapped { iova, len })?;
-        if !e.prot.read || !e.mem.read(off, buf) {
-            return Err(DmaError::Permission { iova, len });
+            .ok_or(Error::DmaUnmapped { iova, len })?;
+        if !e.prot.read {
+            return Err(Error::DmaPermission { iova, len });
         }
-        Ok(())
+        e.mem.read(off, buf).map_err(|err| Error::DmaFault {
+            iova,
+            len,
+            reason: err.to_string(),
+        })
     }
 
     /// Device writes client memory: copy `data` to `iova`.
-    pub fn write(&self, iova: u64, data: &[u8]) -> Result<(), DmaError> {
+    pub fn write(&self, iova: u64, data: &[u8]) -> Result<(), Error> {
         let len = data.len();
         let (e, off) = self
             .find(iova, len)
-            .ok_or(DmaError::Unmapped { iova, len })?;
-        if !e.prot.write || !e.mem.write(off, data) {
-            return Err(DmaError::Permission { iova, len });
+            .ok_or(Error::DmaUnmapped { iova, len })?;
+        if !e.prot.write {
+            return Err(Error::DmaPermission { iova, len });
         }
-        Ok(())
+        e.mem.write(off, data).map_err(|err| Error::DmaFault {
+            iova,
+            len,
+            reason: err.to_string(),
+        })
     }
 }
 
@@ -398,6 +351,12 @@ pub struct DeviceDescription {
     pub regions: Vec<RegionDesc>,
     /// IRQ indexes by index.
     pub irqs: Vec<IrqDesc>,
+    /// PCI identity. When set, the server presents the device as VFIO-PCI
+    /// clients expect: at least 9 regions and 5 IRQ indexes, and it
+    /// emulates region 7 (configuration space) and an MSI-X BAR itself
+    /// (see [`crate::config`]); the device is never called for those
+    /// regions.
+    pub pci: Option<PciIdentity>,
 }
 
 impl DeviceDescription {
@@ -417,11 +376,33 @@ impl DeviceDescription {
 }
 
 /// The hitless card as a vfio-user device: a PCI device with reset, BAR0 of
-/// 4 KiB (the register file, read/write), the other standard PCI regions
-/// absent, and one MSI-X vector signalled through an eventfd. DMA memory is
-/// fd-backed (memfd) and mapped with `DMA_MAP`.
+/// 8 KiB (the register file, read/write), and one MSI-X vector signalled
+/// through an eventfd. The server adds the configuration space (region 7)
+/// and the MSI-X table BAR (BAR1, the first free BAR). DMA memory is
+/// fd-backed and mapped with `DMA_MAP`.
 pub mod card {
     use super::*;
+
+    /// PCI vendor id: 0x1234, a placeholder. It is not assigned to this
+    /// project by the PCI-SIG (QEMU uses the same unassigned value for some
+    /// emulated devices); a real card needs an assigned vendor id, and this
+    /// is the one place to change.
+    pub const PCI_VENDOR_ID: u16 = 0x1234;
+    /// PCI device id (our choice under the placeholder vendor: "HT").
+    pub const PCI_DEVICE_ID: u16 = 0x4854;
+    /// Class code: memory controller (0x05), other (0x80), interface 0.
+    pub const PCI_CLASS_CODE: u32 = 0x05_80_00;
+    /// The card's PCI identity.
+    pub const PCI_IDENTITY: PciIdentity = PciIdentity {
+        vendor_id: PCI_VENDOR_ID,
+        device_id: PCI_DEVICE_ID,
+        subsystem_vendor_id: PCI_VENDOR_ID,
+        subsystem_id: PCI_DEVICE_ID,
+        revision: 1,
+        class_code: PCI_CLASS_CODE,
+    };
+    /// The BAR (region index) of the MSI-X table, emulated by the server.
+    pub const MSIX_BAR: u32 = 1;
 
     /// BAR0: the register file.
     pub const BAR0: u32 = pci::BAR0_REGION_INDEX;
@@ -454,11 +435,18 @@ pub mod card {
             flags: device_flags::PCI | device_flags::RESET,
             regions,
             irqs,
+            pci: Some(PCI_IDENTITY),
         }
     }
 }
 
 /// A device served over vfio-user.
+///
+/// Methods return the crate's [`Error`]; the server answers a failed
+/// request with an error reply carrying [`Error::errno`] (use
+/// [`Error::InvalidArgument`], [`Error::NotSupported`], [`Error::Busy`],
+/// [`Error::Exists`], [`Error::NotFound`], [`Error::DeviceIo`] or
+/// [`Error::Errno`]) and the connection goes on.
 ///
 /// The server validates every request against [`Device::description`]
 /// (taken once per connection) before calling these methods, so an
@@ -477,17 +465,17 @@ pub trait Device {
     fn description(&self) -> DeviceDescription;
 
     /// Read `buf.len()` bytes from `region` at `offset`.
-    fn region_read(&mut self, region: u32, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError>;
+    fn region_read(&mut self, region: u32, offset: u64, buf: &mut [u8]) -> Result<(), Error>;
 
     /// Write `data` to `region` at `offset`.
-    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), DeviceError>;
+    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), Error>;
 
     /// Client memory becomes available for DMA (see [`DmaSpace`]).
-    fn dma_map(&mut self, region: DmaRegion) -> Result<(), DeviceError>;
+    fn dma_map(&mut self, region: DmaRegion) -> Result<(), Error>;
 
     /// A mapping made by `dma_map` (exactly this `iova`/`size`) goes away;
     /// the device must not touch it after returning.
-    fn dma_unmap(&mut self, iova: u64, size: u64) -> Result<(), DeviceError>;
+    fn dma_unmap(&mut self, iova: u64, size: u64) -> Result<(), Error>;
 
     /// Assign (`fds.len() == count`) or deassign (`fds` empty) the
     /// interrupt descriptors of vectors `start .. start + count` of IRQ
@@ -498,8 +486,8 @@ pub trait Device {
         start: u32,
         count: u32,
         fds: Vec<IrqFd>,
-    ) -> Result<(), DeviceError>;
+    ) -> Result<(), Error>;
 
     /// Reset the device.
-    fn reset(&mut self) -> Result<(), DeviceError>;
+    fn reset(&mut self) -> Result<(), Error>;
 }

@@ -6,36 +6,60 @@
 //! We implement the protocol ourselves rather than use the `vfio-user`
 //! crate because that crate panics or loses message framing on malformed
 //! input (see `shared/DESIGN.md`, "Simulation"). The card process must
-//! survive any byte sequence on its socket and keep serving.
+//! survive any byte sequence on its socket and keep serving. The server is
+//! tested against clients we did not write: rust-vmm's `vfio_user` client
+//! and a client script written from the specification
+//! (`tests/interop.rs`, `tests/spec_client.py`).
+//!
+//! One error type, [`Error`], serves every part of the crate. The crate has
+//! no `unsafe` code (`forbid(unsafe_code)`): DMA memory is copied with
+//! `pread`/`pwrite`, never mapped.
 //!
 //! # The subset implemented
 //!
-//! Protocol version 1.0, one Unix stream socket per client, file
-//! descriptors over `SCM_RIGHTS`:
+//! Protocol version 0.0 (the specification's major 0; a client proposing
+//! a higher minor is answered with minor 0), one Unix stream socket per
+//! client, file descriptors over `SCM_RIGHTS`:
 //!
 //! | command | server behaviour |
 //! |---|---|
-//! | `VERSION` (1) | must come first; major 1; JSON capabilities optional, NUL terminator optional; replies with `max_msg_fds`, `max_data_xfer_size`, `max_dma_maps`, `pgsizes` |
-//! | `DMA_MAP` (2) | exactly one fd (a regular file such as a memfd); page-aligned iova/offset/size; no overlap (`EEXIST`); fd large enough; sealed against shrinking unless [`Limits::require_dma_seals`] is off |
+//! | `VERSION` (1) | must come first; major 0 (else `ENOTSUP`); JSON capabilities optional, NUL terminator optional. The reply has the lower minor and only capabilities the client proposed, each no larger than proposed ([`Caps::negotiate`]: `max_msg_fds`, `max_data_xfer_size`, `max_dma_maps` the smaller value, `pgsizes` the common bits); unknown capabilities (`migration`, `twin_socket`, `write_multiple`) are not echoed. The agreed values (the specification's defaults for absent ones) are enforced for the connection |
+//! | `DMA_MAP` (2) | exactly one fd, a regular file (a memfd, a shared-memory or hugetlbfs file), sealed or not; page-aligned iova/offset/size; size > 0; no overlap (`EEXIST`); the file large enough at map time. Seals are required only with [`Limits::require_dma_seals`] (off by default) |
 //! | `DMA_UNMAP` (3) | exact match of a live mapping (`ENOENT` otherwise), or `VFIO_DMA_UNMAP_FLAG_ALL` |
-//! | `DEVICE_GET_INFO` (4), `DEVICE_GET_REGION_INFO` (5), `DEVICE_GET_IRQ_INFO` (7) | from the device's [`DeviceDescription`]; no region capabilities, no mmap-able regions |
+//! | `DEVICE_GET_INFO` (4), `DEVICE_GET_REGION_INFO` (5), `DEVICE_GET_IRQ_INFO` (7) | from the device's [`DeviceDescription`]; for a PCI device (with [`DeviceDescription::pci`]) at least the 9 VFIO-PCI regions and 5 IRQ indexes, absent ones of size/count 0; no region capabilities, no mmap-able regions |
 //! | `DEVICE_SET_IRQS` (8) | `DATA_EVENTFD\|ACTION_TRIGGER` with one fd per vector (or none, to deassign), and `DATA_NONE\|ACTION_TRIGGER` with count 0 (disable the index) |
-//! | `REGION_READ` (9), `REGION_WRITE` (10) | power-of-two sizes up to [`Limits::max_data_xfer`], naturally aligned up to 8 bytes, inside the region |
-//! | `DEVICE_RESET` (13) | forwarded to [`Device::reset`] |
+//! | `REGION_READ` (9), `REGION_WRITE` (10) | power-of-two sizes up to the agreed `max_data_xfer_size`, naturally aligned up to 8 bytes, inside the region. Region 7 (configuration space) and the MSI-X BAR of a PCI device are emulated by the server ([`config`]); the rest go to the [`Device`] |
+//! | `DEVICE_RESET` (13) | forwarded to [`Device::reset`]; the emulated configuration space returns to its power-on state |
 //! | anything else | its declared payload is skipped exactly and it is answered `ENOSYS` |
 //!
 //! Not implemented: in-band DMA (`DMA_READ`/`DMA_WRITE`; DMA memory is
 //! always fd-backed), mmap-able regions and sparse-mmap capabilities,
 //! `GET_REGION_IO_FDS`, `REGION_WRITE_MULTI`, migration and device features,
-//! twin-socket mode, IRQ masking, and a PCI configuration-space region.
+//! twin-socket mode, IRQ masking, PCI extended configuration space, INTx
+//! and MSI (only MSI-X).
 //!
-//! The hitless card's description is in [`card`]: BAR0 (region 0, 4 KiB,
+//! The hitless card's description is in [`card`]: BAR0 (region 0, 8 KiB,
 //! read/write), one MSI-X vector (IRQ index 2) signalled through an
-//! eventfd, DMA through memfds.
+//! eventfd, PCI identity [`card::PCI_IDENTITY`] (vendor 0x1234, a
+//! documented placeholder; class 0x0580, other memory controller); the
+//! server adds configuration space (region 7) and the MSI-X table BAR
+//! (region 1).
+//!
+//! # DMA memory
+//!
+//! The client owns DMA memory and may shrink the file at any time (QEMU
+//! passes whatever backs guest memory, which need not be sealed). A server that `mmap`ed it would
+//! take `SIGBUS` on the next access to a page past the new end. This crate
+//! never maps client memory: [`DmaSpace`] and [`FdMemory`] copy with
+//! `pread`/`pwrite`, so a shrunk file is an error for that DMA access
+//! ([`Error::DmaFault`]) and the device goes on. A device that does map DMA
+//! memory must check [`DmaRegion::sealed_against_shrinking`] (the simulated
+//! card does), or the server can be told to require seals.
 //!
 //! # Limits
 //!
-//! [`Limits`] (server side): messages above `max_data_xfer` + 32 bytes
+//! [`Limits`] (server side, each lowered per connection to what the client
+//! proposed at `VERSION`): messages above `max_data_xfer` + 32 bytes
 //! (1 MiB + 32 by default) end the connection after an `EMSGSIZE` reply;
 //! at most `max_fds` (8) descriptors per message; at most `max_dma_maps`
 //! (64) mappings; once a message has started, the rest of it must arrive,
@@ -70,11 +94,15 @@
 //! - Sends use `MSG_NOSIGNAL`, so a vanished client never raises `SIGPIPE`.
 //!
 //! Client:
+//! - It proposes version 0.0 and [`Client::proposed_caps`], and refuses a
+//!   reply with another major, a higher minor, a capability it did not
+//!   propose or one larger than proposed ([`Caps::check_reply`]).
 //! - Every call is bounded by the client's timeout: a hung server gives
 //!   [`Error::Timeout`], a dead one [`Error::Disconnected`], an error reply
 //!   [`Error::Remote`] with its errno. Replies are matched by message id; a
 //!   late reply to a timed-out call is skipped.
 
+#![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(
     not(test),
@@ -89,20 +117,21 @@
 )]
 
 mod client;
+pub mod config;
 mod device;
+mod error;
 pub mod proto;
 mod server;
 mod wire;
 
-pub use client::{Client, DmaBuffer, Error, IrqEvent, ServerCaps, CLIENT_MAX_DATA_XFER};
+pub use client::{Client, DmaBuffer, IrqEvent, ServerCaps, CLIENT_MAX_DATA_XFER};
 pub use device::{
-    card, Device, DeviceDescription, DeviceError, DmaError, DmaProt, DmaRegion, DmaSpace, IrqDesc,
-    IrqFd, RegionDesc, SharedMemory,
+    card, Device, DeviceDescription, DmaProt, DmaRegion, DmaSpace, FdMemory, IrqDesc, IrqFd,
+    PciIdentity, RegionDesc,
 };
-pub use proto::{DeviceInfo, IrqInfo, RegionInfo};
-pub use server::{
-    serve_connection, Limits, ProtocolError, ServeEnd, Server, ServerError, StopHandle,
-};
+pub use error::Error;
+pub use proto::{Caps, DeviceInfo, IrqInfo, RegionInfo};
+pub use server::{serve_connection, Limits, ServeEnd, Server, StopHandle};
 pub use wire::MAX_FDS;
 
 /// DMA page size: DMA map addresses, offsets and sizes are multiples of it

@@ -2,18 +2,24 @@
 //! values and the fixed-layout payload structures of the subset we speak.
 //!
 //! Everything here is pure data: encoders build byte vectors, decoders take
-//! byte slices and return `None` when the input is too short. Nothing in this
-//! module can panic on any input.
+//! byte slices and return `None` when the input is too short. Every
+//! fixed-layout structure is declared once as a field list
+//! (`wire_struct!`), which derives its size, encoder and decoder. Nothing in
+//! this module can panic on any input.
 //!
 //! All integers are in host byte order, as the specification requires
 //! ("all data is in the endianness of the host system").
 
+use crate::error::Error;
+
 /// Size of the message header that precedes every message.
 pub const HEADER_SIZE: usize = 16;
 
-/// Protocol major version we implement.
-pub const VERSION_MAJOR: u16 = 1;
-/// Protocol minor version we implement.
+/// Protocol major version we implement: 0, as in the specification and its
+/// implementations (QEMU's client, libvfio-user).
+pub const VERSION_MAJOR: u16 = 0;
+/// Highest protocol minor version we implement. Negotiation settles on the
+/// lower of this and the peer's (a peer supports every minor below its own).
 pub const VERSION_MINOR: u16 = 0;
 
 /// Command numbers (`VFIO_USER_*`), from the specification's command table.
@@ -168,61 +174,108 @@ pub mod pci {
 }
 
 /// Size of the fixed part of `REGION_READ`/`REGION_WRITE` payloads.
-pub const REGION_ACCESS_SIZE: usize = 16;
+pub const REGION_ACCESS_SIZE: usize = RegionAccess::SIZE;
 /// Size of the `DMA_MAP` payload.
-pub const DMA_MAP_SIZE: usize = 32;
+pub const DMA_MAP_SIZE: usize = DmaMap::SIZE;
 /// Size of the `DMA_UNMAP` payload.
-pub const DMA_UNMAP_SIZE: usize = 24;
+pub const DMA_UNMAP_SIZE: usize = DmaUnmap::SIZE;
 /// Size of the `DEVICE_GET_INFO` payload.
-pub const DEVICE_INFO_SIZE: usize = 16;
+pub const DEVICE_INFO_SIZE: usize = DeviceInfo::SIZE;
 /// Size of the `DEVICE_GET_REGION_INFO` payload (without capabilities).
-pub const REGION_INFO_SIZE: usize = 32;
+pub const REGION_INFO_SIZE: usize = RegionInfo::SIZE;
 /// Size of the `DEVICE_GET_IRQ_INFO` payload.
-pub const IRQ_INFO_SIZE: usize = 16;
+pub const IRQ_INFO_SIZE: usize = IrqInfo::SIZE;
 /// Size of the fixed part of the `DEVICE_SET_IRQS` payload.
-pub const IRQ_SET_SIZE: usize = 20;
+pub const IRQ_SET_SIZE: usize = IrqSet::SIZE;
 
-/// The 16-byte header of every message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Header {
-    /// Message id, chosen by the sender of a command, echoed in its reply.
-    pub msg_id: u16,
-    /// Command number ([`cmd`]).
-    pub command: u16,
-    /// Size of the whole message including this header.
-    pub size: u32,
-    /// [`flags`].
-    pub flags: u32,
-    /// errno in error replies; reserved (0) otherwise.
-    pub error: u32,
+/// A fixed-size integer field of a wire structure, in host byte order.
+pub trait Field: Sized + Copy {
+    /// Size in bytes.
+    const SIZE: usize;
+    /// Read one from the front of `r` (`None`: too short).
+    fn get(r: &mut Reader<'_>) -> Option<Self>;
+    /// Append to `out`.
+    fn put(self, out: &mut Vec<u8>);
+}
+
+macro_rules! int_field {
+    ($($t:ty),*) => {$(
+        impl Field for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            fn get(r: &mut Reader<'_>) -> Option<$t> {
+                r.array().map(<$t>::from_ne_bytes)
+            }
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_ne_bytes());
+            }
+        }
+    )*};
+}
+int_field!(u16, u32, u64);
+
+/// Declares a fixed-layout wire structure once, as a list of fields in
+/// wire order, and derives its codec from that list: `SIZE` (the sum of the
+/// field sizes), `decode` (extra trailing bytes are ignored; `None` when
+/// too short), `decode_prefix` (also returns the bytes after it) and
+/// `encode`. Every message structure of the protocol is declared with it,
+/// so the layout is written in exactly one place.
+macro_rules! wire_struct {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* pub $field:ident : $ty:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl $name {
+            /// Encoded size in bytes.
+            pub const SIZE: usize = 0 $( + <$ty as Field>::SIZE )*;
+
+            /// Decode from the front of `b` and return the rest
+            /// (`None`: shorter than [`Self::SIZE`]).
+            pub fn decode_prefix(b: &[u8]) -> Option<($name, &[u8])> {
+                let mut r = Reader::new(b);
+                let v = $name { $( $field: <$ty as Field>::get(&mut r)?, )* };
+                Some((v, r.rest()))
+            }
+
+            /// Decode from the front of `b` (trailing bytes are ignored).
+            pub fn decode(b: &[u8]) -> Option<$name> {
+                $name::decode_prefix(b).map(|(v, _)| v)
+            }
+
+            /// Encode to exactly [`Self::SIZE`] bytes.
+            pub fn encode(&self) -> Vec<u8> {
+                let mut out = Vec::with_capacity($name::SIZE);
+                $( Field::put(self.$field, &mut out); )*
+                out
+            }
+        }
+    };
+}
+
+wire_struct! {
+    /// The 16-byte header of every message.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Header {
+        /// Message id, chosen by the sender of a command, echoed in its reply.
+        pub msg_id: u16,
+        /// Command number ([`cmd`]).
+        pub command: u16,
+        /// Size of the whole message including this header.
+        pub size: u32,
+        /// [`flags`].
+        pub flags: u32,
+        /// errno in error replies; reserved (0) otherwise.
+        pub error: u32,
+    }
 }
 
 impl Header {
-    /// Decode a header from the first 16 bytes of `b`.
-    pub fn decode(b: &[u8]) -> Option<Header> {
-        let mut r = Reader::new(b);
-        Some(Header {
-            msg_id: r.u16()?,
-            command: r.u16()?,
-            size: r.u32()?,
-            flags: r.u32()?,
-            error: r.u32()?,
-        })
-    }
-
-    /// Encode to 16 bytes.
-    pub fn encode(&self) -> [u8; HEADER_SIZE] {
-        let mut out = [0u8; HEADER_SIZE];
-        let mut w = Vec::with_capacity(HEADER_SIZE);
-        w.extend_from_slice(&self.msg_id.to_ne_bytes());
-        w.extend_from_slice(&self.command.to_ne_bytes());
-        w.extend_from_slice(&self.size.to_ne_bytes());
-        w.extend_from_slice(&self.flags.to_ne_bytes());
-        w.extend_from_slice(&self.error.to_ne_bytes());
-        out.copy_from_slice(&w);
-        out
-    }
-
     /// The message type bits.
     pub fn msg_type(&self) -> u32 {
         self.flags & flags::TYPE_MASK
@@ -303,19 +356,9 @@ impl<'a> Reader<'a> {
         self.bytes(N)?.try_into().ok()
     }
 
-    /// The next u16.
-    pub fn u16(&mut self) -> Option<u16> {
-        self.array().map(u16::from_ne_bytes)
-    }
-
-    /// The next u32.
-    pub fn u32(&mut self) -> Option<u32> {
-        self.array().map(u32::from_ne_bytes)
-    }
-
-    /// The next u64.
-    pub fn u64(&mut self) -> Option<u64> {
-        self.array().map(u64::from_ne_bytes)
+    /// The next field of type `T`.
+    pub fn get<T: Field>(&mut self) -> Option<T> {
+        T::get(self)
     }
 
     /// Everything not read yet.
@@ -324,311 +367,134 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// A tiny append-only encoder.
-#[derive(Debug, Default, Clone)]
-pub struct Writer {
-    buf: Vec<u8>,
-}
-
-impl Writer {
-    /// An empty writer.
-    pub fn new() -> Writer {
-        Writer::default()
+wire_struct! {
+    /// `REGION_READ` / `REGION_WRITE` fixed part (the data follows it).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct RegionAccess {
+        /// Offset into the region.
+        pub offset: u64,
+        /// Region index.
+        pub region: u32,
+        /// Byte count.
+        pub count: u32,
     }
-
-    /// Append a u16.
-    pub fn u16(mut self, v: u16) -> Writer {
-        self.buf.extend_from_slice(&v.to_ne_bytes());
-        self
-    }
-
-    /// Append a u32.
-    pub fn u32(mut self, v: u32) -> Writer {
-        self.buf.extend_from_slice(&v.to_ne_bytes());
-        self
-    }
-
-    /// Append a u64.
-    pub fn u64(mut self, v: u64) -> Writer {
-        self.buf.extend_from_slice(&v.to_ne_bytes());
-        self
-    }
-
-    /// Append raw bytes.
-    pub fn bytes(mut self, b: &[u8]) -> Writer {
-        self.buf.extend_from_slice(b);
-        self
-    }
-
-    /// The encoded bytes.
-    pub fn finish(self) -> Vec<u8> {
-        self.buf
-    }
-}
-
-/// `REGION_READ` / `REGION_WRITE` fixed part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RegionAccess {
-    /// Offset into the region.
-    pub offset: u64,
-    /// Region index.
-    pub region: u32,
-    /// Byte count.
-    pub count: u32,
 }
 
 impl RegionAccess {
-    /// Decode the fixed part; returns it and the bytes after it.
-    pub fn decode(b: &[u8]) -> Option<(RegionAccess, &[u8])> {
-        let mut r = Reader::new(b);
-        let a = RegionAccess {
-            offset: r.u64()?,
-            region: r.u32()?,
-            count: r.u32()?,
-        };
-        Some((a, r.rest()))
-    }
-
     /// Encode the fixed part followed by `data`.
-    pub fn encode(&self, data: &[u8]) -> Vec<u8> {
-        Writer::new()
-            .u64(self.offset)
-            .u32(self.region)
-            .u32(self.count)
-            .bytes(data)
-            .finish()
+    pub fn encode_with(&self, data: &[u8]) -> Vec<u8> {
+        let mut out = self.encode();
+        out.extend_from_slice(data);
+        out
     }
 }
 
-/// `DMA_MAP` payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DmaMap {
-    /// Size of this structure (32).
-    pub argsz: u32,
-    /// [`dma_flags`] READ/WRITE.
-    pub flags: u32,
-    /// Offset into the passed fd.
-    pub offset: u64,
-    /// DMA address (IOVA).
-    pub address: u64,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-impl DmaMap {
-    /// Decode (extra trailing bytes are ignored).
-    pub fn decode(b: &[u8]) -> Option<DmaMap> {
-        let mut r = Reader::new(b);
-        Some(DmaMap {
-            argsz: r.u32()?,
-            flags: r.u32()?,
-            offset: r.u64()?,
-            address: r.u64()?,
-            size: r.u64()?,
-        })
-    }
-
-    /// Encode.
-    pub fn encode(&self) -> Vec<u8> {
-        Writer::new()
-            .u32(self.argsz)
-            .u32(self.flags)
-            .u64(self.offset)
-            .u64(self.address)
-            .u64(self.size)
-            .finish()
+wire_struct! {
+    /// `DMA_MAP` payload.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct DmaMap {
+        /// Size of this structure (32).
+        pub argsz: u32,
+        /// [`dma_flags`] READ/WRITE.
+        pub flags: u32,
+        /// Offset into the passed fd.
+        pub offset: u64,
+        /// DMA address (IOVA).
+        pub address: u64,
+        /// Size in bytes.
+        pub size: u64,
     }
 }
 
-/// `DMA_UNMAP` payload (request and reply).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DmaUnmap {
-    /// Maximum reply size (request) / size of the structure (reply).
-    pub argsz: u32,
-    /// 0, or [`dma_flags::UNMAP_ALL`].
-    pub flags: u32,
-    /// DMA address.
-    pub address: u64,
-    /// Size in bytes.
-    pub size: u64,
-}
-
-impl DmaUnmap {
-    /// Decode (extra trailing bytes are ignored).
-    pub fn decode(b: &[u8]) -> Option<DmaUnmap> {
-        let mut r = Reader::new(b);
-        Some(DmaUnmap {
-            argsz: r.u32()?,
-            flags: r.u32()?,
-            address: r.u64()?,
-            size: r.u64()?,
-        })
-    }
-
-    /// Encode.
-    pub fn encode(&self) -> Vec<u8> {
-        Writer::new()
-            .u32(self.argsz)
-            .u32(self.flags)
-            .u64(self.address)
-            .u64(self.size)
-            .finish()
+wire_struct! {
+    /// `DMA_UNMAP` payload (request and reply).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct DmaUnmap {
+        /// Maximum reply size (request) / size of the structure (reply).
+        pub argsz: u32,
+        /// 0, or [`dma_flags::UNMAP_ALL`].
+        pub flags: u32,
+        /// DMA address.
+        pub address: u64,
+        /// Size in bytes.
+        pub size: u64,
     }
 }
 
-/// `DEVICE_GET_INFO` payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct DeviceInfo {
-    /// Maximum reply size (request) / full reply size (reply).
-    pub argsz: u32,
-    /// [`device_flags`].
-    pub flags: u32,
-    /// Number of regions.
-    pub num_regions: u32,
-    /// Number of IRQ indexes.
-    pub num_irqs: u32,
-}
-
-impl DeviceInfo {
-    /// Decode (extra trailing bytes are ignored).
-    pub fn decode(b: &[u8]) -> Option<DeviceInfo> {
-        let mut r = Reader::new(b);
-        Some(DeviceInfo {
-            argsz: r.u32()?,
-            flags: r.u32()?,
-            num_regions: r.u32()?,
-            num_irqs: r.u32()?,
-        })
-    }
-
-    /// Encode.
-    pub fn encode(&self) -> Vec<u8> {
-        Writer::new()
-            .u32(self.argsz)
-            .u32(self.flags)
-            .u32(self.num_regions)
-            .u32(self.num_irqs)
-            .finish()
+wire_struct! {
+    /// `DEVICE_GET_INFO` payload.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct DeviceInfo {
+        /// Maximum reply size (request) / full reply size (reply).
+        pub argsz: u32,
+        /// [`device_flags`].
+        pub flags: u32,
+        /// Number of regions.
+        pub num_regions: u32,
+        /// Number of IRQ indexes.
+        pub num_irqs: u32,
     }
 }
 
-/// `DEVICE_GET_REGION_INFO` payload (without capabilities).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct RegionInfo {
-    /// Maximum reply size (request) / full reply size (reply).
-    pub argsz: u32,
-    /// [`region_flags`].
-    pub flags: u32,
-    /// Region index.
-    pub index: u32,
-    /// Offset of the first capability (0: none).
-    pub cap_offset: u32,
-    /// Region size in bytes.
-    pub size: u64,
-    /// mmap() offset (0: not mappable).
-    pub offset: u64,
-}
-
-impl RegionInfo {
-    /// Decode (extra trailing bytes are ignored).
-    pub fn decode(b: &[u8]) -> Option<RegionInfo> {
-        let mut r = Reader::new(b);
-        Some(RegionInfo {
-            argsz: r.u32()?,
-            flags: r.u32()?,
-            index: r.u32()?,
-            cap_offset: r.u32()?,
-            size: r.u64()?,
-            offset: r.u64()?,
-        })
-    }
-
-    /// Encode.
-    pub fn encode(&self) -> Vec<u8> {
-        Writer::new()
-            .u32(self.argsz)
-            .u32(self.flags)
-            .u32(self.index)
-            .u32(self.cap_offset)
-            .u64(self.size)
-            .u64(self.offset)
-            .finish()
+wire_struct! {
+    /// `DEVICE_GET_REGION_INFO` payload (without capabilities).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct RegionInfo {
+        /// Maximum reply size (request) / full reply size (reply).
+        pub argsz: u32,
+        /// [`region_flags`].
+        pub flags: u32,
+        /// Region index.
+        pub index: u32,
+        /// Offset of the first capability (0: none).
+        pub cap_offset: u32,
+        /// Region size in bytes.
+        pub size: u64,
+        /// mmap() offset (0: not mappable).
+        pub offset: u64,
     }
 }
 
-/// `DEVICE_GET_IRQ_INFO` payload.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct IrqInfo {
-    /// Maximum reply size (request) / full reply size (reply).
-    pub argsz: u32,
-    /// [`irq_info_flags`].
-    pub flags: u32,
-    /// IRQ index.
-    pub index: u32,
-    /// Number of vectors.
-    pub count: u32,
-}
-
-impl IrqInfo {
-    /// Decode (extra trailing bytes are ignored).
-    pub fn decode(b: &[u8]) -> Option<IrqInfo> {
-        let mut r = Reader::new(b);
-        Some(IrqInfo {
-            argsz: r.u32()?,
-            flags: r.u32()?,
-            index: r.u32()?,
-            count: r.u32()?,
-        })
-    }
-
-    /// Encode.
-    pub fn encode(&self) -> Vec<u8> {
-        Writer::new()
-            .u32(self.argsz)
-            .u32(self.flags)
-            .u32(self.index)
-            .u32(self.count)
-            .finish()
+wire_struct! {
+    /// `DEVICE_GET_IRQ_INFO` payload.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+    pub struct IrqInfo {
+        /// Maximum reply size (request) / full reply size (reply).
+        pub argsz: u32,
+        /// [`irq_info_flags`].
+        pub flags: u32,
+        /// IRQ index.
+        pub index: u32,
+        /// Number of vectors.
+        pub count: u32,
     }
 }
 
-/// `DEVICE_SET_IRQS` fixed part.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IrqSet {
-    /// Size of the request payload.
-    pub argsz: u32,
-    /// [`irq_set_flags`].
-    pub flags: u32,
-    /// IRQ index.
-    pub index: u32,
-    /// First vector.
-    pub start: u32,
-    /// Number of vectors.
-    pub count: u32,
+wire_struct! {
+    /// `DEVICE_SET_IRQS` fixed part (trailing data, if any, follows it).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct IrqSet {
+        /// Size of the request payload.
+        pub argsz: u32,
+        /// [`irq_set_flags`].
+        pub flags: u32,
+        /// IRQ index.
+        pub index: u32,
+        /// First vector.
+        pub start: u32,
+        /// Number of vectors.
+        pub count: u32,
+    }
 }
 
-impl IrqSet {
-    /// Decode the fixed part (trailing data is ignored).
-    pub fn decode(b: &[u8]) -> Option<IrqSet> {
-        let mut r = Reader::new(b);
-        Some(IrqSet {
-            argsz: r.u32()?,
-            flags: r.u32()?,
-            index: r.u32()?,
-            start: r.u32()?,
-            count: r.u32()?,
-        })
-    }
-
-    /// Encode.
-    pub fn encode(&self) -> Vec<u8> {
-        Writer::new()
-            .u32(self.argsz)
-            .u32(self.flags)
-            .u32(self.index)
-            .u32(self.start)
-            .u32(self.count)
-            .finish()
+wire_struct! {
+    /// The fixed part of the `VERSION` payload (the JSON text follows it).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct VersionNumber {
+        /// Major version.
+        pub major: u16,
+        /// Minor version.
+        pub minor: u16,
     }
 }
 
@@ -643,68 +509,234 @@ pub struct Version {
     pub json: Option<serde_json::Value>,
 }
 
-/// Why a `VERSION` payload was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum VersionError {
-    /// Shorter than the 4-byte major/minor pair.
-    #[error("VERSION payload shorter than 4 bytes")]
-    Short,
-    /// The JSON text is not UTF-8, not JSON, or not an object.
-    #[error("VERSION capabilities are not a JSON object: {0}")]
-    Json(String),
-}
-
 impl Version {
     /// Decode. The JSON text ends at its first NUL; a missing NUL is
     /// tolerated; an empty text means "no capabilities".
-    pub fn decode(b: &[u8]) -> Result<Version, VersionError> {
-        let mut r = Reader::new(b);
-        let major = r.u16().ok_or(VersionError::Short)?;
-        let minor = r.u16().ok_or(VersionError::Short)?;
-        let rest = r.rest();
+    pub fn decode(b: &[u8]) -> Result<Version, Error> {
+        let (n, rest) = VersionNumber::decode_prefix(b).ok_or(Error::VersionShort)?;
         let text = match rest.iter().position(|&c| c == 0) {
             Some(nul) => rest.get(..nul).unwrap_or_default(),
             None => rest,
         };
+        let mut v = Version {
+            major: n.major,
+            minor: n.minor,
+            json: None,
+        };
         if text.iter().all(|c| c.is_ascii_whitespace()) {
-            return Ok(Version {
-                major,
-                minor,
-                json: None,
-            });
+            return Ok(v);
         }
         let value: serde_json::Value =
-            serde_json::from_slice(text).map_err(|e| VersionError::Json(e.to_string()))?;
+            serde_json::from_slice(text).map_err(|e| Error::VersionJson(e.to_string()))?;
         if !value.is_object() {
-            return Err(VersionError::Json("top level is not an object".into()));
+            return Err(Error::VersionJson("top level is not an object".into()));
         }
         if let Some(caps) = value.get("capabilities") {
             if !caps.is_object() {
-                return Err(VersionError::Json(
+                return Err(Error::VersionJson(
                     "\"capabilities\" is not an object".into(),
                 ));
             }
         }
-        Ok(Version {
-            major,
-            minor,
-            json: Some(value),
-        })
+        v.json = Some(value);
+        Ok(v)
     }
 
     /// Encode, with a NUL-terminated JSON text when present.
     pub fn encode(&self) -> Vec<u8> {
-        let mut w = Writer::new().u16(self.major).u16(self.minor);
-        if let Some(json) = &self.json {
-            w = w.bytes(json.to_string().as_bytes()).bytes(&[0]);
+        let mut out = VersionNumber {
+            major: self.major,
+            minor: self.minor,
         }
-        w.finish()
+        .encode();
+        if let Some(json) = &self.json {
+            out.extend_from_slice(json.to_string().as_bytes());
+            out.push(0);
+        }
+        out
     }
 
     /// A numeric capability (`capabilities.<name>`), if present and a
     /// non-negative integer.
     pub fn capability_u64(&self, name: &str) -> Option<u64> {
         self.json.as_ref()?.get("capabilities")?.get(name)?.as_u64()
+    }
+
+    /// The capabilities we understand (see [`Caps`]); others (`migration`,
+    /// `twin_socket`, `write_multiple`, ...) are ignored.
+    pub fn caps(&self) -> Result<Caps, Error> {
+        let get = |name: &'static str| -> Result<Option<u64>, Error> {
+            let value = self
+                .json
+                .as_ref()
+                .and_then(|j| j.get("capabilities"))
+                .and_then(|c| c.get(name));
+            match value {
+                None => Ok(None),
+                Some(v) => v.as_u64().map(Some).ok_or(Error::BadCapability(name)),
+            }
+        };
+        Ok(Caps {
+            max_msg_fds: get(caps::MAX_MSG_FDS)?,
+            max_data_xfer_size: get(caps::MAX_DATA_XFER_SIZE)?,
+            max_dma_maps: get(caps::MAX_DMA_MAPS)?,
+            pgsizes: get(caps::PGSIZES)?,
+        })
+    }
+}
+
+/// Capability names and the defaults the specification gives for absent
+/// ones.
+pub mod caps {
+    /// Most descriptors the sender can receive in one message.
+    pub const MAX_MSG_FDS: &str = "max_msg_fds";
+    /// Largest `count` of a data transfer message.
+    pub const MAX_DATA_XFER_SIZE: &str = "max_data_xfer_size";
+    /// Most DMA mappings valid at once.
+    pub const MAX_DMA_MAPS: &str = "max_dma_maps";
+    /// Supported DMA page sizes, or-ed.
+    pub const PGSIZES: &str = "pgsizes";
+    /// `max_msg_fds` when absent.
+    pub const DEFAULT_MAX_MSG_FDS: u64 = 1;
+    /// `max_data_xfer_size` when absent.
+    pub const DEFAULT_MAX_DATA_XFER_SIZE: u64 = 1 << 20;
+    /// `max_dma_maps` when absent.
+    pub const DEFAULT_MAX_DMA_MAPS: u64 = 65535;
+    /// `pgsizes` when absent (4 KiB pages only).
+    pub const DEFAULT_PGSIZES: u64 = 4096;
+}
+
+/// The numeric capabilities of a `VERSION` message that this crate
+/// understands; `None` is an absent capability (its default applies, see
+/// [`caps`]).
+///
+/// Negotiation follows the specification: the reply's major equals the
+/// proposal's, its minor is at most the proposal's, and its capabilities
+/// are a subset of the proposed ones. We also make every reply value no
+/// larger than the proposed one ([`Caps::negotiate`]), so that both sides
+/// can use the reply as the agreed limit, and the client checks exactly
+/// that ([`Caps::check_reply`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Caps {
+    /// `max_msg_fds`.
+    pub max_msg_fds: Option<u64>,
+    /// `max_data_xfer_size`.
+    pub max_data_xfer_size: Option<u64>,
+    /// `max_dma_maps`.
+    pub max_dma_maps: Option<u64>,
+    /// `pgsizes`.
+    pub pgsizes: Option<u64>,
+}
+
+impl Caps {
+    /// `max_msg_fds`, or its default.
+    pub fn max_msg_fds_or_default(&self) -> u64 {
+        self.max_msg_fds.unwrap_or(caps::DEFAULT_MAX_MSG_FDS)
+    }
+
+    /// `max_data_xfer_size`, or its default.
+    pub fn max_data_xfer_size_or_default(&self) -> u64 {
+        self.max_data_xfer_size
+            .unwrap_or(caps::DEFAULT_MAX_DATA_XFER_SIZE)
+    }
+
+    /// `max_dma_maps`, or its default.
+    pub fn max_dma_maps_or_default(&self) -> u64 {
+        self.max_dma_maps.unwrap_or(caps::DEFAULT_MAX_DMA_MAPS)
+    }
+
+    /// `pgsizes`, or its default.
+    pub fn pgsizes_or_default(&self) -> u64 {
+        self.pgsizes.unwrap_or(caps::DEFAULT_PGSIZES)
+    }
+
+    /// The JSON document `{"capabilities": {...}}` with the present ones.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut m = serde_json::Map::new();
+        for (name, v) in [
+            (caps::MAX_MSG_FDS, self.max_msg_fds),
+            (caps::MAX_DATA_XFER_SIZE, self.max_data_xfer_size),
+            (caps::MAX_DMA_MAPS, self.max_dma_maps),
+            (caps::PGSIZES, self.pgsizes),
+        ] {
+            if let Some(v) = v {
+                m.insert(name.to_string(), v.into());
+            }
+        }
+        serde_json::json!({ "capabilities": m })
+    }
+
+    /// Server side: the reply to `proposed`, given what we support
+    /// (`ours`, every field present). Only proposed capabilities appear in
+    /// the reply, each no larger than proposed: the smaller of the two
+    /// numbers, and for `pgsizes` the page sizes both support.
+    pub fn negotiate(ours: &Caps, proposed: &Caps) -> Result<Caps, Error> {
+        let min = |o: Option<u64>, p: Option<u64>| p.map(|p| o.map_or(p, |o| o.min(p)));
+        if proposed.max_data_xfer_size == Some(0) {
+            return Err(Error::BadCapability(caps::MAX_DATA_XFER_SIZE));
+        }
+        let pgsizes = match proposed.pgsizes {
+            None => None,
+            Some(p) => match ours.pgsizes_or_default() & p {
+                0 => return Err(Error::NoCommonPageSize),
+                both => Some(both),
+            },
+        };
+        if proposed.pgsizes.is_none() && ours.pgsizes_or_default() & caps::DEFAULT_PGSIZES == 0 {
+            return Err(Error::NoCommonPageSize);
+        }
+        Ok(Caps {
+            max_msg_fds: min(ours.max_msg_fds, proposed.max_msg_fds),
+            max_data_xfer_size: min(ours.max_data_xfer_size, proposed.max_data_xfer_size),
+            max_dma_maps: min(ours.max_dma_maps, proposed.max_dma_maps),
+            pgsizes,
+        })
+    }
+
+    /// Client side: check a server's reply against what we proposed: every
+    /// capability it carries was proposed and is no larger (`pgsizes`: a
+    /// non-empty subset of the proposed bits).
+    pub fn check_reply(proposed: &Caps, reply: &Caps) -> Result<(), Error> {
+        for (name, p, r) in [
+            (caps::MAX_MSG_FDS, proposed.max_msg_fds, reply.max_msg_fds),
+            (
+                caps::MAX_DATA_XFER_SIZE,
+                proposed.max_data_xfer_size,
+                reply.max_data_xfer_size,
+            ),
+            (
+                caps::MAX_DMA_MAPS,
+                proposed.max_dma_maps,
+                reply.max_dma_maps,
+            ),
+        ] {
+            match (p, r) {
+                (_, None) => {}
+                (None, Some(_)) => return Err(Error::NotProposed(name)),
+                (Some(p), Some(r)) if r > p => {
+                    return Err(Error::CapabilityLarger {
+                        name,
+                        proposed: p,
+                        reply: r,
+                    })
+                }
+                _ => {}
+            }
+        }
+        if reply.max_data_xfer_size == Some(0) {
+            return Err(Error::BadCapability(caps::MAX_DATA_XFER_SIZE));
+        }
+        match (proposed.pgsizes, reply.pgsizes) {
+            (_, None) => Ok(()),
+            (None, Some(_)) => Err(Error::NotProposed(caps::PGSIZES)),
+            (Some(p), Some(r)) if r & !p != 0 => Err(Error::CapabilityLarger {
+                name: caps::PGSIZES,
+                proposed: p,
+                reply: r,
+            }),
+            (Some(_), Some(0)) => Err(Error::NoCommonPageSize),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -742,6 +774,7 @@ mod tests {
             flags: flags::TYPE_REPLY | flags::ERROR,
             error: 22,
         };
+        assert_eq!(h.encode().len(), HEADER_SIZE);
         assert_eq!(Header::decode(&h.encode()), Some(h));
         assert_eq!(Header::decode(&[0u8; 15]), None);
     }
@@ -764,7 +797,52 @@ mod tests {
     }
 
     #[test]
+    fn field_lists_give_the_specified_layout() {
+        // DMA_MAP per the specification: argsz@0 (4), flags@4 (4),
+        // offset@8 (8), address@16 (8), size@24 (8).
+        let m = DmaMap {
+            argsz: 32,
+            flags: 3,
+            offset: 0x1111,
+            address: 0x2222_0000,
+            size: 0x3000,
+        };
+        let mut want = Vec::new();
+        want.extend_from_slice(&32u32.to_ne_bytes());
+        want.extend_from_slice(&3u32.to_ne_bytes());
+        want.extend_from_slice(&0x1111u64.to_ne_bytes());
+        want.extend_from_slice(&0x2222_0000u64.to_ne_bytes());
+        want.extend_from_slice(&0x3000u64.to_ne_bytes());
+        assert_eq!(m.encode(), want);
+        assert_eq!(DmaMap::decode(&want), Some(m));
+        // REGION_READ: offset@0 (8), region@8 (4), count@12 (4), data.
+        let a = RegionAccess {
+            offset: 8,
+            region: 7,
+            count: 2,
+        };
+        let bytes = a.encode_with(&[0xaa, 0xbb]);
+        assert_eq!(&bytes[8..12], &7u32.to_ne_bytes());
+        assert_eq!(
+            RegionAccess::decode_prefix(&bytes),
+            Some((a, &[0xaa, 0xbb][..]))
+        );
+    }
+
+    #[test]
     fn short_payloads_decode_to_none() {
+        assert_eq!(
+            (
+                RegionAccess::SIZE,
+                DmaMap::SIZE,
+                DmaUnmap::SIZE,
+                DeviceInfo::SIZE,
+                RegionInfo::SIZE,
+                IrqInfo::SIZE,
+                IrqSet::SIZE
+            ),
+            (16, 32, 24, 16, 32, 16, 20)
+        );
         assert!(RegionAccess::decode(&[0; 15]).is_none());
         assert!(DmaMap::decode(&[0; 31]).is_none());
         assert!(DmaUnmap::decode(&[0; 23]).is_none());

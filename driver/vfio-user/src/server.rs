@@ -16,10 +16,12 @@ use std::time::{Duration, Instant};
 use rustix::event::{EventfdFlags, PollFlags};
 use rustix::fs::{FileType, SealFlags};
 
+use crate::config::PciEmulation;
 use crate::device::{Device, DeviceDescription, DmaProt, DmaRegion, IrqFd};
+use crate::error::Error;
 use crate::proto::{
-    self, cmd, dma_flags, errno, flags, irq_set_flags, region_flags, DeviceInfo, DmaMap, DmaUnmap,
-    Header, IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, HEADER_SIZE,
+    self, cmd, dma_flags, errno, flags, irq_set_flags, region_flags, Caps, DeviceInfo, DmaMap,
+    DmaUnmap, Header, IrqInfo, IrqSet, RegionAccess, RegionInfo, Version, HEADER_SIZE,
 };
 use crate::wire::{self, WireError, MAX_FDS};
 use crate::DMA_PAGE_SIZE;
@@ -44,10 +46,13 @@ pub struct Limits {
     /// End a connection that sends nothing for this long (`None`: never).
     pub idle_timeout: Option<Duration>,
     /// Refuse (`EPERM`) DMA file descriptors not sealed against shrinking
-    /// (`F_SEAL_SHRINK`). A client that truncates a mapped file would make
-    /// the server fault (`SIGBUS`) on the next DMA; sealing rules that out.
-    /// Our client seals its memfds; turn this off for clients that cannot
-    /// (e.g. QEMU) and that you trust.
+    /// (`F_SEAL_SHRINK`). Off by default: QEMU and other clients may pass
+    /// ordinary, unsealed shared-memory descriptors, and this crate's DMA
+    /// access ([`crate::DmaSpace`], [`crate::FdMemory`]) uses
+    /// `pread`/`pwrite`, so a client shrinking its file yields an I/O error
+    /// for that access, never a `SIGBUS`. Turn it on for a device that
+    /// `mmap`s DMA memory (or let the device check
+    /// [`crate::DmaRegion::sealed_against_shrinking`] itself).
     pub require_dma_seals: bool,
 }
 
@@ -59,7 +64,7 @@ impl Default for Limits {
             max_dma_maps: 64,
             message_timeout: Duration::from_secs(2),
             idle_timeout: None,
-            require_dma_seals: true,
+            require_dma_seals: false,
         }
     }
 }
@@ -74,6 +79,25 @@ impl Limits {
     fn max_fds(&self) -> usize {
         self.max_fds.min(MAX_FDS)
     }
+
+    /// What we support, as VERSION capabilities.
+    fn caps(&self) -> Caps {
+        Caps {
+            max_msg_fds: Some(self.max_fds() as u64),
+            max_data_xfer_size: Some(u64::from(self.max_data_xfer)),
+            max_dma_maps: Some(self.max_dma_maps as u64),
+            pgsizes: Some(DMA_PAGE_SIZE),
+        }
+    }
+}
+
+/// The limits agreed with one client at VERSION: ours, lowered to what the
+/// client proposed (or the specification's default for what it did not).
+#[derive(Debug, Clone, Copy)]
+struct Agreed {
+    max_data_xfer: u32,
+    max_fds: usize,
+    max_dma_maps: usize,
 }
 
 /// A clean end of a connection.
@@ -85,42 +109,6 @@ pub enum ServeEnd {
     Stopped,
     /// The client sent nothing for [`Limits::idle_timeout`].
     IdleTimeout,
-}
-
-/// Why a connection was ended by the server. None of these stop a
-/// [`Server`]: it logs the error and accepts the next client.
-#[derive(Debug, thiserror::Error)]
-pub enum ProtocolError {
-    /// A socket error.
-    #[error("socket error: {0}")]
-    Io(#[from] io::Error),
-    /// The client closed the connection in the middle of a message.
-    #[error("connection closed in the middle of a message")]
-    Truncated,
-    /// A message did not arrive (or a reply could not be sent) in time.
-    #[error("message not completed within {0:?}")]
-    Timeout(Duration),
-    /// The header declares a size below the header size.
-    #[error("message size {0} is smaller than the header")]
-    SizeTooSmall(u32),
-    /// The header declares a size above the limit.
-    #[error("message size {size} exceeds the limit {max}")]
-    SizeTooLarge {
-        /// Declared size.
-        size: u32,
-        /// The limit.
-        max: u32,
-    },
-    /// The client sent something other than a command (we never send
-    /// commands, so a reply from the client is out of step).
-    #[error("message type {0:#x} is not a command")]
-    NotACommand(u32),
-    /// The first message was not VERSION.
-    #[error("command {0} before version negotiation")]
-    NotNegotiated(u16),
-    /// VERSION could not be agreed on.
-    #[error("version negotiation failed: {0}")]
-    Version(String),
 }
 
 struct StopInner {
@@ -178,7 +166,7 @@ pub fn serve_connection(
     stream: UnixStream,
     dev: &mut dyn Device,
     limits: Limits,
-) -> Result<ServeEnd, ProtocolError> {
+) -> Result<ServeEnd, Error> {
     serve(stream, dev, &limits, None, None)
 }
 
@@ -188,12 +176,22 @@ fn serve(
     limits: &Limits,
     listener: Option<&UnixListener>,
     stop: Option<&StopHandle>,
-) -> Result<ServeEnd, ProtocolError> {
+) -> Result<ServeEnd, Error> {
     let desc = dev.description();
+    let (pci, desc) = match PciEmulation::new(&desc) {
+        Some((pci, shown)) => (Some(pci), shown),
+        None => (None, desc),
+    };
     let mut session = Session {
         dev,
         limits,
         desc,
+        pci,
+        agreed: Agreed {
+            max_data_xfer: limits.max_data_xfer,
+            max_fds: limits.max_fds(),
+            max_dma_maps: limits.max_dma_maps,
+        },
         negotiated: false,
         maps: BTreeMap::new(),
         irqs: BTreeSet::new(),
@@ -212,15 +210,19 @@ enum Outcome {
     /// Success, with this reply payload.
     Reply(Vec<u8>),
     /// Error reply with this errno; the connection continues.
-    Error(u32),
+    Refuse(u32),
     /// Error reply with this errno, then end the connection.
-    Fatal(u32, ProtocolError),
+    Fatal(u32, Error),
 }
 
 struct Session<'a> {
     dev: &'a mut dyn Device,
     limits: &'a Limits,
+    /// The description presented to the client (with the PCI regions).
     desc: DeviceDescription,
+    /// Configuration space and MSI-X BAR, for PCI devices.
+    pci: Option<PciEmulation>,
+    agreed: Agreed,
     negotiated: bool,
     /// Live DMA mappings of this connection: iova -> size.
     maps: BTreeMap<u64, u64>,
@@ -234,7 +236,7 @@ impl Session<'_> {
         stream: &UnixStream,
         listener: Option<&UnixListener>,
         stop: Option<&StopHandle>,
-    ) -> Result<ServeEnd, ProtocolError> {
+    ) -> Result<ServeEnd, Error> {
         let sock = stream.as_fd();
         loop {
             // Wait for the next message, refusing newcomers meanwhile.
@@ -274,32 +276,32 @@ impl Session<'_> {
                 sock,
                 deadline,
                 self.limits.max_message_size(),
-                self.limits.max_fds(),
+                self.agreed.max_fds,
             ) {
                 Ok(m) => m,
                 Err(WireError::Eof { partial: false }) => return Ok(ServeEnd::ClientClosed),
-                Err(WireError::Eof { partial: true }) => return Err(ProtocolError::Truncated),
+                Err(WireError::Eof { partial: true }) => return Err(Error::Truncated),
                 Err(WireError::Timeout { .. }) => {
-                    return Err(ProtocolError::Timeout(self.limits.message_timeout))
+                    return Err(Error::Timeout(self.limits.message_timeout))
                 }
                 Err(WireError::SizeTooSmall(h)) => {
-                    return Err(ProtocolError::SizeTooSmall(h.size));
+                    return Err(Error::SizeTooSmall(h.size));
                 }
                 Err(WireError::SizeTooLarge(h)) => {
                     // Tell the client why before hanging up (best effort).
                     let reply = Header::error_reply(h.msg_id, h.command, errno::EMSGSIZE);
                     let _ = wire::send_message(sock, &reply, &[], &[], deadline);
-                    return Err(ProtocolError::SizeTooLarge {
+                    return Err(Error::SizeTooLarge {
                         size: h.size,
                         max: self.limits.max_message_size(),
                     });
                 }
-                Err(WireError::Io(e)) => return Err(ProtocolError::Io(e)),
+                Err(WireError::Io(e)) => return Err(Error::Io(e)),
             };
 
             let h = msg.header;
             if h.msg_type() != flags::TYPE_COMMAND {
-                return Err(ProtocolError::NotACommand(h.msg_type()));
+                return Err(Error::NotACommand(h.msg_type()));
             }
             let outcome = self.handle(msg);
             let (reply, payload, fatal) = match outcome {
@@ -311,7 +313,7 @@ impl Session<'_> {
                         None,
                     ),
                 },
-                Outcome::Error(e) => {
+                Outcome::Refuse(e) => {
                     tracing::debug!(command = h.command, errno = e, "error reply");
                     (
                         Header::error_reply(h.msg_id, h.command, e),
@@ -336,11 +338,11 @@ impl Session<'_> {
                         }
                     }
                     Err(WireError::Timeout { .. }) => {
-                        return Err(ProtocolError::Timeout(self.limits.message_timeout))
+                        return Err(Error::Timeout(self.limits.message_timeout))
                     }
-                    Err(WireError::Io(e)) => return Err(ProtocolError::Io(e)),
+                    Err(WireError::Io(e)) => return Err(Error::Io(e)),
                     Err(WireError::SizeTooSmall(_)) | Err(WireError::SizeTooLarge(_)) => {
-                        return Err(ProtocolError::Truncated)
+                        return Err(Error::Truncated)
                     }
                 }
             }
@@ -371,10 +373,10 @@ impl Session<'_> {
         if msg.fds_truncated || (!wants_fds && !msg.fds.is_empty()) {
             // Excess or unexpected descriptors: they are closed (dropped
             // with `msg`); the request itself is refused.
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if !self.negotiated && h.command != cmd::VERSION {
-            return Outcome::Fatal(errno::EINVAL, ProtocolError::NotNegotiated(h.command));
+            return Outcome::Fatal(errno::EINVAL, Error::NotNegotiated(h.command));
         }
         match h.command {
             cmd::VERSION => self.version(&msg.payload),
@@ -387,42 +389,72 @@ impl Session<'_> {
             cmd::REGION_READ => self.region_read(&msg.payload),
             cmd::REGION_WRITE => self.region_write(&msg.payload),
             cmd::DEVICE_RESET => match self.dev.reset() {
-                Ok(()) => Outcome::Reply(Vec::new()),
-                Err(e) => Outcome::Error(e.errno()),
+                Ok(()) => {
+                    if let Some(p) = &mut self.pci {
+                        p.reset();
+                    }
+                    Outcome::Reply(Vec::new())
+                }
+                Err(e) => Outcome::Refuse(e.errno()),
             },
-            _ => Outcome::Error(errno::ENOSYS),
+            _ => Outcome::Refuse(errno::ENOSYS),
         }
     }
 
+    /// VERSION: same major (ours, 0), the lower minor, and capabilities
+    /// that are a subset of the proposed ones, none larger
+    /// ([`Caps::negotiate`]). The agreed values are enforced from then on.
     fn version(&mut self, payload: &[u8]) -> Outcome {
         if self.negotiated {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
+        // A failed negotiation ends the connection, answered with the
+        // error's errno (EINVAL: malformed; ENOTSUP: nothing in common).
+        let fatal = |e: Error| Outcome::Fatal(e.errno(), e);
         let v = match Version::decode(payload) {
             Ok(v) => v,
-            Err(e) => return Outcome::Fatal(errno::EINVAL, ProtocolError::Version(e.to_string())),
+            Err(e) => return fatal(e),
         };
         if v.major != proto::VERSION_MAJOR {
-            return Outcome::Fatal(
-                errno::ENOTSUP,
-                ProtocolError::Version(format!("unsupported major version {}", v.major)),
-            );
+            return fatal(Error::VersionMajor(v.major));
         }
+        let proposed = match v.caps() {
+            Ok(c) => c,
+            Err(e) => return fatal(e),
+        };
+        let reply = match Caps::negotiate(&self.limits.caps(), &proposed) {
+            Ok(c) => c,
+            Err(e) => return fatal(e),
+        };
+        let lower = |ours: u64, theirs: u64| ours.min(theirs);
+        self.agreed = Agreed {
+            max_data_xfer: u32::try_from(lower(
+                u64::from(self.limits.max_data_xfer),
+                proposed.max_data_xfer_size_or_default(),
+            ))
+            .unwrap_or(self.limits.max_data_xfer),
+            max_fds: usize::try_from(lower(
+                self.limits.max_fds() as u64,
+                proposed.max_msg_fds_or_default(),
+            ))
+            .unwrap_or(0),
+            max_dma_maps: usize::try_from(lower(
+                self.limits.max_dma_maps as u64,
+                proposed.max_dma_maps_or_default(),
+            ))
+            .unwrap_or(0),
+        };
         self.negotiated = true;
-        let caps = serde_json::json!({
-            "capabilities": {
-                "max_msg_fds": self.limits.max_fds(),
-                "max_data_xfer_size": self.limits.max_data_xfer,
-                "max_dma_maps": self.limits.max_dma_maps,
-                "pgsizes": DMA_PAGE_SIZE,
-            }
-        });
+        // The lower minor: a no-op while we speak only minor 0.
+        #[allow(clippy::unnecessary_min_or_max)]
+        let minor = v.minor.min(proto::VERSION_MINOR);
         Outcome::Reply(
             Version {
                 major: proto::VERSION_MAJOR,
-                // We speak 1.0, which is <= any minor the client proposes.
-                minor: proto::VERSION_MINOR,
-                json: Some(caps),
+                minor,
+                // Capabilities only if the client sent any (a subset of
+                // nothing is nothing).
+                json: v.json.as_ref().map(|_| reply.to_json()),
             }
             .encode(),
         )
@@ -430,19 +462,19 @@ impl Session<'_> {
 
     fn dma_map(&mut self, payload: &[u8], mut fds: Vec<OwnedFd>) -> Outcome {
         let Some(m) = DmaMap::decode(payload) else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         if m.flags & !(dma_flags::READ | dma_flags::WRITE) != 0 {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         let fd = match fds.len() {
             // In-band DMA (DMA_READ/DMA_WRITE messages) is not implemented.
-            0 => return Outcome::Error(errno::ENOTSUP),
+            0 => return Outcome::Refuse(errno::ENOTSUP),
             1 => match fds.pop() {
                 Some(fd) => fd,
-                None => return Outcome::Error(errno::EINVAL),
+                None => return Outcome::Refuse(errno::EINVAL),
             },
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         };
         let page = DMA_PAGE_SIZE;
         if m.size == 0
@@ -451,35 +483,35 @@ impl Session<'_> {
             || m.offset % page != 0
             || usize::try_from(m.size).is_err()
         {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         let (Some(end), Some(file_end)) =
             (m.address.checked_add(m.size), m.offset.checked_add(m.size))
         else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         if let Some((&start, &size)) = self.maps.range(..end).next_back() {
             if start.saturating_add(size) > m.address {
-                return Outcome::Error(errno::EEXIST);
+                return Outcome::Refuse(errno::EEXIST);
             }
         }
-        if self.maps.len() >= self.limits.max_dma_maps {
-            return Outcome::Error(errno::ENOSPC);
+        if self.maps.len() >= self.agreed.max_dma_maps {
+            return Outcome::Refuse(errno::ENOSPC);
         }
         let st = match rustix::fs::fstat(&fd) {
             Ok(st) => st,
-            Err(_) => return Outcome::Error(errno::EINVAL),
+            Err(_) => return Outcome::Refuse(errno::EINVAL),
         };
         if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile
             || u64::try_from(st.st_size).map_or(true, |len| len < file_end)
         {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if self.limits.require_dma_seals {
             let sealed =
                 rustix::fs::fcntl_get_seals(&fd).is_ok_and(|s| s.contains(SealFlags::SHRINK));
             if !sealed {
-                return Outcome::Error(errno::EPERM);
+                return Outcome::Refuse(errno::EPERM);
             }
         }
         let region = DmaRegion {
@@ -497,13 +529,13 @@ impl Session<'_> {
                 self.maps.insert(m.address, m.size);
                 Outcome::Reply(Vec::new())
             }
-            Err(e) => Outcome::Error(e.errno()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 
     fn dma_unmap(&mut self, payload: &[u8]) -> Outcome {
         let Some(u) = DmaUnmap::decode(payload) else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         let reply = DmaUnmap {
             argsz: proto::DMA_UNMAP_SIZE as u32,
@@ -511,7 +543,7 @@ impl Session<'_> {
         };
         if u.flags == dma_flags::UNMAP_ALL {
             if u.address != 0 || u.size != 0 {
-                return Outcome::Error(errno::EINVAL);
+                return Outcome::Refuse(errno::EINVAL);
             }
             for (iova, size) in std::mem::take(&mut self.maps) {
                 if let Err(e) = self.dev.dma_unmap(iova, size) {
@@ -521,24 +553,24 @@ impl Session<'_> {
             return Outcome::Reply(reply.encode());
         }
         if u.flags != 0 {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if self.maps.get(&u.address) != Some(&u.size) {
-            return Outcome::Error(errno::ENOENT);
+            return Outcome::Refuse(errno::ENOENT);
         }
         match self.dev.dma_unmap(u.address, u.size) {
             Ok(()) => {
                 self.maps.remove(&u.address);
                 Outcome::Reply(reply.encode())
             }
-            Err(e) => Outcome::Error(e.errno()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 
     fn device_info(&mut self, payload: &[u8]) -> Outcome {
         match DeviceInfo::decode(payload) {
             Some(req) if req.argsz as usize >= proto::DEVICE_INFO_SIZE => {}
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         }
         Outcome::Reply(
             DeviceInfo {
@@ -554,13 +586,13 @@ impl Session<'_> {
     fn region_info(&mut self, payload: &[u8]) -> Outcome {
         let req = match RegionInfo::decode(payload) {
             Some(req) if req.argsz as usize >= proto::REGION_INFO_SIZE => req,
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         };
         let Some(r) = usize::try_from(req.index)
             .ok()
             .and_then(|i| self.desc.regions.get(i))
         else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         Outcome::Reply(
             RegionInfo {
@@ -578,13 +610,13 @@ impl Session<'_> {
     fn irq_info(&mut self, payload: &[u8]) -> Outcome {
         let req = match IrqInfo::decode(payload) {
             Some(req) if req.argsz as usize >= proto::IRQ_INFO_SIZE => req,
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         };
         let Some(i) = usize::try_from(req.index)
             .ok()
             .and_then(|i| self.desc.irqs.get(i))
         else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         Outcome::Reply(
             IrqInfo {
@@ -599,10 +631,10 @@ impl Session<'_> {
 
     fn set_irqs(&mut self, payload: &[u8], fds: Vec<OwnedFd>) -> Outcome {
         let Some(s) = IrqSet::decode(payload) else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         let Some(irq) = self.desc.irq(s.index).copied() else {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         };
         let data = s.flags & irq_set_flags::DATA_MASK;
         let action = s.flags & irq_set_flags::ACTION_MASK_ALL;
@@ -610,11 +642,11 @@ impl Session<'_> {
             || data.count_ones() != 1
             || action.count_ones() != 1
         {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         if action != irq_set_flags::ACTION_TRIGGER {
             // Our IRQ indexes are not maskable.
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         let (start, count, fds) = match data {
             irq_set_flags::DATA_NONE if s.start == 0 && s.count == 0 && fds.is_empty() => {
@@ -629,13 +661,13 @@ impl Session<'_> {
                 let fd_count_ok =
                     fds.is_empty() || u32::try_from(fds.len()).is_ok_and(|n| n == s.count);
                 if !in_range || !fd_count_ok {
-                    return Outcome::Error(errno::EINVAL);
+                    return Outcome::Refuse(errno::EINVAL);
                 }
                 (s.start, s.count, fds.into_iter().map(IrqFd::new).collect())
             }
             // Software triggers (DATA_NONE/DATA_BOOL with a range) are not
             // supported: the device, not the client, raises our interrupts.
-            _ => return Outcome::Error(errno::EINVAL),
+            _ => return Outcome::Refuse(errno::EINVAL),
         };
         let assigning = !fds.is_empty();
         let all = start == 0 && count == irq.count;
@@ -648,7 +680,7 @@ impl Session<'_> {
                 }
                 Outcome::Reply(Vec::new())
             }
-            Err(e) => Outcome::Error(e.errno()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 
@@ -667,7 +699,7 @@ impl Session<'_> {
         let align = u64::from(a.count.min(8));
         r.flags & need != 0
             && a.count.is_power_of_two()
-            && a.count <= self.limits.max_data_xfer
+            && a.count <= self.agreed.max_data_xfer
             && a.offset.checked_rem(align) == Some(0)
             && a.offset
                 .checked_add(u64::from(a.count))
@@ -675,29 +707,41 @@ impl Session<'_> {
     }
 
     fn region_read(&mut self, payload: &[u8]) -> Outcome {
-        let Some((a, rest)) = RegionAccess::decode(payload) else {
-            return Outcome::Error(errno::EINVAL);
+        let Some((a, rest)) = RegionAccess::decode_prefix(payload) else {
+            return Outcome::Refuse(errno::EINVAL);
         };
         if !rest.is_empty() || !self.check_access(&a, false) {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
         }
         let mut data = vec![0u8; a.count as usize];
+        if let Some(p) = self.pci.as_mut().filter(|p| p.handles(a.region)) {
+            return match p.read(a.region, a.offset, &mut data) {
+                true => Outcome::Reply(a.encode_with(&data)),
+                false => Outcome::Refuse(errno::EINVAL),
+            };
+        }
         match self.dev.region_read(a.region, a.offset, &mut data) {
-            Ok(()) => Outcome::Reply(a.encode(&data)),
-            Err(e) => Outcome::Error(e.errno()),
+            Ok(()) => Outcome::Reply(a.encode_with(&data)),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 
     fn region_write(&mut self, payload: &[u8]) -> Outcome {
-        let Some((a, data)) = RegionAccess::decode(payload) else {
-            return Outcome::Error(errno::EINVAL);
+        let Some((a, data)) = RegionAccess::decode_prefix(payload) else {
+            return Outcome::Refuse(errno::EINVAL);
         };
         if u32::try_from(data.len()).ok() != Some(a.count) || !self.check_access(&a, true) {
-            return Outcome::Error(errno::EINVAL);
+            return Outcome::Refuse(errno::EINVAL);
+        }
+        if let Some(p) = self.pci.as_mut().filter(|p| p.handles(a.region)) {
+            return match p.write(a.region, a.offset, data) {
+                true => Outcome::Reply(a.encode()),
+                false => Outcome::Refuse(errno::EINVAL),
+            };
         }
         match self.dev.region_write(a.region, a.offset, data) {
-            Ok(()) => Outcome::Reply(a.encode(&[])),
-            Err(e) => Outcome::Error(e.errno()),
+            Ok(()) => Outcome::Reply(a.encode()),
+            Err(e) => Outcome::Refuse(e.errno()),
         }
     }
 }
@@ -726,21 +770,6 @@ fn refuse_pending(listener: &UnixListener) {
     }
 }
 
-/// Why a [`Server`] could not be set up or keep listening (connection
-/// errors are not among these: they only end that connection).
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    /// Another server answers on the socket path.
-    #[error("a server is already listening on {0}")]
-    AddrInUse(PathBuf),
-    /// The path exists and is not a socket.
-    #[error("{0} exists and is not a socket")]
-    NotASocket(PathBuf),
-    /// A socket or listener error.
-    #[error("socket error: {0}")]
-    Io(#[from] io::Error),
-}
-
 /// A vfio-user server on a Unix socket path, serving one client at a time.
 ///
 /// While a client is attached, other clients that connect are refused at
@@ -767,14 +796,14 @@ impl std::fmt::Debug for Server {
 impl Server {
     /// Listen on `path`. A stale socket file left by a dead server is
     /// replaced; a live server on the path is an error.
-    pub fn bind(path: impl AsRef<Path>, limits: Limits) -> Result<Server, ServerError> {
+    pub fn bind(path: impl AsRef<Path>, limits: Limits) -> Result<Server, Error> {
         let path = path.as_ref().to_path_buf();
         if let Ok(meta) = fs::symlink_metadata(&path) {
             if !meta.file_type().is_socket() {
-                return Err(ServerError::NotASocket(path));
+                return Err(Error::NotASocket(path));
             }
             match UnixStream::connect(&path) {
-                Ok(_) => return Err(ServerError::AddrInUse(path)),
+                Ok(_) => return Err(Error::AddrInUse(path)),
                 Err(_) => fs::remove_file(&path)?,
             }
         }
@@ -811,7 +840,7 @@ impl Server {
     pub fn serve_one(
         &self,
         dev: &mut dyn Device,
-    ) -> Result<Option<Result<ServeEnd, ProtocolError>>, ServerError> {
+    ) -> Result<Option<Result<ServeEnd, Error>>, Error> {
         loop {
             if self.stop.is_stopped() {
                 return Ok(None);
@@ -836,7 +865,7 @@ impl Server {
                 {
                     continue
                 }
-                Err(e) => return Err(ServerError::Io(e)),
+                Err(e) => return Err(Error::Io(e)),
             };
             tracing::debug!(path = %self.path.display(), "vfio-user client attached");
             return Ok(Some(serve(
@@ -851,7 +880,7 @@ impl Server {
 
     /// Serve clients one after another until stopped. Connection errors are
     /// logged and do not end the loop.
-    pub fn run(&self, dev: &mut dyn Device) -> Result<(), ServerError> {
+    pub fn run(&self, dev: &mut dyn Device) -> Result<(), Error> {
         while let Some(end) = self.serve_one(dev)? {
             if let Ok(ServeEnd::Stopped) = end {
                 break;

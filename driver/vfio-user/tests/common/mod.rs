@@ -12,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use hitless_vfio_user::proto::{self, cmd, Header, Version, HEADER_SIZE};
 use hitless_vfio_user::{
-    card, Device, DeviceDescription, DeviceError, DmaRegion, DmaSpace, IrqFd, Limits, Server,
-    StopHandle,
+    card, Device, DeviceDescription, DmaRegion, DmaSpace, Error, IrqFd, Limits, Server, StopHandle,
 };
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 
@@ -129,20 +128,20 @@ impl Device for FakeCard {
         card::description()
     }
 
-    fn region_read(&mut self, region: u32, offset: u64, buf: &mut [u8]) -> Result<(), DeviceError> {
+    fn region_read(&mut self, region: u32, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         if !s.check("read", region, offset, buf.len()) {
-            return Err(DeviceError::InvalidArgument);
+            return Err(Error::InvalidArgument("fake card: out of range"));
         }
         let o = offset as usize;
         buf.copy_from_slice(&s.regs[o..o + buf.len()]);
         Ok(())
     }
 
-    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), DeviceError> {
+    fn region_write(&mut self, region: u32, offset: u64, data: &[u8]) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         if !s.check("write", region, offset, data.len()) {
-            return Err(DeviceError::InvalidArgument);
+            return Err(Error::InvalidArgument("fake card: out of range"));
         }
         let o = offset as usize;
         s.regs[o..o + data.len()].copy_from_slice(data);
@@ -153,7 +152,7 @@ impl Device for FakeCard {
         Ok(())
     }
 
-    fn dma_map(&mut self, region: DmaRegion) -> Result<(), DeviceError> {
+    fn dma_map(&mut self, region: DmaRegion) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         if region.size == 0 || region.iova.checked_add(region.size).is_none() {
             s.violations.push(format!("bad dma_map {region:?}"));
@@ -161,7 +160,7 @@ impl Device for FakeCard {
         s.dma.map(region)
     }
 
-    fn dma_unmap(&mut self, iova: u64, size: u64) -> Result<(), DeviceError> {
+    fn dma_unmap(&mut self, iova: u64, size: u64) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         let r = s.dma.unmap(iova, size);
         if r.is_err() {
@@ -177,7 +176,7 @@ impl Device for FakeCard {
         start: u32,
         count: u32,
         mut fds: Vec<IrqFd>,
-    ) -> Result<(), DeviceError> {
+    ) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         let ok = index == card::IRQ_INDEX
             && start
@@ -189,13 +188,13 @@ impl Device for FakeCard {
                 "set_irqs index {index} start {start} count {count} fds {}",
                 fds.len()
             ));
-            return Err(DeviceError::InvalidArgument);
+            return Err(Error::InvalidArgument("fake card: out of range"));
         }
         s.irq = fds.pop();
         Ok(())
     }
 
-    fn reset(&mut self) -> Result<(), DeviceError> {
+    fn reset(&mut self) -> Result<(), Error> {
         let mut s = self.state.lock().unwrap();
         s.regs.iter_mut().for_each(|b| *b = 0);
         s.resets += 1;
@@ -308,8 +307,8 @@ pub fn message_sized(id: u16, command: u16, flags: u32, size: u32, payload: &[u8
 
 pub fn version_payload() -> Vec<u8> {
     Version {
-        major: 1,
-        minor: 0,
+        major: proto::VERSION_MAJOR,
+        minor: proto::VERSION_MINOR,
         json: Some(serde_json_value()),
     }
     .encode()
