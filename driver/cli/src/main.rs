@@ -210,7 +210,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("hitless: {e}");
+            eprintln!("hitless: {}", e.chain());
             ExitCode::FAILURE
         }
     }
