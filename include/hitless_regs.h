@@ -491,4 +491,49 @@
 #define HITLESS_LOG_TRL_CRC_INV_SHIFT                32u
 #define HITLESS_LOG_TRL_CRC_INV_MASK                 0xFFFFFFFFull
 
+/* ---- Boards: the UART bridge (contract::board) ---- */
+
+/* 'R': CSR read; request: addr32; reply: data32 (0 for an address outside the CSR window). */
+#define HITLESS_BOARD_CMD_CSR_READ                   0x52u
+/* 'W': CSR write; request: addr32 data32; reply: REPLY_OK, or REPLY_ERR (error response, or an address outside the CSR window: nothing is written). */
+#define HITLESS_BOARD_CMD_CSR_WRITE                  0x57u
+/* 'r': memory read; request: addr32 count16; reply: count bytes. */
+#define HITLESS_BOARD_CMD_MEMORY_READ                0x72u
+/* 'w': memory write; request: addr32 count16, then count bytes; reply: REPLY_OK. */
+#define HITLESS_BOARD_CMD_MEMORY_WRITE               0x77u
+/* address bits of the controller's register file (AXI4-Lite port) */
+#define HITLESS_BOARD_CSR_ADDR_BITS                  12u
+/* CSR bytes a board decodes; writes above answer REPLY_ERR, reads return 0 */
+#define HITLESS_BOARD_CSR_WINDOW_BYTES               0x1000u
+/* bytes of the board's host-memory window (addresses modulo its size) */
+#define HITLESS_BOARD_HOST_WINDOW_BYTES              0x4000u
+/* the host-memory window's DMA address */
+#define HITLESS_BOARD_HOST_WINDOW_IOVA               0u
+/* bytes the driver moves per memory command */
+#define HITLESS_BOARD_MAX_MEM_COMMAND                0x1000u
+/* NV region size of the board builds */
+#define HITLESS_BOARD_REGION_SIZE                    0x1000u
+/* NV log ring size of the board builds */
+#define HITLESS_BOARD_LOG_SIZE                       0x1000u
+/* NV bytes of one board tier */
+#define HITLESS_BOARD_TIER_BYTES                     0x4000u
+/* byte times of silence after which the bridge drops a partial command */
+#define HITLESS_BOARD_RESYNC_BYTE_TIMES              0x100u
+/* byte times a host waits after an error before its next command */
+#define HITLESS_BOARD_RESYNC_WAIT_BYTE_TIMES         0x12Cu
+/* line rate of the board builds (8N1) */
+#define HITLESS_BOARD_DEFAULT_BAUD                   0x1C200u
+/* reply byte 'K': the write was done */
+#define HITLESS_BOARD_REPLY_OK                       75u
+/* reply byte 'E': the CSR write was refused */
+#define HITLESS_BOARD_REPLY_ERR                      69u
+/* Toggles every 2^26 clocks: the design is running. */
+#define HITLESS_BOARD_LED_HEARTBEAT                  0x1u
+/* The warm tier's active region is B. */
+#define HITLESS_BOARD_LED_WARM_ACTIVE                0x2u
+/* The cold tier's active region is B (off on the lite board). */
+#define HITLESS_BOARD_LED_COLD_ACTIVE                0x4u
+/* IRQ_STATUS.ERROR is set, or the flash cold tier stopped. */
+#define HITLESS_BOARD_LED_ERROR                      0x8u
+
 #endif /* HITLESS_REGS_H */

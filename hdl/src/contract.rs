@@ -51,8 +51,83 @@ pub struct Register {
     pub name: &'static str,
     pub offset: u32,
     pub access: Access,
-    pub reset: u32,
+    /// What it reads after reset.
+    pub reset: Reset,
     pub doc: &'static str,
+}
+
+/// What a register reads after reset (the RTL's behaviour, checked by the
+/// register tests of `sim` and `bitstreams/sim`), for generators and tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reset {
+    /// This value, on every controller.
+    Value(u32),
+    /// The full controller's value and the reduced controller's (`rtl::lite`).
+    PerController { full: u32, lite: u32 },
+    /// `during` from reset until the boot scan is done, `after` from then on.
+    Boot { during: u32, after: u32 },
+    /// A constant of the build's NV geometry.
+    Geometry(GeometryReg),
+    /// 0 until the boot scan has scanned the tier, then the tier's
+    /// committed state (still 0 for a blank tier).
+    TierScan,
+    /// A free-running counter, 0 at reset.
+    Counter,
+}
+
+/// The NV geometry registers' values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeometryReg {
+    RegionSize,
+    LogSize,
+    RegionABase,
+    RegionBBase,
+    LogBase,
+}
+
+impl GeometryReg {
+    pub const fn value(self, g: &NvGeometry) -> u32 {
+        match self {
+            Self::RegionSize => g.region_size,
+            Self::LogSize => g.log_size,
+            Self::RegionABase => g.region_a_base(),
+            Self::RegionBBase => g.region_b_base(),
+            Self::LogBase => g.log_base(),
+        }
+    }
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::RegionSize => "region size",
+            Self::LogSize => "log size",
+            Self::RegionABase => "region A base",
+            Self::RegionBBase => "region B base",
+            Self::LogBase => "log base",
+        }
+    }
+}
+
+impl Reset {
+    /// What the register reads once the boot scan of blank tiers is done,
+    /// on a controller of geometry `g` (`lite`: the reduced controller);
+    /// `None` for a free-running counter.
+    pub const fn after_boot(self, g: &NvGeometry, lite: bool) -> Option<u32> {
+        match self {
+            Self::Value(v) => Some(v),
+            Self::PerController { full, lite: l } => Some(if lite { l } else { full }),
+            Self::Boot { after, .. } => Some(after),
+            Self::Geometry(r) => Some(r.value(g)),
+            Self::TierScan => Some(0),
+            Self::Counter => None,
+        }
+    }
+    /// What it reads while the boot scan runs; `None` for a counter.
+    pub const fn during_boot(self, g: &NvGeometry, lite: bool) -> Option<u32> {
+        match self {
+            Self::Boot { during, .. } => Some(during),
+            Self::TierScan => Some(0),
+            other => other.after_boot(g, lite),
+        }
+    }
 }
 
 macro_rules! registers {
@@ -68,110 +143,128 @@ macro_rules! registers {
 
 pub mod reg {
     //! Register offsets. `REGISTERS` lists them with access type and docs.
+    use super::GeometryReg::*;
+    use super::Reset::*;
     use super::{Access, Register};
     registers! {
         /// Controller identifier, always "HTLS" (0x534c5448).
-        ID = 0x000, Ro, super::CONTROLLER_ID;
+        ID = 0x000, Ro, Value(super::CONTROLLER_ID);
         /// Contract version: major[31:16], minor[15:0].
-        VERSION = 0x004, Ro, super::CONTRACT_VERSION;
+        VERSION = 0x004, Ro, Value(super::CONTRACT_VERSION);
         /// Capabilities: datapath bytes[7:0], protection entries[15:8], max ring log2[23:16], in-flight reads log2[31:24].
-        CAPS = 0x008, Ro, super::CAPS_VALUE;
+        CAPS = 0x008, Ro, PerController { full: super::CAPS_VALUE, lite: super::LITE_CAPS_VALUE };
         /// Offset of the next register block (0: none). Corundum-style chaining for future blocks.
-        NEXT_BLOCK = 0x00C, Ro, 0;
+        NEXT_BLOCK = 0x00C, Ro, Value(0);
         /// Control: bit0 ENABLE (process descriptors), bit1 IRQ_ENABLE (interrupts on completion).
-        CTRL = 0x010, Rw, 0;
+        CTRL = 0x010, Rw, Value(0);
         /// Status: bit0 BOOT_DONE, bit1 BUSY (an operation is running), bit2 RING_ERROR (a doorbell overflowed the descriptor ring).
-        STATUS = 0x014, Ro, 0;
+        STATUS = 0x014, Ro, Boot { during: super::status::BUSY, after: super::status::BOOT_DONE };
         /// Scratch register for bus tests.
-        SCRATCH = 0x018, Rw, 0;
+        SCRATCH = 0x018, Rw, Value(0);
         /// Free-running cycle counter, low 32 bits.
-        CYCLES = 0x01C, Ro, 0;
+        CYCLES = 0x01C, Ro, Counter;
         /// Warm tier state: boot result[1:0] (BootResult), active region[4] (0 = A, 1 = B).
-        WARM_STATE = 0x020, Ro, 0;
+        WARM_STATE = 0x020, Ro, TierScan;
         /// Warm tier superblock sequence number, low 32 bits.
-        WARM_SEQ = 0x024, Ro, 0;
+        WARM_SEQ = 0x024, Ro, TierScan;
         /// Warm tier region A committed length in bytes.
-        WARM_A_LEN = 0x028, Ro, 0;
+        WARM_A_LEN = 0x028, Ro, TierScan;
         /// Warm tier region A committed CRC-32C.
-        WARM_A_CRC = 0x02C, Ro, 0;
+        WARM_A_CRC = 0x02C, Ro, TierScan;
         /// Warm tier region B committed length in bytes.
-        WARM_B_LEN = 0x030, Ro, 0;
+        WARM_B_LEN = 0x030, Ro, TierScan;
         /// Warm tier region B committed CRC-32C.
-        WARM_B_CRC = 0x034, Ro, 0;
+        WARM_B_CRC = 0x034, Ro, TierScan;
         /// Warm tier append-log head (free-running byte counter).
-        WARM_LOG_HEAD = 0x038, Ro, 0;
+        WARM_LOG_HEAD = 0x038, Ro, TierScan;
         /// Warm tier append-log tail (free-running byte counter).
-        WARM_LOG_TAIL = 0x03C, Ro, 0;
+        WARM_LOG_TAIL = 0x03C, Ro, TierScan;
         /// Cold tier state, as WARM_STATE.
-        COLD_STATE = 0x040, Ro, 0;
+        COLD_STATE = 0x040, Ro, TierScan;
         /// Cold tier superblock sequence number, low 32 bits.
-        COLD_SEQ = 0x044, Ro, 0;
+        COLD_SEQ = 0x044, Ro, TierScan;
         /// Cold tier region A committed length in bytes.
-        COLD_A_LEN = 0x048, Ro, 0;
+        COLD_A_LEN = 0x048, Ro, TierScan;
         /// Cold tier region A committed CRC-32C.
-        COLD_A_CRC = 0x04C, Ro, 0;
+        COLD_A_CRC = 0x04C, Ro, TierScan;
         /// Cold tier region B committed length in bytes.
-        COLD_B_LEN = 0x050, Ro, 0;
+        COLD_B_LEN = 0x050, Ro, TierScan;
         /// Cold tier region B committed CRC-32C.
-        COLD_B_CRC = 0x054, Ro, 0;
+        COLD_B_CRC = 0x054, Ro, TierScan;
         /// Cold tier append-log head (free-running byte counter).
-        COLD_LOG_HEAD = 0x058, Ro, 0;
+        COLD_LOG_HEAD = 0x058, Ro, TierScan;
         /// Cold tier append-log tail (free-running byte counter).
-        COLD_LOG_TAIL = 0x05C, Ro, 0;
+        COLD_LOG_TAIL = 0x05C, Ro, TierScan;
         /// NV geometry: size of one region in bytes (both tiers).
-        NV_REGION_SIZE = 0x060, Ro, 0;
+        NV_REGION_SIZE = 0x060, Ro, Geometry(RegionSize);
         /// NV geometry: size of the append-log ring in bytes (both tiers).
-        NV_LOG_SIZE = 0x064, Ro, 0;
+        NV_LOG_SIZE = 0x064, Ro, Geometry(LogSize);
         /// NV geometry: byte address of region A.
-        NV_REGION_A_BASE = 0x068, Ro, 0;
+        NV_REGION_A_BASE = 0x068, Ro, Geometry(RegionABase);
         /// NV geometry: byte address of region B.
-        NV_REGION_B_BASE = 0x06C, Ro, 0;
+        NV_REGION_B_BASE = 0x06C, Ro, Geometry(RegionBBase);
         /// NV geometry: byte address of the append-log ring.
-        NV_LOG_BASE = 0x070, Ro, 0;
+        NV_LOG_BASE = 0x070, Ro, Geometry(LogBase);
         /// Descriptor ring base address (host), low 32 bits; 32-byte aligned.
-        DQ_BASE_LO = 0x080, Rw, 0;
+        DQ_BASE_LO = 0x080, Rw, Value(0);
         /// Descriptor ring base address (host), high 32 bits.
-        DQ_BASE_HI = 0x084, Rw, 0;
+        DQ_BASE_HI = 0x084, Rw, Value(0);
         /// Descriptor ring size as log2 of the entry count (0..=RING_MAX_LOG2).
-        DQ_SIZE_LOG2 = 0x088, Rw, 0;
+        DQ_SIZE_LOG2 = 0x088, Rw, Value(0);
         /// Descriptor ring tail: free-running 16-bit producer index written by the host (the doorbell).
-        DQ_TAIL = 0x08C, Rw, 0;
+        DQ_TAIL = 0x08C, Rw, Value(0);
         /// Descriptor ring head: free-running 16-bit consumer index, advanced by the controller.
-        DQ_HEAD = 0x090, Ro, 0;
+        DQ_HEAD = 0x090, Ro, Value(0);
         /// Completion ring base address (host), low 32 bits; 16-byte aligned.
-        CQ_BASE_LO = 0x0A0, Rw, 0;
+        CQ_BASE_LO = 0x0A0, Rw, Value(0);
         /// Completion ring base address (host), high 32 bits.
-        CQ_BASE_HI = 0x0A4, Rw, 0;
+        CQ_BASE_HI = 0x0A4, Rw, Value(0);
         /// Completion ring size as log2 of the entry count (0..=RING_MAX_LOG2).
-        CQ_SIZE_LOG2 = 0x0A8, Rw, 0;
+        CQ_SIZE_LOG2 = 0x0A8, Rw, Value(0);
         /// Completion ring head: free-running 16-bit producer index, advanced by the controller.
-        CQ_HEAD = 0x0AC, Ro, 0;
+        CQ_HEAD = 0x0AC, Ro, Value(0);
         /// Completion ring tail: free-running 16-bit consumer index written by the host.
-        CQ_TAIL = 0x0B0, Rw, 0;
+        CQ_TAIL = 0x0B0, Rw, Value(0);
         /// Interrupt status, write 1 to clear: bit0 COMPLETION, bit1 ERROR, bit2 BOOT_DONE.
-        IRQ_STATUS = 0x0C0, W1c, 0;
+        IRQ_STATUS = 0x0C0, W1c, Boot { during: 0, after: super::irq::BOOT_DONE };
         /// Interrupt mask, 1 = enabled, bits as IRQ_STATUS.
-        IRQ_MASK = 0x0C4, Rw, 0;
+        IRQ_MASK = 0x0C4, Rw, Value(0);
         /// Operations completed successfully since reset.
-        OPS_OK = 0x0D0, Ro, 0;
+        OPS_OK = 0x0D0, Ro, Value(0);
         /// Operations completed with an error status since reset.
-        OPS_FAILED = 0x0D4, Ro, 0;
+        OPS_FAILED = 0x0D4, Ro, Value(0);
         /// Features this controller lacks (see `limits`): 0 on the full controller; the reduced controller for small FPGAs sets LITE_LIMITS.
-        LIMITS = 0x0D8, Ro, 0;
+        LIMITS = 0x0D8, Ro, PerController { full: 0, lite: super::LITE_LIMITS };
         /// Protection table: entry selected for PT_* reads and PT_COMMIT.
-        PT_INDEX = 0x100, Rw, 0;
+        PT_INDEX = 0x100, Rw, Value(0);
         /// Protection table staging: key tag (key bits 31:4). Write only: keys are never read back.
-        PT_KEY_TAG = 0x104, Wo, 0;
+        PT_KEY_TAG = 0x104, Wo, Value(0);
         /// Protection table: base byte address (staging on write, selected entry on read).
-        PT_BASE = 0x108, Rw, 0;
+        PT_BASE = 0x108, Rw, Value(0);
         /// Protection table: window length in bytes (staging on write, selected entry on read).
-        PT_LEN = 0x10C, Rw, 0;
+        PT_LEN = 0x10C, Rw, Value(0);
         /// Protection table: permissions (see `perm`) (staging on write, selected entry on read).
-        PT_PERM = 0x110, Rw, 0;
+        PT_PERM = 0x110, Rw, Value(0);
         /// Protection table: writing any value stores the staged key tag, base, length and permissions into entry PT_INDEX.
-        PT_COMMIT = 0x114, Wo, 0;
+        PT_COMMIT = 0x114, Wo, Value(0);
     }
 }
+
+/// How the register file answers what is not a plain 32-bit access to a
+/// register of the map, and what the `irq` output is: `(topic, rule)`,
+/// for generators (`docs/registers.md`). Each rule is the RTL's behaviour
+/// (both controllers), checked where the rule names a test.
+pub const ACCESS_RULES: &[(&str, &str)] = &[
+    ("Unmapped offsets", "A 4-byte-aligned offset below CSR_WINDOW_BYTES that names no register reads 0; a write to it is ignored and answered OKAY."),
+    ("Misaligned offsets", "The register file compares the whole byte offset: an offset that is not a multiple of 4 names no register (reads 0; a write is ignored, OKAY). It does not select the register it falls in."),
+    ("Partial writes", "A write whose byte strobes are not all four set answers SLVERR and changes nothing: every register is 32 bits (sim/tests/axil.rs). Reads always return the whole register. The UART bridge always writes all four bytes."),
+    ("Read-only, write-only, W1C", "A write to an RO register is ignored (OKAY). A WO register reads 0. Writing 1 to an IRQ_STATUS bit clears it; 0 leaves it."),
+    ("Narrow registers", "A register narrower than 32 bits keeps the low bits of a write and reads the others as 0: CTRL 2 bits, DQ_SIZE_LOG2 and CQ_SIZE_LOG2 4, DQ_TAIL and CQ_TAIL 16, IRQ_MASK 3, PT_INDEX 4, PT_PERM 8; PT_KEY_TAG stores bits 31:4 (the key's tag) and reads 0."),
+    ("Ring sizes above the maximum", "DQ_SIZE_LOG2 and CQ_SIZE_LOG2 keep bits 3:0 of a write and read them back as written; a value above RING_MAX_LOG2 (13 to 15) acts as RING_MAX_LOG2. Higher bits are dropped: writing 16 is 0, a one-entry ring."),
+    ("Beyond the register file", "The controller decodes CSR_ADDR_BITS address bits: its registers are BAR0 page 0. Page 1 (MAILBOX_BASE up to BAR0_BYTES) is the firmware mailbox of a card with firmware and never reaches the controller. A board (UART bridge) has only page 0 and decodes all 32 address bits: a write at or above CSR_WINDOW_BYTES answers REPLY_ERR and changes nothing, a read answers 0 (so MB_ID reads no firmware and MB_STATE is not READY) (bitstreams/sim/tests/csr_window.rs)."),
+    ("Reset values", "The reset column is what a register reads after reset: 'during / after boot' values change when the boot scan finishes (STATUS.BOOT_DONE); NV geometry registers read the build's geometry from reset on; the tier registers read 0 until the boot scan has scanned the tier."),
+    ("irq is a pulse", "The controller's irq output is a pulse, not a level: high for one clock cycle per message (an MSI-X style message). It pulses in each cycle in which a bit of IRQ_STATUS & IRQ_MASK, with CTRL.IRQ_ENABLE, turns on: a cause newly set while enabled, or one already pending when it is unmasked or IRQ_ENABLE is set (as MSI-X sends a pending vector on unmask). Bits turning on together are one message; a cause set again while it is still set sends none, so a handler clears (W1C) what it handled and then looks for more work. IRQ_STATUS is the level. The UART boards have no interrupt line (the driver polls); their error LED shows IRQ_STATUS.ERROR."),
+];
 
 /// Base of the firmware's mailbox block in BAR0: the page after the
 /// controller's 4 KiB register file. On a card with a CPU the firmware
@@ -191,44 +284,52 @@ pub mod mbox {
     //! doorbell with a sequence number; the card reads the request by DMA,
     //! runs it, writes the response by DMA and publishes the sequence
     //! number in `MB_DONE`. `REGISTERS` lists them.
+    use super::Reset::*;
     use super::{Access, Register};
     registers! {
         /// Firmware identifier, always "HTFW" (0x57465448).
-        MB_ID = 0x1000, Ro, super::FIRMWARE_ID;
+        MB_ID = 0x1000, Ro, Value(super::FIRMWARE_ID);
         /// Message format version: major[31:16], minor[15:0].
-        MB_VERSION = 0x1004, Ro, super::MESSAGE_VERSION;
+        MB_VERSION = 0x1004, Ro, Value(super::MESSAGE_VERSION);
         /// Firmware state: bit0 READY (the firmware accepts requests), bit1 BUSY (a request is running).
-        MB_STATE = 0x1008, Ro, 0;
+        MB_STATE = 0x1008, Ro, Value(0);
         /// Request message address (host), low 32 bits.
-        MB_REQ_LO = 0x1010, Rw, 0;
+        MB_REQ_LO = 0x1010, Rw, Value(0);
         /// Request message address (host), high 32 bits.
-        MB_REQ_HI = 0x1014, Rw, 0;
+        MB_REQ_HI = 0x1014, Rw, Value(0);
         /// Request message length in bytes (at most MAX_MESSAGE).
-        MB_REQ_LEN = 0x1018, Rw, 0;
+        MB_REQ_LEN = 0x1018, Rw, Value(0);
         /// Response buffer address (host), low 32 bits.
-        MB_RESP_LO = 0x1020, Rw, 0;
+        MB_RESP_LO = 0x1020, Rw, Value(0);
         /// Response buffer address (host), high 32 bits.
-        MB_RESP_HI = 0x1024, Rw, 0;
+        MB_RESP_HI = 0x1024, Rw, Value(0);
         /// Response buffer capacity in bytes.
-        MB_RESP_CAP = 0x1028, Rw, 0;
+        MB_RESP_CAP = 0x1028, Rw, Value(0);
         /// Doorbell: writing a sequence number runs the request described above.
-        MB_DOORBELL = 0x1030, Wo, 0;
+        MB_DOORBELL = 0x1030, Wo, Value(0);
         /// Sequence number of the last finished request.
-        MB_DONE = 0x1034, Ro, 0;
+        MB_DONE = 0x1034, Ro, Value(0);
         /// Result code of the last finished request (0 = OK; see docs/firmware.md).
-        MB_RESULT = 0x1038, Ro, 0;
+        MB_RESULT = 0x1038, Ro, Value(0);
         /// Length of the response message written for the last request.
-        MB_RESP_LEN = 0x103C, Ro, 0;
+        MB_RESP_LEN = 0x103C, Ro, Value(0);
         /// Authentication challenge, low 32 bits: a fresh random value after every authenticated request.
-        MB_NONCE_LO = 0x1040, Ro, 0;
+        MB_NONCE_LO = 0x1040, Ro, Value(0);
         /// Authentication challenge, high 32 bits.
-        MB_NONCE_HI = 0x1044, Ro, 0;
+        MB_NONCE_HI = 0x1044, Ro, Value(0);
         /// Requests refused for wrong credentials since the firmware started.
-        MB_AUTH_FAILS = 0x1048, Ro, 0;
+        MB_AUTH_FAILS = 0x1048, Ro, Value(0);
         /// Requests handled since the firmware started.
-        MB_REQUESTS = 0x104C, Ro, 0;
+        MB_REQUESTS = 0x104C, Ro, Value(0);
     }
 }
+
+/// Address bits of the controller's register file (its AXI4-Lite port):
+/// the controller decodes byte offsets below `1 << CSR_ADDR_BITS` (4 KiB,
+/// the first page of BAR0); the mailbox page above it is not the
+/// controller's.
+pub const CSR_ADDR_BITS: u32 = 12;
+const _: () = assert!(1 << CSR_ADDR_BITS == MAILBOX_BASE);
 
 /// Bits of `MB_STATE`.
 pub mod mb_state {
@@ -1029,6 +1130,121 @@ pub const CONSTANTS: &[(&str, u64, &str)] = &[
     ("LOG_HEADER_BYTES", LOG_HEADER_BYTES as u64, "bytes of a log record header"),
     ("LOG_TRAILER_BYTES", LOG_TRAILER_BYTES as u64, "bytes of a log record trailer"),
 ];
+
+// ---------------------------------------------------------------------------
+// Boards without PCIe
+// ---------------------------------------------------------------------------
+
+pub mod board {
+    //! The board contract: how a host reaches a board without PCIe (the
+    //! board top-levels `rtl::board::{BoardTop, LiteBoardTop}`) over a
+    //! UART. The RTL, the driver's `uart:` transport and the board
+    //! simulator all take these from here; `cargo xtask regs` documents
+    //! them.
+    //!
+    //! Framed protocol (bytes; multi-byte fields little-endian; the host
+    //! sends one command and reads its whole reply before the next):
+    //! see [`COMMANDS`]. Unknown command bytes are ignored. A command left
+    //! incomplete for [`RESYNC_BYTE_TIMES`] byte times is dropped, so a host
+    //! resynchronizes by waiting that long.
+    use super::{NvGeometry, CSR_ADDR_BITS};
+
+    /// Command byte: CSR read.
+    pub const CMD_CSR_READ: u8 = b'R';
+    /// Command byte: CSR write.
+    pub const CMD_CSR_WRITE: u8 = b'W';
+    /// Command byte: host-memory read.
+    pub const CMD_MEM_READ: u8 = b'r';
+    /// Command byte: host-memory write.
+    pub const CMD_MEM_WRITE: u8 = b'w';
+    /// Reply byte: the write was done.
+    pub const REPLY_OK: u8 = b'K';
+    /// Reply byte: the CSR write was refused (error response, or an
+    /// address outside [`CSR_WINDOW_BYTES`]).
+    pub const REPLY_ERR: u8 = b'E';
+
+    /// The bridge's commands, for generators and docs: (byte, name,
+    /// request after the command byte, reply).
+    pub const COMMANDS: &[(u8, &str, &str, &str)] = &[
+        (CMD_CSR_READ, "CSR read", "addr32", "data32 (0 for an address outside the CSR window)"),
+        (CMD_CSR_WRITE, "CSR write", "addr32 data32", "REPLY_OK, or REPLY_ERR (error response, or an address outside the CSR window: nothing is written)"),
+        (CMD_MEM_READ, "memory read", "addr32 count16", "count bytes"),
+        (CMD_MEM_WRITE, "memory write", "addr32 count16, then count bytes", "REPLY_OK"),
+    ];
+
+    /// The CSR window a board has: byte addresses below it reach the
+    /// controller (`1 << CSR_ADDR_BITS`, BAR0 page 0). A board has no
+    /// mailbox page and nothing above: the bridge decodes all 32 address
+    /// bits, refuses writes there (`REPLY_ERR`) and reads them as 0.
+    pub const CSR_WINDOW_BYTES: u32 = 1 << CSR_ADDR_BITS;
+
+    /// Bytes of the board's host-memory window (block RAM; SPRAM on the
+    /// lite board): 16 KiB, seen by the controller at every host address
+    /// modulo its size.
+    pub const HOST_WINDOW_BYTES: u32 = 16 * 1024;
+    /// The window's address as the host driver uses it (DMA IOVA).
+    pub const HOST_WINDOW_IOVA: u64 = 0;
+    /// Largest memory command: the count field is 16 bits; the driver
+    /// moves at most this many bytes a command.
+    pub const MAX_MEM_COMMAND: u32 = 4096;
+
+    /// NV geometry of the board builds: 4 KiB superblock area, two 4 KiB
+    /// regions and a 4 KiB log = 16 KiB per tier (smaller than the
+    /// contract's 1 MiB minimum region, so `is_valid()` is false:
+    /// transfers above 4 KiB into a region are `OUT_OF_RANGE`).
+    pub const GEOMETRY: NvGeometry = NvGeometry {
+        region_size: 4096,
+        log_size: 4096,
+    };
+
+    /// A command incomplete for this many byte times (10 bits each, 8N1)
+    /// is dropped: the bridge's inter-byte timeout.
+    pub const RESYNC_BYTE_TIMES: u32 = 256;
+    /// What a host waits after an error before its next command: the
+    /// resynchronization timeout plus margin, in byte times.
+    pub const RESYNC_WAIT_BYTE_TIMES: u32 = 300;
+
+    /// The default line rate of the board builds.
+    pub const DEFAULT_BAUD: u32 = 115_200;
+
+    /// LED bits of the board top-level's `leds` output.
+    pub mod led {
+        /// Toggles about every 2^26 clocks: the design is running.
+        pub const HEARTBEAT: u32 = 1 << 0;
+        /// The warm tier's active region is B.
+        pub const WARM_ACTIVE: u32 = 1 << 1;
+        /// The cold tier's active region is B (off on the lite board).
+        pub const COLD_ACTIVE: u32 = 1 << 2;
+        /// `IRQ_STATUS.ERROR` is set, or the flash cold tier stopped.
+        pub const ERROR: u32 = 1 << 3;
+    }
+
+    /// LED bits, for generators.
+    pub const LEDS: &[(&str, u32, &str)] = named! { led;
+        HEARTBEAT: "Toggles every 2^26 clocks: the design is running.",
+        WARM_ACTIVE: "The warm tier's active region is B.",
+        COLD_ACTIVE: "The cold tier's active region is B (off on the lite board).",
+        ERROR: "IRQ_STATUS.ERROR is set, or the flash cold tier stopped.",
+    };
+
+    /// Scalar board constants as `(name, value, doc)`, for generators.
+    #[rustfmt::skip]
+    pub const CONSTANTS: &[(&str, u64, &str)] = &[
+        ("CSR_ADDR_BITS", CSR_ADDR_BITS as u64, "address bits of the controller's register file (AXI4-Lite port)"),
+        ("CSR_WINDOW_BYTES", CSR_WINDOW_BYTES as u64, "CSR bytes a board decodes; writes above answer REPLY_ERR, reads return 0"),
+        ("HOST_WINDOW_BYTES", HOST_WINDOW_BYTES as u64, "bytes of the board's host-memory window (addresses modulo its size)"),
+        ("HOST_WINDOW_IOVA", HOST_WINDOW_IOVA, "the host-memory window's DMA address"),
+        ("MAX_MEM_COMMAND", MAX_MEM_COMMAND as u64, "bytes the driver moves per memory command"),
+        ("REGION_SIZE", GEOMETRY.region_size as u64, "NV region size of the board builds"),
+        ("LOG_SIZE", GEOMETRY.log_size as u64, "NV log ring size of the board builds"),
+        ("TIER_BYTES", GEOMETRY.total() as u64, "NV bytes of one board tier"),
+        ("RESYNC_BYTE_TIMES", RESYNC_BYTE_TIMES as u64, "byte times of silence after which the bridge drops a partial command"),
+        ("RESYNC_WAIT_BYTE_TIMES", RESYNC_WAIT_BYTE_TIMES as u64, "byte times a host waits after an error before its next command"),
+        ("DEFAULT_BAUD", DEFAULT_BAUD as u64, "line rate of the board builds (8N1)"),
+        ("REPLY_OK", REPLY_OK as u64, "reply byte 'K': the write was done"),
+        ("REPLY_ERR", REPLY_ERR as u64, "reply byte 'E': the CSR write was refused"),
+    ];
+}
 
 // ---------------------------------------------------------------------------
 // CRC

@@ -401,7 +401,7 @@ impl Model {
     /// Write a register. Writes to read-only and unknown offsets are ignored.
     pub fn write_reg(&mut self, offset: u32, value: u32) {
         match offset {
-            reg::CTRL => self.ctrl = value & (ctrl::ENABLE | ctrl::IRQ_ENABLE),
+            reg::CTRL => self.irq_change(|m| m.ctrl = value & (ctrl::ENABLE | ctrl::IRQ_ENABLE)),
             reg::SCRATCH => self.scratch = value,
             reg::DQ_BASE_LO => self.dq_base = (self.dq_base & !0xFFFF_FFFF) | value as u64,
             reg::DQ_BASE_HI => self.dq_base = (self.dq_base & 0xFFFF_FFFF) | (value as u64) << 32,
@@ -412,9 +412,9 @@ impl Model {
             reg::CQ_SIZE_LOG2 => self.cq_size_log2 = value & 0xF,
             reg::CQ_TAIL => self.cq_tail = value as u16,
             reg::IRQ_STATUS => self.irq_status &= !value,
-            reg::IRQ_MASK => {
-                self.irq_mask = value & (irq::COMPLETION | irq::ERROR | irq::BOOT_DONE)
-            }
+            reg::IRQ_MASK => self.irq_change(|m| {
+                m.irq_mask = value & (irq::COMPLETION | irq::ERROR | irq::BOOT_DONE)
+            }),
             reg::PT_INDEX => self.pt_index = value % PT_ENTRIES,
             reg::PT_KEY_TAG => self.pt_stage.tag = crate::contract::key_tag(value),
             reg::PT_BASE => self.pt_stage.base = value,
@@ -505,12 +505,30 @@ impl Model {
     // Operations
     // -----------------------------------------------------------------------
 
-    fn raise(&mut self, bits: u32) {
-        let newly = bits & !self.irq_status;
-        self.irq_status |= bits;
-        if newly & self.irq_mask != 0 && self.ctrl & ctrl::IRQ_ENABLE != 0 {
+    /// `IRQ_STATUS` bits that would send an interrupt now: set, enabled
+    /// in `IRQ_MASK`, with `CTRL.IRQ_ENABLE`.
+    fn irq_deliverable(&self) -> u32 {
+        if self.ctrl & ctrl::IRQ_ENABLE == 0 {
+            0
+        } else {
+            self.irq_status & self.irq_mask
+        }
+    }
+
+    /// Apply a change of `IRQ_STATUS`, `IRQ_MASK` or `CTRL`: a bit that
+    /// becomes deliverable (newly set while enabled, or already pending
+    /// when it is unmasked or interrupts are enabled) sends one interrupt
+    /// message, as MSI-X sends a pending vector on unmask.
+    fn irq_change(&mut self, change: impl FnOnce(&mut Self)) {
+        let before = self.irq_deliverable();
+        change(self);
+        if self.irq_deliverable() & !before != 0 {
             self.irq_pulses += 1;
         }
+    }
+
+    fn raise(&mut self, bits: u32) {
+        self.irq_change(|m| m.irq_status |= bits);
     }
 
     fn account(&mut self, c: &Completion, irq_flag: bool) {

@@ -86,18 +86,22 @@ fn write_commit(m: &mut Model, host: &mut PagedMemory, key: u32, data: &[u8]) ->
 #[test]
 fn register_reset_values() {
     let m = booted();
+    // The contract's reset column, after the boot scan of blank tiers.
     for r in reg::REGISTERS {
-        let expect = match r.offset {
-            reg::NV_REGION_SIZE => G.region_size,
-            reg::NV_LOG_SIZE => G.log_size,
-            reg::NV_REGION_A_BASE => G.region_a_base(),
-            reg::NV_REGION_B_BASE => G.region_b_base(),
-            reg::NV_LOG_BASE => G.log_base(),
-            reg::STATUS => status::BOOT_DONE,
-            reg::IRQ_STATUS => irq::BOOT_DONE,
-            _ => r.reset,
-        };
-        assert_eq!(m.read_reg(r.offset), expect, "{}", r.name);
+        if let Some(expect) = r.reset.after_boot(&G, false) {
+            assert_eq!(m.read_reg(r.offset), expect, "{}", r.name);
+        }
+    }
+    assert_eq!(m.read_reg(reg::NV_REGION_SIZE), G.region_size);
+    assert_eq!(m.read_reg(reg::NV_LOG_BASE), G.log_base());
+    assert_eq!(m.read_reg(reg::STATUS), status::BOOT_DONE);
+    assert_eq!(m.read_reg(reg::IRQ_STATUS), irq::BOOT_DONE);
+    let mut lite = Model::lite(G);
+    lite.reset();
+    for r in reg::REGISTERS {
+        if let Some(expect) = r.reset.after_boot(&G, true) {
+            assert_eq!(lite.read_reg(r.offset), expect, "lite: {}", r.name);
+        }
     }
     assert_eq!(m.read_reg(reg::ID), CONTROLLER_ID);
     assert_eq!(m.read_reg(reg::VERSION), CONTRACT_VERSION);
@@ -1165,45 +1169,104 @@ fn interrupts() {
     m.write_reg(reg::IRQ_MASK, irq::COMPLETION | irq::ERROR);
     m.execute(&nop_irq, &mut h);
     assert_eq!(m.irq_pulses(), 0);
-    // Enabling with the bit already set does not raise one.
+    // Enabling with COMPLETION already pending delivers it (MSI-X sends a
+    // pending vector on unmask); writing the same mask again does not.
     m.write_reg(reg::CTRL, ctrl::IRQ_ENABLE);
+    assert_eq!(m.irq_pulses(), 1, "pending COMPLETION on enable");
     m.write_reg(reg::IRQ_MASK, irq::COMPLETION | irq::ERROR);
-    assert_eq!(m.irq_pulses(), 0);
+    assert_eq!(m.irq_pulses(), 1, "already deliverable");
     m.execute(&nop_irq, &mut h);
-    assert_eq!(m.irq_pulses(), 0, "bit already set");
+    assert_eq!(m.irq_pulses(), 1, "bit already set");
     m.write_reg(reg::IRQ_STATUS, irq::COMPLETION);
     m.execute(&nop_irq, &mut h);
-    assert_eq!(m.irq_pulses(), 1);
+    assert_eq!(m.irq_pulses(), 2);
     // NOP without IRQ flag: nothing.
     m.write_reg(reg::IRQ_STATUS, 7);
     m.execute(&d(Opcode::Nop, 0, 0, 0, 0), &mut h);
     assert_eq!(m.read_reg(reg::IRQ_STATUS), 0);
-    assert_eq!(m.irq_pulses(), 1);
+    assert_eq!(m.irq_pulses(), 2);
     // Error without IRQ flag raises ERROR.
     m.execute(&d(Opcode::Read, 0, 0, 0, 8), &mut h);
     assert_eq!(m.read_reg(reg::IRQ_STATUS), irq::ERROR);
-    assert_eq!(m.irq_pulses(), 2);
+    assert_eq!(m.irq_pulses(), 3);
     // Error with IRQ flag: both bits, one message (COMPLETION newly set).
     m.execute(&d(Opcode::Read, flags::IRQ, 0, 0, 8), &mut h);
     assert_eq!(m.read_reg(reg::IRQ_STATUS), irq::ERROR | irq::COMPLETION);
-    assert_eq!(m.irq_pulses(), 3);
+    assert_eq!(m.irq_pulses(), 4);
     m.write_reg(reg::IRQ_STATUS, 7);
     m.execute(&d(Opcode::Read, flags::IRQ, 0, 0, 8), &mut h);
-    assert_eq!(m.irq_pulses(), 4, "two bits at once are one message");
+    assert_eq!(m.irq_pulses(), 5, "two bits at once are one message");
     // Only ERROR masked: a good op with IRQ sets COMPLETION silently.
     m.write_reg(reg::IRQ_STATUS, 7);
     m.write_reg(reg::IRQ_MASK, irq::ERROR);
     let c = m.execute(&d(Opcode::Validate, flags::IRQ, kr, 0, 8), &mut h);
     assert_eq!(st(&c), Status::Ok);
-    assert_eq!(m.irq_pulses(), 4);
+    assert_eq!(m.irq_pulses(), 5);
     assert_eq!(m.read_reg(reg::IRQ_STATUS), irq::COMPLETION);
     // BOOT_DONE: a boot scan with the bit enabled raises a message; reset clears the mask.
     m.write_reg(reg::IRQ_MASK, irq::BOOT_DONE);
+    assert_eq!(m.irq_pulses(), 5, "BOOT_DONE is not pending");
     m.boot_scan();
-    assert_eq!(m.irq_pulses(), 5);
+    assert_eq!(m.irq_pulses(), 6);
     m.reset();
-    assert_eq!(m.irq_pulses(), 5);
+    assert_eq!(m.irq_pulses(), 6);
     assert_eq!(m.read_reg(reg::IRQ_STATUS), irq::BOOT_DONE);
+}
+
+/// A cause already pending when the host unmasks it is delivered: one
+/// message per bit that becomes deliverable, whichever of `IRQ_MASK` and
+/// `CTRL.IRQ_ENABLE` comes last.
+#[test]
+fn pending_interrupts_are_delivered_on_unmask() {
+    // A driver that enables interrupts after reset sees BOOT_DONE, in
+    // either order of mask and enable.
+    for mask_first in [true, false] {
+        let mut m = booted();
+        assert_eq!(m.read_reg(reg::IRQ_STATUS), irq::BOOT_DONE);
+        assert_eq!(m.irq_pulses(), 0, "masked at boot");
+        if mask_first {
+            m.write_reg(reg::IRQ_MASK, 7);
+            assert_eq!(m.irq_pulses(), 0, "IRQ_ENABLE still off");
+            m.write_reg(reg::CTRL, ctrl::ENABLE | ctrl::IRQ_ENABLE);
+        } else {
+            m.write_reg(reg::CTRL, ctrl::ENABLE | ctrl::IRQ_ENABLE);
+            assert_eq!(m.irq_pulses(), 0, "IRQ_MASK still 0");
+            m.write_reg(reg::IRQ_MASK, 7);
+        }
+        assert_eq!(m.irq_pulses(), 1, "BOOT_DONE pending on unmask");
+        // Rewriting what is already enabled sends nothing.
+        m.write_reg(reg::IRQ_MASK, 7);
+        m.write_reg(reg::CTRL, ctrl::ENABLE | ctrl::IRQ_ENABLE);
+        assert_eq!(m.irq_pulses(), 1);
+        // Masked and unmasked again while still pending: sent again.
+        m.write_reg(reg::IRQ_MASK, 0);
+        m.write_reg(reg::IRQ_MASK, irq::BOOT_DONE);
+        assert_eq!(m.irq_pulses(), 2);
+        // Acknowledged: unmasking finds nothing pending.
+        m.write_reg(reg::IRQ_STATUS, irq::BOOT_DONE);
+        m.write_reg(reg::IRQ_MASK, 0);
+        m.write_reg(reg::IRQ_MASK, 7);
+        assert_eq!(m.irq_pulses(), 2);
+    }
+    // ERROR and COMPLETION pending while masked, unmasked one at a time.
+    let (mut m, mut h, _, _) = setup();
+    m.write_reg(reg::IRQ_STATUS, 7);
+    m.write_reg(reg::CTRL, ctrl::IRQ_ENABLE);
+    m.execute(&d(Opcode::Read, flags::IRQ, 0, 0, 8), &mut h);
+    assert_eq!(m.read_reg(reg::IRQ_STATUS), irq::ERROR | irq::COMPLETION);
+    assert_eq!(m.irq_pulses(), 0, "masked");
+    m.write_reg(reg::IRQ_MASK, irq::ERROR);
+    assert_eq!(m.irq_pulses(), 1, "pending ERROR on unmask");
+    m.write_reg(reg::IRQ_MASK, irq::ERROR | irq::COMPLETION);
+    assert_eq!(m.irq_pulses(), 2, "pending COMPLETION on unmask");
+    // With IRQ_ENABLE off the mask alone delivers nothing; enabling then
+    // sends one message for both.
+    m.write_reg(reg::CTRL, 0);
+    m.write_reg(reg::IRQ_MASK, 0);
+    m.write_reg(reg::IRQ_MASK, 7);
+    assert_eq!(m.irq_pulses(), 2);
+    m.write_reg(reg::CTRL, ctrl::IRQ_ENABLE);
+    assert_eq!(m.irq_pulses(), 3, "one message for the pending bits");
 }
 
 #[test]

@@ -225,6 +225,28 @@ fn field_table(md: &mut String, fields: &[Field]) {
     md.push('\n');
 }
 
+/// The reset column: what the register reads after reset.
+fn reset_text(r: c::Reset) -> String {
+    let hex = |v: u32| format!("0x{v:X}");
+    match r {
+        c::Reset::Value(v) => hex(v),
+        c::Reset::PerController { full, lite } => {
+            format!("{} (lite controller: {})", hex(full), hex(lite))
+        }
+        c::Reset::Boot { during, after } => {
+            format!("{} during the boot scan, then {}", hex(during), hex(after))
+        }
+        c::Reset::Geometry(g) => format!(
+            "the geometry's {}: {} (default), {} (boards)",
+            g.describe(),
+            hex(g.value(&c::DEFAULT_GEOMETRY)),
+            hex(g.value(&c::board::GEOMETRY))
+        ),
+        c::Reset::TierScan => "0, then the boot scan's result (0 for a blank tier)".into(),
+        c::Reset::Counter => "0, counting every clock".into(),
+    }
+}
+
 fn markdown() -> String {
     let mut md = String::new();
     let v = c::CONTRACT_VERSION;
@@ -241,17 +263,18 @@ fn markdown() -> String {
     md.push_str(
         "## Registers\n\nBAR0 / AXI4-Lite: 32-bit registers at byte offsets. \
          Access: RO read only, RW read/write, WO write only (reads return 0), \
-         W1C read, write 1 to clear.\n\n\
+         W1C read, write 1 to clear. Reset: what the register reads after reset \
+         (see [access rules](#access-rules)).\n\n\
          | offset | name | access | reset | description |\n|---|---|---|---|---|\n",
     );
     for r in REGISTERS.iter().chain(c::mbox::REGISTERS) {
         let access = format!("{:?}", r.access).to_uppercase();
         let _ = writeln!(
             md,
-            "| 0x{:04X} | {} | {access} | 0x{:X} | {} |",
+            "| 0x{:04X} | {} | {access} | {} | {} |",
             r.offset,
             r.name,
-            r.reset,
+            cell(&reset_text(r.reset)),
             cell(r.doc.trim())
         );
     }
@@ -267,6 +290,12 @@ fn markdown() -> String {
     md.push_str("\nBoot results (the RESULT field):\n\n");
     code_table(&mut md, boot_results());
     md.push_str("### PT_PERM\n\nSee [permissions](#permissions).\n\n");
+
+    md.push_str("## Access rules\n\n");
+    for (topic, rule) in c::ACCESS_RULES {
+        let _ = writeln!(md, "- **{topic}.** {rule}");
+    }
+    md.push('\n');
 
     md.push_str("## Constants\n\n| name | value | description |\n|---|---|---|\n");
     for (name, v, doc) in c::CONSTANTS {
@@ -351,8 +380,64 @@ fn markdown() -> String {
     field_table(&mut md, hdr.3);
     md.push_str("### Trailer\n\n");
     field_table(&mut md, trl.3);
+
+    board_markdown(&mut md);
     md.pop(); // one trailing newline
     md
+}
+
+/// The board contract (`contract::board`): boards without PCIe, over a UART.
+fn board_markdown(md: &mut String) {
+    let b = c::board::GEOMETRY;
+    let _ = write!(
+        md,
+        "## Boards (UART bridge)\n\nA board without PCIe is reached over a UART (8N1, \
+         {} baud by default) through the board top-level's bridge. Multi-byte fields are \
+         little-endian; the host sends one command and reads its whole reply before the \
+         next. Unknown command bytes are ignored; a command left incomplete for {} byte \
+         times is dropped, so a host resynchronizes by waiting (the driver waits {} byte \
+         times after an error).\n\n\
+         | byte | command | request after the byte | reply |\n|---|---|---|---|\n",
+        c::board::DEFAULT_BAUD,
+        c::board::RESYNC_BYTE_TIMES,
+        c::board::RESYNC_WAIT_BYTE_TIMES
+    );
+    for (byte, name, req, reply) in c::board::COMMANDS {
+        let _ = writeln!(
+            md,
+            "| `'{}'` (0x{byte:02X}) | {name} | {} | {} |",
+            *byte as char,
+            cell(req),
+            cell(reply)
+        );
+    }
+    let _ = write!(
+        md,
+        "\nThe CSR window is {} bytes (the controller's register file); addresses at or \
+         above it are refused as the [access rules](#access-rules) say. The host-memory \
+         window is {} bytes of block RAM at DMA address {}, seen by the controller at \
+         every host address modulo its size. Both NV tiers have regions of {} bytes and a \
+         log of {} bytes ({} bytes per tier: smaller than the contract's minimum region, \
+         so transfers above a region are OUT_OF_RANGE).\n\n\
+         | name | value | description |\n|---|---|---|\n",
+        number(c::board::CSR_WINDOW_BYTES.into()),
+        number(c::board::HOST_WINDOW_BYTES.into()),
+        c::board::HOST_WINDOW_IOVA,
+        number(b.region_size.into()),
+        number(b.log_size.into()),
+        number(b.total().into())
+    );
+    for (name, v, doc) in c::board::CONSTANTS {
+        // Sizes in hex, counts and rates in decimal.
+        let v = if v.is_power_of_two() && *v >= 256 {
+            number(*v)
+        } else {
+            v.to_string()
+        };
+        let _ = writeln!(md, "| {name} | {v} | {} |", cell(doc));
+    }
+    md.push_str("\n### LEDs\n\n");
+    bit_table(md, c::board::LEDS);
 }
 
 // ---------------------------------------------------------------------------
@@ -509,6 +594,25 @@ fn header() -> String {
         }
     }
 
+    h.section("Boards: the UART bridge (contract::board)");
+    for (byte, name, req, reply) in c::board::COMMANDS {
+        let cname = format!("BOARD_CMD_{}", name.to_uppercase().replace(' ', "_"));
+        h.documented(
+            &cname,
+            format!("0x{byte:02X}u"),
+            &format!(
+                "'{}': {name}; request: {req}; reply: {reply}.",
+                *byte as char
+            ),
+        );
+    }
+    for (name, v, doc) in c::board::CONSTANTS {
+        h.documented(&format!("BOARD_{name}"), c_num(*v), doc);
+    }
+    for (name, v, doc) in c::board::LEDS {
+        h.documented(&format!("BOARD_LED_{name}"), c_hex((*v).into()), doc);
+    }
+
     h.0.push_str("\n#endif /* HITLESS_REGS_H */\n");
     h.0
 }
@@ -540,6 +644,7 @@ mod tests {
             (c::STATUS_BITS, 0),
             (c::IRQ_BITS, 0),
             (c::LIMITS_BITS, c::LITE_LIMITS),
+            (c::board::LEDS, 0xF),
         ];
         for (bits, all) in tables {
             let mut seen = 0;
@@ -674,6 +779,9 @@ mod tests {
         }
         assert!(seen.contains("HITLESS_REG_PT_COMMIT"));
         assert!(seen.contains("HITLESS_CPL_STATUS_BAD_COMMIT"));
+        assert!(seen.contains("HITLESS_BOARD_CMD_CSR_WRITE"));
+        assert!(seen.contains("HITLESS_BOARD_CSR_WINDOW_BYTES"));
+        assert!(seen.contains("HITLESS_BOARD_LED_ERROR"));
     }
 
     #[test]
@@ -689,6 +797,7 @@ mod tests {
                     _Static_assert(HITLESS_CONTROLLER_ID == 0x534C5448u, \"id\");\n\
                     _Static_assert(HITLESS_REG_PT_COMMIT == 0x114u, \"reg\");\n\
                     _Static_assert(HITLESS_SB_MAGIC_MASK == ~0ull, \"mask\");\n\
+                    _Static_assert(HITLESS_BOARD_CMD_CSR_WRITE == 0x57u, \"board\");\n\
                     int main(void) { return 0; }\n";
         fs::write(dir.join("main.c"), main).unwrap();
         let ok = std::process::Command::new("cc")

@@ -40,7 +40,7 @@ void HB(free)(void* p) {
 // One clock cycle with `rx` on the UART input, `miso` from the flash and
 // the reset button `reset` (active high);
 // returns tx in bit 0, the LEDs in bits 4:1, flash SCK, CS# and MOSI in
-// bits 5, 6, 7 (sampled after the rising edge).
+// bits 5, 6, 7, the interrupt pulse in bit 8 (sampled after the rising edge).
 uint32_t HB(cycle)(void* p, uint32_t rx, uint32_t miso, uint32_t reset) {
     HB(state)* h = static_cast<HB(state)*>(p);
     h->top->uart_rx = rx & 1;
@@ -52,7 +52,7 @@ uint32_t HB(cycle)(void* p, uint32_t rx, uint32_t miso, uint32_t reset) {
     h->top->eval();
     return (h->top->uart_tx & 1) | ((uint32_t)(h->top->leds & 15) << 1) |
            ((uint32_t)(h->top->flash_sck & 1) << 5) | ((uint32_t)(h->top->flash_cs_n & 1) << 6) |
-           ((uint32_t)(h->top->flash_mosi & 1) << 7);
+           ((uint32_t)(h->top->flash_mosi & 1) << 7) | ((uint32_t)(h->top->irq & 1) << 8);
 }
 
 }

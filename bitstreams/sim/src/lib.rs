@@ -14,6 +14,7 @@
 pub mod flash;
 
 use flash::{SpiFlash, SECTOR};
+use hitless_hdl::contract::board;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use std::collections::VecDeque;
@@ -71,6 +72,7 @@ pub struct BoardModel {
     reset_left: u32,
     flash: SpiFlash,
     miso: bool,
+    irqs: u64,
 }
 
 // SAFETY: the model is only used from the thread that owns it.
@@ -102,6 +104,7 @@ impl BoardModel {
             reset_left: 0,
             flash,
             miso: true,
+            irqs: 0,
         }
     }
 
@@ -119,7 +122,14 @@ impl BoardModel {
         self.miso = self
             .flash
             .cycle(r >> 6 & 1 != 0, r >> 5 & 1 != 0, r >> 7 & 1 != 0);
+        self.irqs += u64::from(r >> 8 & 1);
         (r & 1 != 0, ((r >> 1) & 15) as u8)
+    }
+
+    /// Interrupt messages (one-cycle pulses of the board top's `irq`) since
+    /// power-on; a warm reset keeps the count.
+    pub fn irqs(&self) -> u64 {
+        self.irqs
     }
 
     /// Press the reset button for the next `cycles` cycles: a warm reset
@@ -268,6 +278,11 @@ impl SerialBoard {
         self.leds
     }
 
+    /// Interrupt messages since power-on.
+    pub fn irqs(&self) -> u64 {
+        self.board.irqs()
+    }
+
     /// One cycle; returns a byte the board finished sending.
     fn step(&mut self) -> Option<u8> {
         let rx = self.line.rx();
@@ -295,28 +310,30 @@ impl SerialBoard {
 
     /// Write a CSR through the bridge; whether it answered OKAY.
     pub fn csr_write(&mut self, addr: u32, value: u32) -> bool {
-        let mut w = vec![b'W'];
+        let mut w = vec![board::CMD_CSR_WRITE];
         w.extend(addr.to_le_bytes());
         w.extend(value.to_le_bytes());
-        self.exchange(&w, 1) == b"K"
+        self.exchange(&w, 1) == [board::REPLY_OK]
     }
 
     /// Read a CSR through the bridge.
     pub fn csr_read(&mut self, addr: u32) -> Option<u32> {
-        let mut r = vec![b'R'];
+        let mut r = vec![board::CMD_CSR_READ];
         r.extend(addr.to_le_bytes());
         let got = self.exchange(&r, 4);
         Some(u32::from_le_bytes(got.try_into().ok()?))
     }
 
-    /// Write host memory through the bridge (chunks of 4 KiB at most).
+    /// Write host memory through the bridge (chunks of
+    /// `board::MAX_MEM_COMMAND` bytes at most).
     pub fn mem_write(&mut self, addr: u32, data: &[u8]) -> bool {
-        data.chunks(4096).enumerate().all(|(i, c)| {
-            let mut w = vec![b'w'];
-            w.extend((addr + (i * 4096) as u32).to_le_bytes());
+        let chunk = board::MAX_MEM_COMMAND as usize;
+        data.chunks(chunk).enumerate().all(|(i, c)| {
+            let mut w = vec![board::CMD_MEM_WRITE];
+            w.extend((addr + (i * chunk) as u32).to_le_bytes());
             w.extend((c.len() as u16).to_le_bytes());
             w.extend(c);
-            self.exchange(&w, 1) == b"K"
+            self.exchange(&w, 1) == [board::REPLY_OK]
         })
     }
 
@@ -459,6 +476,12 @@ impl PtyBoard {
         self.shared.leds.load(Ordering::Relaxed) as u8
     }
 
+    /// Interrupt messages the board sent so far (pulses of its `irq`
+    /// output, which a UART board has no wire for: a test instrument).
+    pub fn irq_count(&self) -> u64 {
+        self.shared.irqs.load(Ordering::Relaxed)
+    }
+
     /// Bytes (received from the host, sent to the host) so far.
     pub fn traffic(&self) -> (u64, u64) {
         (
@@ -517,6 +540,8 @@ struct Shared {
     leds: AtomicU32,
     /// Bytes from / to the host.
     traffic: [AtomicU64; 2],
+    /// Interrupt messages.
+    irqs: AtomicU64,
 }
 
 fn run(
@@ -564,6 +589,7 @@ fn run(
             }
         }
         shared.leds.store(l as u32, Ordering::Relaxed);
+        shared.irqs.store(board.irqs(), Ordering::Relaxed);
         cycles += 1;
     }
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cycles);

@@ -9,7 +9,7 @@ use hitless_board_sim::flash::SpiFlash;
 use hitless_board_sim::{lite_checkpoint_board, lite_checkpoint_data, PtyBoard, Variant};
 use hitless_driver::backend::uart::UartIo;
 use hitless_driver::{Card, CardIo, Error, Tier};
-use hitless_hdl::contract::{self, perm, reg, BootResult, NvGeometry};
+use hitless_hdl::contract::{self, board, perm, reg, BootResult, NvGeometry};
 use std::time::Duration;
 
 mod common;
@@ -25,12 +25,8 @@ fn open(board: &PtyBoard) -> Card<UartIo> {
     Card::open(io, options()).expect("open card")
 }
 
-/// The board's tier geometry (`rtl::board::BOARD_GEOMETRY`; the card
-/// reports it, the test checks).
-const BOARD_GEOMETRY: NvGeometry = NvGeometry {
-    region_size: 4096,
-    log_size: 4096,
-};
+/// The board's tier geometry (the card reports it, the test checks).
+const BOARD_GEOMETRY: NvGeometry = board::GEOMETRY;
 
 const REGION_WINDOW: u32 =
     perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::REGION;

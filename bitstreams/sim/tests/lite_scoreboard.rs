@@ -13,17 +13,14 @@ use hitless_board_sim::{PtyBoard, Variant};
 use hitless_driver::backend::uart::{UartIo, WINDOW_BYTES};
 use hitless_driver::CardIo;
 use hitless_hdl::contract::{
-    ctrl, flags, perm, reg, Descriptor, NvGeometry, Opcode, CPL_BYTES, DESC_BYTES,
+    board, ctrl, flags, perm, reg, Descriptor, NvGeometry, Opcode, CPL_BYTES, DESC_BYTES,
 };
 use hitless_hdl::model::{HostMemory, Model};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::time::{Duration, Instant};
 
-const GEOMETRY: NvGeometry = NvGeometry {
-    region_size: 4096,
-    log_size: 4096,
-};
+const GEOMETRY: NvGeometry = board::GEOMETRY;
 const DQ_BASE: u64 = 0x12_0000_0000; // high bits: the window ignores them
 const DQ_LOG2: u32 = 2;
 const CQ_BASE: u64 = 0x100;

@@ -58,6 +58,10 @@ fn checkpoint_round_trips_over_the_uart() {
 #[test]
 fn window_matches_the_board() {
     assert_eq!(WINDOW_BYTES, 16 * 1024);
+    assert_eq!(
+        WINDOW_BYTES,
+        hitless_hdl::contract::board::HOST_WINDOW_BYTES as usize
+    );
 }
 
 const WINDOW: u32 =

@@ -16,6 +16,7 @@
 
 use crate::error::{Error, Result};
 use crate::io::{CardIo, DmaWindow};
+use hitless_hdl::contract::board;
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 use rustix::fs::{Mode, OFlags};
 use rustix::termios::{self, OptionalActions, QueueSelector};
@@ -24,22 +25,19 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// Bytes of the board's host-memory window (`BOARD_HOST_BYTES` in
-/// `hitless_hdl::rtl::board`).
-pub const WINDOW_BYTES: usize = 16 * 1024;
+/// Bytes of the board's host-memory window (`contract::board`).
+pub const WINDOW_BYTES: usize = board::HOST_WINDOW_BYTES as usize;
 /// The window's address as the controller sees it.
-pub const WINDOW_IOVA: u64 = 0;
+pub const WINDOW_IOVA: u64 = board::HOST_WINDOW_IOVA;
 /// The default line rate of the board builds.
-pub const DEFAULT_BAUD: u32 = 115_200;
+pub const DEFAULT_BAUD: u32 = board::DEFAULT_BAUD;
 
-const CSR_READ: u8 = b'R';
-const CSR_WRITE: u8 = b'W';
-const MEM_READ: u8 = b'r';
-const MEM_WRITE: u8 = b'w';
-const REPLY_OK: u8 = b'K';
-const REPLY_ERR: u8 = b'E';
+use board::{
+    CMD_CSR_READ as CSR_READ, CMD_CSR_WRITE as CSR_WRITE, CMD_MEM_READ as MEM_READ,
+    CMD_MEM_WRITE as MEM_WRITE, REPLY_ERR, REPLY_OK,
+};
 /// Largest memory command (the count field is 16 bits).
-const MAX_CHUNK: usize = 4096;
+const MAX_CHUNK: usize = board::MAX_MEM_COMMAND as usize;
 
 /// The serial line and the protocol on it.
 struct Port {
@@ -52,10 +50,11 @@ struct Port {
 }
 
 impl Port {
-    /// How long the bridge takes to drop a partial command (256 byte times)
-    /// plus margin.
+    /// How long the bridge takes to drop a partial command
+    /// (`board::RESYNC_BYTE_TIMES`) plus margin.
     fn resync_wait(&self) -> Duration {
-        Duration::from_secs_f64(self.byte_time * 300.0).max(Duration::from_millis(5))
+        Duration::from_secs_f64(self.byte_time * f64::from(board::RESYNC_WAIT_BYTE_TIMES))
+            .max(Duration::from_millis(5))
     }
 
     /// Time allowed for a command that moves `bytes` bytes in total.

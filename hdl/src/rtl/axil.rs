@@ -9,7 +9,7 @@
 //! clock. One write and one read are handled at a time; writes go first
 //! when both are pending.
 
-use super::bus::AxiLiteTarget;
+use super::bus::{AxiLiteTarget, CSR_ADDR_BITS};
 use rust_hdl::prelude::*;
 
 /// AXI4-Lite target → register strobes.
@@ -24,26 +24,26 @@ pub struct AxiLiteCsr {
     /// One-cycle write strobe.
     pub wr: Signal<Out, Bit>,
     /// Write address (byte), valid with `wr`.
-    pub wr_addr: Signal<Out, Bits<12>>,
+    pub wr_addr: Signal<Out, Bits<CSR_ADDR_BITS>>,
     /// Write data, valid with `wr`.
     pub wr_data: Signal<Out, Bits<32>>,
     /// One-cycle read strobe; `rd_data` is sampled two cycles later (the
     /// address is held until then).
     pub rd: Signal<Out, Bit>,
     /// Read address (byte), valid with `rd` and held until `rd_data` is sampled.
-    pub rd_addr: Signal<Out, Bits<12>>,
+    pub rd_addr: Signal<Out, Bits<CSR_ADDR_BITS>>,
     /// Read data from the register file, one register stage after
     /// `rd_addr` (the register file's read mux gets a whole cycle).
     pub rd_data: Signal<In, Bits<32>>,
     aw_full: DFF<Bit>,
-    aw_addr: DFF<Bits<12>>,
+    aw_addr: DFF<Bits<CSR_ADDR_BITS>>,
     w_full: DFF<Bit>,
     w_data: DFF<Bits<32>>,
     w_strb: DFF<Bits<4>>,
     b_valid: DFF<Bit>,
     b_resp: DFF<Bits<2>>,
     ar_full: DFF<Bit>,
-    ar_addr: DFF<Bits<12>>,
+    ar_addr: DFF<Bits<CSR_ADDR_BITS>>,
     r_valid: DFF<Bit>,
     r_data: DFF<Bits<32>>,
     rd_wait1: DFF<Bit>,

@@ -13,8 +13,11 @@
 //!   ([`ColdTier::Flash`], a [`FlashTier`]: block-RAM shadow, journaled
 //!   sector updates, durable at each commit), or block RAM only on boards
 //!   whose fabric cannot reach a flash ([`ColdTier::Bram`]).
-//! - LEDs: 0 heartbeat, 1 warm tier's active region, 2 cold tier's active
-//!   region, 3 error (`IRQ_STATUS.ERROR`, or the flash stopped).
+//! - LEDs (`contract::board::led`): 0 heartbeat, 1 warm tier's active
+//!   region, 2 cold tier's active region, 3 error (`IRQ_STATUS.ERROR`, or
+//!   the flash stopped).
+//! - `irq`: the controller's interrupt pulse (one cycle per message), for
+//!   a wrapper that has an interrupt line; the UART boards leave it open.
 //! - Reset: a power-on reset of 16 cycles, then `reset` (active high,
 //!   synchronized here; the board wrapper inverts active-low buttons).
 
@@ -26,20 +29,27 @@ use super::flash::FlashTier;
 use super::lite::LiteController;
 use super::spram::PmpSpram;
 use super::uart::{UartRx, UartTx};
-use crate::contract::NvGeometry;
+use crate::contract::{board, NvGeometry};
 use rust_hdl::prelude::*;
 
-/// NV geometry of the board build: 4 KiB superblock area, two 4 KiB regions
-/// and a 4 KiB log = 16 KiB per tier (smaller than the contract's 1 MiB
-/// minimum region, so `is_valid()` is false: transfers above 4 KiB into a
-/// region are `OUT_OF_RANGE`).
-pub const BOARD_GEOMETRY: NvGeometry = NvGeometry {
-    region_size: 4096,
-    log_size: 4096,
-};
+/// NV geometry of the board build: the board contract's
+/// (`contract::board::GEOMETRY`: 4 KiB regions, 4 KiB log, 16 KiB a tier).
+pub const BOARD_GEOMETRY: NvGeometry = board::GEOMETRY;
 
-/// log2 of the 64-bit words of each board memory (16 KiB).
-pub const BOARD_MEM_WORDS_LOG2: usize = 11;
+/// log2 of the 64-bit words of each board memory: the contract's host
+/// window (16 KiB); a tier takes the same.
+pub const BOARD_MEM_WORDS_LOG2: usize = (board::HOST_WINDOW_BYTES / 8).trailing_zeros() as usize;
+const _: () = assert!(
+    board::HOST_WINDOW_BYTES.is_power_of_two()
+        && BOARD_GEOMETRY.total() <= 8 << BOARD_MEM_WORDS_LOG2
+);
+// The `leds` wiring below is the contract's LED map.
+const _: () = assert!(
+    board::led::HEARTBEAT == 1
+        && board::led::WARM_ACTIVE == 2
+        && board::led::COLD_ACTIVE == 4
+        && board::led::ERROR == 8
+);
 
 /// Status polls one flash erase or page program may take before the cold
 /// tier gives up: about 1.6 s at 100 MHz with SCK at a quarter of the clock
@@ -61,8 +71,8 @@ pub enum ColdTier {
     },
 }
 
-/// Bytes of the host-memory window.
-pub const BOARD_HOST_BYTES: usize = 8 << BOARD_MEM_WORDS_LOG2;
+/// Bytes of the host-memory window (`contract::board::HOST_WINDOW_BYTES`).
+pub const BOARD_HOST_BYTES: usize = board::HOST_WINDOW_BYTES as usize;
 
 /// The board top-level.
 #[derive(LogicBlock)]
@@ -85,6 +95,9 @@ pub struct BoardTop {
     pub flash_mosi: Signal<Out, Bit>,
     /// Flash data out (MISO, IO1).
     pub flash_miso: Signal<In, Bit>,
+    /// The controller's interrupt: a one-cycle pulse per message (the UART
+    /// boards leave it unconnected; the board simulator counts it).
+    pub irq: Signal<Out, Bit>,
     ctrl: HitlessController,
     receiver: UartRx,
     transmitter: UartTx,
@@ -113,6 +126,7 @@ impl BoardTop {
             flash_cs_n: Default::default(),
             flash_mosi: Default::default(),
             flash_miso: Default::default(),
+            irq: Default::default(),
             ctrl: HitlessController::new(&BOARD_GEOMETRY),
             receiver: UartRx::new(divider),
             transmitter: UartTx::new(divider),
@@ -184,6 +198,7 @@ impl Logic for BoardTop {
         self.warm_mem.a.cmd_wdata.next = 0.into();
         self.warm_mem.a.cmd_wstrb.next = 0.into();
 
+        self.irq.next = self.ctrl.irq.val();
         self.leds.next = bit_cast::<4, 1>(self.beat.q.val().get_bit(26).into())
             | (bit_cast::<4, 2>(self.ctrl.active.val()) << 1)
             | (bit_cast::<4, 1>((self.ctrl.error.val() | self.cold_mem.error.val()).into()) << 3);
@@ -220,6 +235,9 @@ pub struct LiteBoardTop {
     pub flash_mosi: Signal<Out, Bit>,
     /// Flash data out (unused).
     pub flash_miso: Signal<In, Bit>,
+    /// The controller's interrupt: a one-cycle pulse per message (left
+    /// unconnected on the iCEBreaker; the board simulator counts it).
+    pub irq: Signal<Out, Bit>,
     ctrl: LiteController,
     receiver: UartRx,
     transmitter: UartTx,
@@ -245,6 +263,7 @@ impl LiteBoardTop {
             flash_cs_n: Default::default(),
             flash_mosi: Default::default(),
             flash_miso: Default::default(),
+            irq: Default::default(),
             ctrl: LiteController::new(&BOARD_GEOMETRY),
             receiver: UartRx::new(divider),
             transmitter: UartTx::new(divider),
@@ -291,6 +310,7 @@ impl Logic for LiteBoardTop {
         PmpInitiator::<15>::join(&mut self.ctrl.mem, &mut self.mem.a);
         PmpInitiator::<32>::join(&mut self.bridge.mem, &mut self.mem.b);
 
+        self.irq.next = self.ctrl.irq.val();
         self.leds.next = bit_cast::<4, 1>(self.beat.q.val().get_bit(26).into())
             | (bit_cast::<4, 2>(self.ctrl.active.val()) << 1)
             | (bit_cast::<4, 1>(self.ctrl.error.val().into()) << 3);

@@ -1,8 +1,8 @@
 //! UART-to-AXI4-Lite bridge with a memory window: how a host drives a board
 //! without PCIe over USB serial.
 //!
-//! Framed protocol (bytes; multi-byte fields little-endian; the host sends
-//! one command and reads its whole reply before the next):
+//! The protocol is the board contract's (`contract::board`: command and
+//! reply bytes, the resynchronization timeout, the CSR window):
 //!
 //! | command | bytes | reply |
 //! |---|---|---|
@@ -11,27 +11,24 @@
 //! | memory read  | `'r'` addr32 count16 | `count` bytes |
 //! | memory write | `'w'` addr32 count16, then `count` bytes | `'K'` |
 //!
+//! The CSR address is decoded in full: only addresses below
+//! `board::CSR_WINDOW_BYTES` (the controller's 4 KiB register file) reach
+//! the controller; a write above answers `'E'` and a read answers 0
+//! without a bus transaction (a board has no mailbox page, and a 12-bit
+//! decode would alias it onto the controller's registers).
+//!
 //! Unknown command bytes are ignored. If the host goes quiet in the middle
-//! of a command for longer than the timeout (about 256 byte times), the
-//! bridge drops it and waits for a new command, so a host can always
-//! resynchronize by waiting. The memory commands move one byte per memory
-//! command (byte strobes), far faster than the line.
+//! of a command for longer than the timeout (`board::RESYNC_BYTE_TIMES`
+//! byte times), the bridge drops it and waits for a new command, so a host
+//! can always resynchronize by waiting. The memory commands move one byte
+//! per memory command (byte strobes), far faster than the line.
 
-use super::bus::{AxiLiteInitiator, PmpInitiator};
+use super::bus::{AxiLiteInitiator, PmpInitiator, CSR_ADDR_BITS};
+use crate::contract::board::{
+    CMD_CSR_READ, CMD_CSR_WRITE, CMD_MEM_READ, CMD_MEM_WRITE, CSR_WINDOW_BYTES, REPLY_ERR,
+    REPLY_OK, RESYNC_BYTE_TIMES,
+};
 use rust_hdl::prelude::*;
-
-/// Command byte: CSR read.
-pub const CMD_CSR_READ: u8 = b'R';
-/// Command byte: CSR write.
-pub const CMD_CSR_WRITE: u8 = b'W';
-/// Command byte: memory read.
-pub const CMD_MEM_READ: u8 = b'r';
-/// Command byte: memory write.
-pub const CMD_MEM_WRITE: u8 = b'w';
-/// Reply: write accepted.
-pub const REPLY_OK: u8 = b'K';
-/// Reply: the CSR write got an error response.
-pub const REPLY_ERR: u8 = b'E';
 
 #[derive(Copy, Clone, PartialEq, Debug, LogicState)]
 enum State {
@@ -98,12 +95,15 @@ pub struct UartBridge {
     k_mw: Constant<Bits<8>>,
     k_ok: Constant<Bits<32>>,
     k_err: Constant<Bits<32>>,
+    // Address bits above the CSR window: any set is an address the board
+    // does not have.
+    k_csr_hi: Constant<Bits<32>>,
 }
 
 impl UartBridge {
     /// A bridge for a UART of `divider` clocks per bit (sets the timeout).
     pub fn new(divider: u16) -> Self {
-        let timeout = (divider.max(4) as u64 * 10 * 256).min((1 << 24) - 1);
+        let timeout = (divider.max(4) as u64 * 10 * RESYNC_BYTE_TIMES as u64).min((1 << 24) - 1);
         Self {
             clock: Default::default(),
             reset: Default::default(),
@@ -140,6 +140,7 @@ impl UartBridge {
             k_mw: Constant::new((CMD_MEM_WRITE as u64).into()),
             k_ok: Constant::new((REPLY_OK as u64).into()),
             k_err: Constant::new((REPLY_ERR as u64).into()),
+            k_csr_hi: Constant::new((!(CSR_WINDOW_BYTES - 1) as u64).into()),
         }
     }
 }
@@ -161,13 +162,13 @@ impl Logic for UartBridge {
         self.rbyte.next = self.mem.rsp_data.val() >> self.lane.val();
         // AXI4-Lite: every valid is a register; responses are always taken.
         self.csr.awvalid.next = self.aw_v.q.val();
-        self.csr.awaddr.next = self.args.q.val().get_bits::<12>(0);
+        self.csr.awaddr.next = self.args.q.val().get_bits::<CSR_ADDR_BITS>(0);
         self.csr.wvalid.next = self.w_v.q.val();
         self.csr.wdata.next = self.args.q.val().get_bits::<32>(32);
         self.csr.wstrb.next = 15.into();
         self.csr.bready.next = true;
         self.csr.arvalid.next = self.ar_v.q.val();
-        self.csr.araddr.next = self.args.q.val().get_bits::<12>(0);
+        self.csr.araddr.next = self.args.q.val().get_bits::<CSR_ADDR_BITS>(0);
         self.csr.rready.next = true;
         self.mem.cmd_valid.next = self.m_v.q.val();
         self.mem.cmd_write.next = self.m_write.q.val();
@@ -230,14 +231,28 @@ impl Logic for UartBridge {
             }
             State::Dispatch => {
                 // The arguments were shifted in from the top: align them.
+                // A CSR address outside the window is answered here: a
+                // read with 0, a write with an error, no bus transaction.
                 if self.cmd.q.val() == self.k_r.val() {
                     self.args.d.next = self.args.q.val() >> 32;
-                    self.ar_v.d.next = true;
-                    self.state.d.next = State::CsrRead;
+                    if (self.args.q.val().get_bits::<32>(32) & self.k_csr_hi.val()).any() {
+                        self.out.d.next = 0.into();
+                        self.nout.d.next = 4.into();
+                        self.state.d.next = State::Send;
+                    } else {
+                        self.ar_v.d.next = true;
+                        self.state.d.next = State::CsrRead;
+                    }
                 } else if self.cmd.q.val() == self.k_w.val() {
-                    self.aw_v.d.next = true;
-                    self.w_v.d.next = true;
-                    self.state.d.next = State::CsrWrite;
+                    if (self.args.q.val().get_bits::<32>(0) & self.k_csr_hi.val()).any() {
+                        self.out.d.next = self.k_err.val();
+                        self.nout.d.next = 1.into();
+                        self.state.d.next = State::Send;
+                    } else {
+                        self.aw_v.d.next = true;
+                        self.w_v.d.next = true;
+                        self.state.d.next = State::CsrWrite;
+                    }
                 } else {
                     self.addr.d.next = self.args.q.val().get_bits::<32>(16);
                     self.count.d.next = self.args.q.val().get_bits::<16>(48);

@@ -3,7 +3,11 @@
 
 use rust_hdl::prelude::*;
 
-/// AXI4-Lite, controller (master) side. 12-bit byte addresses, 32-bit data.
+/// Width of the CSR byte address on the AXI4-Lite port
+/// (`contract::CSR_ADDR_BITS`: the controller's 4 KiB register file).
+pub const CSR_ADDR_BITS: usize = crate::contract::CSR_ADDR_BITS as usize;
+
+/// AXI4-Lite, controller (master) side. `CSR_ADDR_BITS`-bit byte addresses, 32-bit data.
 #[derive(LogicInterface, Default)]
 #[join = "AxiLiteTarget"]
 pub struct AxiLiteInitiator {
@@ -12,7 +16,7 @@ pub struct AxiLiteInitiator {
     /// Write address accepted.
     pub awready: Signal<In, Bit>,
     /// Write byte address.
-    pub awaddr: Signal<Out, Bits<12>>,
+    pub awaddr: Signal<Out, Bits<CSR_ADDR_BITS>>,
     /// Write data valid.
     pub wvalid: Signal<Out, Bit>,
     /// Write data accepted.
@@ -32,7 +36,7 @@ pub struct AxiLiteInitiator {
     /// Read address accepted.
     pub arready: Signal<In, Bit>,
     /// Read byte address.
-    pub araddr: Signal<Out, Bits<12>>,
+    pub araddr: Signal<Out, Bits<CSR_ADDR_BITS>>,
     /// Read data valid.
     pub rvalid: Signal<In, Bit>,
     /// Read data accepted.
@@ -52,7 +56,7 @@ pub struct AxiLiteTarget {
     /// Write address accepted.
     pub awready: Signal<Out, Bit>,
     /// Write byte address.
-    pub awaddr: Signal<In, Bits<12>>,
+    pub awaddr: Signal<In, Bits<CSR_ADDR_BITS>>,
     /// Write data valid.
     pub wvalid: Signal<In, Bit>,
     /// Write data accepted.
@@ -72,7 +76,7 @@ pub struct AxiLiteTarget {
     /// Read address accepted.
     pub arready: Signal<Out, Bit>,
     /// Read byte address.
-    pub araddr: Signal<In, Bits<12>>,
+    pub araddr: Signal<In, Bits<CSR_ADDR_BITS>>,
     /// Read data valid.
     pub rvalid: Signal<Out, Bit>,
     /// Read data accepted.

@@ -7,7 +7,7 @@
 //! offsets, field layouts, status codes, permissions and the NV layout.
 
 use super::axil::AxiLiteCsr;
-use super::bus::{AxiLiteTarget, PmpInitiator};
+use super::bus::{AxiLiteTarget, PmpInitiator, CSR_ADDR_BITS};
 use super::mover::Mover;
 use super::router::{PortRouter, SEL_COLD, SEL_HOST, SEL_NONE, SEL_WARM};
 use super::slice::PmpSlice;
@@ -92,7 +92,7 @@ const _: () = assert!(
         && contract::Opcode::LogTrim as u8 == 7
 );
 
-fn c12(v: u32) -> Constant<Bits<12>> {
+fn c12(v: u32) -> Constant<Bits<CSR_ADDR_BITS>> {
     Constant::new((v as u64).into())
 }
 fn c8(v: u64) -> Constant<Bits<8>> {
@@ -155,6 +155,10 @@ pub struct HitlessController {
     irq_status: DFF<Bits<3>>,
     irq_mask: DFF<Bits<3>>,
     irq_pulse: DFF<Bit>,
+    // IRQ_STATUS & IRQ_MASK while CTRL.IRQ_ENABLE, a cycle ago: a bit that
+    // turns on here (newly set, or pending when unmasked) pulses `irq`.
+    irq_live: DFF<Bits<3>>,
+    irq_now: Signal<Local, Bits<3>>,
     ops_ok: DFF<Bits<32>>,
     ops_failed: DFF<Bits<32>>,
     ring_error: DFF<Bit>,
@@ -219,7 +223,7 @@ pub struct HitlessController {
     dq_size_q: DFF<Bits<17>>,
     tail_dist_q: DFF<Bits<16>>,
     wr_data_q: DFF<Bits<32>>,
-    wr_addr_q: DFF<Bits<12>>,
+    wr_addr_q: DFF<Bits<CSR_ADDR_BITS>>,
     wr_q: DFF<Bit>,
     rd_q: DFF<Bits<32>>,
     rd_sel: DFF<Bits<46>>,
@@ -298,6 +302,8 @@ pub struct HitlessController {
     dq_size: Signal<Local, Bits<17>>,
     cq_size: Signal<Local, Bits<17>>,
     dq_eff: Signal<Local, Bits<4>>,
+    // RING_MAX_LOG2: larger ring sizes act as this.
+    k_ring_max: Constant<Bits<4>>,
     cq_eff: Signal<Local, Bits<4>>,
     cq_room: Signal<Local, Bit>,
     tail_dist: Signal<Local, Bits<16>>,
@@ -407,55 +413,55 @@ pub struct HitlessController {
     k_sel_cold: Constant<Bits<2>>,
     k_sel_none: Constant<Bits<2>>,
     k_st_ring_overflow: Constant<Bits<8>>,
-    r_id: Constant<Bits<12>>,
-    r_version: Constant<Bits<12>>,
-    r_caps: Constant<Bits<12>>,
-    r_next_block: Constant<Bits<12>>,
-    r_ctrl: Constant<Bits<12>>,
-    r_status: Constant<Bits<12>>,
-    r_scratch: Constant<Bits<12>>,
-    r_cycles: Constant<Bits<12>>,
-    r_warm_state: Constant<Bits<12>>,
-    r_warm_seq: Constant<Bits<12>>,
-    r_warm_a_len: Constant<Bits<12>>,
-    r_warm_a_crc: Constant<Bits<12>>,
-    r_warm_b_len: Constant<Bits<12>>,
-    r_warm_b_crc: Constant<Bits<12>>,
-    r_warm_log_head: Constant<Bits<12>>,
-    r_warm_log_tail: Constant<Bits<12>>,
-    r_cold_state: Constant<Bits<12>>,
-    r_cold_seq: Constant<Bits<12>>,
-    r_cold_a_len: Constant<Bits<12>>,
-    r_cold_a_crc: Constant<Bits<12>>,
-    r_cold_b_len: Constant<Bits<12>>,
-    r_cold_b_crc: Constant<Bits<12>>,
-    r_cold_log_head: Constant<Bits<12>>,
-    r_cold_log_tail: Constant<Bits<12>>,
-    r_nv_region_size: Constant<Bits<12>>,
-    r_nv_log_size: Constant<Bits<12>>,
-    r_nv_region_a_base: Constant<Bits<12>>,
-    r_nv_region_b_base: Constant<Bits<12>>,
-    r_nv_log_base: Constant<Bits<12>>,
-    r_dq_base_lo: Constant<Bits<12>>,
-    r_dq_base_hi: Constant<Bits<12>>,
-    r_dq_size_log2: Constant<Bits<12>>,
-    r_dq_tail: Constant<Bits<12>>,
-    r_dq_head: Constant<Bits<12>>,
-    r_cq_base_lo: Constant<Bits<12>>,
-    r_cq_base_hi: Constant<Bits<12>>,
-    r_cq_size_log2: Constant<Bits<12>>,
-    r_cq_head: Constant<Bits<12>>,
-    r_cq_tail: Constant<Bits<12>>,
-    r_irq_status: Constant<Bits<12>>,
-    r_irq_mask: Constant<Bits<12>>,
-    r_ops_ok: Constant<Bits<12>>,
-    r_ops_failed: Constant<Bits<12>>,
-    r_pt_index: Constant<Bits<12>>,
-    r_pt_key_tag: Constant<Bits<12>>,
-    r_pt_base: Constant<Bits<12>>,
-    r_pt_len: Constant<Bits<12>>,
-    r_pt_perm: Constant<Bits<12>>,
-    r_pt_commit: Constant<Bits<12>>,
+    r_id: Constant<Bits<CSR_ADDR_BITS>>,
+    r_version: Constant<Bits<CSR_ADDR_BITS>>,
+    r_caps: Constant<Bits<CSR_ADDR_BITS>>,
+    r_next_block: Constant<Bits<CSR_ADDR_BITS>>,
+    r_ctrl: Constant<Bits<CSR_ADDR_BITS>>,
+    r_status: Constant<Bits<CSR_ADDR_BITS>>,
+    r_scratch: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cycles: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_state: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_seq: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_a_len: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_a_crc: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_b_len: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_b_crc: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_log_head: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_log_tail: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cold_state: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cold_seq: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cold_a_len: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cold_a_crc: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cold_b_len: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cold_b_crc: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cold_log_head: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cold_log_tail: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_region_size: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_log_size: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_region_a_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_region_b_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_log_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_base_lo: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_base_hi: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_size_log2: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_tail: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_head: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_base_lo: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_base_hi: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_size_log2: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_head: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_tail: Constant<Bits<CSR_ADDR_BITS>>,
+    r_irq_status: Constant<Bits<CSR_ADDR_BITS>>,
+    r_irq_mask: Constant<Bits<CSR_ADDR_BITS>>,
+    r_ops_ok: Constant<Bits<CSR_ADDR_BITS>>,
+    r_ops_failed: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_index: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_key_tag: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_len: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_perm: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_commit: Constant<Bits<CSR_ADDR_BITS>>,
 }
 
 impl HitlessController {
@@ -497,6 +503,8 @@ impl HitlessController {
             irq_status: Default::default(),
             irq_mask: Default::default(),
             irq_pulse: Default::default(),
+            irq_live: Default::default(),
+            irq_now: Default::default(),
             ops_ok: Default::default(),
             ops_failed: Default::default(),
             ring_error: Default::default(),
@@ -631,6 +639,7 @@ impl HitlessController {
             dq_size: Default::default(),
             cq_size: Default::default(),
             dq_eff: Default::default(),
+            k_ring_max: Constant::new((contract::RING_MAX_LOG2 as u64).into()),
             cq_eff: Default::default(),
             cq_room: Default::default(),
             tail_dist: Default::default(),
@@ -800,6 +809,7 @@ impl Logic for HitlessController {
             irq_status,
             irq_mask,
             irq_pulse,
+            irq_live,
             ops_ok,
             ops_failed,
             ring_error,
@@ -1022,12 +1032,12 @@ impl Logic for HitlessController {
 
         // ---- rings ----
         self.dq_eff.next = self.dq_log2.q.val();
-        if self.dq_log2.q.val() > 12 {
-            self.dq_eff.next = 12.into();
+        if self.dq_log2.q.val() > self.k_ring_max.val() {
+            self.dq_eff.next = self.k_ring_max.val();
         }
         self.cq_eff.next = self.cq_log2.q.val();
-        if self.cq_log2.q.val() > 12 {
-            self.cq_eff.next = 12.into();
+        if self.cq_log2.q.val() > self.k_ring_max.val() {
+            self.cq_eff.next = self.k_ring_max.val();
         }
         self.dq_size.next = bit_cast::<17, 1>(true.into()) << self.dq_eff.val();
         self.cq_size.next = bit_cast::<17, 1>(true.into()) << self.cq_eff.val();
@@ -2218,9 +2228,14 @@ impl Logic for HitlessController {
         // ---- interrupts ----
         self.irq_status.d.next =
             (self.irq_status.q.val() & !self.irq_clear.val()) | self.irq_set.val();
-        self.irq_pulse.d.next =
-            (self.irq_set.val() & !self.irq_status.q.val() & self.irq_mask.q.val()).any()
-                & (self.ctrl.q.val() & self.k_ctrl_irq_enable.val()).any();
+        // Deliverable causes from registers only; a rising bit is a message
+        // (a cause pending when it is unmasked or IRQ_ENABLE is set too).
+        self.irq_now.next = 0.into();
+        if (self.ctrl.q.val() & self.k_ctrl_irq_enable.val()).any() {
+            self.irq_now.next = self.irq_status.q.val() & self.irq_mask.q.val();
+        }
+        self.irq_live.d.next = self.irq_now.val();
+        self.irq_pulse.d.next = (self.irq_now.val() & !self.irq_live.q.val()).any();
 
         // ---- reset ----
         if self.reset.val() {
@@ -2241,6 +2256,7 @@ impl Logic for HitlessController {
             self.irq_status.d.next = 0.into();
             self.irq_mask.d.next = 0.into();
             self.irq_pulse.d.next = false;
+            self.irq_live.d.next = 0.into();
             self.ops_ok.d.next = 0.into();
             self.ops_failed.d.next = 0.into();
             self.ring_error.d.next = false;

@@ -20,7 +20,7 @@
 //! [`HitlessController`]: super::controller::HitlessController
 
 use super::axil::AxiLiteCsr;
-use super::bus::{AxiLiteTarget, PmpInitiator};
+use super::bus::{AxiLiteTarget, PmpInitiator, CSR_ADDR_BITS};
 use super::crc::{masks, pack};
 use crate::contract::{self, reg, NvGeometry};
 use rust_hdl::prelude::*;
@@ -30,8 +30,10 @@ pub use crate::contract::LITE_LIMITS;
 /// Bit of the memory port's byte address that selects the NV tier (else
 /// the host window).
 pub const TIER_BIT: usize = 14;
-/// Bytes of the host window (host addresses wrap modulo it) and of the tier.
-pub const LITE_WINDOW_BYTES: u32 = 1 << 14;
+/// Bytes of the host window (host addresses wrap modulo it) and of the
+/// tier: the board contract's host window.
+pub const LITE_WINDOW_BYTES: u32 = contract::board::HOST_WINDOW_BYTES;
+const _: () = assert!(LITE_WINDOW_BYTES == 1 << TIER_BIT);
 
 /// Cycles per 64-bit word of a WRITE or READ on the lite board, stated in
 /// the contract so that the tests, the benchmark and the bitstream report
@@ -126,7 +128,7 @@ enum Phase {
     MemWait,
 }
 
-fn k12(v: u32) -> Constant<Bits<12>> {
+fn k12(v: u32) -> Constant<Bits<CSR_ADDR_BITS>> {
     Constant::new((v as u64).into())
 }
 fn k32(v: u32) -> Constant<Bits<32>> {
@@ -185,6 +187,10 @@ pub struct LiteController {
     irq_status: DFF<Bits<3>>,
     irq_mask: DFF<Bits<3>>,
     irq_pulse: DFF<Bit>,
+    // IRQ_STATUS & IRQ_MASK while CTRL.IRQ_ENABLE, a cycle ago: a bit that
+    // turns on (newly set, or pending when unmasked) pulses `irq`.
+    irq_live: DFF<Bits<3>>,
+    irq_now: Signal<Local, Bits<3>>,
     ops_ok: DFF<Bits<32>>,
     ops_failed: DFF<Bits<32>>,
     ring_error: DFF<Bit>,
@@ -266,6 +272,8 @@ pub struct LiteController {
     is_write: Signal<Local, Bit>,
     is_flip: Signal<Local, Bit>,
     dq_eff: Signal<Local, Bits<4>>,
+    // RING_MAX_LOG2: larger ring sizes act as this.
+    k_ring_max: Constant<Bits<4>>,
     cq_eff: Signal<Local, Bits<4>>,
     dq_mask: Signal<Local, Bits<16>>,
     cq_mask: Signal<Local, Bits<16>>,
@@ -300,42 +308,42 @@ pub struct LiteController {
     k_version: Constant<Bits<32>>,
     k_caps: Constant<Bits<32>>,
     k_limits: Constant<Bits<32>>,
-    r_id: Constant<Bits<12>>,
-    r_version: Constant<Bits<12>>,
-    r_caps: Constant<Bits<12>>,
-    r_ctrl: Constant<Bits<12>>,
-    r_status: Constant<Bits<12>>,
-    r_scratch: Constant<Bits<12>>,
-    r_cycles: Constant<Bits<12>>,
-    r_warm_state: Constant<Bits<12>>,
-    r_warm_seq: Constant<Bits<12>>,
-    r_warm_log_tail: Constant<Bits<12>>,
-    r_nv_region_size: Constant<Bits<12>>,
-    r_nv_log_size: Constant<Bits<12>>,
-    r_nv_region_a: Constant<Bits<12>>,
-    r_nv_region_b: Constant<Bits<12>>,
-    r_nv_log_base: Constant<Bits<12>>,
-    r_dq_base_lo: Constant<Bits<12>>,
-    r_dq_base_hi: Constant<Bits<12>>,
-    r_dq_size_log2: Constant<Bits<12>>,
-    r_dq_tail: Constant<Bits<12>>,
-    r_dq_head: Constant<Bits<12>>,
-    r_cq_base_lo: Constant<Bits<12>>,
-    r_cq_base_hi: Constant<Bits<12>>,
-    r_cq_size_log2: Constant<Bits<12>>,
-    r_cq_head: Constant<Bits<12>>,
-    r_cq_tail: Constant<Bits<12>>,
-    r_irq_status: Constant<Bits<12>>,
-    r_irq_mask: Constant<Bits<12>>,
-    r_ops_ok: Constant<Bits<12>>,
-    r_ops_failed: Constant<Bits<12>>,
-    r_limits: Constant<Bits<12>>,
-    r_pt_index: Constant<Bits<12>>,
-    r_pt_key_tag: Constant<Bits<12>>,
-    r_pt_base: Constant<Bits<12>>,
-    r_pt_len: Constant<Bits<12>>,
-    r_pt_perm: Constant<Bits<12>>,
-    r_pt_commit: Constant<Bits<12>>,
+    r_id: Constant<Bits<CSR_ADDR_BITS>>,
+    r_version: Constant<Bits<CSR_ADDR_BITS>>,
+    r_caps: Constant<Bits<CSR_ADDR_BITS>>,
+    r_ctrl: Constant<Bits<CSR_ADDR_BITS>>,
+    r_status: Constant<Bits<CSR_ADDR_BITS>>,
+    r_scratch: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cycles: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_state: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_seq: Constant<Bits<CSR_ADDR_BITS>>,
+    r_warm_log_tail: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_region_size: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_log_size: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_region_a: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_region_b: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_log_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_base_lo: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_base_hi: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_size_log2: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_tail: Constant<Bits<CSR_ADDR_BITS>>,
+    r_dq_head: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_base_lo: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_base_hi: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_size_log2: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_head: Constant<Bits<CSR_ADDR_BITS>>,
+    r_cq_tail: Constant<Bits<CSR_ADDR_BITS>>,
+    r_irq_status: Constant<Bits<CSR_ADDR_BITS>>,
+    r_irq_mask: Constant<Bits<CSR_ADDR_BITS>>,
+    r_ops_ok: Constant<Bits<CSR_ADDR_BITS>>,
+    r_ops_failed: Constant<Bits<CSR_ADDR_BITS>>,
+    r_limits: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_index: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_key_tag: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_len: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_perm: Constant<Bits<CSR_ADDR_BITS>>,
+    r_pt_commit: Constant<Bits<CSR_ADDR_BITS>>,
 }
 
 impl LiteController {
@@ -390,6 +398,8 @@ impl LiteController {
             irq_status: Default::default(),
             irq_mask: Default::default(),
             irq_pulse: Default::default(),
+            irq_live: Default::default(),
+            irq_now: Default::default(),
             ops_ok: Default::default(),
             ops_failed: Default::default(),
             ring_error: Default::default(),
@@ -462,6 +472,7 @@ impl LiteController {
             is_write: Default::default(),
             is_flip: Default::default(),
             dq_eff: Default::default(),
+            k_ring_max: Constant::new((contract::RING_MAX_LOG2 as u64).into()),
             cq_eff: Default::default(),
             dq_mask: Default::default(),
             cq_mask: Default::default(),
@@ -559,6 +570,7 @@ impl Logic for LiteController {
             irq_status,
             irq_mask,
             irq_pulse,
+            irq_live,
             ops_ok,
             ops_failed,
             ring_error,
@@ -659,12 +671,12 @@ impl Logic for LiteController {
             self.need.next = self.need.val() | 2;
         }
         self.dq_eff.next = self.dq_log2.q.val();
-        if self.dq_log2.q.val() > 12 {
-            self.dq_eff.next = 12.into();
+        if self.dq_log2.q.val() > self.k_ring_max.val() {
+            self.dq_eff.next = self.k_ring_max.val();
         }
         self.cq_eff.next = self.cq_log2.q.val();
-        if self.cq_log2.q.val() > 12 {
-            self.cq_eff.next = 12.into();
+        if self.cq_log2.q.val() > self.k_ring_max.val() {
+            self.cq_eff.next = self.k_ring_max.val();
         }
         self.dq_mask.next = (bit_cast::<16, 1>(true.into()) << self.dq_eff.val()) - 1;
         self.cq_mask.next = (bit_cast::<16, 1>(true.into()) << self.cq_eff.val()) - 1;
@@ -883,8 +895,11 @@ impl Logic for LiteController {
         self.shadow.read_address.next = self.axil.rd_addr.val().get_bits::<6>(2);
         self.shadow.write_address.next = self.axil.wr_addr.val().get_bits::<6>(2);
         self.shadow.write_data.next = self.axil.wr_data.val();
-        self.shadow.write_enable.next =
-            self.axil.wr.val() & !self.axil.wr_addr.val().get_bits::<4>(8).any();
+        // Aligned offsets below 0x100 only: a misaligned write (SCRATCH + 1)
+        // names no register and must not land on the one it falls in.
+        self.shadow.write_enable.next = self.axil.wr.val()
+            & !self.axil.wr_addr.val().get_bits::<4>(8).any()
+            & !self.axil.wr_addr.val().get_bits::<2>(0).any();
         if self.axil.wr.val() {
             if self.axil.wr_addr.val() == self.r_scratch.val() {
                 self.shadow_ok.d.next = self.shadow_ok.q.val() | 1;
@@ -1503,9 +1518,14 @@ impl Logic for LiteController {
         // ---- interrupts ----
         self.irq_status.d.next =
             (self.irq_status.q.val() & !self.irq_clear.val()) | self.irq_set.val();
-        if ((self.irq_set.val() & !self.irq_status.q.val() & self.irq_mask.q.val()).any())
-            & self.ctrl.q.val().get_bit(1)
-        {
+        // Deliverable causes from registers only; a rising bit is a message
+        // (a cause pending when it is unmasked or IRQ_ENABLE is set too).
+        self.irq_now.next = 0.into();
+        if self.ctrl.q.val().get_bit(1) {
+            self.irq_now.next = self.irq_status.q.val() & self.irq_mask.q.val();
+        }
+        self.irq_live.d.next = self.irq_now.val();
+        if (self.irq_now.val() & !self.irq_live.q.val()).any() {
             self.irq_pulse.d.next = true;
         }
 
@@ -1524,6 +1544,7 @@ impl Logic for LiteController {
             self.irq_status.d.next = 0.into();
             self.irq_mask.d.next = 0.into();
             self.irq_pulse.d.next = false;
+            self.irq_live.d.next = 0.into();
             self.ops_ok.d.next = 0.into();
             self.ops_failed.d.next = 0.into();
             self.ring_error.d.next = false;
