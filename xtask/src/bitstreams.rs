@@ -524,7 +524,7 @@ pub fn run(only: &[String], seeds: Option<u32>) -> Result<()> {
 
 /// Write `bitstreams/REPORT.md` from the saved results (`failed`: boards
 /// that failed in this run, listed without their older numbers).
-fn write_report(failed: &[&str]) -> Result<()> {
+pub fn write_report(failed: &[&str]) -> Result<()> {
     // The report covers every board: this run's results and the saved
     // results of boards not built in it (each row names its commit).
     let results: Vec<(Board, Outcome)> = BOARDS
@@ -1240,23 +1240,6 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// `bitstreams/REPORT.md` made again from `bitstreams/results/`
-    /// without building anything (after a change of the report's format):
-    /// `cargo test --release -p xtask -- --ignored rewrite_report`.
-    #[test]
-    #[ignore = "rewrites bitstreams/REPORT.md"]
-    fn rewrite_report_from_saved_results() {
-        write_report(&[]).unwrap();
-    }
-
-    /// The CI gate alone (the OrangeCrab flow, fails below its clock):
-    /// `cargo test --release -p xtask -- --ignored ci_gate_alone`.
-    #[test]
-    #[ignore = "a full place-and-route, minutes"]
-    fn ci_gate_alone() {
-        ci_gate().unwrap();
-    }
 
     #[test]
     fn throughput_is_the_board_clock_times_the_datapath() {

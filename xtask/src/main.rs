@@ -97,6 +97,15 @@ enum Cmd {
         /// REPORT.md and the saved results are left as they are.
         #[arg(long, conflicts_with = "seeds")]
         blocks: bool,
+        /// Rewrite `bitstreams/REPORT.md` from the saved results in
+        /// `bitstreams/results/` without building anything (after a change
+        /// of the report's format).
+        #[arg(long, conflicts_with_all = ["seeds", "blocks", "gate"])]
+        report_only: bool,
+        /// Only the CI gate: the OrangeCrab (ECP5-25F) flow, failing if the
+        /// design misses the board's clock (what `cargo xtask test` runs).
+        #[arg(long, conflicts_with_all = ["seeds", "blocks"])]
+        gate: bool,
     },
 }
 
@@ -152,6 +161,10 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 verilog::synth(&path)?;
             }
         }
+        Cmd::Bitstreams {
+            report_only: true, ..
+        } => bitstreams::write_report(&[])?,
+        Cmd::Bitstreams { gate: true, .. } => bitstreams::ci_gate()?,
         Cmd::Bitstreams {
             boards,
             blocks: true,
