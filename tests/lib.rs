@@ -1,6 +1,7 @@
 //! Shared pieces for end-to-end tests: the driver on the Verilated card,
 //! in-process (no socket): a contiguous DMA window that is both the card's
 //! host memory and the driver's DMA window.
+#![forbid(unsafe_code)]
 
 use hitless_driver::{CardIo, DmaWindow, Error, Result};
 use hitless_sim::memory::WordStore;

@@ -5,8 +5,8 @@
 //! for its testbench (`csrc/flash.cpp`). Kept cheap: C++ at -O1, two
 //! evaluations per clock (no edge rewrite), no tracing.
 
+use hitless_hdl::verilate::{link_runtime, shim_build, Model};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// UART clocks per bit in the simulated board (exported to the crate).
 const DIVIDER: u16 = 8;
@@ -19,59 +19,20 @@ const FLASH_BASE: u32 = 0x1_0000;
 const FLASH_HALF: u16 = 1;
 const FLASH_POLLS: u32 = 4096;
 
-fn run(cmd: &mut Command, what: &str) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: cannot run ({e}); run `cargo xtask setup`"));
-    if !out.status.success() {
-        panic!(
-            "{what} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-/// Verilate `verilog` as `V<prefix>` under `out/<prefix>` (skipped when the
-/// Verilog is unchanged) and return the object directory.
-fn verilate(out: &Path, prefix: &str, verilog: &str) -> PathBuf {
-    let vfile = out.join(format!("{prefix}.v"));
-    let mdir = out.join(format!("obj_{prefix}"));
-    let class = format!("V{prefix}");
-    let lib = mdir.join(format!("{class}__ALL.a"));
-    let unchanged = std::fs::read_to_string(&vfile).is_ok_and(|old| old == verilog);
-    if !(unchanged && lib.exists()) {
-        std::fs::write(&vfile, verilog).expect("write verilog");
-        let _ = std::fs::remove_dir_all(&mdir);
-        run(
-            Command::new("verilator")
-                .arg("--cc")
-                .arg(&vfile)
-                .args(["--top-module", "top", "--prefix", &class, "-O3"])
-                .args(["--x-assign", "0", "--x-initial", "0", "--noassert"])
-                .args(["-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-UNOPTFLAT"])
-                .arg("-Mdir")
-                .arg(&mdir),
-            "verilator",
-        );
-        let jobs = std::env::var("NUM_JOBS").unwrap_or_else(|_| "2".into());
-        run(
-            Command::new("make")
-                .arg("-C")
-                .arg(&mdir)
-                .args(["-f", &format!("{class}.mk"), "-j", &jobs])
-                .args(["OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1"])
-                .args([
-                    &format!("{class}__ALL.a"),
-                    "verilated.o",
-                    "verilated_threads.o",
-                ]),
-            "make (verilated model)",
-        );
-    }
-    std::fs::copy(&lib, out.join(format!("libhitless_v{prefix}.a"))).expect("copy model archive");
-    println!("cargo:rustc-link-lib=static=hitless_v{prefix}");
-    mdir
+/// Verilate `verilog` as `V<prefix>` under `out/obj_<prefix>` (skipped
+/// when it is unchanged), link its archive, and return the model.
+fn verilate(out: &Path, prefix: &str, verilog: &str) -> Model<'static> {
+    let model = Model {
+        class: format!("V{prefix}"),
+        vfile: out.join(format!("{prefix}.v")),
+        mdir: out.join(format!("obj_{prefix}")),
+        x: "0",
+        make_opts: &["OPT_FAST=-O1", "OPT_SLOW=-O0", "OPT_GLOBAL=-O1"],
+        trace: false,
+    };
+    model.build(verilog);
+    model.link_as(out, &format!("hitless_v{prefix}"));
+    model
 }
 
 fn main() {
@@ -106,42 +67,14 @@ fn main() {
             FLASH_POLLS,
         ),
     );
-    let root = {
-        let o = Command::new("verilator")
-            .args(["--getenv", "VERILATOR_ROOT"])
-            .output()
-            .expect("verilator not found: run `cargo xtask setup`");
-        PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let inc = root.join("include");
-    cc::Build::new()
-        .cpp(true)
+    shim_build(&[&board.mdir, &lite.mdir, &flash.mdir])
         .file("csrc/board.cpp")
         .file("csrc/flash.cpp")
         .file("csrc/lite.cpp")
-        .include(&board)
-        .include(&lite)
-        .include(&flash)
-        .include(&inc)
-        .include(inc.join("vltstd"))
-        .flag_if_supported("-std=c++17")
-        .flag_if_supported("-Wno-unused-parameter")
         .opt_level(1)
         .compile("hitless_board_shim");
-    // One Verilator runtime for both models (the same Verilator built both).
-    let rt = out.join("libhitless_board_verilated.a");
-    let _ = std::fs::remove_file(&rt);
-    run(
-        Command::new("ar")
-            .arg("crs")
-            .arg(&rt)
-            .arg(board.join("verilated.o"))
-            .arg(board.join("verilated_threads.o")),
-        "ar (Verilator runtime)",
-    );
-    println!("cargo:rustc-link-lib=static=hitless_board_verilated");
-    println!("cargo:rustc-link-lib=stdc++");
-    println!("cargo:rustc-link-lib=pthread");
+    // One Verilator runtime for all models (the same Verilator built them).
+    link_runtime(&out, "hitless_board_verilated", &board.runtime());
     println!("cargo:rustc-env=HITLESS_BOARD_DIVIDER={DIVIDER}");
     println!("cargo:rustc-env=HITLESS_FLASH_WORDS_LOG2={FLASH_WORDS_LOG2}");
     println!("cargo:rustc-env=HITLESS_FLASH_BASE={FLASH_BASE}");

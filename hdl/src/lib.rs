@@ -1,5 +1,6 @@
 //! hitless controller: the hardware contract, the reference model and (with
 //! the `rtl` feature) the rust-hdl RTL.
+#![forbid(unsafe_code)]
 
 pub mod contract;
 pub mod logring;
@@ -7,3 +8,6 @@ pub mod model;
 
 #[cfg(feature = "rtl")]
 pub mod rtl;
+
+#[cfg(feature = "verilate")]
+pub mod verilate;

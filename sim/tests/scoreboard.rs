@@ -1,10 +1,15 @@
 //! The controller under Verilator against the Rust reference model, with
 //! seeded random traffic (every opcode, sizes 1 B..1 MiB, unaligned host
-//! addresses, bad keys, bad flags, out-of-range windows): every completion
-//! must equal the model's, and at the end both NV tiers must be identical
-//! byte for byte (so no operation touched a byte the model did not).
+//! addresses, bad keys, bad flags, out-of-range windows, CHECK with the
+//! right CRC as often as with a wrong one): every completion must equal the
+//! model's, carry its descriptor's ring index and the phase of its
+//! completion slot, every completion status an operation can have must be
+//! reached, and at the end both NV tiers must be identical byte for byte
+//! (so no operation touched a byte the model did not).
 
-use hitless_hdl::contract::{make_key, perm, reg, Descriptor, Opcode, DEFAULT_GEOMETRY};
+use hitless_hdl::contract::{
+    flags, make_key, perm, reg, Descriptor, Opcode, Status, DEFAULT_GEOMETRY,
+};
 use hitless_hdl::model::{HostMemory, Model, PagedMemory};
 use hitless_sim::harness::{program_entry, Rings, DATA_ADDR};
 use hitless_sim::{CardTiming, PortTiming, SimCard};
@@ -96,13 +101,14 @@ fn random_desc(rng: &mut ChaCha8Rng, ents: &[Entry], tag: u16) -> Descriptor {
         1 => key = make_key(rng.gen_range(0..16), e.tag),
         _ => {}
     }
-    let mut flags = rng.gen::<u8>() & 0x3F;
-    // Keep commits likely but not universal; CHECK with the right CRC is rare.
+    let mut fl = rng.gen::<u8>() & 0x3F;
+    // Keep commits likely but not universal; CHECK on half the operations
+    // (the caller gives half of those the right CRC).
     if rng.gen_bool(0.5) {
-        flags &= !0x04;
+        fl &= !flags::CHECK;
     }
     if rng.gen_range(0..50) == 0 {
-        flags |= 0x40 << rng.gen_range(0..2);
+        fl |= 0x40 << rng.gen_range(0..2);
     }
     let len = random_len(rng);
     let window = e.len.max(8);
@@ -120,7 +126,7 @@ fn random_desc(rng: &mut ChaCha8Rng, ents: &[Entry], tag: u16) -> Descriptor {
     };
     Descriptor {
         opcode: op,
-        flags,
+        flags: fl,
         tag,
         key,
         host_addr: DATA_ADDR + rng.gen_range(0..64u64),
@@ -131,7 +137,18 @@ fn random_desc(rng: &mut ChaCha8Rng, ents: &[Entry], tag: u16) -> Descriptor {
     }
 }
 
-fn run_scoreboard(seed: u64, ops: usize, timing: CardTiming) {
+/// The statuses an executed descriptor can complete with (`RING_OVERFLOW`
+/// answers a refused doorbell, not a descriptor: the directed tests).
+fn reachable() -> Vec<u8> {
+    Status::ALL
+        .iter()
+        .filter(|s| **s != Status::RingOverflow)
+        .map(|s| *s as u8)
+        .collect()
+}
+
+/// Runs the scoreboard; returns the completion statuses seen.
+fn run_scoreboard(seed: u64, ops: usize, timing: CardTiming) -> std::collections::BTreeSet<u8> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let g = DEFAULT_GEOMETRY;
     let mut card = SimCard::new(timing);
@@ -139,21 +156,32 @@ fn run_scoreboard(seed: u64, ops: usize, timing: CardTiming) {
     let mut model = Model::new(g);
     model.boot_scan();
     let mut mhost = PagedMemory::new();
-    let mut rings = Rings::setup(&mut card, 3, 3).expect("rings");
+    const CQ_LOG2: u32 = 3;
+    let mut rings = Rings::setup(&mut card, 3, CQ_LOG2).expect("rings");
     let ents = entries();
     for e in &ents {
         program_entry(&mut card, e.index, e.tag, e.base, e.len, e.perm).expect("pt");
         model.program_pt(e.index, e.tag, e.base, e.len, e.perm);
     }
     let mut hist = std::collections::BTreeMap::new();
+    let (mut right_crc, mut checked_ok) = (0u32, 0u32);
     for i in 0..ops {
-        let d = random_desc(&mut rng, &ents, i as u16);
+        let mut d = random_desc(&mut rng, &ents, i as u16);
         // Fresh payload in both host memories.
         let n = (d.len as usize).min((1 << 20) + 64);
         let payload: Vec<u8> = (0..n + 8).map(|_| rng.gen()).collect();
         card.host.write(d.host_addr, &payload);
         mhost.write(d.host_addr, &payload);
+        if d.flags & flags::CHECK != 0 && rng.gen_bool(0.5) {
+            // The CRC the operation will compute, from a dry run of the
+            // model: CHECK then passes (and a commit follows where asked).
+            let mut dry = model.clone();
+            let mut dry_host = mhost.clone();
+            d.crc = dry.execute(&d, &mut dry_host).crc;
+            right_crc += 1;
+        }
         let want = model.execute(&d, &mut mhost);
+        let (index, cq_index) = (rings.tail(), rings.cq_tail());
         let got = rings
             .exec(&mut card, d, 20_000_000)
             .unwrap_or_else(|e| panic!("op {i} {d:?}: {e}"));
@@ -162,6 +190,14 @@ fn run_scoreboard(seed: u64, ops: usize, timing: CardTiming) {
             (want.tag, want.status, want.opcode, want.crc, want.info),
             "seed {seed} op {i}: {d:?}"
         );
+        assert_eq!(
+            (got.desc_index, got.phase),
+            (index, (cq_index >> CQ_LOG2) & 1 == 0),
+            "seed {seed} op {i}: ring index and phase of the completion"
+        );
+        if d.flags & flags::CHECK != 0 && got.status == Status::Ok as u8 {
+            checked_ok += 1;
+        }
         *hist.entry((d.opcode.min(8), got.status)).or_insert(0u32) += 1;
         if d.opcode == Opcode::Read as u8 && n > 0 {
             let mut a = vec![0u8; n + 8];
@@ -183,6 +219,11 @@ fn run_scoreboard(seed: u64, ops: usize, timing: CardTiming) {
     assert!(
         ok_data_ops as usize > ops / 4,
         "seed {seed}: too few successful operations: {hist:?}"
+    );
+    // CHECK with the right CRC must pass often, not only fail.
+    assert!(
+        checked_ok as usize >= ops / 20,
+        "seed {seed}: {checked_ok} CHECKed operations passed ({right_crc} had the right CRC)"
     );
     for r in [
         reg::WARM_STATE,
@@ -219,13 +260,25 @@ fn run_scoreboard(seed: u64, ops: usize, timing: CardTiming) {
         "seed {seed}: cold tier differs from the model"
     );
     assert_eq!(card.warm.out_of_range + card.cold.out_of_range, 0);
+    hist.keys().map(|(_, st)| *st).collect()
+}
+
+fn assert_every_status(seen: &std::collections::BTreeSet<u8>) {
+    let missing: Vec<_> = reachable()
+        .into_iter()
+        .filter(|s| !seen.contains(s))
+        .filter_map(|s| Status::from_u8(s))
+        .collect();
+    assert!(missing.is_empty(), "statuses never reached: {missing:?}");
 }
 
 #[test]
 fn random_traffic_matches_model() {
+    let mut seen = std::collections::BTreeSet::new();
     for seed in [1, 3, 4] {
-        run_scoreboard(seed, 400, CardTiming::default());
+        seen.extend(run_scoreboard(seed, 400, CardTiming::default()));
     }
+    assert_every_status(&seen);
 }
 
 #[test]
@@ -247,5 +300,5 @@ fn random_traffic_with_stalls_and_long_latency() {
             stall: 0.1,
         },
     };
-    run_scoreboard(2, 200, t);
+    let _ = run_scoreboard(2, 200, t);
 }

@@ -2,7 +2,7 @@
 //! is "xtask test: N passed, N failed" (CI reads it). A failed step does not
 //! stop the later ones, except setup: without the tools nothing else can run.
 
-use crate::{bitstreams, fuzz, regs, setup, util, verilog};
+use crate::{bitstreams, fuzz, mutants, regs, setup, util, verilog};
 use anyhow::{anyhow, bail, Result};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -57,6 +57,10 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
                 "--lib",
                 "rtl::",
             ]),
+        ),
+        (
+            "mutants (every planted bug caught)",
+            Box::new(|| mutants::run(&[])),
         ),
         ("fuzz (TLV decoder, 20 s)", Box::new(|| fuzz::run(20))),
         ("regs --check", Box::new(|| regs::run(true))),

@@ -2,11 +2,13 @@
 //!
 //! Errors are `anyhow` errors: this is a developer tool, and the message with
 //! its context chain is what the user needs.
+#![forbid(unsafe_code)]
 
 mod area;
 mod bitstreams;
 mod ci;
 mod fuzz;
+mod mutants;
 mod regs;
 mod setup;
 mod util;
@@ -72,6 +74,14 @@ enum Cmd {
         /// Synthesize with yosys for ECP5 and Xilinx 7-series; print LUT/FF counts.
         #[arg(long)]
         synth: bool,
+    },
+    /// Plant each bug the tests claim to catch and check they fail
+    /// (all mutants, or the named ones).
+    Mutants {
+        names: Vec<String>,
+        /// Name the mutants and what each plants.
+        #[arg(long)]
+        list: bool,
     },
     /// Fuzz the firmware's message decoder (libFuzzer) for SECONDS.
     Fuzz {
@@ -146,6 +156,11 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         Cmd::Test { args } => return ci::run(&args),
         Cmd::Regs { check } => regs::run(check)?,
         Cmd::Fuzz { seconds } => fuzz::run(seconds)?,
+        Cmd::Mutants { list: true, .. } => mutants::list(),
+        Cmd::Mutants { names, .. } => {
+            setup::tools()?;
+            mutants::run(&names)?
+        }
         Cmd::Verilog { lint, synth } => {
             let (lint, synth) = if lint || synth {
                 (lint, synth)

@@ -17,6 +17,8 @@ const TOOLS: &[(&str, &str)] = &[
     ("verilator", "verilator"),
     ("yosys", "yosys"),
     ("g++", "g++"),
+    // The C header check compiles with `cc`.
+    ("cc", "gcc"),
     ("make", "make"),
 ];
 

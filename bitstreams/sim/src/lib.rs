@@ -38,6 +38,12 @@ pub enum Error {
     /// The pseudo-terminal could not be set up.
     #[error("pseudo-terminal: {0}")]
     Pty(#[from] rustix::io::Errno),
+    /// The board's UART bridge did not answer a command as it should.
+    #[error("the UART bridge refused or did not answer {0}")]
+    Bridge(&'static str),
+    /// The ring engine (ring full, a timeout in board cycles).
+    #[error(transparent)]
+    Ring(#[from] hitless_ring::RingError),
 }
 
 extern "C" {
@@ -337,6 +343,23 @@ impl SerialBoard {
         })
     }
 
+    /// Read host memory through the bridge (chunks of
+    /// `board::MAX_MEM_COMMAND` bytes at most).
+    pub fn mem_read(&mut self, addr: u32, buf: &mut [u8]) -> bool {
+        let chunk = board::MAX_MEM_COMMAND as usize;
+        buf.chunks_mut(chunk).enumerate().all(|(i, c)| {
+            let mut r = vec![board::CMD_MEM_READ];
+            r.extend((addr + (i * chunk) as u32).to_le_bytes());
+            r.extend((c.len() as u16).to_le_bytes());
+            let got = self.exchange(&r, c.len());
+            if got.len() != c.len() {
+                return false;
+            }
+            c.copy_from_slice(&got);
+            true
+        })
+    }
+
     /// Run `n` cycles.
     pub fn run(&mut self, n: u64) {
         for _ in 0..n {
@@ -353,11 +376,67 @@ impl SerialBoard {
     }
 }
 
+/// One board clock cycle as the ring engine counts time (nominal).
+const BOARD_CYCLE: std::time::Duration = std::time::Duration::from_nanos(10);
+
+/// The board as the ring engine (`hitless-ring`, the driver's and the
+/// firmware's) sees it: CSRs and host memory through the UART bridge,
+/// waiting clocks the board.
+impl hitless_ring::RingIo for SerialBoard {
+    type Error = Error;
+    fn read32(&mut self, offset: u32) -> Result<u32, Error> {
+        self.csr_read(offset).ok_or(Error::Bridge("a CSR read"))
+    }
+    fn write32(&mut self, offset: u32, value: u32) -> Result<(), Error> {
+        self.csr_write(offset, value)
+            .then_some(())
+            .ok_or(Error::Bridge("a CSR write"))
+    }
+    fn mem_write(&mut self, addr: u64, data: &[u8]) -> Result<(), Error> {
+        let addr = u32::try_from(addr).map_err(|_| Error::Bridge("a memory write above 4 GiB"))?;
+        SerialBoard::mem_write(self, addr, data)
+            .then_some(())
+            .ok_or(Error::Bridge("a memory write"))
+    }
+    fn mem_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let addr = u32::try_from(addr).map_err(|_| Error::Bridge("a memory read above 4 GiB"))?;
+        SerialBoard::mem_read(self, addr, buf)
+            .then_some(())
+            .ok_or(Error::Bridge("a memory read"))
+    }
+    fn idle(&mut self, _slice: std::time::Duration) -> Result<bool, Error> {
+        self.run(64);
+        Ok(false)
+    }
+    fn now(&self) -> std::time::Duration {
+        BOARD_CYCLE * u32::try_from(self.cycles).unwrap_or(u32::MAX)
+    }
+}
+
+/// A board with its rings taken by the ring engine, for timed checkpoints.
+pub struct CheckpointBoard {
+    board: SerialBoard,
+    rings: hitless_ring::Rings,
+}
+
+impl std::ops::Deref for CheckpointBoard {
+    type Target = SerialBoard;
+    fn deref(&self) -> &SerialBoard {
+        &self.board
+    }
+}
+
+impl std::ops::DerefMut for CheckpointBoard {
+    fn deref_mut(&mut self) -> &mut SerialBoard {
+        &mut self.board
+    }
+}
+
 /// The lite board ready for timed checkpoints: booted, rings at the
 /// bottom of the window (DQ at 0, 4 entries; CQ at 0x100, 8), protection
 /// entry 1 a region window with key tag [`LITE_KEY_TAG`], and `len` bytes
 /// of data at 0x1000 (`None` if the board does not answer as it should).
-pub fn lite_checkpoint_board(len: usize) -> Option<SerialBoard> {
+pub fn lite_checkpoint_board(len: usize) -> Option<CheckpointBoard> {
     use hitless_hdl::contract::{self, perm, reg};
     let mut b = SerialBoard::new(Variant::Lite);
     b.run(100_000);
@@ -365,24 +444,25 @@ pub fn lite_checkpoint_board(len: usize) -> Option<SerialBoard> {
         return None;
     }
     let window = perm::VALID | perm::READ | perm::WRITE | perm::COMMIT | perm::WARM | perm::REGION;
-    for (r, v) in [
-        (reg::DQ_BASE_LO, 0),
-        (reg::DQ_SIZE_LOG2, 2),
-        (reg::CQ_BASE_LO, 0x100),
-        (reg::CQ_SIZE_LOG2, 3),
-        (reg::CTRL, contract::ctrl::ENABLE),
-        (reg::PT_INDEX, 1),
-        (reg::PT_KEY_TAG, LITE_KEY_TAG << 4),
-        (reg::PT_BASE, 0),
-        (reg::PT_LEN, 4096),
-        (reg::PT_PERM, window),
-        (reg::PT_COMMIT, 1),
-    ] {
-        if !b.csr_write(r, v) {
-            return None;
-        }
-    }
-    b.mem_write(0x1000, &lite_checkpoint_data(len)).then_some(b)
+    contract::program_protection_entry(
+        |r, v| b.csr_write(r, v).then_some(()).ok_or(()),
+        1,
+        LITE_KEY_TAG,
+        0,
+        4096,
+        window,
+    )
+    .ok()?;
+    let cfg = hitless_ring::RingConfig {
+        dq_base: 0,
+        cq_base: 0x100,
+        dq_log2: 2,
+        cq_log2: 3,
+        irq_mask: 0,
+    };
+    let rings = hitless_ring::Rings::start(&mut b, cfg).ok()?;
+    b.mem_write(0x1000, &lite_checkpoint_data(len))
+        .then_some(CheckpointBoard { board: b, rings })
 }
 
 /// Key tag of [`lite_checkpoint_board`]'s region window (entry 1).
@@ -393,256 +473,29 @@ pub fn lite_checkpoint_data(len: usize) -> Vec<u8> {
     (0..len as u32).map(|i| (i * 31 + i / 7) as u8).collect()
 }
 
-impl SerialBoard {
-    /// On a [`lite_checkpoint_board`]: WRITE+COMMIT number `n` (its tag and
-    /// ring index) of the first `len` bytes at 0x1000; the cycles from its
-    /// doorbell to the active-region LED turning (the commit durable).
+impl CheckpointBoard {
+    /// WRITE+COMMIT number `n` (its tag) of the first `len` bytes at
+    /// 0x1000; the cycles from its doorbell to the active-region LED
+    /// turning (the commit durable). Its completion is then taken off the
+    /// ring and must be OK.
     pub fn checkpoint_cycles(&mut self, n: u16, len: u32) -> Option<u64> {
-        use hitless_hdl::contract::{self, reg};
+        use hitless_hdl::contract::{self, Status};
         let d = contract::Descriptor {
             opcode: contract::Opcode::Write as u8,
             flags: contract::flags::COMMIT,
             tag: n,
-            key: (LITE_KEY_TAG << 4) | 1,
+            key: contract::make_key(1, LITE_KEY_TAG),
             host_addr: 0x1000,
             len,
             ..Default::default()
         };
-        if !self.mem_write(u32::from(n % 4) * 32, &d.to_bytes()) {
-            return None;
-        }
-        let region = self.leds() & 2;
-        if !self.csr_write(reg::DQ_TAIL, u32::from(n) + 1) {
-            return None;
-        }
-        self.run_until(10_000_000, |leds| leds & 2 != region)
-    }
-}
-
-/// A running simulated board behind a pseudo-terminal.
-pub struct PtyBoard {
-    path: PathBuf,
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<(u64, SpiFlash)>>,
-}
-
-impl PtyBoard {
-    /// Start the board with an erased flash; it runs until dropped or for
-    /// at most `limit`.
-    pub fn start(limit: Duration) -> Result<Self, Error> {
-        Self::start_with(limit, SpiFlash::new(FLASH_BYTES))
-    }
-
-    /// Start the board with `flash` (e.g. one from [`PtyBoard::power_off`]).
-    pub fn start_with(limit: Duration, flash: SpiFlash) -> Result<Self, Error> {
-        Self::start_variant(Variant::Full, limit, flash)
-    }
-
-    /// Start a board of `variant` with `flash`.
-    pub fn start_variant(
-        variant: Variant,
-        limit: Duration,
-        flash: SpiFlash,
-    ) -> Result<Self, Error> {
-        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
-        grantpt(&master)?;
-        unlockpt(&master)?;
-        let name = ptsname(&master, Vec::new())?;
-        let path = PathBuf::from(name.to_string_lossy().into_owned());
-        let shared = Arc::new(Shared::default());
-        let s = shared.clone();
-        let thread = std::thread::spawn(move || run(variant, master, &s, limit, flash));
-        Ok(Self {
-            path,
-            shared,
-            thread: Some(thread),
-        })
-    }
-
-    /// Press the board's reset button (a warm reset: memories keep their
-    /// contents, the controller runs its boot scan again).
-    pub fn press_reset(&self) {
-        self.shared.reset.store(true, Ordering::Relaxed);
-    }
-
-    /// The serial device to open (`uart:<path>`).
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// The board's LEDs (0 heartbeat, 1 warm active region, 2 cold active
-    /// region, 3 error).
-    pub fn leds(&self) -> u8 {
-        self.shared.leds.load(Ordering::Relaxed) as u8
-    }
-
-    /// Interrupt messages the board sent so far (pulses of its `irq`
-    /// output, which a UART board has no wire for: a test instrument).
-    pub fn irq_count(&self) -> u64 {
-        self.shared.irqs.load(Ordering::Relaxed)
-    }
-
-    /// Bytes (received from the host, sent to the host) so far.
-    pub fn traffic(&self) -> (u64, u64) {
-        (
-            self.shared.traffic[0].load(Ordering::Relaxed),
-            self.shared.traffic[1].load(Ordering::Relaxed),
-        )
-    }
-
-    /// Stop the board; returns the cycles it ran.
-    pub fn stop(mut self) -> u64 {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .map_or(0, |(c, _)| c)
-    }
-
-    /// Cut the board's power wherever it is; returns its flash (what a new
-    /// board starts from), or `None` if the board's thread panicked.
-    pub fn power_off(mut self) -> Option<SpiFlash> {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .map(|(_, f)| f)
-    }
-}
-
-impl Drop for PtyBoard {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Whether the fd is ready for `flags` right now.
-fn ready(fd: &OwnedFd, flags: PollFlags) -> bool {
-    let mut fds = [PollFd::new(fd, flags)];
-    let zero = Timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0) && fds[0].revents().intersects(flags)
-}
-
-/// What the board's thread and its owner share.
-#[derive(Default)]
-struct Shared {
-    /// Stop the board.
-    stop: AtomicBool,
-    /// Press the reset button.
-    reset: AtomicBool,
-    /// The LEDs.
-    leds: AtomicU32,
-    /// Bytes from / to the host.
-    traffic: [AtomicU64; 2],
-    /// Interrupt messages.
-    irqs: AtomicU64,
-}
-
-fn run(
-    variant: Variant,
-    master: OwnedFd,
-    shared: &Shared,
-    limit: Duration,
-    flash: SpiFlash,
-) -> (u64, SpiFlash) {
-    let start = Instant::now();
-    let mut board = BoardModel::of(variant, flash);
-    let mut line = Line::default();
-    let mut cycles: u64 = 0;
-    let mut buf = [0u8; 256];
-    let mut out = Vec::new();
-    while !shared.stop.load(Ordering::Relaxed) && start.elapsed() < limit {
-        if shared.reset.swap(false, Ordering::Relaxed) {
-            board.press_reset(32);
-        }
-        // Between host bytes the board idles: poll the pty only now and
-        // then (a byte on the line takes 10 × DIVIDER cycles anyway).
-        // The host's bytes are taken only once the board is out of reset
-        // (as a real board is configured and running before the host opens
-        // its serial port): a byte arriving during reset is lost.
-        if cycles >= 1000
-            && line.to_board.is_empty()
-            && cycles.is_multiple_of(64)
-            && ready(&master, PollFlags::IN)
-        {
-            if let Ok(n) = rustix::io::read(&master, &mut buf) {
-                line.to_board.extend(&buf[..n]);
-                shared.traffic[0].fetch_add(n as u64, Ordering::Relaxed);
-            }
-        }
-        let rx = line.rx();
-        let (tx, l) = board.cycle(rx);
-        if let Some(b) = line.tx(tx) {
-            out.push(b);
-        }
-        if !out.is_empty() && (out.len() >= 64 || cycles.is_multiple_of(256)) {
-            // The slave side reads it; a full pty buffer just waits.
-            if let Ok(n) = rustix::io::write(&master, &out) {
-                out.drain(..n);
-                shared.traffic[1].fetch_add(n as u64, Ordering::Relaxed);
-            }
-        }
-        shared.leds.store(l as u32, Ordering::Relaxed);
-        shared.irqs.store(board.irqs(), Ordering::Relaxed);
-        cycles += 1;
-    }
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cycles);
-    (cycles, board.power_off(&mut rng))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Send `req` on the simulated line and collect `n` reply bytes.
-    fn exchange(board: &mut BoardModel, line: &mut Line, req: &[u8], n: usize) -> Vec<u8> {
-        line.to_board.extend(req);
-        let mut got = Vec::new();
-        for _ in 0..(req.len() + n + 4) * 20 * DIVIDER as usize + 2000 {
-            let rx = line.rx();
-            let (tx, _) = board.cycle(rx);
-            if let Some(b) = line.tx(tx) {
-                got.push(b);
-                if got.len() == n {
-                    break;
-                }
-            }
-        }
-        got
-    }
-
-    /// The bridge on the bare model: the ID register, a scratch write and
-    /// read-back, and host memory written and read byte-wise.
-    #[test]
-    fn bridge_answers_on_the_simulated_line() {
-        let mut board = BoardModel::new();
-        let mut line = Line::default();
-        for _ in 0..100 {
-            board.cycle(true);
-        }
-        let id = exchange(&mut board, &mut line, &[b'R', 0, 0, 0, 0], 4);
-        assert_eq!(id, b"HTLS");
-        let scratch = 0x018u32.to_le_bytes();
-        let mut w = vec![b'W'];
-        w.extend(scratch);
-        w.extend(0xdead_beefu32.to_le_bytes());
-        assert_eq!(exchange(&mut board, &mut line, &w, 1), b"K");
-        let mut r = vec![b'R'];
-        r.extend(scratch);
-        assert_eq!(
-            exchange(&mut board, &mut line, &r, 4),
-            0xdead_beefu32.to_le_bytes()
-        );
-        let mut mw = vec![b'w', 3, 1, 0, 0, 5, 0];
-        mw.extend(b"hello");
-        assert_eq!(exchange(&mut board, &mut line, &mw, 1), b"K");
-        let mr = [b'r', 2, 1, 0, 0, 7, 0];
-        assert_eq!(exchange(&mut board, &mut line, &mr, 7), b"\0hello\0");
+        let region = self.board.leds() & 2;
+        self.rings.submit(&mut self.board, &[d]).ok()?;
+        let cycles = self.board.run_until(10_000_000, |leds| leds & 2 != region)?;
+        let c = self
+            .rings
+            .wait_next(&mut self.board, 1, BOARD_CYCLE * 1_000_000)
+            .ok()?;
+        (c[0].tag == n && c[0].status() == Some(Status::Ok)).then_some(cycles)
     }
 }

@@ -6,6 +6,7 @@
 //! application makes the card hand out its secret, which is saved under
 //! `--credentials` (mode 0600) and used from then on. `raw ...` drives the
 //! controller directly, for cards without firmware.
+#![forbid(unsafe_code)]
 
 mod raw;
 mod status;

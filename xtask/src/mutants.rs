@@ -1,0 +1,232 @@
+//! `cargo xtask mutants`: checking the checks. Each mutation below plants
+//! one bug the tests claim to catch (docs/verification.md, "Checking the
+//! checks"), builds the tests it names (the mutant must compile: a build
+//! failure proves nothing), runs them and requires them to fail. The file
+//! is restored afterwards whatever happens, also when a step errors.
+//!
+//! `cargo xtask mutants` runs them all; `cargo xtask mutants NAME...` some
+//! (`--list` names them). `cargo xtask test` runs them all.
+
+use crate::util;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// One planted bug.
+pub struct Mutant {
+    pub name: &'static str,
+    /// What the bug is, in the product's words.
+    pub what: &'static str,
+    /// File (from the workspace root), the text to replace (must occur
+    /// exactly once) and its replacement.
+    pub file: &'static str,
+    pub from: &'static str,
+    pub to: &'static str,
+    /// `cargo test --release` arguments of the tests that must fail.
+    pub tests: &'static [&'static str],
+}
+
+/// The mutations, cheapest first.
+pub const MUTANTS: &[Mutant] = &[
+    Mutant {
+        name: "ring-phase",
+        what: "the ring engine takes a completion slot whatever its phase bit says",
+        file: "driver/ring/src/lib.rs",
+        from: "if Completion::from_words([0, u64::from_le_bytes(w)]).phase != expect {",
+        to: "if false && Completion::from_words([0, u64::from_le_bytes(w)]).phase != expect {",
+        tests: &["-p", "hitless-ring"],
+    },
+    Mutant {
+        name: "firmware-all-warm",
+        what: "the firmware stores every set in the warm tier (cold sets lost at a power cycle)",
+        file: "firmware/src/manager/dispatch.rs",
+        from: "self.store(TierSel::of_flags(f), key(object), e, (addr, s.key))?;",
+        to: "self.store(TierSel::Warm, key(object), e, (addr, s.key))?;",
+        tests: &["-p", "hitless-sim", "--test", "firmware"],
+    },
+    Mutant {
+        name: "firmware-no-mirror",
+        what: "the firmware skips the mirror copy after a store (no identical alternate to fall back to)",
+        file: "firmware/src/manager/mod.rs",
+        from: "        self.tiers[t as usize] = TierView::Ready(new.clone());\n        self.mirror(t, end, c.crc)",
+        to: "        self.tiers[t as usize] = TierView::Ready(new.clone());\n        let _ = (end, c);\n        Ok(())",
+        tests: &["-p", "hitless-sim", "--test", "firmware"],
+    },
+    Mutant {
+        name: "slice-skid",
+        what: "the register slice's skid path forwards the live input instead of the held command",
+        file: "hdl/src/rtl/slice.rs",
+        from: "self.out_addr.d.next = self.tmp_addr.q.val();",
+        to: "self.out_addr.d.next = self.up.cmd_addr.val();",
+        tests: &[
+            "-p",
+            "hitless-hdl",
+            "--features",
+            "rtl",
+            "--lib",
+            "slice_block_matches_a_queue",
+        ],
+    },
+    Mutant {
+        name: "irq-no-pending-on-unmask",
+        what: "the controller pulses irq only for newly set causes: one pending when it is unmasked is never sent",
+        file: "hdl/src/rtl/controller.rs",
+        from: "self.irq_live.d.next = self.irq_now.val();",
+        to: "self.irq_live.d.next = self.irq_status.q.val();",
+        tests: &["-p", "hitless-sim", "--test", "irq_pending"],
+    },
+    Mutant {
+        name: "mover-early-done",
+        what: "the mover reports done before its NV writes are acknowledged (the superblock can overtake data)",
+        file: "hdl/src/rtl/mover.rs",
+        from: "            & !self.wr_inflight.q.val().any()\n            & self.crc_unit.idle.val()",
+        to: "            & self.crc_unit.idle.val()",
+        tests: &[
+            "-p",
+            "hitless-sim",
+            "--test",
+            "power_cut",
+            "power_cut_at_every_cycle_of_write_then_flip",
+        ],
+    },
+    Mutant {
+        name: "board-csr-alias",
+        what: "the UART bridge passes writes above the register file to it (MB_REQ_LO lands on CTRL)",
+        file: "hdl/src/rtl/bridge.rs",
+        from: "get_bits::<32>(0) & self.k_csr_hi.val()",
+        to: "get_bits::<32>(0) & self.k_csr_hi.val() & !self.k_csr_hi.val()",
+        tests: &[
+            "-p",
+            "hitless-board-sim",
+            "--test",
+            "csr_window",
+            "the_full_board_refuses_addresses_it_does_not_have",
+        ],
+    },
+];
+
+/// Restores a mutated file when dropped.
+struct Restore {
+    path: PathBuf,
+    original: String,
+}
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::write(&self.path, &self.original) {
+            eprintln!(
+                "mutants: could not restore {}: {e} (git checkout it)",
+                self.path.display()
+            );
+        }
+    }
+}
+
+fn cargo_test(args: &[&str], no_run: bool) -> Result<bool> {
+    let mut cmd = util::cargo();
+    cmd.args(["test", "--release"]);
+    if no_run {
+        cmd.arg("--no-run");
+    }
+    cmd.args(args);
+    if !no_run {
+        // The tests' own output is noise here: a caught mutant fails them.
+        cmd.stdout(std::process::Stdio::null());
+        cmd.stderr(std::process::Stdio::null());
+    }
+    Ok(cmd
+        .status()
+        .with_context(|| format!("could not run cargo test {args:?}"))?
+        .success())
+}
+
+/// Plant one mutation, build, test; `Ok(true)` if the tests caught it.
+fn check(m: &Mutant) -> Result<bool> {
+    let path = util::root().join(m.file);
+    let original =
+        std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let n = original.matches(m.from).count();
+    if n != 1 {
+        bail!(
+            "{}: the text to mutate occurs {n} times in {} (the code changed: update the mutant)",
+            m.name,
+            m.file
+        );
+    }
+    let _restore = Restore {
+        path: path.clone(),
+        original: original.clone(),
+    };
+    std::fs::write(&path, original.replacen(m.from, m.to, 1))
+        .with_context(|| path.display().to_string())?;
+    if !cargo_test(m.tests, true)? {
+        bail!("{}: the mutant does not build (a build failure catches nothing)", m.name);
+    }
+    Ok(!cargo_test(m.tests, false)?)
+}
+
+/// Run the named mutants (all with none); fails unless every one is caught.
+pub fn run(names: &[String]) -> Result<()> {
+    let chosen: Vec<&Mutant> = if names.is_empty() {
+        MUTANTS.iter().collect()
+    } else {
+        let mut v = Vec::new();
+        for n in names {
+            match MUTANTS.iter().find(|m| m.name == n) {
+                Some(m) => v.push(m),
+                None => bail!("no mutant {n:?}; `cargo xtask mutants --list` names them"),
+            }
+        }
+        v
+    };
+    let mut survived = Vec::new();
+    for m in &chosen {
+        let start = Instant::now();
+        println!("mutants: {}: {}", m.name, m.what);
+        let caught = check(m)?;
+        println!(
+            "mutants: {}: {} ({:.0}s)",
+            m.name,
+            if caught { "caught" } else { "SURVIVED" },
+            start.elapsed().as_secs_f64()
+        );
+        if !caught {
+            survived.push(m.name);
+        }
+    }
+    // The files are restored with a new mtime: the next build of any
+    // later step rebuilds from the real code.
+    if !survived.is_empty() {
+        bail!("mutants not caught by the tests: {}", survived.join(", "));
+    }
+    println!("mutants: {} of {} caught", chosen.len(), chosen.len());
+    Ok(())
+}
+
+/// Print the mutants.
+pub fn list() {
+    for m in MUTANTS {
+        println!("{:20} {} ({})", m.name, m.what, m.file);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_mutant_applies_to_the_code_as_it_is() {
+        for m in MUTANTS {
+            let text = std::fs::read_to_string(util::root().join(m.file)).unwrap();
+            assert_eq!(
+                text.matches(m.from).count(),
+                1,
+                "{}: {} changed; update the mutant",
+                m.name,
+                m.file
+            );
+            assert_ne!(m.from, m.to);
+            assert!(!m.tests.is_empty());
+        }
+    }
+}
