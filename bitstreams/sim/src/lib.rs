@@ -374,7 +374,7 @@ pub fn lite_checkpoint_board(len: usize) -> Option<SerialBoard> {
         (reg::PT_INDEX, 1),
         (reg::PT_KEY_TAG, LITE_KEY_TAG << 4),
         (reg::PT_BASE, 0),
-        (reg::PT_LEN, 4096),
+        (reg::PT_LEN, board::GEOMETRY.region_size),
         (reg::PT_PERM, window),
         (reg::PT_COMMIT, 1),
     ] {
