@@ -32,6 +32,8 @@
 #define HITLESS_DESC_BYTES                           32u
 /* size of one completion */
 #define HITLESS_CPL_BYTES                            16u
+/* address bits of the controller's register file (its AXI4-Lite port): offsets below 1 << CSR_ADDR_BITS */
+#define HITLESS_CSR_ADDR_BITS                        12u
 /* BAR0 offset of the firmware mailbox block */
 #define HITLESS_MAILBOX_BASE                         0x1000u
 /* size of BAR0 (controller registers + mailbox) */
@@ -498,11 +500,9 @@
 /* 'W': CSR write; request: addr32 data32; reply: REPLY_OK, or REPLY_ERR (error response, or an address outside the CSR window: nothing is written). */
 #define HITLESS_BOARD_CMD_CSR_WRITE                  0x57u
 /* 'r': memory read; request: addr32 count16; reply: count bytes. */
-#define HITLESS_BOARD_CMD_MEMORY_READ                0x72u
+#define HITLESS_BOARD_CMD_MEM_READ                   0x72u
 /* 'w': memory write; request: addr32 count16, then count bytes; reply: REPLY_OK. */
-#define HITLESS_BOARD_CMD_MEMORY_WRITE               0x77u
-/* address bits of the controller's register file (AXI4-Lite port) */
-#define HITLESS_BOARD_CSR_ADDR_BITS                  12u
+#define HITLESS_BOARD_CMD_MEM_WRITE                  0x77u
 /* CSR bytes a board decodes; writes above answer REPLY_ERR, reads return 0 */
 #define HITLESS_BOARD_CSR_WINDOW_BYTES               0x1000u
 /* bytes of the board's host-memory window (addresses modulo its size) */

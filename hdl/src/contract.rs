@@ -1115,6 +1115,7 @@ pub const CONSTANTS: &[(&str, u64, &str)] = &[
     ("MAX_TRANSFER", MAX_TRANSFER as u64, "largest single transfer in bytes"),
     ("DESC_BYTES", DESC_BYTES as u64, "size of one descriptor"),
     ("CPL_BYTES", CPL_BYTES as u64, "size of one completion"),
+    ("CSR_ADDR_BITS", CSR_ADDR_BITS as u64, "address bits of the controller's register file (its AXI4-Lite port): offsets below 1 << CSR_ADDR_BITS"),
     ("MAILBOX_BASE", MAILBOX_BASE as u64, "BAR0 offset of the firmware mailbox block"),
     ("BAR0_BYTES", BAR0_BYTES as u64, "size of BAR0 (controller registers + mailbox)"),
     ("FIRMWARE_ID", FIRMWARE_ID as u64, "MB_ID register value: \"HTFW\" as a little-endian u32"),
@@ -1163,13 +1164,14 @@ pub mod board {
     /// address outside [`CSR_WINDOW_BYTES`]).
     pub const REPLY_ERR: u8 = b'E';
 
-    /// The bridge's commands, for generators and docs: (byte, name,
-    /// request after the command byte, reply).
-    pub const COMMANDS: &[(u8, &str, &str, &str)] = &[
-        (CMD_CSR_READ, "CSR read", "addr32", "data32 (0 for an address outside the CSR window)"),
-        (CMD_CSR_WRITE, "CSR write", "addr32 data32", "REPLY_OK, or REPLY_ERR (error response, or an address outside the CSR window: nothing is written)"),
-        (CMD_MEM_READ, "memory read", "addr32 count16", "count bytes"),
-        (CMD_MEM_WRITE, "memory write", "addr32 count16, then count bytes", "REPLY_OK"),
+    /// The bridge's commands, for generators and docs: (constant, byte,
+    /// command, request after the command byte, reply).
+    #[rustfmt::skip]
+    pub const COMMANDS: &[(&str, u8, &str, &str, &str)] = &[
+        ("CMD_CSR_READ", CMD_CSR_READ, "CSR read", "addr32", "data32 (0 for an address outside the CSR window)"),
+        ("CMD_CSR_WRITE", CMD_CSR_WRITE, "CSR write", "addr32 data32", "REPLY_OK, or REPLY_ERR (error response, or an address outside the CSR window: nothing is written)"),
+        ("CMD_MEM_READ", CMD_MEM_READ, "memory read", "addr32 count16", "count bytes"),
+        ("CMD_MEM_WRITE", CMD_MEM_WRITE, "memory write", "addr32 count16, then count bytes", "REPLY_OK"),
     ];
 
     /// The CSR window a board has: byte addresses below it reach the
@@ -1230,7 +1232,6 @@ pub mod board {
     /// Scalar board constants as `(name, value, doc)`, for generators.
     #[rustfmt::skip]
     pub const CONSTANTS: &[(&str, u64, &str)] = &[
-        ("CSR_ADDR_BITS", CSR_ADDR_BITS as u64, "address bits of the controller's register file (AXI4-Lite port)"),
         ("CSR_WINDOW_BYTES", CSR_WINDOW_BYTES as u64, "CSR bytes a board decodes; writes above answer REPLY_ERR, reads return 0"),
         ("HOST_WINDOW_BYTES", HOST_WINDOW_BYTES as u64, "bytes of the board's host-memory window (addresses modulo its size)"),
         ("HOST_WINDOW_IOVA", HOST_WINDOW_IOVA, "the host-memory window's DMA address"),

@@ -1225,8 +1225,18 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
     }
     s += "- LUT counts are yosys' (LUT4 on ECP5/iCE40/Gowin, LUT1–6 on xc7); BRAM counts are\n";
     s += "  block-RAM primitives (DP16KD, SB_RAM40_4K, Gowin SDPB/DPB, RAMB18/36).\n";
-    s += "- Memories: the host-memory window and the warm tier are block RAM (16 KiB\n";
-    s += "  each; NV geometry 4 KiB regions + 4 KiB log). The cold tier (same geometry)\n";
+    let g = hitless_hdl::contract::board::GEOMETRY;
+    let _ = writeln!(
+        s,
+        "- Memories: the host-memory window and the warm tier are block RAM ({} KiB",
+        hitless_hdl::contract::board::HOST_WINDOW_BYTES / 1024
+    );
+    let _ = writeln!(
+        s,
+        "  each; NV geometry {} KiB regions + {} KiB log). The cold tier (same geometry)",
+        g.region_size / 1024,
+        g.log_size / 1024
+    );
     s += "  is in the board's configuration SPI flash, above the bitstream, behind a\n";
     s += "  16 KiB block-RAM shadow (`hdl/src/rtl/flash.rs`: journaled 4 KiB sector\n";
     s += "  updates, durable at each commit; 24 KiB of flash), SCK at most 25 MHz. The\n";

@@ -402,7 +402,7 @@ fn board_markdown(md: &mut String) {
         c::board::RESYNC_BYTE_TIMES,
         c::board::RESYNC_WAIT_BYTE_TIMES
     );
-    for (byte, name, req, reply) in c::board::COMMANDS {
+    for (_, byte, name, req, reply) in c::board::COMMANDS {
         let _ = writeln!(
             md,
             "| `'{}'` (0x{byte:02X}) | {name} | {} | {} |",
@@ -595,10 +595,9 @@ fn header() -> String {
     }
 
     h.section("Boards: the UART bridge (contract::board)");
-    for (byte, name, req, reply) in c::board::COMMANDS {
-        let cname = format!("BOARD_CMD_{}", name.to_uppercase().replace(' ', "_"));
+    for (cname, byte, name, req, reply) in c::board::COMMANDS {
         h.documented(
-            &cname,
+            &format!("BOARD_{cname}"),
             format!("0x{byte:02X}u"),
             &format!(
                 "'{}': {name}; request: {req}; reply: {reply}.",

@@ -449,7 +449,7 @@ pub fn lite_checkpoint_board(len: usize) -> Option<CheckpointBoard> {
         1,
         LITE_KEY_TAG,
         0,
-        4096,
+        board::GEOMETRY.region_size,
         window,
     )
     .ok()?;
