@@ -75,7 +75,12 @@ impl Model<'_> {
     /// objects, unless the same Verilog was already built with the same
     /// settings.
     pub fn build(&self, verilog: &str) {
-        let config = format!("x={} {} trace={}", self.x, self.make_opts.join(" "), self.trace);
+        let config = format!(
+            "x={} {} trace={}",
+            self.x,
+            self.make_opts.join(" "),
+            self.trace
+        );
         let stamp = self.mdir.join("build.stamp");
         let unchanged = std::fs::read_to_string(&self.vfile).is_ok_and(|old| old == verilog);
         let same_config = std::fs::read_to_string(&stamp).is_ok_and(|s| s == config);

@@ -267,7 +267,7 @@ fn assert_every_status(seen: &std::collections::BTreeSet<u8>) {
     let missing: Vec<_> = reachable()
         .into_iter()
         .filter(|s| !seen.contains(s))
-        .filter_map(|s| Status::from_u8(s))
+        .filter_map(Status::from_u8)
         .collect();
     assert!(missing.is_empty(), "statuses never reached: {missing:?}");
 }

@@ -143,8 +143,7 @@ fn cargo_test(args: &[&str], no_run: bool) -> Result<bool> {
 /// Plant one mutation, build, test; `Ok(true)` if the tests caught it.
 fn check(m: &Mutant) -> Result<bool> {
     let path = util::root().join(m.file);
-    let original =
-        std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
+    let original = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     let n = original.matches(m.from).count();
     if n != 1 {
         bail!(
@@ -160,7 +159,10 @@ fn check(m: &Mutant) -> Result<bool> {
     std::fs::write(&path, original.replacen(m.from, m.to, 1))
         .with_context(|| path.display().to_string())?;
     if !cargo_test(m.tests, true)? {
-        bail!("{}: the mutant does not build (a build failure catches nothing)", m.name);
+        bail!(
+            "{}: the mutant does not build (a build failure catches nothing)",
+            m.name
+        );
     }
     Ok(!cargo_test(m.tests, false)?)
 }

@@ -491,11 +491,241 @@ impl CheckpointBoard {
         };
         let region = self.board.leds() & 2;
         self.rings.submit(&mut self.board, &[d]).ok()?;
-        let cycles = self.board.run_until(10_000_000, |leds| leds & 2 != region)?;
+        let cycles = self
+            .board
+            .run_until(10_000_000, |leds| leds & 2 != region)?;
         let c = self
             .rings
             .wait_next(&mut self.board, 1, BOARD_CYCLE * 1_000_000)
             .ok()?;
         (c[0].tag == n && c[0].status() == Some(Status::Ok)).then_some(cycles)
+    }
+}
+
+/// A running simulated board behind a pseudo-terminal.
+pub struct PtyBoard {
+    path: PathBuf,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<(u64, SpiFlash)>>,
+}
+
+impl PtyBoard {
+    /// Start the board with an erased flash; it runs until dropped or for
+    /// at most `limit`.
+    pub fn start(limit: Duration) -> Result<Self, Error> {
+        Self::start_with(limit, SpiFlash::new(FLASH_BYTES))
+    }
+
+    /// Start the board with `flash` (e.g. one from [`PtyBoard::power_off`]).
+    pub fn start_with(limit: Duration, flash: SpiFlash) -> Result<Self, Error> {
+        Self::start_variant(Variant::Full, limit, flash)
+    }
+
+    /// Start a board of `variant` with `flash`.
+    pub fn start_variant(
+        variant: Variant,
+        limit: Duration,
+        flash: SpiFlash,
+    ) -> Result<Self, Error> {
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY)?;
+        grantpt(&master)?;
+        unlockpt(&master)?;
+        let name = ptsname(&master, Vec::new())?;
+        let path = PathBuf::from(name.to_string_lossy().into_owned());
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let thread = std::thread::spawn(move || run(variant, master, &s, limit, flash));
+        Ok(Self {
+            path,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Press the board's reset button (a warm reset: memories keep their
+    /// contents, the controller runs its boot scan again).
+    pub fn press_reset(&self) {
+        self.shared.reset.store(true, Ordering::Relaxed);
+    }
+
+    /// The serial device to open (`uart:<path>`).
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The board's LEDs (0 heartbeat, 1 warm active region, 2 cold active
+    /// region, 3 error).
+    pub fn leds(&self) -> u8 {
+        self.shared.leds.load(Ordering::Relaxed) as u8
+    }
+
+    /// Interrupt messages the board sent so far (pulses of its `irq`
+    /// output, which a UART board has no wire for: a test instrument).
+    pub fn irq_count(&self) -> u64 {
+        self.shared.irqs.load(Ordering::Relaxed)
+    }
+
+    /// Bytes (received from the host, sent to the host) so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.shared.traffic[0].load(Ordering::Relaxed),
+            self.shared.traffic[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// Stop the board; returns the cycles it ran.
+    pub fn stop(mut self) -> u64 {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .map_or(0, |(c, _)| c)
+    }
+
+    /// Cut the board's power wherever it is; returns its flash (what a new
+    /// board starts from), or `None` if the board's thread panicked.
+    pub fn power_off(mut self) -> Option<SpiFlash> {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .map(|(_, f)| f)
+    }
+}
+
+impl Drop for PtyBoard {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Whether the fd is ready for `flags` right now.
+fn ready(fd: &OwnedFd, flags: PollFlags) -> bool {
+    let mut fds = [PollFd::new(fd, flags)];
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    matches!(poll(&mut fds, Some(&zero)), Ok(n) if n > 0) && fds[0].revents().intersects(flags)
+}
+
+/// What the board's thread and its owner share.
+#[derive(Default)]
+struct Shared {
+    /// Stop the board.
+    stop: AtomicBool,
+    /// Press the reset button.
+    reset: AtomicBool,
+    /// The LEDs.
+    leds: AtomicU32,
+    /// Bytes from / to the host.
+    traffic: [AtomicU64; 2],
+    /// Interrupt messages.
+    irqs: AtomicU64,
+}
+
+fn run(
+    variant: Variant,
+    master: OwnedFd,
+    shared: &Shared,
+    limit: Duration,
+    flash: SpiFlash,
+) -> (u64, SpiFlash) {
+    let start = Instant::now();
+    let mut board = BoardModel::of(variant, flash);
+    let mut line = Line::default();
+    let mut cycles: u64 = 0;
+    let mut buf = [0u8; 256];
+    let mut out = Vec::new();
+    while !shared.stop.load(Ordering::Relaxed) && start.elapsed() < limit {
+        if shared.reset.swap(false, Ordering::Relaxed) {
+            board.press_reset(32);
+        }
+        // Between host bytes the board idles: poll the pty only now and
+        // then (a byte on the line takes 10 × DIVIDER cycles anyway).
+        // The host's bytes are taken only once the board is out of reset
+        // (as a real board is configured and running before the host opens
+        // its serial port): a byte arriving during reset is lost.
+        if cycles >= 1000
+            && line.to_board.is_empty()
+            && cycles.is_multiple_of(64)
+            && ready(&master, PollFlags::IN)
+        {
+            if let Ok(n) = rustix::io::read(&master, &mut buf) {
+                line.to_board.extend(&buf[..n]);
+                shared.traffic[0].fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        let rx = line.rx();
+        let (tx, l) = board.cycle(rx);
+        if let Some(b) = line.tx(tx) {
+            out.push(b);
+        }
+        if !out.is_empty() && (out.len() >= 64 || cycles.is_multiple_of(256)) {
+            // The slave side reads it; a full pty buffer just waits.
+            if let Ok(n) = rustix::io::write(&master, &out) {
+                out.drain(..n);
+                shared.traffic[1].fetch_add(n as u64, Ordering::Relaxed);
+            }
+        }
+        shared.leds.store(l as u32, Ordering::Relaxed);
+        shared.irqs.store(board.irqs(), Ordering::Relaxed);
+        cycles += 1;
+    }
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cycles);
+    (cycles, board.power_off(&mut rng))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Send `req` on the simulated line and collect `n` reply bytes.
+    fn exchange(board: &mut BoardModel, line: &mut Line, req: &[u8], n: usize) -> Vec<u8> {
+        line.to_board.extend(req);
+        let mut got = Vec::new();
+        for _ in 0..(req.len() + n + 4) * 20 * DIVIDER as usize + 2000 {
+            let rx = line.rx();
+            let (tx, _) = board.cycle(rx);
+            if let Some(b) = line.tx(tx) {
+                got.push(b);
+                if got.len() == n {
+                    break;
+                }
+            }
+        }
+        got
+    }
+
+    /// The bridge on the bare model: the ID register, a scratch write and
+    /// read-back, and host memory written and read byte-wise.
+    #[test]
+    fn bridge_answers_on_the_simulated_line() {
+        let mut board = BoardModel::new();
+        let mut line = Line::default();
+        for _ in 0..100 {
+            board.cycle(true);
+        }
+        let id = exchange(&mut board, &mut line, &[b'R', 0, 0, 0, 0], 4);
+        assert_eq!(id, b"HTLS");
+        let scratch = 0x018u32.to_le_bytes();
+        let mut w = vec![b'W'];
+        w.extend(scratch);
+        w.extend(0xdead_beefu32.to_le_bytes());
+        assert_eq!(exchange(&mut board, &mut line, &w, 1), b"K");
+        let mut r = vec![b'R'];
+        r.extend(scratch);
+        assert_eq!(
+            exchange(&mut board, &mut line, &r, 4),
+            0xdead_beefu32.to_le_bytes()
+        );
+        let mut mw = vec![b'w', 3, 1, 0, 0, 5, 0];
+        mw.extend(b"hello");
+        assert_eq!(exchange(&mut board, &mut line, &mw, 1), b"K");
+        let mr = [b'r', 2, 1, 0, 0, 7, 0];
+        assert_eq!(exchange(&mut board, &mut line, &mr, 7), b"\0hello\0");
     }
 }

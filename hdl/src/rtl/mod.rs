@@ -320,9 +320,9 @@ mod tests {
             // starts with another pattern, kept in a map of words.
             let mut dst: HashMap<u64, [u8; 8]> = HashMap::new();
             let dst_word = |m: &HashMap<u64, [u8; 8]>, w: u64| {
-                m.get(&w).copied().unwrap_or_else(|| {
-                    std::array::from_fn(|i| dst_pattern(w + i as u64))
-                })
+                m.get(&w)
+                    .copied()
+                    .unwrap_or_else(|| std::array::from_fn(|i| dst_pattern(w + i as u64)))
             };
             // In-order responses: (due cycle, write ack, data).
             let mut src_q: VecDeque<(u64, bool, u64)> = VecDeque::new();
@@ -333,7 +333,11 @@ mod tests {
             wait_clock_cycle!(sim, clock, x);
             x.reset.next = false;
             for t in 0..40u32 {
-                let len: u32 = if t % 10 == 0 { 0 } else { rng.gen_range(1..=300) };
+                let len: u32 = if t % 10 == 0 {
+                    0
+                } else {
+                    rng.gen_range(1..=300)
+                };
                 let src_addr: u64 = 0x1000 + rng.gen_range(0..64u64);
                 let dst_addr: u64 = 0x8000 + rng.gen_range(0..64u64);
                 let has_dst = t % 7 != 3;
@@ -346,7 +350,9 @@ mod tests {
                         want_dst.insert(a & !7, w);
                     }
                 }
-                let data: Vec<u8> = (0..u64::from(len)).map(|i| src_byte(src_addr + i)).collect();
+                let data: Vec<u8> = (0..u64::from(len))
+                    .map(|i| src_byte(src_addr + i))
+                    .collect();
                 x.src_addr.next = src_addr.into();
                 x.dst_addr.next = dst_addr.into();
                 x.len.next = u64::from(len).into();
@@ -410,7 +416,12 @@ mod tests {
                 // Done: every write acknowledged, nothing else in flight.
                 sim_assert_eq!(sim, acks_due, 0, x);
                 sim_assert!(sim, src_q.is_empty() && dst_q.is_empty(), x);
-                sim_assert_eq!(sim, x.crc.val(), Bits::<32>::from(u64::from(crc32c(&data))), x);
+                sim_assert_eq!(
+                    sim,
+                    x.crc.val(),
+                    Bits::<32>::from(u64::from(crc32c(&data))),
+                    x
+                );
                 sim_assert!(sim, dst == want_dst, x);
             }
             sim.done(x)
