@@ -370,14 +370,14 @@ mod tests {
                     x.dst.cmd_ready.next = dst_ready;
                     if x.src.cmd_valid.val() & src_ready {
                         sim_assert!(sim, !x.src.cmd_write.val(), x);
-                        let a = x.src.cmd_addr.val().index() as u64;
+                        let a = x.src.cmd_addr.val().to_u64();
                         let w: [u8; 8] = std::array::from_fn(|i| src_byte(a + i as u64));
                         src_q.push_back((cycle + src_lat, false, u64::from_le_bytes(w)));
                     }
                     if x.dst.cmd_valid.val() & dst_ready {
                         sim_assert!(sim, x.dst.cmd_write.val(), x);
-                        let a = x.dst.cmd_addr.val().index() as u64;
-                        let data = x.dst.cmd_wdata.val().index() as u64;
+                        let a = x.dst.cmd_addr.val().to_u64();
+                        let data = x.dst.cmd_wdata.val().to_u64();
                         let strb = x.dst.cmd_wstrb.val().index() as u8;
                         let mut w = dst_word(&dst, a);
                         for (i, b) in data.to_le_bytes().iter().enumerate() {
