@@ -10,7 +10,7 @@
 use crate::util;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// One planted bug.
 pub struct Mutant {
@@ -127,22 +127,47 @@ impl Drop for Restore {
     }
 }
 
-fn cargo_test(args: &[&str], no_run: bool) -> Result<bool> {
+/// How long a mutant's tests may run: a mutant that makes them hang is
+/// caught too (they did not pass), but must not hold the run.
+const TEST_DEADLINE: Duration = Duration::from_secs(600);
+
+/// How a mutant's test run ended.
+enum Outcome {
+    Passed,
+    Failed,
+    Hung,
+}
+
+fn cargo_test(args: &[&str], no_run: bool) -> Result<Outcome> {
     let mut cmd = util::cargo();
     cmd.args(["test", "--release"]);
     if no_run {
         cmd.arg("--no-run");
-    }
-    cmd.args(args);
-    if !no_run {
+    } else {
         // The tests' own output is noise here: a caught mutant fails them.
         cmd.stdout(std::process::Stdio::null());
         cmd.stderr(std::process::Stdio::null());
     }
-    Ok(cmd
-        .status()
-        .with_context(|| format!("could not run cargo test {args:?}"))?
-        .success())
+    cmd.args(args);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("could not run cargo test {args:?}"))?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(if status.success() {
+                Outcome::Passed
+            } else {
+                Outcome::Failed
+            });
+        }
+        if !no_run && start.elapsed() > TEST_DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Outcome::Hung);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 /// Plant one mutation, build, test; `Ok(true)` if the tests caught it.
@@ -163,13 +188,23 @@ fn check(m: &Mutant) -> Result<bool> {
     };
     std::fs::write(&path, original.replacen(m.from, m.to, 1))
         .with_context(|| path.display().to_string())?;
-    if !cargo_test(m.tests, true)? {
+    if !matches!(cargo_test(m.tests, true)?, Outcome::Passed) {
         bail!(
             "{}: the mutant does not build (a build failure catches nothing)",
             m.name
         );
     }
-    Ok(!cargo_test(m.tests, false)?)
+    Ok(match cargo_test(m.tests, false)? {
+        Outcome::Passed => false,
+        Outcome::Failed => true,
+        Outcome::Hung => {
+            println!(
+                "mutants: {}: the tests hung; stopped after {TEST_DEADLINE:?}",
+                m.name
+            );
+            true
+        }
+    })
 }
 
 /// Run the named mutants (all with none); fails unless every one is caught.

@@ -328,7 +328,13 @@ impl Rings {
     /// doorbells are logged and dropped (nothing of ours was lost).
     fn reap<I: RingIo>(&mut self, io: &mut I) -> Result<usize, I::Error> {
         let mut n = 0;
-        while let Some(c) = self.poll(io)? {
+        // At most a ring's worth per call: a device that keeps showing new
+        // phases (broken, or hostile) cannot hold the caller here; its
+        // wait still ends at its timeout.
+        for _ in 0..1usize << self.cfg.cq_log2 {
+            let Some(c) = self.poll(io)? else {
+                break;
+            };
             n += 1;
             if is_foreign(&c) {
                 tracing::warn!(tail = c.desc_index, "controller refused a foreign doorbell");
@@ -351,9 +357,12 @@ impl Rings {
             if let Some(c) = self.done.remove(&index) {
                 return Ok(c);
             }
-            if self.reap(io)? > 0 {
+            let reaped = self.reap(io)?;
+            if self.done.contains_key(&index) {
                 continue;
             }
+            // The deadline holds whatever the ring shows (completions for
+            // other descriptors, or garbage that looks new).
             let left = timeout.saturating_sub(io.now().saturating_sub(start));
             if left.is_zero() {
                 return Err(RingError::Timeout {
@@ -361,6 +370,9 @@ impl Rings {
                     after: timeout,
                 }
                 .into());
+            }
+            if reaped > 0 {
+                continue;
             }
             if io.idle(left.min(Duration::from_millis(2)))? {
                 io.write32(reg::IRQ_STATUS, irq::COMPLETION | irq::ERROR)?;
@@ -464,6 +476,8 @@ mod tests {
             Ok(())
         }
         fn mem_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), E> {
+            // Time passes while the host reads, as on a real bus.
+            self.ticks += 1;
             self.host.read(addr, buf);
             Ok(())
         }
@@ -584,6 +598,69 @@ mod tests {
                 after: Duration::from_millis(3)
             })
         );
+    }
+
+    /// A device whose every completion slot always looks new (for a
+    /// descriptor nobody submitted): the engine must still give up at the
+    /// deadline, not spin taking garbage forever.
+    struct Garbage {
+        inner: ModelIo,
+        cq_tail: u16,
+    }
+
+    impl RingIo for Garbage {
+        type Error = E;
+        fn read32(&mut self, offset: u32) -> Result<u32, E> {
+            self.inner.read32(offset)
+        }
+        fn write32(&mut self, offset: u32, value: u32) -> Result<(), E> {
+            if offset == reg::CQ_TAIL {
+                self.cq_tail = value as u16;
+            }
+            self.inner.write32(offset, value)
+        }
+        fn mem_write(&mut self, addr: u64, data: &[u8]) -> Result<(), E> {
+            self.inner.mem_write(addr, data)
+        }
+        fn mem_read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), E> {
+            self.inner.mem_read(addr, buf)?;
+            if (CFG.cq_base..CFG.cq_base + CFG.cq_bytes()).contains(&addr) {
+                let c = Completion {
+                    desc_index: 0xBAD,
+                    phase: (self.cq_tail >> CFG.cq_log2) & 1 == 0,
+                    ..Default::default()
+                };
+                let w = c.to_words();
+                let mut entry = [0u8; 16];
+                entry[..8].copy_from_slice(&w[0].to_le_bytes());
+                entry[8..].copy_from_slice(&w[1].to_le_bytes());
+                let off = (addr % 16) as usize;
+                buf.copy_from_slice(&entry[off..off + buf.len()]);
+            }
+            Ok(())
+        }
+        fn idle(&mut self, slice: Duration) -> Result<bool, E> {
+            self.inner.idle(slice)
+        }
+        fn now(&self) -> Duration {
+            self.inner.now()
+        }
+    }
+
+    #[test]
+    fn a_ring_of_garbage_that_looks_new_ends_at_the_timeout() {
+        let mut io = Garbage {
+            inner: io(),
+            cq_tail: 0,
+        };
+        let mut rings = Rings::start(&mut io, CFG).unwrap();
+        io.write32(reg::CTRL, 0).unwrap();
+        let index = rings.submit(&mut io, &[Descriptor::default()]).unwrap()[0];
+        let e = rings
+            .wait(&mut io, index, Duration::from_millis(20))
+            .unwrap_err();
+        assert!(matches!(e, E::Ring(RingError::Timeout { .. })), "{e:?}");
+        assert!(rings.in_flight() <= 1);
     }
 
     #[test]
