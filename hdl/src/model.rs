@@ -286,14 +286,21 @@ impl Model {
     /// with the key written to PT_KEY_TAG, PT_COMMIT) as a driver would.
     /// `tag` is the 28-bit key tag. Returns the key that selects the entry.
     pub fn program_pt(&mut self, index: u32, tag: u32, base: u32, len: u32, perm: u32) -> u32 {
-        let key = crate::contract::make_key(index, tag);
-        self.write_reg(reg::PT_INDEX, index);
-        self.write_reg(reg::PT_KEY_TAG, key);
-        self.write_reg(reg::PT_BASE, base);
-        self.write_reg(reg::PT_LEN, len);
-        self.write_reg(reg::PT_PERM, perm);
-        self.write_reg(reg::PT_COMMIT, 1);
-        key
+        let written = crate::contract::program_protection_entry(
+            |r, v| {
+                self.write_reg(r, v);
+                Ok::<(), std::convert::Infallible>(())
+            },
+            index,
+            tag,
+            base,
+            len,
+            perm,
+        );
+        match written {
+            Ok(key) => key,
+            Err(never) => match never {},
+        }
     }
 
     /// Refused doorbell value whose RING_OVERFLOW completion is still to be posted.

@@ -2,7 +2,7 @@
 //! through a mapped file, registers and control through the channel.
 
 use hitless_hdl::contract::{
-    ctrl, flags, make_key, perm, reg, BootResult, Completion, Descriptor, Opcode, CPL_BYTES,
+    ctrl, flags, perm, reg, BootResult, Completion, Descriptor, Opcode, CPL_BYTES,
 };
 use hitless_sim::service::{self, Control, RegionSel};
 use hitless_sim::CardTiming;
@@ -73,19 +73,15 @@ fn setup(svc: &service::CardService, h: &mut Host) -> u32 {
     ] {
         svc.write32(r, v).unwrap();
     }
-    let key = make_key(1, 0x42);
-    let p = perm::FULL_REGION_WINDOW;
-    for (r, v) in [
-        (reg::PT_INDEX, 1),
-        (reg::PT_KEY_TAG, key),
-        (reg::PT_BASE, 0),
-        (reg::PT_LEN, 1 << 21),
-        (reg::PT_PERM, p),
-        (reg::PT_COMMIT, 1),
-    ] {
-        svc.write32(r, v).unwrap();
-    }
-    key
+    hitless_hdl::contract::program_protection_entry(
+        |r, v| svc.write32(r, v),
+        1,
+        0x42,
+        0,
+        1 << 21,
+        perm::FULL_REGION_WINDOW,
+    )
+    .unwrap()
 }
 
 fn exec(svc: &service::CardService, h: &mut Host, d: Descriptor) -> Completion {
