@@ -1,8 +1,16 @@
 //! Host memory as the simulated card's DMA port sees it when the host is
-//! another process: regions of the client's memory (memfds passed over
-//! vfio-user) mapped at I/O virtual addresses. Accesses outside every
-//! mapping are faults, as with an IOMMU: reads return all ones, writes are
-//! dropped, both are counted.
+//! another process: regions of the client's memory (fds passed over
+//! vfio-user) at I/O virtual addresses. Accesses outside every mapping are
+//! faults, as with an IOMMU: reads return all ones, writes are dropped,
+//! both are counted.
+//!
+//! A client may shrink an ordinary file under us, and touching a mapping
+//! past the new end raises SIGBUS. So only fds sealed against shrinking
+//! (`F_SEAL_SHRINK`, as the hitless driver's memfds are) are mapped and
+//! accessed in place; any other fd (QEMU passes plain shared memory) is
+//! accessed with `pread`/`pwrite`, where a shrunken file is a short read or
+//! a refused write: a counted fault, never a crash, and never a write that
+//! grows the file back.
 
 use crate::memory::WordStore;
 use std::fs::File;
@@ -26,11 +34,70 @@ pub enum DmaError {
     Map(String),
 }
 
+/// How a mapping's bytes are reached.
+enum Backing {
+    /// Sealed against shrinking: mapped, accessed in place.
+    Mapped(memmap2::MmapRaw),
+    /// Any other fd: copied with `pread`/`pwrite` at `offset` + the
+    /// mapping offset.
+    File { file: File, offset: u64 },
+}
+
 struct Mapping {
     iova: u64,
     len: u64,
     writable: bool,
-    map: memmap2::MmapRaw,
+    backing: Backing,
+}
+
+impl Mapping {
+    /// Copy `buf.len()` bytes at `off` (inside the mapping); false if the
+    /// client's file no longer holds them.
+    fn read(&self, off: usize, buf: &mut [u8]) -> bool {
+        match &self.backing {
+            Backing::Mapped(map) => {
+                for (i, x) in buf.iter_mut().enumerate() {
+                    // SAFETY: `off + i < self.len` (callers check with
+                    // `find`), inside a live mapping of a file sealed
+                    // against shrinking. Volatile: the client process
+                    // writes this memory concurrently.
+                    *x = unsafe { std::ptr::read_volatile(map.as_ptr().add(off + i)) };
+                }
+                true
+            }
+            Backing::File { file, offset } => {
+                use std::os::unix::fs::FileExt;
+                file.read_exact_at(buf, offset + off as u64).is_ok()
+            }
+        }
+    }
+
+    /// Copy `data` to `off` (inside the mapping); false if the client's
+    /// file no longer holds that range (it is not grown back).
+    fn write(&self, off: usize, data: &[u8]) -> bool {
+        match &self.backing {
+            Backing::Mapped(map) => {
+                for (i, x) in data.iter().enumerate() {
+                    // SAFETY: as in `read`; the mapping is writable.
+                    unsafe { std::ptr::write_volatile(map.as_mut_ptr().add(off + i), *x) };
+                }
+                true
+            }
+            Backing::File { file, offset } => {
+                use std::os::unix::fs::FileExt;
+                let at = offset + off as u64;
+                let holds = file
+                    .metadata()
+                    .is_ok_and(|m| m.len() >= at + data.len() as u64);
+                holds && file.write_all_at(data, at).is_ok()
+            }
+        }
+    }
+}
+
+/// Whether `file` is sealed against shrinking (memfd seals).
+fn sealed_against_shrinking(file: &File) -> bool {
+    rustix::fs::fcntl_get_seals(file).is_ok_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
 }
 
 /// The I/O virtual address space of the card.
@@ -75,11 +142,20 @@ impl DmaSpace {
         if offset.checked_add(len).is_none_or(|e| e > size) {
             return Err(DmaError::TooLarge { size, offset, len });
         }
-        let map = memmap2::MmapOptions::new()
-            .offset(offset)
-            .len(len as usize)
-            .map_raw(file)
-            .map_err(|e| DmaError::Map(e.to_string()))?;
+        let backing = if sealed_against_shrinking(file) {
+            Backing::Mapped(
+                memmap2::MmapOptions::new()
+                    .offset(offset)
+                    .len(len as usize)
+                    .map_raw(file)
+                    .map_err(|e| DmaError::Map(e.to_string()))?,
+            )
+        } else {
+            Backing::File {
+                file: file.try_clone().map_err(|e| DmaError::Map(e.to_string()))?,
+                offset,
+            }
+        };
         let pos = self.maps.partition_point(|m| m.iova < iova);
         self.maps.insert(
             pos,
@@ -87,7 +163,7 @@ impl DmaSpace {
                 iova,
                 len,
                 writable,
-                map,
+                backing,
             },
         );
         Ok(())
@@ -137,76 +213,65 @@ impl DmaSpace {
 
 impl DmaSpace {
     /// Copy `buf.len()` bytes at `addr` out of one mapping; `false` (and a
-    /// counted fault) when the range is not inside one mapping.
+    /// counted fault) when the range is not inside one mapping, or the
+    /// client's file no longer holds it.
     pub fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> bool {
-        match self.find(addr, buf.len() as u64) {
-            Some((m, off)) => {
-                for (i, x) in buf.iter_mut().enumerate() {
-                    // SAFETY: `off + i < m.len` (checked by `find`), inside a
-                    // live mapping; volatile as in `read_word`.
-                    *x = unsafe { std::ptr::read_volatile(m.map.as_ptr().add(off + i)) };
-                }
-                true
-            }
-            None => {
-                self.faults += 1;
-                false
-            }
+        let ok = self
+            .find(addr, buf.len() as u64)
+            .is_some_and(|(m, off)| m.read(off, buf));
+        if !ok {
+            self.faults += 1;
         }
+        ok
     }
 
     /// Copy `data` to `addr` inside one writable mapping; `false` (and a
     /// counted fault) otherwise.
     pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> bool {
-        match self.find(addr, data.len() as u64) {
-            Some((m, off)) if m.writable => {
-                for (i, x) in data.iter().enumerate() {
-                    // SAFETY: as in `read_bytes`; the mapping is writable.
-                    unsafe { std::ptr::write_volatile(m.map.as_mut_ptr().add(off + i), *x) };
-                }
-                true
-            }
-            _ => {
-                self.faults += 1;
-                false
-            }
+        let ok = self
+            .find(addr, data.len() as u64)
+            .is_some_and(|(m, off)| m.writable && m.write(off, data));
+        if !ok {
+            self.faults += 1;
         }
+        ok
     }
 }
 
 impl WordStore for DmaSpace {
     fn read_word(&self, addr: u64) -> u64 {
+        let mut b = [0u8; 8];
         match self.find(addr, 8) {
-            Some((m, off)) => {
-                let mut b = [0u8; 8];
-                for (i, x) in b.iter_mut().enumerate() {
-                    // SAFETY: `off + i < m.len` (checked by `find`), inside a
-                    // live mapping. Volatile: the client process writes this
-                    // memory concurrently.
-                    *x = unsafe { std::ptr::read_volatile(m.map.as_ptr().add(off + i)) };
-                }
-                u64::from_le_bytes(b)
-            }
-            None => u64::MAX,
+            Some((m, off)) if m.read(off, &mut b) => u64::from_le_bytes(b),
+            _ => u64::MAX,
         }
     }
 
     fn write_word(&mut self, addr: u64, value: u64, strobe: u8) {
-        match self.find(addr, 8) {
+        let bytes = value.to_le_bytes();
+        let ok = match self.find(addr, 8) {
             Some((m, off)) if m.writable => {
-                for i in 0..8 {
-                    if strobe & (1 << i) != 0 {
-                        // SAFETY: as in read_word; the mapping is writable.
-                        unsafe {
-                            std::ptr::write_volatile(
-                                m.map.as_mut_ptr().add(off + i),
-                                (value >> (8 * i)) as u8,
-                            )
-                        };
+                // Each run of strobed bytes as one copy: bytes outside the
+                // strobe are never written (the client may be writing them).
+                let mut ok = true;
+                let mut i = 0;
+                while i < 8 {
+                    if strobe & (1 << i) == 0 {
+                        i += 1;
+                        continue;
                     }
+                    let start = i;
+                    while i < 8 && strobe & (1 << i) != 0 {
+                        i += 1;
+                    }
+                    ok &= m.write(off + start, &bytes[start..i]);
                 }
+                ok
             }
-            _ => self.faults += 1,
+            _ => false,
+        };
+        if !ok {
+            self.faults += 1;
         }
     }
 }
@@ -278,5 +343,53 @@ mod tests {
         ));
         d.unmap(0x1000, 2048).unwrap();
         assert!(d.is_empty());
+    }
+
+    /// A memfd sealed against shrinking, as the hitless driver passes.
+    fn sealed(len: usize) -> File {
+        use rustix::fs::{memfd_create, MemfdFlags, SealFlags};
+        let fd = memfd_create("hitless-dma-test", MemfdFlags::ALLOW_SEALING).unwrap();
+        let mut f = File::from(fd);
+        f.write_all(&vec![0u8; len]).unwrap();
+        rustix::fs::fcntl_add_seals(&f, SealFlags::SHRINK).unwrap();
+        f
+    }
+
+    #[test]
+    fn sealed_and_ordinary_fds_behave_the_same() {
+        for f in [sealed(8192), file(8192)] {
+            let mut d = DmaSpace::default();
+            d.map(0x2000, 8192, &f, 0, true).unwrap();
+            // Strobed bytes only: the others keep what the client wrote.
+            d.write_word(0x2000, u64::MAX, 0xFF);
+            d.write_word(0x2000, 0, 0b0110_0110);
+            assert_eq!(d.read_word(0x2000), 0xFF00_00FF_FF00_00FF);
+            let mut b = [0u8; 5];
+            assert!(d.write_bytes(0x3000, b"hello"));
+            assert!(d.read_bytes(0x3000, &mut b));
+            assert_eq!(&b, b"hello");
+            assert_eq!(d.faults, 0);
+        }
+    }
+
+    #[test]
+    fn a_client_that_shrinks_its_file_gets_faults_not_a_crash() {
+        let f = file(8192);
+        let mut d = DmaSpace::default();
+        d.map(0, 8192, &f, 0, true).unwrap();
+        d.write_word(4096, 7, 0xFF);
+        f.set_len(100).unwrap();
+        // Past the new end: all ones, counted faults, and the file is not
+        // grown back by a write.
+        assert_eq!(d.read_word(4096), u64::MAX);
+        let mut buf = [0u8; 8];
+        assert!(!d.read_bytes(4096, &mut buf));
+        d.write_word(4096, 1, 0xFF);
+        assert!(!d.write_bytes(4096, &[1, 2, 3]));
+        assert_eq!(d.faults, 3);
+        assert_eq!(f.metadata().unwrap().len(), 100);
+        // What is left still works.
+        d.write_word(8, 0x55, 0x01);
+        assert_eq!(d.read_word(8) & 0xFF, 0x55);
     }
 }

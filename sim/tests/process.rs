@@ -178,3 +178,92 @@ fn sigterm_shuts_down_cleanly() {
         "sockets left behind"
     );
 }
+
+/// What QEMU does: DMA memory in an ordinary shared file, not sealed. The
+/// card process takes it (it used to answer EPERM), moves a descriptor and
+/// a completion through it, and survives the client shrinking the file.
+#[test]
+fn an_unsealed_shared_file_serves_as_dma_memory() {
+    use hitless_hdl::contract::{ctrl, reg, Completion, Descriptor, CPL_BYTES};
+    use hitless_vfio_user::Client;
+    use std::os::fd::AsFd;
+    use std::os::unix::fs::FileExt;
+    let d = dir("unsealed");
+    let p = start(&d);
+    let path = d.join("dma.bin");
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .unwrap();
+    f.set_len(1 << 16).unwrap();
+    const IOVA: u64 = 0x8000_0000;
+    let mut c = Client::connect(&p.socket, TIMEOUT).unwrap();
+    c.dma_map(f.as_fd(), IOVA, 1 << 16, 0).unwrap();
+    let start = Instant::now();
+    while c.read32(0, u64::from(reg::STATUS)).unwrap() & hitless_hdl::contract::status::BOOT_DONE
+        == 0
+    {
+        assert!(start.elapsed() < TIMEOUT, "boot scan");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // One NOP through rings in the file: DQ at 0, CQ at 0x1000.
+    for (r, v) in [
+        (reg::CTRL, 0),
+        (reg::DQ_BASE_LO, IOVA as u32),
+        (reg::DQ_BASE_HI, 0),
+        (reg::DQ_SIZE_LOG2, 2),
+        (reg::CQ_BASE_LO, (IOVA + 0x1000) as u32),
+        (reg::CQ_BASE_HI, 0),
+        (reg::CQ_SIZE_LOG2, 2),
+    ] {
+        c.write32(0, u64::from(r), v).unwrap();
+    }
+    let head = c.read32(0, u64::from(reg::DQ_HEAD)).unwrap();
+    let cq_head = c.read32(0, u64::from(reg::CQ_HEAD)).unwrap();
+    c.write32(0, u64::from(reg::DQ_TAIL), head).unwrap();
+    c.write32(0, u64::from(reg::CQ_TAIL), cq_head).unwrap();
+    c.write32(0, u64::from(reg::CTRL), ctrl::ENABLE).unwrap();
+    let nop = Descriptor {
+        tag: 0x77,
+        ..Default::default()
+    };
+    f.write_all_at(&nop.to_bytes(), u64::from(head % 4) * 32)
+        .unwrap();
+    c.write32(0, u64::from(reg::DQ_TAIL), (head + 1) & 0xFFFF)
+        .unwrap();
+    let slot = 0x1000 + u64::from(cq_head % 4) * u64::from(CPL_BYTES);
+    let start = Instant::now();
+    let done = loop {
+        let mut b = [0u8; 16];
+        f.read_exact_at(&mut b, slot).unwrap();
+        let w = |i: usize| u64::from_le_bytes(b[i * 8..i * 8 + 8].try_into().unwrap());
+        let cpl = Completion::from_words([w(0), w(1)]);
+        if cpl.tag == 0x77 {
+            break cpl;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "no completion in the shared file"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    assert_eq!(done.status, 0);
+    // The client shrinks the file under the card: the next DMA faults
+    // (counted), the card process keeps serving.
+    f.set_len(0).unwrap();
+    c.write32(0, u64::from(reg::DQ_TAIL), (head + 2) & 0xFFFF)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let st = ctl(&p, "status");
+    assert!(
+        !st.contains("dma_faults=0 "),
+        "the DMA into the shrunken file: {st}"
+    );
+    assert_eq!(
+        c.read32(0, u64::from(reg::ID)).unwrap(),
+        hitless_hdl::contract::CONTROLLER_ID
+    );
+}
