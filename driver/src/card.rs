@@ -288,14 +288,20 @@ impl<T: CardIo> Card<T> {
     /// completions' `desc_index`). Never overfills either ring. Nothing is
     /// queued if one needs what the controller lacks (`Error::Unsupported`).
     pub fn submit(&mut self, descs: &[Descriptor]) -> Result<Vec<u16>> {
-        // What the controller lacks would complete BAD_OPCODE: say why first.
-        if let Some(what) = descs.iter().find_map(|d| contract::lacks(self.limits, d)) {
-            return Err(Error::Unsupported {
+        self.refuse_lacking(descs)?;
+        self.rings.submit(&mut RingPort(&mut self.io), descs)
+    }
+
+    /// What the controller lacks would complete BAD_OPCODE: say why first,
+    /// before anything is queued.
+    fn refuse_lacking(&self, descs: &[Descriptor]) -> Result<()> {
+        match descs.iter().find_map(|d| contract::lacks(self.limits, d)) {
+            Some(what) => Err(Error::Unsupported {
                 what,
                 limits: self.limits,
-            });
+            }),
+            None => Ok(()),
         }
-        self.rings.submit(&mut RingPort(&mut self.io), descs)
     }
 
     /// Wait for the completion of the descriptor at ring index `index`.
@@ -317,12 +323,7 @@ impl<T: CardIo> Card<T> {
     /// status. The descriptor asks for an interrupt, so the driver sleeps on
     /// it rather than polling.
     pub fn execute_raw(&mut self, d: Descriptor) -> Result<Completion> {
-        if let Some(what) = contract::lacks(self.limits, &d) {
-            return Err(Error::Unsupported {
-                what,
-                limits: self.limits,
-            });
-        }
+        self.refuse_lacking(&[d])?;
         let timeout = self.op_timeout(d.len);
         self.rings.execute(&mut RingPort(&mut self.io), d, timeout)
     }

@@ -165,29 +165,15 @@ impl Rings {
         boot_timeout: Duration,
         idle_timeout: Duration,
     ) -> Result<Self, I::Error> {
-        let start = io.now();
-        while io.read32(reg::STATUS)? & status::BOOT_DONE == 0 {
-            if io.now().saturating_sub(start) > boot_timeout {
-                return Err(RingError::Timeout {
-                    what: "the boot scan",
-                    after: boot_timeout,
-                }
-                .into());
-            }
-            io.idle(Duration::from_millis(1))?;
-        }
+        wait_status(io, status::BOOT_DONE, true, "the boot scan", boot_timeout)?;
         io.write32(reg::CTRL, 0)?;
-        let start = io.now();
-        while io.read32(reg::STATUS)? & status::BUSY != 0 {
-            if io.now().saturating_sub(start) > idle_timeout {
-                return Err(RingError::Timeout {
-                    what: "the controller to go idle",
-                    after: idle_timeout,
-                }
-                .into());
-            }
-            io.idle(Duration::from_millis(1))?;
-        }
+        wait_status(
+            io,
+            status::BUSY,
+            false,
+            "the controller to go idle",
+            idle_timeout,
+        )?;
         Self::start(io, cfg)
     }
 
@@ -431,6 +417,28 @@ impl Rings {
         }
         Ok(c)
     }
+}
+
+/// Wait (at most `timeout`) until `STATUS & bit` is set (`set`) or clear.
+fn wait_status<I: RingIo>(
+    io: &mut I,
+    bit: u32,
+    set: bool,
+    what: &'static str,
+    timeout: Duration,
+) -> Result<(), I::Error> {
+    let start = io.now();
+    while (io.read32(reg::STATUS)? & bit != 0) != set {
+        if io.now().saturating_sub(start) > timeout {
+            return Err(RingError::Timeout {
+                what,
+                after: timeout,
+            }
+            .into());
+        }
+        io.idle(Duration::from_millis(1))?;
+    }
+    Ok(())
 }
 
 /// A completion for a doorbell the controller refused.
