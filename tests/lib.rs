@@ -148,3 +148,20 @@ impl CardIo for SimIo {
         "in-process Verilated card".into()
     }
 }
+
+/// A workspace binary, next to the test executable (`cargo test
+/// --workspace`, as `cargo xtask test` runs it, builds them all).
+pub fn bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .expect("the target directory");
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo test --workspace` (or `cargo xtask test`)",
+        p.display()
+    );
+    p
+}

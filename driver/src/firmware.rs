@@ -43,6 +43,19 @@ pub struct Session {
     secret: Secret,
 }
 
+impl Session {
+    /// A session of `hitlessd`'s (the daemon signs for it; the handle is
+    /// the connection's, not the card's).
+    pub(crate) fn through_daemon(app: u32, handle: u32, key: u32) -> Self {
+        Self {
+            app,
+            handle,
+            key,
+            secret: [0; SECRET_BYTES],
+        }
+    }
+}
+
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print the secret.
@@ -464,12 +477,18 @@ impl<T: CardIo> Client<T> {
     /// Clear the log up to `to` (a record offset or the head from a
     /// LOG_READ): the reader has consumed it.
     pub fn log_trim(&mut self, s: &Session, cold: bool, to: u32) -> Result<()> {
+        self.log_trim_to(s, cold, Some(to)).map(|_| ())
+    }
+
+    /// Clear the log up to `to` (`None`: up to its head); returns the log's
+    /// head and new tail.
+    pub fn log_trim_to(&mut self, s: &Session, cold: bool, to: Option<u32>) -> Result<(u32, u32)> {
         let r = Request::LogTrim {
             flags: tier_flag(cold),
-            to: Some(to),
+            to,
         };
         match self.signed(s, &r)? {
-            Response::Log { .. } => Ok(()),
+            Response::Log { head, tail, .. } => Ok((head, tail)),
             other => Err(unexpected(&other)),
         }
     }
@@ -538,5 +557,131 @@ impl<T: CardIo> Client<T> {
     /// Free bytes left in the DMA window after the client's buffers.
     pub fn free_dma(&self) -> u64 {
         self.alloc.free_bytes()
+    }
+}
+
+/// The firmware API a host application uses, whichever way it reaches the
+/// card: directly ([`Client`] over a [`CardIo`] transport) or through the
+/// host daemon (`crate::daemon::DaemonClient`, which keeps the secrets:
+/// its `open_app` ignores `secret` and never returns a new one). The
+/// operations and their errors are the same on both paths.
+pub trait Firmware {
+    /// Firmware and tier state.
+    fn status(&mut self) -> Result<FwStatus>;
+    /// Open a session for `app` (see [`Client::open_app`]).
+    fn open_app(
+        &mut self,
+        app: u32,
+        what: OpenFlags,
+        secret: Option<&Secret>,
+    ) -> Result<(Session, Option<Secret>)>;
+    /// Close a session.
+    fn close(&mut self, s: &Session) -> Result<()>;
+    /// Store `data` as the set (app, object) (see [`Client::store`]).
+    fn store(
+        &mut self,
+        s: &Session,
+        object: u32,
+        endpoint: u32,
+        stage: u32,
+        cold: bool,
+        data: &[u8],
+    ) -> Result<()>;
+    /// Delete a set.
+    fn delete(&mut self, s: &Session, object: u32) -> Result<()>;
+    /// One set's bytes.
+    fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)>;
+    /// The session's sets.
+    fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>>;
+    /// Announce a reboot stage.
+    fn announce(&mut self, stage: u32) -> Result<Vec<SetInfo>>;
+    /// The session's sets of an announced stage, with their bytes.
+    fn fetch(&mut self, s: &Session, stage: u32) -> Result<Vec<(SetInfo, Vec<u8>)>>;
+    /// Append to a tier's log; returns the record's log offset.
+    fn log_append(
+        &mut self,
+        s: &Session,
+        object: u32,
+        cold: bool,
+        overwrite: bool,
+        data: &[u8],
+    ) -> Result<u32>;
+    /// The unread log records.
+    fn log_read(&mut self, s: &Session, cold: bool) -> Result<LogRead>;
+    /// Clear the log up to `to`.
+    fn log_trim(&mut self, s: &Session, cold: bool, to: u32) -> Result<()>;
+    /// Erase a tier's record table.
+    fn format(&mut self, s: &Session, cold: bool) -> Result<()>;
+    /// Requests the card refused for bad credentials.
+    fn auth_failures(&mut self) -> Result<u32>;
+    /// Where the firmware is reached, for messages.
+    fn describe(&self) -> String;
+}
+
+impl<T: CardIo> Firmware for Client<T> {
+    fn status(&mut self) -> Result<FwStatus> {
+        Client::status(self)
+    }
+    fn open_app(
+        &mut self,
+        app: u32,
+        what: OpenFlags,
+        secret: Option<&Secret>,
+    ) -> Result<(Session, Option<Secret>)> {
+        Client::open_app(self, app, what, secret)
+    }
+    fn close(&mut self, s: &Session) -> Result<()> {
+        Client::close(self, s)
+    }
+    fn store(
+        &mut self,
+        s: &Session,
+        object: u32,
+        endpoint: u32,
+        stage: u32,
+        cold: bool,
+        data: &[u8],
+    ) -> Result<()> {
+        Client::store(self, s, object, endpoint, stage, cold, data)
+    }
+    fn delete(&mut self, s: &Session, object: u32) -> Result<()> {
+        Client::delete(self, s, object)
+    }
+    fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
+        Client::restore(self, s, object)
+    }
+    fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
+        Client::list(self, s)
+    }
+    fn announce(&mut self, stage: u32) -> Result<Vec<SetInfo>> {
+        Client::announce(self, stage)
+    }
+    fn fetch(&mut self, s: &Session, stage: u32) -> Result<Vec<(SetInfo, Vec<u8>)>> {
+        Client::fetch(self, s, stage)
+    }
+    fn log_append(
+        &mut self,
+        s: &Session,
+        object: u32,
+        cold: bool,
+        overwrite: bool,
+        data: &[u8],
+    ) -> Result<u32> {
+        Client::log_append(self, s, object, cold, overwrite, data)
+    }
+    fn log_read(&mut self, s: &Session, cold: bool) -> Result<LogRead> {
+        Client::log_read(self, s, cold)
+    }
+    fn log_trim(&mut self, s: &Session, cold: bool, to: u32) -> Result<()> {
+        Client::log_trim(self, s, cold, to)
+    }
+    fn format(&mut self, s: &Session, cold: bool) -> Result<()> {
+        Client::format(self, s, cold)
+    }
+    fn auth_failures(&mut self) -> Result<u32> {
+        Client::auth_failures(self)
+    }
+    fn describe(&self) -> String {
+        self.io.describe()
     }
 }

@@ -8,6 +8,7 @@
 //! | `vfio:DDDD:BB:DD.F` | a PCIe card bound to `vfio-pci` |
 //! | `uio:REGS,dma=PATH,iova=ADDR[,offset=N][,len=N][,irq]` | a Zynq board's UIO device |
 //! | `uart:/dev/ttyUSB0[@BAUD]` | a board without PCIe, over the UART bridge |
+//! | `daemon:SOCKET` | the firmware API through `hitlessd` (no raw controller access) |
 
 use crate::error::Error;
 use crate::io::CardIo;
@@ -17,11 +18,38 @@ use std::time::Duration;
 /// The local simulated card (`hitless-sim serve --socket` this path).
 pub const DEFAULT_CARD: &str = "vfio-user:/tmp/hitless/card.sock";
 
-/// The card to use: `explicit`, else `$HITLESS_CARD`, else [`DEFAULT_CARD`].
+/// The card to use: `explicit`, else `$HITLESS_CARD`, else the daemon at
+/// [`crate::daemon::DEFAULT_SOCKET`] when its socket exists, else
+/// [`DEFAULT_CARD`].
 pub fn card_spec(explicit: Option<String>) -> String {
     explicit
         .or_else(|| std::env::var("HITLESS_CARD").ok())
-        .unwrap_or_else(|| DEFAULT_CARD.to_string())
+        .unwrap_or_else(|| {
+            let daemon = std::path::Path::new(crate::daemon::DEFAULT_SOCKET);
+            if daemon.exists() {
+                format!("daemon:{}", daemon.display())
+            } else {
+                DEFAULT_CARD.to_string()
+            }
+        })
+}
+
+/// The firmware a spec names: through the daemon for `daemon:SOCKET`,
+/// else the card itself (opened as [`open_card`] does).
+pub fn open_firmware(
+    spec: &str,
+    timeout: Duration,
+) -> Result<Box<dyn crate::firmware::Firmware>, Error> {
+    match spec.strip_prefix("daemon:") {
+        Some(path) => Ok(Box::new(crate::daemon::DaemonClient::connect(
+            std::path::Path::new(path),
+            timeout,
+        )?)),
+        None => Ok(Box::new(crate::firmware::Client::open(
+            open_card(spec, timeout)?,
+            timeout,
+        )?)),
+    }
 }
 
 /// Open the card a spec names; every wait of the transport is bounded by
@@ -81,8 +109,12 @@ pub fn open_card(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo>, Error
         "uart" => Ok(Box::new(crate::backend::uart::UartIo::from_spec(
             rest, timeout,
         )?)),
+        "daemon" => Err(Error::InvalidArgument(format!(
+            "card {spec:?}: hitlessd serves the firmware API only; raw controller access \
+             needs the card itself (vfio-user:, vfio:, uio: or uart:)"
+        ))),
         other => Err(Error::InvalidArgument(format!(
-            "card kind {other:?}: vfio-user, vfio, uio or uart"
+            "card kind {other:?}: vfio-user, vfio, uio, uart or daemon"
         ))),
     }
 }

@@ -8,9 +8,11 @@
 //! | [`message`] | the typed [`Request`] and [`Response`], encoded to and decoded from TLV |
 //! | [`auth`] | application secrets and request MACs |
 //! | [`mailbox`] | the mailbox register block as the card implements it |
+//! | [`daemon`] | the frames between applications and `hitlessd` |
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod daemon;
 pub mod mailbox;
 pub mod message;
 pub mod msg;

@@ -103,6 +103,23 @@ impl Request {
         !matches!(kind, kind::STATUS | kind::STAGE | kind::OPEN)
     }
 
+    /// The session permission the request needs ([`flags`] `READ`,
+    /// `WRITE` or `LOG`) and what it is for, as the card checks it.
+    pub fn permission(&self) -> Option<(u32, &'static str)> {
+        match self {
+            Request::Store { .. } | Request::Delete { .. } | Request::Format { .. } => {
+                Some((flags::WRITE, "writing"))
+            }
+            Request::List | Request::Restore { .. } | Request::Fetch { .. } => {
+                Some((flags::READ, "reading"))
+            }
+            Request::LogAppend { .. } | Request::LogRead { .. } | Request::LogTrim { .. } => {
+                Some((flags::LOG, "the append log"))
+            }
+            Request::Status | Request::Open { .. } | Request::Close | Request::Stage { .. } => None,
+        }
+    }
+
     /// The message without handle or MAC.
     pub fn encode(&self) -> Builder {
         let b = Builder::new(self.kind());

@@ -2,22 +2,11 @@
 //! Both binaries are built by `cargo test --workspace` (as `cargo xtask
 //! test` runs it) and found next to this test executable.
 
+use hitless_tests::bin;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let dir = exe.parent().and_then(Path::parent).unwrap();
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} not built: run `cargo test --workspace` (or `cargo xtask test`)",
-        p.display()
-    );
-    p
-}
 
 fn start_sim(dir: &Path) -> (hitless_sim::serve::CardProcess, String) {
     let p = hitless_sim::serve::spawn_card(&bin("hitless-sim"), dir, &[], Duration::from_secs(10))

@@ -14,8 +14,8 @@ mod status;
 use clap::{Parser, Subcommand};
 use hitless_driver::card::status_of;
 use hitless_driver::credentials::Credentials;
-use hitless_driver::firmware::{Client, OpenFlags, Session};
-use hitless_driver::{card_spec, open_card, CardIo, Error, Tier};
+use hitless_driver::firmware::{Firmware, OpenFlags, Session};
+use hitless_driver::{card_spec, open_card, open_firmware, Error, Tier};
 use hitless_proto::msg::SetInfo;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -31,8 +31,11 @@ use std::time::Duration;
 struct Cli {
     /// The card: vfio-user:SOCKET (simulated), vfio:DDDD:BB:DD.F (PCIe),
     /// uio:REGS,dma=PATH,iova=ADDR[,offset=N][,len=N][,irq] (Zynq),
-    /// uart:/dev/ttyUSB0[@BAUD] (boards without PCIe, over the UART bridge).
-    /// Default: $HITLESS_CARD, else the local simulated card.
+    /// uart:/dev/ttyUSB0[@BAUD] (boards without PCIe, over the UART bridge),
+    /// daemon:SOCKET (through hitlessd, which owns the card and keeps the
+    /// secrets). Default: $HITLESS_CARD, else hitlessd at
+    /// /run/hitless/hitlessd.sock when it is running, else the local
+    /// simulated card.
     #[arg(long, global = true)]
     card: Option<String>,
     /// Where application secrets are kept (default: $HITLESS_CREDENTIALS,
@@ -238,27 +241,33 @@ fn write_output(output: Option<&Path>, data: &[u8]) -> Result<(), Error> {
 
 /// The firmware and one session of `app`, closed when dropped.
 struct App {
-    fw: Client<Box<dyn CardIo>>,
+    fw: Box<dyn Firmware>,
     s: Session,
 }
 
 impl App {
+    /// A session of `app`. `creds` is the local secret store (none when
+    /// the daemon, which keeps the secrets, is in between).
     fn open(
-        io: Box<dyn CardIo>,
-        creds: &Credentials,
+        mut fw: Box<dyn Firmware>,
+        creds: Option<&Credentials>,
         app: u32,
-        timeout: Duration,
     ) -> Result<Self, Error> {
-        let mut fw = Client::open(io, timeout)?;
-        let secret = creds.load(app)?;
+        let secret = match creds {
+            Some(c) => c.load(app)?,
+            None => None,
+        };
         let (s, fresh) = fw
             .open_app(app, OpenFlags::all(), secret.as_ref())
-            .map_err(|e| match e {
-                Error::Firmware {
-                    code: hitless_proto::Code::AuthFailed,
-                    detail,
-                    ..
-                } => Error::InvalidArgument(format!(
+            .map_err(|e| match (e, creds) {
+                (
+                    Error::Firmware {
+                        code: hitless_proto::Code::AuthFailed,
+                        detail,
+                        ..
+                    },
+                    Some(creds),
+                ) => Error::InvalidArgument(format!(
                     "the card refused application {app}'s credentials ({}): {detail}",
                     if secret.is_some() {
                         format!("{} does not match", creds.path(app).display())
@@ -269,9 +278,9 @@ impl App {
                         )
                     }
                 )),
-                other => other,
+                (other, _) => other,
             })?;
-        if let Some(n) = fresh {
+        if let (Some(n), Some(creds)) = (fresh, creds) {
             let p = creds.save(app, &n)?;
             eprintln!(
                 "application {app} registered; its secret is in {}",
@@ -293,27 +302,26 @@ impl Drop for App {
 fn run(cli: Cli) -> Result<(), Error> {
     let spec = card_spec(cli.card);
     let timeout = Duration::from_secs(cli.timeout.max(1));
-    // Commands that open an application need the secret store: find it
-    // (or refuse) before touching the card.
+    let through_daemon = spec.starts_with("daemon:");
+    // Commands that open an application need the secret store (unless the
+    // daemon keeps the secrets): find it (or refuse) before touching the
+    // card.
     let creds = match &cli.cmd {
         Cmd::Status { .. }
         | Cmd::Inspect { .. }
         | Cmd::Raw { .. }
         | Cmd::Stage { app: None, .. } => None,
+        _ if through_daemon => None,
         _ => Some(Credentials::new(cli.credentials.clone())?),
     };
-    let creds = || {
-        creds
-            .as_ref()
-            .ok_or_else(|| Error::InvalidArgument("no credential store".into()))
-    };
-    let mut io = open_card(&spec, timeout)?;
-    let app = |io, a| App::open(io, creds()?, a, timeout);
+    let fw = || open_firmware(&spec, timeout);
+    let app = |a| App::open(fw()?, creds.as_ref(), a);
     match cli.cmd {
-        Cmd::Status { json } => status::status(io, timeout, json),
-        Cmd::Inspect { json } => status::inspect(io, timeout, json),
+        Cmd::Status { json } if through_daemon => status::firmware_status(fw()?, json),
+        Cmd::Status { json } => status::status(open_card(&spec, timeout)?, timeout, json),
+        Cmd::Inspect { json } => status::inspect(open_card(&spec, timeout)?, timeout, json),
         Cmd::Open { app: a } => {
-            let x = app(io, a)?;
+            let x = app(a)?;
             println!(
                 "application {a}: session {:#x}, key {:#010x}",
                 x.s.handle, x.s.key
@@ -329,7 +337,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             file,
         } => {
             let data = read_input(&file)?;
-            let mut x = app(io, a)?;
+            let mut x = app(a)?;
             let s = x.s.clone();
             x.fw.store(&s, object, endpoint, stage, cold, &data)?;
             eprintln!(
@@ -344,20 +352,20 @@ fn run(cli: Cli) -> Result<(), Error> {
             object,
             output,
         } => {
-            let mut x = app(io, a)?;
+            let mut x = app(a)?;
             let s = x.s.clone();
             let (_, data) = x.fw.restore(&s, object)?;
             write_output(output.as_deref(), &data)
         }
         Cmd::List { app: a, json } => {
-            let mut x = app(io, a)?;
+            let mut x = app(a)?;
             let s = x.s.clone();
             let sets = x.fw.list(&s)?;
             print_sets(&sets, json);
             Ok(())
         }
         Cmd::Delete { app: a, object } => {
-            let mut x = app(io, a)?;
+            let mut x = app(a)?;
             let s = x.s.clone();
             x.fw.delete(&s, object)?;
             eprintln!("deleted app {a} object {object}");
@@ -369,35 +377,40 @@ fn run(cli: Cli) -> Result<(), Error> {
             dir,
             json,
         } => {
-            let mut fw = Client::open(io, timeout)?;
-            let sets = fw.announce(stage)?;
+            let mut x = match a {
+                Some(a) => Some(app(a)?),
+                None => None,
+            };
+            let sets = match &mut x {
+                Some(x) => x.fw.announce(stage)?,
+                None => fw()?.announce(stage)?,
+            };
             if !json {
                 println!("reboot stage {stage} announced: {} sets", sets.len());
             }
             print_sets(&sets, json);
-            if let Some(a) = a {
-                drop(fw);
-                let mut x = app(open_card(&spec, timeout)?, a)?;
+            if let Some(x) = &mut x {
                 let s = x.s.clone();
                 std::fs::create_dir_all(&dir)
                     .map_err(|e| Error::InvalidArgument(format!("{}: {e}", dir.display())))?;
                 for (info, data) in x.fw.fetch(&s, stage)? {
-                    let p = dir.join(format!("app-{a}-object-{}.bin", info.object));
+                    let p = dir.join(format!("app-{}-object-{}.bin", s.app, info.object));
                     write_output(Some(&p), &data)?;
                     eprintln!("delivered {} bytes to {}", data.len(), p.display());
                 }
             }
             Ok(())
         }
-        Cmd::Log { cmd } => log(cmd, io, creds()?, timeout),
+        Cmd::Log { cmd } => log(cmd, &app),
         Cmd::Format { app: a, cold } => {
-            let mut x = app(io, a)?;
+            let mut x = app(a)?;
             let s = x.s.clone();
             x.fw.format(&s, cold)?;
             eprintln!("the {} tier's record table is empty", tier_name(cold));
             Ok(())
         }
         Cmd::Raw { cmd } => {
+            let mut io = open_card(&spec, timeout)?;
             // Make sure this is a controller before taking its rings.
             status_of(&mut io)?;
             raw::raw(cmd, io, timeout)
@@ -431,22 +444,17 @@ fn print_sets(sets: &[SetInfo], json: bool) {
     }
 }
 
-fn log(
-    cmd: LogCmd,
-    io: Box<dyn CardIo>,
-    creds: &Credentials,
-    timeout: Duration,
-) -> Result<(), Error> {
+fn log(cmd: LogCmd, app: &dyn Fn(u32) -> Result<App, Error>) -> Result<(), Error> {
     match cmd {
         LogCmd::Append {
-            app,
+            app: a,
             object,
             cold,
             overwrite,
             file,
         } => {
             let data = read_input(&file)?;
-            let mut x = App::open(io, creds, app, timeout)?;
+            let mut x = app(a)?;
             let s = x.s.clone();
             let at = x.fw.log_append(&s, object, cold, overwrite, &data)?;
             eprintln!(
@@ -457,13 +465,13 @@ fn log(
             Ok(())
         }
         LogCmd::Read {
-            app,
+            app: a,
             cold,
             trim,
             dir,
             json,
         } => {
-            let mut x = App::open(io, creds, app, timeout)?;
+            let mut x = app(a)?;
             let s = x.s.clone();
             let read = x.fw.log_read(&s, cold)?;
             if json {
@@ -481,7 +489,7 @@ fn log(
                 );
             } else {
                 println!(
-                    "{} unread records of app {app} in the {} log",
+                    "{} unread records of app {a} in the {} log",
                     read.records.len(),
                     tier_name(cold)
                 );

@@ -2,7 +2,7 @@
 //! printed as text or as JSON (`--json`) from the same values.
 
 use hitless_driver::card::status_of;
-use hitless_driver::firmware::{Client, FwStatus, FwTier};
+use hitless_driver::firmware::{Client, Firmware, FwStatus, FwTier};
 use hitless_driver::{CardIo, CardStatus, Error, TierStatus};
 use hitless_hdl::contract::LIMITS_BITS;
 use serde::Serialize;
@@ -152,15 +152,23 @@ impl StatusView {
         }
         match &self.firmware {
             None => println!("firmware: none (controller only)"),
-            Some(FirmwareView::Failed { error }) => println!("firmware: {error}"),
-            Some(FirmwareView::Ok {
+            Some(f) => f.print_text(),
+        }
+    }
+}
+
+impl FirmwareView {
+    fn print_text(&self) {
+        match self {
+            FirmwareView::Failed { error } => println!("firmware: {error}"),
+            FirmwareView::Ok {
                 warm,
                 cold,
                 requests,
                 auth_failures,
                 stores,
                 announced_stage,
-            }) => {
+            } => {
                 for (name, t) in [("warm", warm), ("cold", cold)] {
                     println!(
                         "firmware {name} tier: {}, {} sets, {} bytes",
@@ -181,6 +189,27 @@ fn print_json(v: &impl Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(v)
         .map_err(|e| Error::InvalidArgument(format!("JSON output: {e}")))?;
     println!("{text}");
+    Ok(())
+}
+
+/// `hitless status` through hitlessd: the firmware's part (the daemon
+/// gives no register access).
+#[derive(Serialize)]
+struct FirmwareStatusView {
+    card: String,
+    firmware: FirmwareView,
+}
+
+pub fn firmware_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
+    let view = FirmwareStatusView {
+        card: fw.describe(),
+        firmware: (&fw.status()?).into(),
+    };
+    if json {
+        return print_json(&view);
+    }
+    println!("card: {}", view.card);
+    view.firmware.print_text();
     Ok(())
 }
 

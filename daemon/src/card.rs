@@ -1,0 +1,425 @@
+//! The card worker: the one thread that owns the card. Connections hand it
+//! whole requests (data already received, so a slow client never holds
+//! the card) through one FIFO queue; each connection has at most one
+//! request queued, so the queue is round-robin over the applications and a
+//! small store waits at most for the requests of the others ahead of it.
+//!
+//! It keeps one card session per application (a pool: the card has 14
+//! protection entries for sessions, the daemon serves any number of
+//! applications, closing the least recently used session when it needs a
+//! new one) and the applications' secrets. It reopens the card when it is
+//! lost: a transport error or timeout (the card process restarted, the
+//! device reset) drops the card and its sessions; a card session the card
+//! no longer knows (a warm reset restarts the firmware) is reopened. A
+//! request that can be repeated without changing its outcome is retried
+//! once on the reopened card; a log append is not (it could be appended
+//! twice), its error goes back to the application.
+
+use crate::metrics::Metrics;
+use hitless_driver::credentials::Credentials;
+use hitless_driver::firmware::{Client, OpenFlags, Session};
+use hitless_driver::{open_card, CardIo, Error};
+use hitless_hdl::contract::crc32c;
+use hitless_proto::message::{Failure, Request};
+use hitless_proto::msg::{flags, Code};
+use hitless_proto::Response;
+use std::collections::HashMap;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What the worker is asked to do.
+#[derive(Debug)]
+pub enum Op {
+    /// A request that needs no session (`Status`, `Stage`).
+    Plain(Request),
+    /// Make sure `app` has a card session (an OPEN through the daemon);
+    /// answers `Opened` with the card's key.
+    Register { app: u32 },
+    /// A session request of `app`, with its data.
+    Run {
+        app: u32,
+        req: Request,
+        data: Vec<u8>,
+    },
+}
+
+impl Op {
+    /// Can the worker repeat it on a reopened card without changing its
+    /// outcome?
+    fn repeatable(&self) -> bool {
+        match self {
+            Op::Plain(_) | Op::Register { .. } => true,
+            Op::Run { req, .. } => {
+                !matches!(req, Request::LogAppend { .. } | Request::Delete { .. })
+            }
+        }
+    }
+}
+
+/// The worker's answer: the response and its data, or the refusal.
+pub type Answer = Result<(Response, Vec<u8>), Failure>;
+
+/// One queued request.
+pub struct Job {
+    pub op: Op,
+    pub reply: mpsc::SyncSender<Answer>,
+}
+
+/// How the worker reaches the card.
+pub struct CardConfig {
+    pub spec: String,
+    pub timeout: Duration,
+    pub credentials: Credentials,
+    /// Card sessions kept open at most (the card has 14).
+    pub max_sessions: usize,
+}
+
+type Fw = Client<Box<dyn CardIo>>;
+
+struct Worker {
+    cfg: CardConfig,
+    fw: Option<Fw>,
+    sessions: HashMap<u32, (Session, u64)>,
+    tick: u64,
+    opened_once: bool,
+    metrics: Arc<Metrics>,
+}
+
+/// Start the worker; jobs sent to the returned queue are served in order.
+pub fn start(cfg: CardConfig, metrics: Arc<Metrics>) -> std::io::Result<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel::<Job>();
+    std::thread::Builder::new()
+        .name("card".into())
+        .spawn(move || {
+            // Built here: a transport need not be `Send`.
+            let mut w = Worker {
+                cfg,
+                fw: None,
+                sessions: HashMap::new(),
+                tick: 0,
+                opened_once: false,
+                metrics,
+            };
+            // Open early so the first application does not wait for it;
+            // a card that is not there yet is opened on the first request.
+            if let Err(e) = w.card() {
+                tracing::warn!("card {} not available yet: {}", w.cfg.spec, e.chain());
+            }
+            while let Ok(job) = rx.recv() {
+                let answer = w.serve(&job.op);
+                // The application may be gone: nothing to do then (what
+                // the card acknowledged stays acknowledged on the card).
+                let _ = job.reply.send(answer);
+            }
+        })?;
+    Ok(tx)
+}
+
+/// Whether an error means the card (or its firmware) must be reopened.
+fn card_lost(e: &Error) -> bool {
+    !matches!(e, Error::Firmware { .. } | Error::InvalidArgument(_))
+}
+
+/// The answer the application gets for a driver error: the firmware's
+/// refusal as it is, anything else as a device failure with its chain.
+fn failure(e: &Error) -> Failure {
+    match e {
+        Error::Firmware {
+            code,
+            detail,
+            needed,
+        } => Failure {
+            code: *code,
+            detail: detail.clone(),
+            needed: *needed,
+        },
+        Error::InvalidArgument(m) => Failure::new(Code::Invalid, m.clone()),
+        other => Failure::new(Code::Device, format!("card: {}", other.chain())),
+    }
+}
+
+fn tier(f: u32) -> bool {
+    f & flags::COLD != 0
+}
+
+impl Worker {
+    fn card(&mut self) -> Result<&mut Fw, Error> {
+        if self.fw.is_none() {
+            let io = open_card(&self.cfg.spec, self.cfg.timeout)?;
+            let fw = Client::open(io, self.cfg.timeout)?;
+            if self.opened_once {
+                self.metrics.card_reopens.inc();
+                tracing::info!("card {} reopened", self.cfg.spec);
+            } else {
+                tracing::info!("card {} opened", self.cfg.spec);
+            }
+            self.opened_once = true;
+            self.metrics.card_opens.inc();
+            self.fw = Some(fw);
+        }
+        self.fw
+            .as_mut()
+            .ok_or_else(|| Error::transport_msg("card not open"))
+    }
+
+    fn serve(&mut self, op: &Op) -> Answer {
+        let mut retried = false;
+        loop {
+            let r = self.attempt(op);
+            let e = match r {
+                Ok(a) => return Ok(a),
+                Err(e) => e,
+            };
+            let stale_session = matches!(
+                (&e, op),
+                (
+                    Error::Firmware {
+                        code: Code::AuthFailed,
+                        ..
+                    },
+                    Op::Run { .. }
+                )
+            );
+            if stale_session {
+                // The daemon signs with the right secret: a refusal means
+                // the card lost the session (its firmware restarted).
+                if let Op::Run { app, .. } = op {
+                    self.sessions.remove(app);
+                }
+            } else if card_lost(&e) {
+                tracing::warn!("card lost: {}", e.chain());
+                self.fw = None;
+                self.sessions.clear();
+            }
+            if retried || !(stale_session || card_lost(&e)) || !op.repeatable() {
+                return Err(failure(&e));
+            }
+            retried = true;
+        }
+    }
+
+    /// The pooled card session of `app`, opened when needed.
+    fn session(&mut self, app: u32) -> Result<Session, Error> {
+        self.tick += 1;
+        let tick = self.tick;
+        if let Some((s, used)) = self.sessions.get_mut(&app) {
+            *used = tick;
+            return Ok(s.clone());
+        }
+        let secret = self.cfg.credentials.load(app)?;
+        loop {
+            if self.sessions.len() >= self.cfg.max_sessions {
+                self.evict()?;
+            }
+            let fw = self.card()?;
+            match fw.open_app(app, OpenFlags::all(), secret.as_ref()) {
+                Ok((s, fresh)) => {
+                    if let Some(n) = fresh {
+                        self.cfg.credentials.save(app, &n)?;
+                        tracing::info!("application {app} registered on the card");
+                    }
+                    self.sessions.insert(app, (s.clone(), tick));
+                    return Ok(s);
+                }
+                Err(Error::Firmware {
+                    code: Code::NoSession,
+                    ..
+                }) if !self.sessions.is_empty() => self.evict()?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Close the least recently used card session.
+    fn evict(&mut self) -> Result<(), Error> {
+        let Some((&app, _)) = self.sessions.iter().min_by_key(|(_, (_, used))| *used) else {
+            return Ok(());
+        };
+        if let Some((s, _)) = self.sessions.remove(&app) {
+            let fw = self.card()?;
+            if let Err(e) = fw.close(&s) {
+                // The session is gone either way; the card reuses an
+                // application's own stale entries.
+                tracing::debug!("closing application {app}'s session: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn attempt(&mut self, op: &Op) -> Result<(Response, Vec<u8>), Error> {
+        match op {
+            Op::Plain(Request::Stage { stage }) => {
+                let sets = self.card()?.announce(*stage)?;
+                Ok((
+                    Response::Sets {
+                        sets,
+                        data_len: None,
+                    },
+                    vec![],
+                ))
+            }
+            Op::Plain(_) => {
+                let s = self.card()?.status()?;
+                self.metrics.card_status(&s);
+                Ok((Response::Status(s), vec![]))
+            }
+            Op::Register { app } => {
+                let s = self.session(*app)?;
+                Ok((
+                    Response::Opened {
+                        handle: 0,
+                        key: s.key,
+                        app: *app,
+                        secret: None,
+                    },
+                    vec![],
+                ))
+            }
+            Op::Run { app, req, data } => {
+                let s = self.session(*app)?;
+                self.run(&s, req, data)
+            }
+        }
+    }
+
+    fn run(
+        &mut self,
+        s: &Session,
+        req: &Request,
+        data: &[u8],
+    ) -> Result<(Response, Vec<u8>), Error> {
+        let fw = self.card()?;
+        let none = Vec::new;
+        Ok(match *req {
+            Request::Store {
+                object,
+                endpoint,
+                stage,
+                flags: f,
+                len,
+                crc,
+                ..
+            } => {
+                if data.len() != len as usize {
+                    return Err(Error::InvalidArgument(format!(
+                        "STORE of {len} bytes with {} bytes of data",
+                        data.len()
+                    )));
+                }
+                if crc32c(data) != crc {
+                    return Err(Error::InvalidArgument(
+                        "the set's data fails its CRC (damaged on the way to the daemon)".into(),
+                    ));
+                }
+                fw.store(s, object, endpoint, stage, tier(f), data)?;
+                (Response::Stored { len, crc }, none())
+            }
+            Request::Delete { object } => {
+                fw.delete(s, object)?;
+                (Response::Done, none())
+            }
+            Request::Restore { object, .. } => {
+                let (mut info, bytes) = fw.restore(s, object)?;
+                info.data_offset = 0;
+                (
+                    Response::Sets {
+                        sets: vec![info],
+                        data_len: None,
+                    },
+                    bytes,
+                )
+            }
+            Request::List => (
+                Response::Sets {
+                    sets: fw.list(s)?,
+                    data_len: None,
+                },
+                none(),
+            ),
+            Request::Fetch { stage, .. } => {
+                let mut out = Vec::new();
+                let mut sets = Vec::new();
+                for (mut info, bytes) in fw.fetch(s, stage)? {
+                    info.data_offset = out.len() as u32;
+                    out.extend_from_slice(&bytes);
+                    sets.push(info);
+                }
+                let data_len = Some(out.len() as u32);
+                (Response::Sets { sets, data_len }, out)
+            }
+            Request::LogAppend {
+                object,
+                flags: f,
+                len,
+                ..
+            } => {
+                if data.len() != len as usize {
+                    return Err(Error::InvalidArgument(format!(
+                        "LOG_APPEND of {len} bytes with {} bytes of data",
+                        data.len()
+                    )));
+                }
+                let offset = fw.log_append(s, object, tier(f), f & flags::OVERWRITE != 0, data)?;
+                (Response::Appended { offset }, none())
+            }
+            Request::LogRead { flags: f, .. } => {
+                let read = fw.log_read(s, tier(f))?;
+                let mut out = Vec::new();
+                let mut records = Vec::new();
+                for (mut li, bytes) in read.records {
+                    li.data_offset = out.len() as u32;
+                    out.extend_from_slice(&bytes);
+                    records.push(li);
+                }
+                (
+                    Response::Log {
+                        records,
+                        head: read.head,
+                        tail: read.tail,
+                    },
+                    out,
+                )
+            }
+            Request::LogTrim { flags: f, to } => {
+                let (head, tail) = fw.log_trim_to(s, tier(f), to)?;
+                (
+                    Response::Log {
+                        records: vec![],
+                        head,
+                        tail,
+                    },
+                    none(),
+                )
+            }
+            Request::Format { flags: f } => {
+                fw.format(s, tier(f))?;
+                (Response::Done, none())
+            }
+            Request::Status | Request::Open { .. } | Request::Close | Request::Stage { .. } => {
+                return Err(Error::InvalidArgument(format!(
+                    "request kind {} is not a session request",
+                    req.kind()
+                )))
+            }
+        })
+    }
+}
+
+/// Queue `op` and wait (at most `timeout`) for its answer.
+pub fn call(queue: &mpsc::Sender<Job>, op: Op, timeout: Duration) -> Answer {
+    let (tx, rx) = mpsc::sync_channel(1);
+    let start = Instant::now();
+    queue
+        .send(Job { op, reply: tx })
+        .map_err(|_| Failure::new(Code::Device, "the card worker has stopped"))?;
+    rx.recv_timeout(timeout).map_err(|_| {
+        Failure::new(
+            Code::Device,
+            format!(
+                "no answer from the card within {:?} (queued behind other applications, or the card hung)",
+                start.elapsed()
+            ),
+        )
+    })?
+}

@@ -1,0 +1,384 @@
+//! The application socket: one thread per connection reads whole frames
+//! (bounded in size and time), checks who is asking, and queues the
+//! request for the card worker. Sessions belong to their connection: a
+//! handle means nothing on another connection, and a connection that goes
+//! away takes its sessions with it (the card sessions stay pooled in the
+//! worker, nothing is leaked).
+
+use crate::card::{self, Answer, Job, Op};
+use crate::metrics::{CodeLabel, DirLabel, KindLabel, Metrics};
+use crate::policy::{groups_of, Decision, Peer, Policy};
+use hitless_driver::daemon::wire;
+use hitless_proto::daemon::MAX_DATA;
+use hitless_proto::message::{Failure, Request};
+use hitless_proto::msg::{flags, kind, tag, Code};
+use hitless_proto::tlv::Message;
+use hitless_proto::Response;
+use rand::Rng;
+use std::collections::HashMap;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Limits of the application side.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// A connection may stay silent between requests this long.
+    pub idle: Duration,
+    /// A frame must arrive whole this long after its first byte.
+    pub frame: Duration,
+    /// A request may wait this long for the card (queue and operation).
+    pub answer: Duration,
+    pub max_connections: usize,
+    pub max_sessions_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(3600),
+            frame: Duration::from_secs(10),
+            answer: Duration::from_secs(60),
+            max_connections: 256,
+            max_sessions_per_connection: 64,
+        }
+    }
+}
+
+/// What every connection shares.
+pub struct Shared {
+    pub queue: mpsc::Sender<Job>,
+    pub policy: Mutex<Policy>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(
+        queue: mpsc::Sender<Job>,
+        policy: Policy,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            queue,
+            policy: Mutex::new(policy),
+            metrics,
+            limits,
+            connections: AtomicUsize::new(0),
+        })
+    }
+}
+
+/// Accept connections until the listener fails.
+pub fn serve(listener: UnixListener, shared: Arc<Shared>) -> std::io::Result<()> {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
+        };
+        let shared = shared.clone();
+        let n = shared.connections.fetch_add(1, Ordering::SeqCst);
+        if n >= shared.limits.max_connections {
+            shared.connections.fetch_sub(1, Ordering::SeqCst);
+            let f = Failure::new(Code::NoSession, "hitlessd: too many connections");
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
+            let _ = wire::send(&stream, f.encode(0).finish().as_slice(), &[]);
+            continue;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("conn".into())
+            .spawn(move || {
+                shared.metrics.connections.inc();
+                connection(&stream, &shared);
+                shared.metrics.connections.dec();
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("no thread for a connection: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// A session of this connection.
+#[derive(Clone, Copy)]
+struct Sess {
+    app: u32,
+    flags: u32,
+}
+
+fn kind_name(k: u8) -> &'static str {
+    match k {
+        kind::STATUS => "status",
+        kind::OPEN => "open",
+        kind::CLOSE => "close",
+        kind::STORE => "store",
+        kind::DELETE => "delete",
+        kind::RESTORE => "restore",
+        kind::LIST => "list",
+        kind::STAGE => "stage",
+        kind::FETCH => "fetch",
+        kind::LOG_APPEND => "log_append",
+        kind::LOG_READ => "log_read",
+        kind::LOG_TRIM => "log_trim",
+        kind::FORMAT => "format",
+        _ => "unknown",
+    }
+}
+
+fn connection(stream: &UnixStream, shared: &Shared) {
+    let peer = match rustix::net::sockopt::socket_peercred(stream) {
+        Ok(c) => {
+            let pid = c.pid.as_raw_nonzero().get();
+            Peer {
+                pid,
+                uid: c.uid.as_raw(),
+                gids: groups_of(pid, c.gid.as_raw()),
+            }
+        }
+        Err(e) => {
+            tracing::warn!("SO_PEERCRED: {e}");
+            return;
+        }
+    };
+    let _ = stream.set_write_timeout(Some(shared.limits.frame));
+    tracing::debug!(uid = peer.uid, pid = peer.pid, "connection");
+    let mut sessions: HashMap<u32, Sess> = HashMap::new();
+    loop {
+        let frame = match wire::recv(stream, shared.limits.idle, shared.limits.frame) {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(wire::WireError::Idle(after)) => {
+                tracing::debug!(uid = peer.uid, "connection idle for {after:?}: closed");
+                break;
+            }
+            Err(e) => {
+                // The stream cannot be resynchronised after a bad frame:
+                // say why, then close.
+                tracing::info!(uid = peer.uid, "bad frame: {e}");
+                shared
+                    .metrics
+                    .errors
+                    .get_or_create(&CodeLabel {
+                        code: "BadMessage".into(),
+                    })
+                    .inc();
+                let f = Failure::new(Code::BadMessage, format!("hitlessd: {e}"));
+                let _ = wire::send(stream, f.encode(0).finish().as_slice(), &[]);
+                break;
+            }
+        };
+        let start = Instant::now();
+        let bytes_in = frame.data.len();
+        let (k, answer) = handle(shared, &peer, &mut sessions, &frame.msg, frame.data);
+        let m = &shared.metrics;
+        let label = KindLabel {
+            kind: kind_name(k).into(),
+        };
+        m.requests.get_or_create(&label).inc();
+        let (msg, data) = match answer {
+            Ok((r, d)) => (r.encode(k).finish(), d),
+            Err(f) => {
+                m.errors
+                    .get_or_create(&CodeLabel {
+                        code: format!("{:?}", f.code),
+                    })
+                    .inc();
+                (f.encode(k).finish(), Vec::new())
+            }
+        };
+        let dir = |d: &str| DirLabel {
+            direction: d.into(),
+        };
+        m.bytes.get_or_create(&dir("in")).inc_by(bytes_in as u64);
+        m.bytes.get_or_create(&dir("out")).inc_by(data.len() as u64);
+        if let Err(e) = wire::send(stream, msg.as_slice(), &data) {
+            tracing::info!(uid = peer.uid, "answer not delivered: {e}");
+            break;
+        }
+        m.latency
+            .get_or_create(&label)
+            .observe(start.elapsed().as_secs_f64());
+    }
+    tracing::debug!(
+        uid = peer.uid,
+        sessions = sessions.len(),
+        "connection closed"
+    );
+}
+
+fn handle(
+    shared: &Shared,
+    peer: &Peer,
+    sessions: &mut HashMap<u32, Sess>,
+    raw: &[u8],
+    data: Vec<u8>,
+) -> (u8, Answer) {
+    let m = match Message::decode(raw) {
+        Ok(m) => m,
+        Err(e) => return (0, Err(Failure::new(Code::BadMessage, e.to_string()))),
+    };
+    let k = m.kind;
+    let req = match Request::decode(&m) {
+        Ok(r) => r,
+        Err(e) => return (k, Err(Failure::new(e.code(), e.to_string()))),
+    };
+    let call = |op| card::call(&shared.queue, op, shared.limits.answer);
+    let answer = match req {
+        Request::Status | Request::Stage { .. } => call(Op::Plain(req)),
+        Request::Open { app, flags: want } => open(shared, peer, sessions, app, want, call),
+        Request::Close => match m.u32_or(tag::HANDLE, u32::MAX) {
+            Ok(h) if sessions.remove(&h).is_some() => Ok((Response::Done, vec![])),
+            _ => Err(no_session()),
+        },
+        req => session_request(sessions, &m, req, data).and_then(|op| {
+            let cap = match &op {
+                Op::Run {
+                    req:
+                        Request::Restore { cap, .. }
+                        | Request::Fetch { cap, .. }
+                        | Request::LogRead { cap, .. },
+                    ..
+                } => Some(*cap),
+                _ => None,
+            };
+            let (r, d) = call(op)?;
+            match cap {
+                Some(cap) if d.len() > cap as usize => Err(Failure::too_small(d.len() as u64)),
+                _ => Ok((r, d)),
+            }
+        }),
+    };
+    (k, answer)
+}
+
+fn no_session() -> Failure {
+    Failure::new(
+        Code::AuthFailed,
+        "no session with this handle on this connection",
+    )
+}
+
+fn open(
+    shared: &Shared,
+    peer: &Peer,
+    sessions: &mut HashMap<u32, Sess>,
+    app: u32,
+    want: u32,
+    call: impl Fn(Op) -> Answer,
+) -> Answer {
+    if want & !flags::ALL != 0 {
+        return Err(Failure::new(
+            Code::Invalid,
+            format!("unknown flags {want:#x}"),
+        ));
+    }
+    if sessions.len() >= shared.limits.max_sessions_per_connection {
+        return Err(Failure::new(
+            Code::NoSession,
+            "hitlessd: too many sessions on this connection; CLOSE one",
+        ));
+    }
+    let decision = match shared.policy.lock() {
+        Ok(p) => p.decide(peer, app),
+        Err(_) => return Err(Failure::new(Code::Device, "hitlessd: policy unavailable")),
+    };
+    if decision == Decision::Refused {
+        shared.metrics.policy_refusals.inc();
+        tracing::warn!(
+            uid = peer.uid,
+            pid = peer.pid,
+            app,
+            "open refused by policy"
+        );
+        return Err(Failure::new(
+            Code::Permission,
+            format!(
+                "uid {} may not use application {app} (hitlessd policy)",
+                peer.uid
+            ),
+        ));
+    }
+    let (r, _) = call(Op::Register { app })?;
+    let Response::Opened { key, .. } = r else {
+        return Err(Failure::new(
+            Code::Device,
+            "hitlessd: the card worker answered OPEN oddly",
+        ));
+    };
+    if decision == Decision::Register {
+        let registered = shared.policy.lock().map_err(|_| ()).and_then(|mut p| {
+            p.register(app, peer.uid)
+                .map_err(|e| tracing::error!("{e}"))
+        });
+        if registered.is_err() {
+            return Err(Failure::new(
+                Code::Device,
+                "hitlessd: cannot record the application's owner",
+            ));
+        }
+        tracing::info!(uid = peer.uid, app, "application registered");
+    }
+    let mut rng = rand::thread_rng();
+    let handle = loop {
+        let h: u32 = rng.gen();
+        if h != 0 && h != u32::MAX && !sessions.contains_key(&h) {
+            break h;
+        }
+    };
+    sessions.insert(handle, Sess { app, flags: want });
+    Ok((
+        Response::Opened {
+            handle,
+            key,
+            app,
+            secret: None,
+        },
+        vec![],
+    ))
+}
+
+/// A session request as the worker's job: the session named, the
+/// permission it was opened with, the data where the request takes some.
+fn session_request(
+    sessions: &HashMap<u32, Sess>,
+    m: &Message<'_>,
+    req: Request,
+    data: Vec<u8>,
+) -> Result<Op, Failure> {
+    let handle = m
+        .u32_or(tag::HANDLE, u32::MAX)
+        .map_err(|e| Failure::new(Code::BadMessage, e.to_string()))?;
+    let s = *sessions.get(&handle).ok_or_else(no_session)?;
+    if let Some((need, what)) = req.permission() {
+        if s.flags & need == 0 {
+            return Err(Failure::new(
+                Code::Permission,
+                format!("the session was not opened for {what}"),
+            ));
+        }
+    }
+    let takes_data = matches!(req, Request::Store { .. } | Request::LogAppend { .. });
+    if !takes_data && !data.is_empty() {
+        return Err(Failure::new(
+            Code::Invalid,
+            format!(
+                "{} bytes of data with a request that takes none",
+                data.len()
+            ),
+        ));
+    }
+    debug_assert!(data.len() <= MAX_DATA as usize);
+    Ok(Op::Run {
+        app: s.app,
+        req,
+        data,
+    })
+}

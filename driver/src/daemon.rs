@@ -1,0 +1,570 @@
+//! The firmware API through `hitlessd`, the host daemon that owns a card
+//! and serves many applications (`--card daemon:PATH`).
+//!
+//! [`wire`] moves frames ([`hitless_proto::daemon`]) over the Unix socket,
+//! large data in a sealed memfd passed with `SCM_RIGHTS`; the daemon uses
+//! the same functions. [`DaemonClient`] is the application's side: the
+//! [`Firmware`] operations, with the errors the direct path gives.
+
+use crate::error::{Error, Result};
+use crate::firmware::{Firmware, FwStatus, LogRead, OpenFlags, Secret, Session};
+use hitless_hdl::contract::{crc32c, MAX_TRANSFER};
+use hitless_proto::message::{Failure, Request};
+use hitless_proto::msg::{flags, tag, SetInfo};
+use hitless_proto::tlv::Message;
+use hitless_proto::Response;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The daemon's socket when none is named (and `hitless` finds it there,
+/// it uses the daemon rather than opening the card itself).
+pub const DEFAULT_SOCKET: &str = "/run/hitless/hitlessd.sock";
+
+pub mod wire {
+    //! Frames on the daemon's socket. Every read is bounded: a whole frame
+    //! must arrive within its timeout once its first byte has, and no frame
+    //! is larger than the protocol's limits.
+
+    use hitless_proto::daemon::{FrameError, Header, FD_THRESHOLD, HEADER_BYTES};
+    use rustix::fs::{MemfdFlags, SealFlags};
+    use rustix::net::{
+        RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+        SendAncillaryMessage, SendFlags,
+    };
+    use std::io::{IoSlice, IoSliceMut};
+    use std::mem::MaybeUninit;
+    use std::os::fd::{AsFd, OwnedFd};
+    use std::os::unix::net::UnixStream;
+    use std::time::{Duration, Instant};
+
+    /// One frame: its message and its data.
+    #[derive(Debug, Default, PartialEq, Eq)]
+    pub struct Frame {
+        pub msg: Vec<u8>,
+        pub data: Vec<u8>,
+    }
+
+    /// Why a frame could not be moved.
+    #[derive(Debug, thiserror::Error)]
+    pub enum WireError {
+        #[error("socket: {0}")]
+        Io(#[from] std::io::Error),
+        #[error(transparent)]
+        Frame(#[from] FrameError),
+        #[error("the peer closed the connection in the middle of a frame")]
+        Truncated,
+        #[error("no frame within {0:?}")]
+        Timeout(Duration),
+        #[error("no request for {0:?}")]
+        Idle(Duration),
+        #[error("frame data: {0}")]
+        Fd(&'static str),
+    }
+
+    fn io(e: rustix::io::Errno) -> std::io::Error {
+        std::io::Error::from_raw_os_error(e.raw_os_error())
+    }
+
+    /// Send one frame. Data of [`FD_THRESHOLD`] bytes or more goes in a
+    /// memfd sealed against any change, so the receiver can trust its size.
+    pub fn send(sock: &UnixStream, msg: &[u8], data: &[u8]) -> Result<(), WireError> {
+        let in_fd = data.len() >= FD_THRESHOLD;
+        let header = Header::new(msg.len(), data.len(), in_fd)?.encode();
+        let memfd = if in_fd {
+            Some(sealed_memfd(data)?)
+        } else {
+            None
+        };
+        let inline: &[u8] = if in_fd { &[] } else { data };
+        let parts = [&header[..], msg, inline];
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        let mut sent = 0;
+        while sent < total {
+            // The slices still to send.
+            let mut skip = sent;
+            let mut iov = Vec::with_capacity(3);
+            for p in parts {
+                if skip >= p.len() {
+                    skip -= p.len();
+                } else {
+                    iov.push(IoSlice::new(&p[skip..]));
+                    skip = 0;
+                }
+            }
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            let fds;
+            if sent == 0 {
+                if let Some(fd) = &memfd {
+                    fds = [fd.as_fd()];
+                    if !control.push(SendAncillaryMessage::ScmRights(&fds)) {
+                        return Err(WireError::Fd("no room for the descriptor"));
+                    }
+                }
+            }
+            match rustix::net::sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL) {
+                Ok(0) => return Err(WireError::Truncated),
+                Ok(n) => sent += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    return Err(WireError::Timeout(
+                        sock.write_timeout()?.unwrap_or_default(),
+                    ))
+                }
+                Err(e) => return Err(io(e).into()),
+            }
+        }
+        Ok(())
+    }
+
+    fn sealed_memfd(data: &[u8]) -> Result<OwnedFd, WireError> {
+        let fd = rustix::fs::memfd_create(
+            "hitless-frame",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )
+        .map_err(io)?;
+        let mut at = 0;
+        while at < data.len() {
+            match rustix::io::pwrite(&fd, &data[at..], at as u64) {
+                Ok(0) => return Err(WireError::Fd("memfd write made no progress")),
+                Ok(n) => at += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(io(e).into()),
+            }
+        }
+        rustix::fs::fcntl_add_seals(
+            &fd,
+            SealFlags::SHRINK | SealFlags::GROW | SealFlags::WRITE | SealFlags::SEAL,
+        )
+        .map_err(io)?;
+        Ok(fd)
+    }
+
+    /// Receive one frame. Waits at most `idle` for its first byte
+    /// (`Ok(None)` when the peer closed the connection between frames),
+    /// then at most `frame` for the rest.
+    pub fn recv(
+        sock: &UnixStream,
+        idle: Duration,
+        frame: Duration,
+    ) -> Result<Option<Frame>, WireError> {
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut header = [0u8; HEADER_BYTES];
+        let mut deadline = None;
+        let got = fill(sock, &mut header, &mut fds, idle, frame, &mut deadline)?;
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < HEADER_BYTES {
+            return Err(WireError::Truncated);
+        }
+        let h = Header::decode(&header)?;
+        let mut msg = vec![0u8; h.msg_len as usize];
+        if fill(sock, &mut msg, &mut fds, idle, frame, &mut deadline)? < msg.len() {
+            return Err(WireError::Truncated);
+        }
+        let data = if h.data_in_fd() {
+            let fd = match (fds.pop(), fds.is_empty()) {
+                (Some(fd), true) => fd,
+                (None, _) => return Err(WireError::Fd("the frame's descriptor is missing")),
+                (Some(_), false) => return Err(WireError::Fd("more than one descriptor")),
+            };
+            read_fd(&fd, h.data_len as usize)?
+        } else {
+            if !fds.is_empty() {
+                return Err(WireError::Fd("a descriptor on a frame with inline data"));
+            }
+            let mut data = vec![0u8; h.data_len as usize];
+            if fill(sock, &mut data, &mut fds, idle, frame, &mut deadline)? < data.len() {
+                return Err(WireError::Truncated);
+            }
+            data
+        };
+        Ok(Some(Frame { msg, data }))
+    }
+
+    /// Read `len` bytes at offset 0 of a received descriptor (pread: a
+    /// sender that truncates its file gets an error, not this side a
+    /// SIGBUS).
+    fn read_fd(fd: &OwnedFd, len: usize) -> Result<Vec<u8>, WireError> {
+        let mut data = vec![0u8; len];
+        let mut at = 0;
+        while at < len {
+            match rustix::io::pread(fd, &mut data[at..], at as u64) {
+                Ok(0) => {
+                    return Err(WireError::Fd(
+                        "the descriptor holds fewer bytes than the frame says",
+                    ))
+                }
+                Ok(n) => at += n,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return Err(WireError::Fd("the descriptor cannot be read")),
+            }
+        }
+        Ok(data)
+    }
+
+    /// Fill `buf` from the socket, collecting descriptors; returns the bytes
+    /// read (fewer than `buf.len()` only at end of stream). The frame's
+    /// deadline starts with its first byte.
+    fn fill(
+        sock: &UnixStream,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        idle: Duration,
+        frame: Duration,
+        deadline: &mut Option<Instant>,
+    ) -> Result<usize, WireError> {
+        let mut at = 0;
+        while at < buf.len() {
+            let wait = match *deadline {
+                None => idle,
+                Some(d) => d.saturating_duration_since(Instant::now()),
+            };
+            if wait.is_zero() {
+                return Err(WireError::Timeout(frame));
+            }
+            sock.set_read_timeout(Some(wait))?;
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
+            let mut control = RecvAncillaryBuffer::new(&mut space);
+            let mut iov = [IoSliceMut::new(&mut buf[at..])];
+            match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+                Ok(r) => {
+                    for m in control.drain() {
+                        if let RecvAncillaryMessage::ScmRights(rights) = m {
+                            fds.extend(rights);
+                        }
+                    }
+                    if fds.len() > 1 {
+                        return Err(WireError::Fd("more than one descriptor"));
+                    }
+                    if r.bytes == 0 {
+                        return Ok(at);
+                    }
+                    at += r.bytes;
+                    deadline.get_or_insert_with(|| Instant::now() + frame);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(rustix::io::Errno::AGAIN) => {
+                    return Err(if deadline.is_some() {
+                        WireError::Timeout(frame)
+                    } else {
+                        WireError::Idle(idle)
+                    })
+                }
+                Err(e) => return Err(io(e).into()),
+            }
+        }
+        Ok(at)
+    }
+}
+
+/// The firmware API through `hitlessd`.
+pub struct DaemonClient {
+    sock: UnixStream,
+    path: PathBuf,
+    timeout: Duration,
+}
+
+fn unexpected(r: &Response) -> Error {
+    Error::BadCompletion(format!("unexpected daemon response {r:?}"))
+}
+
+fn wire_err(path: &Path) -> impl Fn(wire::WireError) -> Error + '_ {
+    move |e| match e {
+        wire::WireError::Timeout(after) | wire::WireError::Idle(after) => Error::Timeout {
+            what: "hitlessd's answer",
+            after,
+        },
+        e => Error::transport(format!("hitlessd at {}", path.display()), e),
+    }
+}
+
+impl DaemonClient {
+    /// Connect to the daemon at `path`; each request waits at most
+    /// `timeout` for its answer (plus the time the daemon allows the card).
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Self> {
+        let sock = UnixStream::connect(path).map_err(|e| {
+            Error::transport(format!("connect to hitlessd at {}", path.display()), e)
+        })?;
+        sock.set_write_timeout(Some(timeout))
+            .map_err(|e| Error::transport("socket timeout", e))?;
+        Ok(Self {
+            sock,
+            path: path.to_path_buf(),
+            timeout,
+        })
+    }
+
+    /// Send raw frame bytes and read one answer (tests of the daemon's
+    /// input checking): the answer's message and data.
+    pub fn raw(&mut self, msg: &[u8], data: &[u8]) -> Result<wire::Frame> {
+        wire::send(&self.sock, msg, data).map_err(wire_err(&self.path))?;
+        self.answer()
+    }
+
+    fn answer(&mut self) -> Result<wire::Frame> {
+        match wire::recv(&self.sock, self.timeout, self.timeout) {
+            Ok(Some(f)) => Ok(f),
+            Ok(None) => Err(Error::transport_msg(format!(
+                "hitlessd at {} closed the connection",
+                self.path.display()
+            ))),
+            Err(e) => Err(wire_err(&self.path)(e)),
+        }
+    }
+
+    /// One request and its answer; a refusal is `Error::Firmware`, as on
+    /// the direct path.
+    fn call(
+        &mut self,
+        r: &Request,
+        handle: Option<u32>,
+        data: &[u8],
+    ) -> Result<(Response, Vec<u8>)> {
+        let kind = r.kind();
+        let m = r.encode();
+        let m = match handle {
+            Some(h) if Request::needs_session(kind) => m.u32(tag::HANDLE, h),
+            _ => m,
+        };
+        let f = self.raw(m.finish().as_slice(), data)?;
+        let msg = Message::decode(&f.msg).map_err(hitless_proto::message::ResponseError::from)?;
+        match Response::decode(kind, &msg)? {
+            Ok(r) => Ok((r, f.data)),
+            Err(Failure {
+                code,
+                detail,
+                needed,
+            }) => Err(Error::Firmware {
+                code,
+                detail,
+                needed,
+            }),
+        }
+    }
+
+    fn signed(&mut self, s: &Session, r: &Request, data: &[u8]) -> Result<(Response, Vec<u8>)> {
+        self.call(r, Some(s.handle), data)
+    }
+
+    fn sets(r: Response) -> Result<Vec<SetInfo>> {
+        match r {
+            Response::Sets { sets, .. } => Ok(sets),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn done(r: Response) -> Result<()> {
+        match r {
+            Response::Done => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+/// The bytes of a set or record the answer's data holds at `offset`.
+fn slice(data: &[u8], offset: u32, len: u32) -> Result<Vec<u8>> {
+    let (o, l) = (offset as usize, len as usize);
+    o.checked_add(l)
+        .and_then(|end| data.get(o..end))
+        .map(<[u8]>::to_vec)
+        .ok_or_else(|| {
+            Error::BadCompletion(format!(
+                "hitlessd answered {l} bytes at {o} of {} bytes of data",
+                data.len()
+            ))
+        })
+}
+
+fn tier_flag(cold: bool) -> u32 {
+    if cold {
+        flags::COLD
+    } else {
+        0
+    }
+}
+
+impl Firmware for DaemonClient {
+    fn status(&mut self) -> Result<FwStatus> {
+        match self.call(&Request::Status, None, &[])?.0 {
+            Response::Status(s) => Ok(s),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn open_app(
+        &mut self,
+        app: u32,
+        what: OpenFlags,
+        _secret: Option<&Secret>,
+    ) -> Result<(Session, Option<Secret>)> {
+        let r = Request::Open { app, flags: what.0 };
+        match self.call(&r, None, &[])?.0 {
+            Response::Opened { handle, key, .. } => {
+                Ok((Session::through_daemon(app, handle, key), None))
+            }
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn close(&mut self, s: &Session) -> Result<()> {
+        Self::done(self.signed(s, &Request::Close, &[])?.0)
+    }
+
+    fn store(
+        &mut self,
+        s: &Session,
+        object: u32,
+        endpoint: u32,
+        stage: u32,
+        cold: bool,
+        data: &[u8],
+    ) -> Result<()> {
+        if data.len() > MAX_TRANSFER as usize {
+            return Err(Error::InvalidArgument(format!(
+                "a set is at most {MAX_TRANSFER} bytes; split {} bytes into objects",
+                data.len()
+            )));
+        }
+        let r = Request::Store {
+            object,
+            endpoint,
+            stage,
+            flags: tier_flag(cold),
+            addr: 0,
+            len: data.len() as u32,
+            crc: crc32c(data),
+        };
+        match self.signed(s, &r, data)?.0 {
+            Response::Stored { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn delete(&mut self, s: &Session, object: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::Delete { object }, &[])?.0)
+    }
+
+    fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
+        let r = Request::Restore {
+            object,
+            addr: 0,
+            cap: hitless_proto::daemon::MAX_DATA,
+        };
+        let (r, data) = self.signed(s, &r, &[])?;
+        let info = *Self::sets(r)?
+            .first()
+            .ok_or_else(|| Error::BadCompletion("RESTORE without the set's record".into()))?;
+        let bytes = slice(&data, info.data_offset, info.len)?;
+        if crc32c(&bytes) != info.crc {
+            return Err(Error::BadCompletion("restored set fails its CRC".into()));
+        }
+        Ok((info, bytes))
+    }
+
+    fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
+        Self::sets(self.signed(s, &Request::List, &[])?.0)
+    }
+
+    fn announce(&mut self, stage: u32) -> Result<Vec<SetInfo>> {
+        Self::sets(self.call(&Request::Stage { stage }, None, &[])?.0)
+    }
+
+    fn fetch(&mut self, s: &Session, stage: u32) -> Result<Vec<(SetInfo, Vec<u8>)>> {
+        let r = Request::Fetch {
+            stage,
+            addr: 0,
+            cap: hitless_proto::daemon::MAX_DATA,
+        };
+        let (r, data) = self.signed(s, &r, &[])?;
+        Self::sets(r)?
+            .into_iter()
+            .map(|info| {
+                let bytes = slice(&data, info.data_offset, info.len)?;
+                if crc32c(&bytes) != info.crc {
+                    return Err(Error::BadCompletion(format!(
+                        "set {}/{} fails its CRC",
+                        info.app, info.object
+                    )));
+                }
+                Ok((info, bytes))
+            })
+            .collect()
+    }
+
+    fn log_append(
+        &mut self,
+        s: &Session,
+        object: u32,
+        cold: bool,
+        overwrite: bool,
+        data: &[u8],
+    ) -> Result<u32> {
+        let r = Request::LogAppend {
+            object,
+            flags: tier_flag(cold) | if overwrite { flags::OVERWRITE } else { 0 },
+            addr: 0,
+            len: u32::try_from(data.len()).unwrap_or(u32::MAX),
+        };
+        match self.signed(s, &r, data)?.0 {
+            Response::Appended { offset } => Ok(offset),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn log_read(&mut self, s: &Session, cold: bool) -> Result<LogRead> {
+        let r = Request::LogRead {
+            flags: tier_flag(cold),
+            addr: 0,
+            cap: hitless_proto::daemon::MAX_DATA,
+        };
+        let (r, data) = self.signed(s, &r, &[])?;
+        let Response::Log {
+            records: infos,
+            head,
+            tail,
+        } = r
+        else {
+            return Err(Error::BadCompletion(
+                "LOG_READ answered without records".into(),
+            ));
+        };
+        let records = infos
+            .into_iter()
+            .map(|li| Ok((li, slice(&data, li.data_offset, li.len)?)))
+            .collect::<Result<_>>()?;
+        Ok(LogRead {
+            records,
+            head,
+            tail,
+        })
+    }
+
+    fn log_trim(&mut self, s: &Session, cold: bool, to: u32) -> Result<()> {
+        let r = Request::LogTrim {
+            flags: tier_flag(cold),
+            to: Some(to),
+        };
+        match self.signed(s, &r, &[])?.0 {
+            Response::Log { .. } => Ok(()),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn format(&mut self, s: &Session, cold: bool) -> Result<()> {
+        let r = Request::Format {
+            flags: tier_flag(cold),
+        };
+        Self::done(self.signed(s, &r, &[])?.0)
+    }
+
+    fn auth_failures(&mut self) -> Result<u32> {
+        Ok(self.status()?.auth_fails)
+    }
+
+    fn describe(&self) -> String {
+        format!("hitlessd at {}", self.path.display())
+    }
+}
