@@ -6,9 +6,8 @@
 //!
 //! It keeps one card session per application (a pool: the card has 14
 //! protection entries for sessions, the daemon serves any number of
-//! applications, closing the least recently used session when it needs a
-//! new one) and the applications' secrets. It reopens the card when it is
-//! lost: a transport error or timeout (the card process restarted, the
+//! applications, closing a random one when it needs a new one) and the
+//! applications' secrets. It reopens the card when it is lost: a transport error or timeout (the card process restarted, the
 //! device reset) drops the card and its sessions; a card session the card
 //! no longer knows (a warm reset restarts the firmware) is reopened. A
 //! request that can be repeated without changing its outcome is retried
@@ -45,6 +44,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// The request kind's name, for metrics.
+    pub fn kind_name(&self) -> &'static str {
+        match self {
+            Op::Plain(r) | Op::Run { req: r, .. } => crate::server::kind_name(r.kind()),
+            Op::Register { .. } => "open",
+        }
+    }
+
     /// Can the worker repeat it on a reopened card without changing its
     /// outcome?
     fn repeatable(&self) -> bool {
@@ -80,8 +87,7 @@ type Fw = Client<Box<dyn CardIo>>;
 struct Worker {
     cfg: CardConfig,
     fw: Option<Fw>,
-    sessions: HashMap<u32, (Session, u64)>,
-    tick: u64,
+    sessions: HashMap<u32, Session>,
     opened_once: bool,
     metrics: Arc<Metrics>,
 }
@@ -97,7 +103,6 @@ pub fn start(cfg: CardConfig, metrics: Arc<Metrics>) -> std::io::Result<mpsc::Se
                 cfg,
                 fw: None,
                 sessions: HashMap::new(),
-                tick: 0,
                 opened_once: false,
                 metrics,
             };
@@ -107,7 +112,14 @@ pub fn start(cfg: CardConfig, metrics: Arc<Metrics>) -> std::io::Result<mpsc::Se
                 tracing::warn!("card {} not available yet: {}", w.cfg.spec, e.chain());
             }
             while let Ok(job) = rx.recv() {
+                let start = Instant::now();
                 let answer = w.serve(&job.op);
+                w.metrics
+                    .card_time
+                    .get_or_create(&crate::metrics::KindLabel {
+                        kind: job.op.kind_name().into(),
+                    })
+                    .observe(start.elapsed().as_secs_f64());
                 // The application may be gone: nothing to do then (what
                 // the card acknowledged stays acknowledged on the card).
                 let _ = job.reply.send(answer);
@@ -201,10 +213,7 @@ impl Worker {
 
     /// The pooled card session of `app`, opened when needed.
     fn session(&mut self, app: u32) -> Result<Session, Error> {
-        self.tick += 1;
-        let tick = self.tick;
-        if let Some((s, used)) = self.sessions.get_mut(&app) {
-            *used = tick;
+        if let Some(s) = self.sessions.get(&app) {
             return Ok(s.clone());
         }
         let secret = self.cfg.credentials.load(app)?;
@@ -215,11 +224,12 @@ impl Worker {
             let fw = self.card()?;
             match fw.open_app(app, OpenFlags::all(), secret.as_ref()) {
                 Ok((s, fresh)) => {
+                    self.metrics.card_session_opens.inc();
                     if let Some(n) = fresh {
                         self.cfg.credentials.save(app, &n)?;
                         tracing::info!("application {app} registered on the card");
                     }
-                    self.sessions.insert(app, (s.clone(), tick));
+                    self.sessions.insert(app, s.clone());
                     return Ok(s);
                 }
                 Err(Error::Firmware {
@@ -231,12 +241,22 @@ impl Worker {
         }
     }
 
-    /// Close the least recently used card session.
+    /// Close a card session to make room: a random one. (Least recently
+    /// used would be the textbook choice, but applications taking turns,
+    /// more of them than the card has entries, is the daemon's normal
+    /// load, and LRU then evicts exactly the session needed next, every
+    /// time.)
     fn evict(&mut self) -> Result<(), Error> {
-        let Some((&app, _)) = self.sessions.iter().min_by_key(|(_, (_, used))| *used) else {
+        use rand::seq::IteratorRandom;
+        let Some(app) = self
+            .sessions
+            .keys()
+            .copied()
+            .choose(&mut rand::thread_rng())
+        else {
             return Ok(());
         };
-        if let Some((s, _)) = self.sessions.remove(&app) {
+        if let Some(s) = self.sessions.remove(&app) {
             let fw = self.card()?;
             if let Err(e) = fw.close(&s) {
                 // The session is gone either way; the card reuses an

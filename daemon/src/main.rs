@@ -48,8 +48,8 @@ struct Args {
     /// Seconds a connection may stay silent before it is closed.
     #[arg(long, default_value_t = 3600)]
     idle_timeout: u64,
-    /// Card sessions kept open at most (the card has 14).
-    #[arg(long, default_value_t = 12)]
+    /// Card sessions kept open at most (the card has 14 for sessions).
+    #[arg(long, default_value_t = 14)]
     max_card_sessions: usize,
 }
 

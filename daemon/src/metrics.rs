@@ -39,6 +39,10 @@ pub struct Metrics {
     pub errors: Family<CodeLabel, Counter>,
     pub bytes: Family<DirLabel, Counter>,
     pub latency: Family<KindLabel, Histogram>,
+    /// The card worker's time per request (the card's share of `latency`).
+    pub card_time: Family<KindLabel, Histogram>,
+    /// Card sessions opened to make room or after a reset.
+    pub card_session_opens: Counter,
     /// Opens the policy refused, plus the card's own count of refused MACs.
     pub policy_refusals: Counter,
     pub card_auth_failures: Gauge,
@@ -64,6 +68,10 @@ impl Metrics {
         let latency = Family::<KindLabel, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(1e-5, 2.0, 24))
         });
+        let card_time = Family::<KindLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(1e-5, 2.0, 24))
+        });
+        let card_session_opens = Counter::default();
         let policy_refusals = Counter::default();
         let card_auth_failures = Gauge::default();
         let card_opens = Counter::default();
@@ -88,6 +96,16 @@ impl Metrics {
             "request_seconds",
             "Request latency from receipt to answer, by kind",
             latency.clone(),
+        );
+        registry.register(
+            "card_seconds",
+            "The card worker's time per request, by kind (the rest of request_seconds is queueing and the socket)",
+            card_time.clone(),
+        );
+        registry.register(
+            "card_session_opens",
+            "Card sessions opened (first use, after an eviction or a reset)",
+            card_session_opens.clone(),
         );
         registry.register(
             "policy_refusals",
@@ -135,6 +153,8 @@ impl Metrics {
             errors,
             bytes,
             latency,
+            card_time,
+            card_session_opens,
             policy_refusals,
             card_auth_failures,
             card_opens,

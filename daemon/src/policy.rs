@@ -328,3 +328,17 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[cfg(test)]
+mod example {
+    #[test]
+    fn the_shipped_example_policy_parses() {
+        let text = include_str!("../systemd/policy.example.toml");
+        let rules =
+            super::Policy::rules_from_str(std::path::Path::new("policy.example.toml"), text)
+                .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].apps, vec![(100, 199)]);
+        assert_eq!(rules[1].apps, vec![(7, 7), (9, 9)]);
+    }
+}

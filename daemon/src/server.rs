@@ -114,7 +114,8 @@ struct Sess {
     flags: u32,
 }
 
-fn kind_name(k: u8) -> &'static str {
+/// A request kind's name, for metrics.
+pub fn kind_name(k: u8) -> &'static str {
     match k {
         kind::STATUS => "status",
         kind::OPEN => "open",

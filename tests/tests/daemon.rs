@@ -410,3 +410,41 @@ fn bad_and_truncated_frames_get_an_error_and_never_crash_the_daemon() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn hitlessd_serves_the_socket_systemd_passes() {
+    use command_fds::{CommandFdExt, FdMapping};
+    let dir = scratch("activation");
+    let card = start_card(&dir);
+    let path = dir.join("activated.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let mut cmd = Command::new(bin("hitlessd"));
+    cmd.arg("--card")
+        .arg(format!("vfio-user:{}", card.socket.display()))
+        // Not this one: the passed socket wins.
+        .arg("--socket")
+        .arg(dir.join("unused.sock"))
+        .arg("--state-dir")
+        .arg(dir.join("daemon-state"))
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_PID")
+        .stderr(Stdio::null());
+    cmd.fd_mappings(vec![FdMapping {
+        parent_fd: std::os::fd::OwnedFd::from(listener),
+        child_fd: 3,
+    }])
+    .unwrap();
+    let _d = Daemon {
+        child: cmd.spawn().unwrap(),
+        socket: path.clone(),
+    };
+    let mut c = DaemonClient::connect(&path, Duration::from_secs(20)).unwrap();
+    let (s, _) = c.open_app(12, OpenFlags::all(), None).unwrap();
+    c.store(&s, 1, 0, 0, false, b"activated").unwrap();
+    assert_eq!(c.restore(&s, 1).unwrap().1, b"activated");
+    assert!(
+        !dir.join("unused.sock").exists(),
+        "hitlessd bound --socket too"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -201,7 +201,9 @@ fn sim_bin(name: &str, args: &[String]) -> Result<ExitCode> {
         "-p",
         "hitless-sim",
         "-p",
-        "hitless-driver",
+        "hitless-cli",
+        "-p",
+        "hitless-daemon",
         "--bins",
     ]))?;
     let mut cmd = util::cargo();

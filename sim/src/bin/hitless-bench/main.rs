@@ -12,6 +12,8 @@ use hitless_sim::harness::{program_entry, Rings, DATA_ADDR};
 use hitless_sim::{CardTiming, PortTiming, SimCard};
 use std::time::Instant;
 
+mod daemon;
+
 const KEY_TAG: u32 = 0xBE4C;
 
 fn card_for(timing: CardTiming) -> (SimCard, Rings, u32) {
@@ -339,6 +341,11 @@ fn cli_checkpoint_restore_1mib_s() -> f64 {
 }
 
 fn main() {
+    // `hitless-bench daemon`: the daemon's lines alone.
+    if std::env::args().nth(1).as_deref() == Some("daemon") {
+        daemon::lines();
+        return;
+    }
     let sizes = [(4096u32, "4KiB"), (65536, "64KiB"), (1 << 20, "1MiB")];
     for (op, name) in [
         (Opcode::Write, "write"),
@@ -383,4 +390,5 @@ fn main() {
         "cli_checkpoint_restore_1MiB_s = {:.3}",
         cli_checkpoint_restore_1mib_s()
     );
+    daemon::lines();
 }
