@@ -69,11 +69,28 @@ pub const MUTANTS: &[Mutant] = &[
     },
     Mutant {
         name: "irq-no-pending-on-unmask",
-        what: "the controller pulses irq only for newly set causes: one pending when it is unmasked is never sent",
-        file: "hdl/src/rtl/controller.rs",
-        from: "self.irq_live.d.next = self.irq_now.val();",
-        to: "self.irq_live.d.next = self.irq_status.q.val();",
+        what: "the interrupt unit pulses irq only for newly set causes: one pending when it is unmasked is never sent",
+        file: "hdl/src/rtl/irq.rs",
+        from: "self.live.d.next = self.now.val();",
+        to: "self.live.d.next = self.status_r.q.val();",
+        // The full controller through the driver's eyes (the unit's own
+        // bench catches it too: `irq-level` is the cheap one).
         tests: &["-p", "hitless-sim", "--test", "irq_pending"],
+    },
+    Mutant {
+        name: "irq-level",
+        what: "the interrupt unit holds irq high while a cause is deliverable (a level, not one message per cause)",
+        file: "hdl/src/rtl/irq.rs",
+        from: "self.pulse.d.next = (self.now.val() & !self.live.q.val()).any();",
+        to: "self.pulse.d.next = self.now.val().any();",
+        tests: &[
+            "-p",
+            "hitless-hdl",
+            "--features",
+            "rtl",
+            "--lib",
+            "rtl::irq::",
+        ],
     },
     Mutant {
         name: "mover-early-done",

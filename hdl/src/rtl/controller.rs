@@ -8,6 +8,7 @@
 
 use super::axil::AxiLiteCsr;
 use super::bus::{AxiLiteTarget, PmpInitiator, CSR_ADDR_BITS};
+use super::irq::IrqUnit;
 use super::mover::Mover;
 use super::router::{PortRouter, SEL_COLD, SEL_HOST, SEL_NONE, SEL_WARM};
 use super::slice::PmpSlice;
@@ -152,13 +153,8 @@ pub struct HitlessController {
     cq_log2: DFF<Bits<4>>,
     cq_head: DFF<Bits<16>>,
     cq_tail: DFF<Bits<16>>,
-    irq_status: DFF<Bits<3>>,
-    irq_mask: DFF<Bits<3>>,
-    irq_pulse: DFF<Bit>,
-    // IRQ_STATUS & IRQ_MASK while CTRL.IRQ_ENABLE, a cycle ago: a bit that
-    // turns on here (newly set, or pending when unmasked) pulses `irq`.
-    irq_live: DFF<Bits<3>>,
-    irq_now: Signal<Local, Bits<3>>,
+    // IRQ_STATUS, IRQ_MASK and the interrupt message.
+    irq_unit: IrqUnit,
     ops_ok: DFF<Bits<32>>,
     ops_failed: DFF<Bits<32>>,
     ring_error: DFF<Bit>,
@@ -500,11 +496,7 @@ impl HitlessController {
             cq_log2: Default::default(),
             cq_head: Default::default(),
             cq_tail: Default::default(),
-            irq_status: Default::default(),
-            irq_mask: Default::default(),
-            irq_pulse: Default::default(),
-            irq_live: Default::default(),
-            irq_now: Default::default(),
+            irq_unit: Default::default(),
             ops_ok: Default::default(),
             ops_failed: Default::default(),
             ring_error: Default::default(),
@@ -806,10 +798,6 @@ impl Logic for HitlessController {
             cq_log2,
             cq_head,
             cq_tail,
-            irq_status,
-            irq_mask,
-            irq_pulse,
-            irq_live,
             ops_ok,
             ops_failed,
             ring_error,
@@ -909,13 +897,14 @@ impl Logic for HitlessController {
         );
         clock!(
             self, clock, axil, mover, host_slice, warm_slice, cold_slice, src_slice, dst_slice,
-            eng_slice
+            eng_slice, irq_unit
         );
         self.pt_eng.read_clock.next = self.clock.val();
         self.pt_eng.write_clock.next = self.clock.val();
         self.pt_csr.read_clock.next = self.clock.val();
         self.pt_csr.write_clock.next = self.clock.val();
         self.axil.reset.next = self.reset.val();
+        self.irq_unit.reset.next = self.reset.val();
         self.mover.reset.next = self.reset.val();
         self.host_slice.reset.next = self.reset.val();
         self.warm_slice.reset.next = self.reset.val();
@@ -941,12 +930,14 @@ impl Logic for HitlessController {
         PmpInitiator::<64>::join(&mut self.dst_slice.down, &mut self.router.dst);
         PmpInitiator::<64>::join(&mut self.eng_slice.down, &mut self.router.eng);
         self.cycles.d.next = self.cycles.q.val() + 1;
-        self.irq.next = self.irq_pulse.q.val();
+        self.irq.next = self.irq_unit.irq.val();
         self.active.next = bit_cast::<2, 1>(self.warm_st.q.val().active.into())
             | (bit_cast::<2, 1>(self.cold_st.q.val().active.into()) << 1);
-        self.error.next = (self.irq_status.q.val() & self.k_irq_error.val()) != 0;
+        self.error.next = (self.irq_unit.status.val() & self.k_irq_error.val()) != 0;
         self.irq_set.next = 0.into();
         self.irq_clear.next = 0.into();
+        self.irq_unit.mask_write.next = false;
+        self.irq_unit.mask_data.next = self.wr_data_q.q.val().get_bits::<3>(0);
 
         // ---- decoded descriptor and protection entry ----
         self.opcode.next = self.desc.q.val().get_bits::<8>(0);
@@ -1380,10 +1371,11 @@ impl Logic for HitlessController {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.cq_tail.q.val()));
         }
         if self.rd_sel.q.val().get_bit(38) {
-            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_status.q.val()));
+            self.rd_data.next =
+                self.rd_data.val() | (bit_cast::<32, 3>(self.irq_unit.status.val()));
         }
         if self.rd_sel.q.val().get_bit(39) {
-            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_mask.q.val()));
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_unit.mask.val()));
         }
         if self.rd_sel.q.val().get_bit(40) {
             self.rd_data.next = self.rd_data.val() | (self.ops_ok.q.val());
@@ -1449,7 +1441,7 @@ impl Logic for HitlessController {
             } else if self.wr_addr_q.q.val() == self.r_irq_status.val() {
                 self.irq_clear.next = self.wr_data_q.q.val().get_bits::<3>(0);
             } else if self.wr_addr_q.q.val() == self.r_irq_mask.val() {
-                self.irq_mask.d.next = self.wr_data_q.q.val().get_bits::<3>(0);
+                self.irq_unit.mask_write.next = true;
             } else if self.wr_addr_q.q.val() == self.r_pt_index.val() {
                 self.pt_index.d.next = self.wr_data_q.q.val().get_bits::<4>(0);
             } else if self.wr_addr_q.q.val() == self.r_pt_key_tag.val() {
@@ -2225,17 +2217,10 @@ impl Logic for HitlessController {
             self.eng_inflight.d.next = self.eng_inflight.q.val() - 1;
         }
 
-        // ---- interrupts ----
-        self.irq_status.d.next =
-            (self.irq_status.q.val() & !self.irq_clear.val()) | self.irq_set.val();
-        // Deliverable causes from registers only; a rising bit is a message
-        // (a cause pending when it is unmasked or IRQ_ENABLE is set too).
-        self.irq_now.next = 0.into();
-        if (self.ctrl.q.val() & self.k_ctrl_irq_enable.val()).any() {
-            self.irq_now.next = self.irq_status.q.val() & self.irq_mask.q.val();
-        }
-        self.irq_live.d.next = self.irq_now.val();
-        self.irq_pulse.d.next = (self.irq_now.val() & !self.irq_live.q.val()).any();
+        // ---- interrupts (the rule is the unit's) ----
+        self.irq_unit.set.next = self.irq_set.val();
+        self.irq_unit.clear.next = self.irq_clear.val();
+        self.irq_unit.enable.next = (self.ctrl.q.val() & self.k_ctrl_irq_enable.val()).any();
 
         // ---- reset ----
         if self.reset.val() {
@@ -2253,10 +2238,6 @@ impl Logic for HitlessController {
             self.cq_log2.d.next = 0.into();
             self.cq_head.d.next = 0.into();
             self.cq_tail.d.next = 0.into();
-            self.irq_status.d.next = 0.into();
-            self.irq_mask.d.next = 0.into();
-            self.irq_pulse.d.next = false;
-            self.irq_live.d.next = 0.into();
             self.ops_ok.d.next = 0.into();
             self.ops_failed.d.next = 0.into();
             self.ring_error.d.next = false;

@@ -12,6 +12,7 @@ pub mod bus;
 pub mod controller;
 pub mod crc;
 pub mod flash;
+pub mod irq;
 pub mod lite;
 pub mod mover;
 pub mod router;
@@ -160,6 +161,11 @@ mod tests {
             "flash_tier",
             flash::FlashTier::<11>::new(0x10_0000, 2, 1 << 20),
         );
+    }
+
+    #[test]
+    fn irq_block_synthesizes_and_lints() {
+        check("irq", irq::IrqUnit::default());
     }
 
     #[test]
