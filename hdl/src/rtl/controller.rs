@@ -2218,7 +2218,7 @@ impl Logic for HitlessController {
         }
 
         // ---- interrupts (the rule is the unit's) ----
-        self.irq_unit.set.next = self.irq_set.val();
+        self.irq_unit.raise.next = self.irq_set.val();
         self.irq_unit.clear.next = self.irq_clear.val();
         self.irq_unit.enable.next = (self.ctrl.q.val() & self.k_ctrl_irq_enable.val()).any();
 

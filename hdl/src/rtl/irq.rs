@@ -33,7 +33,7 @@ pub struct IrqUnit {
     /// Synchronous reset, active high: status, mask and message cleared.
     pub reset: Signal<In, Bit>,
     /// Causes raised this cycle (`contract::irq` bits).
-    pub set: Signal<In, Bits<IRQ_BITS>>,
+    pub raise: Signal<In, Bits<IRQ_BITS>>,
     /// Bits written 1 to `IRQ_STATUS` this cycle (W1C); a bit both set and
     /// cleared in one cycle stays set.
     pub clear: Signal<In, Bits<IRQ_BITS>>,
@@ -63,7 +63,7 @@ impl Logic for IrqUnit {
         self.status.next = self.status_r.q.val();
         self.mask.next = self.mask_r.q.val();
         self.irq.next = self.pulse.q.val();
-        self.status_r.d.next = (self.status_r.q.val() & !self.clear.val()) | self.set.val();
+        self.status_r.d.next = (self.status_r.q.val() & !self.clear.val()) | self.raise.val();
         if self.mask_write.val() {
             self.mask_r.d.next = self.mask_data.val();
         }
@@ -147,7 +147,7 @@ mod tests {
             wait_clock_cycle!(sim, clock, x);
             for (cycle, s) in steps.iter().enumerate() {
                 x.reset.next = s.reset;
-                x.set.next = u64::from(s.set).into();
+                x.raise.next = u64::from(s.set).into();
                 x.clear.next = u64::from(s.clear).into();
                 x.mask_write.next = s.mask.is_some();
                 x.mask_data.next = u64::from(s.mask.unwrap_or(0)).into();

@@ -1507,7 +1507,7 @@ impl Logic for LiteController {
         }
 
         // ---- interrupts (the rule is the unit's) ----
-        self.irq_unit.set.next = self.irq_set.val();
+        self.irq_unit.raise.next = self.irq_set.val();
         self.irq_unit.clear.next = self.irq_clear.val();
         self.irq_unit.enable.next = self.ctrl.q.val().get_bit(1);
 
