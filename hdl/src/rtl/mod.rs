@@ -19,6 +19,7 @@ pub mod router;
 pub mod slice;
 pub mod spi;
 pub mod spram;
+pub mod superblock;
 pub mod uart;
 
 use crate::contract::NvGeometry;
@@ -166,6 +167,12 @@ mod tests {
     #[test]
     fn irq_block_synthesizes_and_lints() {
         check("irq", irq::IrqUnit::default());
+    }
+
+    #[test]
+    fn superblock_blocks_synthesize_and_lint() {
+        check("sb_scan", superblock::SbScan::default());
+        check("sb_commit", superblock::SbCommit::default());
     }
 
     #[test]
