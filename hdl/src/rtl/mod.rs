@@ -63,9 +63,10 @@ mod tests {
     //! Per-block structural checks: every block elaborates on its own,
     //! passes yosys' read/proc checks (no latches, no undriven wires) and
     //! Verilator's `-Wall` lint with the project's waivers. The functional
-    //! tests of the blocks run on the Verilated controller in `sim/tests`
-    //! (scoreboard against the reference model); the CRC unit also has a
-    //! block-level simulation here.
+    //! tests of the whole controller run on the Verilated controller in
+    //! `sim/tests` (scoreboard against the reference model); the CRC unit,
+    //! the mover and the register slice have block-level simulations here,
+    //! the interrupt unit and the superblock blocks in their own files.
     use super::*;
     use rust_hdl::core::prelude::{generate_verilog as verilog_of, yosys_validate};
     use std::process::Command;
