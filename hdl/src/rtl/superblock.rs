@@ -24,9 +24,11 @@
 //! accesses (`Boot*`, `CommitCrc`, `CommitWrite`, `CommitAck`) stay in the
 //! controller's Phase FSM and strobe these blocks; everything that decides
 //! (decoding, judging, building, encoding) is here. The blocks hold the
-//! registers the controller held for them, with the same enables, so
-//! nothing moves on a path: after yosys flattens the design the logic is
-//! the same.
+//! registers the controller held for them, with the same enables (the
+//! strobes are the one-hot phase bits), but for one: `SbScan` keeps the
+//! slot's stored CRC in a register of its own (`slot_crc`, 32 flip-flops)
+//! where the controller had borrowed its result-CRC register, so that the
+//! block's judgement needs nothing of the controller's.
 //!
 //! The reduced controller (`lite`) keeps its own superblock logic: it holds
 //! the tier's superblock as eight words in RAM, not decoded (its area
