@@ -1,34 +1,25 @@
 //! The checkpoint controller: CSR file, descriptor/completion rings, the
 //! operation sequencer, the protection table, the superblock commit and the
 //! boot-time scan. The datapath is the `Mover`; port ownership is the
-//! `PortRouter`; the bus front end is `AxiLiteCsr`.
+//! `PortRouter`; the bus front end is `AxiLiteCsr`; interrupts are the
+//! `IrqUnit`; the boot scan's judgement and the commit's new superblock are
+//! `SbScan` and `SbCommit` (`superblock.rs`), which the sequencer's phases
+//! strobe.
 //!
 //! Everything visible to software comes from `crate::contract`: register
 //! offsets, field layouts, status codes, permissions and the NV layout.
 
 use super::axil::AxiLiteCsr;
 use super::bus::{AxiLiteTarget, PmpInitiator, CSR_ADDR_BITS};
+use super::irq::IrqUnit;
 use super::mover::Mover;
 use super::router::{PortRouter, SEL_COLD, SEL_HOST, SEL_NONE, SEL_WARM};
 use super::slice::PmpSlice;
+use super::superblock::{SbCommit, SbScan};
 use crate::contract::{self, reg, NvGeometry};
 use rust_hdl::prelude::*;
 
-/// Committed state of one tier, as held by the controller (the decoded
-/// superblock plus the boot result).
-#[derive(Copy, Clone, Debug, Default, PartialEq, LogicStruct)]
-pub struct TierState {
-    pub seq: Bits<64>,
-    pub active: Bit,
-    pub len_a: Bits<32>,
-    pub crc_a: Bits<32>,
-    pub len_b: Bits<32>,
-    pub crc_b: Bits<32>,
-    pub log_head: Bits<32>,
-    pub log_tail: Bits<32>,
-    pub log_seq: Bits<64>,
-    pub result: Bits<2>,
-}
+pub use super::superblock::TierState;
 
 #[derive(Copy, Clone, PartialEq, Debug, LogicState)]
 enum Phase {
@@ -152,13 +143,8 @@ pub struct HitlessController {
     cq_log2: DFF<Bits<4>>,
     cq_head: DFF<Bits<16>>,
     cq_tail: DFF<Bits<16>>,
-    irq_status: DFF<Bits<3>>,
-    irq_mask: DFF<Bits<3>>,
-    irq_pulse: DFF<Bit>,
-    // IRQ_STATUS & IRQ_MASK while CTRL.IRQ_ENABLE, a cycle ago: a bit that
-    // turns on here (newly set, or pending when unmasked) pulses `irq`.
-    irq_live: DFF<Bits<3>>,
-    irq_now: Signal<Local, Bits<3>>,
+    // IRQ_STATUS, IRQ_MASK and the interrupt message.
+    irq_unit: IrqUnit,
     ops_ok: DFF<Bits<32>>,
     ops_failed: DFF<Bits<32>>,
     ring_error: DFF<Bit>,
@@ -183,23 +169,19 @@ pub struct HitlessController {
     pt_view_valid: DFF<Bit>,
     warm_st: DFF<TierState>,
     cold_st: DFF<TierState>,
-    scan: DFF<TierState>,
-    nsb: DFF<TierState>,
+    // The boot scan's judgement of the tier being scanned (`scan`), and the
+    // commit's new superblock.
+    sb_scan: SbScan,
+    sb_commit: SbCommit,
     tier: DFF<Bit>,
     desc: DFF<Bits<256>>,
     entry: DFF<Bits<100>>,
-    cand: DFF<TierState>,
-    have: DFF<Bit>,
-    magic_ok: DFF<Bit>,
-    ver_ok: DFF<Bit>,
-    slot_hi_zero: DFF<Bit>,
     crc0: DFF<Bits<32>>,
     k: DFF<Bits<5>>,
     issued: DFF<Bits<5>>,
     got: DFF<Bits<5>>,
     eng_inflight: DFF<Bits<6>>,
     slot: DFF<Bit>,
-    tried_other: DFF<Bit>,
     status: DFF<Bits<8>>,
     res_crc: DFF<Bits<32>>,
     info: DFF<Bits<32>>,
@@ -248,9 +230,7 @@ pub struct HitlessController {
     t_src_rel: DFF<Bits<64>>,
     t_aux_end: DFF<Bits<64>>,
     t_off_end: DFF<Bits<64>>,
-    slot_newer: DFF<Bit>,
-    slot_ok: DFF<Bit>,
-    // Blank `scan` in BootStart: a registered strobe (set by whoever enters
+    // Blank the scanned tier in BootStart: a registered strobe (set by whoever enters
     // BootStart) rather than a phase decode, because it resets ~220
     // flip-flops and its fan-out is most of a cycle by itself.
     scan_clear: DFF<Bit>,
@@ -311,11 +291,8 @@ pub struct HitlessController {
     rd_dec: Signal<Local, Bits<46>>,
     eng_fire: Signal<Local, Bit>,
     eng_ack: Signal<Local, Bit>,
-    sbword: Signal<Local, Bits<64>>,
     sb_sel: Signal<Local, Bit>,
     ws: Signal<Local, Bits<64>>,
-    scan_len: Signal<Local, Bits<32>>,
-    scan_crc: Signal<Local, Bits<32>>,
     irq_set: Signal<Local, Bits<3>>,
     tier_sel: Signal<Local, Bits<2>>,
     stier_sel: Signal<Local, Bits<2>>,
@@ -328,11 +305,6 @@ pub struct HitlessController {
     wseq: Signal<Local, Bits<64>>,
     cseq: Signal<Local, Bits<64>>,
     cur_seq: Signal<Local, Bits<64>>,
-    nsb_seq: Signal<Local, Bits<64>>,
-    // The current superblock's sequence number plus one, registered (the
-    // current superblock is stable for many cycles before a commit), so
-    // the new superblock does not take a 64-bit increment in its phase.
-    seq_inc: DFF<Bits<64>>,
     cq_shifted: Signal<Local, Bits<16>>,
     irq_clear: Signal<Local, Bits<3>>,
     // ---- constants ----
@@ -344,7 +316,6 @@ pub struct HitlessController {
     k_log_mask: Constant<Bits<32>>,
     k_total: Constant<Bits<64>>,
     k_max_xfer: Constant<Bits<32>>,
-    k_magic: Constant<Bits<64>>,
     k_id: Constant<Bits<32>>,
     k_version: Constant<Bits<32>>,
     k_caps: Constant<Bits<32>>,
@@ -379,16 +350,12 @@ pub struct HitlessController {
     k_st_log_full: Constant<Bits<8>>,
     k_st_bad_trim: Constant<Bits<8>>,
     k_st_bad_commit: Constant<Bits<8>>,
-    k_res_empty: Constant<Bits<2>>,
     k_res_ok: Constant<Bits<2>>,
-    k_res_fell_back: Constant<Bits<2>>,
-    k_res_lost: Constant<Bits<2>>,
     k_irq_completion: Constant<Bits<3>>,
     k_irq_error: Constant<Bits<3>>,
     k_irq_boot_done: Constant<Bits<3>>,
     k_ctrl_enable: Constant<Bits<2>>,
     k_ctrl_irq_enable: Constant<Bits<2>>,
-    k_layout: Constant<Bits<8>>,
     k_log_overhead: Constant<Bits<32>>,
     k_log_hdr: Constant<Bits<64>>,
     k_log_trl: Constant<Bits<64>>,
@@ -500,11 +467,7 @@ impl HitlessController {
             cq_log2: Default::default(),
             cq_head: Default::default(),
             cq_tail: Default::default(),
-            irq_status: Default::default(),
-            irq_mask: Default::default(),
-            irq_pulse: Default::default(),
-            irq_live: Default::default(),
-            irq_now: Default::default(),
+            irq_unit: Default::default(),
             ops_ok: Default::default(),
             ops_failed: Default::default(),
             ring_error: Default::default(),
@@ -522,23 +485,17 @@ impl HitlessController {
             pt_view_valid: Default::default(),
             warm_st: Default::default(),
             cold_st: Default::default(),
-            scan: Default::default(),
-            nsb: Default::default(),
+            sb_scan: Default::default(),
+            sb_commit: Default::default(),
             tier: Default::default(),
             desc: Default::default(),
             entry: Default::default(),
-            cand: Default::default(),
-            have: Default::default(),
-            magic_ok: Default::default(),
-            ver_ok: Default::default(),
-            slot_hi_zero: Default::default(),
             crc0: Default::default(),
             k: Default::default(),
             issued: Default::default(),
             got: Default::default(),
             eng_inflight: Default::default(),
             slot: Default::default(),
-            tried_other: Default::default(),
             status: Default::default(),
             res_crc: Default::default(),
             info: Default::default(),
@@ -585,8 +542,6 @@ impl HitlessController {
             t_src_rel: Default::default(),
             t_aux_end: Default::default(),
             t_off_end: Default::default(),
-            slot_newer: Default::default(),
-            slot_ok: Default::default(),
             scan_clear: Default::default(),
             boot_crc_ok: Default::default(),
             op_dec: Default::default(),
@@ -606,8 +561,6 @@ impl HitlessController {
             wseq: Default::default(),
             cseq: Default::default(),
             cur_seq: Default::default(),
-            nsb_seq: Default::default(),
-            seq_inc: Default::default(),
             cq_shifted: Default::default(),
             irq_clear: Default::default(),
             cur: Default::default(),
@@ -647,11 +600,8 @@ impl HitlessController {
             rd_dec: Default::default(),
             eng_fire: Default::default(),
             eng_ack: Default::default(),
-            sbword: Default::default(),
             sb_sel: Default::default(),
             ws: Default::default(),
-            scan_len: Default::default(),
-            scan_crc: Default::default(),
             irq_set: Default::default(),
             tier_sel: Default::default(),
             stier_sel: Default::default(),
@@ -666,7 +616,6 @@ impl HitlessController {
             k_log_mask: c32(g.log_size - 1),
             k_total: c64(g.total() as u64),
             k_max_xfer: c32(contract::MAX_TRANSFER),
-            k_magic: c64(contract::SUPERBLOCK_MAGIC),
             k_id: c32(contract::CONTROLLER_ID),
             k_version: c32(contract::CONTRACT_VERSION),
             k_caps: c32(contract::CAPS_VALUE),
@@ -701,16 +650,12 @@ impl HitlessController {
             k_st_log_full: c8(contract::Status::LogFull as u64),
             k_st_bad_trim: c8(contract::Status::BadTrim as u64),
             k_st_bad_commit: c8(contract::Status::BadCommit as u64),
-            k_res_empty: Constant::new((contract::BootResult::Empty as u64).into()),
             k_res_ok: Constant::new((contract::BootResult::Ok as u64).into()),
-            k_res_fell_back: Constant::new((contract::BootResult::FellBack as u64).into()),
-            k_res_lost: Constant::new((contract::BootResult::Lost as u64).into()),
             k_irq_completion: Constant::new((contract::irq::COMPLETION as u64).into()),
             k_irq_error: Constant::new((contract::irq::ERROR as u64).into()),
             k_irq_boot_done: Constant::new((contract::irq::BOOT_DONE as u64).into()),
             k_ctrl_enable: Constant::new((contract::ctrl::ENABLE as u64).into()),
             k_ctrl_irq_enable: Constant::new((contract::ctrl::IRQ_ENABLE as u64).into()),
-            k_layout: c8(contract::LAYOUT_VERSION as u64),
             k_log_overhead: c32(contract::LOG_HEADER_BYTES + contract::LOG_TRAILER_BYTES),
             k_log_hdr: c64(contract::LOG_HEADER_BYTES as u64),
             k_log_trl: c64(contract::LOG_TRAILER_BYTES as u64),
@@ -806,10 +751,6 @@ impl Logic for HitlessController {
             cq_log2,
             cq_head,
             cq_tail,
-            irq_status,
-            irq_mask,
-            irq_pulse,
-            irq_live,
             ops_ok,
             ops_failed,
             ring_error,
@@ -827,24 +768,15 @@ impl Logic for HitlessController {
             pt_view_valid,
             warm_st,
             cold_st,
-            scan,
-            nsb,
-            seq_inc,
             tier,
             desc,
             entry,
-            cand,
-            have,
-            magic_ok,
-            ver_ok,
-            slot_hi_zero,
             crc0,
             k,
             issued,
             got,
             eng_inflight,
             slot,
-            tried_other,
             status,
             res_crc,
             info,
@@ -898,24 +830,23 @@ impl Logic for HitlessController {
             sc_len,
             sc_crc,
             sc_big,
-            slot_ok,
             scan_clear,
             boot_crc_ok,
             op_dec,
             op_bad,
             key_bad,
-            perm_bad,
-            slot_newer
+            perm_bad
         );
         clock!(
             self, clock, axil, mover, host_slice, warm_slice, cold_slice, src_slice, dst_slice,
-            eng_slice
+            eng_slice, irq_unit, sb_scan, sb_commit
         );
         self.pt_eng.read_clock.next = self.clock.val();
         self.pt_eng.write_clock.next = self.clock.val();
         self.pt_csr.read_clock.next = self.clock.val();
         self.pt_csr.write_clock.next = self.clock.val();
         self.axil.reset.next = self.reset.val();
+        self.irq_unit.reset.next = self.reset.val();
         self.mover.reset.next = self.reset.val();
         self.host_slice.reset.next = self.reset.val();
         self.warm_slice.reset.next = self.reset.val();
@@ -941,12 +872,14 @@ impl Logic for HitlessController {
         PmpInitiator::<64>::join(&mut self.dst_slice.down, &mut self.router.dst);
         PmpInitiator::<64>::join(&mut self.eng_slice.down, &mut self.router.eng);
         self.cycles.d.next = self.cycles.q.val() + 1;
-        self.irq.next = self.irq_pulse.q.val();
+        self.irq.next = self.irq_unit.irq.val();
         self.active.next = bit_cast::<2, 1>(self.warm_st.q.val().active.into())
             | (bit_cast::<2, 1>(self.cold_st.q.val().active.into()) << 1);
-        self.error.next = (self.irq_status.q.val() & self.k_irq_error.val()) != 0;
+        self.error.next = (self.irq_unit.status.val() & self.k_irq_error.val()) != 0;
         self.irq_set.next = 0.into();
         self.irq_clear.next = 0.into();
+        self.irq_unit.mask_write.next = false;
+        self.irq_unit.mask_data.next = self.wr_data_q.q.val().get_bits::<3>(0);
 
         // ---- decoded descriptor and protection entry ----
         self.opcode.next = self.desc.q.val().get_bits::<8>(0);
@@ -1054,8 +987,7 @@ impl Logic for HitlessController {
         self.wseq.next = self.warm_st.q.val().seq;
         self.cseq.next = self.cold_st.q.val().seq;
         self.cur_seq.next = self.cur.val().seq;
-        self.nsb_seq.next = self.nsb.q.val().seq;
-        self.seq_inc.d.next = self.cur.val().seq + 1;
+        self.sb_commit.cur.next = self.cur.val();
         self.cq_shifted.next = self.cq_head.q.val() >> self.cq_eff.val();
         self.tail_dist.next = self.axil.wr_data.val().get_bits::<16>(0) - self.dq_head.q.val();
         // Register writes take effect a cycle after the strobe, with the
@@ -1380,10 +1312,11 @@ impl Logic for HitlessController {
             self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 16>(self.cq_tail.q.val()));
         }
         if self.rd_sel.q.val().get_bit(38) {
-            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_status.q.val()));
+            self.rd_data.next =
+                self.rd_data.val() | (bit_cast::<32, 3>(self.irq_unit.status.val()));
         }
         if self.rd_sel.q.val().get_bit(39) {
-            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_mask.q.val()));
+            self.rd_data.next = self.rd_data.val() | (bit_cast::<32, 3>(self.irq_unit.mask.val()));
         }
         if self.rd_sel.q.val().get_bit(40) {
             self.rd_data.next = self.rd_data.val() | (self.ops_ok.q.val());
@@ -1449,7 +1382,7 @@ impl Logic for HitlessController {
             } else if self.wr_addr_q.q.val() == self.r_irq_status.val() {
                 self.irq_clear.next = self.wr_data_q.q.val().get_bits::<3>(0);
             } else if self.wr_addr_q.q.val() == self.r_irq_mask.val() {
-                self.irq_mask.d.next = self.wr_data_q.q.val().get_bits::<3>(0);
+                self.irq_unit.mask_write.next = true;
             } else if self.wr_addr_q.q.val() == self.r_pt_index.val() {
                 self.pt_index.d.next = self.wr_data_q.q.val().get_bits::<4>(0);
             } else if self.wr_addr_q.q.val() == self.r_pt_key_tag.val() {
@@ -1498,37 +1431,31 @@ impl Logic for HitlessController {
         // selected only while committing so nothing wide is built per cycle.
         self.sb_sel.next =
             (self.phase.q.val() == Phase::CommitCrc) | (self.phase.q.val() == Phase::CommitWrite);
-        self.sbword.next = 0.into();
-        if self.sb_sel.val() {
-            if self.sb_idx.q.val() == 0 {
-                self.sbword.next = self.k_magic.val();
-            } else if self.sb_idx.q.val() == 1 {
-                self.sbword.next = self.nsb_seq.val();
-            } else if self.sb_idx.q.val() == 2 {
-                self.sbword.next = bit_cast::<64, 1>(self.nsb.q.val().active.into())
-                    | (bit_cast::<64, 8>(self.k_layout.val()) << 8);
-            } else if self.sb_idx.q.val() == 3 {
-                self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().len_a)
-                    | (bit_cast::<64, 32>(self.nsb.q.val().crc_a) << 32);
-            } else if self.sb_idx.q.val() == 4 {
-                self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().len_b)
-                    | (bit_cast::<64, 32>(self.nsb.q.val().crc_b) << 32);
-            } else if self.sb_idx.q.val() == 5 {
-                self.sbword.next = bit_cast::<64, 32>(self.nsb.q.val().log_head)
-                    | (bit_cast::<64, 32>(self.nsb.q.val().log_tail) << 32);
-            } else if self.sb_idx.q.val() == 6 {
-                self.sbword.next = self.nsb.q.val().log_seq;
-            } else {
-                self.sbword.next = bit_cast::<64, 32>(self.crc0.q.val());
-            }
-        }
+        self.sb_commit.word_sel.next = self.sb_sel.val();
+        self.sb_commit.word_idx.next = self.sb_idx.q.val();
+        self.sb_commit.sb_crc.next = self.crc0.q.val();
+        // The new superblock: one strobe per kind of commit, from its phase.
+        self.sb_commit.flip.next = self.phase.q.val() == Phase::CommitFlip;
+        self.sb_commit.len.next = self.len.val();
+        self.sb_commit.crc.next = self.res_crc.q.val();
+        self.sb_commit.trim.next = self.phase.q.val() == Phase::CommitTrim;
+        self.sb_commit.tail.next = self.aux.val();
+        self.sb_commit.log.next = self.phase.q.val() == Phase::CommitLog;
+        self.sb_commit.need.next = self.app_need.q.val();
 
-        self.scan_len.next = self.scan.q.val().len_a;
-        self.scan_crc.next = self.scan.q.val().crc_a;
-        if self.scan.q.val().active ^ self.tried_other.q.val() {
-            self.scan_len.next = self.scan.q.val().len_b;
-            self.scan_crc.next = self.scan.q.val().crc_b;
-        }
+        // The boot scan's judgement: strobed by its phases below.
+        self.sb_scan.clear.next = self.scan_clear.q.val();
+        self.sb_scan.word_valid.next = false;
+        self.sb_scan.word_idx.next = self.got.q.val().get_bits::<3>(0);
+        self.sb_scan.word.next = self.eng_slice.up.rsp_data.val();
+        self.sb_scan.check.next = false;
+        self.sb_scan.crc.next = self.mover.crc.val();
+        self.sb_scan.take.next = false;
+        self.sb_scan.second.next = self.slot.q.val();
+        self.sb_scan.region_first.next = false;
+        self.sb_scan.verdict.next = false;
+        self.sb_scan.region_ok.next = self.boot_crc_ok.q.val();
+
         self.used.next = bit_cast::<34, 32>(self.cur.val().log_head - self.cur.val().log_tail);
         self.pad_l.next = 0.into();
         if (self.app_pos.q.val() + self.app_rec.q.val()) > self.k_log_size.val() {
@@ -1563,21 +1490,17 @@ impl Logic for HitlessController {
             | ((self.e_perm.val() & self.need_perm.val()) != self.need_perm.val());
 
         self.scan_clear.d.next = false;
-        if self.scan_clear.q.val() {
-            // BootStart: the tier is blank until a valid slot is taken.
-            self.scan.d.next = self.k_blank.val();
-        }
         match self.phase.q.val() {
             // ================= boot scan =================
             Phase::BootStart => {
+                // (`scan_clear` blanks the judgement's state now.)
                 self.slot.d.next = false;
-                self.have.d.next = false;
                 self.eng_sel.d.next = self.tier_sel.val();
                 self.phase.d.next = Phase::BootSlot;
             }
             Phase::BootSlot => {
                 // Read one superblock slot; its words stream through the CRC
-                // unit and into `cand` as they arrive (no 1 Kbit buffer).
+                // unit and into the judgement as they arrive (no 512-bit buffer).
                 self.mover.ext_init.next = true;
                 self.issued.d.next = 0.into();
                 self.got.d.next = 0.into();
@@ -1595,57 +1518,28 @@ impl Logic for HitlessController {
                 }
                 self.ws.next = self.eng_slice.up.rsp_data.val();
                 if self.eng_ack.val() {
+                    // The word into the CRC unit (words 0-6) and into the
+                    // judgement (all eight).
                     self.got.d.next = self.got.q.val() + 1;
+                    self.sb_scan.word_valid.next = true;
                     if self.got.q.val() < 7 {
                         self.mover.ext_valid.next = true;
                         self.mover.ext_data.next = self.ws.val();
-                    }
-                    if self.got.q.val() == 0 {
-                        self.magic_ok.d.next = self.ws.val() == self.k_magic.val();
-                    } else if self.got.q.val() == 1 {
-                        self.cand.d.next.seq = self.ws.val();
-                    } else if self.got.q.val() == 2 {
-                        self.cand.d.next.active = self.ws.val().get_bit(0);
-                        self.ver_ok.d.next = self.ws.val().get_bits::<8>(8) == self.k_layout.val();
-                    } else if self.got.q.val() == 3 {
-                        self.cand.d.next.len_a = self.ws.val().get_bits::<32>(0);
-                        self.cand.d.next.crc_a = self.ws.val().get_bits::<32>(32);
-                    } else if self.got.q.val() == 4 {
-                        self.cand.d.next.len_b = self.ws.val().get_bits::<32>(0);
-                        self.cand.d.next.crc_b = self.ws.val().get_bits::<32>(32);
-                    } else if self.got.q.val() == 5 {
-                        self.cand.d.next.log_head = self.ws.val().get_bits::<32>(0);
-                        self.cand.d.next.log_tail = self.ws.val().get_bits::<32>(32);
-                    } else if self.got.q.val() == 6 {
-                        self.cand.d.next.log_seq = self.ws.val();
                     } else {
-                        // Word 7: the slot's own CRC over words 0-6. Word 6
-                        // is still in the CRC unit's input stage: compare in
-                        // BootSlotEnd.
-                        self.res_crc.d.next = self.ws.val().get_bits::<32>(0);
-                        self.slot_hi_zero.d.next = !self.ws.val().get_bits::<32>(32).any();
+                        // Word 7 is the slot's own CRC; word 6 is still in
+                        // the CRC unit's input stage: judge in BootSlotEnd.
                         self.phase.d.next = Phase::BootSlotEnd;
                     }
                 }
             }
             Phase::BootSlotEnd => {
                 if self.mover.crc_idle.val() {
-                    self.slot_ok.d.next = self.magic_ok.q.val()
-                        & self.ver_ok.q.val()
-                        & self.slot_hi_zero.q.val()
-                        & (self.res_crc.q.val() == self.mover.crc.val());
-                    self.slot_newer.d.next = self.cand.q.val().seq > self.scan.q.val().seq;
+                    self.sb_scan.check.next = true;
                     self.phase.d.next = Phase::BootSlotTake;
                 }
             }
             Phase::BootSlotTake => {
-                if self.slot_ok.q.val()
-                    & (!self.have.q.val() | (self.slot.q.val() & self.slot_newer.q.val()))
-                {
-                    self.scan.d.next = self.cand.q.val();
-                    self.scan.d.next.result = self.k_res_empty.val();
-                    self.have.d.next = true;
-                }
+                self.sb_scan.take.next = true;
                 if self.slot.q.val() {
                     self.phase.d.next = Phase::BootPick;
                 } else {
@@ -1654,25 +1548,25 @@ impl Logic for HitlessController {
                 }
             }
             Phase::BootPick => {
-                self.tried_other.d.next = false;
+                self.sb_scan.region_first.next = true;
                 self.phase.d.next = Phase::BootSel;
-                if !self.have.q.val() {
-                    // Blank tier: `scan` is still the zero state of
-                    // BootStart, whose result field is EMPTY.
+                if !self.sb_scan.have.val() {
+                    // Blank tier: the judgement's state is still the zero
+                    // state of BootStart, whose result field is EMPTY.
                     self.phase.d.next = Phase::BootNext;
                 }
             }
             Phase::BootSel => {
                 // The region under test's length and CRC, registered.
-                self.sc_len.d.next = self.scan_len.val();
-                self.sc_crc.d.next = self.scan_crc.val();
+                self.sc_len.d.next = self.sb_scan.region_len.val();
+                self.sc_crc.d.next = self.sb_scan.region_crc.val();
                 self.sc_big.d.next =
-                    bit_cast::<64, 32>(self.scan_len.val()) > self.k_region_size.val();
+                    bit_cast::<64, 32>(self.sb_scan.region_len.val()) > self.k_region_size.val();
                 self.phase.d.next = Phase::BootCheck;
             }
             Phase::BootCheck => {
                 self.m_src.d.next = self.k_region_a.val();
-                if self.scan.q.val().active ^ self.tried_other.q.val() {
+                if self.sb_scan.region_b.val() {
                     self.m_src.d.next = self.k_region_b.val();
                 }
                 self.m_src_sel.d.next = self.tier_sel.val();
@@ -1702,31 +1596,24 @@ impl Logic for HitlessController {
                 }
             }
             Phase::BootJudge => {
-                if self.boot_crc_ok.q.val() {
-                    if self.tried_other.q.val() {
-                        self.scan.d.next.result = self.k_res_fell_back.val();
-                        self.scan.d.next.active = !self.scan.q.val().active;
-                    } else {
-                        self.scan.d.next.result = self.k_res_ok.val();
-                    }
+                // OK, FELL_BACK or LOST (the judgement's), or the other
+                // region next.
+                self.sb_scan.verdict.next = true;
+                if self.boot_crc_ok.q.val() | self.sb_scan.tried.val() {
                     self.phase.d.next = Phase::BootNext;
-                } else if !self.tried_other.q.val() {
-                    self.tried_other.d.next = true;
-                    self.phase.d.next = Phase::BootSel;
                 } else {
-                    self.scan.d.next.result = self.k_res_lost.val();
-                    self.phase.d.next = Phase::BootNext;
+                    self.phase.d.next = Phase::BootSel;
                 }
             }
             Phase::BootNext => {
                 if self.tier.q.val() {
-                    self.cold_st.d.next = self.scan.q.val();
+                    self.cold_st.d.next = self.sb_scan.state.val();
                     self.tier.d.next = false;
                     self.boot_done.d.next = true;
                     self.irq_set.next = self.k_irq_boot_done.val();
                     self.phase.d.next = Phase::Idle;
                 } else {
-                    self.warm_st.d.next = self.scan.q.val();
+                    self.warm_st.d.next = self.sb_scan.state.val();
                     self.tier.d.next = true;
                     self.phase.d.next = Phase::BootStart;
                     self.scan_clear.d.next = true;
@@ -1962,37 +1849,19 @@ impl Logic for HitlessController {
                 }
             }
             // The new superblock is built in phases of its own, one per kind
-            // of commit, so its ~330 flip-flops are enabled by the phase
-            // alone: deciding whether to commit (the op decode, the checks'
-            // verdict, the CRC compare) was the design's longest path when it
-            // also drove their enable.
+            // of commit (`SbCommit`'s strobes), so its ~330 flip-flops are
+            // enabled by the phase alone: deciding whether to commit (the op
+            // decode, the checks' verdict, the CRC compare) was the design's
+            // longest path when it also drove their enable.
             Phase::CommitFlip => {
-                // The alternate region becomes active.
-                self.nsb.d.next = self.cur.val();
-                self.nsb.d.next.active = !self.cur.val().active;
-                if self.cur.val().active {
-                    self.nsb.d.next.len_a = self.len.val();
-                    self.nsb.d.next.crc_a = self.res_crc.q.val();
-                } else {
-                    self.nsb.d.next.len_b = self.len.val();
-                    self.nsb.d.next.crc_b = self.res_crc.q.val();
-                }
-                self.nsb.d.next.seq = self.seq_inc.q.val();
                 self.k.d.next = 0.into();
                 self.phase.d.next = Phase::CommitCrc;
             }
             Phase::CommitTrim => {
-                self.nsb.d.next = self.cur.val();
-                self.nsb.d.next.log_tail = self.aux.val();
-                self.nsb.d.next.seq = self.seq_inc.q.val();
                 self.k.d.next = 0.into();
                 self.phase.d.next = Phase::CommitCrc;
             }
             Phase::CommitLog => {
-                self.nsb.d.next = self.cur.val();
-                self.nsb.d.next.log_head = self.cur.val().log_head + self.app_need.q.val();
-                self.nsb.d.next.log_seq = self.cur.val().log_seq + 1;
-                self.nsb.d.next.seq = self.seq_inc.q.val();
                 self.k.d.next = 0.into();
                 self.phase.d.next = Phase::CommitCrc;
             }
@@ -2116,7 +1985,7 @@ impl Logic for HitlessController {
                     self.mover.ext_init.next = true;
                 } else if self.k.q.val() < 8 {
                     self.mover.ext_valid.next = true;
-                    self.mover.ext_data.next = self.sbword.val();
+                    self.mover.ext_data.next = self.sb_commit.word.val();
                 } else if !self.mover.crc_idle.val() {
                     // The last word is still in the CRC unit's input stage.
                     self.k.d.next = self.k.q.val();
@@ -2133,9 +2002,9 @@ impl Logic for HitlessController {
                 self.eng_slice.up.cmd_valid.next = self.want.val();
                 self.eng_slice.up.cmd_write.next = true;
                 self.eng_slice.up.cmd_addr.next =
-                    (bit_cast::<64, 1>(self.nsb_seq.val().get_bit(0).into()) << 6)
+                    (bit_cast::<64, 1>(self.sb_commit.slot.val().into()) << 6)
                         + (bit_cast::<64, 5>(self.issued.q.val()) << 3);
-                self.eng_slice.up.cmd_wdata.next = self.sbword.val();
+                self.eng_slice.up.cmd_wdata.next = self.sb_commit.word.val();
                 self.eng_fire.next = self.want.val() & self.eng_slice.up.cmd_ready.val();
                 if self.eng_fire.val() {
                     self.issued.d.next = self.issued.q.val() + 1;
@@ -2148,10 +2017,10 @@ impl Logic for HitlessController {
             Phase::CommitAck => {
                 if !self.eng_inflight.q.val().any() {
                     if self.tier.q.val() {
-                        self.cold_st.d.next = self.nsb.q.val();
+                        self.cold_st.d.next = self.sb_commit.new_sb.val();
                         self.cold_st.d.next.result = self.k_res_ok.val();
                     } else {
-                        self.warm_st.d.next = self.nsb.q.val();
+                        self.warm_st.d.next = self.sb_commit.new_sb.val();
                         self.warm_st.d.next.result = self.k_res_ok.val();
                     }
                     self.phase.d.next = Phase::CplBuild;
@@ -2225,17 +2094,10 @@ impl Logic for HitlessController {
             self.eng_inflight.d.next = self.eng_inflight.q.val() - 1;
         }
 
-        // ---- interrupts ----
-        self.irq_status.d.next =
-            (self.irq_status.q.val() & !self.irq_clear.val()) | self.irq_set.val();
-        // Deliverable causes from registers only; a rising bit is a message
-        // (a cause pending when it is unmasked or IRQ_ENABLE is set too).
-        self.irq_now.next = 0.into();
-        if (self.ctrl.q.val() & self.k_ctrl_irq_enable.val()).any() {
-            self.irq_now.next = self.irq_status.q.val() & self.irq_mask.q.val();
-        }
-        self.irq_live.d.next = self.irq_now.val();
-        self.irq_pulse.d.next = (self.irq_now.val() & !self.irq_live.q.val()).any();
+        // ---- interrupts (the rule is the unit's) ----
+        self.irq_unit.raise.next = self.irq_set.val();
+        self.irq_unit.clear.next = self.irq_clear.val();
+        self.irq_unit.enable.next = (self.ctrl.q.val() & self.k_ctrl_irq_enable.val()).any();
 
         // ---- reset ----
         if self.reset.val() {
@@ -2253,10 +2115,6 @@ impl Logic for HitlessController {
             self.cq_log2.d.next = 0.into();
             self.cq_head.d.next = 0.into();
             self.cq_tail.d.next = 0.into();
-            self.irq_status.d.next = 0.into();
-            self.irq_mask.d.next = 0.into();
-            self.irq_pulse.d.next = false;
-            self.irq_live.d.next = 0.into();
             self.ops_ok.d.next = 0.into();
             self.ops_failed.d.next = 0.into();
             self.ring_error.d.next = false;

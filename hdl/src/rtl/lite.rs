@@ -22,6 +22,7 @@
 use super::axil::AxiLiteCsr;
 use super::bus::{AxiLiteTarget, PmpInitiator, CSR_ADDR_BITS};
 use super::crc::{masks, pack};
+use super::irq::IrqUnit;
 use crate::contract::{self, reg, NvGeometry};
 use rust_hdl::prelude::*;
 
@@ -184,13 +185,9 @@ pub struct LiteController {
     cq_log2: DFF<Bits<4>>,
     cq_head: DFF<Bits<16>>,
     cq_tail: DFF<Bits<16>>,
-    irq_status: DFF<Bits<3>>,
-    irq_mask: DFF<Bits<3>>,
-    irq_pulse: DFF<Bit>,
-    // IRQ_STATUS & IRQ_MASK while CTRL.IRQ_ENABLE, a cycle ago: a bit that
-    // turns on (newly set, or pending when unmasked) pulses `irq`.
-    irq_live: DFF<Bits<3>>,
-    irq_now: Signal<Local, Bits<3>>,
+    // IRQ_STATUS, IRQ_MASK and the interrupt message (the full
+    // controller's unit).
+    irq_unit: IrqUnit,
     ops_ok: DFF<Bits<32>>,
     ops_failed: DFF<Bits<32>>,
     ring_error: DFF<Bit>,
@@ -395,11 +392,7 @@ impl LiteController {
             cq_log2: Default::default(),
             cq_head: Default::default(),
             cq_tail: Default::default(),
-            irq_status: Default::default(),
-            irq_mask: Default::default(),
-            irq_pulse: Default::default(),
-            irq_live: Default::default(),
-            irq_now: Default::default(),
+            irq_unit: Default::default(),
             ops_ok: Default::default(),
             ops_failed: Default::default(),
             ring_error: Default::default(),
@@ -567,10 +560,6 @@ impl Logic for LiteController {
             cq_log2,
             cq_head,
             cq_tail,
-            irq_status,
-            irq_mask,
-            irq_pulse,
-            irq_live,
             ops_ok,
             ops_failed,
             ring_error,
@@ -624,20 +613,22 @@ impl Logic for LiteController {
             crc_s,
             crc_idx
         );
-        clock!(self, clock, axil);
+        clock!(self, clock, axil, irq_unit);
         self.pt_eng.read_clock.next = self.clock.val();
         self.pt_eng.write_clock.next = self.clock.val();
         self.pt_csr.read_clock.next = self.clock.val();
         self.pt_csr.write_clock.next = self.clock.val();
         self.axil.reset.next = self.reset.val();
+        self.irq_unit.reset.next = self.reset.val();
         AxiLiteTarget::link(&mut self.csr, &mut self.axil.axi);
         self.cycles.d.next = self.cycles.q.val() + 1;
-        self.irq.next = self.irq_pulse.q.val();
-        self.irq_pulse.d.next = false;
+        self.irq.next = self.irq_unit.irq.val();
         self.active.next = bit_cast::<2, 1>(self.act.q.val().into());
-        self.error.next = self.irq_status.q.val().get_bit(1);
+        self.error.next = self.irq_unit.status.val().get_bit(1);
         self.irq_set.next = 0.into();
         self.irq_clear.next = 0.into();
+        self.irq_unit.mask_write.next = false;
+        self.irq_unit.mask_data.next = self.axil.wr_data.val().get_bits::<3>(0);
 
         // ---- CRC-32C, one byte per cycle (8-bit XOR matrix) ----
         self.crc_val.next = !self.crc_s.q.val();
@@ -846,10 +837,10 @@ impl Logic for LiteController {
             self.rd_data.next = self.rd_data.val() | bit_cast::<32, 16>(self.cq_tail.q.val());
         }
         if self.axil.rd_addr.val() == self.r_irq_status.val() {
-            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 3>(self.irq_status.q.val());
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 3>(self.irq_unit.status.val());
         }
         if self.axil.rd_addr.val() == self.r_irq_mask.val() {
-            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 3>(self.irq_mask.q.val());
+            self.rd_data.next = self.rd_data.val() | bit_cast::<32, 3>(self.irq_unit.mask.val());
         }
         if self.axil.rd_addr.val() == self.r_ops_ok.val() {
             self.rd_data.next = self.rd_data.val() | self.ops_ok.q.val();
@@ -943,7 +934,7 @@ impl Logic for LiteController {
             } else if self.axil.wr_addr.val() == self.r_irq_status.val() {
                 self.irq_clear.next = self.axil.wr_data.val().get_bits::<3>(0);
             } else if self.axil.wr_addr.val() == self.r_irq_mask.val() {
-                self.irq_mask.d.next = self.axil.wr_data.val().get_bits::<3>(0);
+                self.irq_unit.mask_write.next = true;
             } else if self.axil.wr_addr.val() == self.r_pt_index.val() {
                 self.pt_index.d.next = self.axil.wr_data.val().get_bits::<4>(0);
             } else if self.axil.wr_addr.val() == self.r_pt_key_tag.val() {
@@ -1515,19 +1506,10 @@ impl Logic for LiteController {
             self.phase.d.next = Phase::PtCap;
         }
 
-        // ---- interrupts ----
-        self.irq_status.d.next =
-            (self.irq_status.q.val() & !self.irq_clear.val()) | self.irq_set.val();
-        // Deliverable causes from registers only; a rising bit is a message
-        // (a cause pending when it is unmasked or IRQ_ENABLE is set too).
-        self.irq_now.next = 0.into();
-        if self.ctrl.q.val().get_bit(1) {
-            self.irq_now.next = self.irq_status.q.val() & self.irq_mask.q.val();
-        }
-        self.irq_live.d.next = self.irq_now.val();
-        if (self.irq_now.val() & !self.irq_live.q.val()).any() {
-            self.irq_pulse.d.next = true;
-        }
+        // ---- interrupts (the rule is the unit's) ----
+        self.irq_unit.raise.next = self.irq_set.val();
+        self.irq_unit.clear.next = self.irq_clear.val();
+        self.irq_unit.enable.next = self.ctrl.q.val().get_bit(1);
 
         if self.reset.val() {
             self.phase.d.next = Phase::BootSlot;
@@ -1541,10 +1523,6 @@ impl Logic for LiteController {
             self.cq_log2.d.next = 0.into();
             self.cq_head.d.next = 0.into();
             self.cq_tail.d.next = 0.into();
-            self.irq_status.d.next = 0.into();
-            self.irq_mask.d.next = 0.into();
-            self.irq_pulse.d.next = false;
-            self.irq_live.d.next = 0.into();
             self.ops_ok.d.next = 0.into();
             self.ops_failed.d.next = 0.into();
             self.ring_error.d.next = false;
