@@ -51,6 +51,11 @@ struct Args {
     /// no restores; prints `stores_per_s=F`.
     #[arg(long)]
     bench: bool,
+    /// With `--bench`: after the untimed store, create `DIR/ready-APP` and
+    /// wait (at most `--retry-for`) for `DIR/go`, so that many clients
+    /// measure the same window.
+    #[arg(long)]
+    barrier: Option<PathBuf>,
 }
 
 struct Conn {
@@ -132,7 +137,24 @@ fn run(a: &Args) -> Result<String, String> {
         with_retry(&mut conn, &mut retries, &mut |c| {
             c.fw.store(&c.s, 0, 0, 1, false, &data)
         })?;
+        if let Some(dir) = &a.barrier {
+            std::fs::write(dir.join(format!("ready-{}", a.app)), b"")
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            let give_up = Instant::now() + Duration::from_secs(a.retry_for);
+            while !dir.join("go").exists() {
+                if Instant::now() > give_up {
+                    return Err("no go at the barrier".into());
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
     }
+    let epoch = |t: std::time::SystemTime| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    };
+    let t0 = epoch(std::time::SystemTime::now());
     let start = Instant::now();
     for _ in 0..a.rounds {
         let object = rng.gen_range(0..a.objects.max(1));
@@ -181,8 +203,9 @@ fn run(a: &Args) -> Result<String, String> {
     let secs = start.elapsed().as_secs_f64();
     Ok(if a.bench {
         format!(
-            "ok stores={stores} seconds={secs:.3} stores_per_s={:.1}",
-            f64::from(stores) / secs
+            "ok stores={stores} seconds={secs:.3} stores_per_s={:.1} t0={t0:.6} t1={:.6}",
+            f64::from(stores) / secs,
+            epoch(std::time::SystemTime::now())
         )
     } else {
         format!("ok stores={stores} restores={restores} retries={retries} seconds={secs:.3}")
