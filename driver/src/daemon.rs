@@ -7,8 +7,10 @@
 //! [`Firmware`] operations, with the errors the direct path gives.
 
 use crate::error::{Error, Result};
-use crate::firmware::{Firmware, FwStatus, LogRead, OpenFlags, Secret, Session};
-use hitless_hdl::contract::{crc32c, MAX_TRANSFER};
+use crate::firmware::{
+    check_set_size, checked_set, Firmware, FwStatus, LogRead, OpenFlags, Secret, Session,
+};
+use hitless_hdl::contract::crc32c;
 use hitless_proto::message::{Failure, Request};
 use hitless_proto::msg::{flags, tag, SetInfo};
 use hitless_proto::tlv::Message;
@@ -422,12 +424,7 @@ impl Firmware for DaemonClient {
         cold: bool,
         data: &[u8],
     ) -> Result<()> {
-        if data.len() > MAX_TRANSFER as usize {
-            return Err(Error::InvalidArgument(format!(
-                "a set is at most {MAX_TRANSFER} bytes; split {} bytes into objects",
-                data.len()
-            )));
-        }
+        check_set_size(data.len())?;
         let r = Request::Store {
             object,
             endpoint,
@@ -457,11 +454,7 @@ impl Firmware for DaemonClient {
         let info = *Self::sets(r)?
             .first()
             .ok_or_else(|| Error::BadCompletion("RESTORE without the set's record".into()))?;
-        let bytes = slice(&data, info.data_offset, info.len)?;
-        if crc32c(&bytes) != info.crc {
-            return Err(Error::BadCompletion("restored set fails its CRC".into()));
-        }
-        Ok((info, bytes))
+        checked_set(&info, slice(&data, info.data_offset, info.len)?)
     }
 
     fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
@@ -481,16 +474,7 @@ impl Firmware for DaemonClient {
         let (r, data) = self.signed(s, &r, &[])?;
         Self::sets(r)?
             .into_iter()
-            .map(|info| {
-                let bytes = slice(&data, info.data_offset, info.len)?;
-                if crc32c(&bytes) != info.crc {
-                    return Err(Error::BadCompletion(format!(
-                        "set {}/{} fails its CRC",
-                        info.app, info.object
-                    )));
-                }
-                Ok((info, bytes))
-            })
+            .map(|info| checked_set(&info, slice(&data, info.data_offset, info.len)?))
             .collect()
     }
 

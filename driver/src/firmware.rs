@@ -96,6 +96,27 @@ fn tier_flag(cold: bool) -> u32 {
     }
 }
 
+/// A set's size as the API takes it (the same check on every path).
+pub(crate) fn check_set_size(len: usize) -> Result<()> {
+    if len > MAX_TRANSFER as usize {
+        return Err(Error::InvalidArgument(format!(
+            "a set is at most {MAX_TRANSFER} bytes; split {len} bytes into objects"
+        )));
+    }
+    Ok(())
+}
+
+/// A delivered set's bytes, checked against the CRC its record carries.
+pub(crate) fn checked_set(info: &SetInfo, bytes: Vec<u8>) -> Result<(SetInfo, Vec<u8>)> {
+    if crc32c(&bytes) != info.crc {
+        return Err(Error::BadCompletion(format!(
+            "set {}/{} fails its CRC",
+            info.app, info.object
+        )));
+    }
+    Ok((*info, bytes))
+}
+
 fn unexpected(r: &Response) -> Error {
     Error::BadCompletion(format!("unexpected firmware response {r:?}"))
 }
@@ -339,12 +360,7 @@ impl<T: CardIo> Client<T> {
         cold: bool,
         data: &[u8],
     ) -> Result<()> {
-        if data.len() > MAX_TRANSFER as usize {
-            return Err(Error::InvalidArgument(format!(
-                "a set is at most {MAX_TRANSFER} bytes; split {} bytes into objects",
-                data.len()
-            )));
-        }
+        check_set_size(data.len())?;
         let d = self.data;
         self.put(d, 0, data)?;
         let r = Request::Store {
@@ -383,10 +399,7 @@ impl<T: CardIo> Client<T> {
             .ok_or_else(|| Error::BadCompletion("RESTORE without the set's record".into()))?;
         let d = self.data;
         let bytes = self.get(d, 0, info.len as usize)?;
-        if crc32c(&bytes) != info.crc {
-            return Err(Error::BadCompletion("restored set fails its CRC".into()));
-        }
-        Ok((info, bytes))
+        checked_set(&info, bytes)
     }
 
     /// The session's sets (metadata).
@@ -408,13 +421,7 @@ impl<T: CardIo> Client<T> {
         let mut out = Vec::new();
         for info in Self::sets(r)?.0 {
             let bytes = self.get(d, info.data_offset as usize, info.len as usize)?;
-            if crc32c(&bytes) != info.crc {
-                return Err(Error::BadCompletion(format!(
-                    "set {}/{} fails its CRC",
-                    info.app, info.object
-                )));
-            }
-            out.push((info, bytes));
+            out.push(checked_set(&info, bytes)?);
         }
         Ok(out)
     }

@@ -1,4 +1,5 @@
-//! hitlessd end to end: a simulated card process, the daemon in front of
+//! hitlessd end to end (an integration test of this package, so that
+//! `cargo test --workspace` builds hitlessd for every test that runs it): a simulated card process, the daemon in front of
 //! it, applications as separate processes (under their own uids when the
 //! test runs as root), the card reset and the daemon restarted under load.
 
@@ -9,7 +10,6 @@ use hitless_proto::daemon::{Header, FLAG_FD, HEADER_BYTES};
 use hitless_proto::message::Request;
 use hitless_proto::msg::{kind, tag, Code};
 use hitless_proto::tlv::{Builder, Message};
-use hitless_tests::bin;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
@@ -17,6 +17,26 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+/// A binary: this package's from cargo; another package's (the card
+/// process, the CLI) next to this test's executable, where `cargo test
+/// --workspace` (as `cargo xtask test` runs it) builds them.
+fn bin(name: &str) -> PathBuf {
+    match name {
+        "hitlessd" => PathBuf::from(env!("CARGO_BIN_EXE_hitlessd")),
+        "hitless-load" => PathBuf::from(env!("CARGO_BIN_EXE_hitless-load")),
+        _ => {
+            let exe = std::env::current_exe().unwrap();
+            let p = exe.parent().and_then(Path::parent).unwrap().join(name);
+            assert!(
+                p.exists(),
+                "{} not built: run `cargo test --workspace` (or `cargo xtask test`)",
+                p.display()
+            );
+            p
+        }
+    }
+}
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("hitlessd-{name}-{}", std::process::id()));
@@ -446,5 +466,69 @@ fn hitlessd_serves_the_socket_systemd_passes() {
         !dir.join("unused.sock").exists(),
         "hitlessd bound --socket too"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_client_killed_mid_request_loses_nothing_and_leaks_nothing() {
+    let dir = scratch("killed");
+    let card = start_card(&dir);
+    let port = free_port();
+    let metrics = format!("127.0.0.1:{port}");
+    let d = start_daemon(&dir, &card.socket, &["--metrics", &metrics]);
+    let mut c = DaemonClient::connect(&d.socket, Duration::from_secs(30)).unwrap();
+    let (s, _) = c.open_app(60, OpenFlags::all(), None).unwrap();
+    c.store(&s, 1, 0, 0, true, b"acknowledged").unwrap();
+    // Clients that die with a 1 MiB store in flight: killed at once, and
+    // killed while the daemon works on it.
+    for pause_ms in [0u64, 30, 200] {
+        let mut child = Command::new(bin("hitless"))
+            .arg("--card")
+            .arg(format!("daemon:{}", d.socket.display()))
+            .args(["checkpoint", "--app", "60", "--object", "2", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(&vec![7u8; 1 << 20])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(pause_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The acknowledged set is there; object 2 is whole if it is there.
+    assert_eq!(c.restore(&s, 1).unwrap().1, b"acknowledged");
+    match c.restore(&s, 2) {
+        Ok((_, bytes)) => assert_eq!(bytes, vec![7u8; 1 << 20]),
+        Err(Error::Firmware {
+            code: Code::NotFound,
+            ..
+        }) => {}
+        Err(e) => panic!("restore after the killed clients: {e}"),
+    }
+    drop(c);
+    // Nothing left behind: every connection closed (the worker finished
+    // what it had started; the daemon holds no session of theirs).
+    let start = Instant::now();
+    loop {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("http://{metrics}/metrics")])
+            .output()
+            .expect("curl");
+        let m = String::from_utf8_lossy(&out.stdout).to_string();
+        if m.lines().any(|l| l == "hitlessd_connections 0") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "connections still open:\n{m}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
