@@ -236,9 +236,55 @@ impl Worker {
                     code: Code::NoSession,
                     ..
                 }) if !self.sessions.is_empty() => self.evict()?,
+                Err(
+                    e @ Error::Firmware {
+                        code: Code::NoSession,
+                        ..
+                    },
+                ) => {
+                    if !self.reclaim(app)? {
+                        return Err(e);
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Free a protection entry that an earlier instance of the daemon left
+    /// open (it was killed, or the card outlived it): the card gives an
+    /// application's OPEN that application's own stale entry, so opening
+    /// and closing one of our registered applications frees its entry.
+    /// False when none of them holds one (the entries are other clients').
+    fn reclaim(&mut self, wanted: u32) -> Result<bool, Error> {
+        for app in self.cfg.credentials.apps()? {
+            if app == wanted || self.sessions.contains_key(&app) {
+                continue;
+            }
+            let secret = self.cfg.credentials.load(app)?;
+            let fw = self.card()?;
+            match fw.open_app(app, OpenFlags::all(), secret.as_ref()) {
+                Ok((s, fresh)) => {
+                    if let Some(n) = fresh {
+                        // The card had lost the secret (its cold tier was
+                        // erased) and made a new one: keep it.
+                        self.cfg.credentials.save(app, &n)?;
+                    }
+                    let fw = self.card()?;
+                    if let Err(e) = fw.close(&s) {
+                        tracing::debug!("closing application {app}'s stale session: {e}");
+                    }
+                    tracing::info!("freed the protection entry application {app} held");
+                    return Ok(true);
+                }
+                Err(Error::Firmware {
+                    code: Code::NoSession | Code::AuthFailed,
+                    ..
+                }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
     }
 
     /// Close a card session to make room: a random one. (Least recently

@@ -532,3 +532,34 @@ fn a_client_killed_mid_request_loses_nothing_and_leaks_nothing() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_restarted_daemon_frees_the_entries_its_killed_predecessor_held() {
+    let dir = scratch("entries");
+    let card = start_card(&dir);
+    let d = start_daemon(&dir, &card.socket, &[]);
+    // As many applications as the daemon pools sessions for: every free
+    // protection entry of the card is the first daemon's.
+    let mut c = DaemonClient::connect(&d.socket, Duration::from_secs(30)).unwrap();
+    for app in 70..84u32 {
+        let (s, _) = c.open_app(app, OpenFlags::all(), None).unwrap();
+        c.store(&s, 1, 0, 0, false, &app.to_le_bytes()).unwrap();
+    }
+    drop(c);
+    // SIGKILL: no CLOSE reaches the card.
+    drop(d);
+    let d = start_daemon(&dir, &card.socket, &[]);
+    let mut c = DaemonClient::connect(&d.socket, Duration::from_secs(30)).unwrap();
+    let (s, _) = c
+        .open_app(90, OpenFlags::all(), None)
+        .expect("a new application after the daemon was killed");
+    c.store(&s, 1, 0, 0, false, b"new").unwrap();
+    for app in 70..84u32 {
+        let (s, _) = c.open_app(app, OpenFlags::all(), None).unwrap();
+        assert_eq!(c.restore(&s, 1).unwrap().1, app.to_le_bytes());
+    }
+    let log = std::fs::read_to_string(dir.join("hitlessd.log")).unwrap_or_default();
+    assert!(log.contains("freed the protection entry"), "{log}");
+    drop(d);
+    let _ = std::fs::remove_dir_all(&dir);
+}

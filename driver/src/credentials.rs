@@ -78,6 +78,28 @@ impl Credentials {
         }
         Ok(Some(s))
     }
+    /// The applications with a saved secret, in ascending order (none when
+    /// the directory does not exist yet).
+    pub fn apps(&self) -> Result<Vec<u32>, Error> {
+        let rd = match std::fs::read_dir(&self.0) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(Error::InvalidArgument(format!("{}: {e}", self.0.display()))),
+        };
+        let mut apps: Vec<u32> = rd
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix("app-")?
+                    .strip_suffix(".secret")?
+                    .parse()
+                    .ok()
+            })
+            .collect();
+        apps.sort_unstable();
+        Ok(apps)
+    }
     /// Save the secret of `app` (mode 0600); returns its file.
     pub fn save(&self, app: u32, s: &Secret) -> Result<PathBuf, Error> {
         use std::os::unix::fs::OpenOptionsExt;
@@ -122,9 +144,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("hitless-creds-{}", std::process::id()));
         let c = Credentials::new(Some(dir.clone())).unwrap();
         assert_eq!(c.load(3).unwrap(), None);
+        assert_eq!(c.apps().unwrap(), Vec::<u32>::new());
         let s = [0xA5u8; SECRET_BYTES];
+        c.save(40, &s).unwrap();
         let p = c.save(3, &s).unwrap();
+        std::fs::write(dir.join("app-x.secret"), "not an application").unwrap();
         assert_eq!(c.load(3).unwrap(), Some(s));
+        assert_eq!(c.apps().unwrap(), vec![3, 40]);
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,

@@ -59,7 +59,10 @@ fn a_card_that_is_not_there_is_a_clear_error() {
     assert!(err.contains("/nonexistent/card.sock"), "{err}");
     let (ok, _, err) = hitless(&["--card", "floppy:/dev/fd0", "status"], &[]);
     assert!(!ok);
-    assert!(err.contains("vfio-user, vfio, uio, uart or daemon"), "{err}");
+    assert!(
+        err.contains("vfio-user, vfio, uio, uart or daemon"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 }
 
