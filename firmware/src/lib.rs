@@ -18,6 +18,7 @@ pub mod mailbox;
 pub mod manager;
 pub mod model;
 pub mod records;
+pub mod replication;
 pub mod ring_controller;
 
 pub use hitless_proto as proto;

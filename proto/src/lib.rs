@@ -9,10 +9,12 @@
 //! | [`auth`] | application secrets and request MACs |
 //! | [`mailbox`] | the mailbox register block as the card implements it |
 //! | [`daemon`] | the frames between applications and `hitlessd` |
+//! | [`link`] | the card-to-card replication messages (seed 004) |
 #![forbid(unsafe_code)]
 
 pub mod auth;
 pub mod daemon;
+pub mod link;
 pub mod mailbox;
 pub mod message;
 pub mod msg;

@@ -1,0 +1,777 @@
+//! The card-to-card link messages (seed 004): what a master card streams to
+//! its slave, and what the slave answers, in the TLV format of
+//! [`crate::tlv`] (the canonical message format of claims 8-10: fields are
+//! found by tag, in any order).
+//!
+//! Version tolerance (claims 11, 12, 27-29): every message kind is written
+//! here once with the default of each field; a receiver takes the fields
+//! it knows, skips the others and defaults the missing ones. Each field has
+//! the link schema version that introduced it ([`SCHEMA`]), and
+//! [`LinkMessage::encode_as`] writes only the fields of an older schema, so
+//! a card speaking schema 2 talks to one speaking schema 1 in both
+//! directions (the rolling upgrade of claims 19-33 needs that).
+//!
+//! Bracketing (claims 14-17, 30, 31, 40-43): the master sends `Open`, the
+//! changes of one host request (or of a whole snapshot), then `Close`; the
+//! slave applies the group at `Close`, atomically, and discards it when the
+//! master fails, or the close does not come within a deadline, first.
+//!
+//! Fencing: every message of a master carries its epoch; a slave refuses
+//! anything from an epoch older than the newest it has seen.
+//!
+//! Frames on a byte stream: a 4-byte little-endian length, then the
+//! message; [`FrameReader`] reassembles them from any chunking and refuses a
+//! length over [`MAX_FRAME`] before allocating. (The secure channel that
+//! carries these frames between cards lives in the firmware.)
+
+use crate::auth::SECRET_BYTES;
+use crate::tlv::{self, Builder, Message, TlvError};
+
+/// The link schema this code speaks (the newest field's version).
+pub const SCHEMA: u32 = 2;
+/// Largest frame: a 1 MiB set plus its fields.
+pub const MAX_FRAME: usize = tlv::HEADER + tlv::MAX_BODY;
+/// Bytes of the length prefix.
+pub const PREFIX: usize = 4;
+
+/// Link message kinds (their own TLV kind space: a link message is never
+/// a host request).
+pub mod kind {
+    pub const HELLO: u8 = 0x40;
+    pub const HEARTBEAT: u8 = 0x41;
+    pub const OPEN: u8 = 0x42;
+    pub const PUT: u8 = 0x43;
+    pub const DELETE: u8 = 0x44;
+    pub const LOG_APPEND: u8 = 0x45;
+    pub const LOG_TRIM: u8 = 0x46;
+    pub const SECRET: u8 = 0x47;
+    pub const CLOSE: u8 = 0x48;
+    pub const ACK: u8 = 0x49;
+    pub const REFUSE: u8 = 0x4A;
+    pub const CAUSE: u8 = 0x4B;
+}
+
+/// Link field tags (100 and up, so that a link field is never mistaken
+/// for a host request's).
+pub mod tag {
+    pub const NODE: u16 = 100;
+    pub const SCHEMA: u16 = 101;
+    pub const EPOCH: u16 = 102;
+    pub const ROLE: u16 = 103;
+    pub const BRACKET: u16 = 104;
+    pub const APPLIED: u16 = 105;
+    pub const FULL: u16 = 106;
+    pub const APP: u16 = 107;
+    pub const OBJECT: u16 = 108;
+    pub const ENDPOINT: u16 = 109;
+    pub const STAGE: u16 = 110;
+    pub const TIER: u16 = 111;
+    pub const VERSION: u16 = 112;
+    pub const CRC: u16 = 113;
+    pub const DATA: u16 = 114;
+    pub const TO: u16 = 115;
+    pub const SECRET: u16 = 116;
+    pub const TIME_US: u16 = 117;
+    pub const REASON: u16 = 118;
+    pub const CODE: u16 = 119;
+    /// Schema 2: the master's count of changes not yet acknowledged.
+    pub const LAG: u16 = 120;
+    /// Schema 2: when the master stored the set (µs on its clock).
+    pub const STORED_US: u16 = 121;
+    pub const CHANGES: u16 = 122;
+}
+
+/// A card's role in the pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Serves hosts and streams every change to the slave.
+    Master = 0,
+    /// Stores what the master streams; takes over when it fails.
+    Slave = 1,
+    /// Not serving yet (starting, or a returning old master).
+    Standby = 2,
+}
+
+impl Role {
+    fn from_u32(v: u32) -> Self {
+        match v {
+            0 => Role::Master,
+            1 => Role::Slave,
+            _ => Role::Standby,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Slave => "slave",
+            Role::Standby => "standby",
+        }
+    }
+}
+
+/// Why a peer refused a message or a stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RefuseCode {
+    /// The sender's epoch is older than the receiver's.
+    StaleEpoch = 1,
+    /// A change outside a bracket, a bracket id out of order, or a close
+    /// of a bracket that was not open.
+    Protocol = 2,
+    /// The receiver could not make the change durable.
+    Apply = 3,
+    /// Anything else (a newer code this side does not know).
+    Other = 255,
+}
+
+impl RefuseCode {
+    fn from_u32(v: u32) -> Self {
+        match v {
+            1 => RefuseCode::StaleEpoch,
+            2 => RefuseCode::Protocol,
+            3 => RefuseCode::Apply,
+            _ => RefuseCode::Other,
+        }
+    }
+}
+
+/// A set as the master stored it (the record table's fields).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetRecord {
+    pub app: u32,
+    pub object: u32,
+    pub endpoint: u32,
+    pub stage: u32,
+    /// 0 warm, 1 cold.
+    pub tier: u32,
+    /// The master's store version of the set.
+    pub version: u64,
+    pub crc: u32,
+    /// Schema 2 (0 from a schema 1 sender).
+    pub stored_us: u64,
+}
+
+/// One link message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkMessage {
+    /// First message of each side on a new connection.
+    Hello {
+        node: u32,
+        schema: u32,
+        epoch: u64,
+        role: Role,
+        /// The last bracket the sender applied (slave) or sent (master).
+        applied: u64,
+    },
+    /// The master's (and the slave's) liveness, at the configured interval.
+    Heartbeat {
+        epoch: u64,
+        /// The last bracket sent (master) or applied (slave).
+        bracket: u64,
+        time_us: u64,
+        /// Schema 2: brackets sent but not acknowledged (0 from schema 1).
+        lag: u64,
+    },
+    /// Starts a group; `full`: a snapshot that replaces the slave's state.
+    Open {
+        epoch: u64,
+        bracket: u64,
+        full: bool,
+    },
+    /// A set, with its bytes.
+    Put {
+        bracket: u64,
+        set: SetRecord,
+        data: Vec<u8>,
+    },
+    /// A deleted set.
+    Delete { bracket: u64, app: u32, object: u32 },
+    /// A record appended to a tier's append log.
+    LogAppend {
+        bracket: u64,
+        app: u32,
+        object: u32,
+        tier: u32,
+        data: Vec<u8>,
+    },
+    /// A tier's log trimmed to `to`.
+    LogTrim { bracket: u64, tier: u32, to: u32 },
+    /// An application's credential (travels only inside the secure channel).
+    Secret {
+        bracket: u64,
+        app: u32,
+        secret: [u8; SECRET_BYTES],
+    },
+    /// Ends the group: the slave applies it now.
+    Close {
+        epoch: u64,
+        bracket: u64,
+        /// Messages in the group (a check against loss).
+        changes: u32,
+    },
+    /// The slave has the group durable.
+    Ack { epoch: u64, bracket: u64 },
+    /// The receiver refused; `epoch` is its own.
+    Refuse {
+        epoch: u64,
+        code: RefuseCode,
+        reason: String,
+    },
+    /// Claim 18: after a non-hitless takeover, why (sent to the returning
+    /// old master).
+    Cause { epoch: u64, reason: String },
+}
+
+/// Why bytes are not a link message this side can use.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LinkError {
+    #[error(transparent)]
+    Tlv(#[from] TlvError),
+    #[error("link message kind {0:#04x}")]
+    UnknownKind(u8),
+    #[error("field {tag}: {what}")]
+    Field { tag: u16, what: &'static str },
+    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    FrameTooLarge(usize),
+}
+
+fn u32_of(m: &Message<'_>, t: u16, d: u32) -> Result<u32, LinkError> {
+    Ok(m.u32_or(t, d)?)
+}
+fn u64_of(m: &Message<'_>, t: u16, d: u64) -> Result<u64, LinkError> {
+    Ok(m.u64_or(t, d)?)
+}
+fn text_of(m: &Message<'_>, t: u16) -> String {
+    String::from_utf8_lossy(m.bytes_or_empty(t)).into_owned()
+}
+
+impl LinkMessage {
+    pub fn kind(&self) -> u8 {
+        match self {
+            LinkMessage::Hello { .. } => kind::HELLO,
+            LinkMessage::Heartbeat { .. } => kind::HEARTBEAT,
+            LinkMessage::Open { .. } => kind::OPEN,
+            LinkMessage::Put { .. } => kind::PUT,
+            LinkMessage::Delete { .. } => kind::DELETE,
+            LinkMessage::LogAppend { .. } => kind::LOG_APPEND,
+            LinkMessage::LogTrim { .. } => kind::LOG_TRIM,
+            LinkMessage::Secret { .. } => kind::SECRET,
+            LinkMessage::Close { .. } => kind::CLOSE,
+            LinkMessage::Ack { .. } => kind::ACK,
+            LinkMessage::Refuse { .. } => kind::REFUSE,
+            LinkMessage::Cause { .. } => kind::CAUSE,
+        }
+    }
+
+    /// The bracket a change belongs to (None for the others).
+    pub fn bracket_of_change(&self) -> Option<u64> {
+        match self {
+            LinkMessage::Put { bracket, .. }
+            | LinkMessage::Delete { bracket, .. }
+            | LinkMessage::LogAppend { bracket, .. }
+            | LinkMessage::LogTrim { bracket, .. }
+            | LinkMessage::Secret { bracket, .. } => Some(*bracket),
+            _ => None,
+        }
+    }
+
+    /// The message in this code's schema.
+    pub fn encode(&self) -> Vec<u8> {
+        self.encode_as(SCHEMA)
+    }
+
+    /// The message as a card speaking link schema `schema` writes it: the
+    /// fields introduced later are left out.
+    pub fn encode_as(&self, schema: u32) -> Vec<u8> {
+        let b = Builder::new(self.kind());
+        let v2 = |b: Builder, t: u16, v: u64| if schema >= 2 { b.u64(t, v) } else { b };
+        match self {
+            LinkMessage::Hello {
+                node,
+                schema: s,
+                epoch,
+                role,
+                applied,
+            } => b
+                .u32(tag::NODE, *node)
+                .u32(tag::SCHEMA, (*s).min(schema))
+                .u64(tag::EPOCH, *epoch)
+                .u32(tag::ROLE, *role as u32)
+                .u64(tag::APPLIED, *applied),
+            LinkMessage::Heartbeat {
+                epoch,
+                bracket,
+                time_us,
+                lag,
+            } => v2(
+                b.u64(tag::EPOCH, *epoch)
+                    .u64(tag::BRACKET, *bracket)
+                    .u64(tag::TIME_US, *time_us),
+                tag::LAG,
+                *lag,
+            ),
+            LinkMessage::Open {
+                epoch,
+                bracket,
+                full,
+            } => b
+                .u64(tag::EPOCH, *epoch)
+                .u64(tag::BRACKET, *bracket)
+                .u32(tag::FULL, u32::from(*full)),
+            LinkMessage::Put { bracket, set, data } => v2(
+                b.u64(tag::BRACKET, *bracket)
+                    .u32(tag::APP, set.app)
+                    .u32(tag::OBJECT, set.object)
+                    .u32(tag::ENDPOINT, set.endpoint)
+                    .u32(tag::STAGE, set.stage)
+                    .u32(tag::TIER, set.tier)
+                    .u64(tag::VERSION, set.version)
+                    .u32(tag::CRC, set.crc),
+                tag::STORED_US,
+                set.stored_us,
+            )
+            .bytes(tag::DATA, data),
+            LinkMessage::Delete {
+                bracket,
+                app,
+                object,
+            } => b
+                .u64(tag::BRACKET, *bracket)
+                .u32(tag::APP, *app)
+                .u32(tag::OBJECT, *object),
+            LinkMessage::LogAppend {
+                bracket,
+                app,
+                object,
+                tier,
+                data,
+            } => b
+                .u64(tag::BRACKET, *bracket)
+                .u32(tag::APP, *app)
+                .u32(tag::OBJECT, *object)
+                .u32(tag::TIER, *tier)
+                .bytes(tag::DATA, data),
+            LinkMessage::LogTrim { bracket, tier, to } => b
+                .u64(tag::BRACKET, *bracket)
+                .u32(tag::TIER, *tier)
+                .u32(tag::TO, *to),
+            LinkMessage::Secret {
+                bracket,
+                app,
+                secret,
+            } => b
+                .u64(tag::BRACKET, *bracket)
+                .u32(tag::APP, *app)
+                .bytes(tag::SECRET, secret),
+            LinkMessage::Close {
+                epoch,
+                bracket,
+                changes,
+            } => b
+                .u64(tag::EPOCH, *epoch)
+                .u64(tag::BRACKET, *bracket)
+                .u32(tag::CHANGES, *changes),
+            LinkMessage::Ack { epoch, bracket } => {
+                b.u64(tag::EPOCH, *epoch).u64(tag::BRACKET, *bracket)
+            }
+            LinkMessage::Refuse {
+                epoch,
+                code,
+                reason,
+            } => b
+                .u64(tag::EPOCH, *epoch)
+                .u32(tag::CODE, *code as u32)
+                .bytes(tag::REASON, reason.as_bytes()),
+            LinkMessage::Cause { epoch, reason } => b
+                .u64(tag::EPOCH, *epoch)
+                .bytes(tag::REASON, reason.as_bytes()),
+        }
+        .finish()
+    }
+
+    /// Decode a link message: unknown fields skipped, missing ones
+    /// defaulted, sizes checked.
+    pub fn decode(bytes: &[u8]) -> Result<Self, LinkError> {
+        let m = Message::decode(bytes)?;
+        let epoch = || u64_of(&m, tag::EPOCH, 0);
+        let bracket = || u64_of(&m, tag::BRACKET, 0);
+        let app = || u32_of(&m, tag::APP, 0);
+        let object = || u32_of(&m, tag::OBJECT, 0);
+        let tier = || {
+            let t = u32_of(&m, tag::TIER, 0)?;
+            if t > 1 {
+                return Err(LinkError::Field {
+                    tag: tag::TIER,
+                    what: "a tier is 0 (warm) or 1 (cold)",
+                });
+            }
+            Ok(t)
+        };
+        Ok(match m.kind {
+            kind::HELLO => LinkMessage::Hello {
+                node: u32_of(&m, tag::NODE, 0)?,
+                schema: u32_of(&m, tag::SCHEMA, 1)?,
+                epoch: epoch()?,
+                role: Role::from_u32(u32_of(&m, tag::ROLE, Role::Standby as u32)?),
+                applied: u64_of(&m, tag::APPLIED, 0)?,
+            },
+            kind::HEARTBEAT => LinkMessage::Heartbeat {
+                epoch: epoch()?,
+                bracket: bracket()?,
+                time_us: u64_of(&m, tag::TIME_US, 0)?,
+                lag: u64_of(&m, tag::LAG, 0)?,
+            },
+            kind::OPEN => LinkMessage::Open {
+                epoch: epoch()?,
+                bracket: bracket()?,
+                full: u32_of(&m, tag::FULL, 0)? != 0,
+            },
+            kind::PUT => LinkMessage::Put {
+                bracket: bracket()?,
+                set: SetRecord {
+                    app: app()?,
+                    object: object()?,
+                    endpoint: u32_of(&m, tag::ENDPOINT, 0)?,
+                    stage: u32_of(&m, tag::STAGE, 0)?,
+                    tier: tier()?,
+                    version: u64_of(&m, tag::VERSION, 0)?,
+                    crc: u32_of(&m, tag::CRC, 0)?,
+                    stored_us: u64_of(&m, tag::STORED_US, 0)?,
+                },
+                data: m.bytes_or_empty(tag::DATA).to_vec(),
+            },
+            kind::DELETE => LinkMessage::Delete {
+                bracket: bracket()?,
+                app: app()?,
+                object: object()?,
+            },
+            kind::LOG_APPEND => LinkMessage::LogAppend {
+                bracket: bracket()?,
+                app: app()?,
+                object: object()?,
+                tier: tier()?,
+                data: m.bytes_or_empty(tag::DATA).to_vec(),
+            },
+            kind::LOG_TRIM => LinkMessage::LogTrim {
+                bracket: bracket()?,
+                tier: tier()?,
+                to: u32_of(&m, tag::TO, 0)?,
+            },
+            kind::SECRET => LinkMessage::Secret {
+                bracket: bracket()?,
+                app: app()?,
+                secret: <[u8; SECRET_BYTES]>::try_from(m.bytes_or_empty(tag::SECRET)).map_err(
+                    |_| LinkError::Field {
+                        tag: tag::SECRET,
+                        what: "a secret is 32 bytes",
+                    },
+                )?,
+            },
+            kind::CLOSE => LinkMessage::Close {
+                epoch: epoch()?,
+                bracket: bracket()?,
+                changes: u32_of(&m, tag::CHANGES, 0)?,
+            },
+            kind::ACK => LinkMessage::Ack {
+                epoch: epoch()?,
+                bracket: bracket()?,
+            },
+            kind::REFUSE => LinkMessage::Refuse {
+                epoch: epoch()?,
+                code: RefuseCode::from_u32(u32_of(&m, tag::CODE, RefuseCode::Other as u32)?),
+                reason: text_of(&m, tag::REASON),
+            },
+            kind::CAUSE => LinkMessage::Cause {
+                epoch: epoch()?,
+                reason: text_of(&m, tag::REASON),
+            },
+            other => return Err(LinkError::UnknownKind(other)),
+        })
+    }
+}
+
+/// A frame for a byte stream: length prefix, then the message.
+pub fn frame(message: &[u8]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(PREFIX + message.len());
+    f.extend_from_slice(&(message.len() as u32).to_le_bytes());
+    f.extend_from_slice(message);
+    f
+}
+
+/// Reassembles frames from a byte stream however it is chunked.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    /// Add bytes received.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Bytes held that are not a whole frame yet.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next whole frame's message, if there is one. A length over
+    /// [`MAX_FRAME`] is an error at once (the connection must be dropped:
+    /// nothing after it can be trusted to be a frame boundary).
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, LinkError> {
+        let Some(prefix) = self.buf.get(..PREFIX) else {
+            return Ok(None);
+        };
+        let len = u32::from_le_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]) as usize;
+        if len > MAX_FRAME {
+            return Err(LinkError::FrameTooLarge(len));
+        }
+        if self.buf.len() < PREFIX + len {
+            return Ok(None);
+        }
+        let msg = self.buf[PREFIX..PREFIX + len].to_vec();
+        self.buf.drain(..PREFIX + len);
+        Ok(Some(msg))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn set() -> impl Strategy<Value = SetRecord> {
+        (
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            any::<u32>(),
+            0u32..2,
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+        )
+            .prop_map(
+                |(app, object, endpoint, stage, tier, version, crc, stored_us)| SetRecord {
+                    app,
+                    object,
+                    endpoint,
+                    stage,
+                    tier,
+                    version,
+                    crc,
+                    stored_us,
+                },
+            )
+    }
+
+    fn message() -> impl Strategy<Value = LinkMessage> {
+        let data = proptest::collection::vec(any::<u8>(), 0..300);
+        let role = prop_oneof![Just(Role::Master), Just(Role::Slave), Just(Role::Standby)];
+        let code = prop_oneof![
+            Just(RefuseCode::StaleEpoch),
+            Just(RefuseCode::Protocol),
+            Just(RefuseCode::Apply),
+            Just(RefuseCode::Other)
+        ];
+        prop_oneof![
+            (
+                any::<u32>(),
+                1u32..=SCHEMA,
+                any::<u64>(),
+                role,
+                any::<u64>()
+            )
+                .prop_map(|(node, schema, epoch, role, applied)| LinkMessage::Hello {
+                    node,
+                    schema,
+                    epoch,
+                    role,
+                    applied
+                }),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
+                |(epoch, bracket, time_us, lag)| LinkMessage::Heartbeat {
+                    epoch,
+                    bracket,
+                    time_us,
+                    lag
+                }
+            ),
+            (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(epoch, bracket, full)| {
+                LinkMessage::Open {
+                    epoch,
+                    bracket,
+                    full,
+                }
+            }),
+            (any::<u64>(), set(), data.clone()).prop_map(|(bracket, set, data)| LinkMessage::Put {
+                bracket,
+                set,
+                data
+            }),
+            (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(bracket, app, object)| {
+                LinkMessage::Delete {
+                    bracket,
+                    app,
+                    object,
+                }
+            }),
+            (any::<u64>(), any::<u32>(), any::<u32>(), 0u32..2, data).prop_map(
+                |(bracket, app, object, tier, data)| LinkMessage::LogAppend {
+                    bracket,
+                    app,
+                    object,
+                    tier,
+                    data
+                }
+            ),
+            (any::<u64>(), 0u32..2, any::<u32>())
+                .prop_map(|(bracket, tier, to)| LinkMessage::LogTrim { bracket, tier, to }),
+            (any::<u64>(), any::<u32>(), any::<[u8; 32]>()).prop_map(|(bracket, app, secret)| {
+                LinkMessage::Secret {
+                    bracket,
+                    app,
+                    secret,
+                }
+            }),
+            (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(epoch, bracket, changes)| {
+                LinkMessage::Close {
+                    epoch,
+                    bracket,
+                    changes,
+                }
+            }),
+            (any::<u64>(), any::<u64>())
+                .prop_map(|(epoch, bracket)| LinkMessage::Ack { epoch, bracket }),
+            (any::<u64>(), code, ".{0,40}").prop_map(|(epoch, code, reason)| {
+                LinkMessage::Refuse {
+                    epoch,
+                    code,
+                    reason,
+                }
+            }),
+            (any::<u64>(), ".{0,40}")
+                .prop_map(|(epoch, reason)| LinkMessage::Cause { epoch, reason }),
+        ]
+    }
+
+    /// What a schema 1 card keeps of a message (the fields schema 2 added
+    /// are defaulted).
+    fn as_schema_1(m: &LinkMessage) -> LinkMessage {
+        let mut m = m.clone();
+        match &mut m {
+            LinkMessage::Heartbeat { lag, .. } => *lag = 0,
+            LinkMessage::Put { set, .. } => set.stored_us = 0,
+            LinkMessage::Hello { schema, .. } => *schema = (*schema).min(1),
+            _ => {}
+        }
+        m
+    }
+
+    proptest! {
+        #[test]
+        fn link_messages_round_trip(m in message()) {
+            prop_assert_eq!(LinkMessage::decode(&m.encode()).unwrap(), m);
+        }
+
+        /// A schema 1 sender's message reaches a schema 2 receiver with
+        /// the new fields defaulted.
+        #[test]
+        fn an_older_senders_message_takes_the_defaults(m in message()) {
+            prop_assert_eq!(LinkMessage::decode(&m.encode_as(1)).unwrap(), as_schema_1(&m));
+        }
+
+        /// Frames survive any chunking of the stream.
+        #[test]
+        fn frames_reassemble_from_any_chunking(
+            ms in proptest::collection::vec(message(), 1..6),
+            cuts in proptest::collection::vec(1usize..50, 1..40),
+        ) {
+            let stream: Vec<u8> = ms.iter().flat_map(|m| frame(&m.encode())).collect();
+            let mut r = FrameReader::default();
+            let mut got = Vec::new();
+            let mut at = 0;
+            for c in cuts.iter().cycle() {
+                if at >= stream.len() {
+                    break;
+                }
+                let end = (at + c).min(stream.len());
+                r.push(&stream[at..end]);
+                at = end;
+                while let Some(f) = r.next_frame().unwrap() {
+                    got.push(LinkMessage::decode(&f).unwrap());
+                }
+            }
+            prop_assert_eq!(got, ms);
+            prop_assert_eq!(r.pending(), 0);
+        }
+
+        /// Garbage is an error, never a panic.
+        #[test]
+        fn garbage_is_refused(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = LinkMessage::decode(&bytes);
+        }
+    }
+
+    /// A schema 1 card's own decoder (the structure it had: no `lag`, no
+    /// `stored_us`) reading a schema 2 card's messages: it updates the
+    /// fields it knows and skips the new ones (claim 11).
+    #[test]
+    fn a_newer_senders_message_reaches_an_older_receiver() {
+        struct HeartbeatV1 {
+            epoch: u64,
+            bracket: u64,
+        }
+        let m = LinkMessage::Heartbeat {
+            epoch: 7,
+            bracket: 99,
+            time_us: 5,
+            lag: 3,
+        };
+        let bytes = m.encode_as(2);
+        let d = Message::decode(&bytes).unwrap();
+        assert!(d.tags().any(|t| t == tag::LAG), "schema 2 sends LAG");
+        let v1 = HeartbeatV1 {
+            epoch: d.u64_or(tag::EPOCH, 0).unwrap(),
+            bracket: d.u64_or(tag::BRACKET, 0).unwrap(),
+        };
+        assert_eq!((v1.epoch, v1.bracket), (7, 99));
+        assert!(!Message::decode(&m.encode_as(1))
+            .unwrap()
+            .tags()
+            .any(|t| t == tag::LAG));
+    }
+
+    #[test]
+    fn an_oversized_frame_is_refused_before_it_arrives() {
+        let mut r = FrameReader::default();
+        r.push(&((MAX_FRAME as u32) + 1).to_le_bytes());
+        assert_eq!(r.next_frame(), Err(LinkError::FrameTooLarge(MAX_FRAME + 1)));
+        let mut r = FrameReader::default();
+        r.push(&8u32.to_le_bytes());
+        r.push(&[0; 3]);
+        assert_eq!(r.next_frame(), Ok(None), "a partial frame waits");
+    }
+
+    #[test]
+    fn bad_fields_are_refused_with_their_tag() {
+        let b = Builder::new(kind::PUT).u32(tag::TIER, 5).finish();
+        assert!(matches!(
+            LinkMessage::decode(&b),
+            Err(LinkError::Field { tag: tag::TIER, .. })
+        ));
+        let b = Builder::new(kind::SECRET)
+            .bytes(tag::SECRET, &[1; 5])
+            .finish();
+        assert!(matches!(
+            LinkMessage::decode(&b),
+            Err(LinkError::Field {
+                tag: tag::SECRET,
+                ..
+            })
+        ));
+        let b = Builder::new(0x7F).finish();
+        assert_eq!(LinkMessage::decode(&b), Err(LinkError::UnknownKind(0x7F)));
+        let b = Builder::new(kind::ACK).u32(tag::EPOCH, 1).finish();
+        assert!(matches!(LinkMessage::decode(&b), Err(LinkError::Tlv(_))));
+    }
+}
