@@ -1,0 +1,294 @@
+//! Monitoring (claim 1 b(i)): heartbeats at the configured interval both
+//! ways; a master heard from by nothing for the silence period (missed
+//! heartbeats: a dead, hung or unreachable master all look the same) is
+//! taken for failed; the slave discards its open bracket (claim 16) and,
+//! with the arbiter's grant, takes over from its last closed bracket. The
+//! master renews its lease at every heartbeat and steps down when it
+//! cannot; it drops a silent slave from the in-sync set (through the
+//! arbiter) and takes a caught-up one back.
+
+use super::arbiter::{Arbiter, ArbiterError, Lease};
+use super::node::{Event, Node, Stream};
+use super::replica::Replica;
+use hitless_proto::link::{LinkMessage, Role};
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+impl<R: Replica> Node<R> {
+    /// Let time pass: heartbeats, deadlines, silence, lease, takeover.
+    /// Call it at least every heartbeat interval.
+    pub fn tick(&mut self, now: Instant, arbiter: &mut dyn Arbiter) {
+        let due = self
+            .last_heartbeat
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.cfg.heartbeat);
+        if due {
+            self.last_heartbeat = Some(now);
+            self.heartbeat(now);
+        }
+        match self.role {
+            Role::Master => self.tick_master(now, arbiter, due),
+            _ => self.tick_slave(now, arbiter),
+        }
+    }
+
+    fn heartbeat(&mut self, now: Instant) {
+        let bracket = if self.role == Role::Master {
+            self.last_closed
+        } else {
+            self.replica.mark().bracket
+        };
+        let m = LinkMessage::Heartbeat {
+            epoch: self.epoch,
+            bracket,
+            time_us: now.saturating_duration_since(self.start).as_micros() as u64,
+            lag: self.lag(now).brackets,
+        };
+        for p in self.cfg.peers.clone() {
+            self.send(p, &m);
+        }
+    }
+
+    fn tick_master(&mut self, now: Instant, arbiter: &mut dyn Arbiter, due: bool) {
+        if due {
+            if let Some(lease) = self.lease {
+                match arbiter.renew(self.cfg.node, lease.epoch, now) {
+                    Ok(l) => self.lease = Some(l),
+                    Err(ArbiterError::Unreachable) => {}
+                    Err(e) => {
+                        let why = format!("the arbiter refused to renew: {e}");
+                        self.step_down(now, &why);
+                        self.hello_all();
+                        return;
+                    }
+                }
+            }
+        }
+        if self.lease.is_some_and(|l| !l.valid(now)) {
+            self.step_down(now, "the lease ran out");
+            self.hello_all();
+            return;
+        }
+        // Sync writes past their deadline fail.
+        let late: Vec<u64> = self
+            .pending
+            .iter()
+            .filter(|(_, d)| now >= **d)
+            .map(|(id, _)| *id)
+            .collect();
+        for bracket in late {
+            self.pending.remove(&bracket);
+            self.event(Event::SyncTimeout { bracket });
+        }
+        self.maintain_in_sync(now, arbiter);
+        self.drain(now, arbiter);
+    }
+
+    /// Drop silent slaves from the in-sync set (the arbiter first, so it
+    /// never grants them a takeover they could not serve), take caught-up
+    /// ones back (locally first, so no write is acknowledged without them
+    /// while the arbiter already counts them).
+    fn maintain_in_sync(&mut self, now: Instant, arbiter: &mut dyn Arbiter) {
+        let silence = self.cfg.silence();
+        let silent: Vec<u32> = self
+            .required
+            .iter()
+            .copied()
+            .filter(|p| {
+                self.peers.get(p).is_none_or(|p| {
+                    p.heard
+                        .is_none_or(|h| now.saturating_duration_since(h) >= silence)
+                })
+            })
+            .collect();
+        if !silent.is_empty() {
+            let keep: BTreeSet<u32> = self
+                .required
+                .iter()
+                .copied()
+                .filter(|p| !silent.contains(p))
+                .collect();
+            match arbiter.set_in_sync(self.cfg.node, self.epoch, &keep, now) {
+                Ok(()) => {
+                    tracing::warn!(node = self.cfg.node, ?silent, "slaves left the in-sync set");
+                    self.required = keep;
+                    self.event(Event::InSync {
+                        slaves: self.required.clone(),
+                    });
+                    self.settle();
+                }
+                Err(e) => tracing::debug!(node = self.cfg.node, "in-sync set unchanged: {e}"),
+            }
+        }
+        let back: Vec<u32> = self
+            .peers
+            .iter()
+            .filter(|(id, p)| {
+                !self.required.contains(id)
+                    && p.stream == Stream::Streaming
+                    && p.acked >= self.last_closed
+                    && p.heard
+                        .is_some_and(|h| now.saturating_duration_since(h) < silence)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if !back.is_empty() {
+            let mut all = self.required.clone();
+            all.extend(back.iter().copied());
+            let before = std::mem::replace(&mut self.required, all.clone());
+            match arbiter.set_in_sync(self.cfg.node, self.epoch, &all, now) {
+                Ok(()) => self.event(Event::InSync { slaves: all }),
+                // Not counted by the arbiter: keep requiring their acks
+                // anyway would block writes for nothing; go back.
+                Err(_) => self.required = before,
+            }
+        }
+    }
+
+    fn tick_slave(&mut self, now: Instant, arbiter: &mut dyn Arbiter) {
+        if self.rx.as_ref().is_some_and(|rx| now >= rx.deadline) {
+            self.discard("the close did not come within the deadline");
+        }
+        if let Some(from) = self.handover_from.take() {
+            let cause = None;
+            match arbiter.acquire(self.cfg.node, now) {
+                Ok(lease) => self.take_over(now, lease, Some(from), cause),
+                Err(ArbiterError::Absent) => {
+                    let lease = Lease {
+                        epoch: self.epoch + 1,
+                        until: None,
+                    };
+                    self.take_over(now, lease, Some(from), cause);
+                }
+                Err(e) => self.event(Event::TakeoverRefused {
+                    why: format!("handover from node {from}: {e}"),
+                }),
+            }
+            return;
+        }
+        let silent = now.saturating_duration_since(self.silent_since);
+        if silent < self.cfg.silence() {
+            return;
+        }
+        if self.rx.is_some() {
+            self.discard("the master fell silent before the close");
+        }
+        if !self.silence_reported {
+            self.silence_reported = true;
+            self.event(Event::MasterSilent {
+                master: self.master,
+                since: silent,
+            });
+        }
+        match arbiter.acquire(self.cfg.node, now) {
+            Ok(lease) => {
+                let mark = self.replica.mark();
+                let cause = format!(
+                    "node {} took over in epoch {} after {} ms without a heartbeat from {}; \
+                     last closed bracket {}@{}",
+                    self.cfg.node,
+                    lease.epoch,
+                    silent.as_millis(),
+                    self.master
+                        .map_or("any master".to_string(), |m| format!("master {m}")),
+                    mark.bracket,
+                    mark.epoch
+                );
+                let old = self.master;
+                self.take_over(now, lease, old, Some(cause));
+            }
+            Err(ArbiterError::Absent) => {}
+            Err(e) => {
+                tracing::debug!(node = self.cfg.node, "takeover refused: {e}");
+            }
+        }
+    }
+
+    /// Become master at the lease's epoch, from the last closed bracket.
+    fn take_over(&mut self, now: Instant, lease: Lease, old: Option<u32>, cause: Option<String>) {
+        if self.rx.is_some() {
+            self.discard("taking over: an unclosed bracket is never applied");
+        }
+        let mark = self.replica.mark();
+        self.epoch = self.epoch.max(lease.epoch);
+        self.role = Role::Master;
+        self.master = None;
+        self.lease = Some(Lease {
+            epoch: self.epoch,
+            until: lease.until,
+        });
+        self.last_closed = mark.bracket;
+        self.base = mark;
+        self.queue.clear();
+        self.queue_bytes = 0;
+        self.pending.clear();
+        self.required = self.cfg.peers.iter().copied().collect();
+        for p in self.peers.values_mut() {
+            p.stream = Stream::NeedsHello;
+            p.acked = 0;
+            // A slave that is alive says so within the silence period;
+            // until then it counts as heard now.
+            p.heard = Some(now);
+        }
+        if let Some(old) = old {
+            if let Some(p) = self.peers.get_mut(&old) {
+                p.heard = None;
+            }
+        }
+        self.cause = cause.clone().map(|c| (old, c));
+        tracing::warn!(
+            node = self.cfg.node,
+            epoch = self.epoch,
+            ?cause,
+            "became master"
+        );
+        self.event(Event::BecameMaster {
+            epoch: self.epoch,
+            cause,
+        });
+        self.hello_all();
+    }
+
+    /// Start the pair: this node asks the arbiter for the first epoch.
+    pub fn bootstrap(
+        &mut self,
+        now: Instant,
+        arbiter: &mut dyn Arbiter,
+    ) -> Result<u64, ArbiterError> {
+        let lease = match arbiter.acquire(self.cfg.node, now) {
+            Ok(l) => l,
+            Err(ArbiterError::Absent) => Lease {
+                epoch: self.epoch + 1,
+                until: None,
+            },
+            Err(e) => return Err(e),
+        };
+        self.take_over(now, lease, None, None);
+        Ok(self.epoch)
+    }
+
+    /// The operator's promotion of a slave whose master is gone (the
+    /// no-arbiter case: the operator asserts the old master is dead; it is
+    /// fenced by the newer epoch when it returns). With an arbiter the
+    /// arbiter still decides.
+    pub fn promote(
+        &mut self,
+        now: Instant,
+        arbiter: &mut dyn Arbiter,
+    ) -> Result<u64, ArbiterError> {
+        if self.role == Role::Master {
+            return Ok(self.epoch);
+        }
+        let lease = match arbiter.acquire(self.cfg.node, now) {
+            Ok(l) => l,
+            Err(ArbiterError::Absent) => Lease {
+                epoch: self.epoch + 1,
+                until: None,
+            },
+            Err(e) => return Err(e),
+        };
+        let old = self.master;
+        let cause = format!("promoted by the operator in epoch {}", lease.epoch);
+        self.take_over(now, lease, old, Some(cause));
+        Ok(self.epoch)
+    }
+}

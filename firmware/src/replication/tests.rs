@@ -1,0 +1,8 @@
+//! The roles driven by a simulated clock and an in-memory network that can
+//! drop, delay, cut and crash; the unit tests, and the randomized fault
+//! test in the Jepsen spirit (`fault.rs`).
+
+mod fault;
+mod net;
+mod unit;
+mod version;
