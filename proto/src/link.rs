@@ -181,6 +181,9 @@ pub enum LinkMessage {
         time_us: u64,
         /// Schema 2: brackets sent but not acknowledged (0 from schema 1).
         lag: u64,
+        /// Schema 3: the sender's role (None from older senders: a slave
+        /// then takes any heartbeat of its master for the master's).
+        role: Option<Role>,
     },
     /// Starts a group; `full`: a snapshot that replaces the slave's state.
     Open {
@@ -327,13 +330,20 @@ impl LinkMessage {
                 bracket,
                 time_us,
                 lag,
-            } => v2(
-                b.u64(tag::EPOCH, *epoch)
-                    .u64(tag::BRACKET, *bracket)
-                    .u64(tag::TIME_US, *time_us),
-                tag::LAG,
-                *lag,
-            ),
+                role,
+            } => {
+                let b = v2(
+                    b.u64(tag::EPOCH, *epoch)
+                        .u64(tag::BRACKET, *bracket)
+                        .u64(tag::TIME_US, *time_us),
+                    tag::LAG,
+                    *lag,
+                );
+                match role {
+                    Some(r) if schema >= 3 => b.u32(tag::ROLE, *r as u32),
+                    _ => b,
+                }
+            }
             LinkMessage::Open {
                 epoch,
                 bracket,
@@ -475,6 +485,10 @@ impl LinkMessage {
                 bracket: bracket()?,
                 time_us: u64_of(&m, tag::TIME_US, 0)?,
                 lag: u64_of(&m, tag::LAG, 0)?,
+                role: match m.u32_or(tag::ROLE, u32::MAX)? {
+                    u32::MAX => None,
+                    r => Some(Role::from_u32(r)),
+                },
             },
             kind::OPEN => LinkMessage::Open {
                 epoch: epoch()?,
@@ -658,14 +672,26 @@ mod tests {
                         applied_epoch,
                     }
                 }),
-            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()).prop_map(
-                |(epoch, bracket, time_us, lag)| LinkMessage::Heartbeat {
-                    epoch,
-                    bracket,
-                    time_us,
-                    lag
-                }
-            ),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                proptest::option::of(prop_oneof![
+                    Just(Role::Master),
+                    Just(Role::Slave),
+                    Just(Role::Standby)
+                ])
+            )
+                .prop_map(|(epoch, bracket, time_us, lag, role)| {
+                    LinkMessage::Heartbeat {
+                        epoch,
+                        bracket,
+                        time_us,
+                        lag,
+                        role,
+                    }
+                }),
             (any::<u64>(), any::<u64>(), any::<bool>()).prop_map(|(epoch, bracket, full)| {
                 LinkMessage::Open {
                     epoch,
@@ -740,7 +766,14 @@ mod tests {
     fn as_schema(m: &LinkMessage, schema: u32) -> LinkMessage {
         let mut m = m.clone();
         match &mut m {
-            LinkMessage::Heartbeat { lag, .. } if schema < 2 => *lag = 0,
+            LinkMessage::Heartbeat { lag, role, .. } => {
+                if schema < 2 {
+                    *lag = 0;
+                }
+                if schema < 3 {
+                    *role = None;
+                }
+            }
             LinkMessage::Put { set, .. } if schema < 2 => set.stored_us = 0,
             LinkMessage::LogAppend { offset, .. } if schema < 3 => *offset = 0,
             LinkMessage::Hello {
@@ -832,6 +865,7 @@ mod tests {
             bracket: 99,
             time_us: 5,
             lag: 3,
+            role: Some(Role::Slave),
         };
         let bytes = m.encode_as(2);
         let d = Message::decode(&bytes).unwrap();

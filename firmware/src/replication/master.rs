@@ -241,7 +241,10 @@ impl<R: Replica> Node<R> {
         let done: Vec<u64> = self.pending.range(..=upto).map(|(id, _)| *id).collect();
         for id in done {
             self.pending.remove(&id);
-            self.event(Event::Durable { bracket: id });
+            self.event(Event::Durable {
+                epoch: self.epoch,
+                bracket: id,
+            });
         }
         let all = self
             .peers
@@ -386,7 +389,8 @@ impl<R: Replica> Node<R> {
         self.draining = None;
         let pending: Vec<u64> = std::mem::take(&mut self.pending).into_keys().collect();
         for bracket in pending {
-            self.event(Event::Abandoned { bracket });
+            let epoch = self.epoch;
+            self.event(Event::Abandoned { epoch, bracket });
         }
         self.queue.clear();
         self.queue_bytes = 0;

@@ -42,6 +42,7 @@ impl<R: Replica> Node<R> {
             bracket,
             time_us: now.saturating_duration_since(self.start).as_micros() as u64,
             lag: self.lag(now).brackets,
+            role: Some(self.role),
         };
         for p in self.cfg.peers.clone() {
             self.send(p, &m);
@@ -77,7 +78,8 @@ impl<R: Replica> Node<R> {
             .collect();
         for bracket in late {
             self.pending.remove(&bracket);
-            self.event(Event::SyncTimeout { bracket });
+            let epoch = self.epoch;
+            self.event(Event::SyncTimeout { epoch, bracket });
         }
         self.maintain_in_sync(now, arbiter);
         self.drain(now, arbiter);

@@ -89,12 +89,12 @@ impl Config {
 pub enum Event {
     /// Sync mode: every in-sync slave has the bracket durable; the host's
     /// request may be acknowledged now.
-    Durable { bracket: u64 },
+    Durable { epoch: u64, bracket: u64 },
     /// Sync mode: not durable within the deadline; the host's request
     /// fails (it may or may not survive a takeover).
-    SyncTimeout { bracket: u64 },
+    SyncTimeout { epoch: u64, bracket: u64 },
     /// A write in flight when this node stopped being master: it fails.
-    Abandoned { bracket: u64 },
+    Abandoned { epoch: u64, bracket: u64 },
     /// Slave: a closed bracket applied and acknowledged.
     Applied { mark: Mark, full: bool, digest: u32 },
     /// Slave: an open bracket thrown away (claims 16, 31, 42).
@@ -114,8 +114,8 @@ pub enum Event {
         /// Why, when the takeover was not hitless (claim 18).
         cause: Option<String>,
     },
-    /// This node stopped being master (a newer epoch, a lost lease, a
-    /// switchover).
+    /// This node stopped being master of `epoch` (a newer epoch, a lost
+    /// lease, a switchover).
     SteppedDown { epoch: u64, why: String },
     /// Master: a full snapshot sent to a slave.
     FullSent {
@@ -466,7 +466,15 @@ impl<R: Replica> Node<R> {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.heard = Some(now);
         }
-        if self.master == Some(peer) && self.role != Role::Master {
+        // The master is alive while it speaks as master (a heartbeat of
+        // an older card does not say its role: any counts).
+        let as_master = match &m {
+            LinkMessage::Heartbeat { role, .. } => role.is_none_or(|r| r == Role::Master),
+            LinkMessage::Hello { role, .. } => *role == Role::Master,
+            LinkMessage::Ack { .. } | LinkMessage::Refuse { .. } => false,
+            _ => true,
+        };
+        if self.master == Some(peer) && self.role != Role::Master && as_master {
             self.heard_master(now);
         }
         self.tell_cause(peer);
@@ -489,7 +497,21 @@ impl<R: Replica> Node<R> {
                     bracket: applied,
                 },
             ),
-            LinkMessage::Heartbeat { epoch, bracket, .. } => {
+            LinkMessage::Heartbeat {
+                epoch,
+                bracket,
+                role,
+                ..
+            } => {
+                if role.is_some_and(|r| r != Role::Master)
+                    && self.master == Some(peer)
+                    && self.role != Role::Master
+                {
+                    // Our master is not master any more (a lost HANDOVER,
+                    // a step-down): no master until one is granted.
+                    self.master = None;
+                    self.role = Role::Standby;
+                }
                 self.on_heartbeat(now, peer, epoch, bracket)
             }
             LinkMessage::Open {
@@ -596,12 +618,13 @@ impl<R: Replica> Node<R> {
             // A slave's heartbeat carries its applied bracket: an ack that
             // heals a lost ACK.
             Role::Master => self.on_ack(now, peer, epoch, bracket),
-            _ if self.master == Some(peer) => {
-                // The master has closed brackets we lack and none is
-                // arriving: ask for them.
-                if bracket > self.replica.mark().bracket && self.rx.is_none() {
-                    self.hello(peer);
-                }
+            // The master has closed brackets we lack and none is
+            // arriving: ask for them.
+            _ if self.master == Some(peer)
+                && bracket > self.replica.mark().bracket
+                && self.rx.is_none() =>
+            {
+                self.hello(peer)
             }
             _ => {}
         }
@@ -640,10 +663,11 @@ impl<R: Replica> Node<R> {
         if epoch <= self.epoch && master.is_none() {
             return;
         }
-        self.epoch = self.epoch.max(epoch);
         if self.role == Role::Master {
+            // (in the epoch it held: its writes in flight fail)
             self.step_down(now, why);
         }
+        self.epoch = self.epoch.max(epoch);
         self.master = master;
         self.role = if master.is_some() {
             Role::Slave

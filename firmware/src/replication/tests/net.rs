@@ -200,7 +200,7 @@ impl Net {
     }
 
     fn post(&mut self, from: u32, to: u32, bytes: Vec<u8>) {
-        if !self.link_up(from, to) || !self.slots.get(&to).is_some_and(|s| s.node.is_some()) {
+        if !self.link_up(from, to) || self.slots.get(&to).is_none_or(|s| s.node.is_none()) {
             self.dropped += 1;
             return;
         }

@@ -50,9 +50,10 @@ fn sync_writes_are_durable_only_after_the_slaves_ack() {
     assert!(!net.get(1).unwrap().is_durable(c.bracket));
     net.run(ms(2));
     assert!(net.get(1).unwrap().is_durable(c.bracket));
-    assert!(net
-        .events(1)
-        .contains(&Event::Durable { bracket: c.bracket }));
+    assert!(net.events(1).contains(&Event::Durable {
+        epoch: c.epoch,
+        bracket: c.bracket
+    }));
 }
 
 #[test]
@@ -75,10 +76,16 @@ fn a_sync_write_the_slave_never_acks_times_out() {
     net.run(ms(40));
     let ev = net.events(1);
     assert!(
-        ev.contains(&Event::SyncTimeout { bracket: c.bracket }),
+        ev.contains(&Event::SyncTimeout {
+            epoch: c.epoch,
+            bracket: c.bracket
+        }),
         "{ev:?}"
     );
-    assert!(!ev.contains(&Event::Durable { bracket: c.bracket }));
+    assert!(!ev.contains(&Event::Durable {
+        epoch: c.epoch,
+        bracket: c.bracket
+    }));
 }
 
 #[test]
