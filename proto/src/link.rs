@@ -224,6 +224,10 @@ pub enum LinkMessage {
         bracket: u64,
         /// Messages in the group (a check against loss).
         changes: u32,
+        /// Schema 3: CRC-32C of the group's changes and its `full` flag
+        /// (0 from older senders: not checked), so a group pieced together
+        /// from two sendings is never applied.
+        digest: u32,
     },
     /// The slave has the group durable.
     Ack { epoch: u64, bracket: u64 },
@@ -405,10 +409,14 @@ impl LinkMessage {
                 epoch,
                 bracket,
                 changes,
-            } => b
-                .u64(tag::EPOCH, *epoch)
-                .u64(tag::BRACKET, *bracket)
-                .u32(tag::CHANGES, *changes),
+                digest,
+            } => v3(
+                b.u64(tag::EPOCH, *epoch)
+                    .u64(tag::BRACKET, *bracket)
+                    .u32(tag::CHANGES, *changes),
+                tag::CRC,
+                u64::from(*digest),
+            ),
             LinkMessage::Ack { epoch, bracket } => {
                 b.u64(tag::EPOCH, *epoch).u64(tag::BRACKET, *bracket)
             }
@@ -546,6 +554,10 @@ impl LinkMessage {
                 epoch: epoch()?,
                 bracket: bracket()?,
                 changes: u32_of(&m, tag::CHANGES, 0)?,
+                digest: u32::try_from(u64_of(&m, tag::CRC, 0)?).map_err(|_| LinkError::Field {
+                    tag: tag::CRC,
+                    what: "a digest is 32 bits",
+                })?,
             },
             kind::ACK => LinkMessage::Ack {
                 epoch: epoch()?,
@@ -738,13 +750,14 @@ mod tests {
                     secret,
                 }
             }),
-            (any::<u64>(), any::<u64>(), any::<u32>()).prop_map(|(epoch, bracket, changes)| {
-                LinkMessage::Close {
+            (any::<u64>(), any::<u64>(), any::<u32>(), any::<u32>()).prop_map(
+                |(epoch, bracket, changes, digest)| LinkMessage::Close {
                     epoch,
                     bracket,
                     changes,
+                    digest,
                 }
-            }),
+            ),
             (any::<u64>(), any::<u64>())
                 .prop_map(|(epoch, bracket)| LinkMessage::Ack { epoch, bracket }),
             (any::<u64>(), code, ".{0,40}").prop_map(|(epoch, code, reason)| {
@@ -776,6 +789,7 @@ mod tests {
             }
             LinkMessage::Put { set, .. } if schema < 2 => set.stored_us = 0,
             LinkMessage::LogAppend { offset, .. } if schema < 3 => *offset = 0,
+            LinkMessage::Close { digest, .. } if schema < 3 => *digest = 0,
             LinkMessage::Hello {
                 schema: s,
                 applied_epoch,

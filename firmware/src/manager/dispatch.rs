@@ -155,6 +155,7 @@ impl<C: Controller> MemoryManager<C> {
                     version: 0,
                 };
                 self.store(TierSel::of_flags(f), key(object), e, (addr, s.key))?;
+                self.journal_put(key(object))?;
                 Ok(Response::Stored { len, crc })
             }
             Request::Delete { object } => {
@@ -164,6 +165,8 @@ impl<C: Controller> MemoryManager<C> {
                 }
                 self.remove(TierSel::Warm, key(object))?;
                 self.remove(TierSel::Cold, key(object))?;
+                let app = s.app;
+                self.journal(|| crate::replication::Change::Delete { app, object });
                 Ok(Response::Done)
             }
             Request::List => {
@@ -255,6 +258,7 @@ impl<C: Controller> MemoryManager<C> {
                     None => self.tier_regs(t)?.log_head,
                 };
                 self.log_trim_checked(t, s.app, to)?;
+                self.journal(|| crate::replication::Change::LogTrim { tier: t as u32, to });
                 let st = self.tier_regs(t)?;
                 Ok(Response::Log {
                     records: Vec::new(),
@@ -275,6 +279,10 @@ impl<C: Controller> MemoryManager<C> {
                 new.sets.retain(|k, _| k.app == SYSTEM_APP);
                 new.relayout();
                 self.commit(t, &old, &new, None, (0, 0))?;
+                for k in old.sets.keys().filter(|k| k.app != SYSTEM_APP) {
+                    let (app, object) = (k.app, k.object);
+                    self.journal(|| crate::replication::Change::Delete { app, object });
+                }
                 tracing::warn!(tier = t.name(), app = s.app, "tier formatted");
                 Ok(Response::Done)
             }

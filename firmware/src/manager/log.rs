@@ -7,12 +7,18 @@ use hitless_hdl::logring::parse_log;
 use hitless_proto::msg::{flags, LogInfo};
 use hitless_proto::Response;
 
+/// Tag word 3's flag: the record was replicated from a master's log.
+const ORIGIN_FLAG: u32 = 1;
+
 /// An unread log record with the firmware's tag taken off.
 pub(super) struct Tagged {
     pub offset: u32,
     pub seq: u64,
     pub app: u32,
     pub object: u32,
+    /// A replicated record's offset in its master's log (tag bytes 8..12,
+    /// with the replicated flag in 12..16).
+    pub origin: Option<u32>,
     pub payload: Vec<u8>,
 }
 
@@ -80,6 +86,7 @@ impl<C: Controller> MemoryManager<C> {
                 seq: r.seq,
                 app: u(0),
                 object: u(4),
+                origin: (u(12) & ORIGIN_FLAG != 0).then(|| u(8)),
                 payload: r.data[LOG_TAG..].to_vec(),
             });
         }
@@ -114,10 +121,48 @@ impl<C: Controller> MemoryManager<C> {
                 );
             }
         }
-        let mut payload = vec![0u8; LOG_TAG + len as usize];
+        let mut data = vec![0u8; len as usize];
+        host.read(addr, &mut data).map_err(host_err)?;
+        let offset = self.append_tagged(t, app, object, None, &data)?;
+        self.journal(|| crate::replication::Change::LogAppend {
+            app,
+            object,
+            tier: t as u32,
+            offset,
+            data,
+        });
+        if f & flags::OVERWRITE != 0 {
+            self.log_trim(t, offset)?;
+            self.journal(|| crate::replication::Change::LogTrim {
+                tier: t as u32,
+                to: offset,
+            });
+        }
+        Ok(Response::Appended { offset })
+    }
+
+    /// APPEND `data` with the firmware's tag (application, object, and for
+    /// a replicated record its master's offset); the record's offset.
+    pub(super) fn append_tagged(
+        &mut self,
+        t: TierSel,
+        app: u32,
+        object: u32,
+        origin: Option<u32>,
+        data: &[u8],
+    ) -> R<u32> {
+        let max = MAX_TRANSFER as usize - LOG_TAG;
+        if data.is_empty() || data.len() > max {
+            return fail(Code::Invalid, format!("a log record holds 1..={max} bytes"));
+        }
+        let mut payload = vec![0u8; LOG_TAG + data.len()];
         payload[0..4].copy_from_slice(&app.to_le_bytes());
         payload[4..8].copy_from_slice(&object.to_le_bytes());
-        host.read(addr, &mut payload[LOG_TAG..]).map_err(host_err)?;
+        if let Some(o) = origin {
+            payload[8..12].copy_from_slice(&o.to_le_bytes());
+            payload[12..16].copy_from_slice(&ORIGIN_FLAG.to_le_bytes());
+        }
+        payload[LOG_TAG..].copy_from_slice(data);
         self.ctl.scratch_write(STAGING, &payload).map_err(ctl)?;
         let append = Descriptor {
             opcode: Opcode::Append as u8,
@@ -135,11 +180,7 @@ impl<C: Controller> MemoryManager<C> {
                 )
             })
         })?;
-        let offset = c.info;
-        if f & flags::OVERWRITE != 0 {
-            self.log_trim(t, offset)?;
-        }
-        Ok(Response::Appended { offset })
+        Ok(c.info)
     }
 
     pub(super) fn log_trim(&mut self, t: TierSel, to: u32) -> R<()> {

@@ -8,6 +8,7 @@
 //! | `session.rs` | sessions and credentials: OPEN, request authentication, permissions |
 //! | `log.rs` | the append log: APPEND with the firmware's tag, LOG_READ, LOG_TRIM |
 //! | `dispatch.rs` | requests: decoding, dispatch, responses |
+//! | `replica.rs` | replication: the journal of changes, applying brackets, snapshots |
 //!
 //! Storing a set in tier T:
 //! 1. build the new image in T's alternate region: WRITE the new table
@@ -32,7 +33,10 @@
 
 mod dispatch;
 mod log;
+mod replica;
 mod session;
+
+pub use replica::ReplicaError;
 
 use crate::records::{align8, head_len, plan, Entry, SetKey, Step, Table, HEADER};
 use hitless_hdl::contract::{
@@ -213,6 +217,7 @@ pub struct MemoryManager<C: Controller> {
     fw_key: u32,
     log_key: u32,
     pub counters: Counters,
+    repl: replica::ReplState,
 }
 
 fn tier_flag(t: TierSel) -> u8 {
@@ -294,12 +299,14 @@ impl<C: Controller> MemoryManager<C> {
             fw_key,
             log_key,
             counters: Counters::default(),
+            repl: replica::ReplState::default(),
         };
         for t in [TierSel::Warm, TierSel::Cold] {
             let view = mm.load(t).map_err(|f| FirmwareError::Start(f.detail))?;
             mm.tiers[t as usize] = view;
         }
         mm.load_secrets();
+        mm.load_mark();
         tracing::info!(
             warm = ?mm.describe(TierSel::Warm),
             cold = ?mm.describe(TierSel::Cold),

@@ -76,6 +76,7 @@ impl<C: Controller> MemoryManager<C> {
                     (base + STAGING as u64, fw_key),
                 )?;
                 self.secrets.insert(app, s);
+                self.journal(|| crate::replication::Change::Secret { app, secret: s });
                 new_secret = Some(s);
             }
         }

@@ -25,11 +25,14 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// A grant: master at `epoch` until `until` (`None`: no expiry, the
-/// no-arbiter case).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// no-arbiter case), with the in-sync set as the arbiter has it (a new
+/// master starts from it: it must never count as in sync a node the
+/// previous master dropped).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Lease {
     pub epoch: u64,
     pub until: Option<Instant>,
+    pub in_sync: BTreeSet<u32>,
 }
 
 impl Lease {
@@ -94,7 +97,11 @@ impl Arbiter for NoArbiter {
         Err(ArbiterError::Absent)
     }
     fn renew(&mut self, _: u32, epoch: u64, _: Instant) -> Result<Lease, ArbiterError> {
-        Ok(Lease { epoch, until: None })
+        Ok(Lease {
+            epoch,
+            until: None,
+            in_sync: BTreeSet::new(),
+        })
     }
     fn release(&mut self, _: u32, _: u64, _: Instant) -> Result<(), ArbiterError> {
         Ok(())
@@ -188,6 +195,7 @@ impl Arbiter for LocalArbiter {
         Ok(Lease {
             epoch: self.epoch,
             until: self.until,
+            in_sync: self.in_sync.clone(),
         })
     }
 
@@ -197,6 +205,7 @@ impl Arbiter for LocalArbiter {
         Ok(Lease {
             epoch,
             until: self.until,
+            in_sync: self.in_sync.clone(),
         })
     }
 

@@ -161,18 +161,20 @@ impl Bracket {
             epoch: self.epoch,
             bracket: self.id,
             changes: self.changes.len() as u32,
+            digest: self.digest(),
         });
         v
     }
 
-    /// A digest of the contents (tests compare what a slave applied with
-    /// what a master closed).
+    /// A digest of the contents and the `full` flag: CLOSE carries it
+    /// (schema 3) and the slave checks it; tests compare what a slave
+    /// applied with what a master closed. Never 0 (0: not given).
     pub fn digest(&self) -> u32 {
         let mut bytes = Vec::new();
         for c in &self.changes {
             bytes.extend_from_slice(&c.to_message(0).encode());
         }
         bytes.push(u8::from(self.full));
-        hitless_hdl::contract::crc32c(&bytes)
+        hitless_hdl::contract::crc32c(&bytes).max(1)
     }
 }

@@ -30,7 +30,7 @@ impl<R: Replica> Node<R> {
                 master: self.master,
             });
         }
-        match self.lease {
+        match &self.lease {
             Some(l) if l.valid(now) && l.epoch == self.epoch => {}
             _ => return Err(WriteError::LeaseExpired),
         }
@@ -157,6 +157,7 @@ impl<R: Replica> Node<R> {
             epoch: b.epoch,
             bracket: b.id,
             changes: b.changes.len() as u32,
+            digest: b.digest(),
         });
         self.last_closed = b.id;
         let id = b.id;
@@ -303,6 +304,11 @@ impl<R: Replica> Node<R> {
             .map_or(self.last_closed + 1, |s| s.bracket.id);
         let covered = mark.bracket <= self.last_closed && mark.bracket + 1 >= first;
         if ours && covered {
+            if mark.epoch != self.epoch {
+                // Continued from our base: our HELLO (with the base) goes
+                // first, the slave checks it.
+                self.hello(peer);
+            }
             let resend: Vec<LinkMessage> = self
                 .queue
                 .iter()

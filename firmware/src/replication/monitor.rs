@@ -32,10 +32,15 @@ impl<R: Replica> Node<R> {
     }
 
     fn heartbeat(&mut self, now: Instant) {
+        let mark = self.replica.mark();
         let bracket = if self.role == Role::Master {
             self.last_closed
+        } else if mark.epoch == self.epoch {
+            // A slave's heartbeat acknowledges what it applied in this
+            // epoch; a bracket of an older epoch is no ack of this one.
+            mark.bracket
         } else {
-            self.replica.mark().bracket
+            0
         };
         let m = LinkMessage::Heartbeat {
             epoch: self.epoch,
@@ -51,8 +56,8 @@ impl<R: Replica> Node<R> {
 
     fn tick_master(&mut self, now: Instant, arbiter: &mut dyn Arbiter, due: bool) {
         if due {
-            if let Some(lease) = self.lease {
-                match arbiter.renew(self.cfg.node, lease.epoch, now) {
+            if let Some(epoch) = self.lease.as_ref().map(|l| l.epoch) {
+                match arbiter.renew(self.cfg.node, epoch, now) {
                     Ok(l) => self.lease = Some(l),
                     Err(ArbiterError::Unreachable) => {}
                     Err(e) => {
@@ -64,7 +69,7 @@ impl<R: Replica> Node<R> {
                 }
             }
         }
-        if self.lease.is_some_and(|l| !l.valid(now)) {
+        if self.lease.as_ref().is_some_and(|l| !l.valid(now)) {
             self.step_down(now, "the lease ran out");
             self.hello_all();
             return;
@@ -155,10 +160,7 @@ impl<R: Replica> Node<R> {
             match arbiter.acquire(self.cfg.node, now) {
                 Ok(lease) => self.take_over(now, lease, Some(from), cause),
                 Err(ArbiterError::Absent) => {
-                    let lease = Lease {
-                        epoch: self.epoch + 1,
-                        until: None,
-                    };
+                    let lease = self.manual_lease();
                     self.take_over(now, lease, Some(from), cause);
                 }
                 Err(e) => self.event(Event::TakeoverRefused {
@@ -180,6 +182,15 @@ impl<R: Replica> Node<R> {
                 master: self.master,
                 since: silent,
             });
+            if !self.replica.consistent() {
+                self.event(Event::TakeoverRefused {
+                    why: "this node's state is not whole brackets (a cut while applying one)"
+                        .into(),
+                });
+            }
+        }
+        if !self.replica.consistent() {
+            return;
         }
         match arbiter.acquire(self.cfg.node, now) {
             Ok(lease) => {
@@ -214,16 +225,28 @@ impl<R: Replica> Node<R> {
         self.epoch = self.epoch.max(lease.epoch);
         self.role = Role::Master;
         self.master = None;
+        // Sync writes need the acks of the slaves the arbiter counts in
+        // sync (all of them without an arbiter), never of fewer.
+        self.required = if lease.until.is_none() {
+            self.cfg.peers.iter().copied().collect()
+        } else {
+            lease
+                .in_sync
+                .iter()
+                .copied()
+                .filter(|p| *p != self.cfg.node && self.peers.contains_key(p))
+                .collect()
+        };
         self.lease = Some(Lease {
             epoch: self.epoch,
             until: lease.until,
+            in_sync: lease.in_sync,
         });
         self.last_closed = mark.bracket;
         self.base = mark;
         self.queue.clear();
         self.queue_bytes = 0;
         self.pending.clear();
-        self.required = self.cfg.peers.iter().copied().collect();
         for p in self.peers.values_mut() {
             p.stream = Stream::NeedsHello;
             p.acked = 0;
@@ -250,6 +273,15 @@ impl<R: Replica> Node<R> {
         self.hello_all();
     }
 
+    /// The operator's grant when there is no arbiter: the next epoch.
+    fn manual_lease(&self) -> Lease {
+        Lease {
+            epoch: self.epoch + 1,
+            until: None,
+            in_sync: self.cfg.peers.iter().copied().collect(),
+        }
+    }
+
     /// Start the pair: this node asks the arbiter for the first epoch.
     pub fn bootstrap(
         &mut self,
@@ -258,10 +290,7 @@ impl<R: Replica> Node<R> {
     ) -> Result<u64, ArbiterError> {
         let lease = match arbiter.acquire(self.cfg.node, now) {
             Ok(l) => l,
-            Err(ArbiterError::Absent) => Lease {
-                epoch: self.epoch + 1,
-                until: None,
-            },
+            Err(ArbiterError::Absent) => self.manual_lease(),
             Err(e) => return Err(e),
         };
         self.take_over(now, lease, None, None);
@@ -282,10 +311,7 @@ impl<R: Replica> Node<R> {
         }
         let lease = match arbiter.acquire(self.cfg.node, now) {
             Ok(l) => l,
-            Err(ArbiterError::Absent) => Lease {
-                epoch: self.epoch + 1,
-                until: None,
-            },
+            Err(ArbiterError::Absent) => self.manual_lease(),
             Err(e) => return Err(e),
         };
         let old = self.master;

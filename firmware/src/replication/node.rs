@@ -264,6 +264,10 @@ pub struct Node<R: Replica> {
     /// Since when no master has been heard (None: one is heard).
     pub(super) silent_since: Instant,
     pub(super) silence_reported: bool,
+    /// When this slave last asked its master to resend.
+    pub(super) asked: Option<Instant>,
+    /// The master's HELLO: (master, its epoch, the mark it took over from).
+    pub(super) master_base: Option<(u32, u64, Mark)>,
     pub(super) handover_from: Option<u32>,
     // master
     pub(super) lease: Option<Lease>,
@@ -319,6 +323,8 @@ impl<R: Replica> Node<R> {
             rx: None,
             silent_since: now,
             silence_reported: false,
+            asked: None,
+            master_base: None,
             handover_from: None,
             lease: None,
             tx: None,
@@ -396,8 +402,15 @@ impl<R: Replica> Node<R> {
         self.events.push_back(e);
     }
 
+    /// HELLO: a slave's carries its mark (what it has); a master's the
+    /// mark it took over from (a slave at exactly that mark shares its
+    /// history and is continued from there, any other gets a snapshot).
     pub(super) fn hello(&mut self, peer: u32) {
-        let mark = self.replica.mark();
+        let mark = if self.role == Role::Master {
+            self.base
+        } else {
+            self.replica.mark()
+        };
         let m = LinkMessage::Hello {
             node: self.cfg.node,
             schema: self.cfg.schema,
@@ -512,6 +525,16 @@ impl<R: Replica> Node<R> {
                     self.master = None;
                     self.role = Role::Standby;
                 }
+                if role == Some(Role::Master)
+                    && epoch >= self.epoch
+                    && self.master != Some(peer)
+                    && self.role != Role::Master
+                {
+                    // The master of our epoch, whose HELLO we missed: follow
+                    // it and tell it our mark.
+                    self.adopt(now, epoch, Some(peer), "a master's heartbeat");
+                    return;
+                }
                 self.on_heartbeat(now, peer, epoch, bracket)
             }
             LinkMessage::Open {
@@ -523,7 +546,8 @@ impl<R: Replica> Node<R> {
                 epoch,
                 bracket,
                 changes,
-            } => self.on_close(now, peer, epoch, bracket, changes),
+                digest,
+            } => self.on_close(now, peer, epoch, bracket, changes, digest),
             LinkMessage::Ack { epoch, bracket } => self.on_ack(now, peer, epoch, bracket),
             LinkMessage::Refuse {
                 epoch,
@@ -562,6 +586,11 @@ impl<R: Replica> Node<R> {
         if let Some(p) = self.peers.get_mut(&peer) {
             p.schema = schema.max(1);
         }
+        let mut news = false;
+        if role == Role::Master && epoch >= self.epoch {
+            news = self.master_base != Some((peer, epoch, mark));
+            self.master_base = Some((peer, epoch, mark));
+        }
         if epoch > self.epoch {
             let master = (role == Role::Master).then_some(peer);
             // (adopting says HELLO to every peer, this one included)
@@ -580,9 +609,13 @@ impl<R: Replica> Node<R> {
             self.master = Some(peer);
             self.role = Role::Slave;
             self.heard_master(now);
-            // A slave always answers a master's HELLO with its mark: that
-            // is how the master knows what to send.
-            self.hello(peer);
+            // A slave answers a new master's HELLO with its mark (that is
+            // how the master knows what to send); a repeated one only
+            // when it has not said HELLO on this connection yet.
+            let answered = self.peers.get(&peer).is_some_and(|p| p.hello_sent);
+            if news || !answered {
+                self.hello(peer);
+            }
             return;
         }
         if role != Role::Master && self.master == Some(peer) && self.role != Role::Master {
@@ -624,7 +657,7 @@ impl<R: Replica> Node<R> {
                 && bracket > self.replica.mark().bracket
                 && self.rx.is_none() =>
             {
-                self.hello(peer)
+                self.ask_resync(now, peer)
             }
             _ => {}
         }

@@ -29,6 +29,12 @@ pub trait Replica {
     /// The whole state as changes (a `full` bracket for a slave that
     /// joins or is behind).
     fn snapshot(&mut self) -> Result<Vec<Change>, Self::Error>;
+    /// Whether the state is whole brackets (false after a cut in the
+    /// middle of applying one: such a node never takes over before a full
+    /// snapshot).
+    fn consistent(&self) -> bool {
+        true
+    }
 }
 
 /// Why a bracket was not applied.

@@ -21,6 +21,20 @@ impl<R: Replica> Node<R> {
         self.send(peer, &m);
     }
 
+    /// Ask the master (by our HELLO, which carries our mark) to resend
+    /// what we lack; at most once per heartbeat interval, so a lossy link
+    /// does not make a storm of resends.
+    pub(super) fn ask_resync(&mut self, now: Instant, peer: u32) {
+        if self
+            .asked
+            .is_some_and(|t| now.saturating_duration_since(t) < self.cfg.heartbeat)
+        {
+            return;
+        }
+        self.asked = Some(now);
+        self.hello(peer);
+    }
+
     /// Throw the open bracket away.
     pub(super) fn discard(&mut self, why: &str) {
         if let Some(rx) = self.rx.take() {
@@ -69,8 +83,12 @@ impl<R: Replica> Node<R> {
         // The first bracket of a new master continues the history it took
         // over from, which the slave shares only if it says so in its
         // HELLO: the master then streams on from there.
-        let continues =
-            !full && epoch != mark.epoch && id == mark.bracket + 1 && self.synced_with(peer);
+        // (only from exactly the mark the master took over from, as its
+        // HELLO said: the same history)
+        let continues = !full
+            && epoch != mark.epoch
+            && id == mark.bracket + 1
+            && self.master_base == Some((peer, epoch, mark));
         if !(full || duplicate || next || continues) {
             self.refuse(
                 peer,
@@ -81,7 +99,7 @@ impl<R: Replica> Node<R> {
                 ),
             );
             // Our mark, so the master resends what we lack.
-            self.hello(peer);
+            self.ask_resync(now, peer);
             return;
         }
         self.rx = Some(Rx {
@@ -96,12 +114,6 @@ impl<R: Replica> Node<R> {
             deadline: now + self.cfg.close_deadline,
             duplicate,
         });
-    }
-
-    /// Whether `peer`, master of our epoch, has accepted our mark as its
-    /// history (it streamed to us after our HELLO).
-    fn synced_with(&self, peer: u32) -> bool {
-        self.master == Some(peer) && self.role == Role::Slave
     }
 
     pub(super) fn on_change(&mut self, _now: Instant, peer: u32, m: LinkMessage) {
@@ -147,7 +159,15 @@ impl<R: Replica> Node<R> {
         rx.bracket.changes.push(change);
     }
 
-    pub(super) fn on_close(&mut self, _now: Instant, peer: u32, epoch: u64, id: u64, changes: u32) {
+    pub(super) fn on_close(
+        &mut self,
+        now: Instant,
+        peer: u32,
+        epoch: u64,
+        id: u64,
+        changes: u32,
+        digest: u32,
+    ) {
         let matches = self
             .rx
             .as_ref()
@@ -169,6 +189,20 @@ impl<R: Replica> Node<R> {
         let Some(rx) = self.rx.take() else {
             return;
         };
+        let got = rx.bracket.digest();
+        if digest != 0 && digest != got && rx.bracket.changes.len() == changes as usize {
+            self.event(Event::Discarded {
+                bracket: id,
+                why: format!("digest {got:#010x}, the close says {digest:#010x}"),
+            });
+            self.refuse(
+                peer,
+                RefuseCode::Protocol,
+                format!("bracket {id}: changes mixed up"),
+            );
+            self.ask_resync(now, peer);
+            return;
+        }
         if rx.bracket.changes.len() != changes as usize {
             self.event(Event::Discarded {
                 bracket: id,
@@ -182,7 +216,7 @@ impl<R: Replica> Node<R> {
                 RefuseCode::Protocol,
                 format!("bracket {id}: changes lost"),
             );
-            self.hello(peer);
+            self.ask_resync(now, peer);
             return;
         }
         if rx.duplicate {
@@ -214,7 +248,7 @@ impl<R: Replica> Node<R> {
                     why: why.clone(),
                 });
                 self.refuse(peer, RefuseCode::Apply, why);
-                self.hello(peer);
+                self.ask_resync(now, peer);
             }
         }
     }

@@ -3,6 +3,7 @@
 //! test in the Jepsen spirit (`fault.rs`).
 
 mod fault;
+mod manager;
 mod net;
 mod unit;
 mod version;

@@ -118,6 +118,7 @@ struct Trial {
     seen: BTreeMap<u32, usize>,
     mode: Mode,
     start: Instant,
+    debug: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -136,6 +137,7 @@ impl Trial {
         net.rng = rng(seed ^ 0x5eed);
         let start = net.now;
         Self {
+            debug: false,
             start,
             net,
             rng: rng(seed),
@@ -215,6 +217,12 @@ impl Trial {
     /// counted, not checked, since async may lose its lag).
     fn ack(&mut self, object: u32, seq: u64) {
         self.r.acked += 1;
+        if self.debug {
+            println!(
+                "{:>8?} ACK write {seq} object {object}",
+                self.net.now - self.start
+            );
+        }
         if self.mode == Mode::Async {
             return;
         }
@@ -226,6 +234,9 @@ impl Trial {
     fn events(&mut self) {
         for id in self.ids() {
             for e in self.net.events(id) {
+                if self.debug && !matches!(e, Event::Applied { .. }) {
+                    println!("{:>8?} node {id}: {e:?}", self.net.now - self.start);
+                }
                 match e {
                     Event::Durable { epoch, bracket } => {
                         if let Some(seq) = self.ck.pending.remove(&(id, epoch, bracket)) {
@@ -378,6 +389,12 @@ impl Trial {
                 "switchover"
             }
         };
+        if self.debug {
+            println!(
+                "{:>8?} FAULT {what} victim {victim} other {other}",
+                self.net.now - self.start
+            );
+        }
         *self.r.faults.entry(what).or_default() += 1;
     }
 
@@ -386,6 +403,9 @@ impl Trial {
         let (due, later): (Vec<_>, Vec<_>) = self.repairs.drain(..).partition(|(t, _)| *t <= now);
         self.repairs = later;
         for (_, r) in due {
+            if self.debug {
+                println!("{:>8?} REPAIR {r:?}", self.net.now - self.start);
+            }
             match r {
                 Repair::Restart(id) => self.net.restart(id),
                 Repair::Resume(id) => {
@@ -533,4 +553,45 @@ proptest::proptest! {
         let (_, v) = Trial::new(seed, if three { 3 } else { 2 }, Mode::Sync).run(4);
         proptest::prop_assert!(v.is_empty(), "{:#?}", v);
     }
+}
+
+/// A longer campaign: `FAULT_TRIALS=5000 cargo test -p hitless-firmware
+/// --release fault_soak -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn fault_soak() {
+    let trials = std::env::var("FAULT_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let seed0: u64 = std::env::var("FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1_000_000);
+    for mode in [Mode::Sync, Mode::Async] {
+        let mut total = Report::default();
+        for t in 0..trials {
+            let seed = seed0 + t;
+            let n = 2 + (t % 2) as u32;
+            let (r, v) = Trial::new(seed, n, mode).run(10);
+            assert!(v.is_empty(), "seed {seed} ({n} nodes, {mode:?}): {v:#?}");
+            total.add(&r);
+        }
+        print(&format!("fault soak ({mode:?})"), &total);
+    }
+}
+
+/// One trial with its timeline printed: `FAULT_SEED=… FAULT_NODES=3`.
+#[test]
+#[ignore]
+fn fault_replay() {
+    let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
+    let mut tr = Trial::new(
+        env("FAULT_SEED").unwrap_or(0),
+        env("FAULT_NODES").unwrap_or(2) as u32,
+        Mode::Sync,
+    );
+    tr.debug = true;
+    let (r, v) = tr.run(env("FAULT_FAULTS").unwrap_or(10) as u32);
+    println!("{r:?}\n{v:#?}");
 }

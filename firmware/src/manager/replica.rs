@@ -1,0 +1,352 @@
+//! The manager's side of replication (issue 16): its journal and its
+//! [`Replica`] implementation.
+//!
+//! Journal (the master): with [`MemoryManager::record_changes`] on, every
+//! request that changes the card's state leaves its changes (the set
+//! stored, read back from NV after its commit; a delete; a log record
+//! appended with its log offset, or a trim; an application's new secret)
+//! for [`MemoryManager::take_changes`]; the firmware loop streams them as
+//! that request's bracket.
+//!
+//! Apply (the slave): a bracket's changes become the manager's own
+//! operations: a set is stored from scratch memory (the firmware's
+//! protection entry, as secrets are), a log record is appended with the
+//! master's offset in its tag (bytes 8..12, replicated flag in 12..16) so
+//! the master's trims can be followed. The mark (epoch, bracket) is a
+//! firmware record in the cold tier (application 0, object 0). A bracket
+//! of more than one change is not one NV commit: the mark is written
+//! `dirty` first and clean after, so a power cut in between leaves a card
+//! that knows its state is not a whole bracket: it reports no mark (the
+//! master sends a full snapshot) and is not [`Replica::consistent`] (it
+//! never takes over) until then.
+
+use super::*;
+use crate::replication::journal::{Bracket, Change, Mark};
+use crate::replication::replica::Replica;
+use hitless_proto::link::SetRecord;
+use hitless_proto::msg::flags;
+
+/// The mark's record: application 0 (the firmware's), object 0 (never an
+/// application id, so never a secret).
+const MARK_KEY: SetKey = SetKey {
+    app: SYSTEM_APP,
+    object: 0,
+};
+const MARK_BYTES: usize = 24;
+
+/// Why the manager could not apply a bracket or take a snapshot.
+#[derive(Debug, thiserror::Error)]
+#[error("{code:?}: {detail}")]
+pub struct ReplicaError {
+    pub code: Code,
+    pub detail: String,
+}
+
+impl From<Failure> for ReplicaError {
+    fn from(f: Failure) -> Self {
+        Self {
+            code: f.code,
+            detail: f.detail,
+        }
+    }
+}
+
+/// Replication state the manager keeps.
+#[derive(Debug, Default)]
+pub(super) struct ReplState {
+    pub journal: Option<Vec<Change>>,
+    pub mark: Mark,
+    pub dirty: bool,
+}
+
+fn tier_of(t: u32) -> TierSel {
+    if t == 1 {
+        TierSel::Cold
+    } else {
+        TierSel::Warm
+    }
+}
+
+impl<C: Controller> MemoryManager<C> {
+    /// Keep (or stop keeping) the changes each request makes.
+    pub fn record_changes(&mut self, on: bool) {
+        self.repl.journal = on.then(Vec::new);
+    }
+
+    /// The changes recorded since the last call (one request's bracket).
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        self.repl
+            .journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    pub(super) fn journal(&mut self, c: impl FnOnce() -> Change) {
+        if let Some(j) = self.repl.journal.as_mut() {
+            j.push(c());
+        }
+    }
+
+    /// Journal a set just stored: its record and its bytes read back.
+    pub(super) fn journal_put(&mut self, key: SetKey) -> R<()> {
+        if self.repl.journal.is_none() {
+            return Ok(());
+        }
+        let Some((t, e)) = self.lookup(key) else {
+            return Ok(());
+        };
+        let data = self.read_set(t, &e)?;
+        self.journal(|| Change::Put {
+            set: record(key, t, &e),
+            data,
+        });
+        Ok(())
+    }
+
+    /// Read the mark record (at start).
+    pub(super) fn load_mark(&mut self) {
+        let Some(TierView::Ready(tab)) = self.tiers.get(TierSel::Cold as usize).cloned() else {
+            return;
+        };
+        let Some(e) = tab.sets.get(&MARK_KEY) else {
+            return;
+        };
+        if e.len as usize != MARK_BYTES {
+            return;
+        }
+        match self.read_set(TierSel::Cold, e) {
+            Ok(b) => {
+                let u = |i: usize| {
+                    let mut w = [0u8; 8];
+                    w.copy_from_slice(&b[i..i + 8]);
+                    u64::from_le_bytes(w)
+                };
+                self.repl.dirty = u(16) != 0;
+                self.repl.mark = if self.repl.dirty {
+                    Mark::default()
+                } else {
+                    Mark {
+                        epoch: u(0),
+                        bracket: u(8),
+                    }
+                };
+            }
+            Err(f) => tracing::warn!("replication mark unreadable: {}", f.detail),
+        }
+    }
+
+    fn write_mark(&mut self, mark: Mark, dirty: bool) -> R<()> {
+        let mut b = [0u8; MARK_BYTES];
+        b[0..8].copy_from_slice(&mark.epoch.to_le_bytes());
+        b[8..16].copy_from_slice(&mark.bracket.to_le_bytes());
+        b[16..24].copy_from_slice(&u64::from(dirty).to_le_bytes());
+        self.store_bytes(TierSel::Cold, MARK_KEY, 0, NEVER, &b)?;
+        self.repl.mark = mark;
+        self.repl.dirty = dirty;
+        Ok(())
+    }
+
+    /// Store `data` as set `key` in tier `t` from scratch memory.
+    fn store_bytes(
+        &mut self,
+        t: TierSel,
+        key: SetKey,
+        endpoint: u32,
+        stage: u32,
+        data: &[u8],
+    ) -> R<()> {
+        if data.len() > MAX_TRANSFER as usize {
+            return fail(Code::Invalid, "a set is at most MAX_TRANSFER bytes");
+        }
+        self.ctl.scratch_write(STAGING, data).map_err(ctl)?;
+        let e = Entry {
+            endpoint,
+            stage,
+            flags: if t == TierSel::Cold { flags::COLD } else { 0 },
+            len: data.len() as u32,
+            crc: crc32c(data),
+            offset: 0,
+            version: 0,
+        };
+        let (base, _) = self.ctl.scratch();
+        let fw_key = self.fw_key;
+        self.store(t, key, e, (base + STAGING as u64, fw_key))
+    }
+
+    fn apply_change(&mut self, c: &Change) -> R<()> {
+        match c {
+            Change::Put { set, data } => {
+                if crc32c(data) != set.crc {
+                    return fail(
+                        Code::Invalid,
+                        format!("set {}/{}: CRC differs", set.app, set.object),
+                    );
+                }
+                if set.app == SYSTEM_APP {
+                    return fail(Code::Invalid, "application 0 is the firmware's own");
+                }
+                let key = SetKey {
+                    app: set.app,
+                    object: set.object,
+                };
+                self.store_bytes(tier_of(set.tier), key, set.endpoint, set.stage, data)
+            }
+            Change::Delete { app, object } => {
+                let key = SetKey {
+                    app: *app,
+                    object: *object,
+                };
+                self.remove(TierSel::Warm, key)?;
+                self.remove(TierSel::Cold, key)
+            }
+            Change::LogAppend {
+                app,
+                object,
+                tier,
+                offset,
+                data,
+            } => self
+                .append_tagged(tier_of(*tier), *app, *object, Some(*offset), data)
+                .map(|_| ()),
+            Change::LogTrim { tier, to } => {
+                let t = tier_of(*tier);
+                let (recs, st) = self.log_records(t)?;
+                // The first record the master's trim keeps, by the
+                // master's offset in its tag; none: all go.
+                let keep = recs
+                    .iter()
+                    .find(|r| r.origin.is_some_and(|o| (o.wrapping_sub(*to) as i32) >= 0))
+                    .map_or(st.log_head, |r| r.offset);
+                self.log_trim(t, keep)
+            }
+            Change::Secret { app, secret } => {
+                if *app == SYSTEM_APP {
+                    return fail(Code::Invalid, "application 0 has no secret");
+                }
+                self.store_bytes(
+                    TierSel::Cold,
+                    SetKey {
+                        app: SYSTEM_APP,
+                        object: *app,
+                    },
+                    0,
+                    NEVER,
+                    secret,
+                )?;
+                self.secrets.insert(*app, *secret);
+                Ok(())
+            }
+        }
+    }
+
+    /// Before a full snapshot: no sets, no secrets, empty logs.
+    fn wipe(&mut self) -> R<()> {
+        for t in [TierSel::Warm, TierSel::Cold] {
+            let old = match &self.tiers[t as usize] {
+                TierView::Ready(tab) => tab.clone(),
+                _ => Table::default(),
+            };
+            let mut new = old.clone();
+            new.sets.retain(|k, _| *k == MARK_KEY);
+            if new.sets.len() != old.sets.len() {
+                new.relayout();
+                self.commit(t, &old, &new, None, (0, 0))?;
+            }
+            let st = self.tier_regs(t)?;
+            if st.log_head != st.log_tail {
+                self.log_trim(t, st.log_head)?;
+            }
+        }
+        self.secrets.clear();
+        Ok(())
+    }
+}
+
+fn record(key: SetKey, t: TierSel, e: &Entry) -> SetRecord {
+    SetRecord {
+        app: key.app,
+        object: key.object,
+        endpoint: e.endpoint,
+        stage: e.stage,
+        tier: t as u32,
+        version: e.version,
+        crc: e.crc,
+        stored_us: 0,
+    }
+}
+
+impl<C: Controller> Replica for MemoryManager<C> {
+    type Error = ReplicaError;
+
+    fn mark(&self) -> Mark {
+        self.repl.mark
+    }
+
+    fn consistent(&self) -> bool {
+        !self.repl.dirty
+    }
+
+    fn apply(&mut self, b: &Bracket) -> Result<(), ReplicaError> {
+        // One change that is not a log record is one commit: atomic by
+        // itself. Anything else is bracketed by a dirty mark.
+        let single = b.changes.len() <= 1
+            && !b.full
+            && !matches!(b.changes.first(), Some(Change::LogAppend { .. }));
+        if !single {
+            self.write_mark(self.repl.mark, true)?;
+        }
+        if b.full {
+            self.wipe()?;
+        }
+        for c in &b.changes {
+            self.apply_change(c)?;
+        }
+        self.write_mark(b.mark(), false)?;
+        Ok(())
+    }
+
+    fn set_mark(&mut self, mark: Mark) -> Result<(), ReplicaError> {
+        Ok(self.write_mark(mark, false)?)
+    }
+
+    fn snapshot(&mut self) -> Result<Vec<Change>, ReplicaError> {
+        let mut out: Vec<Change> = self
+            .secrets
+            .iter()
+            .map(|(app, secret)| Change::Secret {
+                app: *app,
+                secret: *secret,
+            })
+            .collect();
+        let mut sets: BTreeMap<SetKey, (TierSel, Entry)> = BTreeMap::new();
+        for t in [TierSel::Warm, TierSel::Cold] {
+            if let TierView::Ready(tab) = &self.tiers[t as usize] {
+                for (k, e) in &tab.sets {
+                    if k.app != SYSTEM_APP && sets.get(k).is_none_or(|(_, o)| o.version < e.version)
+                    {
+                        sets.insert(*k, (t, *e));
+                    }
+                }
+            }
+        }
+        for (k, (t, e)) in sets {
+            let data = self.read_set(t, &e)?;
+            out.push(Change::Put {
+                set: record(k, t, &e),
+                data,
+            });
+        }
+        for t in [TierSel::Warm, TierSel::Cold] {
+            let (recs, _) = self.log_records(t)?;
+            out.extend(recs.into_iter().map(|r| Change::LogAppend {
+                app: r.app,
+                object: r.object,
+                tier: t as u32,
+                offset: r.offset,
+                data: r.payload,
+            }));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,344 @@
+//! The memory manager as a replica, on the controller's reference model
+//! (no Verilator): its journal of host requests applied to a second
+//! manager gives the same state, which survives a restart; a full
+//! snapshot rebuilds a blank card; a bracket that fails halfway leaves a
+//! card that knows it is not whole.
+
+use crate::manager::{AccessError, Controller, HostMemory, MemoryManager};
+use crate::replication::*;
+use hitless_hdl::contract::{crc32c, Completion, Descriptor, NvGeometry};
+use hitless_hdl::model::{HostMemory as ModelMemory, Model, PagedMemory};
+use hitless_proto::auth;
+use hitless_proto::message::Request;
+use hitless_proto::msg::{flags, tag};
+use hitless_proto::tlv::Message;
+use hitless_proto::Response;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+const SCRATCH: u64 = 0x8000_0000;
+const GEOMETRY: NvGeometry = NvGeometry {
+    region_size: 512 << 10,
+    log_size: 64 << 10,
+};
+
+/// The controller as the firmware sees it, over the reference model; the
+/// host's memory and the firmware's scratch are one paged memory.
+struct ModelCtl {
+    model: Model,
+    mem: Rc<RefCell<PagedMemory>>,
+}
+
+impl Controller for ModelCtl {
+    fn read32(&mut self, offset: u32) -> Result<u32, AccessError> {
+        Ok(self.model.read_reg(offset))
+    }
+    fn write32(&mut self, offset: u32, value: u32) -> Result<(), AccessError> {
+        self.model.write_reg(offset, value);
+        Ok(())
+    }
+    fn execute(&mut self, d: Descriptor) -> Result<Completion, AccessError> {
+        Ok(self.model.execute(&d, &mut *self.mem.borrow_mut()))
+    }
+    fn scratch(&self) -> (u64, usize) {
+        (SCRATCH, crate::manager::SCRATCH_BYTES)
+    }
+    fn scratch_write(&mut self, offset: usize, data: &[u8]) -> Result<(), AccessError> {
+        self.mem.borrow_mut().write(SCRATCH + offset as u64, data);
+        Ok(())
+    }
+    fn scratch_read(&mut self, offset: usize, buf: &mut [u8]) -> Result<(), AccessError> {
+        self.mem.borrow().read(SCRATCH + offset as u64, buf);
+        Ok(())
+    }
+}
+
+struct Host(Rc<RefCell<PagedMemory>>);
+
+impl HostMemory for Host {
+    fn read(&mut self, addr: u64, buf: &mut [u8]) -> Result<(), AccessError> {
+        self.0.borrow().read(addr, buf);
+        Ok(())
+    }
+    fn write(&mut self, addr: u64, data: &[u8]) -> Result<(), AccessError> {
+        self.0.borrow_mut().write(addr, data);
+        Ok(())
+    }
+}
+
+struct Card {
+    mm: MemoryManager<ModelCtl>,
+    mem: Rc<RefCell<PagedMemory>>,
+    handle: u32,
+    secret: Vec<u8>,
+}
+
+fn card() -> Card {
+    let mut model = Model::new(GEOMETRY);
+    model.boot_scan();
+    let mem = Rc::new(RefCell::new(PagedMemory::default()));
+    let ctl = ModelCtl {
+        model,
+        mem: mem.clone(),
+    };
+    Card {
+        mm: MemoryManager::start(ctl, 1).unwrap(),
+        mem,
+        handle: 0,
+        secret: Vec::new(),
+    }
+}
+
+impl Card {
+    fn restart(self) -> Card {
+        let ctl = self.mm.into_controller();
+        Card {
+            mm: MemoryManager::start(ctl, 2).unwrap(),
+            ..self
+        }
+    }
+
+    fn request(&mut self, r: Request) -> Response {
+        let kind = r.kind();
+        let mut b = r.encode();
+        if Request::needs_session(kind) {
+            b = b.u32(tag::HANDLE, self.handle);
+        }
+        let mut msg = b.finish();
+        if Request::needs_session(kind) {
+            msg = auth::sign(msg, &self.secret, self.mm.nonce());
+        }
+        let mut host = Host(self.mem.clone());
+        let reply = self.mm.handle(&mut host, &msg);
+        let m = Message::decode(&reply.message).unwrap();
+        Response::decode(kind, &m).unwrap().unwrap()
+    }
+
+    fn open(&mut self, app: u32) {
+        match self.request(Request::Open {
+            app,
+            flags: flags::READ | flags::WRITE | flags::LOG,
+        }) {
+            Response::Opened { handle, secret, .. } => {
+                self.handle = handle;
+                self.secret = secret.unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn store(&mut self, object: u32, cold: bool, data: &[u8]) {
+        self.mem.borrow_mut().write(0x10_0000, data);
+        let r = self.request(Request::Store {
+            object,
+            endpoint: 3,
+            stage: 2,
+            flags: if cold { flags::COLD } else { 0 },
+            addr: 0x10_0000,
+            len: data.len() as u32,
+            crc: crc32c(data),
+        });
+        assert!(matches!(r, Response::Stored { .. }), "{r:?}");
+    }
+
+    fn append(&mut self, object: u32, data: &[u8]) -> u32 {
+        self.mem.borrow_mut().write(0x20_0000, data);
+        match self.request(Request::LogAppend {
+            object,
+            flags: 0,
+            addr: 0x20_0000,
+            len: data.len() as u32,
+        }) {
+            Response::Appended { offset } => offset,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The card's state as the replication sees it.
+    fn state(&mut self) -> MemState {
+        let mut s = MemState::default();
+        for c in self.mm.snapshot().unwrap() {
+            s.change(&c).unwrap();
+        }
+        // Store versions are each card's own.
+        for (r, _) in s.sets.values_mut() {
+            r.version = 0;
+        }
+        s
+    }
+}
+
+#[test]
+fn the_journal_of_host_requests_rebuilds_the_masters_state_on_a_slave() {
+    let mut m = card();
+    let mut s = card();
+    m.mm.record_changes(true);
+    let mut id = 0;
+    let mut replicate = |m: &mut Card, s: &mut Card, want: usize| {
+        let changes = m.mm.take_changes();
+        assert_eq!(changes.len(), want, "{changes:?}");
+        id += 1;
+        let b = Bracket {
+            epoch: 1,
+            id,
+            full: false,
+            changes,
+        };
+        m.mm.set_mark(b.mark()).unwrap();
+        s.mm.apply(&b).unwrap();
+    };
+    m.open(7);
+    replicate(&mut m, &mut s, 1); // the secret
+    m.store(1, false, b"warm set");
+    replicate(&mut m, &mut s, 1);
+    m.store(2, true, &[9u8; 5000]);
+    replicate(&mut m, &mut s, 1);
+    let first = m.append(1, b"first record");
+    replicate(&mut m, &mut s, 1);
+    let second = m.append(2, b"second record");
+    replicate(&mut m, &mut s, 1);
+    assert!(second > first);
+    assert!(matches!(
+        m.request(Request::LogTrim {
+            flags: 0,
+            to: Some(second)
+        }),
+        Response::Log { .. }
+    ));
+    replicate(&mut m, &mut s, 1);
+    assert!(matches!(
+        m.request(Request::Delete { object: 1 }),
+        Response::Done
+    ));
+    replicate(&mut m, &mut s, 1);
+    // A read changes nothing: no change, no bracket.
+    m.request(Request::List);
+    assert!(m.mm.take_changes().is_empty());
+
+    let want = m.state();
+    assert_eq!(want.sets.len(), 1);
+    assert_eq!(want.logs[0].len(), 1);
+    assert_eq!(want.secrets.len(), 1);
+    assert_eq!(s.state(), want);
+    assert_eq!(s.mm.mark(), m.mm.mark());
+    // Both survive a restart: state and mark are in NV.
+    let mut s = s.restart();
+    let mut m = m.restart();
+    assert_eq!(s.state(), want);
+    assert_eq!(m.state(), want);
+    assert_eq!(
+        s.mm.mark(),
+        Mark {
+            epoch: 1,
+            bracket: 7
+        }
+    );
+    assert!(s.mm.consistent());
+
+    // A blank card rebuilt from a full snapshot.
+    let mut blank = card();
+    blank.mm.store_junk();
+    let full = Bracket {
+        epoch: 2,
+        id: 7,
+        full: true,
+        changes: m.mm.snapshot().unwrap(),
+    };
+    blank.mm.apply(&full).unwrap();
+    assert_eq!(
+        blank.mm.mark(),
+        Mark {
+            epoch: 2,
+            bracket: 7
+        }
+    );
+    // Log offsets are each card's own (this card's log started afresh);
+    // the master's are kept in the records' tags.
+    let own = |mut s: MemState| {
+        for l in &mut s.logs {
+            for r in l.iter_mut() {
+                r.offset = 0;
+            }
+        }
+        s
+    };
+    assert_eq!(own(blank.state()), own(want.clone()));
+    // A later trim by the master's offset finds the record by its tag.
+    let kept = want.logs[0][0].offset;
+    let trim = |to| Bracket {
+        epoch: 2,
+        id: 8,
+        full: false,
+        changes: vec![Change::LogTrim { tier: 0, to }],
+    };
+    blank.mm.apply(&trim(kept)).unwrap();
+    assert_eq!(
+        blank.state().logs[0].len(),
+        1,
+        "a trim to the record keeps it"
+    );
+    blank.mm.apply(&trim(kept + 1)).unwrap();
+    assert!(blank.state().logs[0].is_empty(), "a trim past it drops it");
+}
+
+#[test]
+fn a_bracket_that_fails_halfway_leaves_a_card_that_is_not_whole() {
+    let mut s = card();
+    let good = put(3, 1, 0, b"applied");
+    let mut bad = put(3, 2, 0, b"refused");
+    if let Change::Put { data, .. } = &mut bad {
+        data[0] ^= 1;
+    }
+    let b = Bracket {
+        epoch: 1,
+        id: 1,
+        full: false,
+        changes: vec![good, bad],
+    };
+    assert!(s.mm.apply(&b).is_err());
+    assert!(!s.mm.consistent());
+    assert_eq!(
+        s.mm.mark(),
+        Mark::default(),
+        "no mark: the master sends a snapshot"
+    );
+    let mut s = s.restart();
+    assert!(!s.mm.consistent(), "still known after a restart");
+    let full = Bracket {
+        epoch: 1,
+        id: 1,
+        full: true,
+        changes: vec![put(3, 1, 0, b"applied")],
+    };
+    s.mm.apply(&full).unwrap();
+    assert!(s.mm.consistent());
+    assert_eq!(s.state().sets.len(), 1);
+}
+
+use super::net::put;
+
+impl MemoryManager<ModelCtl> {
+    /// Some state a snapshot must replace.
+    fn store_junk(&mut self) {
+        let b = Bracket {
+            epoch: 1,
+            id: 1,
+            full: false,
+            changes: vec![
+                put(99, 1, 1, b"junk"),
+                Change::LogAppend {
+                    app: 99,
+                    object: 0,
+                    tier: 1,
+                    offset: 0,
+                    data: b"junk".to_vec(),
+                },
+                Change::Secret {
+                    app: 99,
+                    secret: [1; 32],
+                },
+            ],
+        };
+        self.apply(&b).unwrap();
+    }
+}
