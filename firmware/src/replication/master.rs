@@ -348,6 +348,29 @@ impl<R: Replica> Node<R> {
         }
     }
 
+    /// Every slave gets a full snapshot (at the next bracket boundary):
+    /// after a change applied here that could not be streamed.
+    pub fn resync_all(&mut self) {
+        self.tx = None;
+        let ids: Vec<u32> = self.peers.keys().copied().collect();
+        for p in ids {
+            if let Some(peer) = self.peers.get_mut(&p) {
+                if peer.stream == Stream::Streaming {
+                    peer.stream = Stream::NeedsFull;
+                    peer.acked = 0;
+                }
+            }
+            if self.role == Role::Master
+                && self
+                    .peers
+                    .get(&p)
+                    .is_some_and(|x| x.stream == Stream::NeedsFull)
+            {
+                self.send_full(p);
+            }
+        }
+    }
+
     /// A full snapshot bracket to `peer` (its id: the last closed one).
     pub(super) fn send_full(&mut self, peer: u32) {
         let changes = match self.replica.snapshot() {

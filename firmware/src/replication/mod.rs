@@ -7,6 +7,7 @@
 //! | `channel.rs` | the secure channel: Noise NNpsk0 over any byte stream |
 //! | `journal.rs` | changes, brackets, marks, and their link messages |
 //! | `replica.rs` | the [`Replica`] trait a slave applies into; [`MemReplica`] |
+//! | `card.rs` | a host request on a replicated card: fencing, journal, bracket, when to answer |
 //! | `arbiter.rs` | the [`Arbiter`] trait, [`LocalArbiter`], [`NoArbiter`], the decision rule |
 //! | `node.rs` | the [`Node`]: roles, epochs, dispatch, events, configuration |
 //! | `master.rs` | the write path, acks, sync/async, resend, snapshot, switchover |
@@ -14,6 +15,7 @@
 //! | `monitor.rs` | heartbeats, silence, lease, takeover, promotion |
 
 pub mod arbiter;
+pub mod card;
 pub mod channel;
 pub mod journal;
 mod master;

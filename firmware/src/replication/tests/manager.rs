@@ -342,3 +342,209 @@ impl MemoryManager<ModelCtl> {
         self.apply(&b).unwrap();
     }
 }
+
+/// Two cards, each a `Node` over its own memory manager on the reference
+/// model, wired by hand: host requests through `card::serve`.
+struct Pair {
+    nodes: Vec<Node<MemoryManager<ModelCtl>>>,
+    mems: Vec<Rc<RefCell<PagedMemory>>>,
+    up: Vec<bool>,
+    arb: LocalArbiter,
+    now: std::time::Instant,
+    events: Vec<Vec<Event>>,
+}
+
+impl Pair {
+    fn new() -> Self {
+        let now = std::time::Instant::now();
+        let mut nodes = Vec::new();
+        let mut mems = Vec::new();
+        for id in 1..=2u32 {
+            let c = card();
+            mems.push(c.mem.clone());
+            let cfg = super::net::config(id, &[1, 2], Mode::Sync);
+            nodes.push(Node::new(cfg, c.mm, now));
+        }
+        let arb = LocalArbiter::new(
+            [1, 2],
+            std::time::Duration::from_millis(5),
+            std::time::Duration::from_micros(500),
+        );
+        let mut p = Self {
+            nodes,
+            mems,
+            up: vec![true, true],
+            arb,
+            now,
+            events: vec![Vec::new(), Vec::new()],
+        };
+        p.nodes[0].connected(now, 2);
+        p.nodes[1].connected(now, 1);
+        p.nodes[0].bootstrap(now, &mut p.arb).unwrap();
+        p.run(30);
+        p
+    }
+
+    /// `steps` of 100 µs: deliver, tick.
+    fn run(&mut self, steps: u32) {
+        for _ in 0..steps {
+            self.now += std::time::Duration::from_micros(100);
+            let mut msgs = Vec::new();
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                while let Some((to, b)) = n.poll_transmit() {
+                    msgs.push((i as u32 + 1, to, b));
+                }
+                while let Some(e) = n.poll_event() {
+                    self.events[i].push(e);
+                }
+            }
+            for (from, to, b) in msgs {
+                let t = to as usize - 1;
+                if self.up[t] && self.up[from as usize - 1] {
+                    self.nodes[t].receive(self.now, from, &b);
+                }
+            }
+            for (i, n) in self.nodes.iter_mut().enumerate() {
+                if self.up[i] {
+                    n.tick(self.now, &mut self.arb);
+                }
+            }
+        }
+    }
+
+    fn serve(
+        &mut self,
+        id: u32,
+        handle: u32,
+        secret: &[u8],
+        r: Request,
+    ) -> Result<(card::Answer, Response), WriteError> {
+        let i = id as usize - 1;
+        let kind = r.kind();
+        let mut b = r.encode();
+        if Request::needs_session(kind) {
+            b = b.u32(tag::HANDLE, handle);
+        }
+        let mut msg = b.finish();
+        if Request::needs_session(kind) {
+            msg = auth::sign(msg, secret, self.nodes[i].replica().nonce());
+        }
+        let mut host = Host(self.mems[i].clone());
+        let a = card::serve(&mut self.nodes[i], self.now, &mut host, &msg)?;
+        let reply = match &a {
+            card::Answer::Now(r) | card::Answer::AtDurable { reply: r, .. } => r,
+        };
+        let m = Message::decode(&reply.message).unwrap();
+        let resp = Response::decode(kind, &m).unwrap().unwrap();
+        Ok((a, resp))
+    }
+}
+
+#[test]
+fn a_replicated_card_answers_a_sync_store_once_durable_and_the_slave_takes_over_with_it() {
+    let mut p = Pair::new();
+    // The application opens on the master: its secret is replicated.
+    let (_, r) = p
+        .serve(
+            1,
+            0,
+            &[],
+            Request::Open {
+                app: 7,
+                flags: flags::READ | flags::WRITE,
+            },
+        )
+        .unwrap();
+    let Response::Opened {
+        handle,
+        secret: Some(secret),
+        ..
+    } = r
+    else {
+        panic!("{r:?}")
+    };
+    let data = vec![0x5Au8; 3000];
+    p.mems[0].borrow_mut().write(0x10_0000, &data);
+    let (a, _) = p
+        .serve(
+            1,
+            handle,
+            &secret,
+            Request::Store {
+                object: 4,
+                endpoint: 0,
+                stage: 1,
+                flags: flags::COLD,
+                addr: 0x10_0000,
+                len: data.len() as u32,
+                crc: crc32c(&data),
+            },
+        )
+        .unwrap();
+    let card::Answer::AtDurable { epoch, bracket, .. } = a else {
+        panic!("a sync store is answered when durable: {a:?}")
+    };
+    p.run(20);
+    assert!(
+        p.events[0].contains(&Event::Durable { epoch, bracket }),
+        "{:?}",
+        p.events[0]
+    );
+    // The slave serves no host: the store is refused there.
+    let e = p.serve(2, handle, &secret, Request::List).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            WriteError::NotMaster {
+                master: Some(1),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The master dies; the slave takes over with the set and the secret.
+    p.up[0] = false;
+    p.run(100);
+    assert_eq!(p.nodes[1].role(), hitless_proto::link::Role::Master);
+    let (_, r) = {
+        // A reopen is signed with the replicated secret.
+        let kind = Request::Open {
+            app: 7,
+            flags: flags::READ,
+        }
+        .kind();
+        let msg = Request::Open {
+            app: 7,
+            flags: flags::READ,
+        }
+        .encode()
+        .finish();
+        let msg = auth::sign(msg, &secret, p.nodes[1].replica().nonce());
+        let mut host = Host(p.mems[1].clone());
+        let a = card::serve(&mut p.nodes[1], p.now, &mut host, &msg).unwrap();
+        let card::Answer::Now(reply) = a else {
+            panic!()
+        };
+        let m = Message::decode(&reply.message).unwrap();
+        ((), Response::decode(kind, &m).unwrap().unwrap())
+    };
+    let Response::Opened { handle: h2, .. } = r else {
+        panic!("{r:?}")
+    };
+    let (_, r) = p
+        .serve(
+            2,
+            h2,
+            &secret,
+            Request::Restore {
+                object: 4,
+                addr: 0x30_0000,
+                cap: 4096,
+            },
+        )
+        .unwrap();
+    assert!(matches!(r, Response::Sets { .. }), "{r:?}");
+    let mut back = vec![0u8; data.len()];
+    p.mems[1].borrow().read(0x30_0000, &mut back);
+    assert_eq!(back, data, "restored byte for byte from the new master");
+}
