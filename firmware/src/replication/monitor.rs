@@ -35,7 +35,7 @@ impl<R: Replica> Node<R> {
         let mark = self.replica.mark();
         let bracket = if self.role == Role::Master {
             self.last_closed
-        } else if mark.epoch == self.epoch {
+        } else if mark.epoch == self.epoch && self.replica.consistent() {
             // A slave's heartbeat acknowledges what it applied in this
             // epoch; a bracket of an older epoch is no ack of this one.
             mark.bracket
@@ -288,6 +288,9 @@ impl<R: Replica> Node<R> {
         now: Instant,
         arbiter: &mut dyn Arbiter,
     ) -> Result<u64, ArbiterError> {
+        if !self.replica.consistent() {
+            return Err(ArbiterError::NotInSync(self.cfg.node));
+        }
         let lease = match arbiter.acquire(self.cfg.node, now) {
             Ok(l) => l,
             Err(ArbiterError::Absent) => self.manual_lease(),
@@ -308,6 +311,10 @@ impl<R: Replica> Node<R> {
     ) -> Result<u64, ArbiterError> {
         if self.role == Role::Master {
             return Ok(self.epoch);
+        }
+        if !self.replica.consistent() {
+            // Not whole brackets: never master before a full snapshot.
+            return Err(ArbiterError::NotInSync(self.cfg.node));
         }
         let lease = match arbiter.acquire(self.cfg.node, now) {
             Ok(l) => l,

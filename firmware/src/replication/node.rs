@@ -20,6 +20,12 @@ use hitless_proto::link::{LinkMessage, RefuseCode, Role, SCHEMA};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
+/// What a slave whose state is not whole brackets says in its HELLO.
+pub const NO_MARK: Mark = Mark {
+    epoch: u64::MAX,
+    bracket: 0,
+};
+
 /// When a write counts as done for the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -408,6 +414,10 @@ impl<R: Replica> Node<R> {
     pub(super) fn hello(&mut self, peer: u32) {
         let mark = if self.role == Role::Master {
             self.base
+        } else if !self.replica.consistent() {
+            // No usable mark (not whole brackets): an epoch no master has,
+            // so the master sends a full snapshot.
+            NO_MARK
         } else {
             self.replica.mark()
         };

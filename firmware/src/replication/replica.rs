@@ -183,6 +183,8 @@ pub struct MemReplica {
     pub applied: Vec<Applied>,
     /// Tests: make the next apply fail (a card that cannot write).
     pub fail_next: bool,
+    /// Tests: a state that is not whole brackets (a cut mid-apply).
+    pub torn: bool,
 }
 
 impl Replica for MemReplica {
@@ -208,6 +210,9 @@ impl Replica for MemReplica {
         }
         self.state = next;
         self.mark = b.mark();
+        if b.full {
+            self.torn = false;
+        }
         self.applied.push(Applied {
             mark: b.mark(),
             full: b.full,
@@ -223,5 +228,9 @@ impl Replica for MemReplica {
 
     fn snapshot(&mut self) -> Result<Vec<Change>, ApplyError> {
         Ok(self.state.snapshot())
+    }
+
+    fn consistent(&self) -> bool {
+        !self.torn
     }
 }

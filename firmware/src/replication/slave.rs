@@ -78,14 +78,17 @@ impl<R: Replica> Node<R> {
             self.discard("a new bracket opened before the close");
         }
         let mark = self.replica.mark();
-        let duplicate = !full && epoch == mark.epoch && id <= mark.bracket;
-        let next = !full && epoch == mark.epoch && id == mark.bracket + 1;
+        // A state that is not whole brackets takes nothing but a snapshot.
+        let whole = self.replica.consistent();
+        let duplicate = whole && !full && epoch == mark.epoch && id <= mark.bracket;
+        let next = whole && !full && epoch == mark.epoch && id == mark.bracket + 1;
         // The first bracket of a new master continues the history it took
         // over from, which the slave shares only if it says so in its
         // HELLO: the master then streams on from there.
         // (only from exactly the mark the master took over from, as its
         // HELLO said: the same history)
-        let continues = !full
+        let continues = whole
+            && !full
             && epoch != mark.epoch
             && id == mark.bracket + 1
             && self.master_base == Some((peer, epoch, mark));
@@ -175,7 +178,7 @@ impl<R: Replica> Node<R> {
         if !matches {
             // A close for a bracket already applied (resent): ack again.
             let mark = self.replica.mark();
-            if epoch == mark.epoch && id <= mark.bracket {
+            if epoch == mark.epoch && id <= mark.bracket && self.replica.consistent() {
                 self.send(
                     peer,
                     &LinkMessage::Ack {

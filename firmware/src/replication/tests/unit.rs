@@ -624,3 +624,28 @@ proptest! {
         net.run(ms(1));
     }
 }
+
+#[test]
+fn a_torn_slave_never_takes_over_until_a_snapshot_makes_it_whole() {
+    let mut net = cluster(2, Mode::Sync);
+    net.with(1, |n, now, _| {
+        n.write(now, vec![put(1, 1, 0, b"a")]).unwrap()
+    });
+    net.run(ms(2));
+    net.node(2).unwrap().replica_mut().torn = true;
+    net.crash(1);
+    net.run(ms(30));
+    assert!(net.masters().is_empty(), "a torn slave took over");
+    assert!(net
+        .events(2)
+        .iter()
+        .any(|e| matches!(e, Event::TakeoverRefused { .. })));
+    let e = net.with(2, |n, now, a| n.promote(now, a)).unwrap();
+    assert!(e.is_err(), "not even by the operator");
+    // The master returns; the torn slave gets a snapshot and is whole.
+    net.restart(1);
+    net.run(ms(30));
+    assert_eq!(net.masters(), vec![1]);
+    assert!(!net.get(2).unwrap().replica().torn);
+    assert_eq!(net.state(2), net.state(1));
+}
