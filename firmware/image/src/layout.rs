@@ -82,7 +82,10 @@ impl Layout {
         if config_blocks == 0 {
             return Err(ImageError::BadGeometry("the configuration needs a block"));
         }
-        let fixed = 2 + 2 * config_blocks;
+        let fixed = config_blocks
+            .checked_mul(2)
+            .and_then(|x| x.checked_add(2))
+            .ok_or(ImageError::BadGeometry("configuration too large"))?;
         let rest = g
             .blocks
             .checked_sub(fixed)
@@ -130,18 +133,23 @@ impl Layout {
         let bs = self.bs();
         let mut block = self.header_blocks(manifest_len);
         let mut offs = Vec::with_capacity(m.components.len());
+        let too_large = |block: u64| ImageError::TooLarge {
+            what: "image in a context area",
+            size: block.saturating_mul(bs),
+            limit: self.area_bytes(),
+        };
+        let cap = u64::from(self.areas[0].blocks);
         for c in &m.components {
+            // Sizes come from a manifest read from flash or a package:
+            // bounded before any multiplication can overflow.
+            if block > cap {
+                return Err(too_large(block));
+            }
             offs.push(block * bs);
-            block = block
-                .checked_add(c.size.div_ceil(bs))
-                .ok_or(ImageError::BadManifest("component size overflows".into()))?;
+            block = block.saturating_add(c.size.div_ceil(bs));
         }
-        if block > u64::from(self.areas[0].blocks) {
-            return Err(ImageError::TooLarge {
-                what: "image in a context area",
-                size: block * bs,
-                limit: self.area_bytes(),
-            });
+        if block > cap {
+            return Err(too_large(block));
         }
         Ok((offs, block))
     }

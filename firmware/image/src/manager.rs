@@ -376,7 +376,7 @@ impl<D: Nvs> Inner<D> {
     /// Write `m` (with the next sequence number) to the primary, then to
     /// the secondary, each into the slot not holding its newest record.
     fn commit_meta(&mut self, mut m: Meta) -> Result<(), ImageError> {
-        m.seq = self.max_seq + 1;
+        m.seq = self.max_seq.saturating_add(1);
         let body = serde_json::to_vec(&m).map_err(|e| ImageError::BadManifest(e.to_string()))?;
         let p = m.primary_device();
         for d in [p, 1 - p] {
