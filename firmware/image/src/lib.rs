@@ -15,6 +15,7 @@
 //! | [`txn`] | semaphores and transaction ids (claims 57–61) |
 //! | [`config`] | the configuration with its backup and factory default (claims 53–56) |
 //! | [`bench`] | the power-cut sweep and the benchmark figures |
+//! | [`serve`] | serving components to modules: TFTP ([`serve::tftp`]) and HTTP ([`serve::http`]) |
 #![forbid(unsafe_code)]
 
 pub mod bench;
@@ -24,6 +25,7 @@ pub mod layout;
 pub mod manager;
 pub mod manifest;
 pub mod package;
+pub mod serve;
 pub mod txn;
 
 pub use config::{ConfigSource, LoadedConfig};
@@ -35,6 +37,7 @@ pub use manager::{
 };
 pub use manifest::{Component, ComponentKind, Manifest};
 pub use package::{PackageBuilder, PackageLimits};
+pub use serve::{ComponentSource, FixedSource, ServerHandle};
 pub use txn::{Access, TxnId};
 
 /// Everything that can go wrong in the image manager.
