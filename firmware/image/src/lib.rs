@@ -16,10 +16,12 @@
 //! | [`config`] | the configuration with its backup and factory default (claims 53–56) |
 //! | [`bench`] | the power-cut sweep and the benchmark figures |
 //! | [`serve`] | serving components to modules: TFTP ([`serve::tftp`]) and HTTP ([`serve::http`]) |
+//! | [`fetch`] | the streaming, resumable HTTP download of a package |
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod config;
+pub mod fetch;
 pub mod flash;
 pub mod layout;
 pub mod manager;
