@@ -25,8 +25,9 @@
 //!   [`HttpOptions::write_timeout`]. Errors close the connection.
 
 use super::{classify, left, lookup, ComponentSource, Failure, Served, ServerHandle, Shared};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,7 @@ fn accept_loop(
     opts: HttpOptions,
     shared: Arc<Shared>,
 ) {
+    let rejecting = Arc::new(AtomicUsize::new(0));
     for conn in listener.incoming() {
         if shared.stopping() {
             break;
@@ -103,9 +105,7 @@ fn accept_loop(
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let Some(slot) = shared.try_enter(opts.max_connections) else {
             tracing::warn!(%peer, "HTTP busy: connection refused");
-            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            let mut s = stream;
-            let _ = respond_error(&mut s, 503, "too many connections", false, &[]);
+            refuse_busy(stream, &rejecting);
             continue;
         };
         let (src, opts, sh) = (src.clone(), opts.clone(), shared.clone());
@@ -120,6 +120,59 @@ fn accept_loop(
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start an HTTP connection thread");
         }
+    }
+}
+
+/// How long a closing connection drains what the client still sends,
+/// and how much: closing a socket with unread input sends a reset, which
+/// can destroy the response before the client reads it (the "lingering
+/// close" of RFC 9112 section 9.6).
+const LINGER: Duration = Duration::from_millis(200);
+const LINGER_BYTES: usize = 256 * 1024;
+/// Refused connections being answered 503 at once; beyond, dropped.
+const MAX_REJECTING: usize = 8;
+
+/// Half-close, then drain the client's input for a short bounded time.
+fn linger_close(stream: &TcpStream) {
+    let _ = stream.shutdown(Shutdown::Write);
+    let end = Instant::now() + LINGER;
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while let Some(w) = left(end) {
+        if stream.set_read_timeout(Some(w)).is_err() {
+            break;
+        }
+        match (&*stream).read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                drained += n;
+                if drained > LINGER_BYTES {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Answer 503 to a connection beyond the bound, on a short-lived thread
+/// (it lingers), at most [`MAX_REJECTING`] at once; beyond, just close.
+fn refuse_busy(stream: TcpStream, rejecting: &Arc<AtomicUsize>) {
+    if rejecting.fetch_add(1, Ordering::AcqRel) >= MAX_REJECTING {
+        rejecting.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    let count = rejecting.clone();
+    let spawned = std::thread::Builder::new()
+        .name("http busy".into())
+        .spawn(move || {
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+            let mut s = &stream;
+            let _ = respond_error(&mut s, 503, "too many connections", false, &[]);
+            linger_close(&stream);
+            count.fetch_sub(1, Ordering::AcqRel);
+        });
+    if spawned.is_err() {
+        rejecting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -484,7 +537,7 @@ fn connection(
             break;
         }
     }
-    let _ = out.shutdown(Shutdown::Write);
+    linger_close(&out);
     Ok(())
 }
 
