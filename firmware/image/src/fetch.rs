@@ -23,9 +23,14 @@
 //! * [`fetch_to_file`] keeps the ETag in a side file (`<file>.etag`) so an
 //!   interrupted download resumes correctly in a later process too.
 //!
+//! * [`fetch_components_for`] is a module's boot from the card: the
+//!   manifest, then each component the module needs, checked against its
+//!   SHA-256.
+//!
 //! Not supported (typed errors): `https`, redirects, chunked transfer
 //! coding, compressed bodies (the request asks for `identity`).
 
+use crate::manifest::{Component, Manifest, Sha};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
@@ -74,6 +79,9 @@ pub enum FetchError {
     /// Writing the target (disk full, …).
     #[error("writing the download target")]
     Target(#[source] std::io::Error),
+    /// A fetched component does not match the manifest's size and SHA-256.
+    #[error("component {component} does not match the manifest's SHA-256")]
+    Checksum { component: String },
     /// Every attempt was interrupted; the last error.
     #[error("gave up after {attempts} attempts")]
     GaveUp {
@@ -285,6 +293,88 @@ pub fn fetch_to_file(
     f.sync_all().map_err(FetchError::Target)?;
     keep_etag(None).map_err(FetchError::Target)?;
     Ok(r)
+}
+
+/// What a module fetched from the card: each component it needs, in a
+/// file, checked against the manifest's SHA-256.
+#[derive(Clone, Debug)]
+pub struct ModuleFetch {
+    pub manifest: Manifest,
+    /// The components for the module and where each now is.
+    pub files: Vec<(Component, PathBuf)>,
+    /// Body bytes received over the network (resumed files count less).
+    pub received: u64,
+}
+
+/// A module's boot from the card (seed 002 claims 2, 33): fetch the
+/// running image's manifest from `base` (`http://card:port`), then each
+/// component listed for `module` into `dir/<name>` (resuming a partial
+/// file left by an interrupted boot), and check each against the
+/// manifest's size and SHA-256. A file that does not match is removed.
+pub fn fetch_components_for(
+    base: &str,
+    module: &str,
+    dir: &Path,
+    opts: &FetchOptions,
+    progress: &mut dyn FnMut(&str, u64, Option<u64>),
+) -> Result<ModuleFetch, FetchError> {
+    let base = base.trim_end_matches('/');
+    let mut m = std::io::Cursor::new(Vec::new());
+    let mut quiet = |_: u64, _: Option<u64>| {};
+    fetch(&format!("{base}/manifest"), &mut m, None, opts, &mut quiet)?;
+    let manifest =
+        Manifest::from_bytes(m.get_ref()).map_err(|e| FetchError::BadResponse(e.to_string()))?;
+    let mut out = ModuleFetch {
+        manifest: manifest.clone(),
+        files: Vec::new(),
+        received: 0,
+    };
+    for c in manifest.components_for(module) {
+        let path = dir.join(local_name(&c.name)?);
+        let url = format!("{base}/components/{}", percent_encode(&c.name));
+        let r = fetch_to_file(&url, &path, opts, &mut |h, t| progress(&c.name, h, t))?;
+        out.received += r.received;
+        let data = std::fs::read(&path).map_err(FetchError::Target)?;
+        if data.len() as u64 != c.size || Sha::of(&data) != c.sha256 {
+            let _ = std::fs::remove_file(&path);
+            return Err(FetchError::Checksum {
+                component: c.name.clone(),
+            });
+        }
+        tracing::info!(module, component = %c.name, bytes = c.size, "component fetched");
+        out.files.push((c.clone(), path));
+    }
+    Ok(out)
+}
+
+/// A component name as a file name: one plain path component, never
+/// `..` or a path (names come from the network).
+fn local_name(name: &str) -> Result<&str, FetchError> {
+    let ok = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(FetchError::BadResponse(format!(
+            "component name {name:?} is not a safe file name"
+        )))
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn etag_file(path: &Path) -> PathBuf {
@@ -690,6 +780,15 @@ mod tests {
                 matches!(HttpUrl::parse(bad), Err(FetchError::BadUrl { .. })),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(percent_encode("a b/c"), "a%20b%2Fc");
+        assert!(local_name("gateware.bit").is_ok());
+        for bad in ["", ".", "..", "../x", "a/b", "a b", "/etc"] {
+            assert!(local_name(bad).is_err(), "{bad}");
         }
     }
 

@@ -716,3 +716,44 @@ fn a_stalled_server_times_out_the_fetch() {
     assert!(matches!(e, FetchError::GaveUp { .. }), "{e}");
     assert!(t.elapsed() < Duration::from_secs(3));
 }
+
+#[test]
+fn a_module_boots_its_components_from_the_card() {
+    use hitless_image::fetch::fetch_components_for;
+    let (fx, m) = card();
+    let srv = serve_http(local(), m.clone(), HttpOptions::default()).unwrap();
+    let base = format!("http://{}", srv.local_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let opts = FetchOptions::default();
+    // an interrupted earlier boot left half of the gateware
+    let gw = &fx.v1.components[0].1;
+    std::fs::write(dir.path().join("gateware"), &gw[..2500]).unwrap();
+    let mut names = Vec::new();
+    let got = fetch_components_for(&base, "card", dir.path(), &opts, &mut |n, _, _| {
+        if names.last().is_none_or(|l| l != n) {
+            names.push(n.to_string());
+        }
+    })
+    .unwrap();
+    assert_eq!(got.manifest, fx.v1.manifest);
+    assert_eq!(names, ["gateware", "firmware", "config"]);
+    assert_eq!(got.received, 2500 + 3000 + 600, "the gateware resumed");
+    for (c, path) in &got.files {
+        assert_eq!(Sha::of(&std::fs::read(path).unwrap()), c.sha256);
+    }
+    // a module no component is for fetches nothing
+    let none = fetch_components_for(&base, "nobody", dir.path(), &opts, &mut |_, _, _| {});
+    assert!(none.unwrap().files.is_empty());
+    // a partial file that is not the component's start: caught by the SHA-256
+    std::fs::write(dir.path().join("firmware"), vec![0u8; 100]).unwrap();
+    let e = fetch_components_for(&base, "card", dir.path(), &opts, &mut |_, _, _| {});
+    assert!(
+        matches!(e, Err(FetchError::Checksum { ref component }) if component == "firmware"),
+        "{e:?}"
+    );
+    assert!(
+        !dir.path().join("firmware").exists(),
+        "the bad file is removed"
+    );
+    srv.stop();
+}
