@@ -15,15 +15,19 @@
 //! | [`txn`] | semaphores and transaction ids (claims 57–61) |
 //! | [`config`] | the configuration with its backup and factory default (claims 53–56) |
 //! | [`bench`] | the power-cut sweep and the benchmark figures |
+//! | [`serve`] | serving components to modules: TFTP ([`serve::tftp`]) and HTTP ([`serve::http`]) |
+//! | [`fetch`] | the streaming, resumable HTTP download of a package |
 #![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod config;
+pub mod fetch;
 pub mod flash;
 pub mod layout;
 pub mod manager;
 pub mod manifest;
 pub mod package;
+pub mod serve;
 pub mod txn;
 
 pub use config::{ConfigSource, LoadedConfig};
@@ -35,6 +39,7 @@ pub use manager::{
 };
 pub use manifest::{Component, ComponentKind, Manifest};
 pub use package::{PackageBuilder, PackageLimits};
+pub use serve::{ComponentSource, FixedSource, ServerHandle};
 pub use txn::{Access, TxnId};
 
 /// Everything that can go wrong in the image manager.
