@@ -5,8 +5,8 @@
 //! ([`hitless_proto::daemon`] frames). It identifies each connection by
 //! `SO_PEERCRED`, decides with a [`policy::Policy`] which application ids
 //! it may use, keeps the applications' secrets (they never leave the
-//! daemon), pools the card's sessions, and serves requests in arrival
-//! order from one card worker ([`card`]) so applications share the card
+//! daemon), pools the card's sessions, and runs requests on the card one
+//! at a time in arrival order ([`card`]) so applications share the card
 //! fairly. See `docs/daemon.md`.
 #![forbid(unsafe_code)]
 

@@ -149,7 +149,7 @@ fn run(args: Args) -> Result<(), Error> {
     let credentials = Credentials::new(Some(args.state_dir.join("secrets")))?;
     let metrics = metrics::Metrics::new();
     let timeout = Duration::from_secs(args.timeout.max(1));
-    let queue = card::start(
+    let card = card::Card::start(
         card::CardConfig {
             spec: args.card.clone(),
             timeout,
@@ -165,11 +165,10 @@ fn run(args: Args) -> Result<(), Error> {
             "metrics on http://{}/metrics",
             l.local_addr().map_err(io("metrics"))?
         );
-        let q = queue.clone();
+        let c = card.clone();
         metrics::serve(l, metrics.clone(), move || {
             // Fresh card figures; a busy or absent card leaves the last ones.
-            let _ = card::call(
-                &q,
+            let _ = c.call(
                 card::Op::Plain(hitless_proto::Request::Status),
                 Duration::from_secs(2),
             );
@@ -190,6 +189,6 @@ fn run(args: Args) -> Result<(), Error> {
         answer: Duration::from_secs(args.answer_timeout.max(1)),
         ..server::Limits::default()
     };
-    let shared = server::Shared::new(queue, policy, metrics, limits);
+    let shared = server::Shared::new(card, policy, metrics, limits);
     server::serve(listener, shared).map_err(io("serving"))
 }

@@ -39,7 +39,7 @@ pub struct Metrics {
     pub errors: Family<CodeLabel, Counter>,
     pub bytes: Family<DirLabel, Counter>,
     pub latency: Family<KindLabel, Histogram>,
-    /// The card worker's time per request (the card's share of `latency`).
+    /// The card's time per request (the card's share of `latency`).
     pub card_time: Family<KindLabel, Histogram>,
     /// Card sessions opened to make room or after a reset.
     pub card_session_opens: Counter,
@@ -99,7 +99,7 @@ impl Metrics {
         );
         registry.register(
             "card_seconds",
-            "The card worker's time per request, by kind (the rest of request_seconds is queueing and the socket)",
+            "The card's time per request, by kind (the rest of request_seconds is queueing and the socket)",
             card_time.clone(),
         );
         registry.register(

@@ -1,11 +1,11 @@
 //! The application socket: one thread per connection reads whole frames
-//! (bounded in size and time), checks who is asking, and queues the
-//! request for the card worker. Sessions belong to their connection: a
-//! handle means nothing on another connection, and a connection that goes
-//! away takes its sessions with it (the card sessions stay pooled in the
-//! worker, nothing is leaked).
+//! (bounded in size and time), checks who is asking, and runs the request
+//! on the card when its turn comes ([`crate::card::Card`]). Sessions
+//! belong to their connection: a handle means nothing on another
+//! connection, and a connection that goes away takes its sessions with it
+//! (the card sessions stay pooled with the card, nothing is leaked).
 
-use crate::card::{self, Answer, Job, Op};
+use crate::card::{Answer, Card, Op};
 use crate::metrics::{CodeLabel, DirLabel, KindLabel, Metrics};
 use crate::policy::{groups_of, Decision, Peer, Policy};
 use hitless_driver::daemon::wire;
@@ -18,7 +18,7 @@ use rand::Rng;
 use std::collections::HashMap;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Limits of the application side.
@@ -48,7 +48,7 @@ impl Default for Limits {
 
 /// What every connection shares.
 pub struct Shared {
-    pub queue: mpsc::Sender<Job>,
+    pub card: Arc<Card>,
     pub policy: Mutex<Policy>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
@@ -57,13 +57,13 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(
-        queue: mpsc::Sender<Job>,
+        card: Arc<Card>,
         policy: Policy,
         metrics: Arc<Metrics>,
         limits: Limits,
     ) -> Arc<Self> {
         Arc::new(Self {
-            queue,
+            card,
             policy: Mutex::new(policy),
             metrics,
             limits,
@@ -231,7 +231,7 @@ fn handle(
         Ok(r) => r,
         Err(e) => return (k, Err(Failure::new(e.code(), e.to_string()))),
     };
-    let call = |op| card::call(&shared.queue, op, shared.limits.answer);
+    let call = |op| shared.card.call(op, shared.limits.answer);
     let answer = match req {
         Request::Status | Request::Stage { .. } => call(Op::Plain(req)),
         Request::Open { app, flags: want } => open(shared, peer, sessions, app, want, call),
@@ -311,7 +311,7 @@ fn open(
     let Response::Opened { key, .. } = r else {
         return Err(Failure::new(
             Code::Device,
-            "hitlessd: the card worker answered OPEN oddly",
+            "hitlessd: the card answered OPEN oddly",
         ));
     };
     if decision == Decision::Register {
@@ -346,7 +346,7 @@ fn open(
     ))
 }
 
-/// A session request as the worker's job: the session named, the
+/// A session request as the card's operation: the session named, the
 /// permission it was opened with, the data where the request takes some.
 fn session_request(
     sessions: &HashMap<u32, Sess>,

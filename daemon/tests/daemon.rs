@@ -470,6 +470,48 @@ fn hitlessd_serves_the_socket_systemd_passes() {
 }
 
 #[test]
+fn json_logs_are_one_object_per_line_with_the_event_fields() {
+    let dir = scratch("json-log");
+    let card = start_card(&dir);
+    let d = start_daemon(&dir, &card.socket, &["--log-format", "json"]);
+    let mut c = DaemonClient::connect(&d.socket, Duration::from_secs(20)).unwrap();
+    let (s, _) = c.open_app(21, OpenFlags::all(), None).unwrap();
+    c.store(&s, 1, 0, 0, false, b"logged").unwrap();
+    drop(c);
+    drop(d);
+    let log = std::fs::read_to_string(dir.join("hitlessd.log")).unwrap();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    assert!(events.len() >= 2, "{log}");
+    for e in &events {
+        assert!(
+            e["timestamp"].is_string() && e["level"].is_string() && e["fields"].is_object(),
+            "an event without timestamp, level or fields: {e}"
+        );
+    }
+    // Events carry their subjects as fields, not only in the message text:
+    // the card and the application the card registered.
+    let event = |message: &str| {
+        events
+            .iter()
+            .find(|e| e["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no {message:?} event in {log}"))
+    };
+    let registered = event("application registered on the card");
+    assert_eq!(registered["level"], "INFO");
+    assert_eq!(registered["fields"]["app"], 21);
+    let opened = event("card opened");
+    assert_eq!(
+        opened["fields"]["card"],
+        format!("vfio-user:{}", card.socket.display())
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn a_client_killed_mid_request_loses_nothing_and_leaks_nothing() {
     let dir = scratch("killed");
     let card = start_card(&dir);

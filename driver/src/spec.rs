@@ -54,7 +54,7 @@ pub fn open_firmware(
 
 /// Open the card a spec names; every wait of the transport is bounded by
 /// `timeout`.
-pub fn open_card(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo>, Error> {
+pub fn open_card(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo + Send>, Error> {
     let (kind, rest) = spec
         .split_once(':')
         .ok_or_else(|| Error::InvalidArgument(format!("card {spec:?}: expected KIND:ADDRESS")))?;

@@ -10,6 +10,7 @@
 //! | [`mailbox`] | the mailbox register block as the card implements it |
 //! | [`daemon`] | the frames between applications and `hitlessd` |
 //! | [`link`] | the card-to-card replication messages (seed 004) |
+//! | [`witness`] | a card and the pair's witness (the arbiter granting mastership) |
 #![forbid(unsafe_code)]
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod mailbox;
 pub mod message;
 pub mod msg;
 pub mod tlv;
+pub mod witness;
 
 pub use message::{Request, Response, StatusReport, TierReport};
 pub use msg::Code;

@@ -13,84 +13,80 @@
 //! grows the file back.
 
 use crate::memory::WordStore;
+use hitless_vfio_user::{DmaMemory, DmaProt, DmaSpace, FdMemory};
 use std::fs::File;
+use std::io;
+use std::os::fd::OwnedFd;
 
 /// Why a DMA mapping was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum DmaError {
-    #[error("DMA mapping of zero bytes")]
-    Empty,
-    #[error("DMA range {iova:#x}+{len:#x} wraps the address space")]
-    Wraps { iova: u64, len: u64 },
-    #[error("DMA range {iova:#x}+{len:#x} overlaps an existing mapping")]
-    Overlap { iova: u64, len: u64 },
+    /// Empty, wrapping or overlapping range, or no such mapping to unmap:
+    /// the mapping table's own refusal.
+    #[error(transparent)]
+    Table(#[from] hitless_vfio_user::Error),
     #[error("the fd holds {size} bytes; mapping needs offset {offset:#x} + {len:#x}")]
     TooLarge { size: u64, offset: u64, len: u64 },
-    #[error("no mapping is exactly {iova:#x}+{len:#x}")]
-    NotMapped { iova: u64, len: u64 },
     #[error("too many DMA mappings (limit {0})")]
     TooMany(usize),
-    #[error("mapping the fd failed: {0}")]
-    Map(String),
+    #[error("mapping the fd failed")]
+    Map(#[source] io::Error),
 }
 
 /// How a mapping's bytes are reached.
 enum Backing {
-    /// Sealed against shrinking: mapped, accessed in place.
+    /// Sealed against shrinking: mapped, accessed in place (the Verilated
+    /// model's DMA port reads a word at a time: no system call per word).
     Mapped(memmap2::MmapRaw),
-    /// Any other fd: copied with `pread`/`pwrite` at `offset` + the
-    /// mapping offset.
-    File { file: File, offset: u64 },
+    /// Any other fd: `pread`/`pwrite` ([`FdMemory`]).
+    File(FdMemory),
 }
 
-struct Mapping {
-    iova: u64,
-    len: u64,
-    writable: bool,
-    backing: Backing,
+fn outside() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, "access outside the mapping")
 }
 
-impl Mapping {
-    /// Copy `buf.len()` bytes at `off` (inside the mapping); false if the
-    /// client's file no longer holds them.
-    fn read(&self, off: usize, buf: &mut [u8]) -> bool {
-        match &self.backing {
+impl Backing {
+    /// Whether `[off, off + n)` lies inside the mapped bytes.
+    fn inside(map: &memmap2::MmapRaw, off: u64, n: usize) -> io::Result<usize> {
+        let off = usize::try_from(off).map_err(|_| outside())?;
+        match off.checked_add(n) {
+            Some(end) if end <= map.len() => Ok(off),
+            _ => Err(outside()),
+        }
+    }
+}
+
+impl DmaMemory for Backing {
+    fn read(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        match self {
             Backing::Mapped(map) => {
+                let off = Backing::inside(map, off, buf.len())?;
                 for (i, x) in buf.iter_mut().enumerate() {
-                    // SAFETY: `off + i < self.len` (callers check with
-                    // `find`), inside a live mapping of a file sealed
-                    // against shrinking. Volatile: the client process
-                    // writes this memory concurrently.
+                    // SAFETY: `off + i < map.len()` (checked by `inside`),
+                    // inside a live mapping of a file sealed against
+                    // shrinking, so the page cannot go away. Volatile: the
+                    // client process writes this memory concurrently.
                     *x = unsafe { std::ptr::read_volatile(map.as_ptr().add(off + i)) };
                 }
-                true
+                Ok(())
             }
-            Backing::File { file, offset } => {
-                use std::os::unix::fs::FileExt;
-                file.read_exact_at(buf, offset + off as u64).is_ok()
-            }
+            Backing::File(mem) => mem.read(off, buf),
         }
     }
 
-    /// Copy `data` to `off` (inside the mapping); false if the client's
-    /// file no longer holds that range (it is not grown back).
-    fn write(&self, off: usize, data: &[u8]) -> bool {
-        match &self.backing {
+    fn write(&self, off: u64, data: &[u8]) -> io::Result<()> {
+        match self {
             Backing::Mapped(map) => {
+                let off = Backing::inside(map, off, data.len())?;
                 for (i, x) in data.iter().enumerate() {
-                    // SAFETY: as in `read`; the mapping is writable.
+                    // SAFETY: as in `read`; the table allows writes only
+                    // to mappings the client made writable.
                     unsafe { std::ptr::write_volatile(map.as_mut_ptr().add(off + i), *x) };
                 }
-                true
+                Ok(())
             }
-            Backing::File { file, offset } => {
-                use std::os::unix::fs::FileExt;
-                let at = offset + off as u64;
-                let holds = file
-                    .metadata()
-                    .is_ok_and(|m| m.len() >= at + data.len() as u64);
-                holds && file.write_all_at(data, at).is_ok()
-            }
+            Backing::File(mem) => mem.write(off, data),
         }
     }
 }
@@ -100,10 +96,12 @@ fn sealed_against_shrinking(file: &File) -> bool {
     rustix::fs::fcntl_get_seals(file).is_ok_and(|s| s.contains(rustix::fs::SealFlags::SHRINK))
 }
 
-/// The I/O virtual address space of the card.
+/// The I/O virtual address space of the card: the vfio-user crate's
+/// mapping table ([`DmaSpace`]) over this card's backings, with the
+/// faults counted.
 #[derive(Default)]
-pub struct DmaSpace {
-    maps: Vec<Mapping>,
+pub struct CardDma {
+    space: DmaSpace<Backing>,
     /// Accesses that hit no mapping (or wrote a read-only one).
     pub faults: u64,
 }
@@ -111,7 +109,7 @@ pub struct DmaSpace {
 /// At most this many mappings (a misbehaving client cannot exhaust us).
 pub const MAX_MAPPINGS: usize = 64;
 
-impl DmaSpace {
+impl CardDma {
     /// Map `len` bytes of `file` from `offset` at `iova`.
     pub fn map(
         &mut self,
@@ -121,24 +119,10 @@ impl DmaSpace {
         offset: u64,
         writable: bool,
     ) -> Result<(), DmaError> {
-        if len == 0 {
-            return Err(DmaError::Empty);
-        }
-        let end = iova.checked_add(len).ok_or(DmaError::Wraps { iova, len })?;
-        if self.maps.len() >= MAX_MAPPINGS {
+        if self.space.len() >= MAX_MAPPINGS {
             return Err(DmaError::TooMany(MAX_MAPPINGS));
         }
-        if self
-            .maps
-            .iter()
-            .any(|m| iova < m.iova + m.len && m.iova < end)
-        {
-            return Err(DmaError::Overlap { iova, len });
-        }
-        let size = file
-            .metadata()
-            .map_err(|e| DmaError::Map(e.to_string()))?
-            .len();
+        let size = file.metadata().map_err(DmaError::Map)?.len();
         if offset.checked_add(len).is_none_or(|e| e > size) {
             return Err(DmaError::TooLarge { size, offset, len });
         }
@@ -146,79 +130,50 @@ impl DmaSpace {
             Backing::Mapped(
                 memmap2::MmapOptions::new()
                     .offset(offset)
-                    .len(len as usize)
+                    .len(usize::try_from(len).map_err(|_| DmaError::TooLarge {
+                        size,
+                        offset,
+                        len,
+                    })?)
                     .map_raw(file)
-                    .map_err(|e| DmaError::Map(e.to_string()))?,
+                    .map_err(DmaError::Map)?,
             )
         } else {
-            Backing::File {
-                file: file.try_clone().map_err(|e| DmaError::Map(e.to_string()))?,
-                offset,
-            }
+            let fd = OwnedFd::from(file.try_clone().map_err(DmaError::Map)?);
+            Backing::File(FdMemory::new(fd, offset, len, writable))
         };
-        let pos = self.maps.partition_point(|m| m.iova < iova);
-        self.maps.insert(
-            pos,
-            Mapping {
-                iova,
-                len,
-                writable,
-                backing,
-            },
-        );
-        Ok(())
+        let prot = DmaProt {
+            read: true,
+            write: writable,
+        };
+        Ok(self.space.insert(iova, len, prot, backing)?)
     }
 
     /// Remove the mapping that is exactly `iova`+`len`.
     pub fn unmap(&mut self, iova: u64, len: u64) -> Result<(), DmaError> {
-        match self
-            .maps
-            .iter()
-            .position(|m| m.iova == iova && m.len == len)
-        {
-            Some(i) => {
-                self.maps.remove(i);
-                Ok(())
-            }
-            None => Err(DmaError::NotMapped { iova, len }),
-        }
+        Ok(self.space.unmap(iova, len)?)
     }
 
     /// Remove every mapping (the client went away).
     pub fn clear(&mut self) {
-        self.maps.clear();
+        self.space.clear();
     }
 
     /// Number of mappings.
     pub fn len(&self) -> usize {
-        self.maps.len()
+        self.space.len()
     }
 
     /// No mappings.
     pub fn is_empty(&self) -> bool {
-        self.maps.is_empty()
+        self.space.is_empty()
     }
 
-    /// The mapping holding `[addr, addr + n)` and the offset in it.
-    fn find(&self, addr: u64, n: u64) -> Option<(&Mapping, usize)> {
-        let i = self
-            .maps
-            .partition_point(|m| m.iova <= addr)
-            .checked_sub(1)?;
-        let m = &self.maps[i];
-        let off = addr - m.iova;
-        (off.checked_add(n)? <= m.len).then_some((m, off as usize))
-    }
-}
-
-impl DmaSpace {
     /// Copy `buf.len()` bytes at `addr` out of one mapping; `false` (and a
     /// counted fault) when the range is not inside one mapping, or the
     /// client's file no longer holds it.
     pub fn read_bytes(&mut self, addr: u64, buf: &mut [u8]) -> bool {
-        let ok = self
-            .find(addr, buf.len() as u64)
-            .is_some_and(|(m, off)| m.read(off, buf));
+        let ok = self.space.read(addr, buf).is_ok();
         if !ok {
             self.faults += 1;
         }
@@ -228,9 +183,7 @@ impl DmaSpace {
     /// Copy `data` to `addr` inside one writable mapping; `false` (and a
     /// counted fault) otherwise.
     pub fn write_bytes(&mut self, addr: u64, data: &[u8]) -> bool {
-        let ok = self
-            .find(addr, data.len() as u64)
-            .is_some_and(|(m, off)| m.writable && m.write(off, data));
+        let ok = self.space.write(addr, data).is_ok();
         if !ok {
             self.faults += 1;
         }
@@ -238,38 +191,35 @@ impl DmaSpace {
     }
 }
 
-impl WordStore for DmaSpace {
+impl WordStore for CardDma {
     fn read_word(&self, addr: u64) -> u64 {
         let mut b = [0u8; 8];
-        match self.find(addr, 8) {
-            Some((m, off)) if m.read(off, &mut b) => u64::from_le_bytes(b),
-            _ => u64::MAX,
+        match self.space.read(addr, &mut b) {
+            Ok(()) => u64::from_le_bytes(b),
+            Err(_) => u64::MAX,
         }
     }
 
     fn write_word(&mut self, addr: u64, value: u64, strobe: u8) {
         let bytes = value.to_le_bytes();
-        let ok = match self.find(addr, 8) {
-            Some((m, off)) if m.writable => {
-                // Each run of strobed bytes as one copy: bytes outside the
-                // strobe are never written (the client may be writing them).
-                let mut ok = true;
-                let mut i = 0;
-                while i < 8 {
-                    if strobe & (1 << i) == 0 {
-                        i += 1;
-                        continue;
-                    }
-                    let start = i;
-                    while i < 8 && strobe & (1 << i) != 0 {
-                        i += 1;
-                    }
-                    ok &= m.write(off + start, &bytes[start..i]);
-                }
-                ok
+        // Each run of strobed bytes as one copy: bytes outside the strobe
+        // are never written (the client may be writing them).
+        let mut ok = true;
+        let mut i = 0;
+        while i < 8 {
+            if strobe & (1 << i) == 0 {
+                i += 1;
+                continue;
             }
-            _ => false,
-        };
+            let start = i;
+            while i < 8 && strobe & (1 << i) != 0 {
+                i += 1;
+            }
+            ok &= self
+                .space
+                .write(addr + start as u64, &bytes[start..i])
+                .is_ok();
+        }
         if !ok {
             self.faults += 1;
         }
@@ -298,7 +248,7 @@ mod tests {
     #[test]
     fn maps_reads_and_writes_through_the_file() {
         let mut f = file(8192);
-        let mut d = DmaSpace::default();
+        let mut d = CardDma::default();
         d.map(0x10_0000, 4096, &f, 4096, true).unwrap();
         d.write_word(0x10_0008, 0x0102_0304_0506_0708, 0xFF);
         assert_eq!(d.read_word(0x10_0008), 0x0102_0304_0506_0708);
@@ -315,11 +265,18 @@ mod tests {
     #[test]
     fn bad_mappings_are_refused() {
         let f = file(4096);
-        let mut d = DmaSpace::default();
-        assert_eq!(d.map(0, 0, &f, 0, true), Err(DmaError::Empty));
+        let mut d = CardDma::default();
+        assert!(matches!(
+            d.map(0, 0, &f, 0, true),
+            Err(DmaError::Table(hitless_vfio_user::Error::InvalidArgument(
+                _
+            )))
+        ));
         assert!(matches!(
             d.map(u64::MAX - 8, 4096, &f, 0, true),
-            Err(DmaError::Wraps { .. })
+            Err(DmaError::Table(hitless_vfio_user::Error::InvalidArgument(
+                _
+            )))
         ));
         assert!(matches!(
             d.map(0, 8192, &f, 0, true),
@@ -332,14 +289,14 @@ mod tests {
         d.map(0x1000, 2048, &f, 0, false).unwrap();
         assert!(matches!(
             d.map(0x1400, 2048, &f, 0, true),
-            Err(DmaError::Overlap { .. })
+            Err(DmaError::Table(hitless_vfio_user::Error::Exists))
         ));
         // Read-only mapping: writes fault.
         d.write_word(0x1000, 5, 0xFF);
         assert_eq!((d.faults, d.read_word(0x1000)), (1, 0));
         assert!(matches!(
             d.unmap(0x1000, 4096),
-            Err(DmaError::NotMapped { .. })
+            Err(DmaError::Table(hitless_vfio_user::Error::NotFound))
         ));
         d.unmap(0x1000, 2048).unwrap();
         assert!(d.is_empty());
@@ -358,7 +315,7 @@ mod tests {
     #[test]
     fn sealed_and_ordinary_fds_behave_the_same() {
         for f in [sealed(8192), file(8192)] {
-            let mut d = DmaSpace::default();
+            let mut d = CardDma::default();
             d.map(0x2000, 8192, &f, 0, true).unwrap();
             // Strobed bytes only: the others keep what the client wrote.
             d.write_word(0x2000, u64::MAX, 0xFF);
@@ -375,7 +332,7 @@ mod tests {
     #[test]
     fn a_client_that_shrinks_its_file_gets_faults_not_a_crash() {
         let f = file(8192);
-        let mut d = DmaSpace::default();
+        let mut d = CardDma::default();
         d.map(0, 8192, &f, 0, true).unwrap();
         d.write_word(4096, 7, 0xFF);
         f.set_len(100).unwrap();

@@ -8,6 +8,7 @@ pub mod ffi;
 pub mod firmware;
 pub mod harness;
 pub mod inproc;
+pub mod link;
 pub mod local;
 pub mod memory;
 pub mod serve;

@@ -3,7 +3,7 @@
 //! RAM at [`LOCAL_BASE`], the host's DMA mappings everywhere else. A real
 //! card decodes the same split in its interconnect.
 
-use crate::dma::DmaSpace;
+use crate::dma::CardDma;
 use crate::memory::WordStore;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -59,14 +59,14 @@ impl LocalMemory {
 
 /// The controller's host port: local RAM or host DMA by address.
 pub struct CardBus {
-    pub dma: DmaSpace,
+    pub dma: CardDma,
     pub local: LocalMemory,
     /// Local accesses outside the RAM.
     pub local_faults: u64,
 }
 
 impl CardBus {
-    pub fn new(dma: DmaSpace, local: LocalMemory) -> Self {
+    pub fn new(dma: CardDma, local: LocalMemory) -> Self {
         Self {
             dma,
             local,
@@ -114,7 +114,7 @@ mod tests {
     #[test]
     fn local_and_host_addresses_are_split() {
         let local = LocalMemory::new(64);
-        let mut bus = CardBus::new(DmaSpace::default(), local.clone());
+        let mut bus = CardBus::new(CardDma::default(), local.clone());
         bus.write_word(LOCAL_BASE + 8, 0x1122_3344_5566_7788, 0x0F);
         let mut b = [0u8; 8];
         assert!(local.read(8, &mut b));

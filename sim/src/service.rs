@@ -4,7 +4,7 @@
 //! wait. This is what `hitless-sim serve` runs.
 
 use crate::card::{CardTiming, SimCard, TornWrites};
-use crate::dma::DmaSpace;
+use crate::dma::CardDma;
 use crate::local::{CardBus, LocalMemory};
 use crate::memory::NvStore;
 use hitless_hdl::contract::{ctrl, reg, status, tier_state, BootResult, DEFAULT_GEOMETRY};
@@ -357,7 +357,7 @@ fn placeholder() -> SimCard<CardBus> {
         CardTiming::default(),
         NvStore::new(0),
         NvStore::new(0),
-        CardBus::new(DmaSpace::default(), LocalMemory::new(0)),
+        CardBus::new(CardDma::default(), LocalMemory::new(0)),
     )
 }
 
@@ -375,7 +375,7 @@ fn clock(
             timing,
             NvStore::new(g.total() as usize),
             cold,
-            CardBus::new(DmaSpace::default(), local),
+            CardBus::new(CardDma::default(), local),
         ),
         irq: None,
         irqs_seen: 0,

@@ -53,7 +53,9 @@ enum Cmd {
     },
     /// Run the benchmarks on the simulated card (`hitless-bench`; extra args
     /// go to it), then the lite board's (`hitless-board-bench`: the
-    /// iCEBreaker's reduced controller, counted in cycles).
+    /// iCEBreaker's reduced controller, counted in cycles), then the image
+    /// manager's (simulated NOR flash: install rate, partial-upgrade bytes,
+    /// power-cut points).
     Bench {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -151,6 +153,15 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 "hitless-board-sim",
                 "--bin",
                 "hitless-board-bench",
+            ]))?;
+            // The image manager's lines (simulated NOR flash, no card).
+            util::run(util::cargo().args([
+                "run",
+                "--release",
+                "-p",
+                "hitless-image",
+                "--example",
+                "image_bench",
             ]))?;
         }
         Cmd::Test { args } => return ci::run(&args),

@@ -20,6 +20,11 @@ const TOOLS: &[(&str, &str)] = &[
     // The C header check compiles with `cc`.
     ("cc", "gcc"),
     ("make", "make"),
+    // Independent clients of the image manager's servers (its tests):
+    // curl for HTTP and TFTP with options, tftp-hpa's and atftp's clients.
+    ("curl", "curl"),
+    ("tftp", "tftp-hpa"),
+    ("atftp", "atftp"),
 ];
 
 /// Install the missing tools; prints one line when all are present.
@@ -63,7 +68,10 @@ fn apt_log() -> PathBuf {
 
 /// The first line a tool prints of its version.
 fn version_line(exe: &str) -> String {
-    let flag = if exe == "yosys" { "-V" } else { "--version" };
+    let flag = match exe {
+        "yosys" | "tftp" => "-V",
+        _ => "--version",
+    };
     Command::new(exe)
         .arg(flag)
         .output()

@@ -164,10 +164,33 @@ fn out_of_range() -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, "access outside the memory")
 }
 
+/// The memory behind one DMA mapping, as a [`DmaSpace`] reaches it:
+/// offsets are from the mapping's first byte and already checked to lie
+/// inside it. [`FdMemory`] (pread/pwrite, safe against a client that
+/// shrinks its file) is the default; a device on a hot path may bring its
+/// own (for example an in-place mapping of a file sealed against
+/// shrinking).
+pub trait DmaMemory {
+    /// Copy `buf.len()` bytes from `off`.
+    fn read(&self, off: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Copy `data` to `off`.
+    fn write(&self, off: u64, data: &[u8]) -> io::Result<()>;
+}
+
+impl DmaMemory for FdMemory {
+    fn read(&self, off: u64, buf: &mut [u8]) -> io::Result<()> {
+        FdMemory::read(self, off, buf)
+    }
+
+    fn write(&self, off: u64, data: &[u8]) -> io::Result<()> {
+        FdMemory::write(self, off, data)
+    }
+}
+
 #[derive(Debug)]
-struct DmaEntry {
+struct DmaEntry<M> {
     size: u64,
-    mem: FdMemory,
+    mem: M,
     prot: DmaProt,
 }
 
@@ -176,10 +199,20 @@ struct DmaEntry {
 ///
 /// A device can implement [`Device::dma_map`] / [`Device::dma_unmap`] by
 /// forwarding to a `DmaSpace` and do its DMA with [`DmaSpace::read`] /
-/// [`DmaSpace::write`]. An access must lie inside one mapping.
-#[derive(Debug, Default)]
-pub struct DmaSpace {
-    maps: BTreeMap<u64, DmaEntry>,
+/// [`DmaSpace::write`]. An access must lie inside one mapping. The memory
+/// behind a mapping is an [`FdMemory`] unless the device chooses another
+/// [`DmaMemory`] ([`DmaSpace::insert`]).
+#[derive(Debug)]
+pub struct DmaSpace<M = FdMemory> {
+    maps: BTreeMap<u64, DmaEntry<M>>,
+}
+
+impl<M> Default for DmaSpace<M> {
+    fn default() -> Self {
+        DmaSpace {
+            maps: BTreeMap::new(),
+        }
+    }
 }
 
 impl DmaSpace {
@@ -188,33 +221,42 @@ impl DmaSpace {
         DmaSpace::default()
     }
 
-    /// Map a region (`Exists` if it overlaps a mapping, `Io` if the
-    /// descriptor cannot be duplicated).
+    /// Map a region, reached with `pread`/`pwrite` ([`FdMemory`]):
+    /// `InvalidArgument` for an empty or wrapping range, `Exists` if it
+    /// overlaps a mapping, `DeviceIo` if the descriptor cannot be
+    /// duplicated.
     pub fn map(&mut self, region: DmaRegion) -> Result<(), Error> {
-        let end = region
-            .iova
-            .checked_add(region.size)
-            .ok_or(Error::InvalidArgument("invalid DMA range"))?;
-        if region.size == 0 {
-            return Err(Error::InvalidArgument("invalid DMA range"));
-        }
-        if let Some((&start, e)) = self.maps.range(..end).next_back() {
-            if start.saturating_add(e.size) > region.iova {
-                return Err(Error::Exists);
-            }
-        }
         let mem = region.memory().map_err(|e| {
             tracing::warn!(error = %e, iova = region.iova, "DMA map failed");
             Error::DeviceIo
         })?;
-        self.maps.insert(
-            region.iova,
-            DmaEntry {
-                size: region.size,
-                mem,
-                prot: region.prot,
-            },
-        );
+        self.insert(region.iova, region.size, region.prot, mem)
+    }
+}
+
+impl<M: DmaMemory> DmaSpace<M> {
+    /// Whether `[iova, iova + size)` is a valid range that overlaps no
+    /// mapping (`InvalidArgument` or `Exists` otherwise).
+    fn check_free(&self, iova: u64, size: u64) -> Result<(), Error> {
+        let end = iova
+            .checked_add(size)
+            .ok_or(Error::InvalidArgument("invalid DMA range"))?;
+        if size == 0 {
+            return Err(Error::InvalidArgument("invalid DMA range"));
+        }
+        if let Some((&start, e)) = self.maps.range(..end).next_back() {
+            if start.saturating_add(e.size) > iova {
+                return Err(Error::Exists);
+            }
+        }
+        Ok(())
+    }
+
+    /// Map `size` bytes of `mem` at `iova`: `InvalidArgument` for an empty
+    /// or wrapping range, `Exists` if it overlaps a mapping.
+    pub fn insert(&mut self, iova: u64, size: u64, prot: DmaProt, mem: M) -> Result<(), Error> {
+        self.check_free(iova, size)?;
+        self.maps.insert(iova, DmaEntry { size, mem, prot });
         Ok(())
     }
 
@@ -244,7 +286,7 @@ impl DmaSpace {
         self.maps.is_empty()
     }
 
-    fn find(&self, iova: u64, len: usize) -> Option<(&DmaEntry, u64)> {
+    fn find(&self, iova: u64, len: usize) -> Option<(&DmaEntry<M>, u64)> {
         let (&start, e) = self.maps.range(..=iova).next_back()?;
         let off = iova.checked_sub(start)?;
         let end = off.checked_add(u64::try_from(len).ok()?)?;

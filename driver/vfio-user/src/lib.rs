@@ -126,8 +126,8 @@ mod wire;
 
 pub use client::{Client, DmaBuffer, IrqEvent, ServerCaps, CLIENT_MAX_DATA_XFER};
 pub use device::{
-    card, Device, DeviceDescription, DmaProt, DmaRegion, DmaSpace, FdMemory, IrqDesc, IrqFd,
-    PciIdentity, RegionDesc,
+    card, Device, DeviceDescription, DmaMemory, DmaProt, DmaRegion, DmaSpace, FdMemory, IrqDesc,
+    IrqFd, PciIdentity, RegionDesc,
 };
 pub use error::Error;
 pub use proto::{Caps, DeviceInfo, IrqInfo, RegionInfo};

@@ -10,15 +10,37 @@
 //! | [`flash`] | the [`Nvs`] trait and the simulated NOR device with power-cut injection |
 //! | [`manifest`] | the manifest (SGC): components, kinds, modules, SHA-256 |
 //! | [`package`] | the signed package format: builder, keys, verifying reader |
+//! | [`layout`] | the NVS layout of a device and the block-level writer |
+//! | [`manager`] | the [`ImageManager`]: boot, install, mirror, activation, trial boot, mark-good, rollback |
+//! | [`txn`] | semaphores and transaction ids (claims 57–61) |
+//! | [`config`] | the configuration with its backup and factory default (claims 53–56) |
+//! | [`bench`] | the power-cut sweep and the benchmark figures |
+//! | [`serve`] | serving components to modules: TFTP ([`serve::tftp`]) and HTTP ([`serve::http`]) |
+//! | [`fetch`] | the streaming, resumable HTTP download of a package |
 #![forbid(unsafe_code)]
 
+pub mod bench;
+pub mod config;
+pub mod fetch;
 pub mod flash;
+pub mod layout;
+pub mod manager;
 pub mod manifest;
 pub mod package;
+pub mod serve;
+pub mod txn;
 
+pub use config::{ConfigSource, LoadedConfig};
 pub use flash::{Geometry, Nvs, PowerRail, SimFlash};
+pub use layout::{FlashStats, Layout};
+pub use manager::{
+    AreaHealth, BootReport, Booted, Health, ImageManager, InstallReport, Notice, Options,
+    RollbackCause,
+};
 pub use manifest::{Component, ComponentKind, Manifest};
 pub use package::{PackageBuilder, PackageLimits};
+pub use serve::{ComponentSource, FixedSource, ServerHandle};
+pub use txn::{Access, TxnId};
 
 /// Everything that can go wrong in the image manager.
 #[derive(Debug, thiserror::Error)]
@@ -104,6 +126,18 @@ pub enum ImageError {
     /// mark-good after the trial's deadline.
     #[error("the trial boot's deadline {deadline} has passed (now {now})")]
     TrialExpired { deadline: u64, now: u64 },
+    /// A device's copy of an area does not match the metadata.
+    #[error("device {device}: {what}")]
+    Corrupt { device: usize, what: String },
+    /// mirror or commit without an install in this transaction.
+    #[error("no install staged in this transaction")]
+    NotStaged,
+    /// commit before the install was mirrored to the secondary.
+    #[error("the install has not been mirrored to the secondary")]
+    NotMirrored,
+    /// The running image has no component of that name.
+    #[error("no component {0} in the running image")]
+    NoComponent(String),
     /// What was just written does not read back as written.
     #[error("verification after write failed on device {device}")]
     VerifyFailed { device: usize },

@@ -29,7 +29,7 @@ pub enum ComponentKind {
 }
 
 /// A SHA-256 digest, serialized as hex.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub struct Sha([u8; 32]);
 
 impl Sha {
@@ -40,6 +40,14 @@ impl Sha {
     /// The raw bytes.
     pub fn bytes(&self) -> [u8; 32] {
         self.0
+    }
+    /// A digest from its raw bytes.
+    pub fn from_bytes(b: [u8; 32]) -> Self {
+        Sha(b)
+    }
+    /// Lowercase hex.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
     }
 }
 
