@@ -119,7 +119,7 @@ fn members_bytes(m: &[u32]) -> Vec<u8> {
 
 fn members_of(m: &Message<'_>) -> Result<Vec<u32>, WitnessError> {
     let b = m.bytes_or_empty(tag::MEMBERS);
-    if b.len() % 4 != 0 || b.len() / 4 > MAX_MEMBERS {
+    if !b.len().is_multiple_of(4) || b.len() / 4 > MAX_MEMBERS {
         return Err(WitnessError::Field {
             tag: tag::MEMBERS,
             what: "a set of at most 16 node ids of 4 bytes",
@@ -239,7 +239,8 @@ mod tests {
         let node = 0u32..1000;
         let members = proptest::collection::vec(0u32..1000, 0..=MAX_MEMBERS);
         prop_oneof![
-            node.clone().prop_map(|node| WitnessMessage::Acquire { node }),
+            node.clone()
+                .prop_map(|node| WitnessMessage::Acquire { node }),
             (node.clone(), any::<u64>())
                 .prop_map(|(node, epoch)| WitnessMessage::Renew { node, epoch }),
             (node.clone(), any::<u64>())
@@ -259,14 +260,18 @@ mod tests {
                 }
             }),
             Just(WitnessMessage::Done),
-            (1u32..5, proptest::option::of(0u32..1000), any::<u64>(), any::<u64>()).prop_map(
-                |(c, holder, epoch, left_us)| WitnessMessage::Deny {
+            (
+                1u32..5,
+                proptest::option::of(0u32..1000),
+                any::<u64>(),
+                any::<u64>()
+            )
+                .prop_map(|(c, holder, epoch, left_us)| WitnessMessage::Deny {
                     code: DenyCode::from_u32(c),
                     holder,
                     epoch,
                     left_us,
-                }
-            ),
+                }),
         ]
     }
 
