@@ -494,14 +494,30 @@ impl Trial {
     }
 }
 
+/// A number from the environment (the soak and replay knobs).
+fn env_u64(k: &str) -> Option<u64> {
+    std::env::var(k).ok().and_then(|s| s.parse().ok())
+}
+
+/// `trials` trials from seed `FAULT_SEED` (default 0) on; `FAULT_TRIALS`
+/// overrides the count for a longer campaign (`FAULT_TRIALS=5000 cargo test
+/// -p hitless-firmware --release fault_trials -- --nocapture`), and
+/// `FAULT_DEBUG=1` prints each trial's timeline (replay one with
+/// `FAULT_TRIALS=1 FAULT_SEED=… FAULT_DEBUG=1`).
 fn campaign(trials: u64, nodes: &[u32], mode: Mode, faults: u32) -> Report {
+    let trials = env_u64("FAULT_TRIALS").unwrap_or(trials);
+    let seed0 = env_u64("FAULT_SEED").unwrap_or(0);
+    let debug = env_u64("FAULT_DEBUG").is_some_and(|d| d != 0);
     let mut total = Report::default();
     for t in 0..trials {
-        let n = nodes[(t % nodes.len() as u64) as usize];
-        let (r, v) = Trial::new(t, n, mode).run(faults);
+        let seed = seed0 + t;
+        let n = nodes[(seed % nodes.len() as u64) as usize];
+        let mut trial = Trial::new(seed, n, mode);
+        trial.debug = debug;
+        let (r, v) = trial.run(faults);
         assert!(
             v.is_empty(),
-            "trial {t} ({n} nodes, {mode:?}): {} violations, first: {:#?}",
+            "seed {seed} ({n} nodes, {mode:?}): {} violations, first: {:#?}",
             v.len(),
             &v[..v.len().min(5)]
         );
@@ -533,7 +549,9 @@ fn fault_trials_sync_lose_no_acknowledged_write() {
     print("fault test (sync)", &r);
     assert_eq!(r.lost, 0);
     assert!(
-        r.faults() >= 1000 && r.takeovers > 50 && r.acked > 1000,
+        // The campaign really faulted (not for a replay of a few trials).
+        r.trials < 50
+            || (r.faults() >= 5 * r.trials && r.takeovers > r.trials / 4 && r.acked > 5 * r.trials),
         "{r:?}"
     );
 }
@@ -542,7 +560,10 @@ fn fault_trials_sync_lose_no_acknowledged_write() {
 fn fault_trials_async_keep_brackets_and_epochs_whole() {
     let r = campaign(100, &[2, 3], Mode::Async, 6);
     print("fault test (async)", &r);
-    assert!(r.faults() >= 500 && r.takeovers > 20, "{r:?}");
+    assert!(
+        r.trials < 50 || (r.faults() >= 5 * r.trials && r.takeovers > r.trials / 5),
+        "{r:?}"
+    );
 }
 
 proptest::proptest! {
@@ -553,45 +574,4 @@ proptest::proptest! {
         let (_, v) = Trial::new(seed, if three { 3 } else { 2 }, Mode::Sync).run(4);
         proptest::prop_assert!(v.is_empty(), "{:#?}", v);
     }
-}
-
-/// A longer campaign: `FAULT_TRIALS=5000 cargo test -p hitless-firmware
-/// --release fault_soak -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn fault_soak() {
-    let trials = std::env::var("FAULT_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
-    let seed0: u64 = std::env::var("FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1_000_000);
-    for mode in [Mode::Sync, Mode::Async] {
-        let mut total = Report::default();
-        for t in 0..trials {
-            let seed = seed0 + t;
-            let n = 2 + (t % 2) as u32;
-            let (r, v) = Trial::new(seed, n, mode).run(10);
-            assert!(v.is_empty(), "seed {seed} ({n} nodes, {mode:?}): {v:#?}");
-            total.add(&r);
-        }
-        print(&format!("fault soak ({mode:?})"), &total);
-    }
-}
-
-/// One trial with its timeline printed: `FAULT_SEED=… FAULT_NODES=3`.
-#[test]
-#[ignore]
-fn fault_replay() {
-    let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
-    let mut tr = Trial::new(
-        env("FAULT_SEED").unwrap_or(0),
-        env("FAULT_NODES").unwrap_or(2) as u32,
-        Mode::Sync,
-    );
-    tr.debug = true;
-    let (r, v) = tr.run(env("FAULT_FAULTS").unwrap_or(10) as u32);
-    println!("{r:?}\n{v:#?}");
 }
