@@ -675,6 +675,9 @@ mod tests {
         err_resp: u64,
         err_write: bool,
         cycles: u64,
+        /// Cycles of the handshakes: commands taken, AR, AW, R beats, B,
+        /// port responses.
+        at: HashMap<&'static str, Vec<u64>>,
     }
 
     struct Memory(HashMap<u64, u64>);
@@ -831,6 +834,7 @@ mod tests {
                         beats: len + 1,
                     });
                     self.seen.aw.push((addr, len + 1));
+                    self.seen.at.entry("aw").or_default().push(cycle);
                     self.writes_open += 1;
                 } else {
                     self.aw_held = Some((addr, len));
@@ -877,6 +881,7 @@ mod tests {
                         },
                     ));
                     self.seen.ar.push((addr, len + 1));
+                    self.seen.at.entry("ar").or_default().push(cycle);
                     self.reads_open += 1;
                 } else {
                     self.ar_held = Some((addr, len));
@@ -923,6 +928,7 @@ mod tests {
             x.axi.bid.next = 0.into();
             if self.b_shown.is_some() && x.axi.bready.val() {
                 self.b_shown = None;
+                self.seen.at.entry("b").or_default().push(cycle);
                 self.writes_open -= 1;
             }
             // R: beats of the head burst, each sampled when first shown.
@@ -954,6 +960,7 @@ mod tests {
             x.axi.rid.next = 0.into();
             if self.r_shown.is_some() && x.axi.rready.val() {
                 self.r_shown = None;
+                self.seen.at.entry("r").or_default().push(cycle);
                 if last {
                     self.reads_open -= 1;
                 }
@@ -1026,6 +1033,7 @@ mod tests {
                         want.push_back((false, if err { 0 } else { model.read(c.addr) }, err));
                     }
                     next += 1;
+                    slave.seen.at.entry("cmd").or_default().push(cycle);
                     gap = cmds.get(next).map_or(0, |c| c.gap);
                 } else {
                     gap = gap.saturating_sub(1);
@@ -1050,6 +1058,7 @@ mod tests {
                     }
                     sim_assert!(sim, ok, x);
                     responses += 1;
+                    slave.seen.at.entry("rsp").or_default().push(cycle);
                 }
                 x.err_clear.next = clear_at == Some(responses);
                 if let Err(e) = slave.step(&mut x, &mut rng, cycle) {
@@ -1274,5 +1283,25 @@ mod tests {
         // Cleared after the last error: stays clear.
         let seen = run(16, 4, BUSY, 15, cmds, Some(7));
         assert!(!seen.err_flag);
+    }
+
+    /// The latency the documentation states, without back-pressure: a lone
+    /// command's AR or AW handshake 5 cycles after the command is taken,
+    /// its port response 3 cycles after the R beat or the B.
+    #[test]
+    fn axi4_latency_is_as_documented() {
+        let mut cmds = seq(false, 0x100, 1);
+        cmds.extend(
+            seq(true, 0x200, 1)
+                .into_iter()
+                .map(|c| Cmd { gap: 30, ..c }),
+        );
+        let seen = run(16, 4, FREE, 16, cmds, None);
+        let at = |k: &str| seen.at.get(k).cloned().unwrap_or_default();
+        let (cmd, rsp) = (at("cmd"), at("rsp"));
+        assert_eq!(cmd.len(), 2);
+        assert_eq!(at("ar"), vec![cmd[0] + 5]);
+        assert_eq!(at("aw"), vec![cmd[1] + 5]);
+        assert_eq!(rsp, vec![at("r")[0] + 3, at("b")[0] + 3]);
     }
 }
