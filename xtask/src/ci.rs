@@ -59,6 +59,22 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
             ]),
         ),
         (
+            "cocotb (AXI4 and AXI4-Lite against cocotbext-axi)",
+            Box::new(|| {
+                setup::python_venv(setup::COCOTB)?;
+                util::run(util::cargo().args([
+                    "test",
+                    "--release",
+                    "-p",
+                    "hitless-hdl",
+                    "--features",
+                    "rtl",
+                    "--test",
+                    "cocotb",
+                ]))
+            }),
+        ),
+        (
             "mutants (every planted bug caught)",
             Box::new(|| mutants::run(&[])),
         ),

@@ -25,7 +25,13 @@ const TOOLS: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("tftp", "tftp-hpa"),
     ("atftp", "atftp"),
+    // The independent AXI models (cocotbext-axi) run under Icarus.
+    ("iverilog", "iverilog"),
 ];
+
+/// PyPI packages of the cocotb tests (into `target/venv`): cocotb 2 (the
+/// API the tests use) and the independent AXI models.
+pub const COCOTB: &[&str] = &["cocotb>=2,<3", "cocotbext-axi"];
 
 /// Install the missing tools; prints one line when all are present.
 pub fn tools() -> Result<()> {
@@ -69,7 +75,7 @@ fn apt_log() -> PathBuf {
 /// The first line a tool prints of its version.
 fn version_line(exe: &str) -> String {
     let flag = match exe {
-        "yosys" | "tftp" => "-V",
+        "yosys" | "tftp" | "iverilog" => "-V",
         _ => "--version",
     };
     Command::new(exe)
