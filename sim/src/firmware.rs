@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+mod replicated;
+
 /// Bytes of local RAM for the firmware's rings (the rest is scratch).
 const RING_BYTES: usize = 64 << 10;
 
@@ -122,11 +124,24 @@ impl HostMemory for ServiceHost {
     }
 }
 
+/// What the firmware thread is given to do.
+pub enum Input {
+    /// A host request (the mailbox's doorbell).
+    Request(Pending),
+    /// A link frame from a peer card (replicated cards).
+    Frame(u32, Vec<u8>),
+    /// A link to a peer card is up.
+    Connected(u32),
+    /// A link to a peer card is down.
+    Disconnected(u32),
+    Stop,
+}
+
 /// The handle BAR0's mailbox page goes through.
 #[derive(Clone)]
 pub struct FirmwareHandle {
     mailbox: Arc<Mutex<Mailbox>>,
-    tx: Sender<Option<Pending>>,
+    tx: Sender<Input>,
 }
 
 fn lock(m: &Mutex<Mailbox>) -> MutexGuard<'_, Mailbox> {
@@ -140,12 +155,12 @@ impl FirmwareHandle {
     pub fn write32(&self, offset: u32, value: u32) {
         let pending = lock(&self.mailbox).write32(offset, value);
         if let Some(p) = pending {
-            let _ = self.tx.send(Some(p));
+            let _ = self.tx.send(Input::Request(p));
         }
     }
     /// Stop the firmware thread.
     pub fn stop(&self) {
-        let _ = self.tx.send(None);
+        let _ = self.tx.send(Input::Stop);
     }
 }
 
@@ -172,6 +187,30 @@ pub fn start(svc: CardService) -> (FirmwareHandle, FirmwareThread) {
             FirmwareThread(std::thread::spawn(|| {}))
         });
     (FirmwareHandle { mailbox, tx }, thread)
+}
+
+/// Start the firmware of a replicated card: its links to the peer cards
+/// ([`crate::pair`]) and the loop that runs the replication node. Returns
+/// the address the links listen on.
+pub fn start_replicated(
+    svc: CardService,
+    pair: crate::pair::PairConfig,
+) -> Result<(FirmwareHandle, FirmwareThread, std::net::SocketAddr), String> {
+    let mailbox = Arc::new(Mutex::new(Mailbox::default()));
+    let (tx, rx) = mpsc::channel();
+    let links = crate::pair::start(
+        &pair,
+        crate::pair::LinkSetup::for_heartbeat(pair.heartbeat),
+        tx.clone(),
+    )?;
+    let addr = links.local_addr();
+    let mb = mailbox.clone();
+    let thread = std::thread::Builder::new()
+        .name("hitless-firmware".into())
+        .spawn(move || replicated::run(svc, mb, rx, pair, links))
+        .map(FirmwareThread)
+        .map_err(|e| format!("firmware thread: {e}"))?;
+    Ok((FirmwareHandle { mailbox, tx }, thread, addr))
 }
 
 struct Runner {
@@ -221,7 +260,7 @@ impl Runner {
     }
 }
 
-fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Option<Pending>>) {
+fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Input>) {
     let mut r = Runner {
         svc: svc.clone(),
         mm: None,
@@ -239,9 +278,10 @@ fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Option<Pendi
     let mut failure = String::new();
     loop {
         let p = match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(Some(p)) => p,
-            Ok(None) | Err(RecvTimeoutError::Disconnected) => return,
-            Err(RecvTimeoutError::Timeout) => continue,
+            Ok(Input::Request(p)) => p,
+            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(Input::Frame(..) | Input::Connected(_) | Input::Disconnected(_))
+            | Err(RecvTimeoutError::Timeout) => continue,
         };
         if !r.current() {
             let published = lock(&mailbox).nonce;

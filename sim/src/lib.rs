@@ -11,8 +11,10 @@ pub mod inproc;
 pub mod link;
 pub mod local;
 pub mod memory;
+pub mod pair;
 pub mod serve;
 pub mod service;
+pub mod witness;
 
 pub use card::{CardTiming, SimCard, SimError, TornWrites};
 pub use memory::{NvStore, PortTiming};

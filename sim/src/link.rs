@@ -259,6 +259,11 @@ impl LinkListener {
         Ok(self.listener.local_addr()?)
     }
 
+    /// The refusal counter, shared (the pair's own refusals add to it).
+    pub fn refused_counter(&self) -> Arc<AtomicU64> {
+        self.refused.clone()
+    }
+
     /// Connections refused so far (no key, garbage, silence, a broken
     /// handshake).
     pub fn refused(&self) -> u64 {
@@ -306,6 +311,7 @@ mod tests {
             epoch: 3,
             role: Role::Master,
             applied: 9,
+            applied_epoch: 3,
         }
     }
 

@@ -46,6 +46,8 @@ enum Cmd {
         /// (the host drives the controller's rings itself).
         #[arg(long)]
         no_firmware: bool,
+        #[command(flatten)]
+        pair: PairArgs,
     },
     /// Reset the controller; both tiers keep their contents.
     WarmReset(Target),
@@ -78,6 +80,86 @@ enum Cmd {
     },
     /// Print the card's state.
     Status(Target),
+    /// Run the pair's witness: the arbiter that grants mastership (epochs
+    /// and leases) over the pair's secure channel.
+    Witness {
+        /// Address to listen on (host:port).
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The pair's node ids, comma-separated (all in sync at first).
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<u32>,
+        /// Lease length in milliseconds.
+        #[arg(long, default_value_t = 1000)]
+        lease_ms: u64,
+        /// Clock-skew margin in milliseconds: a lease is granted to another
+        /// node only this long after it ran out.
+        #[arg(long, default_value_t = 50)]
+        skew_ms: u64,
+        /// The pair's pre-shared key (64 hex digits).
+        #[arg(long)]
+        key: PathBuf,
+    },
+}
+
+/// Replication to peer cards (all or none of --node, --listen, --peer,
+/// --pair-key).
+#[derive(clap::Args)]
+struct PairArgs {
+    /// This card's node id: the card is replicated.
+    #[arg(long, requires_all = ["listen", "peer", "pair_key"])]
+    node: Option<u32>,
+    /// Where the card-to-card links listen (host:port).
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// A peer card: N=host:port (repeat for each).
+    #[arg(long, value_parser = parse_peer)]
+    peer: Vec<(u32, std::net::SocketAddr)>,
+    /// The pair's pre-shared key file (64 hex digits).
+    #[arg(long)]
+    pair_key: Option<PathBuf>,
+    /// The pair's witness (host:port); without it no takeover is automatic.
+    #[arg(long)]
+    witness: Option<std::net::SocketAddr>,
+    /// sync: a store is acknowledged once the slaves have it; async: at once.
+    #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
+    mode: String,
+    /// Heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    heartbeat_ms: u64,
+}
+
+fn parse_peer(s: &str) -> Result<(u32, std::net::SocketAddr), String> {
+    let (n, a) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s}: a peer is N=host:port"))?;
+    let n = n.parse().map_err(|e| format!("{n}: {e}"))?;
+    let a = a.parse().map_err(|e| format!("{a}: {e}"))?;
+    Ok((n, a))
+}
+
+impl PairArgs {
+    fn config(&self) -> Result<Option<hitless_sim::pair::PairConfig>, String> {
+        let Some(node) = self.node else {
+            return Ok(None);
+        };
+        let (Some(listen), Some(key)) = (self.listen, &self.pair_key) else {
+            return Err("--node needs --listen and --pair-key".into());
+        };
+        Ok(Some(hitless_sim::pair::PairConfig {
+            node,
+            listen,
+            peers: self.peer.clone(),
+            psk: read_key(key)?,
+            witness: self.witness,
+            mode: if self.mode == "async" {
+                hitless_firmware::replication::Mode::Async
+            } else {
+                hitless_firmware::replication::Mode::Sync
+            },
+            heartbeat: Duration::from_millis(self.heartbeat_ms.max(1)),
+        }))
+    }
 }
 
 #[derive(clap::Args)]
@@ -96,7 +178,10 @@ fn main() -> ExitCode {
             control,
             host_latency,
             no_firmware,
-        } => serve(socket, state_dir, control, host_latency, !no_firmware),
+            pair,
+        } => pair
+            .config()
+            .and_then(|pair| serve(socket, state_dir, control, host_latency, !no_firmware, pair)),
         Cmd::WarmReset(t) => ctl(&t, "warm-reset".into()),
         Cmd::PowerCycle(t) => ctl(&t, "power-cycle".into()),
         Cmd::CutPower { target, at_cycle } => ctl(&target, format!("cut-power {at_cycle}")),
@@ -108,6 +193,13 @@ fn main() -> ExitCode {
             seed,
         } => ctl(&target, format!("flip-bits {tier} {region} {count} {seed}")),
         Cmd::Status(t) => ctl(&t, "status".into()),
+        Cmd::Witness {
+            listen,
+            members,
+            lease_ms,
+            skew_ms,
+            key,
+        } => witness(listen, members, lease_ms, skew_ms, &key),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,12 +216,49 @@ fn ctl(t: &Target, command: String) -> Result<(), String> {
     Ok(())
 }
 
+/// The pair's key from its file (64 hex digits).
+fn read_key(path: &std::path::Path) -> Result<[u8; 32], String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    hitless_firmware::replication::channel::parse_psk(&text)
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn witness(
+    listen: std::net::SocketAddr,
+    members: Vec<u32>,
+    lease_ms: u64,
+    skew_ms: u64,
+    key: &std::path::Path,
+) -> Result<(), String> {
+    let psk = read_key(key)?;
+    let w = hitless_sim::witness::Witness::start(
+        listen,
+        hitless_sim::witness::WitnessConfig {
+            members,
+            lease: Duration::from_millis(lease_ms),
+            skew: Duration::from_millis(skew_ms),
+            psk,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let stop = w.stop_flag();
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())
+        .map_err(|e| format!("signals: {e}"))?;
+    signal_hook::flag::register(signal_hook::consts::SIGINT, stop)
+        .map_err(|e| format!("signals: {e}"))?;
+    eprintln!("hitless-sim: witness listening on {}", w.local_addr());
+    w.wait();
+    eprintln!("hitless-sim: witness stopped");
+    Ok(())
+}
+
 fn serve(
     socket: PathBuf,
     state_dir: PathBuf,
     control: Option<PathBuf>,
     host_latency: u64,
     firmware: bool,
+    pair: Option<hitless_sim::pair::PairConfig>,
 ) -> Result<(), String> {
     let mut timing = CardTiming::default();
     timing.host.latency = host_latency;
@@ -172,7 +301,16 @@ fn serve(
         control.display(),
         state_dir.display()
     );
-    let fw = firmware.then(|| hitless_sim::firmware::start(svc.clone()));
+    let fw = match (firmware, pair) {
+        (false, _) => None,
+        (true, None) => Some(hitless_sim::firmware::start(svc.clone())),
+        (true, Some(pair)) => {
+            let node = pair.node;
+            let (h, t, addr) = hitless_sim::firmware::start_replicated(svc.clone(), pair)?;
+            eprintln!("hitless-sim: node {node}: links on {addr}");
+            Some((h, t))
+        }
+    };
     let mut device = match &fw {
         Some((handle, _)) => SimDevice::with_firmware(svc.clone(), handle.clone()),
         None => SimDevice::new(svc.clone()),

@@ -1,0 +1,275 @@
+//! The card-to-card links of a replicated card (`hitless-sim serve --node
+//! N --listen ADDR --peer N=ADDR`): a tokio runtime in its own thread that
+//! keeps one authenticated link ([`crate::link`]) per peer and moves link
+//! frames between it and the firmware thread, which owns the replication
+//! [`Node`](hitless_firmware::replication::Node).
+//!
+//! Who dials: a card dials the peers with a smaller node id and accepts the
+//! others, so a pair has one connection. The dialer's first frame on the
+//! secure channel is its node id (4 bytes, little-endian), read by the
+//! acceptor within the handshake deadline; a peer that is not configured,
+//! or should have been dialed instead, is refused and counted.
+//!
+//! Bounds: a link silent for [`LinkSetup::idle`] is dropped and dialed
+//! again (a hung peer); outgoing frames wait in a bounded queue per peer
+//! ([`OUTBOX`]); a frame for a peer without a link, or past the bound, is
+//! dropped (the node resends or snapshots after the next `HELLO`).
+
+use crate::firmware::Input;
+use crate::link::{LinkIoError, LinkLimits, LinkListener, SecureLink};
+use hitless_firmware::replication::channel::PSK_BYTES;
+use hitless_firmware::replication::Mode;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Frames queued per peer before new ones are dropped.
+pub const OUTBOX: usize = 4096;
+
+/// A replicated card's pair settings.
+#[derive(Clone, Debug)]
+pub struct PairConfig {
+    pub node: u32,
+    pub listen: SocketAddr,
+    pub peers: Vec<(u32, SocketAddr)>,
+    pub psk: [u8; PSK_BYTES],
+    pub witness: Option<SocketAddr>,
+    pub mode: Mode,
+    pub heartbeat: Duration,
+}
+
+/// Timing of the links.
+#[derive(Clone, Debug)]
+pub struct LinkSetup {
+    pub limits: LinkLimits,
+    /// A link with nothing received for this long is dropped.
+    pub idle: Duration,
+    /// Pause between dials.
+    pub redial: Duration,
+}
+
+impl LinkSetup {
+    pub fn for_heartbeat(heartbeat: Duration) -> Self {
+        Self {
+            limits: LinkLimits {
+                connect: Duration::from_millis(500),
+                handshake: Duration::from_secs(1),
+                write: Duration::from_secs(1),
+            },
+            idle: (heartbeat * 20).max(Duration::from_secs(1)),
+            redial: Duration::from_millis(50),
+        }
+    }
+}
+
+type Outboxes = Arc<Mutex<HashMap<u32, mpsc::Sender<Vec<u8>>>>>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The running links.
+pub struct Links {
+    outboxes: Outboxes,
+    refused: Arc<AtomicU64>,
+    local: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Links {
+    /// Send one frame to `peer` if it has a link (dropped otherwise).
+    pub fn send(&self, peer: u32, frame: Vec<u8>) {
+        let out = lock(&self.outboxes).get(&peer).cloned();
+        match out {
+            Some(tx) => {
+                if tx.try_send(frame).is_err() {
+                    tracing::debug!(peer, "link queue full or closed: frame dropped");
+                }
+            }
+            None => tracing::trace!(peer, "no link: frame dropped"),
+        }
+    }
+
+    /// Peers refused so far (no key, garbage, not a configured peer).
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Links {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Start the links: listen, dial, and report frames and connections to
+/// the firmware thread through `input`.
+pub fn start(cfg: &PairConfig, setup: LinkSetup, input: Sender<Input>) -> Result<Links, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("the link runtime: {e}"))?;
+    let listener = rt
+        .block_on(LinkListener::bind(
+            cfg.listen,
+            cfg.psk,
+            setup.limits.clone(),
+        ))
+        .map_err(|e| format!("listening on {}: {e}", cfg.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let refused = listener.refused_counter();
+    let outboxes: Outboxes = Arc::default();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let node = cfg.node;
+    let cfg = cfg.clone();
+    let (ob, rf) = (outboxes.clone(), refused.clone());
+    let thread = std::thread::Builder::new()
+        .name("hitless-links".into())
+        .spawn(move || {
+            rt.block_on(async move {
+                let ctx = Arc::new(Ctx {
+                    me: cfg.node,
+                    outboxes: ob,
+                    input,
+                    setup,
+                    refused: rf,
+                });
+                for &(peer, addr) in &cfg.peers {
+                    if peer < cfg.node {
+                        tokio::spawn(dial(ctx.clone(), peer, addr, cfg.psk));
+                    }
+                }
+                let peers: Vec<u32> = cfg.peers.iter().map(|p| p.0).collect();
+                tokio::select! {
+                    _ = stop_rx => {}
+                    _ = accept(ctx, listener, peers) => {}
+                }
+            });
+        })
+        .map_err(|e| format!("the link thread: {e}"))?;
+    tracing::info!(node, %local, "links up");
+    Ok(Links {
+        outboxes,
+        refused,
+        local,
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+struct Ctx {
+    me: u32,
+    outboxes: Outboxes,
+    input: Sender<Input>,
+    setup: LinkSetup,
+    refused: Arc<AtomicU64>,
+}
+
+async fn dial(ctx: Arc<Ctx>, peer: u32, addr: SocketAddr, psk: [u8; PSK_BYTES]) {
+    loop {
+        match SecureLink::connect(addr, &psk, &ctx.setup.limits).await {
+            Ok(mut link) => match link.send_frame(&ctx.me.to_le_bytes()).await {
+                Ok(()) => {
+                    tracing::info!(peer, %addr, "link up (dialed)");
+                    run_peer(&ctx, peer, link).await;
+                }
+                Err(e) => tracing::debug!(peer, error = %e, "link introduction"),
+            },
+            Err(e) => tracing::trace!(peer, error = %e, "dialing"),
+        }
+        tokio::time::sleep(ctx.setup.redial).await;
+    }
+}
+
+async fn accept(ctx: Arc<Ctx>, listener: LinkListener, peers: Vec<u32>) {
+    loop {
+        let mut link = match listener.accept().await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "link listener");
+                tokio::time::sleep(ctx.setup.redial).await;
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        let peers = peers.clone();
+        tokio::spawn(async move {
+            let intro = tokio::time::timeout(ctx.setup.limits.handshake, link.recv_frame()).await;
+            let peer = match intro {
+                Ok(Ok(f)) if f.len() == 4 => u32::from_le_bytes([f[0], f[1], f[2], f[3]]),
+                _ => {
+                    ctx.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(from = %link.peer(), "link refused: no introduction");
+                    return;
+                }
+            };
+            if !peers.contains(&peer) || peer <= ctx.me {
+                ctx.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(peer, from = %link.peer(), "link refused: not a peer that dials");
+                return;
+            }
+            tracing::info!(peer, from = %link.peer(), "link up (accepted)");
+            run_peer(&ctx, peer, link).await;
+        });
+    }
+}
+
+/// Move frames both ways until the link fails or falls silent.
+async fn run_peer(ctx: &Ctx, peer: u32, mut link: SecureLink) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTBOX);
+    lock(&ctx.outboxes).insert(peer, tx.clone());
+    let _ = ctx.input.send(Input::Connected(peer));
+    let why: LinkIoError = loop {
+        tokio::select! {
+            r = tokio::time::timeout(ctx.setup.idle, link.recv_frame()) => match r {
+                Ok(Ok(frame)) => {
+                    if ctx.input.send(Input::Frame(peer, frame)).is_err() {
+                        break LinkIoError::Closed;
+                    }
+                }
+                Ok(Err(e)) => break e,
+                Err(_) => break LinkIoError::Timeout { what: "the peer's next frame", after: ctx.setup.idle },
+            },
+            m = rx.recv() => match m {
+                Some(frame) => {
+                    if let Err(e) = link.send_frame(&frame).await {
+                        break e;
+                    }
+                }
+                None => break LinkIoError::Closed,
+            },
+        }
+    };
+    tracing::info!(peer, error = %why, "link down");
+    // Only the current link of the peer reports it gone (a newer one may
+    // have replaced it).
+    let mut ob = lock(&ctx.outboxes);
+    if ob.get(&peer).is_some_and(|t| t.same_channel(&tx)) {
+        ob.remove(&peer);
+        drop(ob);
+        let _ = ctx.input.send(Input::Disconnected(peer));
+    }
+}
