@@ -171,6 +171,13 @@ struct Target {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Logs only when asked (HITLESS_LOG=info, debug, ...), to stderr.
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("HITLESS_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let result = match cli.cmd {
         Cmd::Serve {
             socket,

@@ -153,12 +153,14 @@ pub(super) fn run(
                 Event::Durable { epoch, bracket } => {
                     if let Some((p, reply, _)) = held.remove(&(epoch, bracket)) {
                         let (code, len) = answer(&mut host, &p, &reply);
-                        lock(&mailbox).finish(&p, code, len);
+                        let mut mb = lock(&mailbox);
+                        mailbox::publish(&mut mb, node.replica());
+                        mb.finish(&p, code, len);
                     }
                 }
                 Event::SyncTimeout { epoch, bracket } | Event::Abandoned { epoch, bracket } => {
                     if let Some((p, _, _)) = held.remove(&(epoch, bracket)) {
-                        fail(&mut host, &mailbox, &p, &format!("{e:?}"));
+                        fail(&mut host, &mailbox, &node, &p, &format!("{e:?}"));
                     }
                 }
                 other => tracing::info!(node = pair.node, event = ?other, "replication"),
@@ -172,12 +174,12 @@ pub(super) fn run(
             .collect();
         for k in late {
             if let Some((p, _, _)) = held.remove(&k) {
-                fail(&mut host, &mailbox, &p, "not durable in time");
+                fail(&mut host, &mailbox, &node, &p, "not durable in time");
             }
         }
     }
     for (_, (p, _, _)) in held.drain() {
-        fail(&mut host, &mailbox, &p, "the card is stopping");
+        fail(&mut host, &mailbox, &node, &p, "the card is stopping");
     }
     links.stop();
 }
@@ -186,14 +188,22 @@ fn node_hold_limit(heartbeat: Duration) -> Duration {
     (heartbeat * 50).max(Duration::from_secs(2))
 }
 
-fn fail(host: &mut dyn HostMemory, mailbox: &Mutex<Mailbox>, p: &Pending, why: &str) {
+fn fail(
+    host: &mut dyn HostMemory,
+    mailbox: &Mutex<Mailbox>,
+    node: &ReplNode,
+    p: &Pending,
+    why: &str,
+) {
     let (code, len) = mailbox::refuse(
         host,
         p,
         Code::Device,
         &format!("the store is not durable on the slave: {why}"),
     );
-    lock(mailbox).finish(p, code, len);
+    let mut mb = lock(mailbox);
+    mailbox::publish(&mut mb, node.replica());
+    mb.finish(p, code, len);
 }
 
 type ReplNode = Node<hitless_firmware::manager::MemoryManager<super::LocalController>>;
