@@ -25,6 +25,7 @@ use hitless_proto::witness::{DenyCode, WitnessError, WitnessMessage};
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -56,6 +57,8 @@ pub enum WitnessIoError {
     Message(#[from] WitnessError),
     #[error("a handshake of more than two messages")]
     Handshake,
+    #[error("the witness's state file {path}: {what}")]
+    State { path: PathBuf, what: String },
 }
 
 /// The secure channel over a blocking socket.
@@ -177,6 +180,69 @@ pub struct WitnessConfig {
     /// after it ran out.
     pub skew: Duration,
     pub psk: [u8; PSK_BYTES],
+    /// Where the epoch and the in-sync set are kept across restarts
+    /// (written before every grant and in-sync change is answered).
+    /// `None`: memory only (a restarted witness starts at epoch 0).
+    pub state: Option<PathBuf>,
+}
+
+/// The arbiter, its state file, and the grace after a restart.
+struct Shared {
+    arbiter: LocalArbiter,
+    state: Option<PathBuf>,
+    /// Restarted from a state file: no grant before this (a holder of the
+    /// lease the witness forgot may still be taking writes).
+    grace_until: Option<Instant>,
+}
+
+/// The saved epoch and in-sync set, if the file exists.
+fn load_state(path: &Path) -> Result<Option<(u64, Vec<u32>)>, WitnessIoError> {
+    let bad = |what: String| WitnessIoError::State {
+        path: path.to_owned(),
+        what,
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(bad(e.to_string())),
+    };
+    let (mut epoch, mut in_sync) = (None, None);
+    for line in text.lines() {
+        match line.split_once(' ') {
+            Some(("epoch", v)) => epoch = Some(v.trim().parse().map_err(|e| bad(format!("{e}")))?),
+            Some(("in_sync", v)) => {
+                in_sync = Some(
+                    v.split(',')
+                        .filter(|n| !n.trim().is_empty())
+                        .map(|n| n.trim().parse::<u32>())
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| bad(format!("{e}")))?,
+                )
+            }
+            _ => {}
+        }
+    }
+    match (epoch, in_sync) {
+        (Some(e), Some(m)) => Ok(Some((e, m))),
+        _ => Err(bad("no epoch or in_sync line".into())),
+    }
+}
+
+/// Write the state durably (a temporary file, fsync, rename).
+fn save_state(path: &Path, a: &LocalArbiter) -> std::io::Result<()> {
+    let members: Vec<String> = a.in_sync().iter().map(u32::to_string).collect();
+    let text = format!("epoch {}\nin_sync {}\n", a.epoch(), members.join(","));
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A running witness.
@@ -184,11 +250,11 @@ pub struct Witness {
     addr: SocketAddr,
     stop: Arc<AtomicBool>,
     refused: Arc<AtomicU64>,
-    arbiter: Arc<Mutex<LocalArbiter>>,
+    arbiter: Arc<Mutex<Shared>>,
     thread: Option<JoinHandle<()>>,
 }
 
-fn lock(m: &Mutex<LocalArbiter>) -> MutexGuard<'_, LocalArbiter> {
+fn lock(m: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -200,11 +266,32 @@ impl Witness {
         let addr = listener.local_addr()?;
         let stop = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicU64::new(0));
-        let arbiter = Arc::new(Mutex::new(LocalArbiter::new(
-            cfg.members.iter().copied(),
-            cfg.lease,
-            cfg.skew,
-        )));
+        let saved = match &cfg.state {
+            Some(p) => load_state(p)?,
+            None => None,
+        };
+        let (arbiter, grace_until) = match saved {
+            Some((epoch, in_sync)) => {
+                tracing::warn!(
+                    epoch,
+                    ?in_sync,
+                    "witness restarted: no grant for one lease and skew"
+                );
+                (
+                    LocalArbiter::resume(epoch, in_sync, cfg.lease, cfg.skew),
+                    Some(Instant::now() + cfg.lease + cfg.skew),
+                )
+            }
+            None => (
+                LocalArbiter::new(cfg.members.iter().copied(), cfg.lease, cfg.skew),
+                None,
+            ),
+        };
+        let arbiter = Arc::new(Mutex::new(Shared {
+            arbiter,
+            state: cfg.state.clone(),
+            grace_until,
+        }));
         let thread = {
             let (stop, refused, arbiter) = (stop.clone(), refused.clone(), arbiter.clone());
             std::thread::Builder::new()
@@ -233,7 +320,7 @@ impl Witness {
     /// The current epoch and holder.
     pub fn epoch(&self) -> (u64, Option<u32>) {
         let a = lock(&self.arbiter);
-        (a.epoch(), a.holder())
+        (a.arbiter.epoch(), a.arbiter.holder())
     }
 
     /// A flag that stops the witness when set (signal handlers).
@@ -267,7 +354,7 @@ impl Drop for Witness {
 fn accept_loop(
     listener: TcpListener,
     psk: [u8; PSK_BYTES],
-    arbiter: Arc<Mutex<LocalArbiter>>,
+    arbiter: Arc<Mutex<Shared>>,
     refused: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
 ) {
@@ -311,7 +398,7 @@ fn accept_loop(
 fn serve_conn(
     stream: TcpStream,
     psk: &[u8; PSK_BYTES],
-    arbiter: &Mutex<LocalArbiter>,
+    arbiter: &Mutex<Shared>,
     refused: &AtomicU64,
     stop: &AtomicBool,
 ) -> Result<(), WitnessIoError> {
@@ -389,8 +476,41 @@ fn deny(e: ArbiterError) -> WitnessMessage {
     }
 }
 
-/// The witness's answer to one request.
-fn answer(a: &mut LocalArbiter, req: &WitnessMessage, now: Instant) -> WitnessMessage {
+/// The witness's answer to one request: the arbiter's, once its state is
+/// on disk (a grant or an in-sync change not saved is refused).
+fn answer(sh: &mut Shared, req: &WitnessMessage, now: Instant) -> WitnessMessage {
+    if let (WitnessMessage::Acquire { .. }, Some(g)) = (req, sh.grace_until) {
+        if now < g {
+            return WitnessMessage::Deny {
+                code: DenyCode::Held,
+                holder: None,
+                epoch: sh.arbiter.epoch(),
+                left_us: left_us(Some(g), now),
+            };
+        }
+        sh.grace_until = None;
+    }
+    let reply = arbitrate(&mut sh.arbiter, req, now);
+    let changed = matches!(
+        (req, &reply),
+        (WitnessMessage::Acquire { .. }, WitnessMessage::Grant { .. })
+            | (WitnessMessage::SetInSync { .. }, WitnessMessage::Done)
+    );
+    if let (true, Some(path)) = (changed, &sh.state) {
+        if let Err(e) = save_state(path, &sh.arbiter) {
+            tracing::error!(path = %path.display(), error = %e, "witness state not saved: refused");
+            return WitnessMessage::Deny {
+                code: DenyCode::Other,
+                holder: None,
+                epoch: 0,
+                left_us: 0,
+            };
+        }
+    }
+    reply
+}
+
+fn arbitrate(a: &mut LocalArbiter, req: &WitnessMessage, now: Instant) -> WitnessMessage {
     let r = match req {
         WitnessMessage::Acquire { node } => a.acquire(*node, now).map(|l| grant(l, now)),
         WitnessMessage::Renew { node, epoch } => a.renew(*node, *epoch, now).map(|l| grant(l, now)),
@@ -588,6 +708,7 @@ mod tests {
                 lease: Duration::from_millis(lease_ms),
                 skew: Duration::from_millis(10),
                 psk: KEY,
+                state: None,
             },
         )
         .unwrap()
@@ -713,10 +834,47 @@ mod tests {
                 lease: Duration::from_millis(300),
                 skew: Duration::from_millis(10),
                 psk: KEY,
+                state: None,
             },
         )
         .unwrap();
         assert_eq!(a.acquire(1, Instant::now()).unwrap().epoch, 1);
         w2.stop();
+    }
+
+    #[test]
+    fn a_restarted_witness_keeps_its_epoch_and_in_sync_set_and_waits_a_lease() {
+        let dir = std::env::temp_dir().join(format!("hitless-witness-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cfg = WitnessConfig {
+            members: vec![1, 2],
+            lease: Duration::from_millis(200),
+            skew: Duration::from_millis(10),
+            psk: KEY,
+            state: Some(dir.join("witness.state")),
+        };
+        let w = Witness::start("127.0.0.1:0".parse().unwrap(), cfg.clone()).unwrap();
+        let mut a = client(&w, KEY);
+        assert_eq!(a.acquire(1, Instant::now()).unwrap().epoch, 1);
+        a.set_in_sync(1, 1, &BTreeSet::new(), Instant::now())
+            .unwrap();
+        w.stop();
+        let w = Witness::start("127.0.0.1:0".parse().unwrap(), cfg).unwrap();
+        let (mut a, mut b) = (client(&w, KEY), client(&w, KEY));
+        // Within a lease of the restart nobody is granted.
+        assert!(matches!(
+            a.acquire(1, Instant::now()),
+            Err(ArbiterError::Held { epoch: 1, .. })
+        ));
+        std::thread::sleep(Duration::from_millis(250));
+        // Then the saved in-sync set holds: node 2 was dropped.
+        assert_eq!(
+            b.acquire(2, Instant::now()),
+            Err(ArbiterError::NotInSync(2))
+        );
+        assert_eq!(a.acquire(1, Instant::now()).unwrap().epoch, 2);
+        w.stop();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -147,6 +147,23 @@ impl LocalArbiter {
         }
     }
 
+    /// An arbiter resuming from a saved epoch and in-sync set (a witness
+    /// restarted): no holder, the next grant is `epoch + 1`. Its caller
+    /// must not grant before a whole lease and skew have passed (a holder
+    /// of the lost lease may still be taking writes).
+    pub fn resume(
+        epoch: u64,
+        in_sync: impl IntoIterator<Item = u32>,
+        lease: Duration,
+        skew: Duration,
+    ) -> Self {
+        Self {
+            epoch,
+            in_sync: in_sync.into_iter().collect(),
+            ..Self::new([], lease, skew)
+        }
+    }
+
     pub fn epoch(&self) -> u64 {
         self.epoch
     }

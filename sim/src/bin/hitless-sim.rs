@@ -99,6 +99,10 @@ enum Cmd {
         /// The pair's pre-shared key (64 hex digits).
         #[arg(long)]
         key: PathBuf,
+        /// Keep the epoch and the in-sync set in this file across restarts
+        /// (without it a restarted witness starts again at epoch 0).
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
 }
 
@@ -206,7 +210,8 @@ fn main() -> ExitCode {
             lease_ms,
             skew_ms,
             key,
-        } => witness(listen, members, lease_ms, skew_ms, &key),
+            state,
+        } => witness(listen, members, lease_ms, skew_ms, &key, state),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -236,6 +241,7 @@ fn witness(
     lease_ms: u64,
     skew_ms: u64,
     key: &std::path::Path,
+    state: Option<PathBuf>,
 ) -> Result<(), String> {
     let psk = read_key(key)?;
     let w = hitless_sim::witness::Witness::start(
@@ -245,6 +251,7 @@ fn witness(
             lease: Duration::from_millis(lease_ms),
             skew: Duration::from_millis(skew_ms),
             psk,
+            state,
         },
     )
     .map_err(|e| e.to_string())?;
