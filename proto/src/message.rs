@@ -290,6 +290,72 @@ impl TierReport {
     }
 }
 
+/// A replicated card's replication state (STATUS, `PEER` field): what
+/// `hitless peer status` shows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PeerReport {
+    /// This card's node id.
+    pub node: u32,
+    /// [`crate::link::Role`] as its number: 0 master, 1 slave, 2 standby.
+    pub role: u32,
+    /// The newest epoch the card knows.
+    pub epoch: u64,
+    /// The master it follows (a slave), if known.
+    pub master: Option<u32>,
+    /// Slaves in the in-sync set (a master), besides itself.
+    pub in_sync: u32,
+    /// Brackets not yet acknowledged by every slave (a master).
+    pub lag_brackets: u32,
+    /// The last bracket applied or closed, and its epoch.
+    pub mark_epoch: u64,
+    pub mark_bracket: u64,
+}
+
+impl PeerReport {
+    const WORDS: usize = 11;
+
+    pub fn role_name(&self) -> &'static str {
+        match self.role {
+            0 => "master",
+            1 => "slave",
+            2 => "standby",
+            _ => "unknown",
+        }
+    }
+
+    fn words(&self) -> [u32; Self::WORDS] {
+        let lo = |v: u64| v as u32;
+        let hi = |v: u64| (v >> 32) as u32;
+        [
+            self.node,
+            self.role,
+            lo(self.epoch),
+            hi(self.epoch),
+            self.master.unwrap_or(u32::MAX),
+            self.in_sync,
+            self.lag_brackets,
+            lo(self.mark_epoch),
+            hi(self.mark_epoch),
+            lo(self.mark_bracket),
+            hi(self.mark_bracket),
+        ]
+    }
+
+    fn from_words(w: &[u32]) -> Self {
+        let u = |lo: u32, hi: u32| u64::from(lo) | u64::from(hi) << 32;
+        Self {
+            node: w[0],
+            role: w[1],
+            epoch: u(w[2], w[3]),
+            master: Some(w[4]).filter(|m| *m != u32::MAX),
+            in_sync: w[5],
+            lag_brackets: w[6],
+            mark_epoch: u(w[7], w[8]),
+            mark_bracket: u(w[9], w[10]),
+        }
+    }
+}
+
 /// The firmware's STATUS answer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatusReport {
@@ -301,6 +367,8 @@ pub struct StatusReport {
     pub sessions_opened: u32,
     /// The announced reboot stage (none yet: `None`).
     pub announced: Option<u32>,
+    /// A replicated card's replication state (none: no peer).
+    pub peer: Option<PeerReport>,
 }
 
 /// A successful response body. Which variant answers which request is
@@ -411,8 +479,12 @@ impl Response {
                 let tiers = pack(s.warm.words().into_iter().chain(s.cold.words()));
                 let counters = pack([s.requests, s.auth_fails, s.stores, s.sessions_opened]);
                 let b = b.bytes(tag::TIERS, &tiers).bytes(tag::COUNTERS, &counters);
-                match s.announced {
+                let b = match s.announced {
                     Some(a) => b.u32(tag::ANNOUNCED, a),
+                    None => b,
+                };
+                match &s.peer {
+                    Some(p) => b.bytes(tag::PEER, &pack(p.words())),
                     None => b,
                 }
             }
@@ -517,6 +589,14 @@ impl Response {
                     stores: c[2],
                     sessions_opened: c[3],
                     announced: opt(tag::ANNOUNCED)?,
+                    peer: match m.field(tag::PEER) {
+                        Some(b) => Some(PeerReport::from_words(&unpack_words(
+                            b,
+                            tag::PEER,
+                            PeerReport::WORDS,
+                        )?)),
+                        None => None,
+                    },
                 })
             }
             kind::OPEN => Response::Opened {
@@ -685,9 +765,24 @@ mod tests {
             stores: 7,
             sessions_opened: 6,
             announced: Some(2),
+            peer: None,
+        };
+        let replicated = StatusReport {
+            peer: Some(PeerReport {
+                node: 2,
+                role: 1,
+                epoch: 1 << 40 | 3,
+                master: Some(1),
+                in_sync: 0,
+                lag_brackets: 4,
+                mark_epoch: 5,
+                mark_bracket: 1 << 33 | 9,
+            }),
+            ..status
         };
         let cases = [
             (kind::STATUS, Response::Status(status)),
+            (kind::STATUS, Response::Status(replicated)),
             (
                 kind::OPEN,
                 Response::Opened {

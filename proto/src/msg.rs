@@ -84,6 +84,9 @@ pub mod tag {
     pub const ANNOUNCED: u16 = 23;
     /// Bytes the data buffer would need (a TOO_SMALL answer).
     pub const NEEDED: u16 = 24;
+    /// STATUS response of a replicated card: its replication state, packed
+    /// words (see `message::PeerReport`); absent on a card without a peer.
+    pub const PEER: u16 = 25;
 }
 
 /// Request flags (`FLAGS`).

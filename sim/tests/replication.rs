@@ -8,6 +8,7 @@
 
 use hitless_driver::backend::vfio_user::VfioUserIo;
 use hitless_driver::firmware::{Client, OpenFlags, Secret, Session};
+use hitless_proto::PeerReport;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -87,6 +88,27 @@ impl Card {
         Client::open(io, TIMEOUT).map_err(|e| e.to_string())
     }
 
+    /// The card's replication state (STATUS's `PEER` field), within a
+    /// deadline: `(role, epoch, master)`; role 0 master, 1 slave, 2 standby.
+    fn peer(&self, want: impl Fn(&PeerReport) -> bool) -> PeerReport {
+        let t = Instant::now();
+        loop {
+            let p = self
+                .client()
+                .and_then(|mut c| c.status().map_err(|e| e.to_string()))
+                .map(|s| s.peer.expect("a replicated card reports its peer state"));
+            match p {
+                Ok(p) if want(&p) => return p,
+                other => assert!(
+                    t.elapsed() < TIMEOUT,
+                    "card {}: peer state {other:?}",
+                    self.node
+                ),
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Open the application; `Err` on a card that is not master.
     fn open(
         &self,
@@ -156,7 +178,7 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
 
     // One of them becomes master (the witness's first grant).
     let t = Instant::now();
-    let (m, mut client, session, secret) = loop {
+    let (m, client, _, secret) = loop {
         let found = cards
             .iter()
             .enumerate()
@@ -170,8 +192,12 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
     let secret = secret.expect("the first open hands out the secret");
     let s = 1 - m;
     eprintln!("master: node {} after {:?}", cards[m].node, t.elapsed());
-    // The slave catches up and rejoins the in-sync set.
-    std::thread::sleep(Duration::from_millis(1500));
+    drop(client);
+    // The slave follows the master and is in its in-sync set.
+    let mn = cards[m].node;
+    let first = cards[m].peer(|p| p.role == 0 && p.in_sync == 1);
+    cards[s].peer(|p| p.role == 1 && p.master == Some(mn) && p.epoch == first.epoch);
+    let (mut client, session, _) = cards[m].open(Some(&secret)).unwrap();
 
     let mut acked = Vec::new();
     for i in 0..24u32 {
@@ -209,6 +235,9 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
         cards[s].node,
         killed.elapsed()
     );
+    let second = client.status().unwrap().peer.unwrap();
+    assert_eq!(second.role, 0, "{second:?}");
+    assert!(second.epoch > first.epoch, "{second:?} after {first:?}");
     for (object, data) in &acked {
         let (_, got) = client.restore(&session, *object).unwrap();
         assert!(got == *data, "set {object} differs after the takeover");
@@ -224,6 +253,8 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
         cards[m].open(Some(&secret)).is_err(),
         "the returning old master served a host"
     );
+    let sn = cards[s].node;
+    cards[m].peer(|p| p.role == 1 && p.master == Some(sn) && p.epoch == second.epoch);
     let (mut client, session, _) = cards[s].open(Some(&secret)).unwrap();
     client
         .store(&session, 501, 0, 0, true, b"still master")

@@ -53,11 +53,26 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum PeerCmd {
+    /// This card's replication state: node, role (master, slave,
+    /// standby), epoch, master, in-sync slaves, lag, last bracket.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
     /// Controller and firmware state: boot results, images, log, counters.
     Status {
         #[arg(long)]
         json: bool,
+    },
+    /// Replication to a peer card (`hitless-sim serve --node …`).
+    Peer {
+        #[command(subcommand)]
+        cmd: PeerCmd,
     },
     /// Geometry, both superblocks and the firmware's view of each tier.
     Inspect {
@@ -308,6 +323,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     // card.
     let creds = match &cli.cmd {
         Cmd::Status { .. }
+        | Cmd::Peer { .. }
         | Cmd::Inspect { .. }
         | Cmd::Raw { .. }
         | Cmd::Stage { app: None, .. } => None,
@@ -317,6 +333,9 @@ fn run(cli: Cli) -> Result<(), Error> {
     let fw = || open_firmware(&spec, timeout);
     let app = |a| App::open(fw()?, creds.as_ref(), a);
     match cli.cmd {
+        Cmd::Peer {
+            cmd: PeerCmd::Status { json },
+        } => status::peer_status(fw()?, json),
         Cmd::Status { json } if through_daemon => status::firmware_status(fw()?, json),
         Cmd::Status { json } => status::status(open_card(&spec, timeout)?, timeout, json),
         Cmd::Inspect { json } => status::inspect(open_card(&spec, timeout)?, timeout, json),

@@ -213,6 +213,63 @@ pub fn firmware_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Erro
     Ok(())
 }
 
+/// A replicated card's replication state, as `hitless peer status` shows it.
+#[derive(Serialize)]
+struct PeerView {
+    card: String,
+    /// False: the card has no peer (not started with `--node`).
+    replicated: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    master: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    in_sync_slaves: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_brackets: Option<u32>,
+    /// The last bracket applied (slave) or closed (master): `[epoch, id]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mark: Option<[u64; 2]>,
+}
+
+pub fn peer_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
+    let card = fw.describe();
+    let p = fw.status()?.peer;
+    let view = PeerView {
+        card,
+        replicated: p.is_some(),
+        node: p.map(|p| p.node),
+        role: p.map(|p| p.role_name()),
+        epoch: p.map(|p| p.epoch),
+        master: p.and_then(|p| p.master),
+        in_sync_slaves: p.map(|p| p.in_sync),
+        lag_brackets: p.map(|p| p.lag_brackets),
+        mark: p.map(|p| [p.mark_epoch, p.mark_bracket]),
+    };
+    if json {
+        return print_json(&view);
+    }
+    println!("card: {}", view.card);
+    match p {
+        None => println!("not replicated (no peer)"),
+        Some(p) => {
+            println!("node {}: {} in epoch {}", p.node, p.role_name(), p.epoch);
+            if let Some(m) = p.master {
+                println!("master: node {m}");
+            }
+            println!(
+                "in-sync slaves: {}, lag: {} brackets, last bracket {}@{}",
+                p.in_sync, p.lag_brackets, p.mark_bracket, p.mark_epoch
+            );
+        }
+    }
+    Ok(())
+}
+
 pub fn status(mut io: Box<dyn CardIo>, timeout: Duration, json: bool) -> Result<(), Error> {
     let s = status_of(&mut io)?;
     let fw = match Client::open(&mut io, timeout) {

@@ -114,6 +114,8 @@ impl<C: Controller> MemoryManager<C> {
             stores: c.stores,
             sessions_opened: self.opened,
             announced: self.announced,
+            // A replicated card's loop adds it (the manager has no peer).
+            peer: None,
         }
     }
 

@@ -15,7 +15,9 @@ use hitless_firmware::manager::{HostMemory, Reply};
 use hitless_firmware::replication::card::{self, Answer};
 use hitless_firmware::replication::{Arbiter, Config, Event, NoArbiter, Node};
 use hitless_hdl::contract::MAX_MESSAGE;
-use hitless_proto::msg::Code;
+use hitless_proto::msg::{kind, Code};
+use hitless_proto::tlv::Message;
+use hitless_proto::{PeerReport, Response};
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -227,7 +229,12 @@ fn request(
         );
         return Some((Code::HostMemory, 0));
     }
+    let status = req.get(3) == Some(&kind::STATUS);
     match card::serve(node, now, host, &req) {
+        Ok(Answer::Now(reply)) if status => {
+            let reply = with_peer(reply, node, now);
+            Some(answer(host, p, &reply))
+        }
         Ok(Answer::Now(reply)) => Some(answer(host, p, &reply)),
         Ok(Answer::AtDurable {
             reply,
@@ -243,5 +250,33 @@ fn request(
             Code::Device,
             &format!("replicated card (node {}): {e}", node.node()),
         )),
+    }
+}
+
+/// A STATUS answer with the card's replication state added (`PEER`).
+fn with_peer(reply: Reply, node: &ReplNode, now: Instant) -> Reply {
+    if reply.code != Code::Ok {
+        return reply;
+    }
+    let Ok(m) = Message::decode(&reply.message) else {
+        return reply;
+    };
+    let Ok(Ok(Response::Status(mut s))) = Response::decode(kind::STATUS, &m) else {
+        return reply;
+    };
+    let st = node.status(now);
+    s.peer = Some(PeerReport {
+        node: st.node,
+        role: st.role as u32,
+        epoch: st.epoch,
+        master: st.master,
+        in_sync: st.in_sync.iter().filter(|n| **n != st.node).count() as u32,
+        lag_brackets: u32::try_from(st.lag.brackets).unwrap_or(u32::MAX),
+        mark_epoch: st.mark.epoch,
+        mark_bracket: st.mark.bracket,
+    });
+    Reply {
+        code: Code::Ok,
+        message: Response::Status(s).encode(kind::STATUS).finish(),
     }
 }
