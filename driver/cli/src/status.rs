@@ -239,15 +239,17 @@ struct PeerView {
 pub fn peer_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
     let card = fw.describe();
     let p = fw.status()?.peer;
+    let master = p.filter(|p| p.role == 0);
     let view = PeerView {
         card,
         replicated: p.is_some(),
         node: p.map(|p| p.node),
         role: p.map(|p| p.role_name()),
         epoch: p.map(|p| p.epoch),
-        master: p.and_then(|p| p.master),
-        in_sync_slaves: p.map(|p| p.in_sync),
-        lag_brackets: p.map(|p| p.lag_brackets),
+        // Whom a slave follows; a master's in-sync set and lag.
+        master: p.filter(|p| p.role != 0).and_then(|p| p.master),
+        in_sync_slaves: master.map(|p| p.in_sync),
+        lag_brackets: master.map(|p| p.lag_brackets),
         mark: p.map(|p| [p.mark_epoch, p.mark_bracket]),
     };
     if json {
@@ -258,13 +260,13 @@ pub fn peer_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
         None => println!("not replicated (no peer)"),
         Some(p) => {
             println!("node {}: {} in epoch {}", p.node, p.role_name(), p.epoch);
-            if let Some(m) = p.master {
+            if let Some(m) = view.master {
                 println!("master: node {m}");
             }
-            println!(
-                "in-sync slaves: {}, lag: {} brackets, last bracket {}@{}",
-                p.in_sync, p.lag_brackets, p.mark_bracket, p.mark_epoch
-            );
+            if let (Some(n), Some(l)) = (view.in_sync_slaves, view.lag_brackets) {
+                println!("in-sync slaves: {n}, lag: {l} brackets");
+            }
+            println!("last bracket: {}@{}", p.mark_bracket, p.mark_epoch);
         }
     }
     Ok(())
