@@ -13,6 +13,7 @@ use hitless_sim::{CardTiming, PortTiming, SimCard};
 use std::time::Instant;
 
 mod daemon;
+mod failover;
 
 const KEY_TAG: u32 = 0xBE4C;
 
@@ -346,6 +347,11 @@ fn main() {
         daemon::lines();
         return;
     }
+    // `hitless-bench failover`: the replicated pair's lines alone.
+    if std::env::args().nth(1).as_deref() == Some("failover") {
+        failover::lines();
+        return;
+    }
     let sizes = [(4096u32, "4KiB"), (65536, "64KiB"), (1 << 20, "1MiB")];
     for (op, name) in [
         (Opcode::Write, "write"),
@@ -391,4 +397,5 @@ fn main() {
         cli_checkpoint_restore_1mib_s()
     );
     daemon::lines();
+    failover::lines();
 }
