@@ -47,31 +47,13 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
         ("test", command_step(cargo_test)),
         (
             "test (rtl blocks)",
-            cargo_step(&[
-                "test",
-                "--release",
-                "-p",
-                "hitless-hdl",
-                "--features",
-                "rtl",
-                "--lib",
-                "rtl::",
-            ]),
+            command_step(rtl_test(&["--lib", "rtl::"])),
         ),
         (
             "cocotb (AXI4 and AXI4-Lite against cocotbext-axi)",
             Box::new(|| {
                 setup::python_venv(setup::COCOTB)?;
-                util::run(util::cargo().args([
-                    "test",
-                    "--release",
-                    "-p",
-                    "hitless-hdl",
-                    "--features",
-                    "rtl",
-                    "--test",
-                    "cocotb",
-                ]))
+                util::run(&mut rtl_test(&["--test", "cocotb"]))
             }),
         ),
         (
@@ -166,6 +148,21 @@ fn concurrently(a: (&'static str, Step), b: (&'static str, Step)) -> Step {
             (Err(x), Err(y)) => bail!("{name_a}: {x:#}; {name_b}: {y:#}"),
         }
     })
+}
+
+/// `cargo test --release -p hitless-hdl --features rtl ARGS`.
+fn rtl_test(args: &[&str]) -> Command {
+    let mut cmd = util::cargo();
+    cmd.args([
+        "test",
+        "--release",
+        "-p",
+        "hitless-hdl",
+        "--features",
+        "rtl",
+    ])
+    .args(args);
+    cmd
 }
 
 /// A step that runs `cargo ARGS` in the workspace root.

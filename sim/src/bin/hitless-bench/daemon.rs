@@ -32,17 +32,21 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Seconds of `n` stores of `len` bytes as application `app`, object 0.
+/// `before` runs after the untimed warm-up store, just before the timed
+/// ones (the daemon's card-time figures are read there).
 fn store_times(
     fw: &mut dyn Firmware,
     app: u32,
     secret: Option<&Secret>,
     len: usize,
     n: usize,
+    before: &mut dyn FnMut(),
 ) -> Option<Vec<f64>> {
     let (s, _) = fw.open_app(app, OpenFlags::all(), secret).ok()?;
     let set = vec![0x5Au8; len];
     // Warm up: the set exists, the table is in its steady shape.
     fw.store(&s, 0, 0, 0, false, &set).ok()?;
+    before();
     let mut t = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
@@ -191,7 +195,7 @@ pub fn lines() {
                 .ok()?
                 .save(1, &secret)
                 .ok()?;
-            median(store_times(&mut fw, 1, Some(&secret), 16, 60)?)
+            median(store_times(&mut fw, 1, Some(&secret), 16, 60, &mut || ())?)
         };
         let metrics = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -199,8 +203,13 @@ pub fn lines() {
             .to_string();
         let (_daemon, socket) = start_daemon(&p.dir, &sock, &metrics)?;
         let mut dc = DaemonClient::connect(&socket, Duration::from_secs(60)).ok()?;
-        let (sum0, n0) = card_store_seconds(&metrics).unwrap_or((0.0, 0.0));
-        let times = store_times(&mut dc, 1, None, 16, 60)?;
+        // The card's figures from after the warm-up store: the same stores
+        // on both sides.
+        let mut at_start = None;
+        let times = store_times(&mut dc, 1, None, 16, 60, &mut || {
+            at_start = card_store_seconds(&metrics);
+        })?;
+        let (sum0, n0) = at_start?;
         let (sum1, n1) = card_store_seconds(&metrics)?;
         // What the daemon adds to the card's own work (the direct path's
         // Client::store, timed inside the daemon), request by request:
@@ -210,7 +219,7 @@ pub fn lines() {
         let client_mean = times.iter().sum::<f64>() / times.len() as f64;
         let overhead = client_mean - card_mean;
         let daemon_16 = median(times);
-        let daemon_4k = median(store_times(&mut dc, 1, None, 4096, 30)?);
+        let daemon_4k = median(store_times(&mut dc, 1, None, 4096, 30, &mut || ())?);
         drop(dc);
         // Untimed: the 16 applications registered with one set each, so
         // both measurements see the same record table (a store rewrites
