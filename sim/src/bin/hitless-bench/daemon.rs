@@ -261,8 +261,8 @@ pub fn lines() {
         "daemon_minus_direct_store_16B_us = {:.1}",
         (daemon_16 - direct_16) * 1e6
     );
-    println!("daemon_overhead_us = {:.1}", own * 1e6);
-    println!("daemon_overhead_store_mean_us = {:.1}", overhead * 1e6);
+    println!("daemon_overhead_us = {:.1}", overhead * 1e6);
+    println!("daemon_round_trip_us = {:.1}", own * 1e6);
     println!("daemon_store_4KiB_us = {:.1}", daemon_4k * 1e6);
     println!("atomic_file_replace_4KiB_us = {:.1}", file * 1e6);
     println!(
