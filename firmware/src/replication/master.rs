@@ -52,18 +52,24 @@ impl<R: Replica> Node<R> {
         Ok(())
     }
 
-    /// Open the bracket of one host request; OPEN goes out now.
-    pub fn begin(&mut self, now: Instant) -> Result<u64, WriteError> {
+    /// The next bracket of this master's epoch, when it may write and no
+    /// bracket is open (`begin` and `write` both start here).
+    fn next_bracket(&self, now: Instant, changes: Vec<Change>) -> Result<Bracket, WriteError> {
         self.check_write(now)?;
         if self.tx.is_some() {
             return Err(WriteError::BracketOpen);
         }
-        let b = Bracket {
+        Ok(Bracket {
             epoch: self.epoch,
             id: self.last_closed + 1,
             full: false,
-            changes: Vec::new(),
-        };
+            changes,
+        })
+    }
+
+    /// Open the bracket of one host request; OPEN goes out now.
+    pub fn begin(&mut self, now: Instant) -> Result<u64, WriteError> {
+        let b = self.next_bracket(now, Vec::new())?;
         let open = LinkMessage::Open {
             epoch: b.epoch,
             bracket: b.id,
@@ -121,16 +127,7 @@ impl<R: Replica> Node<R> {
     /// A whole request at once: apply `changes` to this node's replica
     /// (all or nothing), then stream them as one bracket.
     pub fn write(&mut self, now: Instant, changes: Vec<Change>) -> Result<Commit, WriteError> {
-        self.check_write(now)?;
-        if self.tx.is_some() {
-            return Err(WriteError::BracketOpen);
-        }
-        let b = Bracket {
-            epoch: self.epoch,
-            id: self.last_closed + 1,
-            full: false,
-            changes,
-        };
+        let b = self.next_bracket(now, changes)?;
         let size = b.size();
         if size > self.cfg.max_bracket_bytes {
             return Err(WriteError::TooLarge {
