@@ -11,7 +11,8 @@
 //!
 //! It keeps one card session per application (a pool: the card has 14
 //! protection entries for sessions, the daemon serves any number of
-//! applications, closing a random one when it needs a new one) and the
+//! applications; when it needs a new one it closes the session needed
+//! furthest ahead, as the queue of turns tells: see [`victim`]) and the
 //! applications' secrets. It reopens the card when it is lost: a transport error or timeout (the card process restarted, the
 //! device reset) drops the card and its sessions; a card session the card
 //! no longer knows (a warm reset restarts the firmware) is reopened. A
@@ -27,7 +28,7 @@ use hitless_hdl::contract::crc32c;
 use hitless_proto::message::{Failure, Request};
 use hitless_proto::msg::{flags, Code};
 use hitless_proto::Response;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,14 @@ pub enum Op {
 }
 
 impl Op {
+    /// The application whose card session the operation needs.
+    fn app(&self) -> Option<u32> {
+        match self {
+            Op::Plain(_) => None,
+            Op::Register { app } | Op::Run { app, .. } => Some(*app),
+        }
+    }
+
     /// The request kind's name, for metrics.
     pub fn kind_name(&self) -> &'static str {
         match self {
@@ -85,13 +94,24 @@ type Fw = Client<Box<dyn CardIo + Send>>;
 struct Worker {
     cfg: CardConfig,
     fw: Option<Fw>,
-    sessions: HashMap<u32, Session>,
+    sessions: HashMap<u32, Pooled>,
+    /// Counts the sessions' uses (their recency, for [`victim`]).
+    uses: u64,
     opened_once: bool,
     metrics: Arc<Metrics>,
 }
 
+/// A card session in the daemon's pool.
+struct Pooled {
+    session: Session,
+    /// The worker's use count at its last use.
+    used: u64,
+}
+
 /// Turns at the card: tickets handed out in arrival order and served in
-/// that order; a ticket whose holder gave up waiting is skipped.
+/// that order; a ticket whose holder gave up waiting is skipped. It also
+/// knows which application each waiting ticket is for: the order in which
+/// the card sessions will be needed.
 #[derive(Default)]
 struct Turnstile {
     turns: Mutex<Turns>,
@@ -103,6 +123,8 @@ struct Turns {
     next: u64,
     serving: u64,
     abandoned: BTreeSet<u64>,
+    /// Waiting tickets of session requests, with their application.
+    waiting: BTreeMap<u64, u32>,
 }
 
 /// A turn; dropping it (also on a panic) passes the turn to the next
@@ -113,28 +135,41 @@ impl Drop for Turn<'_> {
     fn drop(&mut self) {
         let mut t = lock(&self.0.turns);
         let Turns {
-            serving, abandoned, ..
+            serving,
+            abandoned,
+            next,
+            ..
         } = &mut *t;
         *serving += 1;
         while abandoned.remove(serving) {
             *serving += 1;
         }
+        // Nobody to wake (the usual case with one application): spare
+        // the system call.
+        let waiters = *next > *serving;
         drop(t);
-        self.0.changed.notify_all();
+        if waiters {
+            self.0.changed.notify_all();
+        }
     }
 }
 
 impl Turnstile {
-    /// Wait (at most `timeout`) for this caller's turn.
-    fn turn(&self, timeout: Duration) -> Option<Turn<'_>> {
+    /// Wait (at most `timeout`) for this caller's turn, for a request of
+    /// `app`'s session if it has one.
+    fn turn(&self, timeout: Duration, app: Option<u32>) -> Option<Turn<'_>> {
         let deadline = Instant::now() + timeout;
         let mut t = lock(&self.turns);
         let me = t.next;
         t.next += 1;
+        if let Some(app) = app {
+            t.waiting.insert(me, app);
+        }
         while t.serving != me {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 t.abandoned.insert(me);
+                t.waiting.remove(&me);
                 return None;
             }
             t = self
@@ -143,8 +178,39 @@ impl Turnstile {
                 .unwrap_or_else(PoisonError::into_inner)
                 .0;
         }
+        t.waiting.remove(&me);
         Some(Turn(self))
     }
+
+    /// The first waiting ticket of each application with one.
+    fn next_needed(&self) -> HashMap<u32, u64> {
+        let t = lock(&self.turns);
+        let mut first = HashMap::new();
+        for (&ticket, &app) in &t.waiting {
+            first.entry(app).or_insert(ticket);
+        }
+        first
+    }
+}
+
+/// The card session to close to make room, of those open (application,
+/// last use): the one needed furthest ahead (Belady's choice, as far as the
+/// queue of turns shows it). An application with no request waiting is
+/// needed after every one that has one, and of those the one idle longest
+/// first; then the one whose next request is last in the queue. (Neither
+/// random nor least-recently-used: with applications taking turns, more of
+/// them than the card has entries, least recently used closes exactly the
+/// session needed next, every time; this closes the one just served.)
+fn victim(
+    open: impl IntoIterator<Item = (u32, u64)>,
+    next_needed: &HashMap<u32, u64>,
+) -> Option<u32> {
+    open.into_iter()
+        .max_by_key(|&(app, used)| match next_needed.get(&app) {
+            None => (1, u64::MAX - used),
+            Some(&ticket) => (0, ticket),
+        })
+        .map(|(app, _)| app)
 }
 
 /// The card and its turns, shared by every connection.
@@ -172,6 +238,7 @@ impl Card {
                 cfg,
                 fw: None,
                 sessions: HashMap::new(),
+                uses: 0,
                 opened_once: false,
                 metrics: metrics.clone(),
             }),
@@ -181,7 +248,7 @@ impl Card {
         std::thread::Builder::new()
             .name("card-open".into())
             .spawn(move || {
-                let Some(_turn) = c.turns.turn(timeout) else {
+                let Some(_turn) = c.turns.turn(timeout, None) else {
                     return;
                 };
                 let mut w = lock(&c.worker);
@@ -196,7 +263,7 @@ impl Card {
     /// for the turn (the operation itself is bounded by the card timeout).
     pub fn call(&self, op: Op, timeout: Duration) -> Answer {
         let start = Instant::now();
-        let Some(_turn) = self.turns.turn(timeout) else {
+        let Some(_turn) = self.turns.turn(timeout, op.app()) else {
             return Err(Failure::new(
                 Code::Device,
                 format!(
@@ -218,7 +285,7 @@ impl Card {
             }
         };
         let start = Instant::now();
-        let answer = w.serve(&op);
+        let answer = w.serve(&op, &self.turns);
         self.metrics
             .card_time
             .get_or_create(&crate::metrics::KindLabel {
@@ -276,10 +343,10 @@ impl Worker {
             .ok_or_else(|| Error::transport_msg("card not open"))
     }
 
-    fn serve(&mut self, op: &Op) -> Answer {
+    fn serve(&mut self, op: &Op, turns: &Turnstile) -> Answer {
         let mut retried = false;
         loop {
-            let r = self.attempt(op);
+            let r = self.attempt(op, turns);
             let e = match r {
                 Ok(a) => return Ok(a),
                 Err(e) => e,
@@ -313,14 +380,17 @@ impl Worker {
     }
 
     /// The pooled card session of `app`, opened when needed.
-    fn session(&mut self, app: u32) -> Result<Session, Error> {
-        if let Some(s) = self.sessions.get(&app) {
-            return Ok(s.clone());
+    fn session(&mut self, app: u32, turns: &Turnstile) -> Result<Session, Error> {
+        self.uses += 1;
+        let now = self.uses;
+        if let Some(p) = self.sessions.get_mut(&app) {
+            p.used = now;
+            return Ok(p.session.clone());
         }
         let secret = self.cfg.credentials.load(app)?;
         loop {
             if self.sessions.len() >= self.cfg.max_sessions {
-                self.evict()?;
+                self.evict(turns)?;
             }
             let fw = self.card()?;
             match fw.open_app(app, OpenFlags::all(), secret.as_ref()) {
@@ -330,13 +400,19 @@ impl Worker {
                         self.cfg.credentials.save(app, &n)?;
                         tracing::info!(app, "application registered on the card");
                     }
-                    self.sessions.insert(app, s.clone());
+                    self.sessions.insert(
+                        app,
+                        Pooled {
+                            session: s.clone(),
+                            used: now,
+                        },
+                    );
                     return Ok(s);
                 }
                 Err(Error::Firmware {
                     code: Code::NoSession,
                     ..
-                }) if !self.sessions.is_empty() => self.evict()?,
+                }) if !self.sessions.is_empty() => self.evict(turns)?,
                 Err(
                     e @ Error::Firmware {
                         code: Code::NoSession,
@@ -388,24 +464,16 @@ impl Worker {
         Ok(false)
     }
 
-    /// Close a card session to make room: a random one. (Least recently
-    /// used would be the textbook choice, but applications taking turns,
-    /// more of them than the card has entries, is the daemon's normal
-    /// load, and LRU then evicts exactly the session needed next, every
-    /// time.)
-    fn evict(&mut self) -> Result<(), Error> {
-        use rand::seq::IteratorRandom;
-        let Some(app) = self
-            .sessions
-            .keys()
-            .copied()
-            .choose(&mut rand::thread_rng())
-        else {
+    /// Close a card session to make room: the [`victim`].
+    fn evict(&mut self, turns: &Turnstile) -> Result<(), Error> {
+        let open = self.sessions.iter().map(|(&app, p)| (app, p.used));
+        let Some(app) = victim(open, &turns.next_needed()) else {
             return Ok(());
         };
-        if let Some(s) = self.sessions.remove(&app) {
+        if let Some(p) = self.sessions.remove(&app) {
+            self.metrics.card_session_evictions.inc();
             let fw = self.card()?;
-            if let Err(e) = fw.close(&s) {
+            if let Err(e) = fw.close(&p.session) {
                 // The session is gone either way; the card reuses an
                 // application's own stale entries.
                 tracing::debug!(app, error = %e, "closing an evicted session");
@@ -414,7 +482,7 @@ impl Worker {
         Ok(())
     }
 
-    fn attempt(&mut self, op: &Op) -> Result<(Response, Vec<u8>), Error> {
+    fn attempt(&mut self, op: &Op, turns: &Turnstile) -> Result<(Response, Vec<u8>), Error> {
         match op {
             Op::Plain(Request::Stage { stage }) => {
                 let sets = self.card()?.announce(*stage)?;
@@ -432,7 +500,7 @@ impl Worker {
                 Ok((Response::Status(s), vec![]))
             }
             Op::Register { app } => {
-                let s = self.session(*app)?;
+                let s = self.session(*app, turns)?;
                 Ok((
                     Response::Opened {
                         handle: 0,
@@ -444,7 +512,7 @@ impl Worker {
                 ))
             }
             Op::Run { app, req, data } => {
-                let s = self.session(*app)?;
+                let s = self.session(*app, turns)?;
                 self.run(&s, req, data)
             }
         }
@@ -581,13 +649,13 @@ mod tests {
     fn turns_are_served_in_arrival_order() {
         let t = Arc::new(Turnstile::default());
         let served = Arc::new(Mutex::new(Vec::new()));
-        let first = t.turn(Duration::from_secs(5)).unwrap();
+        let first = t.turn(Duration::from_secs(5), None).unwrap();
         let mut threads = Vec::new();
         for i in 0..8u64 {
             // Each waiter takes its ticket before the next one starts.
             let (ts, served) = (t.clone(), served.clone());
             threads.push(std::thread::spawn(move || {
-                let turn = ts.turn(Duration::from_secs(20));
+                let turn = ts.turn(Duration::from_secs(20), None);
                 assert!(turn.is_some());
                 lock(&served).push(i);
                 drop(turn);
@@ -604,13 +672,86 @@ mod tests {
     }
 
     #[test]
+    fn the_victim_is_the_session_needed_furthest_ahead() {
+        // Applications 1..=4 open, last used in that order; 2 and 3 have
+        // requests waiting (3's first).
+        let open = [(1, 10), (2, 20), (3, 30), (4, 40)];
+        let waiting: HashMap<u32, u64> = [(3, 100), (2, 101)].into();
+        // 1 and 4 are not waiting: the one idle longest goes.
+        assert_eq!(victim(open, &waiting), Some(1));
+        // Everyone waiting: the last in the queue goes.
+        let waiting: HashMap<u32, u64> = [(1, 7), (2, 5), (3, 9), (4, 8)].into();
+        assert_eq!(victim(open, &waiting), Some(3));
+        assert_eq!(victim([], &waiting), None);
+    }
+
+    /// Applications taking turns at the card, more of them than it has
+    /// entries (the daemon's load with 16 clients): the pool's misses with
+    /// the victim rule against the best possible (Belady, knowing the
+    /// future) and against a random choice.
+    #[test]
+    fn taking_turns_costs_few_session_opens() {
+        use rand::{Rng, SeedableRng};
+        let (apps, entries, rounds) = (16u32, 14usize, 40usize);
+        // Round-robin: while one is served, all the others wait in order.
+        let order: Vec<u32> = (0..rounds).flat_map(|_| 0..apps).collect();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let run = |rule: &mut dyn FnMut(&HashMap<u32, u64>, usize) -> u32| {
+            let mut pool: HashMap<u32, u64> = HashMap::new();
+            let mut misses = 0;
+            for (i, &app) in order.iter().enumerate() {
+                if !pool.contains_key(&app) {
+                    misses += 1;
+                    if pool.len() >= entries {
+                        let out = rule(&pool, i);
+                        pool.remove(&out);
+                    }
+                }
+                pool.insert(app, i as u64);
+            }
+            misses
+        };
+        let ours = run(&mut |pool, i| {
+            // The queue: the next request of every other application.
+            let waiting: HashMap<u32, u64> = order[i + 1..]
+                .iter()
+                .take(apps as usize - 1)
+                .enumerate()
+                .map(|(k, &a)| (a, (i + 1 + k) as u64))
+                .collect();
+            victim(pool.iter().map(|(&a, &u)| (a, u)), &waiting).unwrap()
+        });
+        let random = run(&mut |pool, _| {
+            let keys: Vec<u32> = pool.keys().copied().collect();
+            keys[rng.gen_range(0..keys.len())]
+        });
+        let best = run(&mut |pool, i| {
+            *pool
+                .keys()
+                .max_by_key(|a| {
+                    order[i..]
+                        .iter()
+                        .position(|x| x == *a)
+                        .unwrap_or(usize::MAX)
+                })
+                .unwrap()
+        });
+        assert_eq!(ours, best, "the victim rule is Belady's on this load");
+        // 98 against 176 of 640 turns.
+        assert!(
+            ours * 3 < random * 2,
+            "{ours} misses against {random} with random eviction"
+        );
+    }
+
+    #[test]
     fn a_ticket_given_up_is_skipped() {
         let t = Arc::new(Turnstile::default());
-        let first = t.turn(Duration::from_secs(5)).unwrap();
+        let first = t.turn(Duration::from_secs(5), None).unwrap();
         // The second gives up while the first holds the card.
-        assert!(t.turn(Duration::from_millis(20)).is_none());
+        assert!(t.turn(Duration::from_millis(20), None).is_none());
         let t3 = t.clone();
-        let third = std::thread::spawn(move || t3.turn(Duration::from_secs(20)).is_some());
+        let third = std::thread::spawn(move || t3.turn(Duration::from_secs(20), None).is_some());
         while lock(&t.turns).next < 3 {
             std::thread::yield_now();
         }

@@ -51,6 +51,12 @@ struct Args {
     /// Card sessions kept open at most (the card has 14 for sessions).
     #[arg(long, default_value_t = 14)]
     max_card_sessions: usize,
+    /// Microseconds a connection busy-polls for the next request after an
+    /// answer before it sleeps (0: never): saves the application a
+    /// wake-up of the daemon when it sends requests back to back, at the
+    /// cost of at most this much CPU per request.
+    #[arg(long, default_value_t = 50)]
+    busy_poll_us: u64,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -187,6 +193,8 @@ fn run(args: Args) -> Result<(), Error> {
     let limits = server::Limits {
         idle: Duration::from_secs(args.idle_timeout.max(1)),
         answer: Duration::from_secs(args.answer_timeout.max(1)),
+        // More than a millisecond would be a core spent waiting.
+        busy_poll: Duration::from_micros(args.busy_poll_us.min(1000)),
         ..server::Limits::default()
     };
     let shared = server::Shared::new(card, policy, metrics, limits);

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub card_time: Family<KindLabel, Histogram>,
     /// Card sessions opened to make room or after a reset.
     pub card_session_opens: Counter,
+    /// Card sessions closed to make room for another application's.
+    pub card_session_evictions: Counter,
     /// Opens the policy refused, plus the card's own count of refused MACs.
     pub policy_refusals: Counter,
     pub card_auth_failures: Gauge,
@@ -72,6 +74,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(1e-5, 2.0, 24))
         });
         let card_session_opens = Counter::default();
+        let card_session_evictions = Counter::default();
         let policy_refusals = Counter::default();
         let card_auth_failures = Gauge::default();
         let card_opens = Counter::default();
@@ -106,6 +109,11 @@ impl Metrics {
             "card_session_opens",
             "Card sessions opened (first use, after an eviction or a reset)",
             card_session_opens.clone(),
+        );
+        registry.register(
+            "card_session_evictions",
+            "Card sessions closed to make room for another application's (the card has 14)",
+            card_session_evictions.clone(),
         );
         registry.register(
             "policy_refusals",
@@ -155,6 +163,7 @@ impl Metrics {
             latency,
             card_time,
             card_session_opens,
+            card_session_evictions,
             policy_refusals,
             card_auth_failures,
             card_opens,

@@ -32,6 +32,11 @@ pub struct Limits {
     pub answer: Duration,
     pub max_connections: usize,
     pub max_sessions_per_connection: usize,
+    /// After answering, a connection busy-polls this long for the
+    /// application's next request before it sleeps (see
+    /// [`wire::spin_until_readable`]): an application storing several
+    /// sets in a row then finds the daemon awake. Zero turns it off.
+    pub busy_poll: Duration,
 }
 
 impl Default for Limits {
@@ -42,6 +47,7 @@ impl Default for Limits {
             answer: Duration::from_secs(60),
             max_connections: 256,
             max_sessions_per_connection: 64,
+            busy_poll: Duration::from_micros(50),
         }
     }
 }
@@ -152,7 +158,12 @@ fn connection(stream: &UnixStream, shared: &Shared) {
     let _ = stream.set_write_timeout(Some(shared.limits.frame));
     tracing::debug!(uid = peer.uid, pid = peer.pid, "connection");
     let mut sessions: HashMap<u32, Sess> = HashMap::new();
+    let mut answered = false;
     loop {
+        if answered {
+            wire::spin_until_readable(stream, shared.limits.busy_poll);
+        }
+        answered = true;
         let frame = match wire::recv(stream, shared.limits.idle, shared.limits.frame) {
             Ok(Some(f)) => f,
             Ok(None) => break,

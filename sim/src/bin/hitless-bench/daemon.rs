@@ -80,11 +80,11 @@ fn start_daemon(dir: &Path, card: &Path, metrics: &str) -> Option<(Killed, std::
     Some((d, socket))
 }
 
-/// Aggregate 4 KiB stores per second of `clients` hitless-load processes
-/// (applications 500.., each `rounds` stores after an untimed one, all
-/// started together at a barrier): all stores over the window from the
-/// first start to the last end.
-fn load(dir: &Path, socket: &Path, clients: u32, rounds: u32) -> Option<f64> {
+/// 4 KiB stores of `clients` hitless-load processes (applications 500..,
+/// each `rounds` stores after an untimed one, all started together at a
+/// barrier): all stores, and the window from the first start to the last
+/// end in seconds.
+fn load(dir: &Path, socket: &Path, clients: u32, rounds: u32) -> Option<(f64, f64)> {
     let exe = sibling("hitless-load")?;
     let barrier = dir.join(format!("barrier-{clients}-{rounds}"));
     let _ = std::fs::remove_dir_all(&barrier);
@@ -134,28 +134,30 @@ fn load(dir: &Path, socket: &Path, clients: u32, rounds: u32) -> Option<f64> {
         first = first.min(field("t0=")?);
         last = last.max(field("t1=")?);
     }
-    Some(stores as f64 / (last - first))
+    Some((stores as f64, last - first))
 }
 
 /// The card worker's total seconds and count of store requests, from the
 /// daemon's metrics (a plain HTTP GET).
 fn card_store_seconds(metrics: &str) -> Option<(f64, f64)> {
+    Some((
+        metric(metrics, "hitlessd_card_seconds_sum{kind=\"store\"}")?,
+        metric(metrics, "hitlessd_card_seconds_count{kind=\"store\"}")?,
+    ))
+}
+
+/// One value of the daemon's metrics (a plain HTTP GET).
+fn metric(metrics: &str, name: &str) -> Option<f64> {
     use std::io::Read;
     let mut c = std::net::TcpStream::connect(metrics).ok()?;
     c.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
     let mut text = String::new();
     c.read_to_string(&mut text).ok()?;
-    let value = |name: &str| {
-        text.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse::<f64>().ok())
-    };
-    Some((
-        value("hitlessd_card_seconds_sum{kind=\"store\"}")?,
-        value("hitlessd_card_seconds_count{kind=\"store\"}")?,
-    ))
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
 }
 
 /// Median seconds of an atomic replace of a 4 KiB file: write a temporary
@@ -242,19 +244,43 @@ pub fn lines() {
         // both measurements see the same record table (a store rewrites
         // the whole table image: its cost grows with the table).
         load(&p.dir, &socket, 16, 1)?;
-        let one = load(&p.dir, &socket, 1, 24)?;
-        let sixteen = load(&p.dir, &socket, 16, 6)?;
+        // One client and sixteen in turns, three times: the simulated
+        // card's speed drifts with the machine's load over seconds, and
+        // taking turns puts the same drift in both rates.
+        let evicted0 = metric(&metrics, "hitlessd_card_session_evictions_total")?;
+        let (mut one, mut sixteen) = ((0.0, 0.0), (0.0, 0.0));
+        let mut sixteen_stores = 0.0;
+        for _ in 0..3 {
+            let (n, t) = load(&p.dir, &socket, 1, 8)?;
+            one = (one.0 + n, one.1 + t);
+            let (n, t) = load(&p.dir, &socket, 16, 2)?;
+            sixteen = (sixteen.0 + n, sixteen.1 + t);
+            // With the untimed store of each client.
+            sixteen_stores += n + 16.0;
+        }
+        let evicted = metric(&metrics, "hitlessd_card_session_evictions_total")? - evicted0;
+        let (one, sixteen) = (one.0 / one.1, sixteen.0 / sixteen.1);
+        let evictions_per_store = evicted / sixteen_stores;
         let file = atomic_file_replace_s(&p.dir, 200)?;
         Some((
-            direct_16, daemon_16, overhead, own, daemon_4k, one, sixteen, file,
+            direct_16,
+            daemon_16,
+            overhead,
+            own,
+            daemon_4k,
+            one,
+            sixteen,
+            file,
+            evictions_per_store,
         ))
     })();
     let nan = f64::NAN;
-    let (direct_16, daemon_16, overhead, own, daemon_4k, one, sixteen, file) =
-        r.unwrap_or((nan, nan, nan, nan, nan, nan, nan, nan));
+    let (direct_16, daemon_16, overhead, own, daemon_4k, one, sixteen, file, evictions) =
+        r.unwrap_or((nan, nan, nan, nan, nan, nan, nan, nan, nan));
     println!("daemon_store_4KiB_per_s_1_client = {one:.1}");
     println!("daemon_store_4KiB_per_s_16_clients = {sixteen:.1}");
     println!("daemon_store_4KiB_16_vs_1_clients = {:.3}", sixteen / one);
+    println!("daemon_card_session_evictions_per_store_16_clients = {evictions:.3}");
     println!("direct_store_16B_us = {:.1}", direct_16 * 1e6);
     println!("daemon_store_16B_us = {:.1}", daemon_16 * 1e6);
     println!(
