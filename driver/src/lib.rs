@@ -40,6 +40,7 @@ pub mod error;
 pub mod firmware;
 pub mod io;
 pub mod spec;
+pub mod state;
 
 #[cfg(feature = "async")]
 pub use asynch::AsyncCard;

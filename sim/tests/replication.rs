@@ -8,6 +8,7 @@
 
 use hitless_driver::backend::vfio_user::VfioUserIo;
 use hitless_driver::firmware::{Client, OpenFlags, Secret, Session};
+use hitless_driver::state;
 use hitless_proto::PeerReport;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -215,6 +216,23 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
         "only {} stores acknowledged",
         acked.len()
     );
+    // The application's own state (seed 004 claim 1): two brackets ended,
+    // a third begun and never ended when the master dies.
+    let at = state::StateSet {
+        object: 900,
+        cold: true,
+    };
+    let mut b = state::begin(&mut client, &session, at).unwrap();
+    b.put(1, b"routes: 10.0.0.0/8 via 2").unwrap();
+    b.put(2, b"neighbours: 3").unwrap();
+    b.end().unwrap();
+    let mut b = state::begin(&mut client, &session, at).unwrap();
+    b.put(2, b"neighbours: 4").unwrap();
+    let ended = b.end().unwrap();
+    let mut open = state::begin(&mut client, &session, at).unwrap();
+    open.put(1, b"never ended").unwrap();
+    // Nothing of it reaches the card before its end.
+    drop(open);
     drop(client);
 
     // kill -9 the master.
@@ -242,6 +260,8 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
         let (_, got) = client.restore(&session, *object).unwrap();
         assert!(got == *data, "set {object} differs after the takeover");
     }
+    // The standby application reads the state of the last ended bracket.
+    assert_eq!(state::read(&mut client, &session, at).unwrap(), ended);
     client.store(&session, 500, 0, 0, true, b"after").unwrap();
     drop(client);
 
