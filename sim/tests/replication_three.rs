@@ -94,9 +94,11 @@ fn three_cards_master_killed_one_slave_takes_over_the_other_follows() {
     // The old master returns: it follows the new one, all three in sync.
     procs[m] = Some(cards[m].start());
     let back = Instant::now();
-    let (m2, last) = wait_for(Duration::from_secs(30), "three cards to settle again", || {
-        load.settled(Duration::from_millis(600))
-    });
+    let (m2, last) = wait_for(
+        Duration::from_secs(30),
+        "three cards to settle again",
+        || load.settled(Duration::from_millis(600)),
+    );
     assert_eq!(m2, n, "the new master stays master");
     assert_eq!(last.in_sync, 2, "{last:?}");
     load.wait_ack(cards[n].node, e, back, Duration::from_secs(20));

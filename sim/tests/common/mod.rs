@@ -446,6 +446,8 @@ pub struct Ack {
     pub object: u32,
     pub version: u32,
     pub at: Instant,
+    /// The store's round trip (the slave's ack included, sync mode).
+    pub took: Duration,
 }
 
 #[derive(Default, Debug)]
@@ -640,6 +642,16 @@ impl Load {
         by_epoch
     }
 
+    /// The stores acknowledged after `since`.
+    pub fn acks_since(&self, since: Instant) -> Vec<Ack> {
+        lock(&self.shared.history)
+            .acks
+            .iter()
+            .filter(|a| a.at > since)
+            .cloned()
+            .collect()
+    }
+
     pub fn failed(&self) -> u64 {
         lock(&self.shared.history).failed
     }
@@ -715,7 +727,9 @@ fn client_loop(i: usize, card: Card, secret: Secret, sh: Arc<Shared>, mut rng: C
             o.pending.push(v);
             v
         };
+        let t0 = Instant::now();
         let stored = c.store(s, object, 0, 0, cold(object), &set_data(object, version));
+        let took = t0.elapsed();
         match stored {
             Ok(()) => {
                 let after = c.status().ok().and_then(|s| s.peer);
@@ -739,6 +753,7 @@ fn client_loop(i: usize, card: Card, secret: Secret, sh: Arc<Shared>, mut rng: C
                     object,
                     version,
                     at: Instant::now(),
+                    took,
                 });
             }
             Err(e) => {
