@@ -213,9 +213,7 @@ fn random_faults_lose_no_acknowledged_store_and_never_split_brain() {
                     load.seen(Duration::from_millis(800))
                         .iter()
                         .enumerate()
-                        .filter_map(|(i, s)| {
-                            s.as_ref().filter(|p| p.role == 0).map(|p| (i, p.clone()))
-                        })
+                        .filter_map(|(i, s)| s.as_ref().filter(|p| p.role == 0).map(|p| (i, *p)))
                         .max_by_key(|(_, p)| p.epoch)
                 });
                 load.wait_ack(cards[n].node, p.epoch, at, TAKEOVER);

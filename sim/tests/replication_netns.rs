@@ -211,7 +211,7 @@ fn pair_across_namespaces_impaired_then_cut_the_arbiter_decides() {
 
     // 2. Link down: the arbiter decides.
     let before = load.seen(Duration::from_secs(2));
-    let master_before = before.iter().flatten().find(|p| p.role == 0).cloned();
+    let master_before = before.iter().flatten().find(|p| p.role == 0).copied();
     let down = Instant::now();
     must(&["ip", "-n", &b, "link", "set", &vb, "down"]);
     let e1 = wait_for(

@@ -68,13 +68,10 @@ fn three_cards_master_killed_one_slave_takes_over_the_other_follows() {
     let third = (0..3).find(|&i| i != m && i != n).expect("a third card");
     let follows = wait_for(Duration::from_secs(20), "the third card to follow", || {
         load.seen(Duration::from_millis(600))[third]
-            .clone()
             .filter(|p| p.role == 1 && p.master == Some(cards[n].node) && p.epoch == e)
     });
     let new_master = wait_for(Duration::from_secs(20), "the third card in sync", || {
-        load.seen(Duration::from_millis(600))[n]
-            .clone()
-            .filter(|p| p.role == 0 && p.in_sync == 1)
+        load.seen(Duration::from_millis(600))[n].filter(|p| p.role == 0 && p.in_sync == 1)
     });
     println!(
         "node {} killed: node {} master in epoch {e} serving {:?} later, node {} follows it \

@@ -473,7 +473,7 @@ pub fn set_data(object: u32, version: u32) -> Vec<u8> {
 }
 
 pub fn cold(object: u32) -> bool {
-    object % 2 == 0
+    object.is_multiple_of(2)
 }
 
 struct Shared {
@@ -511,7 +511,7 @@ impl Load {
             .enumerate()
             .map(|(i, c)| {
                 let (c, sh) = (c.clone(), shared.clone());
-                let rng = ChaCha8Rng::seed_from_u64(seed ^ (i as u64 + 1) * 0x9E37);
+                let rng = ChaCha8Rng::seed_from_u64(seed ^ ((i as u64 + 1) * 0x9E37));
                 std::thread::spawn(move || client_loop(i, c, secret, sh, rng))
             })
             .collect();
@@ -530,7 +530,7 @@ impl Load {
             .map(|s| {
                 s.as_ref()
                     .filter(|(t, _)| t.elapsed() < within)
-                    .map(|(_, p)| p.clone())
+                    .map(|(_, p)| *p)
             })
             .collect()
     }
@@ -702,7 +702,7 @@ fn client_loop(i: usize, card: Card, secret: Secret, sh: Arc<Shared>, mut rng: C
             conn = None;
             continue;
         };
-        lock(&sh.seen)[i] = Some((Instant::now(), before.clone()));
+        lock(&sh.seen)[i] = Some((Instant::now(), before));
         if before.role != 0 {
             *session = None;
             std::thread::sleep(Duration::from_millis(40));
@@ -734,7 +734,7 @@ fn client_loop(i: usize, card: Card, secret: Secret, sh: Arc<Shared>, mut rng: C
             Ok(()) => {
                 let after = c.status().ok().and_then(|s| s.peer);
                 if let Some(a) = &after {
-                    lock(&sh.seen)[i] = Some((Instant::now(), a.clone()));
+                    lock(&sh.seen)[i] = Some((Instant::now(), *a));
                     assert!(
                         a.epoch >= before.epoch,
                         "node {}: epoch went back from {} to {}",
@@ -796,7 +796,7 @@ fn settled_of(states: &[PeerReport]) -> Option<(usize, PeerReport)> {
         .iter()
         .enumerate()
         .all(|(i, p)| i == m || (p.role == 1 && p.master == Some(mp.node) && p.epoch == mp.epoch));
-    (followers_ok && mp.in_sync as usize == states.len() - 1).then(|| (m, mp.clone()))
+    (followers_ok && mp.in_sync as usize == states.len() - 1).then_some((m, *mp))
 }
 
 /// Count by name, printed at the end.
@@ -816,6 +816,6 @@ pub fn by_node(cards: &[Card], seen: &[Option<PeerReport>]) -> HashMap<u32, Peer
     cards
         .iter()
         .zip(seen)
-        .filter_map(|(c, s)| s.clone().map(|s| (c.node, s)))
+        .filter_map(|(c, s)| s.map(|s| (c.node, s)))
         .collect()
 }
