@@ -69,6 +69,7 @@ fn random_faults_lose_no_acknowledged_store_and_never_split_brain() {
     let started = Instant::now();
 
     let (dir, key) = test_dir("faults");
+    println!("logs in {} (kept with HITLESS_KEEP_LOGS=1)", dir.display());
     let (pw, l1, l2) = (free_port(), free_port(), free_port());
     let witness_addr: SocketAddr = format!("127.0.0.1:{pw}").parse().expect("an address");
     let _witness = start_witness(&dir, &key, &witness_addr.to_string(), "1,2", &[]);
@@ -285,5 +286,7 @@ fn random_faults_lose_no_acknowledged_store_and_never_split_brain() {
     );
     assert!(acks > trials, "the load acknowledged only {acks} stores");
     drop(procs);
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("HITLESS_KEEP_LOGS").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
