@@ -51,7 +51,7 @@ fn env_u64(name: &str) -> Option<u64> {
 /// How long a takeover may take: silence, the rest of the lease, the
 /// witness's skew, the clients' next store (generous for a loaded machine).
 const TAKEOVER: Duration = Duration::from_secs(20);
-const SETTLE: Duration = Duration::from_secs(30);
+const SETTLE: Duration = Duration::from_secs(40);
 
 #[test]
 fn random_faults_lose_no_acknowledged_store_and_never_split_brain() {

@@ -10,8 +10,10 @@ use hitless_proto::link::{LinkMessage, Role};
 use std::time::Instant;
 
 /// How many brackets behind a slave out of the in-sync set may be when
-/// its ack takes it back into the set of slaves every write waits for.
-const REJOIN_BEHIND: u64 = 16;
+/// its ack takes it back into the set of slaves every write waits for
+/// (the writes meanwhile wait for it to apply that many: well within the
+/// sync deadline).
+const REJOIN_BEHIND: u64 = 8;
 
 /// A closed bracket: its id, and whether the host may be answered now
 /// (async mode, or no slave whose ack is needed).

@@ -718,6 +718,12 @@ fn client_loop(i: usize, card: Card, secret: Secret, sh: Arc<Shared>, mut rng: C
             }
         }
         let Some(s) = session.as_ref() else { continue };
+        // A checkpoint now and then, not back to back: a slave that fell
+        // behind (a cut, a restart) applies what it missed only while it
+        // is faster than the master writes (each apply is an NV commit, as
+        // each store is), so a load without pauses could keep it out of
+        // the in-sync set for a long while.
+        std::thread::sleep(Duration::from_millis(rng.gen_range(20..80)));
         let object = base + rng.gen_range(0..OBJECTS_PER_CLIENT);
         let version = {
             let mut h = lock(&sh.history);
