@@ -153,7 +153,12 @@ fn node(master: bool, now: Instant) -> (Node<MemReplica>, LocalArbiter) {
 }
 
 /// Feed messages to the node, advancing time, draining its output.
-fn drive(n: &mut Node<MemReplica>, arb: &mut LocalArbiter, now: &mut Instant, frames: &[(u8, Vec<u8>)]) {
+fn drive(
+    n: &mut Node<MemReplica>,
+    arb: &mut LocalArbiter,
+    now: &mut Instant,
+    frames: &[(u8, Vec<u8>)],
+) {
     for (step, f) in frames {
         *now += Duration::from_millis(u64::from(*step % 32));
         n.receive(*now, 2, f);
@@ -201,7 +206,10 @@ fuzz_target!(|data: &[u8]| {
     // writer's), and it decodes in every schema.
     if let Ok(m) = LinkMessage::decode(rest) {
         let again = LinkMessage::decode(&m.encode()).expect("a re-encoded message decodes");
-        assert_eq!(LinkMessage::decode(&again.encode()).ok(), Some(again.clone()));
+        assert_eq!(
+            LinkMessage::decode(&again.encode()).ok(),
+            Some(again.clone())
+        );
         assert_eq!(again.kind(), m.kind());
         for schema in 1..=link::SCHEMA {
             let _ = LinkMessage::decode_as(rest, schema);
