@@ -163,10 +163,17 @@ fn pair_across_namespaces_impaired_then_cut_the_arbiter_decides() {
         }
     }
     let t = Instant::now();
+    // At least one set larger than the bucket's burst crosses the link.
     wait_for(
         Duration::from_secs(40),
         "stores on the impaired link",
-        || (load.acks_since(t).len() >= 8).then_some(()),
+        || {
+            let acks = load.acks_since(t);
+            let large = acks
+                .iter()
+                .any(|a| set_data(a.object, a.version).len() >= 16_000);
+            (acks.len() >= 8 && large).then_some(())
+        },
     );
     let impaired_acks = load.acks_since(t);
     let impaired = mean_took(&impaired_acks);
