@@ -265,7 +265,7 @@ fn pair_across_namespaces_impaired_then_cut_the_arbiter_decides() {
     // 3. Link up: card 2 follows card 1.
     must(&["ip", "-n", &b, "link", "set", &vb, "up"]);
     let up = Instant::now();
-    let (m2, last) = wait_for(Duration::from_secs(30), "the pair whole again", || {
+    let (m2, last) = wait_for(Duration::from_secs(60), "the pair whole again", || {
         load.settled(Duration::from_millis(600))
     });
     assert_eq!(m2, 0, "card 1 stays master");
