@@ -14,18 +14,28 @@
 //! again (a hung peer); outgoing frames wait in a bounded queue per peer
 //! ([`OUTBOX`]); a frame for a peer without a link, or past the bound, is
 //! dropped (the node resends or snapshots after the next `HELLO`).
+//!
+//! Keepalive: the firmware thread runs one host request or one bracket's
+//! apply at a time, and an NV commit of the simulated card can take most
+//! of a second on a loaded machine, longer than the peer's silence period.
+//! So while the node sends nothing to a peer, its link repeats the node's
+//! last `HEARTBEAT` to that peer every heartbeat interval, for at most
+//! [`LinkSetup::keepalive_for`] after the node wrote it (a firmware thread
+//! stuck for longer falls silent, as a hung card should). A `HELLO` (a new
+//! connection or role) forgets the repeated heartbeat.
 
 use crate::firmware::Input;
 use crate::link::{LinkIoError, LinkLimits, LinkListener, SecureLink};
 use hitless_firmware::replication::channel::PSK_BYTES;
 use hitless_firmware::replication::Mode;
+use hitless_proto::link;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Frames queued per peer before new ones are dropped.
@@ -51,6 +61,10 @@ pub struct LinkSetup {
     pub idle: Duration,
     /// Pause between dials.
     pub redial: Duration,
+    /// The heartbeat interval (the keepalive's period).
+    pub heartbeat: Duration,
+    /// How long after the node wrote a heartbeat the link may repeat it.
+    pub keepalive_for: Duration,
 }
 
 impl LinkSetup {
@@ -63,11 +77,15 @@ impl LinkSetup {
             },
             idle: (heartbeat * 20).max(Duration::from_secs(1)),
             redial: Duration::from_millis(50),
+            heartbeat,
+            keepalive_for: heartbeat * 10,
         }
     }
 }
 
 type Outboxes = Arc<Mutex<HashMap<u32, mpsc::Sender<Vec<u8>>>>>;
+/// Each peer's last heartbeat from the node, with when it was written.
+type Heartbeats = Arc<Mutex<HashMap<u32, (Vec<u8>, Instant)>>>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -76,6 +94,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The running links.
 pub struct Links {
     outboxes: Outboxes,
+    heartbeats: Heartbeats,
     refused: Arc<AtomicU64>,
     local: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -85,6 +104,16 @@ pub struct Links {
 impl Links {
     /// Send one frame to `peer` if it has a link (dropped otherwise).
     pub fn send(&self, peer: u32, frame: Vec<u8>) {
+        // The TLV header: magic (2 bytes), format version, kind.
+        match frame.get(3).copied() {
+            Some(link::kind::HEARTBEAT) => {
+                lock(&self.heartbeats).insert(peer, (frame.clone(), Instant::now()));
+            }
+            Some(link::kind::HELLO) => {
+                lock(&self.heartbeats).remove(&peer);
+            }
+            _ => {}
+        }
         let out = lock(&self.outboxes).get(&peer).cloned();
         match out {
             Some(tx) => {
@@ -142,10 +171,11 @@ pub fn start(cfg: &PairConfig, setup: LinkSetup, input: Sender<Input>) -> Result
     let local = listener.local_addr().map_err(|e| e.to_string())?;
     let refused = listener.refused_counter();
     let outboxes: Outboxes = Arc::default();
+    let heartbeats: Heartbeats = Arc::default();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let node = cfg.node;
     let cfg = cfg.clone();
-    let (ob, rf) = (outboxes.clone(), refused.clone());
+    let (ob, rf, hb) = (outboxes.clone(), refused.clone(), heartbeats.clone());
     let thread = std::thread::Builder::new()
         .name("hitless-links".into())
         .spawn(move || {
@@ -153,6 +183,7 @@ pub fn start(cfg: &PairConfig, setup: LinkSetup, input: Sender<Input>) -> Result
                 let ctx = Arc::new(Ctx {
                     me: cfg.node,
                     outboxes: ob,
+                    heartbeats: hb,
                     input,
                     setup,
                     refused: rf,
@@ -173,6 +204,7 @@ pub fn start(cfg: &PairConfig, setup: LinkSetup, input: Sender<Input>) -> Result
     tracing::info!(node, %local, "links up");
     Ok(Links {
         outboxes,
+        heartbeats,
         refused,
         local,
         stop: Some(stop_tx),
@@ -183,6 +215,7 @@ pub fn start(cfg: &PairConfig, setup: LinkSetup, input: Sender<Input>) -> Result
 struct Ctx {
     me: u32,
     outboxes: Outboxes,
+    heartbeats: Heartbeats,
     input: Sender<Input>,
     setup: LinkSetup,
     refused: Arc<AtomicU64>,
@@ -242,8 +275,29 @@ async fn run_peer(ctx: &Ctx, peer: u32, mut link: SecureLink) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(OUTBOX);
     lock(&ctx.outboxes).insert(peer, tx.clone());
     let _ = ctx.input.send(Input::Connected(peer));
+    let mut keepalive = tokio::time::interval(ctx.setup.heartbeat.max(Duration::from_millis(1)));
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sent = Instant::now();
     let why: LinkIoError = loop {
         tokio::select! {
+            _ = keepalive.tick() => {
+                if last_sent.elapsed() < ctx.setup.heartbeat {
+                    continue;
+                }
+                // The node sent nothing for an interval: repeat its last
+                // heartbeat while it is recent (the firmware thread busy).
+                let repeat = lock(&ctx.heartbeats)
+                    .get(&peer)
+                    .filter(|(_, at)| at.elapsed() < ctx.setup.keepalive_for)
+                    .map(|(f, _)| f.clone());
+                if let Some(frame) = repeat {
+                    tracing::trace!(peer, "keepalive: the last heartbeat repeated");
+                    if let Err(e) = link.send_frame(&frame).await {
+                        break e;
+                    }
+                    last_sent = Instant::now();
+                }
+            },
             r = tokio::time::timeout(ctx.setup.idle, link.recv_frame()) => match r {
                 Ok(Ok(frame)) => {
                     if ctx.input.send(Input::Frame(peer, frame)).is_err() {
@@ -258,6 +312,7 @@ async fn run_peer(ctx: &Ctx, peer: u32, mut link: SecureLink) {
                     if let Err(e) = link.send_frame(&frame).await {
                         break e;
                     }
+                    last_sent = Instant::now();
                 }
                 None => break LinkIoError::Closed,
             },

@@ -60,7 +60,10 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
             "mutants (every planted bug caught)",
             Box::new(|| mutants::run(&[])),
         ),
-        ("fuzz (TLV decoder, 20 s)", Box::new(|| fuzz::run(20))),
+        (
+            "fuzz (TLV and link decoders, 20 s each)",
+            Box::new(|| fuzz::run(20, fuzz::TARGETS)),
+        ),
         ("regs --check", Box::new(|| regs::run(true))),
         (
             "verilog lint",

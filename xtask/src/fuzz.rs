@@ -1,7 +1,10 @@
-//! `cargo xtask fuzz`: the firmware's TLV decoder under libFuzzer for a
-//! bounded time. The target is an ordinary `cargo fuzz` target
-//! (`firmware/fuzz`, run it longer with `cargo fuzz run tlv_decode`); here
-//! it is built with the same coverage instrumentation cargo-fuzz passes,
+//! `cargo xtask fuzz`: the firmware's decoders under libFuzzer for a
+//! bounded time each: `tlv_decode` (the mailbox's TLV messages) and
+//! `link_decode` (the card-to-card link: link messages, their framing, the
+//! Noise channel, the witness messages, and the replication node receiving
+//! them). The targets are ordinary `cargo fuzz` targets (`firmware/fuzz`,
+//! run one longer with `cargo fuzz run link_decode`); here they are built
+//! with the same coverage instrumentation cargo-fuzz passes,
 //! so no extra tool has to be installed and the stable toolchain works
 //! (no sanitizer: the decoder is safe Rust, a panic is the bug we hunt).
 
@@ -17,7 +20,11 @@ const FLAGS: &str = "-Cpasses=sancov-module \
     -Cllvm-args=-sanitizer-coverage-trace-compares \
     --cfg fuzzing -Cdebug-assertions -Coverflow-checks";
 
-pub fn run(seconds: u32) -> Result<()> {
+/// The fuzz targets, in the order they run.
+pub const TARGETS: &[&str] = &["tlv_decode", "link_decode"];
+
+/// Build the targets, then fuzz each for `seconds`.
+pub fn run(seconds: u32, targets: &[&str]) -> Result<()> {
     let root = util::root();
     let dir = root.join("firmware/fuzz");
     // With an explicit --target, RUSTFLAGS reach only the target's code,
@@ -26,22 +33,29 @@ pub fn run(seconds: u32) -> Result<()> {
     let mut build = util::cargo();
     build
         .current_dir(&dir)
-        .args([
-            "build",
-            "--release",
-            "--bin",
-            "tlv_decode",
-            "--target",
-            &triple,
-        ])
+        .args(["build", "--release", "--target", &triple])
         .env("RUSTFLAGS", FLAGS)
         .env("CARGO_TARGET_DIR", root.join("target/fuzz"));
-    util::run(&mut build).context("building the fuzz target")?;
-    let bin = root.join(format!("target/fuzz/{triple}/release/tlv_decode"));
+    for t in targets {
+        if !TARGETS.contains(t) {
+            bail!("no fuzz target {t} (targets: {})", TARGETS.join(", "));
+        }
+        build.args(["--bin", t]);
+    }
+    util::run(&mut build).context("building the fuzz targets")?;
+    for t in targets {
+        println!("fuzz: {t} for {seconds} s");
+        fuzz_one(&root, &dir, &triple, t, seconds)?;
+    }
+    Ok(())
+}
+
+fn fuzz_one(root: &Path, dir: &Path, triple: &str, target: &str, seconds: u32) -> Result<()> {
+    let bin = root.join(format!("target/fuzz/{triple}/release/{target}"));
     // Work on a copy of the seed corpus: libFuzzer adds what it finds.
-    let corpus = root.join("target/fuzz/corpus/tlv_decode");
+    let corpus = root.join(format!("target/fuzz/corpus/{target}"));
     std::fs::create_dir_all(&corpus)?;
-    copy_seeds(&dir.join("corpus/tlv_decode"), &corpus)?;
+    copy_seeds(&dir.join(format!("corpus/{target}")), &corpus)?;
     let artifacts = root.join("target/fuzz/artifacts/");
     std::fs::create_dir_all(&artifacts)?;
     let mut fuzz = util::command(bin.to_str().context("non-UTF-8 path")?);
@@ -53,7 +67,7 @@ pub fn run(seconds: u32) -> Result<()> {
     let status = util::status(&mut fuzz)?;
     if !status.success() {
         bail!(
-            "the fuzzer found a crash (input saved under {}); reproduce with {} <file>",
+            "the fuzzer found a crash in {target} (input saved under {}); reproduce with {} <file>",
             artifacts.display(),
             bin.display()
         );

@@ -85,10 +85,14 @@ enum Cmd {
         #[arg(long)]
         list: bool,
     },
-    /// Fuzz the firmware's message decoder (libFuzzer) for SECONDS.
+    /// Fuzz the firmware's decoders (libFuzzer) for SECONDS each: the TLV
+    /// messages (`tlv_decode`) and the card-to-card link (`link_decode`).
     Fuzz {
         #[arg(default_value_t = 60)]
         seconds: u32,
+        /// Only these targets (default: all).
+        #[arg(long = "target")]
+        targets: Vec<String>,
     },
     /// Build the FPGA bitstreams and bitstreams/REPORT.md (all boards, or the named ones).
     ///
@@ -166,7 +170,14 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
         }
         Cmd::Test { args } => return ci::run(&args),
         Cmd::Regs { check } => regs::run(check)?,
-        Cmd::Fuzz { seconds } => fuzz::run(seconds)?,
+        Cmd::Fuzz { seconds, targets } => {
+            let targets: Vec<&str> = if targets.is_empty() {
+                fuzz::TARGETS.to_vec()
+            } else {
+                targets.iter().map(String::as_str).collect()
+            };
+            fuzz::run(seconds, &targets)?
+        }
         Cmd::Mutants { list: true, .. } => mutants::list(),
         Cmd::Mutants { names, .. } => {
             setup::tools()?;

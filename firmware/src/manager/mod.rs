@@ -649,6 +649,11 @@ impl<C: Controller> MemoryManager<C> {
             );
         }
         self.commit(t, &old, &new, Some(key), data)?;
+        // A set lives in one tier; the replication mark's key is the
+        // exception (the mark in the cold tier, the token in the warm one).
+        if key == replica::MARK_KEY {
+            return Ok(());
+        }
         self.remove(other(t), key)
     }
 

@@ -19,6 +19,13 @@
 //! that knows its state is not a whole bracket: it reports no mark (the
 //! master sends a full snapshot) and is not [`Replica::consistent`] (it
 //! never takes over) until then.
+//!
+//! The warm tier does not survive a power cycle, the cold mark does: a
+//! card power-cycled (a card process restarted) would claim brackets whose
+//! warm sets it lost. So the warm tier holds a token (a random number,
+//! the same key as the mark, written once) and the mark names it, with
+//! whether the warm tier held anything: a mark whose warm tier held
+//! something and whose token is gone is dirty (a snapshot, no takeover).
 
 use super::*;
 use crate::replication::journal::{Bracket, Change, Mark};
@@ -27,12 +34,16 @@ use hitless_proto::link::SetRecord;
 use hitless_proto::msg::flags;
 
 /// The mark's record: application 0 (the firmware's), object 0 (never an
-/// application id, so never a secret).
-const MARK_KEY: SetKey = SetKey {
+/// application id, so never a secret); in the warm tier the same key holds
+/// the warm tier's token.
+pub(super) const MARK_KEY: SetKey = SetKey {
     app: SYSTEM_APP,
     object: 0,
 };
-const MARK_BYTES: usize = 24;
+/// Epoch, bracket, dirty, the warm tier's token, whether the warm tier
+/// held sets or log records.
+const MARK_BYTES: usize = 40;
+const TOKEN_BYTES: usize = 8;
 
 /// Why the manager could not apply a bracket or take a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +68,8 @@ pub(super) struct ReplState {
     pub journal: Option<Vec<Change>>,
     pub mark: Mark,
     pub dirty: bool,
+    /// The warm tier's token (read at start or written), if it has one.
+    pub warm_token: Option<u64>,
 }
 
 fn tier_of(t: u32) -> TierSel {
@@ -106,6 +119,22 @@ impl<C: Controller> MemoryManager<C> {
 
     /// Read the mark record (at start).
     pub(super) fn load_mark(&mut self) {
+        if let Some(TierView::Ready(tab)) = self.tiers.get(TierSel::Warm as usize).cloned() {
+            if let Some(e) = tab
+                .sets
+                .get(&MARK_KEY)
+                .filter(|e| e.len as usize == TOKEN_BYTES)
+            {
+                match self.read_set(TierSel::Warm, e) {
+                    Ok(b) => {
+                        let mut w = [0u8; 8];
+                        w.copy_from_slice(&b[..8]);
+                        self.repl.warm_token = Some(u64::from_le_bytes(w));
+                    }
+                    Err(f) => tracing::warn!("warm tier token unreadable: {}", f.detail),
+                }
+            }
+        }
         let Some(TierView::Ready(tab)) = self.tiers.get(TierSel::Cold as usize).cloned() else {
             return;
         };
@@ -123,6 +152,14 @@ impl<C: Controller> MemoryManager<C> {
                     u64::from_le_bytes(w)
                 };
                 self.repl.dirty = u(16) != 0;
+                let (token, warm_held) = (u(24), u(32) != 0);
+                if !self.repl.dirty && warm_held && self.repl.warm_token != Some(token) {
+                    tracing::warn!(
+                        "the warm tier is not the one the replication mark describes \
+                         (a power cycle): the state is not whole brackets until a snapshot"
+                    );
+                    self.repl.dirty = true;
+                }
                 self.repl.mark = if self.repl.dirty {
                     Mark::default()
                 } else {
@@ -137,10 +174,29 @@ impl<C: Controller> MemoryManager<C> {
     }
 
     fn write_mark(&mut self, mark: Mark, dirty: bool) -> R<()> {
+        if self.repl.warm_token.is_none() {
+            let token: u64 = self.rng.gen();
+            match self.store_bytes(TierSel::Warm, MARK_KEY, 0, NEVER, &token.to_le_bytes()) {
+                Ok(()) => self.repl.warm_token = Some(token),
+                // No warm tier to write: it holds nothing to lose either.
+                Err(f) => tracing::debug!("warm tier token not written: {}", f.detail),
+            }
+        }
+        let warm_held = match &self.tiers[TierSel::Warm as usize] {
+            TierView::Ready(tab) => Some(tab.sets.keys().any(|k| k.app != SYSTEM_APP)),
+            _ => None,
+        };
+        let warm_held = warm_held.is_some_and(|sets| {
+            sets || self
+                .tier_regs(TierSel::Warm)
+                .is_ok_and(|r| r.log_head != r.log_tail)
+        });
         let mut b = [0u8; MARK_BYTES];
         b[0..8].copy_from_slice(&mark.epoch.to_le_bytes());
         b[8..16].copy_from_slice(&mark.bracket.to_le_bytes());
         b[16..24].copy_from_slice(&u64::from(dirty).to_le_bytes());
+        b[24..32].copy_from_slice(&self.repl.warm_token.unwrap_or(0).to_le_bytes());
+        b[32..40].copy_from_slice(&u64::from(warm_held).to_le_bytes());
         self.store_bytes(TierSel::Cold, MARK_KEY, 0, NEVER, &b)?;
         self.repl.mark = mark;
         self.repl.dirty = dirty;

@@ -9,6 +9,12 @@ use super::replica::Replica;
 use hitless_proto::link::{LinkMessage, Role};
 use std::time::Instant;
 
+/// How many brackets behind a slave out of the in-sync set may be when
+/// its ack takes it back into the set of slaves every write waits for
+/// (the writes meanwhile wait for it to apply that many: well within the
+/// sync deadline).
+const REJOIN_BEHIND: u64 = 8;
+
 /// A closed bracket: its id, and whether the host may be answered now
 /// (async mode, or no slave whose ack is needed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -282,12 +288,25 @@ impl<R: Replica> Node<R> {
         if self.role != Role::Master || epoch != self.epoch || bracket > self.last_closed {
             return;
         }
+        let mut behind = None;
         if let Some(p) = self.peers.get_mut(&peer) {
             if p.stream == Stream::Streaming {
                 p.acked = p.acked.max(bracket);
+                behind = Some(self.last_closed.saturating_sub(p.acked));
             }
         }
         self.settle();
+        // A streaming slave out of the in-sync set, close behind: from now
+        // on no bracket is durable without it. Under a steady load a slave
+        // left out is always a bracket or two behind (the master does not
+        // wait for it), so waiting until it has caught up with every closed
+        // bracket would keep it out for ever; once required, it catches up,
+        // and the tick after it has acknowledged the last bracket closed
+        // without it tells the arbiter.
+        if behind.is_some_and(|b| b <= REJOIN_BEHIND) && !self.required.contains(&peer) {
+            self.required.insert(peer);
+            self.rejoining.insert(peer, self.last_closed);
+        }
     }
 
     /// A slave said HELLO with its mark: resend what it lacks, or a full

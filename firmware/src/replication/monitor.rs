@@ -96,17 +96,20 @@ impl<R: Replica> Node<R> {
     /// while the arbiter already counts them).
     fn maintain_in_sync(&mut self, now: Instant, arbiter: &mut dyn Arbiter) {
         let silence = self.cfg.silence();
-        let silent: Vec<u32> = self
-            .required
-            .iter()
-            .copied()
-            .filter(|p| {
-                self.peers.get(p).is_none_or(|p| {
-                    p.heard
-                        .is_none_or(|h| now.saturating_duration_since(h) >= silence)
-                })
+        let is_silent = |p: &u32| {
+            self.peers.get(p).is_none_or(|p| {
+                p.heard
+                    .is_none_or(|h| now.saturating_duration_since(h) >= silence)
             })
-            .collect();
+        };
+        // A rejoining slave fallen silent leaves at once: the arbiter
+        // does not count it yet.
+        let gone: Vec<u32> = self.rejoining.keys().copied().filter(is_silent).collect();
+        for p in gone {
+            self.rejoining.remove(&p);
+            self.required.remove(&p);
+        }
+        let silent: Vec<u32> = self.required.iter().copied().filter(is_silent).collect();
         if !silent.is_empty() {
             let keep: BTreeSet<u32> = self
                 .required
@@ -126,7 +129,7 @@ impl<R: Replica> Node<R> {
                 Err(e) => tracing::debug!(node = self.cfg.node, "in-sync set unchanged: {e}"),
             }
         }
-        let back: Vec<u32> = self
+        let mut back: Vec<u32> = self
             .peers
             .iter()
             .filter(|(id, p)| {
@@ -138,15 +141,28 @@ impl<R: Replica> Node<R> {
             })
             .map(|(id, _)| *id)
             .collect();
+        let caught_up: Vec<u32> = self
+            .rejoining
+            .iter()
+            .filter(|(id, upto)| self.peers.get(id).is_some_and(|p| p.acked >= **upto))
+            .map(|(id, _)| *id)
+            .collect();
+        back.extend(caught_up.iter().copied());
         if !back.is_empty() {
             let mut all = self.required.clone();
             all.extend(back.iter().copied());
-            let before = std::mem::replace(&mut self.required, all.clone());
+            let mut before = std::mem::replace(&mut self.required, all.clone());
+            for id in &caught_up {
+                self.rejoining.remove(id);
+            }
             match arbiter.set_in_sync(self.cfg.node, self.epoch, &all, now) {
                 Ok(()) => self.event(Event::InSync { slaves: all }),
                 // Not counted by the arbiter: keep requiring their acks
                 // anyway would block writes for nothing; go back.
-                Err(_) => self.required = before,
+                Err(_) => {
+                    before.retain(|p| !caught_up.contains(p));
+                    self.required = before;
+                }
             }
         }
     }
@@ -227,6 +243,7 @@ impl<R: Replica> Node<R> {
         self.master = None;
         // Sync writes need the acks of the slaves the arbiter counts in
         // sync (all of them without an arbiter), never of fewer.
+        self.rejoining.clear();
         self.required = if lease.until.is_none() {
             self.cfg.peers.iter().copied().collect()
         } else {

@@ -286,6 +286,11 @@ pub struct Node<R: Replica> {
     pub(super) queue_bytes: usize,
     /// Slaves whose ack a sync write needs.
     pub(super) required: BTreeSet<u32>,
+    /// Slaves taken back into `required` (no bracket is durable without
+    /// them any more), not yet counted in sync by the arbiter: each with
+    /// the last bracket closed without it. Once it has acknowledged that
+    /// one it holds every durable bracket, and a tick tells the arbiter.
+    pub(super) rejoining: BTreeMap<u32, u64>,
     /// Sync writes not durable yet, with their deadlines.
     pub(super) pending: BTreeMap<u64, Instant>,
     pub(super) draining: Option<(u32, Instant)>,
@@ -317,6 +322,7 @@ impl<R: Replica> Node<R> {
             .collect();
         Self {
             required: cfg.peers.iter().copied().collect(),
+            rejoining: BTreeMap::new(),
             cfg,
             replica,
             role: Role::Standby,
@@ -392,7 +398,12 @@ impl<R: Replica> Node<R> {
             } else {
                 self.master
             },
-            in_sync: self.required.clone(),
+            in_sync: self
+                .required
+                .iter()
+                .copied()
+                .filter(|p| !self.rejoining.contains_key(p))
+                .collect(),
             lag: self.lag(now),
             cause: self.cause.as_ref().map(|(_, c)| c.clone()),
         }

@@ -2,14 +2,19 @@
 //! story. Everything below runs on the Verilated controller RTL: the host
 //! side only writes descriptors and reads completions and registers.
 
+use hitless_driver::backend::vfio_user::VfioUserIo;
+use hitless_driver::firmware::Client;
 use hitless_hdl::contract::{
     self, flags, perm, reg, tier_state, BootResult, Completion, Descriptor, Opcode, Status,
     DEFAULT_GEOMETRY,
 };
 use hitless_hdl::model::{parse_log, HostMemory};
+use hitless_proto::PeerReport;
 use hitless_sim::harness::{program_entry, Rings, DATA_ADDR};
 use hitless_sim::{CardTiming, SimCard, SimError, TornWrites};
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 const REGION_KEY_TAG: u32 = 0x00C0_FFEE;
 const LOG_KEY_TAG: u32 = 0x0000_0106;
@@ -357,12 +362,255 @@ fn session() -> Result<(), String> {
     steps
 }
 
+/// A card's replication state (STATUS's `PEER` field), `None` while it
+/// does not answer.
+fn peer_state(socket: &Path) -> Option<PeerReport> {
+    let t = Duration::from_secs(2);
+    let io = VfioUserIo::connect(socket, 4 << 20, t).ok()?;
+    Client::open(io, t).ok()?.status().ok()?.peer
+}
+
+/// Poll `socket` until its replication state passes `want` (at most 20 s).
+fn wait_peer(socket: &Path, want: impl Fn(&PeerReport) -> bool) -> Result<PeerReport, String> {
+    let t = Instant::now();
+    loop {
+        if let Some(p) = peer_state(socket).filter(|p| want(p)) {
+            return Ok(p);
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            return Err(format!(
+                "{}: no such replication state in 20 s",
+                socket.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
+}
+
+/// Part 2: a replicated pair: a witness and two card processes; the
+/// application checkpoints on the master, the master is killed, the slave
+/// takes over with every set, the old master returns as its slave.
+fn replication() -> Result<(), String> {
+    let here = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bindir = here.parent().ok_or("no binary directory")?;
+    let (sim, cli) = (bindir.join("hitless-sim"), bindir.join("hitless"));
+    let dir = std::env::temp_dir().join(format!("hitless-demo-pair-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let result = pair_story(&sim, &cli, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn pair_story(sim: &Path, cli: &Path, dir: &Path) -> Result<(), String> {
+    let started = Instant::now();
+    let key = dir.join("pair.key");
+    let hex: String = (0..32)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect();
+    std::fs::write(&key, hex).map_err(|e| e.to_string())?;
+    let key_s = key.to_string_lossy().into_owned();
+    let (pw, p1, p2) = (free_port()?, free_port()?, free_port()?);
+    let witness = format!("127.0.0.1:{pw}");
+    println!("$ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > pair.key");
+    println!(
+        "$ hitless-sim witness --listen {witness} --members 1,2 --lease-ms 2000 --key pair.key &"
+    );
+    let log = |name: &str| -> Result<std::process::Stdio, String> {
+        std::fs::File::create(dir.join(name))
+            .map(std::process::Stdio::from)
+            .map_err(|e| e.to_string())
+    };
+    let _witness = Child(
+        std::process::Command::new(sim)
+            .args(["witness", "--listen", &witness, "--members", "1,2"])
+            .args(["--lease-ms", "2000", "--skew-ms", "20", "--key", &key_s])
+            .stderr(log("witness.log")?)
+            .spawn()
+            .map_err(|e| format!("{}: {e}", sim.display()))?,
+    );
+    let card_args = |node: u32| -> Vec<String> {
+        let (me, peer, other) = if node == 1 { (p1, 2, p2) } else { (p2, 1, p1) };
+        [
+            "--node".to_string(),
+            node.to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{me}"),
+            "--peer".into(),
+            format!("{peer}=127.0.0.1:{other}"),
+            "--pair-key".into(),
+            key_s.clone(),
+            "--witness".into(),
+            witness.clone(),
+            "--mode".into(),
+            "sync".into(),
+            "--heartbeat-ms".into(),
+            "200".into(),
+        ]
+        .to_vec()
+    };
+    let start = |node: u32| -> Result<hitless_sim::serve::CardProcess, String> {
+        let d = dir.join(format!("card{node}"));
+        std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+        let args = card_args(node);
+        println!(
+            "$ hitless-sim serve --socket card{node}/card.sock --state-dir card{node}/state {} &",
+            args.join(" ").replace(&key_s, "pair.key")
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        hitless_sim::serve::spawn_card(sim, &d, &refs, Duration::from_secs(10))
+    };
+    let mut procs = [Some(start(1)?), Some(start(2)?)];
+    let sockets = [dir.join("card1/card.sock"), dir.join("card2/card.sock")];
+    let creds = dir.join("credentials");
+    // `hitless --card CARD ARGS`, shown and run.
+    let hitless = |card: usize, args: &[&str]| -> Result<String, String> {
+        let spec = format!("vfio-user:{}", sockets[card].display());
+        println!("$ hitless --card card{}.sock {}", card + 1, args.join(" "));
+        let out = std::process::Command::new(cli)
+            .env("HITLESS_CREDENTIALS", &creds)
+            .args(["--card", &spec])
+            .args(args)
+            .output()
+            .map_err(|e| e.to_string())?;
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
+            println!("  {line}");
+        }
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!("`hitless {}` failed", args.join(" ")))
+        }
+    };
+    // The first card whose silence passes gets epoch 1 from the witness.
+    let t = Instant::now();
+    let m = loop {
+        if let Some(m) =
+            (0..2).find(|&i| peer_state(&sockets[i]).is_some_and(|p| p.role == 0 && p.in_sync == 1))
+        {
+            break m;
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            return Err("no master with its slave in sync within 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let s = 1 - m;
+    wait_peer(&sockets[s], |p| p.role == 1)?;
+    println!(
+        "\n# Card {} is master (granted epoch 1 by the witness), card {} its slave.",
+        m + 1,
+        s + 1
+    );
+    hitless(m, &["peer", "status"])?;
+    hitless(s, &["peer", "status"])?;
+
+    println!("\n# The application checkpoints on the master. Sync mode: each store is");
+    println!("# acknowledged only once the slave holds it too.");
+    let sets: Vec<(String, Vec<u8>, bool)> = (1..=3u32)
+        .map(|i| {
+            (
+                i.to_string(),
+                state(100 + i, [700usize, 9000, 48_000][i as usize - 1]),
+                i != 2,
+            )
+        })
+        .collect();
+    for (object, data, cold) in &sets {
+        let f = dir.join(format!("set-{object}.bin"));
+        std::fs::write(&f, data).map_err(|e| e.to_string())?;
+        let f = f.to_string_lossy().into_owned();
+        let mut args = vec!["checkpoint", "--app", "9", "--object", object];
+        if *cold {
+            args.push("--cold");
+        }
+        args.push(&f);
+        hitless(m, &args)?;
+    }
+
+    println!("\n# The master dies (kill -9). The slave hears no heartbeat, waits out the");
+    println!("# old lease and takes over with the witness's grant (a newer epoch).");
+    let pid = procs[m].as_ref().map_or(0, |p| p.child.id());
+    println!("$ kill -9 {pid}");
+    let killed = Instant::now();
+    procs[m] = None;
+    let p = wait_peer(&sockets[s], |p| p.role == 0)?;
+    println!(
+        "  ... card {} master in epoch {} after {:.1} s",
+        s + 1,
+        p.epoch,
+        killed.elapsed().as_secs_f64()
+    );
+    // Its dead peer leaves the in-sync set after one silence period.
+    wait_peer(&sockets[s], |p| p.role == 0 && p.in_sync == 0)?;
+    hitless(s, &["peer", "status"])?;
+    println!("\n# Every acknowledged set restores from the new master, byte for byte.");
+    for (object, data, _) in &sets {
+        let out = dir.join(format!("restored-{object}.bin"));
+        let out_s = out.to_string_lossy().into_owned();
+        hitless(
+            s,
+            &["restore", "--app", "9", "--object", object, "-o", &out_s],
+        )?;
+        let back = std::fs::read(&out).map_err(|e| e.to_string())?;
+        println!(
+            "  restored-{object}.bin {} set-{object}.bin ({} bytes)",
+            if back == *data { "==" } else { "!=" },
+            back.len()
+        );
+        if back != *data {
+            return Err(format!("set {object} differs after the takeover"));
+        }
+    }
+
+    println!("\n# The old master comes back: the newer epoch fences it; it follows the");
+    println!("# new master as slave and gets its state.");
+    procs[m] = Some(start(m as u32 + 1)?);
+    let p = wait_peer(&sockets[m], |q| {
+        q.role == 1 && q.master == Some(s as u32 + 1)
+    })?;
+    wait_peer(&sockets[s], |q| q.role == 0 && q.in_sync == 1)?;
+    hitless(m, &["peer", "status"])?;
+    hitless(s, &["peer", "status"])?;
+    println!(
+        "\nreplication: card {} took over in epoch {} with every set; card {} is its slave again \
+         ({:.1} s in all).",
+        s + 1,
+        p.epoch,
+        m + 1,
+        started.elapsed().as_secs_f64()
+    );
+    drop(procs);
+    Ok(())
+}
+
 fn demo() -> Result<(), String> {
     let e = |e: SimError| e.to_string();
     println!("hitless demo\n\nPart 1: the card as a process, the hitless CLI over vfio-user\n");
     session()?;
+    println!("\nPart 2: a replicated pair: a witness, two cards, the master killed\n");
+    replication()?;
     println!(
-        "\nPart 2: inside the card: the checkpoint controller RTL (Verilated), step by step\n"
+        "\nPart 3: inside the card: the checkpoint controller RTL (Verilated), step by step\n"
     );
 
     println!("1. Power on a blank card.");

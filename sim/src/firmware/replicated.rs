@@ -19,7 +19,7 @@ use hitless_proto::msg::{kind, Code};
 use hitless_proto::tlv::Message;
 use hitless_proto::{PeerReport, Response};
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -121,26 +121,39 @@ pub(super) fn run(
     // Sync answers waiting for their bracket: (epoch, bracket) → request.
     let mut held: HashMap<(u64, u64), (Pending, Reply, Instant)> = HashMap::new();
     let hold_limit = node_hold_limit(pair.heartbeat);
-    loop {
+    'run: loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
-        let input = match rx.recv_timeout(wait) {
+        let mut input = match rx.recv_timeout(wait) {
             Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => break,
             Ok(i) => Some(i),
             Err(RecvTimeoutError::Timeout) => None,
         };
-        let now = Instant::now();
-        match input {
-            Some(Input::Request(p)) => {
-                if let Some((code, len)) = request(&mut node, &mut host, &p, now, &mut held) {
-                    let mut mb = lock(&mailbox);
-                    mailbox::publish(&mut mb, node.replica());
-                    mb.finish(&p, code, len);
+        // Take everything already queued before the tick: after a long
+        // request, the peer's frames that arrived meanwhile count before
+        // its silence is judged (bounded, so a flood cannot starve it).
+        for n in 0..256 {
+            let now = Instant::now();
+            match input.take() {
+                Some(Input::Request(p)) => {
+                    if let Some((code, len)) = request(&mut node, &mut host, &p, now, &mut held) {
+                        let mut mb = lock(&mailbox);
+                        mailbox::publish(&mut mb, node.replica());
+                        mb.finish(&p, code, len);
+                    }
                 }
+                Some(Input::Frame(peer, f)) => node.receive(now, peer, &f),
+                Some(Input::Connected(peer)) => node.connected(now, peer),
+                Some(Input::Disconnected(peer)) => node.disconnected(now, peer),
+                Some(Input::Stop) | None => {}
             }
-            Some(Input::Frame(peer, f)) => node.receive(now, peer, &f),
-            Some(Input::Connected(peer)) => node.connected(now, peer),
-            Some(Input::Disconnected(peer)) => node.disconnected(now, peer),
-            Some(Input::Stop) | None => {}
+            if n == 255 {
+                break; // the rest after the tick
+            }
+            match rx.try_recv() {
+                Ok(Input::Stop) | Err(TryRecvError::Disconnected) => break 'run,
+                Ok(i) => input = Some(i),
+                Err(TryRecvError::Empty) => break,
+            }
         }
         let now = Instant::now();
         if now >= next_tick {

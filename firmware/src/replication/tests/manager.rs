@@ -98,6 +98,19 @@ impl Card {
         }
     }
 
+    /// A power cycle: the warm tier's contents are gone, the cold tier's
+    /// stay.
+    fn power_cycle(self) -> Card {
+        let mut ctl = self.mm.into_controller();
+        ctl.model.nv[0].fill(0);
+        ctl.model.reset();
+        ctl.model.boot_scan();
+        Card {
+            mm: MemoryManager::start(ctl, 3).unwrap(),
+            ..self
+        }
+    }
+
     fn request(&mut self, r: Request) -> Response {
         let kind = r.kind();
         let mut b = r.encode();
@@ -547,4 +560,58 @@ fn a_replicated_card_answers_a_sync_store_once_durable_and_the_slave_takes_over_
     let mut back = vec![0u8; data.len()];
     p.mems[1].borrow().read(0x30_0000, &mut back);
     assert_eq!(back, data, "restored byte for byte from the new master");
+}
+
+/// A slave power-cycled has lost its warm sets but kept its cold mark: the
+/// mark must not claim them (it would be continued incrementally, never
+/// get them back, and could take over without them). A slave whose warm
+/// tier held nothing keeps its mark.
+#[test]
+fn a_power_cycled_slave_that_lost_warm_sets_has_no_mark_until_a_snapshot() {
+    for warm in [false, true] {
+        let mut m = card();
+        let mut s = card();
+        m.mm.record_changes(true);
+        m.open(7);
+        m.store(1, true, b"cold set");
+        if warm {
+            m.store(2, false, b"warm set");
+        }
+        let b = Bracket {
+            epoch: 1,
+            id: 1,
+            full: false,
+            changes: m.mm.take_changes(),
+        };
+        s.mm.apply(&b).unwrap();
+        let mark = Mark {
+            epoch: 1,
+            bracket: 1,
+        };
+        assert_eq!(s.mm.mark(), mark);
+        // A restart that keeps both tiers keeps the mark.
+        let s = s.restart();
+        assert_eq!(s.mm.mark(), mark);
+        assert!(s.mm.consistent());
+        let mut s = s.power_cycle();
+        if warm {
+            assert!(!s.mm.consistent(), "a mark over lost warm sets");
+            // A full snapshot makes it whole again.
+            let full = Bracket {
+                epoch: 1,
+                id: 1,
+                full: true,
+                changes: m.mm.snapshot().unwrap(),
+            };
+            s.mm.apply(&full).unwrap();
+            assert!(s.mm.consistent());
+            assert_eq!(s.mm.mark(), mark);
+            assert_eq!(s.state(), m.state());
+            let s = s.power_cycle();
+            assert!(!s.mm.consistent(), "the token of the new warm tier");
+        } else {
+            assert!(s.mm.consistent(), "nothing warm was lost");
+            assert_eq!(s.mm.mark(), mark);
+        }
+    }
 }

@@ -649,3 +649,42 @@ fn a_torn_slave_never_takes_over_until_a_snapshot_makes_it_whole() {
     assert!(!net.get(2).unwrap().replica().torn);
     assert_eq!(net.state(2), net.state(1));
 }
+
+#[test]
+fn a_slave_left_out_rejoins_under_a_steady_load() {
+    let mut net = cluster(2, Mode::Sync);
+    net.cut(1, 2);
+    net.run(ms(20));
+    assert!(
+        !net.get(1).unwrap().status(net.now).in_sync.contains(&2),
+        "the cut slave left the in-sync set"
+    );
+    net.heal(1, 2);
+    // A write every 300 µs, none waiting for its ack: whenever the master
+    // ticks, its last closed bracket is still on its way to the slave.
+    let mut rejoined = None;
+    for i in 0..400u32 {
+        net.with(1, |n, now, _| {
+            let _ = n.write(now, vec![put(1, i % 8, 0, &[i as u8; 64])]);
+        });
+        net.run(Duration::from_micros(300));
+        if net.get(1).unwrap().status(net.now).in_sync.contains(&2) {
+            rejoined = Some(i);
+            break;
+        }
+    }
+    assert!(
+        rejoined.is_some(),
+        "the slave never rejoined the in-sync set under a steady load"
+    );
+    // In sync again: a write is durable only with the slave's ack.
+    let c = net
+        .with(1, |n, now, _| {
+            n.write(now, vec![put(1, 99, 0, b"in sync")]).unwrap()
+        })
+        .unwrap();
+    assert!(!c.durable, "durable before the slave's ack");
+    net.run(ms(2));
+    assert!(net.get(1).unwrap().is_durable(c.bracket));
+    assert_eq!(net.state(2), net.state(1));
+}
