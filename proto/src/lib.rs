@@ -5,6 +5,7 @@
 //! |---|---|
 //! | [`tlv`] | the versioned TLV wire format: unknown fields skipped, missing fields defaulted |
 //! | [`msg`] | request kinds, field tags, flags, result codes, packed records |
+//! | [`image`] | the image manager's reports (IMAGE_* responses) |
 //! | [`message`] | the typed [`Request`] and [`Response`], encoded to and decoded from TLV |
 //! | [`auth`] | application secrets and request MACs |
 //! | [`mailbox`] | the mailbox register block as the card implements it |
@@ -15,6 +16,7 @@
 
 pub mod auth;
 pub mod daemon;
+pub mod image;
 pub mod link;
 pub mod mailbox;
 pub mod message;

@@ -6,6 +6,7 @@
 //! side does not know are skipped, fields it knows but did not receive
 //! take the defaults written here (the same defaults on both sides).
 
+use crate::image::{ImageReport, InstallProgress};
 use crate::msg::{flags, kind, tag, unpack, Code, LogInfo, SetInfo};
 use crate::tlv::{Builder, Message, TlvError};
 use hitless_hdl::contract::crc32c;
@@ -55,6 +56,34 @@ pub enum Request {
     LogTrim { flags: u32, to: Option<u32> },
     /// Erase the tier's record table (the firmware's own records stay).
     Format { flags: u32 },
+    /// The card's software images: running version, trial, NVS health.
+    ImageStatus,
+    /// A chunk of a signed package: `len` bytes at host `addr` are the
+    /// package's bytes `[offset, offset + len)` of `total`. A chunk at
+    /// offset 0 starts a new upload; each next one must start where the
+    /// card's copy ends (the response says where). The chunk that
+    /// completes the package makes the card verify it whole (signature,
+    /// key, expiry, checksums, anti-rollback unless `force`) before it
+    /// writes anything, then install and mirror it.
+    ImageInstall {
+        total: u64,
+        offset: u64,
+        addr: u64,
+        len: u32,
+        force: bool,
+    },
+    /// Set the alternate boot flag: the next boot is a trial boot.
+    ImageActivate,
+    /// The trial image works: make it current.
+    ImageMarkGood,
+    /// Abandon a trial, or make the previous image current again.
+    ImageRollback,
+    /// Serve the running image's components on these addresses
+    /// (`host:port`); neither: stop serving.
+    ImageServe {
+        http: Option<String>,
+        tftp: Option<String>,
+    },
 }
 
 /// Why a message is not a request this side can decode.
@@ -95,12 +124,26 @@ impl Request {
             Request::LogRead { .. } => kind::LOG_READ,
             Request::LogTrim { .. } => kind::LOG_TRIM,
             Request::Format { .. } => kind::FORMAT,
+            Request::ImageStatus => kind::IMAGE_STATUS,
+            Request::ImageInstall { .. } => kind::IMAGE_INSTALL,
+            Request::ImageActivate => kind::IMAGE_ACTIVATE,
+            Request::ImageMarkGood => kind::IMAGE_MARK_GOOD,
+            Request::ImageRollback => kind::IMAGE_ROLLBACK,
+            Request::ImageServe { .. } => kind::IMAGE_SERVE,
         }
     }
 
-    /// Whether the request needs a session (a `HANDLE` and a MAC).
+    /// Whether the request needs a session (a `HANDLE` and a MAC). The
+    /// image requests need none: they are the card operator's, who reaches
+    /// the mailbox only by owning the card's device (`hitlessd` refuses
+    /// them), and a package is authenticated by its own signature.
     pub fn needs_session(kind: u8) -> bool {
-        !matches!(kind, kind::STATUS | kind::STAGE | kind::OPEN)
+        !matches!(kind, kind::STATUS | kind::STAGE | kind::OPEN) && !Self::is_image(kind)
+    }
+
+    /// Whether the kind is one of the image manager's (`IMAGE_*`).
+    pub fn is_image(kind: u8) -> bool {
+        (kind::IMAGE_STATUS..=kind::IMAGE_SERVE).contains(&kind)
     }
 
     /// The session permission the request needs ([`flags`] `READ`,
@@ -116,7 +159,16 @@ impl Request {
             Request::LogAppend { .. } | Request::LogRead { .. } | Request::LogTrim { .. } => {
                 Some((flags::LOG, "the append log"))
             }
-            Request::Status | Request::Open { .. } | Request::Close | Request::Stage { .. } => None,
+            Request::Status
+            | Request::Open { .. }
+            | Request::Close
+            | Request::Stage { .. }
+            | Request::ImageStatus
+            | Request::ImageInstall { .. }
+            | Request::ImageActivate
+            | Request::ImageMarkGood
+            | Request::ImageRollback
+            | Request::ImageServe { .. } => None,
         }
     }
 
@@ -124,7 +176,38 @@ impl Request {
     pub fn encode(&self) -> Builder {
         let b = Builder::new(self.kind());
         match *self {
-            Request::Status | Request::Close | Request::List => b,
+            Request::Status
+            | Request::Close
+            | Request::List
+            | Request::ImageStatus
+            | Request::ImageActivate
+            | Request::ImageMarkGood
+            | Request::ImageRollback => b,
+            Request::ImageInstall {
+                total,
+                offset,
+                addr,
+                len,
+                force,
+            } => b
+                .u64(tag::TOTAL, total)
+                .u64(tag::OFFSET, offset)
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_LEN, len)
+                .u32(tag::FLAGS, if force { flags::FORCE } else { 0 }),
+            Request::ImageServe {
+                ref http,
+                ref tftp,
+            } => {
+                let b = match http {
+                    Some(h) => b.bytes(tag::HTTP_ADDR, h.as_bytes()),
+                    None => b,
+                };
+                match tftp {
+                    Some(t) => b.bytes(tag::TFTP_ADDR, t.as_bytes()),
+                    None => b,
+                }
+            }
             Request::Open { app, flags } => b.u32(tag::APP, app).u32(tag::FLAGS, flags),
             Request::Store {
                 object,
@@ -235,6 +318,27 @@ impl Request {
                 },
             },
             kind::FORMAT => Request::Format { flags: fl()? },
+            kind::IMAGE_STATUS => Request::ImageStatus,
+            kind::IMAGE_INSTALL => Request::ImageInstall {
+                total: m.u64_or(tag::TOTAL, 0)?,
+                offset: m.u64_or(tag::OFFSET, 0)?,
+                addr: addr()?,
+                len: u(tag::DATA_LEN, 0)?,
+                force: fl()? & flags::FORCE != 0,
+            },
+            kind::IMAGE_ACTIVATE => Request::ImageActivate,
+            kind::IMAGE_MARK_GOOD => Request::ImageMarkGood,
+            kind::IMAGE_ROLLBACK => Request::ImageRollback,
+            kind::IMAGE_SERVE => {
+                let text = |t: u16| {
+                    m.field(t)
+                        .map(|b| String::from_utf8_lossy(b).into_owned())
+                };
+                Request::ImageServe {
+                    http: text(tag::HTTP_ADDR),
+                    tftp: text(tag::TFTP_ADDR),
+                }
+            }
             other => return Err(RequestError::UnknownKind(other)),
         })
     }
@@ -403,6 +507,11 @@ pub enum Response {
         head: u32,
         tail: u32,
     },
+    /// IMAGE_STATUS, IMAGE_ACTIVATE, IMAGE_MARK_GOOD, IMAGE_ROLLBACK,
+    /// IMAGE_SERVE: the image state after the request.
+    Image(Box<ImageReport>),
+    /// IMAGE_INSTALL.
+    ImageInstall(Box<InstallProgress>),
 }
 
 /// A failed request as the card answers it.
@@ -527,6 +636,8 @@ impl Response {
                 };
                 b.u32(tag::LOG_HEAD, *head).u32(tag::LOG_TAIL, *tail)
             }
+            Response::Image(r) => r.encode(b),
+            Response::ImageInstall(p) => p.encode(b),
         }
     }
 
@@ -627,6 +738,12 @@ impl Response {
                 head: need(tag::LOG_HEAD)?,
                 tail: need(tag::LOG_TAIL)?,
             },
+            kind::IMAGE_STATUS
+            | kind::IMAGE_ACTIVATE
+            | kind::IMAGE_MARK_GOOD
+            | kind::IMAGE_ROLLBACK
+            | kind::IMAGE_SERVE => Response::Image(Box::new(ImageReport::decode(m)?)),
+            kind::IMAGE_INSTALL => Response::ImageInstall(Box::new(InstallProgress::decode(m)?)),
             other => {
                 return Err(ResponseError::Kind {
                     found: m.kind,
@@ -677,6 +794,24 @@ mod tests {
             (a, addr, a).prop_map(|(flags, addr, cap)| Request::LogRead { flags, addr, cap }),
             (a, proptest::option::of(a)).prop_map(|(flags, to)| Request::LogTrim { flags, to }),
             a.prop_map(|flags| Request::Format { flags }),
+            Just(Request::ImageStatus),
+            (addr, addr, addr, a, any::<bool>()).prop_map(|(total, offset, addr, len, force)| {
+                Request::ImageInstall {
+                    total,
+                    offset,
+                    addr,
+                    len,
+                    force,
+                }
+            }),
+            Just(Request::ImageActivate),
+            Just(Request::ImageMarkGood),
+            Just(Request::ImageRollback),
+            (
+                proptest::option::of("[a-z0-9.:]{0,20}"),
+                proptest::option::of("[a-z0-9.:]{0,20}")
+            )
+                .prop_map(|(http, tftp)| Request::ImageServe { http, tftp }),
         ]
     }
 
@@ -827,7 +962,67 @@ mod tests {
                 },
             ),
         ];
-        for (k, r) in cases {
+        let image = ImageReport {
+            state: ImageReport::RUNNING,
+            version: 1 << 40 | 7,
+            area: 1,
+            trial: true,
+            deadline: Some(1_900_000_000),
+            alt_boot: true,
+            boot_count: 1,
+            boot_limit: 3,
+            primary: 1,
+            current_area: 0,
+            areas: [
+                [
+                    crate::image::AreaReport {
+                        state: crate::image::AreaReport::GOOD,
+                        version: 6,
+                    },
+                    crate::image::AreaReport {
+                        state: crate::image::AreaReport::CORRUPT,
+                        version: 7,
+                    },
+                ],
+                Default::default(),
+            ],
+            last_rollback: Some((crate::image::cause::SELF_TEST, 6)),
+            http: Some("127.0.0.1:8080".into()),
+            tftp: None,
+            manifest: b"{}".to_vec(),
+            notes: vec!["a".into(), "b c".into()],
+        };
+        let installed = InstallProgress {
+            received: 99,
+            installed: Some(crate::image::Installed {
+                version: 3,
+                area: 1,
+                fresh: false,
+                written: vec!["fw".into()],
+                copied: vec!["gw".into(), "cfg".into()],
+                bytes_from_package: 1 << 33,
+                bytes_copied: 5,
+                erases: 6,
+                programs: 7,
+                notes: vec![],
+            }),
+        };
+        let image_cases = [
+            (kind::IMAGE_STATUS, Response::Image(Box::new(image.clone()))),
+            (
+                kind::IMAGE_ROLLBACK,
+                Response::Image(Box::new(ImageReport::default())),
+            ),
+            (kind::IMAGE_INSTALL, Response::ImageInstall(Box::new(installed))),
+            (
+                kind::IMAGE_INSTALL,
+                Response::ImageInstall(Box::new(InstallProgress {
+                    received: 5,
+                    installed: None,
+                })),
+            ),
+        ];
+        for (k, r) in cases.into_iter().chain(image_cases) {
             let bytes = r.encode(k).finish();
             let m = Message::decode(&bytes).unwrap();
             assert_eq!(Response::decode(k, &m), Ok(Ok(r)));

@@ -40,6 +40,21 @@ pub mod kind {
     pub const LOG_TRIM: u8 = 12;
     /// Erase a tier's record table (start over after a foreign image).
     pub const FORMAT: u8 = 13;
+    /// The card's software images (seed 002): running version, trial
+    /// state, both NVS devices' health; no authentication.
+    pub const IMAGE_STATUS: u8 = 14;
+    /// One chunk of a signed package (host buffer, by DMA); the last one
+    /// makes the card verify and install it (see `message::Request`).
+    pub const IMAGE_INSTALL: u8 = 15;
+    /// Set the alternate boot flag: the next card boot is a trial boot of
+    /// the installed image.
+    pub const IMAGE_ACTIVATE: u8 = 16;
+    /// The trial image works: make it current.
+    pub const IMAGE_MARK_GOOD: u8 = 17;
+    /// Abandon a trial, or go back to the previous image.
+    pub const IMAGE_ROLLBACK: u8 = 18;
+    /// Serve the running image's components over HTTP and TFTP (or stop).
+    pub const IMAGE_SERVE: u8 = 19;
     /// Response bit.
     pub const RESPONSE: u8 = 0x80;
 }
@@ -87,6 +102,33 @@ pub mod tag {
     /// STATUS response of a replicated card: its replication state, packed
     /// words (see `message::PeerReport`); absent on a card without a peer.
     pub const PEER: u16 = 25;
+    /// IMAGE_INSTALL: the package's whole length (u64).
+    pub const TOTAL: u16 = 26;
+    /// IMAGE_INSTALL: where this chunk starts in the package (u64); in
+    /// the response, the bytes the card holds.
+    pub const OFFSET: u16 = 27;
+    /// Image responses: the card's image state, packed words (see
+    /// `image::ImageReport`).
+    pub const IMAGE_STATE: u16 = 28;
+    /// Image responses: each NVS device's copy of each context area,
+    /// packed words.
+    pub const IMAGE_HEALTH: u16 = 29;
+    /// Image responses: the running image's manifest (the SGC, JSON).
+    pub const MANIFEST: u16 = 30;
+    /// Image responses: notes for the operator, one per line (UTF-8).
+    pub const NOTES: u16 = 31;
+    /// IMAGE_SERVE: the HTTP server's address (`host:port`, UTF-8).
+    pub const HTTP_ADDR: u16 = 32;
+    /// IMAGE_SERVE: the TFTP server's address (`host:port`, UTF-8).
+    pub const TFTP_ADDR: u16 = 33;
+    /// IMAGE_INSTALL response: the installed version (u64).
+    pub const VERSION: u16 = 34;
+    /// IMAGE_INSTALL response: what the install did, packed words.
+    pub const INSTALL: u16 = 35;
+    /// IMAGE_INSTALL response: components written from the package.
+    pub const WRITTEN: u16 = 36;
+    /// IMAGE_INSTALL response: unchanged components copied on the card.
+    pub const COPIED: u16 = 37;
 }
 
 /// Request flags (`FLAGS`).
@@ -102,6 +144,9 @@ pub mod flags {
     /// OPEN: the session may use the append log.
     pub const LOG: u32 = 1 << 4;
     pub const ALL: u32 = 0x1F;
+    /// IMAGE_INSTALL only: install a version lower than the running one
+    /// (anti-rollback override).
+    pub const FORCE: u32 = 1 << 5;
 }
 
 /// Result codes (`RESULT` field and the `MB_RESULT` register).
