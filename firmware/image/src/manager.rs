@@ -157,6 +157,9 @@ pub enum RollbackCause {
     Deadline,
     /// The operator asked.
     Manual,
+    /// A component of the trial image failed its boot self-test (the
+    /// platform's check, [`ImageManager::fail_trial`]).
+    SelfTest,
 }
 
 /// Autonomous notices (claims 45, 51) and other events for the operator.
@@ -993,6 +996,20 @@ impl<D: Nvs> ImageManager<D> {
         let _t = self.switch()?;
         let mut g = self.lock();
         Self::roll_back(&mut g, RollbackCause::Manual)
+    }
+
+    /// The trial image does not work (claim 62: "if the new software has
+    /// not loaded or is not functioning properly, then loading a previous
+    /// software version"): the platform's boot self-test failed. Abandon
+    /// the trial at once and run the current image; the card loads the
+    /// returned image. [`ImageError::NotInTrial`] outside a trial.
+    pub fn fail_trial(&self, cause: RollbackCause) -> Result<Booted, ImageError> {
+        let _t = self.switch()?;
+        let mut g = self.lock();
+        if !g.running()?.trial {
+            return Err(ImageError::NotInTrial);
+        }
+        Self::roll_back(&mut g, cause)
     }
 
     /// The trial's watchdog: past the deadline without mark-good, roll back.

@@ -506,3 +506,29 @@ fn file_backed_card_survives_reopening() {
     let m = open();
     assert_eq!(m.boot(NOW).unwrap().booted.manifest, fx.v1.manifest);
 }
+
+#[test]
+fn a_trial_that_fails_its_self_test_rolls_back_at_once() {
+    let (fx, m) = provisioned();
+    // Outside a trial there is nothing to abandon.
+    assert!(matches!(
+        m.fail_trial(RollbackCause::SelfTest),
+        Err(ImageError::NotInTrial)
+    ));
+    m.install_package(&fx.v2.full[..], NOW, false).unwrap();
+    m.activate().unwrap();
+    let b = m.boot(NOW).unwrap();
+    assert!(b.booted.trial);
+    m.take_notices();
+    let back = m.fail_trial(RollbackCause::SelfTest).unwrap();
+    assert_eq!(back.manifest.version, 1);
+    assert!(!back.trial);
+    assert!(m
+        .take_notices()
+        .iter()
+        .any(|n| matches!(n, Notice::RolledBack { cause: RollbackCause::SelfTest, version: 1 })));
+    // The flag is cleared: the next boot runs v1, not another trial.
+    let b = m.boot(NOW).unwrap();
+    assert!(!b.booted.trial);
+    check_booted(&fx, &m, &b, &[1]).unwrap();
+}
