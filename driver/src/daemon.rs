@@ -594,4 +594,43 @@ impl Firmware for DaemonClient {
     fn describe(&self) -> String {
         format!("hitlessd at {}", self.path.display())
     }
+    // Image management is the card operator's, not an application's:
+    // hitlessd does not forward it (its policy knows applications, not
+    // operators), so these are refused here, before anything is sent.
+    fn image_status(&mut self) -> Result<crate::firmware::ImageReport> {
+        Err(image_refused(self))
+    }
+    fn image_install(
+        &mut self,
+        _package: &mut dyn std::io::Read,
+        _total: u64,
+        _force: bool,
+        _progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<crate::firmware::Installed> {
+        Err(image_refused(self))
+    }
+    fn image_activate(&mut self) -> Result<crate::firmware::ImageReport> {
+        Err(image_refused(self))
+    }
+    fn image_mark_good(&mut self) -> Result<crate::firmware::ImageReport> {
+        Err(image_refused(self))
+    }
+    fn image_rollback(&mut self) -> Result<crate::firmware::ImageReport> {
+        Err(image_refused(self))
+    }
+    fn image_serve(
+        &mut self,
+        _http: Option<String>,
+        _tftp: Option<String>,
+    ) -> Result<crate::firmware::ImageReport> {
+        Err(image_refused(self))
+    }
+}
+
+/// Why an image request through the daemon is refused.
+pub const IMAGE_THROUGH_DAEMON: &str =
+    "image management is not served through hitlessd: stop hitlessd and run `hitless --card <the card> image ...` as the card's operator";
+
+fn image_refused(d: &DaemonClient) -> Error {
+    Error::InvalidArgument(format!("{} ({})", IMAGE_THROUGH_DAEMON, d.describe()))
 }

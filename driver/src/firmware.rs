@@ -27,7 +27,12 @@ use hitless_proto::tlv::Message;
 use hitless_proto::Response;
 use std::time::{Duration, Instant};
 
+pub use hitless_proto::image::{AreaReport, ImageReport, InstallProgress, Installed};
 pub use hitless_proto::{StatusReport as FwStatus, TierReport as FwTier};
+
+/// Package bytes one IMAGE_INSTALL request moves (the card takes up to
+/// 4 MiB; 1 MiB keeps progress reports frequent).
+pub const IMAGE_CHUNK: u64 = 1 << 20;
 
 /// An application's secret (its credentials; see `hitless_proto::auth`).
 pub type Secret = [u8; SECRET_BYTES];
@@ -510,6 +515,93 @@ impl<T: CardIo> Client<T> {
         )?)
     }
 
+    fn image(r: Response) -> Result<ImageReport> {
+        match r {
+            Response::Image(i) => Ok(*i),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// The card's software images: running version, trial state, both
+    /// NVS devices' health (seed 002; no credentials needed).
+    pub fn image_status(&mut self) -> Result<ImageReport> {
+        Self::image(self.call(&Request::ImageStatus, None)?)
+    }
+
+    /// Stream a signed package of `total` bytes from `package` to the
+    /// card in chunks through the DMA data buffer; the card verifies it
+    /// whole before it writes anything, then installs it in the alternate
+    /// context area of both NVS devices. `force` installs a version lower
+    /// than the running one. `progress(sent, total)` after each chunk.
+    pub fn image_install(
+        &mut self,
+        package: &mut dyn std::io::Read,
+        total: u64,
+        force: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Installed> {
+        if total == 0 {
+            return Err(Error::InvalidArgument("an empty package".into()));
+        }
+        let d = self.data;
+        let chunk = IMAGE_CHUNK.min(d.len);
+        let mut buf = vec![0u8; chunk as usize];
+        let mut offset = 0u64;
+        while offset < total {
+            let n = chunk.min(total - offset) as usize;
+            package
+                .read_exact(&mut buf[..n])
+                .map_err(|e| Error::InvalidArgument(format!("reading the package: {e}")))?;
+            self.put(d, 0, &buf[..n])?;
+            let r = Request::ImageInstall {
+                total,
+                offset,
+                addr: self.iova(d),
+                len: n as u32,
+                force,
+            };
+            let p = match self.call(&r, None)? {
+                Response::ImageInstall(p) => *p,
+                other => return Err(unexpected(&other)),
+            };
+            offset += n as u64;
+            if p.received != offset {
+                return Err(Error::BadCompletion(format!(
+                    "the card holds {} package bytes, {offset} were sent",
+                    p.received
+                )));
+            }
+            progress(offset, total);
+            if let Some(i) = p.installed {
+                return Ok(i);
+            }
+        }
+        Err(Error::BadCompletion(
+            "the card took the whole package but reported no install".into(),
+        ))
+    }
+
+    /// Activate the installed image: the card's next boot is a trial boot.
+    pub fn image_activate(&mut self) -> Result<ImageReport> {
+        Self::image(self.call(&Request::ImageActivate, None)?)
+    }
+
+    /// Mark the trial image good: it becomes current.
+    pub fn image_mark_good(&mut self) -> Result<ImageReport> {
+        Self::image(self.call(&Request::ImageMarkGood, None)?)
+    }
+
+    /// Abandon a trial, or make the previous image current again.
+    pub fn image_rollback(&mut self) -> Result<ImageReport> {
+        Self::image(self.call(&Request::ImageRollback, None)?)
+    }
+
+    /// Make the card serve its running image's components over HTTP and
+    /// TFTP on these addresses (`host:port`, port 0: any); neither: stop.
+    pub fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport> {
+        Self::image(self.call(&Request::ImageServe { http, tftp }, None)?)
+    }
+
     /// Send raw request bytes (tests of the firmware's input checking);
     /// returns the result code and the response bytes.
     pub fn raw(&mut self, bytes: &[u8]) -> Result<(Code, Vec<u8>)> {
@@ -623,6 +715,24 @@ pub trait Firmware {
     fn auth_failures(&mut self) -> Result<u32>;
     /// Where the firmware is reached, for messages.
     fn describe(&self) -> String;
+    /// The card's software images (see [`Client::image_status`]).
+    fn image_status(&mut self) -> Result<ImageReport>;
+    /// Install a signed package (see [`Client::image_install`]).
+    fn image_install(
+        &mut self,
+        package: &mut dyn std::io::Read,
+        total: u64,
+        force: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Installed>;
+    /// Activate the installed image (trial boot at the next card boot).
+    fn image_activate(&mut self) -> Result<ImageReport>;
+    /// Mark the trial image good.
+    fn image_mark_good(&mut self) -> Result<ImageReport>;
+    /// Abandon a trial or go back to the previous image.
+    fn image_rollback(&mut self) -> Result<ImageReport>;
+    /// Serve the running image's components (neither address: stop).
+    fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport>;
 }
 
 impl<T: CardIo> Firmware for Client<T> {
@@ -690,5 +800,29 @@ impl<T: CardIo> Firmware for Client<T> {
     }
     fn describe(&self) -> String {
         self.io.describe()
+    }
+    fn image_status(&mut self) -> Result<ImageReport> {
+        Client::image_status(self)
+    }
+    fn image_install(
+        &mut self,
+        package: &mut dyn std::io::Read,
+        total: u64,
+        force: bool,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Installed> {
+        Client::image_install(self, package, total, force, progress)
+    }
+    fn image_activate(&mut self) -> Result<ImageReport> {
+        Client::image_activate(self)
+    }
+    fn image_mark_good(&mut self) -> Result<ImageReport> {
+        Client::image_mark_good(self)
+    }
+    fn image_rollback(&mut self) -> Result<ImageReport> {
+        Client::image_rollback(self)
+    }
+    fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport> {
+        Client::image_serve(self, http, tftp)
     }
 }

@@ -4,6 +4,7 @@
 //! firmware's own `RingController` (the ring engine the host driver uses
 //! too), over the in-process register path instead of a bus.
 
+use crate::image::{self, CardImage};
 use crate::local::{LocalMemory, LOCAL_BASE};
 use crate::service::{CardService, ServiceError};
 use hitless_firmware::mailbox::{self, Mailbox, Pending};
@@ -175,12 +176,22 @@ impl FirmwareThread {
 
 /// Start the firmware on a running card service.
 pub fn start(svc: CardService) -> (FirmwareHandle, FirmwareThread) {
+    start_with_image(svc, None)
+}
+
+/// Start the firmware with the card's image manager (`crate::image`): it
+/// answers the mailbox's image requests and boots the image again at
+/// every card reset.
+pub fn start_with_image(
+    svc: CardService,
+    image: Option<CardImage>,
+) -> (FirmwareHandle, FirmwareThread) {
     let mailbox = Arc::new(Mutex::new(Mailbox::default()));
     let (tx, rx) = mpsc::channel();
     let mb = mailbox.clone();
     let thread = std::thread::Builder::new()
         .name("hitless-firmware".into())
-        .spawn(move || run(svc, mb, rx))
+        .spawn(move || run(svc, mb, rx, image))
         .map(FirmwareThread)
         .unwrap_or_else(|e| {
             tracing::error!("firmware thread: {e}");
@@ -260,12 +271,20 @@ impl Runner {
     }
 }
 
-fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Input>) {
+fn run(
+    svc: CardService,
+    mailbox: Arc<Mutex<Mailbox>>,
+    rx: Receiver<Input>,
+    mut image: Option<CardImage>,
+) {
     let mut r = Runner {
         svc: svc.clone(),
         mm: None,
         resets_seen: 0,
     };
+    // The image manager boots at every card boot: it booted when it was
+    // opened (process start), and again after each reset seen here.
+    let mut image_resets = r.svc.resets();
     let mut host = ServiceHost(svc);
     // The firmware takes the controller at its first request, not before:
     // a host that drives the controller directly (`--no-firmware` style)
@@ -277,12 +296,42 @@ fn run(svc: CardService, mailbox: Arc<Mutex<Mailbox>>, rx: Receiver<Input>) {
     }
     let mut failure = String::new();
     loop {
-        let p = match rx.recv_timeout(Duration::from_millis(100)) {
+        let input = rx.recv_timeout(Duration::from_millis(100));
+        if let Some(img) = image.as_mut() {
+            let resets = r.svc.resets();
+            if resets != image_resets {
+                image_resets = resets;
+                tracing::info!("card reset: booting the image again");
+                img.boot();
+            }
+            img.tick();
+        }
+        let p = match input {
             Ok(Input::Request(p)) => p,
-            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+            Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => {
+                if let Some(img) = image.as_mut() {
+                    img.shutdown();
+                }
+                return;
+            }
             Ok(Input::Frame(..) | Input::Connected(_) | Input::Disconnected(_))
             | Err(RecvTimeoutError::Timeout) => continue,
         };
+        // Image requests go to the image manager, which does not need
+        // the controller (nor the memory manager's tables).
+        if let Some(kind) = image::image_kind(&mut host, &p) {
+            let (code, len) = match image.as_mut() {
+                Some(img) => image::run(img, &mut host, &p, kind),
+                None => mailbox::refuse(
+                    &mut host,
+                    &p,
+                    Code::UnknownRequest,
+                    "this card runs no image manager",
+                ),
+            };
+            lock(&mailbox).finish(&p, code, len);
+            continue;
+        }
         if !r.current() {
             let published = lock(&mailbox).nonce;
             tracing::info!("controller reset or taken over: restarting the firmware");

@@ -7,6 +7,7 @@ pub mod dma;
 pub mod ffi;
 pub mod firmware;
 pub mod harness;
+pub mod image;
 pub mod inproc;
 pub mod link;
 pub mod local;

@@ -8,6 +8,7 @@
 //! controller directly, for cards without firmware.
 #![forbid(unsafe_code)]
 
+mod image;
 mod raw;
 mod status;
 
@@ -73,6 +74,12 @@ enum Cmd {
     Peer {
         #[command(subcommand)]
         cmd: PeerCmd,
+    },
+    /// The card's software images: status, install, activate, mark-good,
+    /// rollback, serve; keygen and pack make keys and signed packages.
+    Image {
+        #[command(subcommand)]
+        cmd: image::ImageCmd,
     },
     /// Geometry, both superblocks and the firmware's view of each tier.
     Inspect {
@@ -324,6 +331,7 @@ fn run(cli: Cli) -> Result<(), Error> {
     let creds = match &cli.cmd {
         Cmd::Status { .. }
         | Cmd::Peer { .. }
+        | Cmd::Image { .. }
         | Cmd::Inspect { .. }
         | Cmd::Raw { .. }
         | Cmd::Stage { app: None, .. } => None,
@@ -333,6 +341,12 @@ fn run(cli: Cli) -> Result<(), Error> {
     let fw = || open_firmware(&spec, timeout);
     let app = |a| App::open(fw()?, creds.as_ref(), a);
     match cli.cmd {
+        Cmd::Image { cmd } => {
+            if image::needs_card(&cmd) {
+                tracing::debug!(card = %spec, "image command");
+            }
+            image::run(cmd, &fw)
+        }
         Cmd::Peer {
             cmd: PeerCmd::Status { json },
         } => status::peer_status(fw()?, json),

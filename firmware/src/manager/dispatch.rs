@@ -53,6 +53,12 @@ impl<C: Controller> MemoryManager<C> {
                 Request::Status => Ok(Response::Status(self.status())),
                 Request::Stage { stage } => Ok(self.announce(stage)),
                 Request::Open { app, flags } => self.open(app, flags, raw, challenge),
+                // The image manager answers these in front of the memory
+                // manager where the card has one (hitless-sim serve).
+                other if Request::is_image(other.kind()) => fail(
+                    Code::UnknownRequest,
+                    "this card runs no image manager".to_string(),
+                ),
                 other => fail(Code::UnknownRequest, format!("{other:?}")),
             };
         }
@@ -288,7 +294,15 @@ impl<C: Controller> MemoryManager<C> {
                 tracing::warn!(tier = t.name(), app = s.app, "tier formatted");
                 Ok(Response::Done)
             }
-            other @ (Request::Status | Request::Stage { .. } | Request::Open { .. }) => fail(
+            other @ (Request::Status
+            | Request::Stage { .. }
+            | Request::Open { .. }
+            | Request::ImageStatus
+            | Request::ImageInstall { .. }
+            | Request::ImageActivate
+            | Request::ImageMarkGood
+            | Request::ImageRollback
+            | Request::ImageServe { .. }) => fail(
                 Code::UnknownRequest,
                 format!("{other:?} is not a session request"),
             ),

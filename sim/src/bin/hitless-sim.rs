@@ -48,6 +48,8 @@ enum Cmd {
         no_firmware: bool,
         #[command(flatten)]
         pair: PairArgs,
+        #[command(flatten)]
+        image: ImageArgs,
     },
     /// Reset the controller; both tiers keep their contents.
     WarmReset(Target),
@@ -104,6 +106,45 @@ enum Cmd {
         #[arg(long)]
         state: Option<PathBuf>,
     },
+}
+
+/// The card's software image manager (its two NVS flash devices are
+/// STATE_DIR/nvs0.flash and nvs1.flash).
+#[derive(clap::Args)]
+struct ImageArgs {
+    /// A public key (64 hex digits, `hitless image keygen`'s .pub file)
+    /// whose packages the card installs; repeat for more. Without one the
+    /// card refuses every package.
+    #[arg(long)]
+    image_trust: Vec<PathBuf>,
+    /// Size of each NVS device in MiB.
+    #[arg(long, default_value_t = 8)]
+    image_flash_mib: u32,
+    /// Trial boots of a newly activated image before the automatic rollback.
+    #[arg(long, default_value_t = 3)]
+    image_boot_limit: u32,
+    /// Seconds a trial boot has to be marked good.
+    #[arg(long, default_value_t = 300)]
+    image_trial_secs: u64,
+}
+
+impl ImageArgs {
+    fn config(&self) -> Result<hitless_sim::image::ImageConfig, String> {
+        let mut trusted = Vec::new();
+        for p in &self.image_trust {
+            let key = read_key(p)?;
+            trusted.push(
+                ed25519_dalek::VerifyingKey::from_bytes(&key)
+                    .map_err(|e| format!("{}: not an ed25519 public key: {e}", p.display()))?,
+            );
+        }
+        Ok(hitless_sim::image::ImageConfig {
+            trusted,
+            flash_mib: self.image_flash_mib,
+            boot_limit: self.image_boot_limit,
+            trial_window: self.image_trial_secs,
+        })
+    }
 }
 
 /// Replication to peer cards (all or none of --node, --listen, --peer,
@@ -191,9 +232,19 @@ fn main() -> ExitCode {
             host_latency,
             no_firmware,
             pair,
-        } => pair
-            .config()
-            .and_then(|pair| serve(socket, state_dir, control, host_latency, !no_firmware, pair)),
+            image,
+        } => pair.config().and_then(|pair| {
+            let image = image.config()?;
+            serve(
+                socket,
+                state_dir,
+                control,
+                host_latency,
+                !no_firmware,
+                pair,
+                image,
+            )
+        }),
         Cmd::WarmReset(t) => ctl(&t, "warm-reset".into()),
         Cmd::PowerCycle(t) => ctl(&t, "power-cycle".into()),
         Cmd::CutPower { target, at_cycle } => ctl(&target, format!("cut-power {at_cycle}")),
@@ -274,6 +325,7 @@ fn serve(
     host_latency: u64,
     firmware: bool,
     pair: Option<hitless_sim::pair::PairConfig>,
+    image: hitless_sim::image::ImageConfig,
 ) -> Result<(), String> {
     let mut timing = CardTiming::default();
     timing.host.latency = host_latency;
@@ -318,7 +370,16 @@ fn serve(
     );
     let fw = match (firmware, pair) {
         (false, _) => None,
-        (true, None) => Some(hitless_sim::firmware::start(svc.clone())),
+        (true, None) => {
+            // The image manager boots the card's image before the host can
+            // send the first request (the card's first boot).
+            let img = hitless_sim::image::CardImage::open(&state_dir, &image)
+                .map_err(|e| hitless_firmware::manager::chain(&e))?;
+            Some(hitless_sim::firmware::start_with_image(
+                svc.clone(),
+                Some(img),
+            ))
+        }
         (true, Some(pair)) => {
             let node = pair.node;
             let (h, t, addr) = hitless_sim::firmware::start_replicated(svc.clone(), pair)?;
