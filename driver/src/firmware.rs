@@ -598,7 +598,11 @@ impl<T: CardIo> Client<T> {
 
     /// Make the card serve its running image's components over HTTP and
     /// TFTP on these addresses (`host:port`, port 0: any); neither: stop.
-    pub fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport> {
+    pub fn image_serve(
+        &mut self,
+        http: Option<String>,
+        tftp: Option<String>,
+    ) -> Result<ImageReport> {
         Self::image(self.call(&Request::ImageServe { http, tftp }, None)?)
     }
 

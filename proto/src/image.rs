@@ -285,8 +285,7 @@ fn words(m: &Message<'_>, t: u16, n: usize) -> Result<Vec<u32>, crate::message::
 }
 
 fn text(m: &Message<'_>, t: u16) -> Option<String> {
-    m.field(t)
-        .map(|b| String::from_utf8_lossy(b).into_owned())
+    m.field(t).map(|b| String::from_utf8_lossy(b).into_owned())
 }
 
 fn lines(b: Builder, t: u16, v: &[String]) -> Builder {

@@ -195,10 +195,7 @@ impl Request {
                 .u64(tag::DATA_ADDR, addr)
                 .u32(tag::DATA_LEN, len)
                 .u32(tag::FLAGS, if force { flags::FORCE } else { 0 }),
-            Request::ImageServe {
-                ref http,
-                ref tftp,
-            } => {
+            Request::ImageServe { ref http, ref tftp } => {
                 let b = match http {
                     Some(h) => b.bytes(tag::HTTP_ADDR, h.as_bytes()),
                     None => b,
@@ -330,10 +327,7 @@ impl Request {
             kind::IMAGE_MARK_GOOD => Request::ImageMarkGood,
             kind::IMAGE_ROLLBACK => Request::ImageRollback,
             kind::IMAGE_SERVE => {
-                let text = |t: u16| {
-                    m.field(t)
-                        .map(|b| String::from_utf8_lossy(b).into_owned())
-                };
+                let text = |t: u16| m.field(t).map(|b| String::from_utf8_lossy(b).into_owned());
                 Request::ImageServe {
                     http: text(tag::HTTP_ADDR),
                     tftp: text(tag::TFTP_ADDR),
@@ -1013,7 +1007,10 @@ mod tests {
                 kind::IMAGE_ROLLBACK,
                 Response::Image(Box::new(ImageReport::default())),
             ),
-            (kind::IMAGE_INSTALL, Response::ImageInstall(Box::new(installed))),
+            (
+                kind::IMAGE_INSTALL,
+                Response::ImageInstall(Box::new(installed)),
+            ),
             (
                 kind::IMAGE_INSTALL,
                 Response::ImageInstall(Box::new(InstallProgress {

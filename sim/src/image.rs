@@ -144,11 +144,9 @@ impl CardImage {
         let rail = PowerRail::new();
         let dev = |i: usize| {
             let path = state_dir.join(format!("nvs{i}.flash"));
-            SimFlash::file(&path, geometry, rail.clone()).map_err(|source| {
-                CardImageError::Flash {
-                    path: path.display().to_string(),
-                    source,
-                }
+            SimFlash::file(&path, geometry, rail.clone()).map_err(|source| CardImageError::Flash {
+                path: path.display().to_string(),
+                source,
             })
         };
         let mut opts = Options::new(cfg.trusted.clone());
@@ -297,9 +295,7 @@ impl CardImage {
             boot_limit: meta.boot_limit,
             primary: meta.primary_device() as u32,
             current_area: meta.current_area() as u32,
-            last_rollback: self
-                .last_rollback
-                .map(|(c, v)| (cause_code(c), v)),
+            last_rollback: self.last_rollback.map(|(c, v)| (cause_code(c), v)),
             http: self.http.as_ref().map(|h| h.local_addr().to_string()),
             tftp: self.tftp.as_ref().map(|h| h.local_addr().to_string()),
             notes: self.notes.clone(),
@@ -412,7 +408,11 @@ impl CardImage {
                 tracing::warn!(error = %e, "package refused");
                 refuse(&e)
             })?;
-        tracing::info!(version = rep.version, fresh = rep.fresh, "package installed");
+        tracing::info!(
+            version = rep.version,
+            fresh = rep.fresh,
+            "package installed"
+        );
         let gateware: Vec<String> = self
             .mgr
             .take_notices()
@@ -547,14 +547,15 @@ pub fn run(img: &mut CardImage, host: &mut dyn HostMemory, p: &Pending, kind: u8
     }
     let mut raw = vec![0u8; p.req_len as usize];
     if let Err(e) = host.read(p.req_addr, &mut raw) {
-        tracing::warn!("request unreadable: {}", hitless_firmware::manager::chain(&e));
+        tracing::warn!(
+            "request unreadable: {}",
+            hitless_firmware::manager::chain(&e)
+        );
         return (Code::HostMemory, 0);
     }
     let result = Message::decode(&raw)
         .map_err(|e| Failure::new(Code::BadMessage, e.to_string()))
-        .and_then(|m| {
-            Request::decode(&m).map_err(|e| Failure::new(e.code(), e.to_string()))
-        })
+        .and_then(|m| Request::decode(&m).map_err(|e| Failure::new(e.code(), e.to_string())))
         .and_then(|r| img.handle(host, r));
     let (code, message) = match result {
         Ok(r) => (Code::Ok, r.encode(kind).finish()),

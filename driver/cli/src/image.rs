@@ -227,7 +227,10 @@ fn print_status(r: &ImageReport, json: bool) -> Result<(), Error> {
         println!("  device {d}: area 0 {}, area 1 {}", row[0], row[1]);
     }
     if let Some(rb) = &v.last_rollback {
-        println!("  last rollback: to version {} ({})", rb.to_version, rb.cause);
+        println!(
+            "  last rollback: to version {} ({})",
+            rb.to_version, rb.cause
+        );
     }
     for c in &v.components {
         println!(
@@ -280,7 +283,13 @@ fn bar(total: u64, what: &str) -> indicatif::ProgressBar {
 fn download_path(url: &str) -> PathBuf {
     let name: String = url
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     std::env::temp_dir().join(format!("hitless-download-{name}"))
 }
@@ -312,8 +321,7 @@ fn install(
     } else {
         (PathBuf::from(package), false)
     };
-    let mut f = std::fs::File::open(&path)
-        .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+    let mut f = std::fs::File::open(&path).map_err(|e| bad(format!("{}: {e}", path.display())))?;
     let total = f
         .metadata()
         .map_err(|e| bad(format!("{}: {e}", path.display())))?
@@ -457,13 +465,18 @@ fn pack(
             .first()
             .map(|m| m.split(',').filter(|s| !s.is_empty()).collect())
             .unwrap_or_default();
-        b = b.component(name, parse_kind(kind)?, &version.to_string(), &modules, data);
+        b = b.component(
+            name,
+            parse_kind(kind)?,
+            &version.to_string(),
+            &modules,
+            data,
+        );
     }
     if let Some(base) = base {
-        let bytes =
-            std::fs::read(base).map_err(|e| bad(format!("{}: {e}", base.display())))?;
-        let m = Manifest::from_bytes(&bytes)
-            .map_err(|e| bad(format!("{}: {e}", base.display())))?;
+        let bytes = std::fs::read(base).map_err(|e| bad(format!("{}: {e}", base.display())))?;
+        let m =
+            Manifest::from_bytes(&bytes).map_err(|e| bad(format!("{}: {e}", base.display())))?;
         b = b.partial_against(&m);
     }
     // The manifest's own rules (names, count) before anything is written.
@@ -486,10 +499,7 @@ pub fn needs_card(cmd: &ImageCmd) -> bool {
 }
 
 /// Run `hitless image ...`; `fw` opens the card's firmware.
-pub fn run(
-    cmd: ImageCmd,
-    fw: &dyn Fn() -> Result<Box<dyn Firmware>, Error>,
-) -> Result<(), Error> {
+pub fn run(cmd: ImageCmd, fw: &dyn Fn() -> Result<Box<dyn Firmware>, Error>) -> Result<(), Error> {
     match cmd {
         ImageCmd::Keygen { key } => keygen(&key),
         ImageCmd::Pack {
@@ -499,7 +509,14 @@ pub fn run(
             expires_days,
             base,
             components,
-        } => pack(&key, &out, version, expires_days, base.as_deref(), &components),
+        } => pack(
+            &key,
+            &out,
+            version,
+            expires_days,
+            base.as_deref(),
+            &components,
+        ),
         ImageCmd::Status { json } => print_status(&fw()?.image_status()?, json),
         ImageCmd::Install {
             package,

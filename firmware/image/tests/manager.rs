@@ -523,10 +523,13 @@ fn a_trial_that_fails_its_self_test_rolls_back_at_once() {
     let back = m.fail_trial(RollbackCause::SelfTest).unwrap();
     assert_eq!(back.manifest.version, 1);
     assert!(!back.trial);
-    assert!(m
-        .take_notices()
-        .iter()
-        .any(|n| matches!(n, Notice::RolledBack { cause: RollbackCause::SelfTest, version: 1 })));
+    assert!(m.take_notices().iter().any(|n| matches!(
+        n,
+        Notice::RolledBack {
+            cause: RollbackCause::SelfTest,
+            version: 1
+        }
+    )));
     // The flag is cleared: the next boot runs v1, not another trial.
     let b = m.boot(NOW).unwrap();
     assert!(!b.booted.trial);
