@@ -637,6 +637,18 @@ impl Worker {
                     req.kind()
                 )))
             }
+            // Image management is the card operator's; the daemon does not
+            // forward it (docs/images.md).
+            Request::ImageStatus
+            | Request::ImageInstall { .. }
+            | Request::ImageActivate
+            | Request::ImageMarkGood
+            | Request::ImageRollback
+            | Request::ImageServe { .. } => {
+                return Err(Error::InvalidArgument(
+                    hitless_driver::daemon::IMAGE_THROUGH_DAEMON.into(),
+                ))
+            }
         })
     }
 }

@@ -1005,7 +1005,7 @@ mod tests {
             (kind::IMAGE_STATUS, Response::Image(Box::new(image.clone()))),
             (
                 kind::IMAGE_ROLLBACK,
-                Response::Image(Box::new(ImageReport::default())),
+                Response::Image(Box::default()),
             ),
             (
                 kind::IMAGE_INSTALL,

@@ -331,12 +331,8 @@ fn install(
     b.finish_and_clear();
     let i: Installed = r.map_err(|e| match e {
         Error::Firmware { detail, .. } => bad(format!(
-            "the card refused the package, nothing was written: {detail}{}",
-            if detail.contains("lower than the installed") {
-                " (--force to install it anyway)"
-            } else {
-                ""
-            }
+            "the card refused the package, nothing was written: {}",
+            detail.replace("(use force)", "(--force installs it anyway)")
         )),
         other => other,
     })?;

@@ -603,10 +603,163 @@ fn pair_story(sim: &Path, cli: &Path, dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// The gateware for the image demo: the ECP5 bitstream `cargo xtask
+/// bitstreams` builds (bitstreams/out is not committed), else the
+/// committed ULX3S (ECP5) board wrapper as a stand-in.
+fn ecp5_gateware() -> (std::path::PathBuf, &'static str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    for (p, what) in [
+        (
+            "bitstreams/out/ulx3s/ulx3s.bit",
+            "the ULX3S (ECP5-85F) bitstream",
+        ),
+        (
+            "bitstreams/out/orangecrab/orangecrab.bit",
+            "the OrangeCrab (ECP5-25F) bitstream",
+        ),
+    ] {
+        let p = root.join(p);
+        if p.is_file() {
+            return (p, what);
+        }
+    }
+    (
+        root.join("bitstreams/boards/ulx3s/top.v"),
+        "no ECP5 .bit is committed (bitstreams/out is built by `cargo xtask bitstreams ulx3s`): \
+         the committed ULX3S (ECP5) board wrapper stands in for it",
+    )
+}
+
+/// Part 1b: software images. The card's image manager (two simulated NVS
+/// flash devices in the card's state directory) installs a signed package
+/// holding the ECP5 bitstream, boots it on trial after a restart, is told
+/// it is good; then a broken package rolls back by itself.
+fn images() -> Result<(), String> {
+    let here = std::env::current_exe().map_err(|e| e.to_string())?;
+    let bindir = here.parent().ok_or("no binary directory")?;
+    let (sim, cli) = (bindir.join("hitless-sim"), bindir.join("hitless"));
+    let dir = std::env::temp_dir().join(format!("hitless-demo-image-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let d = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let exec = |args: &[&str], card: Option<&str>| -> Result<String, String> {
+        println!("$ hitless {}", args.join(" "));
+        let mut cmd = std::process::Command::new(&cli);
+        if let Some(c) = card {
+            cmd.env("HITLESS_CARD", c);
+        }
+        let out = cmd.args(args).output().map_err(|e| e.to_string())?;
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
+            println!("  {line}");
+        }
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!("`hitless {}` failed", args.join(" ")))
+        }
+    };
+    let (gw, what) = ecp5_gateware();
+    println!("# gateware: {what}:\n#   {}", gw.display());
+    let gw = gw.to_string_lossy().into_owned();
+    let write =
+        |name: &str, text: &str| std::fs::write(dir.join(name), text).map_err(|e| e.to_string());
+    write("fw-1", "hitless card firmware 1\nselftest=pass\n")?;
+    write("fw-2", "hitless card firmware 2\nselftest=pass\n")?;
+    write("fw-3", "hitless card firmware 3 (broken)\nselftest=fail\n")?;
+    write("card.cfg", "mtu=9000\n")?;
+    let key = d("release.key");
+    let steps = (|| -> Result<(), String> {
+        exec(&["image", "keygen", &key], None)?;
+        let pack = |v: &str, fw: &str, with_gw: bool| {
+            let mut args = vec![
+                "image".to_string(),
+                "pack".into(),
+                "--key".into(),
+                key.clone(),
+            ];
+            args.extend([
+                "--out".into(),
+                d(&format!("v{v}.pkg")),
+                "--version".into(),
+                v.into(),
+            ]);
+            if with_gw {
+                args.push(format!("gateware:gateware:{gw}:fpga"));
+            }
+            args.push(format!("firmware:firmware:{}:cpu", d(fw)));
+            args.push(format!("config:configuration:{}:cpu", d("card.cfg")));
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            exec(&a, None)
+        };
+        pack("1", "fw-1", false)?;
+        pack("2", "fw-2", true)?;
+        pack("3", "fw-3", true)?;
+        println!(
+            "$ hitless-sim serve --socket {0}/card.sock --state-dir {0}/state --image-trust {1}.pub &",
+            dir.display(),
+            key
+        );
+        let pubkey = format!("{key}.pub");
+        let spawn = || {
+            hitless_sim::serve::spawn_card(
+                &sim,
+                &dir,
+                &["--image-trust", &pubkey],
+                std::time::Duration::from_secs(10),
+            )
+        };
+        let p = spawn()?;
+        let card = format!("vfio-user:{}", p.socket.display());
+        let c = Some(card.as_str());
+        println!("\n# A blank card (its NVS created on first start) takes a fresh install.");
+        exec(&["image", "status"], c)?;
+        exec(&["image", "install", &d("v1.pkg")], c)?;
+        println!("\n# Version 2 carries the ECP5 bitstream: installed in the alternate area");
+        println!("# of both NVS devices, activated, and booted on trial at the next card boot.");
+        exec(&["image", "install", &d("v2.pkg")], c)?;
+        exec(&["image", "activate"], c)?;
+        println!("# (the card process restarts)");
+        drop(p);
+        let p = spawn()?;
+        let st = exec(&["image", "status"], c)?;
+        if !st.contains("ON TRIAL") {
+            return Err("version 2 did not boot on trial".into());
+        }
+        exec(&["image", "mark-good"], c)?;
+        println!("\n# Version 3's firmware fails its boot self-test: activated, the card");
+        println!("# restarts, the trial fails and the card goes back to version 2 by itself.");
+        exec(&["image", "install", &d("v3.pkg")], c)?;
+        exec(&["image", "activate"], c)?;
+        println!("# (the card process restarts)");
+        drop(p);
+        let p = spawn()?;
+        let st = exec(&["image", "status"], c)?;
+        if !st.contains("version 2 from area") || !st.contains("last rollback") {
+            return Err("version 3 was not rolled back".into());
+        }
+        println!("\n# An older package is refused (anti-rollback), nothing written.");
+        if exec(&["image", "install", &d("v1.pkg")], c).is_ok() {
+            return Err("the older package was accepted".into());
+        }
+        drop(p);
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    steps
+}
+
 fn demo() -> Result<(), String> {
     let e = |e: SimError| e.to_string();
     println!("hitless demo\n\nPart 1: the card as a process, the hitless CLI over vfio-user\n");
     session()?;
+    println!("\nPart 1b: software images on the card (signed packages, trial boot, rollback)\n");
+    images()?;
     println!("\nPart 2: a replicated pair: a witness, two cards, the master killed\n");
     replication()?;
     println!(
@@ -741,7 +894,10 @@ fn demo() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match demo() {
+    // `cargo xtask demo images`: the software-image part alone.
+    let only_images = std::env::args().skip(1).any(|a| a == "images");
+    let run = if only_images { images } else { demo };
+    match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             eprintln!("demo failed: {msg}");
