@@ -1003,10 +1003,7 @@ mod tests {
         };
         let image_cases = [
             (kind::IMAGE_STATUS, Response::Image(Box::new(image.clone()))),
-            (
-                kind::IMAGE_ROLLBACK,
-                Response::Image(Box::default()),
-            ),
+            (kind::IMAGE_ROLLBACK, Response::Image(Box::default())),
             (
                 kind::IMAGE_INSTALL,
                 Response::ImageInstall(Box::new(installed)),
