@@ -318,19 +318,14 @@ fn run(
             | Err(RecvTimeoutError::Timeout) => continue,
         };
         // Image requests go to the image manager, which does not need
-        // the controller (nor the memory manager's tables).
-        if let Some(kind) = image::image_kind(&mut host, &p) {
-            let (code, len) = match image.as_mut() {
-                Some(img) => image::run(img, &mut host, &p, kind),
-                None => mailbox::refuse(
-                    &mut host,
-                    &p,
-                    Code::UnknownRequest,
-                    "this card runs no image manager",
-                ),
-            };
-            lock(&mailbox).finish(&p, code, len);
-            continue;
+        // the controller (nor the memory manager's tables). Without one,
+        // the memory manager answers them "no image manager".
+        if let Some(img) = image.as_mut() {
+            if let Some(kind) = image::image_kind(&mut host, &p) {
+                let (code, len) = image::run(img, &mut host, &p, kind);
+                lock(&mailbox).finish(&p, code, len);
+                continue;
+            }
         }
         if !r.current() {
             let published = lock(&mailbox).nonce;
