@@ -207,11 +207,14 @@ fn print_status(r: &ImageReport, json: bool) -> Result<(), Error> {
     }
     match v.version {
         Some(ver) if v.trial => println!(
-            "image: version {ver} from area {} ON TRIAL (boot {} of {}; mark good before {})",
+            "image: version {ver} from area {} ON TRIAL (boot {} of {}; mark good within {})",
             r.area,
             v.boot_count,
             v.boot_limit,
-            v.deadline.map_or("-".into(), |d| d.to_string())
+            v.deadline.map_or("-".into(), |d| format!(
+                "{} s",
+                d.saturating_sub(unix_now())
+            ))
         ),
         Some(ver) => println!("image: version {ver} from area {} (current)", r.area),
         None => println!("image: {}", v.state),
