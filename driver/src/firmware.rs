@@ -719,24 +719,44 @@ pub trait Firmware {
     fn auth_failures(&mut self) -> Result<u32>;
     /// Where the firmware is reached, for messages.
     fn describe(&self) -> String;
+    // The image operations (seed 002) are the card operator's. Their
+    // defaults refuse, so a path that does not carry them (a test fake, a
+    // future transport) says so instead of failing to build; `Client`
+    // implements them, `DaemonClient` refuses with its own reason.
     /// The card's software images (see [`Client::image_status`]).
-    fn image_status(&mut self) -> Result<ImageReport>;
+    fn image_status(&mut self) -> Result<ImageReport> {
+        Err(no_images(self.describe()))
+    }
     /// Install a signed package (see [`Client::image_install`]).
     fn image_install(
         &mut self,
-        package: &mut dyn std::io::Read,
-        total: u64,
-        force: bool,
-        progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<Installed>;
+        _package: &mut dyn std::io::Read,
+        _total: u64,
+        _force: bool,
+        _progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Installed> {
+        Err(no_images(self.describe()))
+    }
     /// Activate the installed image (trial boot at the next card boot).
-    fn image_activate(&mut self) -> Result<ImageReport>;
+    fn image_activate(&mut self) -> Result<ImageReport> {
+        Err(no_images(self.describe()))
+    }
     /// Mark the trial image good.
-    fn image_mark_good(&mut self) -> Result<ImageReport>;
+    fn image_mark_good(&mut self) -> Result<ImageReport> {
+        Err(no_images(self.describe()))
+    }
     /// Abandon a trial or go back to the previous image.
-    fn image_rollback(&mut self) -> Result<ImageReport>;
+    fn image_rollback(&mut self) -> Result<ImageReport> {
+        Err(no_images(self.describe()))
+    }
     /// Serve the running image's components (neither address: stop).
-    fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport>;
+    fn image_serve(&mut self, _http: Option<String>, _tftp: Option<String>) -> Result<ImageReport> {
+        Err(no_images(self.describe()))
+    }
+}
+
+fn no_images(path: String) -> Error {
+    Error::InvalidArgument(format!("image management is not available through {path}"))
 }
 
 impl<T: CardIo> Firmware for Client<T> {

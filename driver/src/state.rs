@@ -57,9 +57,7 @@ impl AppState {
         if m.kind != STATE_KIND {
             return Err(bad(format!("message kind {:#x}", m.kind)));
         }
-        let generation = m
-            .u64_or(GENERATION, 0)
-            .map_err(|e| bad(e.to_string()))?;
+        let generation = m.u64_or(GENERATION, 0).map_err(|e| bad(e.to_string()))?;
         let records = m
             .tags()
             .filter(|&t| t != GENERATION)
@@ -157,14 +155,8 @@ impl Bracket<'_> {
                 bytes.len()
             )));
         }
-        self.fw.store(
-            &self.session,
-            self.at.object,
-            0,
-            0,
-            self.at.cold,
-            &bytes,
-        )?;
+        self.fw
+            .store(&self.session, self.at.object, 0, 0, self.at.cold, &bytes)?;
         Ok(self.state)
     }
 }
