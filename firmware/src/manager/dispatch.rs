@@ -57,7 +57,8 @@ impl<C: Controller> MemoryManager<C> {
                 // manager where the card has one (hitless-sim serve).
                 other if Request::is_image(other.kind()) => fail(
                     Code::UnknownRequest,
-                    "this card runs no image manager".to_string(),
+                    "this card runs no image manager (hitless-sim serve starts one with --image-trust KEY.pub)"
+                        .to_string(),
                 ),
                 other => fail(Code::UnknownRequest, format!("{other:?}")),
             };

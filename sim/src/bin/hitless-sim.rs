@@ -373,12 +373,18 @@ fn serve(
         (true, None) => {
             // The image manager boots the card's image before the host can
             // send the first request (the card's first boot).
-            let img = hitless_sim::image::CardImage::open(&state_dir, &image)
-                .map_err(|e| hitless_firmware::manager::chain(&e))?;
-            Some(hitless_sim::firmware::start_with_image(
-                svc.clone(),
-                Some(img),
-            ))
+            // A card runs one when it trusts a signing key, or has its
+            // NVS devices already: a card that can never install a package
+            // keeps no 2 × 8 MiB of flash files.
+            let img = if !image.trusted.is_empty() || state_dir.join("nvs0.flash").exists() {
+                Some(
+                    hitless_sim::image::CardImage::open(&state_dir, &image)
+                        .map_err(|e| hitless_firmware::manager::chain(&e))?,
+                )
+            } else {
+                None
+            };
+            Some(hitless_sim::firmware::start_with_image(svc.clone(), img))
         }
         (true, Some(pair)) => {
             let node = pair.node;
