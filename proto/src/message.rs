@@ -55,6 +55,9 @@ pub enum Request {
     LogTrim { flags: u32, to: Option<u32> },
     /// Erase the tier's record table (the firmware's own records stay).
     Format { flags: u32 },
+    /// Replicated card: hand the master role to node `to` (absent: the
+    /// only slave in sync), hitless (claim 44).
+    Switchover { to: Option<u32> },
 }
 
 /// Why a message is not a request this side can decode.
@@ -95,12 +98,16 @@ impl Request {
             Request::LogRead { .. } => kind::LOG_READ,
             Request::LogTrim { .. } => kind::LOG_TRIM,
             Request::Format { .. } => kind::FORMAT,
+            Request::Switchover { .. } => kind::SWITCHOVER,
         }
     }
 
     /// Whether the request needs a session (a `HANDLE` and a MAC).
     pub fn needs_session(kind: u8) -> bool {
-        !matches!(kind, kind::STATUS | kind::STAGE | kind::OPEN)
+        !matches!(
+            kind,
+            kind::STATUS | kind::STAGE | kind::OPEN | kind::SWITCHOVER
+        )
     }
 
     /// The session permission the request needs ([`flags`] `READ`,
@@ -116,7 +123,11 @@ impl Request {
             Request::LogAppend { .. } | Request::LogRead { .. } | Request::LogTrim { .. } => {
                 Some((flags::LOG, "the append log"))
             }
-            Request::Status | Request::Open { .. } | Request::Close | Request::Stage { .. } => None,
+            Request::Status
+            | Request::Open { .. }
+            | Request::Close
+            | Request::Stage { .. }
+            | Request::Switchover { .. } => None,
         }
     }
 
@@ -174,6 +185,10 @@ impl Request {
                 }
             }
             Request::Format { flags } => b.u32(tag::FLAGS, flags),
+            Request::Switchover { to } => match to {
+                Some(to) => b.u32(tag::MASTER, to),
+                None => b,
+            },
         }
     }
 
@@ -235,6 +250,13 @@ impl Request {
                 },
             },
             kind::FORMAT => Request::Format { flags: fl()? },
+            kind::SWITCHOVER => Request::Switchover {
+                to: if m.has(tag::MASTER) {
+                    Some(u(tag::MASTER, 0)?)
+                } else {
+                    None
+                },
+            },
             other => return Err(RequestError::UnknownKind(other)),
         })
     }
@@ -356,8 +378,22 @@ impl PeerReport {
     }
 }
 
+/// What a replicated card's STATUS adds beside [`PeerReport`] (fields of
+/// their own, so an older reader skips them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerNotes {
+    /// A master: bytes not yet acknowledged by every slave.
+    pub lag_bytes: Option<u64>,
+    /// Why this card's takeover was not hitless (claim 18); `None` after a
+    /// hitless one (a switchover) or on a card that never took over.
+    pub cause: Option<String>,
+    /// The node that took over from this card, and the cause it sent
+    /// (claim 18: the new master tells the old one).
+    pub cause_heard: Option<(u32, String)>,
+}
+
 /// The firmware's STATUS answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatusReport {
     pub warm: TierReport,
     pub cold: TierReport,
@@ -369,6 +405,8 @@ pub struct StatusReport {
     pub announced: Option<u32>,
     /// A replicated card's replication state (none: no peer).
     pub peer: Option<PeerReport>,
+    /// A replicated card's lag in bytes and takeover causes.
+    pub peer_notes: PeerNotes,
 }
 
 /// A successful response body. Which variant answers which request is
@@ -396,6 +434,15 @@ pub enum Response {
     },
     /// LOG_APPEND: the record's log offset.
     Appended { offset: u32 },
+    /// SWITCHOVER: node `to` holds the master role now; `epoch` is its
+    /// epoch once this card heard it (`None`: handed over, not heard yet),
+    /// `from_epoch` the old master's, `bracket` the last one handed over.
+    Switched {
+        to: u32,
+        from_epoch: u64,
+        epoch: Option<u64>,
+        bracket: u64,
+    },
     /// LOG_READ: the records (payloads in the host buffer) and the log
     /// pointers; LOG_TRIM: the pointers alone.
     Log {
@@ -413,6 +460,9 @@ pub struct Failure {
     pub detail: String,
     /// With `TooSmall`: bytes the host buffer must have.
     pub needed: Option<u32>,
+    /// With `NotMaster`: the master the card knows, and its epoch.
+    pub master: Option<u32>,
+    pub epoch: Option<u64>,
 }
 
 impl Failure {
@@ -421,6 +471,18 @@ impl Failure {
             code,
             detail: detail.into(),
             needed: None,
+            master: None,
+            epoch: None,
+        }
+    }
+
+    /// A `NotMaster` answer: the master this card knows (if any) and the
+    /// newest epoch it knows.
+    pub fn not_master(master: Option<u32>, epoch: u64, detail: impl Into<String>) -> Self {
+        Self {
+            master,
+            epoch: Some(epoch),
+            ..Self::new(Code::NotMaster, detail)
         }
     }
 
@@ -430,6 +492,8 @@ impl Failure {
             code: Code::TooSmall,
             detail: format!("{needed} bytes needed"),
             needed: Some(u32::try_from(needed).unwrap_or(u32::MAX)),
+            master: None,
+            epoch: None,
         }
     }
 
@@ -438,6 +502,14 @@ impl Failure {
         let b = crate::msg::response(request_kind, self.code);
         let b = match self.needed {
             Some(n) => b.u32(tag::NEEDED, n),
+            None => b,
+        };
+        let b = match self.master {
+            Some(n) => b.u32(tag::MASTER, n),
+            None => b,
+        };
+        let b = match self.epoch {
+            Some(e) => b.u64(tag::EPOCH, e),
             None => b,
         };
         b.bytes(tag::ERROR, self.detail.as_bytes())
@@ -483,8 +555,23 @@ impl Response {
                     Some(a) => b.u32(tag::ANNOUNCED, a),
                     None => b,
                 };
-                match &s.peer {
+                let b = match &s.peer {
                     Some(p) => b.bytes(tag::PEER, &pack(p.words())),
+                    None => b,
+                };
+                let n = &s.peer_notes;
+                let b = match n.lag_bytes {
+                    Some(l) => b.u64(tag::LAG_BYTES, l),
+                    None => b,
+                };
+                let b = match &n.cause {
+                    Some(c) => b.bytes(tag::CAUSE, c.as_bytes()),
+                    None => b,
+                };
+                match &n.cause_heard {
+                    Some((from, c)) => b
+                        .u32(tag::CAUSE_FROM, *from)
+                        .bytes(tag::CAUSE_HEARD, c.as_bytes()),
                     None => b,
                 }
             }
@@ -514,6 +601,21 @@ impl Response {
                 }
             }
             Response::Appended { offset } => b.u32(tag::TO, *offset),
+            Response::Switched {
+                to,
+                from_epoch,
+                epoch,
+                bracket,
+            } => {
+                let b = b
+                    .u32(tag::MASTER, *to)
+                    .u64(tag::FROM_EPOCH, *from_epoch)
+                    .u64(tag::BRACKET, *bracket);
+                match epoch {
+                    Some(e) => b.u64(tag::EPOCH, *e),
+                    None => b,
+                }
+            }
             Response::Log {
                 records,
                 head,
@@ -549,10 +651,22 @@ impl Response {
             } else {
                 None
             };
+            let master = if m.has(tag::MASTER) {
+                Some(m.u32_or(tag::MASTER, 0)?)
+            } else {
+                None
+            };
+            let epoch = if m.has(tag::EPOCH) {
+                Some(m.u64_or(tag::EPOCH, 0)?)
+            } else {
+                None
+            };
             return Ok(Err(Failure {
                 code,
                 detail,
                 needed,
+                master,
+                epoch,
             }));
         }
         let need = |t: u16| -> Result<u32, ResponseError> {
@@ -597,6 +711,23 @@ impl Response {
                         )?)),
                         None => None,
                     },
+                    peer_notes: PeerNotes {
+                        lag_bytes: if m.has(tag::LAG_BYTES) {
+                            Some(m.u64_or(tag::LAG_BYTES, 0)?)
+                        } else {
+                            None
+                        },
+                        cause: m
+                            .field(tag::CAUSE)
+                            .map(|c| String::from_utf8_lossy(c).into_owned()),
+                        cause_heard: match m.field(tag::CAUSE_HEARD) {
+                            Some(c) => Some((
+                                opt(tag::CAUSE_FROM)?.unwrap_or(u32::MAX),
+                                String::from_utf8_lossy(c).into_owned(),
+                            )),
+                            None => None,
+                        },
+                    },
                 })
             }
             kind::OPEN => Response::Opened {
@@ -616,6 +747,16 @@ impl Response {
             },
             kind::LOG_APPEND => Response::Appended {
                 offset: need(tag::TO)?,
+            },
+            kind::SWITCHOVER => Response::Switched {
+                to: need(tag::MASTER)?,
+                from_epoch: m.u64_or(tag::FROM_EPOCH, 0)?,
+                epoch: if m.has(tag::EPOCH) {
+                    Some(m.u64_or(tag::EPOCH, 0)?)
+                } else {
+                    None
+                },
+                bracket: m.u64_or(tag::BRACKET, 0)?,
             },
             kind::LOG_READ | kind::LOG_TRIM => Response::Log {
                 records: unpack(
@@ -677,6 +818,7 @@ mod tests {
             (a, addr, a).prop_map(|(flags, addr, cap)| Request::LogRead { flags, addr, cap }),
             (a, proptest::option::of(a)).prop_map(|(flags, to)| Request::LogTrim { flags, to }),
             a.prop_map(|flags| Request::Format { flags }),
+            proptest::option::of(a).prop_map(|to| Request::Switchover { to }),
         ]
     }
 
@@ -766,6 +908,7 @@ mod tests {
             sessions_opened: 6,
             announced: Some(2),
             peer: None,
+            peer_notes: PeerNotes::default(),
         };
         let replicated = StatusReport {
             peer: Some(PeerReport {
@@ -778,10 +921,33 @@ mod tests {
                 mark_epoch: 5,
                 mark_bracket: 1 << 33 | 9,
             }),
-            ..status
+            peer_notes: PeerNotes {
+                lag_bytes: Some(1 << 35 | 7),
+                cause: Some("master 1 silent for 600 ms".into()),
+                cause_heard: Some((3, "you were silent".into())),
+            },
+            ..status.clone()
         };
         let cases = [
             (kind::STATUS, Response::Status(status)),
+            (
+                kind::SWITCHOVER,
+                Response::Switched {
+                    to: 2,
+                    from_epoch: 3,
+                    epoch: Some(1 << 40),
+                    bracket: 1 << 33,
+                },
+            ),
+            (
+                kind::SWITCHOVER,
+                Response::Switched {
+                    to: 2,
+                    from_epoch: 3,
+                    epoch: None,
+                    bracket: 0,
+                },
+            ),
             (kind::STATUS, Response::Status(replicated)),
             (
                 kind::OPEN,
@@ -837,6 +1003,16 @@ mod tests {
         let bytes = f.encode(kind::RESTORE).finish();
         let m = Message::decode(&bytes).unwrap();
         assert_eq!(Response::decode(kind::RESTORE, &m), Ok(Err(f)));
+        // A NotMaster refusal names the master and its epoch; one that
+        // knows no master has none.
+        for f in [
+            Failure::not_master(Some(2), 1 << 40 | 5, "not master"),
+            Failure::not_master(None, 0, "standby"),
+        ] {
+            let bytes = f.encode(kind::STORE).finish();
+            let m = Message::decode(&bytes).unwrap();
+            assert_eq!(Response::decode(kind::STORE, &m), Ok(Err(f)));
+        }
         // A response to another request is refused.
         let bytes = Response::Done.encode(kind::CLOSE).finish();
         let m = Message::decode(&bytes).unwrap();

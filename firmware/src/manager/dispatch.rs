@@ -53,6 +53,11 @@ impl<C: Controller> MemoryManager<C> {
                 Request::Status => Ok(Response::Status(self.status())),
                 Request::Stage { stage } => Ok(self.announce(stage)),
                 Request::Open { app, flags } => self.open(app, flags, raw, challenge),
+                // The replicated card's loop answers it before the manager.
+                Request::Switchover { .. } => fail(
+                    Code::UnknownRequest,
+                    "SWITCHOVER: this card has no peer (not replicated)",
+                ),
                 other => fail(Code::UnknownRequest, format!("{other:?}")),
             };
         }
@@ -116,6 +121,7 @@ impl<C: Controller> MemoryManager<C> {
             announced: self.announced,
             // A replicated card's loop adds it (the manager has no peer).
             peer: None,
+            peer_notes: Default::default(),
         }
     }
 
@@ -288,7 +294,10 @@ impl<C: Controller> MemoryManager<C> {
                 tracing::warn!(tier = t.name(), app = s.app, "tier formatted");
                 Ok(Response::Done)
             }
-            other @ (Request::Status | Request::Stage { .. } | Request::Open { .. }) => fail(
+            other @ (Request::Status
+            | Request::Stage { .. }
+            | Request::Open { .. }
+            | Request::Switchover { .. }) => fail(
                 Code::UnknownRequest,
                 format!("{other:?} is not a session request"),
             ),
