@@ -99,6 +99,12 @@
 #define HITLESS_E_INVALID -15
 
 /**
+ * A replicated card that is not its pair's master refused the request
+ * (the message names the master): use the master's card.
+ */
+#define HITLESS_E_NOT_MASTER -16
+
+/**
  * The transport failed (socket, device file, serial line), or the card
  * went away.
  */

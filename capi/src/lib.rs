@@ -71,6 +71,9 @@ pub const HITLESS_E_HOST_MEMORY: c_int = -13;
 pub const HITLESS_E_PERMISSION: c_int = -14;
 /// The card found an argument out of range.
 pub const HITLESS_E_INVALID: c_int = -15;
+/// A replicated card that is not its pair's master refused the request
+/// (the message names the master): use the master's card.
+pub const HITLESS_E_NOT_MASTER: c_int = -16;
 
 // This library's own codes.
 
@@ -270,6 +273,7 @@ fn card_code(c: Code) -> c_int {
 fn error_code(e: &Error) -> c_int {
     match e {
         Error::Firmware { code, .. } => card_code(*code),
+        Error::NotMaster { .. } => card_code(Code::NotMaster),
         Error::Transport { .. } => HITLESS_E_TRANSPORT,
         Error::Timeout { .. } => HITLESS_E_TIMEOUT,
         Error::NotHitless { .. } | Error::NoFirmware { .. } => HITLESS_E_NOT_A_CARD,
@@ -1168,6 +1172,7 @@ mod tests {
             HITLESS_E_HOST_MEMORY,
             HITLESS_E_PERMISSION,
             HITLESS_E_INVALID,
+            HITLESS_E_NOT_MASTER,
         ];
         assert_eq!(named.len(), Code::ALL.len() - 1);
         for (c, n) in Code::ALL[1..].iter().zip(named) {

@@ -298,7 +298,10 @@ impl Card {
 
 /// Whether an error means the card (or its firmware) must be reopened.
 fn card_lost(e: &Error) -> bool {
-    !matches!(e, Error::Firmware { .. } | Error::InvalidArgument(_))
+    !matches!(
+        e,
+        Error::Firmware { .. } | Error::NotMaster { .. } | Error::InvalidArgument(_)
+    )
 }
 
 /// The answer the application gets for a driver error: the firmware's
@@ -310,9 +313,17 @@ fn failure(e: &Error) -> Failure {
             detail,
             needed,
         } => Failure {
-            code: *code,
-            detail: detail.clone(),
             needed: *needed,
+            ..Failure::new(*code, detail.clone())
+        },
+        Error::NotMaster {
+            master,
+            epoch,
+            detail,
+        } => Failure {
+            master: *master,
+            epoch: *epoch,
+            ..Failure::new(Code::NotMaster, detail.clone())
         },
         Error::InvalidArgument(m) => Failure::new(Code::Invalid, m.clone()),
         other => Failure::new(Code::Device, format!("card: {}", other.chain())),
@@ -631,7 +642,11 @@ impl Worker {
                 fw.format(s, tier(f))?;
                 (Response::Done, none())
             }
-            Request::Status | Request::Open { .. } | Request::Close | Request::Stage { .. } => {
+            Request::Status
+            | Request::Open { .. }
+            | Request::Close
+            | Request::Stage { .. }
+            | Request::Switchover { .. } => {
                 return Err(Error::InvalidArgument(format!(
                     "request kind {} is not a session request",
                     req.kind()

@@ -245,6 +245,12 @@ fn handle(
     let call = |op| shared.card.call(op, shared.limits.answer);
     let answer = match req {
         Request::Status | Request::Stage { .. } => call(Op::Plain(req)),
+        // An operator's request on the card's role, not an application's:
+        // hitlessd does not relay it.
+        Request::Switchover { .. } => Err(Failure::new(
+            Code::Permission,
+            "hitlessd does not relay a switchover: ask the card directly (hitless --card …)",
+        )),
         Request::Open { app, flags: want } => open(shared, peer, sessions, app, want, call),
         Request::Close => match m.u32_or(tag::HANDLE, u32::MAX) {
             Ok(h) if sessions.remove(&h).is_some() => Ok((Response::Done, vec![])),

@@ -11,7 +11,7 @@ use crate::firmware::{
     check_set_size, checked_set, Firmware, FwStatus, LogRead, OpenFlags, Secret, Session,
 };
 use hitless_hdl::contract::crc32c;
-use hitless_proto::message::{Failure, Request};
+use hitless_proto::message::Request;
 use hitless_proto::msg::{flags, tag, SetInfo};
 use hitless_proto::tlv::Message;
 use hitless_proto::Response;
@@ -378,15 +378,7 @@ impl DaemonClient {
         let msg = Message::decode(&f.msg).map_err(hitless_proto::message::ResponseError::from)?;
         match Response::decode(kind, &msg)? {
             Ok(r) => Ok((r, f.data)),
-            Err(Failure {
-                code,
-                detail,
-                needed,
-            }) => Err(Error::Firmware {
-                code,
-                detail,
-                needed,
-            }),
+            Err(f) => Err(f.into()),
         }
     }
 
@@ -589,6 +581,12 @@ impl Firmware for DaemonClient {
 
     fn auth_failures(&mut self) -> Result<u32> {
         Ok(self.status()?.auth_fails)
+    }
+
+    fn switchover(&mut self, to: Option<u32>) -> Result<crate::firmware::Switched> {
+        // hitlessd refuses it (an operator's request, not an
+        // application's): the refusal says to use the card directly.
+        crate::firmware::switched(self.call(&Request::Switchover { to }, None, &[])?.0)
     }
 
     fn describe(&self) -> String {

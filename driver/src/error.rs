@@ -47,6 +47,16 @@ pub enum Error {
         /// With `TooSmall`: the bytes the buffer must have.
         needed: Option<u32>,
     },
+    /// A replicated card that is not its pair's master refused the
+    /// request (`Code::NotMaster`): `master` is the master it knows (none:
+    /// it knows none, e.g. during a takeover), `epoch` the newest epoch it
+    /// knows. Send the request to the master's card.
+    #[error("{}", not_master_text(*master, *epoch, detail))]
+    NotMaster {
+        master: Option<u32>,
+        epoch: Option<u64>,
+        detail: String,
+    },
     /// The descriptor needs what the controller lacks (its `LIMITS`): it
     /// would complete `BAD_OPCODE`, so it is not submitted.
     #[error(
@@ -91,6 +101,42 @@ impl Error {
             src = x.source();
         }
         s
+    }
+}
+
+fn not_master_text(master: Option<u32>, epoch: Option<u64>, detail: &str) -> String {
+    let who = match (master, epoch) {
+        (Some(m), Some(e)) => format!("the master is node {m} (epoch {e})"),
+        (Some(m), None) => format!("the master is node {m}"),
+        (None, Some(e)) => {
+            format!("it knows no master now (epoch {e}): a takeover may be under way")
+        }
+        (None, None) => "it knows no master now".to_string(),
+    };
+    let detail = if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" [{detail}]")
+    };
+    format!("this card is not the master of its pair: {who}{detail}")
+}
+
+impl From<hitless_proto::message::Failure> for Error {
+    /// A card's refusal: `NotMaster` typed with the master it names, any
+    /// other code as `Error::Firmware`.
+    fn from(f: hitless_proto::message::Failure) -> Self {
+        match f.code {
+            hitless_proto::Code::NotMaster => Error::NotMaster {
+                master: f.master,
+                epoch: f.epoch,
+                detail: f.detail,
+            },
+            code => Error::Firmware {
+                code,
+                detail: f.detail,
+                needed: f.needed,
+            },
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use hitless_hdl::contract::{
     crc32c, mb_state, mbox, FIRMWARE_ID, MAX_MESSAGE, MAX_TRANSFER, MESSAGE_VERSION,
 };
 use hitless_proto::auth::{self, SECRET_BYTES};
-use hitless_proto::message::{Failure, Request};
+use hitless_proto::message::Request;
 use hitless_proto::msg::{flags, Code, LogInfo, SetInfo};
 use hitless_proto::tlv::Message;
 use hitless_proto::Response;
@@ -262,15 +262,7 @@ impl<T: CardIo> Client<T> {
         let m = Message::decode(&raw).map_err(hitless_proto::message::ResponseError::from)?;
         match Response::decode(request_kind, &m)? {
             Ok(r) => Ok(r),
-            Err(Failure {
-                code,
-                detail,
-                needed,
-            }) => Err(Error::Firmware {
-                code,
-                detail,
-                needed,
-            }),
+            Err(f) => Err(f.into()),
         }
     }
 
@@ -652,6 +644,15 @@ impl<T: CardIo> Client<T> {
         Ok((code, len))
     }
 
+    /// Replicated card: hand the master role to node `to` (`None`: the
+    /// only slave in sync), hitless: the card stops taking stores, waits
+    /// until `to` has acknowledged every bracket, then hands it the role
+    /// (claim 44). Ask the master's card; any other refuses with
+    /// [`Error::NotMaster`].
+    pub fn switchover(&mut self, to: Option<u32>) -> Result<Switched> {
+        switched(self.call(&Request::Switchover { to }, None)?)
+    }
+
     /// Requests refused for bad credentials (the `MB_AUTH_FAILS` register).
     pub fn auth_failures(&mut self) -> Result<u32> {
         self.io.read32(mbox::MB_AUTH_FAILS)
@@ -660,6 +661,38 @@ impl<T: CardIo> Client<T> {
     /// Free bytes left in the DMA window after the client's buffers.
     pub fn free_dma(&self) -> u64 {
         self.alloc.free_bytes()
+    }
+}
+
+/// A finished switchover (`Client::switchover`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Switched {
+    /// The node that holds the master role now.
+    pub to: u32,
+    /// The old master's epoch.
+    pub from_epoch: u64,
+    /// The new master's epoch, once the old master heard it (`None`: the
+    /// role was handed over but the new epoch not heard before the answer).
+    pub epoch: Option<u64>,
+    /// The last bracket handed over (every one up to it acknowledged by
+    /// `to`).
+    pub bracket: u64,
+}
+
+pub(crate) fn switched(r: Response) -> Result<Switched> {
+    match r {
+        Response::Switched {
+            to,
+            from_epoch,
+            epoch,
+            bracket,
+        } => Ok(Switched {
+            to,
+            from_epoch,
+            epoch,
+            bracket,
+        }),
+        other => Err(unexpected(&other)),
     }
 }
 
@@ -717,6 +750,9 @@ pub trait Firmware {
     fn format(&mut self, s: &Session, cold: bool) -> Result<()>;
     /// Requests the card refused for bad credentials.
     fn auth_failures(&mut self) -> Result<u32>;
+    /// Replicated card: hand the master role to a slave (see
+    /// [`Client::switchover`]).
+    fn switchover(&mut self, to: Option<u32>) -> Result<Switched>;
     /// Where the firmware is reached, for messages.
     fn describe(&self) -> String;
     // The image operations (seed 002) are the card operator's. Their
@@ -821,6 +857,9 @@ impl<T: CardIo> Firmware for Client<T> {
     }
     fn auth_failures(&mut self) -> Result<u32> {
         Client::auth_failures(self)
+    }
+    fn switchover(&mut self, to: Option<u32>) -> Result<Switched> {
+        Client::switchover(self, to)
     }
     fn describe(&self) -> String {
         self.io.describe()

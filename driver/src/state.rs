@@ -244,6 +244,9 @@ mod tests {
         fn auth_failures(&mut self) -> Result<u32> {
             Ok(0)
         }
+        fn switchover(&mut self, _: Option<u32>) -> Result<crate::firmware::Switched> {
+            nope()
+        }
         fn describe(&self) -> String {
             "a map".into()
         }

@@ -38,13 +38,20 @@ pub fn run<C: Controller>(
 /// Answer a request the firmware cannot run (it could not start): a
 /// response with `code` and `detail`, so the host learns why.
 pub fn refuse(host: &mut dyn HostMemory, p: &Pending, code: Code, detail: &str) -> (Code, u32) {
+    refuse_with(host, p, &Failure::new(code, detail))
+}
+
+/// Answer `p` with the refusal `f` (its code, detail and fields, e.g. the
+/// master a `NotMaster` answer names).
+pub fn refuse_with(host: &mut dyn HostMemory, p: &Pending, f: &Failure) -> (Code, u32) {
+    let code = f.code;
     let mut head = [0u8; 4];
     let kind = if p.req_len >= 4 && host.read(p.req_addr, &mut head).is_ok() {
         head[3]
     } else {
         0
     };
-    let message = Failure::new(code, detail).encode(kind).finish();
+    let message = f.encode(kind).finish();
     let len = message.len() as u32;
     if len > p.resp_cap || host.write(p.resp_addr, &message).is_err() {
         return (code, 0);

@@ -24,5 +24,5 @@ pub mod msg;
 pub mod tlv;
 pub mod witness;
 
-pub use message::{PeerReport, Request, Response, StatusReport, TierReport};
+pub use message::{PeerNotes, PeerReport, Request, Response, StatusReport, TierReport};
 pub use msg::Code;

@@ -84,6 +84,9 @@ pub enum Request {
         http: Option<String>,
         tftp: Option<String>,
     },
+    /// Replicated card: hand the master role to node `to` (absent: the
+    /// only slave in sync), hitless (claim 44).
+    Switchover { to: Option<u32> },
 }
 
 /// Why a message is not a request this side can decode.
@@ -130,6 +133,7 @@ impl Request {
             Request::ImageMarkGood => kind::IMAGE_MARK_GOOD,
             Request::ImageRollback => kind::IMAGE_ROLLBACK,
             Request::ImageServe { .. } => kind::IMAGE_SERVE,
+            Request::Switchover { .. } => kind::SWITCHOVER,
         }
     }
 
@@ -138,7 +142,10 @@ impl Request {
     /// the mailbox only by owning the card's device (`hitlessd` refuses
     /// them), and a package is authenticated by its own signature.
     pub fn needs_session(kind: u8) -> bool {
-        !matches!(kind, kind::STATUS | kind::STAGE | kind::OPEN) && !Self::is_image(kind)
+        !matches!(
+            kind,
+            kind::STATUS | kind::STAGE | kind::OPEN | kind::SWITCHOVER
+        ) && !Self::is_image(kind)
     }
 
     /// Whether the kind is one of the image manager's (`IMAGE_*`).
@@ -168,7 +175,8 @@ impl Request {
             | Request::ImageActivate
             | Request::ImageMarkGood
             | Request::ImageRollback
-            | Request::ImageServe { .. } => None,
+            | Request::ImageServe { .. }
+            | Request::Switchover { .. } => None,
         }
     }
 
@@ -254,6 +262,10 @@ impl Request {
                 }
             }
             Request::Format { flags } => b.u32(tag::FLAGS, flags),
+            Request::Switchover { to } => match to {
+                Some(to) => b.u32(tag::MASTER, to),
+                None => b,
+            },
         }
     }
 
@@ -333,6 +345,13 @@ impl Request {
                     tftp: text(tag::TFTP_ADDR),
                 }
             }
+            kind::SWITCHOVER => Request::Switchover {
+                to: if m.has(tag::MASTER) {
+                    Some(u(tag::MASTER, 0)?)
+                } else {
+                    None
+                },
+            },
             other => return Err(RequestError::UnknownKind(other)),
         })
     }
@@ -454,8 +473,22 @@ impl PeerReport {
     }
 }
 
+/// What a replicated card's STATUS adds beside [`PeerReport`] (fields of
+/// their own, so an older reader skips them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PeerNotes {
+    /// A master: bytes not yet acknowledged by every slave.
+    pub lag_bytes: Option<u64>,
+    /// Why this card's takeover was not hitless (claim 18); `None` after a
+    /// hitless one (a switchover) or on a card that never took over.
+    pub cause: Option<String>,
+    /// The node that took over from this card, and the cause it sent
+    /// (claim 18: the new master tells the old one).
+    pub cause_heard: Option<(u32, String)>,
+}
+
 /// The firmware's STATUS answer.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct StatusReport {
     pub warm: TierReport,
     pub cold: TierReport,
@@ -467,6 +500,8 @@ pub struct StatusReport {
     pub announced: Option<u32>,
     /// A replicated card's replication state (none: no peer).
     pub peer: Option<PeerReport>,
+    /// A replicated card's lag in bytes and takeover causes.
+    pub peer_notes: PeerNotes,
 }
 
 /// A successful response body. Which variant answers which request is
@@ -494,6 +529,15 @@ pub enum Response {
     },
     /// LOG_APPEND: the record's log offset.
     Appended { offset: u32 },
+    /// SWITCHOVER: node `to` holds the master role now; `epoch` is its
+    /// epoch once this card heard it (`None`: handed over, not heard yet),
+    /// `from_epoch` the old master's, `bracket` the last one handed over.
+    Switched {
+        to: u32,
+        from_epoch: u64,
+        epoch: Option<u64>,
+        bracket: u64,
+    },
     /// LOG_READ: the records (payloads in the host buffer) and the log
     /// pointers; LOG_TRIM: the pointers alone.
     Log {
@@ -516,6 +560,9 @@ pub struct Failure {
     pub detail: String,
     /// With `TooSmall`: bytes the host buffer must have.
     pub needed: Option<u32>,
+    /// With `NotMaster`: the master the card knows, and its epoch.
+    pub master: Option<u32>,
+    pub epoch: Option<u64>,
 }
 
 impl Failure {
@@ -524,6 +571,18 @@ impl Failure {
             code,
             detail: detail.into(),
             needed: None,
+            master: None,
+            epoch: None,
+        }
+    }
+
+    /// A `NotMaster` answer: the master this card knows (if any) and the
+    /// newest epoch it knows.
+    pub fn not_master(master: Option<u32>, epoch: u64, detail: impl Into<String>) -> Self {
+        Self {
+            master,
+            epoch: Some(epoch),
+            ..Self::new(Code::NotMaster, detail)
         }
     }
 
@@ -533,6 +592,8 @@ impl Failure {
             code: Code::TooSmall,
             detail: format!("{needed} bytes needed"),
             needed: Some(u32::try_from(needed).unwrap_or(u32::MAX)),
+            master: None,
+            epoch: None,
         }
     }
 
@@ -541,6 +602,14 @@ impl Failure {
         let b = crate::msg::response(request_kind, self.code);
         let b = match self.needed {
             Some(n) => b.u32(tag::NEEDED, n),
+            None => b,
+        };
+        let b = match self.master {
+            Some(n) => b.u32(tag::MASTER, n),
+            None => b,
+        };
+        let b = match self.epoch {
+            Some(e) => b.u64(tag::EPOCH, e),
             None => b,
         };
         b.bytes(tag::ERROR, self.detail.as_bytes())
@@ -586,8 +655,23 @@ impl Response {
                     Some(a) => b.u32(tag::ANNOUNCED, a),
                     None => b,
                 };
-                match &s.peer {
+                let b = match &s.peer {
                     Some(p) => b.bytes(tag::PEER, &pack(p.words())),
+                    None => b,
+                };
+                let n = &s.peer_notes;
+                let b = match n.lag_bytes {
+                    Some(l) => b.u64(tag::LAG_BYTES, l),
+                    None => b,
+                };
+                let b = match &n.cause {
+                    Some(c) => b.bytes(tag::CAUSE, c.as_bytes()),
+                    None => b,
+                };
+                match &n.cause_heard {
+                    Some((from, c)) => b
+                        .u32(tag::CAUSE_FROM, *from)
+                        .bytes(tag::CAUSE_HEARD, c.as_bytes()),
                     None => b,
                 }
             }
@@ -617,6 +701,21 @@ impl Response {
                 }
             }
             Response::Appended { offset } => b.u32(tag::TO, *offset),
+            Response::Switched {
+                to,
+                from_epoch,
+                epoch,
+                bracket,
+            } => {
+                let b = b
+                    .u32(tag::MASTER, *to)
+                    .u64(tag::FROM_EPOCH, *from_epoch)
+                    .u64(tag::BRACKET, *bracket);
+                match epoch {
+                    Some(e) => b.u64(tag::EPOCH, *e),
+                    None => b,
+                }
+            }
             Response::Log {
                 records,
                 head,
@@ -654,10 +753,22 @@ impl Response {
             } else {
                 None
             };
+            let master = if m.has(tag::MASTER) {
+                Some(m.u32_or(tag::MASTER, 0)?)
+            } else {
+                None
+            };
+            let epoch = if m.has(tag::EPOCH) {
+                Some(m.u64_or(tag::EPOCH, 0)?)
+            } else {
+                None
+            };
             return Ok(Err(Failure {
                 code,
                 detail,
                 needed,
+                master,
+                epoch,
             }));
         }
         let need = |t: u16| -> Result<u32, ResponseError> {
@@ -702,6 +813,23 @@ impl Response {
                         )?)),
                         None => None,
                     },
+                    peer_notes: PeerNotes {
+                        lag_bytes: if m.has(tag::LAG_BYTES) {
+                            Some(m.u64_or(tag::LAG_BYTES, 0)?)
+                        } else {
+                            None
+                        },
+                        cause: m
+                            .field(tag::CAUSE)
+                            .map(|c| String::from_utf8_lossy(c).into_owned()),
+                        cause_heard: match m.field(tag::CAUSE_HEARD) {
+                            Some(c) => Some((
+                                opt(tag::CAUSE_FROM)?.unwrap_or(u32::MAX),
+                                String::from_utf8_lossy(c).into_owned(),
+                            )),
+                            None => None,
+                        },
+                    },
                 })
             }
             kind::OPEN => Response::Opened {
@@ -721,6 +849,16 @@ impl Response {
             },
             kind::LOG_APPEND => Response::Appended {
                 offset: need(tag::TO)?,
+            },
+            kind::SWITCHOVER => Response::Switched {
+                to: need(tag::MASTER)?,
+                from_epoch: m.u64_or(tag::FROM_EPOCH, 0)?,
+                epoch: if m.has(tag::EPOCH) {
+                    Some(m.u64_or(tag::EPOCH, 0)?)
+                } else {
+                    None
+                },
+                bracket: m.u64_or(tag::BRACKET, 0)?,
             },
             kind::LOG_READ | kind::LOG_TRIM => Response::Log {
                 records: unpack(
@@ -806,6 +944,7 @@ mod tests {
                 proptest::option::of("[a-z0-9.:]{0,20}")
             )
                 .prop_map(|(http, tftp)| Request::ImageServe { http, tftp }),
+            proptest::option::of(a).prop_map(|to| Request::Switchover { to }),
         ]
     }
 
@@ -895,6 +1034,7 @@ mod tests {
             sessions_opened: 6,
             announced: Some(2),
             peer: None,
+            peer_notes: PeerNotes::default(),
         };
         let replicated = StatusReport {
             peer: Some(PeerReport {
@@ -907,10 +1047,33 @@ mod tests {
                 mark_epoch: 5,
                 mark_bracket: 1 << 33 | 9,
             }),
-            ..status
+            peer_notes: PeerNotes {
+                lag_bytes: Some(1 << 35 | 7),
+                cause: Some("master 1 silent for 600 ms".into()),
+                cause_heard: Some((3, "you were silent".into())),
+            },
+            ..status.clone()
         };
         let cases = [
             (kind::STATUS, Response::Status(status)),
+            (
+                kind::SWITCHOVER,
+                Response::Switched {
+                    to: 2,
+                    from_epoch: 3,
+                    epoch: Some(1 << 40),
+                    bracket: 1 << 33,
+                },
+            ),
+            (
+                kind::SWITCHOVER,
+                Response::Switched {
+                    to: 2,
+                    from_epoch: 3,
+                    epoch: None,
+                    bracket: 0,
+                },
+            ),
             (kind::STATUS, Response::Status(replicated)),
             (
                 kind::OPEN,
@@ -1026,6 +1189,16 @@ mod tests {
         let bytes = f.encode(kind::RESTORE).finish();
         let m = Message::decode(&bytes).unwrap();
         assert_eq!(Response::decode(kind::RESTORE, &m), Ok(Err(f)));
+        // A NotMaster refusal names the master and its epoch; one that
+        // knows no master has none.
+        for f in [
+            Failure::not_master(Some(2), 1 << 40 | 5, "not master"),
+            Failure::not_master(None, 0, "standby"),
+        ] {
+            let bytes = f.encode(kind::STORE).finish();
+            let m = Message::decode(&bytes).unwrap();
+            assert_eq!(Response::decode(kind::STORE, &m), Ok(Err(f)));
+        }
         // A response to another request is refused.
         let bytes = Response::Done.encode(kind::CLOSE).finish();
         let m = Message::decode(&bytes).unwrap();

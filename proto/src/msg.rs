@@ -55,6 +55,10 @@ pub mod kind {
     pub const IMAGE_ROLLBACK: u8 = 18;
     /// Serve the running image's components over HTTP and TFTP (or stop).
     pub const IMAGE_SERVE: u8 = 19;
+    /// Replicated card: hand the master role to a slave (claim 44), no
+    /// acknowledged store lost; no authentication (an operator's request,
+    /// like `STAGE`). Replication control kinds start at 40.
+    pub const SWITCHOVER: u8 = 40;
     /// Response bit.
     pub const RESPONSE: u8 = 0x80;
 }
@@ -129,6 +133,26 @@ pub mod tag {
     pub const WRITTEN: u16 = 36;
     /// IMAGE_INSTALL response: unchanged components copied on the card.
     pub const COPIED: u16 = 37;
+    // Replication control fields start at 40.
+    /// A node id: the master (a `NotMaster` answer, the SWITCHOVER
+    /// response) or the node to hand over to (SWITCHOVER request).
+    pub const MASTER: u16 = 40;
+    /// The master's epoch (u64: a `NotMaster` answer, the SWITCHOVER
+    /// response).
+    pub const EPOCH: u16 = 41;
+    /// SWITCHOVER response: the old master's epoch (u64).
+    pub const FROM_EPOCH: u16 = 42;
+    /// SWITCHOVER response: the last bracket handed over (u64).
+    pub const BRACKET: u16 = 43;
+    /// STATUS of a replicated card: why its takeover was not hitless
+    /// (claim 18), absent after a hitless one.
+    pub const CAUSE: u16 = 44;
+    /// STATUS: the node that took over from this card and said why
+    /// (`CAUSE_HEARD`).
+    pub const CAUSE_FROM: u16 = 45;
+    pub const CAUSE_HEARD: u16 = 46;
+    /// STATUS of a master: bytes not yet acknowledged by every slave (u64).
+    pub const LAG_BYTES: u16 = 47;
 }
 
 /// Request flags (`FLAGS`).
@@ -185,10 +209,14 @@ pub enum Code {
     Permission = 14,
     /// An argument is out of range.
     Invalid = 15,
+    /// A replicated card that is not its pair's master (a slave, or a
+    /// master whose lease ran out): the answer names the master it knows
+    /// (`MASTER`) and its epoch (`EPOCH`).
+    NotMaster = 16,
 }
 
 impl Code {
-    pub const ALL: [Code; 16] = [
+    pub const ALL: [Code; 17] = [
         Code::Ok,
         Code::BadMessage,
         Code::UnknownRequest,
@@ -205,6 +233,7 @@ impl Code {
         Code::HostMemory,
         Code::Permission,
         Code::Invalid,
+        Code::NotMaster,
     ];
     pub fn from_u32(v: u32) -> Option<Self> {
         Self::ALL.get(v as usize).copied()
@@ -227,6 +256,7 @@ impl Code {
             Code::HostMemory => "host buffer not reachable by DMA",
             Code::Permission => "the session lacks the permission",
             Code::Invalid => "argument out of range",
+            Code::NotMaster => "this card is not the master of its pair",
         }
     }
 }
@@ -421,5 +451,41 @@ mod tests {
             assert!(!c.describe().is_empty());
         }
         assert_eq!(Code::from_u32(99), None);
+    }
+
+    /// docs/firmware.md's result-code table lists exactly `Code::ALL`, by
+    /// number and name, in order.
+    #[test]
+    fn the_code_table_in_docs_is_the_enums() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/firmware.md"))
+                .unwrap();
+        let start = doc
+            .find("| code | name | meaning |")
+            .expect("the code table");
+        let rows: Vec<(u32, String)> = doc[start..]
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let c: Vec<&str> = l.split('|').map(str::trim).collect();
+                (c[1].parse().unwrap(), c[2].to_string())
+            })
+            .collect();
+        let screaming = |s: &str| {
+            let mut out = String::new();
+            for (i, ch) in s.chars().enumerate() {
+                if ch.is_ascii_uppercase() && i > 0 {
+                    out.push('_');
+                }
+                out.push(ch.to_ascii_uppercase());
+            }
+            out
+        };
+        let want: Vec<(u32, String)> = Code::ALL
+            .iter()
+            .map(|c| (*c as u32, screaming(&format!("{c:?}"))))
+            .collect();
+        assert_eq!(rows, want);
     }
 }

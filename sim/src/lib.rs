@@ -4,6 +4,7 @@
 
 pub mod card;
 pub mod dma;
+pub mod etcd;
 pub mod ffi;
 pub mod firmware;
 pub mod harness;

@@ -49,8 +49,22 @@ pub struct PairConfig {
     pub peers: Vec<(u32, SocketAddr)>,
     pub psk: [u8; PSK_BYTES],
     pub witness: Option<SocketAddr>,
+    /// The pair's arbiter in etcd instead of a witness (URL of the v3
+    /// gateway, the pair's key prefix, the lease TTL).
+    pub etcd: Option<EtcdSettings>,
     pub mode: Mode,
     pub heartbeat: Duration,
+}
+
+/// Where a card finds the pair's etcd arbiter.
+#[derive(Clone, Debug)]
+pub struct EtcdSettings {
+    /// The v3 JSON gateway, e.g. `http://127.0.0.1:2379`.
+    pub url: String,
+    /// The pair's key prefix (`None`: `/hitless/pair/<members>/`).
+    pub prefix: Option<String>,
+    /// The etcd lease TTL (whole seconds, at least etcd's minimum, ~2 s).
+    pub ttl: Duration,
 }
 
 /// Timing of the links.

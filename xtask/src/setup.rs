@@ -27,6 +27,9 @@ const TOOLS: &[(&str, &str)] = &[
     ("atftp", "atftp"),
     // The independent AXI models (cocotbext-axi) run under Icarus.
     ("iverilog", "iverilog"),
+    // The replicated pair's etcd arbiter: its test starts its own etcd
+    // (sim/tests/peer_control.rs).
+    ("etcd", "etcd-server"),
 ];
 
 /// PyPI packages of the cocotb tests (into `target/venv`): cocotb 2 (the

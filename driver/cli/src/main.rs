@@ -61,6 +61,17 @@ enum PeerCmd {
         #[arg(long)]
         json: bool,
     },
+    /// Hand the master role to a slave, hitless (ask the master's card):
+    /// it stops taking stores, waits until the slave has acknowledged
+    /// every bracket, then hands over; the slave becomes master in a
+    /// newer epoch and this card its slave. Nothing acknowledged is lost.
+    Switchover {
+        /// The node to hand over to (default: the only slave in sync).
+        #[arg(long)]
+        to: Option<u32>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -350,6 +361,9 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Peer {
             cmd: PeerCmd::Status { json },
         } => status::peer_status(fw()?, json),
+        Cmd::Peer {
+            cmd: PeerCmd::Switchover { to, json },
+        } => status::peer_switchover(fw()?, to, json),
         Cmd::Status { json } if through_daemon => status::firmware_status(fw()?, json),
         Cmd::Status { json } => status::status(open_card(&spec, timeout)?, timeout, json),
         Cmd::Inspect { json } => status::inspect(open_card(&spec, timeout)?, timeout, json),

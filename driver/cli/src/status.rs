@@ -234,11 +234,28 @@ struct PeerView {
     /// The last bracket applied (slave) or closed (master): `[epoch, id]`.
     #[serde(skip_serializing_if = "Option::is_none")]
     mark: Option<[u64; 2]>,
+    /// A master: bytes not yet acknowledged by every slave.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lag_bytes: Option<u64>,
+    /// Why this card's takeover was not hitless (claim 18).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    takeover_cause: Option<String>,
+    /// The node that took over from this card and the cause it sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    taken_over_by: Option<TakenOver>,
+}
+
+#[derive(Serialize)]
+struct TakenOver {
+    node: u32,
+    cause: String,
 }
 
 pub fn peer_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
     let card = fw.describe();
-    let p = fw.status()?.peer;
+    let st = fw.status()?;
+    let p = st.peer;
+    let notes = st.peer_notes;
     let master = p.filter(|p| p.role == 0);
     let view = PeerView {
         card,
@@ -251,6 +268,11 @@ pub fn peer_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
         in_sync_slaves: master.map(|p| p.in_sync),
         lag_brackets: master.map(|p| p.lag_brackets),
         mark: p.map(|p| [p.mark_epoch, p.mark_bracket]),
+        lag_bytes: master.and(notes.lag_bytes),
+        takeover_cause: notes.cause,
+        taken_over_by: notes
+            .cause_heard
+            .map(|(node, cause)| TakenOver { node, cause }),
     };
     if json {
         return print_json(&view);
@@ -264,9 +286,18 @@ pub fn peer_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
                 println!("master: node {m}");
             }
             if let (Some(n), Some(l)) = (view.in_sync_slaves, view.lag_brackets) {
-                println!("in-sync slaves: {n}, lag: {l} brackets");
+                match view.lag_bytes {
+                    Some(b) => println!("in-sync slaves: {n}, lag: {l} brackets, {b} bytes"),
+                    None => println!("in-sync slaves: {n}, lag: {l} brackets"),
+                }
             }
             println!("last bracket: {}@{}", p.mark_bracket, p.mark_epoch);
+            if let Some(c) = &view.takeover_cause {
+                println!("took over, not hitless: {c}");
+            }
+            if let Some(t) = &view.taken_over_by {
+                println!("taken over by node {}: {}", t.node, t.cause);
+            }
         }
     }
     Ok(())
@@ -393,6 +424,53 @@ pub fn inspect(mut io: Box<dyn CardIo>, timeout: Duration, json: bool) -> Result
                 t.state, t.sets, t.image_bytes
             );
         }
+    }
+    Ok(())
+}
+
+/// `hitless peer switchover`: what the old master answered.
+#[derive(Serialize)]
+struct SwitchoverView {
+    card: String,
+    /// The node that is master now.
+    master: u32,
+    /// The old master's epoch.
+    from_epoch: u64,
+    /// The new master's epoch, as the old master heard it (absent: the
+    /// role was handed over but the new epoch not heard yet).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    epoch: Option<u64>,
+    /// The last bracket handed over: every one up to it is on the new
+    /// master.
+    bracket: u64,
+}
+
+pub fn peer_switchover(
+    mut fw: Box<dyn Firmware>,
+    to: Option<u32>,
+    json: bool,
+) -> Result<(), Error> {
+    let card = fw.describe();
+    let s = fw.switchover(to)?;
+    let view = SwitchoverView {
+        card,
+        master: s.to,
+        from_epoch: s.from_epoch,
+        epoch: s.epoch,
+        bracket: s.bracket,
+    };
+    if json {
+        return print_json(&view);
+    }
+    match view.epoch {
+        Some(e) => println!(
+            "node {} is master in epoch {e} (was epoch {}); this card ({}) is its slave; every bracket up to {} handed over",
+            view.master, view.from_epoch, view.card, view.bracket
+        ),
+        None => println!(
+            "handed over to node {} (every bracket up to {} acknowledged by it); its new epoch was not heard yet: check `hitless peer status`",
+            view.master, view.bracket
+        ),
     }
     Ok(())
 }

@@ -60,6 +60,11 @@ impl<C: Controller> MemoryManager<C> {
                     "this card runs no image manager (hitless-sim serve starts one with --image-trust KEY.pub)"
                         .to_string(),
                 ),
+                // The replicated card's loop answers it before the manager.
+                Request::Switchover { .. } => fail(
+                    Code::UnknownRequest,
+                    "SWITCHOVER: this card has no peer (not replicated)",
+                ),
                 other => fail(Code::UnknownRequest, format!("{other:?}")),
             };
         }
@@ -123,6 +128,7 @@ impl<C: Controller> MemoryManager<C> {
             announced: self.announced,
             // A replicated card's loop adds it (the manager has no peer).
             peer: None,
+            peer_notes: Default::default(),
         }
     }
 
@@ -303,7 +309,8 @@ impl<C: Controller> MemoryManager<C> {
             | Request::ImageActivate
             | Request::ImageMarkGood
             | Request::ImageRollback
-            | Request::ImageServe { .. }) => fail(
+            | Request::ImageServe { .. }
+            | Request::Switchover { .. }) => fail(
                 Code::UnknownRequest,
                 format!("{other:?} is not a session request"),
             ),

@@ -26,6 +26,8 @@ struct Cli {
     cmd: Cmd,
 }
 
+// Parsed once at start-up: the size of the serve variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     /// Run the card: serve BAR0, DMA and interrupts over vfio-user on SOCKET.
@@ -164,8 +166,19 @@ struct PairArgs {
     #[arg(long)]
     pair_key: Option<PathBuf>,
     /// The pair's witness (host:port); without it no takeover is automatic.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "etcd")]
     witness: Option<std::net::SocketAddr>,
+    /// The pair's arbiter in etcd instead of a witness: the URL of etcd's
+    /// v3 JSON gateway (e.g. http://127.0.0.1:2379). A lease per pair, the
+    /// epoch a counter key raised in one transaction with the grant.
+    #[arg(long)]
+    etcd: Option<String>,
+    /// The pair's key prefix in etcd (default /hitless/pair/<members>/).
+    #[arg(long, requires = "etcd")]
+    etcd_prefix: Option<String>,
+    /// The etcd lease TTL in seconds (etcd's minimum is about 2).
+    #[arg(long, default_value_t = 2, requires = "etcd")]
+    etcd_ttl_s: u64,
     /// sync: a store is acknowledged once the slaves have it; async: at once.
     #[arg(long, default_value = "sync", value_parser = ["sync", "async"])]
     mode: String,
@@ -197,6 +210,14 @@ impl PairArgs {
             peers: self.peer.clone(),
             psk: read_key(key)?,
             witness: self.witness,
+            etcd: self
+                .etcd
+                .as_ref()
+                .map(|url| hitless_sim::pair::EtcdSettings {
+                    url: url.clone(),
+                    prefix: self.etcd_prefix.clone(),
+                    ttl: Duration::from_secs(self.etcd_ttl_s.max(1)),
+                }),
             mode: if self.mode == "async" {
                 hitless_firmware::replication::Mode::Async
             } else {

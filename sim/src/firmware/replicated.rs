@@ -8,16 +8,19 @@
 //! is ticked every half heartbeat, with the witness as its arbiter.
 
 use super::{lock, Input, Runner, ServiceHost};
+use crate::etcd::{EtcdArbiter, EtcdConfig};
 use crate::pair::{Links, PairConfig};
 use crate::witness::WitnessArbiter;
 use hitless_firmware::mailbox::{self, Mailbox, Pending};
 use hitless_firmware::manager::{HostMemory, Reply};
 use hitless_firmware::replication::card::{self, Answer};
-use hitless_firmware::replication::{Arbiter, Config, Event, NoArbiter, Node};
+use hitless_firmware::replication::{Arbiter, Config, Event, NoArbiter, Node, WriteError};
 use hitless_hdl::contract::MAX_MESSAGE;
+use hitless_proto::link::Role;
+use hitless_proto::message::Failure;
 use hitless_proto::msg::{kind, Code};
 use hitless_proto::tlv::Message;
-use hitless_proto::{PeerReport, Response};
+use hitless_proto::{PeerNotes, PeerReport, Request, Response};
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -102,14 +105,30 @@ pub(super) fn run(
         .sync_deadline
         .max(cfg.silence() * 2 + witness_deadline(pair.heartbeat));
     let mut node = Node::new(cfg, mm, Instant::now());
-    let mut arbiter: Box<dyn Arbiter> = match pair.witness {
-        Some(addr) => Box::new(WitnessArbiter::new(
+    let mut arbiter: Box<dyn Arbiter> = match (pair.witness, &pair.etcd) {
+        (Some(addr), _) => Box::new(WitnessArbiter::new(
             addr,
             pair.psk,
             witness_deadline(pair.heartbeat),
             pair.heartbeat.max(Duration::from_millis(5)),
         )),
-        None => Box::new(NoArbiter),
+        (None, Some(e)) => {
+            let members: std::collections::BTreeSet<u32> = std::iter::once(pair.node)
+                .chain(pair.peers.iter().map(|p| p.0))
+                .collect();
+            Box::new(EtcdArbiter::new(EtcdConfig {
+                url: e.url.clone(),
+                prefix: e
+                    .prefix
+                    .clone()
+                    .unwrap_or_else(|| EtcdConfig::default_prefix(&members)),
+                members,
+                ttl: e.ttl,
+                deadline: witness_deadline(pair.heartbeat),
+                skew: pair.heartbeat.max(Duration::from_millis(5)),
+            }))
+        }
+        (None, None) => Box::new(NoArbiter),
     };
     {
         let mut mb = lock(&mailbox);
@@ -121,6 +140,10 @@ pub(super) fn run(
     // Sync answers waiting for their bracket: (epoch, bracket) → request.
     let mut held: HashMap<(u64, u64), (Pending, Reply, Instant)> = HashMap::new();
     let hold_limit = node_hold_limit(pair.heartbeat);
+    // A switchover in progress (its request's answer held).
+    let mut switch: Option<Switch> = None;
+    // The cause the node that took over from this card sent (claim 18).
+    let mut heard: Option<(u32, String)> = None;
     'run: loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         let mut input = match rx.recv_timeout(wait) {
@@ -135,7 +158,13 @@ pub(super) fn run(
             let now = Instant::now();
             match input.take() {
                 Some(Input::Request(p)) => {
-                    if let Some((code, len)) = request(&mut node, &mut host, &p, now, &mut held) {
+                    let ctx = Ctx {
+                        heard: &heard,
+                        switch: &mut switch,
+                    };
+                    if let Some((code, len)) =
+                        request(&mut node, &mut host, &p, now, &mut held, ctx)
+                    {
                         let mut mb = lock(&mailbox);
                         mailbox::publish(&mut mb, node.replica());
                         mb.finish(&p, code, len);
@@ -178,9 +207,80 @@ pub(super) fn run(
                         fail(&mut host, &mailbox, &node, &p, &format!("{e:?}"));
                     }
                 }
+                Event::Cause { from, reason } => {
+                    tracing::warn!(node = pair.node, from, %reason, "taken over (claim 18)");
+                    heard = Some((from, reason));
+                }
+                Event::Switchover { to, done, why } => {
+                    tracing::info!(node = pair.node, to, done, %why, "switchover");
+                    if let Some(sw) = switch.as_mut().filter(|s| s.to == to && s.handed.is_none()) {
+                        if done {
+                            sw.handed = Some(node.status(now).mark.bracket);
+                            sw.handed_at = Some(now);
+                        } else {
+                            let sw = switch.take().map(|s| s.pending);
+                            if let Some(p) = sw {
+                                let (code, len) = mailbox::refuse(
+                                    &mut host,
+                                    &p,
+                                    Code::Device,
+                                    &format!("switchover to node {to} did not finish: {why}"),
+                                );
+                                let mut mb = lock(&mailbox);
+                                mailbox::publish(&mut mb, node.replica());
+                                mb.finish(&p, code, len);
+                            }
+                        }
+                    }
+                }
                 other => tracing::info!(node = pair.node, event = ?other, "replication"),
             }
         }
+        // A handed-over switchover is answered once this card follows the
+        // new master in a newer epoch (or, past the wait, without it).
+        if let Some(sw) = &switch {
+            if let Some(bracket) = sw.handed {
+                let st = node.status(now);
+                let follows =
+                    st.role != Role::Master && st.master == Some(sw.to) && st.epoch > sw.from_epoch;
+                let late = now.saturating_duration_since(sw.handed_at.unwrap_or(now))
+                    > switch_wait(pair.heartbeat);
+                if follows
+                    || late
+                    || now.saturating_duration_since(sw.started) > switch_limit(pair.heartbeat)
+                {
+                    let r = Response::Switched {
+                        to: sw.to,
+                        from_epoch: sw.from_epoch,
+                        epoch: follows.then_some(st.epoch),
+                        bracket,
+                    };
+                    let reply = Reply {
+                        code: Code::Ok,
+                        message: r.encode(kind::SWITCHOVER).finish(),
+                    };
+                    let p = sw.pending;
+                    switch = None;
+                    let (code, len) = answer(&mut host, &p, &reply);
+                    let mut mb = lock(&mailbox);
+                    mailbox::publish(&mut mb, node.replica());
+                    mb.finish(&p, code, len);
+                }
+            } else if now.saturating_duration_since(sw.started) > switch_limit(pair.heartbeat) {
+                let p = sw.pending;
+                switch = None;
+                let (code, len) = mailbox::refuse(
+                    &mut host,
+                    &p,
+                    Code::Device,
+                    "switchover: no answer from the node in time",
+                );
+                let mut mb = lock(&mailbox);
+                mailbox::publish(&mut mb, node.replica());
+                mb.finish(&p, code, len);
+            }
+        }
+
         // Nothing is held forever (the node's deadline should have come).
         let late: Vec<(u64, u64)> = held
             .iter()
@@ -196,11 +296,128 @@ pub(super) fn run(
     for (_, (p, _, _)) in held.drain() {
         fail(&mut host, &mailbox, &node, &p, "the card is stopping");
     }
+    if let Some(sw) = switch.take() {
+        let (code, len) =
+            mailbox::refuse(&mut host, &sw.pending, Code::Device, "the card is stopping");
+        lock(&mailbox).finish(&sw.pending, code, len);
+    }
     links.stop();
 }
 
 fn node_hold_limit(heartbeat: Duration) -> Duration {
     (heartbeat * 50).max(Duration::from_secs(2))
+}
+
+/// A switchover whose answer is held.
+struct Switch {
+    pending: Pending,
+    to: u32,
+    from_epoch: u64,
+    started: Instant,
+    /// The last bracket handed over, once `HANDOVER` is sent.
+    handed: Option<u64>,
+    handed_at: Option<Instant>,
+}
+
+/// How long a handed-over switchover waits to hear the new master's epoch
+/// before it is answered without it.
+fn switch_wait(heartbeat: Duration) -> Duration {
+    (heartbeat * 20).clamp(Duration::from_millis(500), Duration::from_secs(3))
+}
+
+/// The longest a switchover request is held in all (the node's drain
+/// deadline is 1 s; then the wait for the new epoch). Below the driver's
+/// answer timeout.
+fn switch_limit(heartbeat: Duration) -> Duration {
+    Duration::from_secs(1) + switch_wait(heartbeat) + Duration::from_millis(500)
+}
+
+/// What a request needs from the loop besides the node.
+struct Ctx<'a> {
+    heard: &'a Option<(u32, String)>,
+    switch: &'a mut Option<Switch>,
+}
+
+/// A refusal of the node as the host sees it: not master (fenced, lease
+/// out, draining for a switchover) is `NotMaster` naming the master it
+/// knows; anything else is `Device`.
+fn refusal(node: &ReplNode, e: &WriteError) -> Failure {
+    let detail = format!("replicated card (node {}): {e}", node.node());
+    match *e {
+        WriteError::NotMaster { epoch, master } => Failure::not_master(master, epoch, detail),
+        WriteError::StaleEpoch { epoch, .. } => {
+            Failure::not_master(Some(node.node()), epoch, detail)
+        }
+        WriteError::LeaseExpired | WriteError::Draining => {
+            Failure::not_master(None, node.epoch(), detail)
+        }
+        _ => Failure::new(Code::Device, detail),
+    }
+}
+
+/// Start a switchover for the request `p` (`None`: answered at once,
+/// refused).
+fn start_switchover(
+    node: &mut ReplNode,
+    p: &Pending,
+    to: Option<u32>,
+    now: Instant,
+    switch: &mut Option<Switch>,
+) -> Result<(), Failure> {
+    if switch.is_some() {
+        return Err(Failure::new(
+            Code::Invalid,
+            "a switchover is already under way",
+        ));
+    }
+    let st = node.status(now);
+    if st.role != Role::Master {
+        return Err(Failure::not_master(
+            st.master,
+            st.epoch,
+            format!(
+                "replicated card (node {}): only the master hands over",
+                st.node
+            ),
+        ));
+    }
+    let to = match to {
+        Some(t) => t,
+        None => {
+            let slaves: Vec<u32> = st
+                .in_sync
+                .iter()
+                .copied()
+                .filter(|n| *n != st.node)
+                .collect();
+            match slaves.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Err(Failure::new(
+                        Code::Invalid,
+                        "no slave is in sync: nothing to hand over to",
+                    ))
+                }
+                more => {
+                    return Err(Failure::new(
+                        Code::Invalid,
+                        format!("slaves {more:?} are in sync: name one (--to)"),
+                    ))
+                }
+            }
+        }
+    };
+    node.switchover(now, to)
+        .map_err(|e| Failure::new(Code::Invalid, format!("switchover to node {to}: {e}")))?;
+    *switch = Some(Switch {
+        pending: *p,
+        to,
+        from_epoch: st.epoch,
+        started: now,
+        handed: None,
+        handed_at: None,
+    });
+    Ok(())
 }
 
 fn fail(
@@ -230,6 +447,7 @@ fn request(
     p: &Pending,
     now: Instant,
     held: &mut HashMap<(u64, u64), (Pending, Reply, Instant)>,
+    ctx: Ctx<'_>,
 ) -> Option<(Code, u32)> {
     if p.req_len == 0 || p.req_len > MAX_MESSAGE {
         return Some((Code::BadMessage, 0));
@@ -243,9 +461,20 @@ fn request(
         return Some((Code::HostMemory, 0));
     }
     let status = req.get(3) == Some(&kind::STATUS);
+    if req.get(3) == Some(&kind::SWITCHOVER) {
+        let to = match Message::decode(&req).map(|m| Request::decode(&m)) {
+            Ok(Ok(Request::Switchover { to })) => to,
+            Ok(Err(e)) => return Some(mailbox::refuse(host, p, e.code(), &e.to_string())),
+            _ => return Some(mailbox::refuse(host, p, Code::BadMessage, "SWITCHOVER")),
+        };
+        return match start_switchover(node, p, to, now, ctx.switch) {
+            Ok(()) => None,
+            Err(f) => Some(mailbox::refuse_with(host, p, &f)),
+        };
+    }
     match card::serve(node, now, host, &req) {
         Ok(Answer::Now(reply)) if status => {
-            let reply = with_peer(reply, node, now);
+            let reply = with_peer(reply, node, now, ctx.heard);
             Some(answer(host, p, &reply))
         }
         Ok(Answer::Now(reply)) => Some(answer(host, p, &reply)),
@@ -257,17 +486,12 @@ fn request(
             held.insert((epoch, bracket), (*p, reply, now));
             None
         }
-        Err(e) => Some(mailbox::refuse(
-            host,
-            p,
-            Code::Device,
-            &format!("replicated card (node {}): {e}", node.node()),
-        )),
+        Err(e) => Some(mailbox::refuse_with(host, p, &refusal(node, &e))),
     }
 }
 
 /// A STATUS answer with the card's replication state added (`PEER`).
-fn with_peer(reply: Reply, node: &ReplNode, now: Instant) -> Reply {
+fn with_peer(reply: Reply, node: &ReplNode, now: Instant, heard: &Option<(u32, String)>) -> Reply {
     if reply.code != Code::Ok {
         return reply;
     }
@@ -288,6 +512,11 @@ fn with_peer(reply: Reply, node: &ReplNode, now: Instant) -> Reply {
         mark_epoch: st.mark.epoch,
         mark_bracket: st.mark.bracket,
     });
+    s.peer_notes = PeerNotes {
+        lag_bytes: (st.role == Role::Master).then_some(st.lag.bytes),
+        cause: st.cause.clone(),
+        cause_heard: heard.clone(),
+    };
     Reply {
         code: Code::Ok,
         message: Response::Status(s).encode(kind::STATUS).finish(),

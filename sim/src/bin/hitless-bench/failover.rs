@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Killed(Child);
+pub(super) struct Killed(pub(super) Child);
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -24,14 +24,14 @@ impl Drop for Killed {
     }
 }
 
-fn free_port() -> Result<u16, String> {
+pub(super) fn free_port() -> Result<u16, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .map_err(|e| e.to_string())
 }
 
-fn log(dir: &Path, name: &str) -> Result<Stdio, String> {
+pub(super) fn log(dir: &Path, name: &str) -> Result<Stdio, String> {
     std::fs::File::create(dir.join(name))
         .map(Stdio::from)
         .map_err(|e| e.to_string())

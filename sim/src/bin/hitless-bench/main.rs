@@ -14,6 +14,7 @@ use std::time::Instant;
 
 mod daemon;
 mod failover;
+mod replication;
 
 const KEY_TAG: u32 = 0xBE4C;
 
@@ -352,6 +353,11 @@ fn main() {
         failover::lines();
         return;
     }
+    // `hitless-bench replication`: throughput, sync latency, fault trials.
+    if std::env::args().nth(1).as_deref() == Some("replication") {
+        replication::lines();
+        return;
+    }
     let sizes = [(4096u32, "4KiB"), (65536, "64KiB"), (1 << 20, "1MiB")];
     for (op, name) in [
         (Opcode::Write, "write"),
@@ -398,4 +404,5 @@ fn main() {
     );
     daemon::lines();
     failover::lines();
+    replication::lines();
 }
