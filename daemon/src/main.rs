@@ -55,7 +55,7 @@ struct Args {
     /// answer before it sleeps (0: never): saves the application a
     /// wake-up of the daemon when it sends requests back to back, at the
     /// cost of at most this much CPU per request.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 200)]
     busy_poll_us: u64,
 }
 

@@ -47,7 +47,7 @@ impl Default for Limits {
             answer: Duration::from_secs(60),
             max_connections: 256,
             max_sessions_per_connection: 64,
-            busy_poll: Duration::from_micros(50),
+            busy_poll: Duration::from_micros(200),
         }
     }
 }

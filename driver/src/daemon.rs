@@ -214,7 +214,9 @@ pub mod wire {
             if start.elapsed() >= spin {
                 return false;
             }
-            std::hint::spin_loop();
+            // Let a thread waiting for this CPU run (the application being
+            // woken by the answer, often on this very CPU).
+            std::thread::yield_now();
         }
     }
 
