@@ -6,175 +6,23 @@
 //! it byte for byte; the old master restarted comes back as slave (fenced
 //! by the newer epoch). Every wait has a timeout.
 
-use hitless_driver::backend::vfio_user::VfioUserIo;
-use hitless_driver::firmware::{Client, OpenFlags, Secret, Session};
+mod common;
+
+use common::*;
 use hitless_driver::state;
-use hitless_proto::PeerReport;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const TIMEOUT: Duration = Duration::from_secs(10);
-const HEARTBEAT_MS: u64 = 200;
-const LEASE_MS: u64 = 2000;
-const APP: u32 = 7;
-
-fn exe() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_hitless-sim"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed and reaped when dropped.
-struct Proc(Child);
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn log_file(dir: &Path, name: &str) -> Stdio {
-    Stdio::from(
-        std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join(format!("{name}.log")))
-            .unwrap(),
-    )
-}
-
-struct Card {
-    node: u32,
-    dir: PathBuf,
-    socket: PathBuf,
-    args: Vec<String>,
-}
-
-impl Card {
-    fn start(&self) -> Proc {
-        let _ = std::fs::remove_file(&self.socket);
-        let ctl = self.dir.join("card.ctl");
-        let _ = std::fs::remove_file(&ctl);
-        let child = Command::new(exe())
-            .args(["serve", "--socket"])
-            .arg(&self.socket)
-            .arg("--state-dir")
-            .arg(self.dir.join("state"))
-            .arg("--control")
-            .arg(&ctl)
-            .args(&self.args)
-            .env("HITLESS_LOG", "info,hitless_firmware=debug")
-            .stderr(log_file(&self.dir, "card"))
-            .spawn()
-            .unwrap();
-        let p = Proc(child);
-        let t = Instant::now();
-        while !(self.socket.exists() && ctl.exists()) {
-            assert!(t.elapsed() < TIMEOUT, "card {} did not start", self.node);
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        p
-    }
-
-    fn client(&self) -> Result<Client<VfioUserIo>, String> {
-        let io = VfioUserIo::connect(&self.socket, 4 << 20, TIMEOUT).map_err(|e| e.to_string())?;
-        Client::open(io, TIMEOUT).map_err(|e| e.to_string())
-    }
-
-    /// The card's replication state (STATUS's `PEER` field), within a
-    /// deadline: `(role, epoch, master)`; role 0 master, 1 slave, 2 standby.
-    fn peer(&self, want: impl Fn(&PeerReport) -> bool) -> PeerReport {
-        let t = Instant::now();
-        loop {
-            let p = self
-                .client()
-                .and_then(|mut c| c.status().map_err(|e| e.to_string()))
-                .map(|s| s.peer.expect("a replicated card reports its peer state"));
-            match p {
-                Ok(p) if want(&p) => return p,
-                other => assert!(
-                    t.elapsed() < TIMEOUT,
-                    "card {}: peer state {other:?}",
-                    self.node
-                ),
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Open the application; `Err` on a card that is not master.
-    fn open(
-        &self,
-        secret: Option<&Secret>,
-    ) -> Result<(Client<VfioUserIo>, Session, Option<Secret>), String> {
-        let mut c = self.client()?;
-        let (s, secret) = c
-            .open_app(APP, OpenFlags::all(), secret)
-            .map_err(|e| e.to_string())?;
-        Ok((c, s, secret))
-    }
-}
-
-fn pattern(seed: u32, len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed.wrapping_mul(40_503)) as u8)
-        .collect()
-}
 
 #[test]
 fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
-    let dir = std::env::temp_dir().join(format!("hitless-repl-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = dir.join("pair.key");
-    std::fs::write(&key, "5a".repeat(32)).unwrap();
+    let (dir, key) = test_dir("repl");
     let (pw, p1, p2) = (free_port(), free_port(), free_port());
     let witness_addr = format!("127.0.0.1:{pw}");
-    let _witness = Proc(
-        Command::new(exe())
-            .args(["witness", "--listen", &witness_addr, "--members", "1,2"])
-            .args(["--lease-ms", &LEASE_MS.to_string(), "--skew-ms", "20"])
-            .arg("--key")
-            .arg(&key)
-            .env("HITLESS_LOG", "info,hitless_firmware=debug")
-            .stderr(log_file(&dir, "witness"))
-            .spawn()
-            .unwrap(),
-    );
-    let card = |node: u32, me: u16, peer: u32, other: u16| {
-        let d = dir.join(format!("card{node}"));
-        std::fs::create_dir_all(&d).unwrap();
-        Card {
-            node,
-            socket: d.join("card.sock"),
-            dir: d,
-            args: vec![
-                "--node".into(),
-                node.to_string(),
-                "--listen".into(),
-                format!("127.0.0.1:{me}"),
-                "--peer".into(),
-                format!("{peer}=127.0.0.1:{other}"),
-                "--pair-key".into(),
-                key.display().to_string(),
-                "--witness".into(),
-                witness_addr.clone(),
-                "--mode".into(),
-                "sync".into(),
-                "--heartbeat-ms".into(),
-                HEARTBEAT_MS.to_string(),
-            ],
-        }
-    };
-    let cards = [card(1, p1, 2, p2), card(2, p2, 1, p1)];
+    let _witness = start_witness(&dir, &key, &witness_addr, "1,2", &[]);
+    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    let cards = [
+        Card::new(&dir, &key, 1, &a1, &[(2, a2.clone())], &witness_addr),
+        Card::new(&dir, &key, 2, &a2, &[(1, a1.clone())], &witness_addr),
+    ];
     let mut procs = vec![Some(cards[0].start()), Some(cards[1].start())];
 
     // One of them becomes master (the witness's first grant).
@@ -196,8 +44,10 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
     drop(client);
     // The slave follows the master and is in its in-sync set.
     let mn = cards[m].node;
-    let first = cards[m].peer(|p| p.role == 0 && p.in_sync == 1);
-    cards[s].peer(|p| p.role == 1 && p.master == Some(mn) && p.epoch == first.epoch);
+    let first = cards[m].peer(TIMEOUT, |p| p.role == 0 && p.in_sync == 1);
+    cards[s].peer(TIMEOUT, |p| {
+        p.role == 1 && p.master == Some(mn) && p.epoch == first.epoch
+    });
     let (mut client, session, _) = cards[m].open(Some(&secret)).unwrap();
 
     let mut acked = Vec::new();
@@ -274,7 +124,9 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
         "the returning old master served a host"
     );
     let sn = cards[s].node;
-    cards[m].peer(|p| p.role == 1 && p.master == Some(sn) && p.epoch == second.epoch);
+    cards[m].peer(TIMEOUT, |p| {
+        p.role == 1 && p.master == Some(sn) && p.epoch == second.epoch
+    });
     let (mut client, session, _) = cards[s].open(Some(&secret)).unwrap();
     client
         .store(&session, 501, 0, 0, true, b"still master")
