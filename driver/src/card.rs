@@ -195,6 +195,7 @@ impl<T: CardIo> Card<T> {
         let geometry = NvGeometry {
             region_size: io.read32(reg::NV_REGION_SIZE)?,
             log_size: io.read32(reg::NV_LOG_SIZE)?,
+            data_size: io.read32(reg::NV_DATA_SIZE)?,
         };
         let limits = io.read32(reg::LIMITS)?;
         let window = io.dma().len() as u64;
@@ -635,6 +636,7 @@ pub fn status_of<T: CardIo + ?Sized>(io: &mut T) -> Result<CardStatus> {
         geometry: NvGeometry {
             region_size: io.read32(reg::NV_REGION_SIZE)?,
             log_size: io.read32(reg::NV_LOG_SIZE)?,
+            data_size: io.read32(reg::NV_DATA_SIZE)?,
         },
     })
 }

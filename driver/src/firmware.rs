@@ -101,11 +101,17 @@ fn tier_flag(cold: bool) -> u32 {
     }
 }
 
+/// The largest set the API takes: the card keeps sets in its data area
+/// (256 MiB per tier on the simulated card), the host moves a set through
+/// one DMA buffer of this size (a transport with a smaller DMA window
+/// refuses smaller sets, saying so).
+pub const MAX_SET_BYTES: u32 = 48 << 20;
+
 /// A set's size as the API takes it (the same check on every path).
 pub(crate) fn check_set_size(len: usize) -> Result<()> {
-    if len > MAX_TRANSFER as usize {
+    if len > MAX_SET_BYTES as usize {
         return Err(Error::InvalidArgument(format!(
-            "a set is at most {MAX_TRANSFER} bytes; split {len} bytes into objects"
+            "a set is at most {MAX_SET_BYTES} bytes; split {len} bytes into objects"
         )));
     }
     Ok(())
@@ -169,7 +175,7 @@ impl<T: CardIo> Client<T> {
         // The data buffer: a whole stage's sets of one application (both
         // tiers' regions) when the window allows, at least one set.
         let room = alloc.free_bytes().saturating_sub(4096);
-        let want = (4u64 << 20).min(room);
+        let want = (MAX_SET_BYTES as u64).min(room);
         if want < MAX_TRANSFER as u64 {
             return Err(Error::DmaExhausted {
                 wanted: MAX_TRANSFER as u64,
@@ -359,6 +365,14 @@ impl<T: CardIo> Client<T> {
     ) -> Result<()> {
         check_set_size(data.len())?;
         let d = self.data;
+        if data.len() as u64 > d.len {
+            return Err(Error::InvalidArgument(format!(
+                "a set is at most {} bytes through this transport's DMA window; split {} bytes \
+                 into objects",
+                d.len,
+                data.len()
+            )));
+        }
         self.put(d, 0, data)?;
         let r = Request::Store {
             object,

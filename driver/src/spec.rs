@@ -62,7 +62,10 @@ pub fn open_card(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo + Send>
         #[cfg(feature = "vfio-user")]
         "vfio-user" => Ok(Box::new(crate::backend::vfio_user::VfioUserIo::connect(
             std::path::Path::new(rest),
-            8 << 20,
+            // Room for the largest set (`MAX_SET_BYTES`) plus the rings and
+            // message buffers; the card maps the memfd, pages are touched
+            // only as they are used.
+            crate::firmware::MAX_SET_BYTES as usize + (16 << 20),
             timeout,
         )?)),
         #[cfg(feature = "vfio")]

@@ -83,6 +83,8 @@ pub enum GeometryReg {
     RegionABase,
     RegionBBase,
     LogBase,
+    DataBase,
+    DataSize,
 }
 
 impl GeometryReg {
@@ -93,6 +95,8 @@ impl GeometryReg {
             Self::RegionABase => g.region_a_base(),
             Self::RegionBBase => g.region_b_base(),
             Self::LogBase => g.log_base(),
+            Self::DataBase => g.data_base(),
+            Self::DataSize => g.data_size,
         }
     }
     pub const fn describe(self) -> &'static str {
@@ -102,6 +106,8 @@ impl GeometryReg {
             Self::RegionABase => "region A base",
             Self::RegionBBase => "region B base",
             Self::LogBase => "log base",
+            Self::DataBase => "data area base",
+            Self::DataSize => "data area size",
         }
     }
 }
@@ -205,6 +211,10 @@ pub mod reg {
         NV_REGION_B_BASE = 0x06C, Ro, Geometry(RegionBBase);
         /// NV geometry: byte address of the append-log ring.
         NV_LOG_BASE = 0x070, Ro, Geometry(LogBase);
+        /// NV geometry: byte address of the data area (set data and heap pages, addressed through entries without REGION).
+        NV_DATA_BASE = 0x074, Ro, Geometry(DataBase);
+        /// NV geometry: size of the data area in bytes (0: none, every set lives in the region image).
+        NV_DATA_SIZE = 0x078, Ro, Geometry(DataSize);
         /// Descriptor ring base address (host), low 32 bits; 32-byte aligned.
         DQ_BASE_LO = 0x080, Rw, Value(0);
         /// Descriptor ring base address (host), high 32 bits.
@@ -899,10 +909,19 @@ pub const SUPERBLOCK_MAGIC: u64 = u64::from_le_bytes(*b"HTLSSB01");
 pub const LAYOUT_VERSION: u8 = 1;
 
 /// Geometry of one tier. Regions and log are 8-byte aligned; the log size is a power of two.
+///
+/// The data area after the log holds bytes that no region image contains:
+/// the firmware writes set data and heap pages there (into space no
+/// committed image references) and commits only a small index through the
+/// regions, so a store's cost follows the bytes that changed, not the bytes
+/// stored. The controller treats it as plain NV (entries without REGION);
+/// it only bounds addresses by `total()`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NvGeometry {
     pub region_size: u32,
     pub log_size: u32,
+    /// Bytes of the data area (4 KiB multiple; 0 = none).
+    pub data_size: u32,
 }
 
 impl NvGeometry {
@@ -916,9 +935,14 @@ impl NvGeometry {
     pub const fn log_base(&self) -> u32 {
         self.region_b_base() + self.region_size
     }
+    /// The data area starts after the log (4 KiB aligned: the log size is
+    /// a power of two of at least 4 KiB and the regions are 4 KiB multiples).
+    pub const fn data_base(&self) -> u32 {
+        self.log_base() + self.log_size
+    }
     /// Total bytes the tier must have.
     pub const fn total(&self) -> u32 {
-        self.log_base() + self.log_size
+        self.data_base() + self.data_size
     }
     pub const fn region_base(&self, region: u8) -> u32 {
         if region == 0 {
@@ -932,15 +956,18 @@ impl NvGeometry {
             && self.region_size >= MAX_TRANSFER
             && self.log_size.is_power_of_two()
             && self.log_size >= 4096
-            && (self.total() as u64) <= (1u64 << 31)
+            && self.data_size.is_multiple_of(4096)
+            && (self.log_base() as u64 + self.log_size as u64 + self.data_size as u64)
+                <= (1u64 << 31)
     }
 }
 
 /// The default geometry the simulator and the generated Verilog use:
-/// two 2 MiB regions and a 1 MiB log per tier (about 5 MiB per tier).
+/// two 2 MiB regions, a 1 MiB log and a 256 MiB data area per tier.
 pub const DEFAULT_GEOMETRY: NvGeometry = NvGeometry {
     region_size: 2 << 20,
     log_size: 1 << 20,
+    data_size: 256 << 20,
 };
 
 /// The superblock: committed state of one tier (64 bytes, 8 LE words).
@@ -1197,6 +1224,7 @@ pub mod board {
     pub const GEOMETRY: NvGeometry = NvGeometry {
         region_size: 4096,
         log_size: 4096,
+        data_size: 0,
     };
 
     /// A command incomplete for this many byte times (10 bits each, 8N1)
@@ -1268,9 +1296,59 @@ pub fn crc32c_digest() -> crc::Digest<'static, u32> {
     CRC32C.digest()
 }
 
+/// The CRC-32C of `a ‖ b` from `crc32c(a)`, `crc32c(b)` and `b`'s length
+/// (zlib's `crc32_combine`, with the Castagnoli polynomial): a set moved in
+/// several transfers is checked against the CRC of the whole set.
+pub fn crc32c_combine(crc_a: u32, crc_b: u32, len_b: u64) -> u32 {
+    // Reflected polynomial; multiplication modulo it, x^(2^k) by squaring.
+    const POLY: u32 = 0x82F6_3B78;
+    fn mul(a: u32, mut b: u32) -> u32 {
+        let mut m = 1u32 << 31;
+        let mut p = 0u32;
+        loop {
+            if a & m != 0 {
+                p ^= b;
+                if a & (m - 1) == 0 {
+                    return p;
+                }
+            }
+            m >>= 1;
+            b = if b & 1 != 0 { (b >> 1) ^ POLY } else { b >> 1 };
+        }
+    }
+    // x^(8 * len_b): square x^(2^k) starting from x^8 (k = 3).
+    let mut x2k = 1u32 << 30; // x^1
+    for _ in 0..3 {
+        x2k = mul(x2k, x2k);
+    }
+    let mut p = 1u32 << 31; // x^0
+    let mut n = len_b;
+    while n != 0 {
+        if n & 1 != 0 {
+            p = mul(x2k, p);
+        }
+        x2k = mul(x2k, x2k);
+        n >>= 1;
+    }
+    mul(p, crc_a) ^ crc_b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crc_combine_equals_the_crc_of_the_concatenation() {
+        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        for cut in [0, 1, 7, 8, 100, 4096, 4999, 5000] {
+            let (a, b) = data.split_at(cut);
+            assert_eq!(
+                crc32c_combine(crc32c(a), crc32c(b), b.len() as u64),
+                crc32c(&data),
+                "cut at {cut}"
+            );
+        }
+    }
 
     #[test]
     fn limits_name_what_a_descriptor_lacks() {

@@ -177,8 +177,15 @@ impl Model {
             "unsupported NV geometry {geometry:?}"
         );
         let total = tier_bytes(&geometry) as usize;
-        warm.resize(total, 0);
-        cold.resize(total, 0);
+        // A blank tier from the allocator's zero pages: a 256 MiB data area
+        // costs nothing until it is written.
+        for nv in [&mut warm, &mut cold] {
+            if nv.is_empty() {
+                *nv = vec![0; total];
+            } else {
+                nv.resize(total, 0);
+            }
+        }
         let mut m = Self {
             geometry,
             nv: [warm, cold],
@@ -381,6 +388,8 @@ impl Model {
             reg::NV_REGION_A_BASE => region_base(g, 0) as u32,
             reg::NV_REGION_B_BASE => region_base(g, 1) as u32,
             reg::NV_LOG_BASE => log_base(g) as u32,
+            reg::NV_DATA_BASE => g.data_base(),
+            reg::NV_DATA_SIZE => g.data_size,
             reg::DQ_BASE_LO => self.dq_base as u32,
             reg::DQ_BASE_HI => (self.dq_base >> 32) as u32,
             reg::DQ_SIZE_LOG2 => self.dq_size_log2,

@@ -17,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 const G: NvGeometry = NvGeometry {
     region_size: 8192,
     log_size: 1024,
+    data_size: 8192,
 };
 const HOST: u64 = 0x40_0000;
 const HOST_SPAN: u32 = 0x4000;

@@ -13,6 +13,7 @@ use hitless_hdl::model::{
 const G: NvGeometry = NvGeometry {
     region_size: 8192,
     log_size: 1024,
+    data_size: 0,
 };
 const TAG: u32 = 0x0ABC_DEF1;
 const ALL_REGION: u32 = perm::VALID

@@ -22,17 +22,67 @@ impl WordStore for hitless_hdl::model::PagedMemory {
     }
 }
 
+/// A tier's bytes: in memory, or a shared mapping of its state file (a
+/// 256 MiB tier is neither read nor copied at start: pages come in as the
+/// controller touches them, and every write is in the file at once).
+pub enum TierBytes {
+    Mem(Vec<u8>),
+    File(memmap2::MmapMut),
+}
+
+impl std::ops::Deref for TierBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Mem(v) => v,
+            Self::File(m) => m,
+        }
+    }
+}
+
+impl std::ops::DerefMut for TierBytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            Self::Mem(v) => v,
+            Self::File(m) => m,
+        }
+    }
+}
+
+/// A copy is always in memory (a snapshot of the file's contents).
+impl Clone for TierBytes {
+    fn clone(&self) -> Self {
+        Self::Mem(self.to_vec())
+    }
+}
+
+impl PartialEq for TierBytes {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl PartialEq<Vec<u8>> for TierBytes {
+    fn eq(&self, other: &Vec<u8>) -> bool {
+        **self == other[..]
+    }
+}
+
+impl std::fmt::Debug for TierBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TierBytes({} bytes)", self.len())
+    }
+}
+
 /// A byte array NV tier. Out-of-range addresses read as all ones and
 /// ignore writes (the controller must never produce them; tests check).
 pub struct NvStore {
-    pub bytes: Vec<u8>,
+    pub bytes: TierBytes,
     pub out_of_range: u64,
-    /// Write-through copy in a file (a tier that survives the process).
-    file: Option<memmap2::MmapMut>,
 }
 
 impl NvStore {
-    /// A blank in-memory tier.
+    /// A blank in-memory tier (zero pages are not touched until written).
     pub fn new(size: usize) -> Self {
         Self::from_bytes(vec![0; size])
     }
@@ -40,21 +90,20 @@ impl NvStore {
     /// An in-memory tier with the given contents.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
         Self {
-            bytes,
+            bytes: TierBytes::Mem(bytes),
             out_of_range: 0,
-            file: None,
         }
     }
 
     /// An in-memory copy of this tier's contents (no file behind it).
     pub fn snapshot(&self) -> Self {
-        Self::from_bytes(self.bytes.clone())
+        Self::from_bytes(self.bytes.to_vec())
     }
 
-    /// A tier kept in `path` (created blank if missing). Every durable write
-    /// goes through to the file at once, so a killed process leaves exactly
-    /// the writes the controller saw acknowledged: the same state a power
-    /// cut leaves in real NV memory.
+    /// A tier kept in `path` (created blank, sparse, if missing). Every
+    /// durable write goes to the shared mapping of the file at once, so a
+    /// killed process leaves exactly the writes the controller saw
+    /// acknowledged: the same state a power cut leaves in real NV memory.
     pub fn open_file(path: &std::path::Path, size: usize) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -69,7 +118,8 @@ impl NvStore {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!(
-                    "{} holds {len} bytes, the tier needs {size}: not this card's state file",
+                    "{} holds {len} bytes, the tier needs {size}: not this card's state file \
+                     (an older geometry? remove the state directory to start blank)",
                     path.display()
                 ),
             ));
@@ -79,17 +129,16 @@ impl NvStore {
         // this struct.
         let map = unsafe { memmap2::MmapMut::map_mut(&file)? };
         Ok(Self {
-            bytes: map.to_vec(),
+            bytes: TierBytes::File(map),
             out_of_range: 0,
-            file: Some(map),
         })
     }
 
     /// Push the file-backed copy to disk (for an orderly shutdown).
     pub fn flush(&self) -> std::io::Result<()> {
-        match &self.file {
-            Some(m) => m.flush(),
-            None => Ok(()),
+        match &self.bytes {
+            TierBytes::File(m) => m.flush(),
+            TierBytes::Mem(_) => Ok(()),
         }
     }
 
@@ -98,9 +147,6 @@ impl NvStore {
         match self.bytes.get_mut(index) {
             Some(b) => {
                 *b ^= mask;
-                if let Some(f) = self.file.as_mut() {
-                    f[index] ^= mask;
-                }
                 true
             }
             None => false,
@@ -124,9 +170,6 @@ impl WordStore for NvStore {
                     if strobe & (1 << i) != 0 {
                         *byte = (value >> (8 * i)) as u8;
                     }
-                }
-                if let Some(f) = self.file.as_mut() {
-                    f[a..a + 8].copy_from_slice(b);
                 }
             }
             None => self.out_of_range += 1,

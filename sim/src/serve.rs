@@ -176,6 +176,17 @@ pub fn parse_control(line: &str) -> Result<Control, String> {
             count: u32::try_from(num(count)?).map_err(|_| "count too large".to_string())?,
             seed: num(seed)?,
         }),
+        ["flip-data", tier, offset, len, count, seed] => Ok(Control::FlipDataBits {
+            cold: match *tier {
+                "cold" => true,
+                "warm" => false,
+                t => return Err(format!("tier {t:?}: warm or cold")),
+            },
+            offset: num(offset)?,
+            len: num(len)?,
+            count: u32::try_from(num(count)?).map_err(|_| "count too large".to_string())?,
+            seed: num(seed)?,
+        }),
         _ => Err(format!("unknown command {line:?}")),
     }
 }
@@ -339,8 +350,19 @@ mod tests {
                 seed: 9
             })
         );
+        assert_eq!(
+            parse_control("flip-data warm 0 4096 2 5"),
+            Ok(Control::FlipDataBits {
+                cold: false,
+                offset: 0,
+                len: 4096,
+                count: 2,
+                seed: 5
+            })
+        );
         for bad in [
             "",
+            "flip-data hot 0 1 1 1",
             "reboot",
             "cut-power",
             "cut-power x",

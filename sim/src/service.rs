@@ -46,6 +46,15 @@ pub enum Control {
         count: u32,
         seed: u64,
     },
+    /// Flip `count` random bits in `[offset, offset + len)` of a tier's
+    /// data area (where set data lives: one copy, checked by its CRC).
+    FlipDataBits {
+        cold: bool,
+        offset: u64,
+        len: u64,
+        count: u32,
+        seed: u64,
+    },
     /// Report state.
     Status,
 }
@@ -341,6 +350,28 @@ impl Clock {
                     cold as usize,
                     g.region_base(r) as u64,
                     span as u64,
+                    count,
+                    seed,
+                );
+            }
+            Control::FlipDataBits {
+                cold,
+                offset,
+                len,
+                count,
+                seed,
+            } => {
+                let g = self.card.geometry;
+                if offset.checked_add(len).is_none_or(|e| e > g.data_size as u64) {
+                    return Err(format!(
+                        "[{offset}, +{len}) is outside the data area of {} bytes",
+                        g.data_size
+                    ));
+                }
+                self.card.flip_bits(
+                    cold as usize,
+                    g.data_base() as u64 + offset,
+                    len,
                     count,
                     seed,
                 );

@@ -621,6 +621,8 @@ fn register_map_matches_the_contract() {
         G.region_b_base()
     );
     assert_eq!(card.read_reg(reg::NV_LOG_BASE).unwrap(), G.log_base());
+    assert_eq!(card.read_reg(reg::NV_DATA_BASE).unwrap(), G.data_base());
+    assert_eq!(card.read_reg(reg::NV_DATA_SIZE).unwrap(), G.data_size);
     // Read-only registers ignore writes; unknown offsets read zero.
     card.write_reg(reg::ID, 0).unwrap();
     assert_eq!(card.read_reg(reg::ID).unwrap(), contract::CONTROLLER_ID);

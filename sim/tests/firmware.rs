@@ -285,11 +285,102 @@ fn credentials_and_bad_requests() {
     );
     assert_eq!(fw.raw(&stray).unwrap().0, Code::HostMemory);
     assert_eq!(fw.restore(&s, 0).unwrap().1, b"original");
-    // Sets over one transfer are refused before anything is sent.
+    // Sets over the API's limit are refused before anything is sent.
     assert!(matches!(
-        fw.store(&s, 1, 0, 0, false, &vec![1; 2 << 20]),
+        fw.store(
+            &s,
+            1,
+            0,
+            0,
+            false,
+            &vec![1; hitless_driver::firmware::MAX_SET_BYTES as usize + 1]
+        ),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+/// Sets larger than one transfer (the controller's MAX_TRANSFER) store and
+/// restore in both tiers, checked against the whole set's CRC; a bit flip
+/// in a set's bytes in the data area is detected (LOST) and costs no other
+/// set; the tier's index stays small whatever the sets hold.
+#[test]
+fn large_sets_and_a_damaged_data_area() {
+    use hitless_hdl::contract::{MAX_TRANSFER, DEFAULT_GEOMETRY};
+    let dir = temp("large");
+    let card = InProcessCard::start(&dir).unwrap();
+    let mut fw = client(&card);
+    let (s, secret) = fw.open_app(9, OpenFlags::all(), None).unwrap();
+    let secret = secret.unwrap();
+    let big: Vec<u8> = (0..3 * MAX_TRANSFER as usize + 12_345)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    // The first warm set lands at the data area's start (first fit).
+    fw.store(&s, 1, 0, 0, false, &big).unwrap();
+    fw.store(&s, 2, 0, 0, false, b"a small neighbour").unwrap();
+    fw.store(&s, 3, 0, 0, true, &big[..MAX_TRANSFER as usize + 8]).unwrap();
+    assert_eq!(fw.restore(&s, 1).unwrap().1, big);
+    assert_eq!(
+        fw.restore(&s, 3).unwrap().1,
+        &big[..MAX_TRANSFER as usize + 8]
+    );
+    let st = fw.status().unwrap();
+    assert!(
+        st.warm.image_bytes as usize >= big.len(),
+        "the tier reports the bytes it holds: {st:?}"
+    );
+    // Replacing the big set with a bigger one keeps the old copy until
+    // the new index is committed, then frees it.
+    let bigger = [&big[..], &big[..1000]].concat();
+    fw.store(&s, 1, 0, 0, false, &bigger).unwrap();
+    assert_eq!(fw.restore(&s, 1).unwrap().1, bigger);
+
+    // Damage the first extent of the warm data area: the big set was
+    // replaced, so it is the freed copy and no set is harmed.
+    drop(fw);
+    card.control(Control::FlipDataBits {
+        cold: false,
+        offset: 0,
+        len: big.len() as u64,
+        count: 16,
+        seed: 7,
+    })
+    .unwrap();
+    let mut fw = client(&card);
+    let (s, _) = fw.open_app(9, OpenFlags::all(), Some(&secret)).unwrap();
+    assert_eq!(fw.restore(&s, 1).unwrap().1, bigger);
+    assert_eq!(fw.restore(&s, 2).unwrap().1, b"a small neighbour");
+
+    // Damage the live copy (placed after the small set's 24 bytes): LOST,
+    // and only it.
+    let live = (big.len() as u64).div_ceil(8) * 8 + 24;
+    drop(fw);
+    card.control(Control::FlipDataBits {
+        cold: false,
+        offset: live,
+        len: bigger.len() as u64,
+        count: 1,
+        seed: 8,
+    })
+    .unwrap();
+    let mut fw = client(&card);
+    let (s, _) = fw.open_app(9, OpenFlags::all(), Some(&secret)).unwrap();
+    let e = fw.restore(&s, 1).unwrap_err();
+    assert_eq!(code(e), Code::Lost);
+    assert_eq!(fw.restore(&s, 2).unwrap().1, b"a small neighbour");
+    assert_eq!(
+        fw.restore(&s, 3).unwrap().1,
+        &big[..MAX_TRANSFER as usize + 8]
+    );
+    // Out of the data area: refused by the control channel.
+    assert!(card
+        .control(Control::FlipDataBits {
+            cold: false,
+            offset: DEFAULT_GEOMETRY.data_size as u64,
+            len: 1,
+            count: 1,
+            seed: 1,
+        })
+        .is_err());
 }
 
 mod against_the_model {
@@ -471,12 +562,22 @@ fn power_cuts_during_stores_keep_old_or_new() {
     fw.store(&s, 1, 0, 0, true, &version(1, 0)).unwrap();
     let span = card.control(Control::Status).unwrap().cycle - c0;
     let (mut old_seen, mut new_seen) = (0, 0);
+    let (mut latest_old, mut earliest_new) = (0, span);
     let mut fw = Some(fw);
     let mut session = s;
     for round in 1..=12u32 {
         let object = round % 3;
         let now = card.control(Control::Status).unwrap().cycle;
-        card.control(Control::CutPowerAt(now + rng.gen_range(0..span)))
+        // Uniform cut points, then (when one outcome has not been seen by
+        // half-time) points beyond the latest cut that kept the old
+        // version, or before the earliest that gave the new one: where the
+        // commit falls in a store depends on the firmware's timing.
+        let at = match (round > 6, old_seen, new_seen) {
+            (true, _, 0) => rng.gen_range(latest_old.min(span - 1)..span),
+            (true, 0, _) => rng.gen_range(0..earliest_new.max(1)),
+            _ => rng.gen_range(0..span),
+        };
+        card.control(Control::CutPowerAt(now + at))
             .unwrap();
         let c = fw.as_mut().unwrap();
         let stored = c.store(&session, object, 0, 0, true, &version(object, round));
@@ -498,6 +599,7 @@ fn power_cuts_during_stores_keep_old_or_new() {
         if got == version(object, round) {
             committed[object as usize] = round;
             new_seen += 1;
+            earliest_new = earliest_new.min(at);
         } else {
             assert_eq!(
                 got,
@@ -509,6 +611,7 @@ fn power_cuts_during_stores_keep_old_or_new() {
                 "round {round}: a store reported done was lost"
             );
             old_seen += 1;
+            latest_old = latest_old.max(at);
         }
         for other in (0..3).filter(|&o| o != object) {
             let (_, got) = c.restore(&session, other).unwrap();

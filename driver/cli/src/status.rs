@@ -352,6 +352,8 @@ struct GeometryView {
     region_a: u32,
     region_b: u32,
     log: u32,
+    data: u32,
+    data_size: u32,
 }
 
 #[derive(Serialize)]
@@ -382,6 +384,8 @@ pub fn inspect(mut io: Box<dyn CardIo>, timeout: Duration, json: bool) -> Result
             region_a: g.region_a_base(),
             region_b: g.region_b_base(),
             log: g.log_base(),
+            data: g.data_base(),
+            data_size: g.data_size,
         },
         superblocks: Pair {
             warm: (&s.warm).into(),
@@ -397,8 +401,9 @@ pub fn inspect(mut io: Box<dyn CardIo>, timeout: Duration, json: bool) -> Result
     }
     let g = &view.geometry;
     println!(
-        "geometry: regions of {} bytes at {:#x} and {:#x}, log of {} bytes at {:#x}",
-        g.region_size, g.region_a, g.region_b, g.log_size, g.log
+        "geometry: regions of {} bytes at {:#x} and {:#x}, log of {} bytes at {:#x}, \
+         data area of {} bytes at {:#x}",
+        g.region_size, g.region_a, g.region_b, g.log_size, g.log, g.data_size, g.data
     );
     for (name, t) in [
         ("warm", &view.superblocks.warm),

@@ -103,7 +103,11 @@ impl<C: Controller> MemoryManager<C> {
             let regs = self.tier_regs(t).ok();
             let (state, sets, image_bytes) = match &self.tiers[t as usize] {
                 TierView::Ready(tab) => {
-                    (TierReport::READY, tab.sets.len() as u32, tab.end() as u32)
+                    (
+                    TierReport::READY,
+                    tab.sets.len() as u32,
+                    (tab.end() as u64 + tab.data_bytes()).min(u32::MAX as u64) as u32,
+                )
                 }
                 TierView::Lost => (TierReport::LOST, 0, 0),
                 TierView::Foreign(_) => (TierReport::FOREIGN, 0, 0),
@@ -204,7 +208,7 @@ impl<C: Controller> MemoryManager<C> {
                 if e.len > cap {
                     return Err(Failure::too_small(e.len.into()));
                 }
-                self.deliver(t, &e, addr, s.key)?;
+                self.deliver(t, &e, addr)?;
                 Ok(Response::Sets {
                     sets: vec![info(&key(object), t, &e, 0)],
                     data_len: None,
@@ -239,7 +243,7 @@ impl<C: Controller> MemoryManager<C> {
                     let to = addr.checked_add(at as u64).ok_or_else(|| {
                         Failure::new(Code::Invalid, "the data buffer wraps the address space")
                     })?;
-                    self.deliver(t, &e, to, s.key)?;
+                    self.deliver(t, &e, to)?;
                     infos.push(info(&k, t, &e, at));
                     at += align8(e.len as usize) as u32;
                 }
@@ -292,7 +296,6 @@ impl<C: Controller> MemoryManager<C> {
                 };
                 let mut new = old.clone();
                 new.sets.retain(|k, _| k.app == SYSTEM_APP);
-                new.relayout();
                 self.commit(t, &old, &new, None, (0, 0))?;
                 for k in old.sets.keys().filter(|k| k.app != SYSTEM_APP) {
                     let (app, object) = (k.app, k.object);

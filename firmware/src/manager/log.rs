@@ -30,6 +30,7 @@ impl<C: Controller> MemoryManager<C> {
         let g0 = NvGeometry {
             region_size: 0,
             log_size: size,
+            data_size: 0,
         };
         let base = g0.log_base() as usize;
         let mut image = vec![0u8; base + size as usize];

@@ -38,9 +38,10 @@ mod session;
 
 pub use replica::ReplicaError;
 
-use crate::records::{align8, head_len, plan, Entry, SetKey, Step, Table, HEADER};
+use crate::records::{align8, head_len, Entry, SetKey, Table, HEADER};
 use hitless_hdl::contract::{
-    self, crc32c, flags as dflags, perm, reg, tier_state, BootResult, Completion, Descriptor,
+    self, crc32c, crc32c_combine, flags as dflags, perm, reg, tier_state, BootResult, Completion,
+    Descriptor,
     NvGeometry, Opcode, Status, MAX_TRANSFER, PT_ENTRIES,
 };
 use hitless_proto::auth::SECRET_BYTES;
@@ -133,7 +134,8 @@ pub enum FirmwareError {
 
 /// The protection entry the firmware uses for region operations.
 const FW_REGION_ENTRY: u32 = 0;
-/// The protection entry of the append-log window.
+/// The protection entry of the append-log ring and the data area after
+/// it (one window: the log at 0, the data area at `log_size`).
 const FW_LOG_ENTRY: u32 = 1;
 /// Application id the firmware keeps its own records under (secrets).
 pub const SYSTEM_APP: u32 = 0;
@@ -261,6 +263,7 @@ impl<C: Controller> MemoryManager<C> {
         let geometry = NvGeometry {
             region_size: ctl.read32(reg::NV_REGION_SIZE)?,
             log_size: ctl.read32(reg::NV_LOG_SIZE)?,
+            data_size: ctl.read32(reg::NV_DATA_SIZE)?,
         };
         let all_tiers = perm::VALID | perm::WARM | perm::COLD;
         let fw_key = program(
@@ -271,13 +274,20 @@ impl<C: Controller> MemoryManager<C> {
             geometry.region_size,
             all_tiers | perm::READ | perm::WRITE | perm::COMMIT | perm::REGION,
         )?;
+        if geometry.data_size == 0 {
+            return Err(FirmwareError::Start(
+                "the controller has no data area (NV_DATA_SIZE 0): the memory manager keeps \
+                 set data there"
+                    .into(),
+            ));
+        }
         let log_key = program(
             &mut ctl,
             FW_LOG_ENTRY,
             rng.gen(),
             geometry.log_base(),
-            geometry.log_size,
-            all_tiers | perm::READ | perm::LOG,
+            geometry.log_size + geometry.data_size,
+            all_tiers | perm::READ | perm::WRITE | perm::LOG,
         )?;
         // Session entries start invalid (a warm reset cleared them; a
         // firmware restart without one must not leave old keys usable).
@@ -337,7 +347,12 @@ impl<C: Controller> MemoryManager<C> {
 
     fn describe(&self, t: TierSel) -> String {
         match &self.tiers[t as usize] {
-            TierView::Ready(tab) => format!("{} sets, {} bytes", tab.sets.len(), tab.end()),
+            TierView::Ready(tab) => format!(
+                "{} sets, {} data bytes, index {} bytes",
+                tab.sets.len(),
+                tab.data_bytes(),
+                tab.end()
+            ),
             TierView::Lost => "lost".into(),
             TierView::Foreign(d) => format!("foreign image ({d})"),
         }
@@ -430,7 +445,7 @@ impl<C: Controller> MemoryManager<C> {
                     }
                     Ok(n) => {
                         let head = self.read_region(t, 0, head_len(n) as u32, false)?;
-                        match Table::decode_head(&head, len as usize) {
+                        match Table::decode_head(&head, self.geometry.data_size as usize) {
                             Ok(tab) => TierView::Ready(tab),
                             Err(e) => TierView::Foreign(e.to_string()),
                         }
@@ -519,90 +534,102 @@ impl<C: Controller> MemoryManager<C> {
         Ok(())
     }
 
-    /// Build `new` in tier `t`'s alternate region from the active `old`
-    /// plus the changed set's bytes at `data` (through protection key
-    /// `data_key`), flip, mirror.
+    /// Commit `new` as tier `t`'s table: the changed set's bytes (if any)
+    /// from the host at `data` into its data-area extent (space `old` does
+    /// not reference), then the new index into the alternate region with
+    /// COMMIT, then the mirror.
     fn commit(
         &mut self,
         t: TierSel,
-        old: &Table,
+        _old: &Table,
         new: &Table,
         changed: Option<SetKey>,
         data: (u64, u32),
     ) -> R<()> {
-        let end = new.end() as u32;
-        let src_cold = if t == TierSel::Cold {
-            dflags::SRC_COLD
-        } else {
-            0
-        };
-        for step in plan(old, new, changed) {
-            let d = match step {
-                Step::Head { bytes } => {
-                    if new.sets.is_empty() {
-                        continue;
-                    }
-                    self.ctl.scratch_write(0, &bytes).map_err(ctl)?;
-                    Descriptor {
-                        opcode: Opcode::Write as u8,
-                        flags: tier_flag(t) | dflags::CHECK,
-                        key: self.fw_key,
-                        host_addr: self.ctl.scratch().0,
-                        len: bytes.len() as u32,
-                        crc: crc32c(&bytes),
-                        ..Default::default()
-                    }
-                }
-                Step::Copy { src, dst, len, crc } => Descriptor {
-                    opcode: Opcode::Copy as u8,
-                    flags: tier_flag(t) | src_cold | dflags::CHECK,
-                    key: self.fw_key,
-                    nv_offset: dst,
-                    aux: src,
-                    len,
-                    crc,
-                    ..Default::default()
-                },
-                Step::Data { dst, len, crc } => Descriptor {
-                    opcode: Opcode::Write as u8,
-                    flags: tier_flag(t) | dflags::CHECK,
-                    key: data.1,
-                    host_addr: data.0,
-                    nv_offset: dst,
-                    len,
-                    crc,
-                    ..Default::default()
-                },
-            };
-            let copy = d.opcode == Opcode::Copy as u8;
-            self.op_with(d, "building the image", |st| match st {
-                Status::CrcMismatch if copy => Some(Failure::new(
-                    Code::Device,
-                    "a stored set failed its CRC while being copied; the active region \
-                     is damaged (reset the card to fall back to the alternate)",
-                )),
-                Status::CrcMismatch => Some(Failure::new(
-                    Code::Invalid,
-                    "the data's CRC does not match DATA_CRC (changed or corrupted in transit)",
-                )),
-                _ => None,
-            })?;
+        if let Some(e) = changed.and_then(|k| new.sets.get(&k)) {
+            if e.len > 0 {
+                self.write_data(t, e, data.0)?;
+            }
         }
-        let c = self.op(
-            Descriptor {
-                opcode: Opcode::Flip as u8,
-                flags: tier_flag(t),
-                key: self.fw_key,
-                len: end,
-                ..Default::default()
-            },
-            "commit",
-        )?;
+        let end = new.end() as u32;
+        let crc = if new.sets.is_empty() {
+            // An empty table is an empty image.
+            self.op(
+                Descriptor {
+                    opcode: Opcode::Flip as u8,
+                    flags: tier_flag(t),
+                    key: self.fw_key,
+                    len: 0,
+                    ..Default::default()
+                },
+                "commit",
+            )?
+            .crc
+        } else {
+            let head = new.encode_head();
+            let crc = crc32c(&head);
+            self.ctl.scratch_write(0, &head).map_err(ctl)?;
+            self.op_with(
+                Descriptor {
+                    opcode: Opcode::Write as u8,
+                    flags: tier_flag(t) | dflags::CHECK | dflags::COMMIT,
+                    key: self.fw_key,
+                    host_addr: self.ctl.scratch().0,
+                    len: end,
+                    crc,
+                    ..Default::default()
+                },
+                "commit the index",
+                |st| {
+                    (st == Status::CrcMismatch).then(|| {
+                        Failure::new(Code::Device, "the index changed on its way to the card")
+                    })
+                },
+            )?;
+            crc
+        };
         self.counters.stores += 1;
-        // The new image is committed: the table is `new` whatever the
+        // The new index is committed: the table is `new` whatever the
         // mirror does (a failed mirror is redone at the next start).
         self.tiers[t as usize] = TierView::Ready(new.clone());
-        self.mirror(t, end, c.crc)
+        self.mirror(t, end, crc)
+    }
+
+    /// WRITE a set's bytes from the host into its data-area extent, in
+    /// transfers of at most `MAX_TRANSFER`, checked against the set's CRC
+    /// (by the controller for one transfer, by combining the transfers'
+    /// CRCs for more).
+    fn write_data(&mut self, t: TierSel, e: &Entry, addr: u64) -> R<()> {
+        let one = e.len <= MAX_TRANSFER;
+        let mut crc = crc32c(&[]);
+        let mut off = 0u32;
+        while off < e.len {
+            let n = (e.len - off).min(MAX_TRANSFER);
+            let c = self.op_with(
+                Descriptor {
+                    opcode: Opcode::Write as u8,
+                    flags: tier_flag(t) | if one { dflags::CHECK } else { 0 },
+                    key: self.log_key,
+                    host_addr: addr + off as u64,
+                    nv_offset: self.geometry.log_size + e.offset + off,
+                    len: n,
+                    crc: e.crc,
+                    ..Default::default()
+                },
+                "write the set",
+                |st| (st == Status::CrcMismatch).then(data_crc_mismatch),
+            )?;
+            crc = if off == 0 {
+                c.crc
+            } else {
+                crc32c_combine(crc, c.crc, n as u64)
+            };
+            off += n;
+        }
+        if crc != e.crc {
+            return Err(data_crc_mismatch());
+        }
+        Ok(())
     }
 
     /// Store (or replace) one set in tier `t`; the other tier's copy, if
@@ -621,31 +648,31 @@ impl<C: Controller> MemoryManager<C> {
                 )
             }
         };
-        if e.len > MAX_TRANSFER {
-            return fail(
-                Code::Invalid,
-                format!("a set is at most {MAX_TRANSFER} bytes, this one {}", e.len),
-            );
-        }
+        let size = self.geometry.data_size;
+        e.offset = match old.allocate(e.len, size) {
+            Some(off) => off,
+            None => {
+                return fail(
+                    Code::NoSpace,
+                    format!(
+                        "the {} tier's data area has {} bytes free in one piece, the set needs {} \
+                         ({} of {size} bytes in use)",
+                        t.name(),
+                        old.largest_free(size),
+                        e.len,
+                        old.data_bytes()
+                    ),
+                )
+            }
+        };
         self.version += 1;
         e.version = self.version;
         let mut new = old.clone();
         new.sets.insert(key, e);
-        if new.sets.len() > MAX_SETS {
+        if new.sets.len() > MAX_SETS || new.end() > self.geometry.region_size as usize {
             return fail(
                 Code::NoSpace,
                 format!("a tier holds at most {MAX_SETS} sets"),
-            );
-        }
-        if new.relayout() > self.geometry.region_size as usize {
-            return fail(
-                Code::NoSpace,
-                format!(
-                    "the {} tier's image would be {} bytes, the region holds {}",
-                    t.name(),
-                    new.end(),
-                    self.geometry.region_size
-                ),
             );
         }
         self.commit(t, &old, &new, Some(key), data)?;
@@ -668,7 +695,6 @@ impl<C: Controller> MemoryManager<C> {
         let old = old.clone();
         let mut new = old.clone();
         new.sets.remove(&key);
-        new.relayout();
         self.commit(t, &old, &new, None, (0, 0))
     }
 
@@ -703,50 +729,68 @@ impl<C: Controller> MemoryManager<C> {
         out.into_iter().map(|(k, (t, e))| (k, t, e)).collect()
     }
 
-    /// READ a set into `addr` with the controller checking its CRC; from
-    /// the alternate region when the active copy fails (claim 8).
-    fn deliver(&mut self, t: TierSel, e: &Entry, addr: u64, key: u32) -> R<()> {
-        if e.len == 0 {
-            return Ok(());
-        }
-        for alt in [false, true] {
-            let read = Descriptor {
-                opcode: Opcode::Read as u8,
-                flags: tier_flag(t) | dflags::CHECK | if alt { dflags::ALT } else { 0 },
-                key,
-                host_addr: addr,
-                nv_offset: e.offset,
-                len: e.len,
-                crc: e.crc,
-                ..Default::default()
+    /// READ a set from its data-area extent into `addr`, checked against
+    /// its CRC (by the controller for one transfer, by combining the
+    /// transfers' CRCs for more). The bytes have one copy: a mismatch is
+    /// `LOST` (detected, not repaired; the index has two).
+    fn deliver(&mut self, t: TierSel, e: &Entry, addr: u64) -> R<()> {
+        let one = e.len <= MAX_TRANSFER;
+        let mut crc = crc32c(&[]);
+        let mut off = 0u32;
+        let lost = || {
+            Failure::new(
+                Code::Lost,
+                format!(
+                    "the set's bytes in the {} tier's data area fail their CRC",
+                    t.name()
+                ),
+            )
+        };
+        while off < e.len {
+            let n = (e.len - off).min(MAX_TRANSFER);
+            let c = self.op_with(
+                Descriptor {
+                    opcode: Opcode::Read as u8,
+                    flags: tier_flag(t) | if one { dflags::CHECK } else { 0 },
+                    key: self.log_key,
+                    host_addr: addr + off as u64,
+                    nv_offset: self.geometry.log_size + e.offset + off,
+                    len: n,
+                    crc: e.crc,
+                    ..Default::default()
+                },
+                "read",
+                |st| (st == Status::CrcMismatch).then(lost),
+            )?;
+            crc = if off == 0 {
+                c.crc
+            } else {
+                crc32c_combine(crc, c.crc, n as u64)
             };
-            match self.op_with(read, "read", |st| {
-                (st == Status::CrcMismatch).then(|| Failure::new(Code::Lost, String::new()))
-            }) {
-                Ok(_) => {
-                    if alt {
-                        tracing::warn!(tier = t.name(), "set served from the alternate region");
-                    }
-                    return Ok(());
-                }
-                Err(f) if f.code == Code::Lost => continue,
-                Err(f) => return Err(f),
-            }
+            off += n;
         }
-        fail(
-            Code::Lost,
-            "the set failed its CRC in both regions".to_string(),
-        )
+        if crc != e.crc {
+            tracing::warn!(tier = t.name(), "a set failed its CRC");
+            return Err(lost());
+        }
+        Ok(())
     }
 
     /// A set's bytes, through scratch (the firmware's own records).
     fn read_set(&mut self, t: TierSel, e: &Entry) -> R<Vec<u8>> {
         let (base, _) = self.ctl.scratch();
-        self.deliver(t, e, base, self.fw_key)?;
+        self.deliver(t, e, base)?;
         let mut out = vec![0u8; e.len as usize];
         self.ctl.scratch_read(0, &mut out).map_err(ctl)?;
         Ok(out)
     }
+}
+
+fn data_crc_mismatch() -> Failure {
+    Failure::new(
+        Code::Invalid,
+        "the data's CRC does not match DATA_CRC (changed or corrupted in transit)",
+    )
 }
 
 fn info(k: &SetKey, t: TierSel, e: &Entry, data_offset: u32) -> SetInfo {

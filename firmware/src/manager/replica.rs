@@ -306,7 +306,6 @@ impl<C: Controller> MemoryManager<C> {
             let mut new = old.clone();
             new.sets.retain(|k, _| *k == MARK_KEY);
             if new.sets.len() != old.sets.len() {
-                new.relayout();
                 self.commit(t, &old, &new, None, (0, 0))?;
             }
             let st = self.tier_regs(t)?;

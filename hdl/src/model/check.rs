@@ -39,7 +39,7 @@ pub fn log_base(g: &NvGeometry) -> u64 {
 }
 /// Bytes in one tier, without overflow.
 pub fn tier_bytes(g: &NvGeometry) -> u64 {
-    log_base(g) + g.log_size as u64
+    log_base(g) + g.log_size as u64 + g.data_size as u64
 }
 
 /// What a descriptor that passed every check does, with its addresses

@@ -208,7 +208,7 @@ pub struct HitlessController {
     wr_addr_q: DFF<Bits<CSR_ADDR_BITS>>,
     wr_q: DFF<Bit>,
     rd_q: DFF<Bits<32>>,
-    rd_sel: DFF<Bits<46>>,
+    rd_sel: DFF<Bits<48>>,
     sb_idx: DFF<Bits<3>>,
     mism: DFF<Bit>,
     app_need: DFF<Bits<32>>,
@@ -288,7 +288,7 @@ pub struct HitlessController {
     cq_room: Signal<Local, Bit>,
     tail_dist: Signal<Local, Bits<16>>,
     rd_data: Signal<Local, Bits<32>>,
-    rd_dec: Signal<Local, Bits<46>>,
+    rd_dec: Signal<Local, Bits<48>>,
     eng_fire: Signal<Local, Bit>,
     eng_ack: Signal<Local, Bit>,
     sb_sel: Signal<Local, Bit>,
@@ -315,6 +315,8 @@ pub struct HitlessController {
     k_log_size: Constant<Bits<32>>,
     k_log_mask: Constant<Bits<32>>,
     k_total: Constant<Bits<64>>,
+    k_data_base: Constant<Bits<32>>,
+    k_data_size: Constant<Bits<32>>,
     k_max_xfer: Constant<Bits<32>>,
     k_id: Constant<Bits<32>>,
     k_version: Constant<Bits<32>>,
@@ -409,6 +411,8 @@ pub struct HitlessController {
     r_nv_region_a_base: Constant<Bits<CSR_ADDR_BITS>>,
     r_nv_region_b_base: Constant<Bits<CSR_ADDR_BITS>>,
     r_nv_log_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_data_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_data_size: Constant<Bits<CSR_ADDR_BITS>>,
     r_dq_base_lo: Constant<Bits<CSR_ADDR_BITS>>,
     r_dq_base_hi: Constant<Bits<CSR_ADDR_BITS>>,
     r_dq_size_log2: Constant<Bits<CSR_ADDR_BITS>>,
@@ -615,6 +619,8 @@ impl HitlessController {
             k_log_size: c32(g.log_size),
             k_log_mask: c32(g.log_size - 1),
             k_total: c64(g.total() as u64),
+            k_data_base: c32(g.data_base()),
+            k_data_size: c32(g.data_size),
             k_max_xfer: c32(contract::MAX_TRANSFER),
             k_id: c32(contract::CONTROLLER_ID),
             k_version: c32(contract::CONTRACT_VERSION),
@@ -709,6 +715,8 @@ impl HitlessController {
             r_nv_region_a_base: c12(reg::NV_REGION_A_BASE),
             r_nv_region_b_base: c12(reg::NV_REGION_B_BASE),
             r_nv_log_base: c12(reg::NV_LOG_BASE),
+            r_nv_data_base: c12(reg::NV_DATA_BASE),
+            r_nv_data_size: c12(reg::NV_DATA_SIZE),
             r_dq_base_lo: c12(reg::DQ_BASE_LO),
             r_dq_base_hi: c12(reg::DQ_BASE_HI),
             r_dq_size_log2: c12(reg::DQ_SIZE_LOG2),
@@ -1190,6 +1198,14 @@ impl Logic for HitlessController {
             .rd_dec
             .val()
             .replace_bit(45, self.axil.rd_addr.val() == self.r_pt_perm.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(46, self.axil.rd_addr.val() == self.r_nv_data_base.val());
+        self.rd_dec.next = self
+            .rd_dec
+            .val()
+            .replace_bit(47, self.axil.rd_addr.val() == self.r_nv_data_size.val());
         self.rd_sel.d.next = self.rd_dec.val();
         // An OR of the selected registers (the addresses are distinct), not a
         // priority chain: it balances into a shallow tree.
@@ -1280,6 +1296,12 @@ impl Logic for HitlessController {
         }
         if self.rd_sel.q.val().get_bit(27) {
             self.rd_data.next = self.rd_data.val() | (self.k_log_base.val().get_bits::<32>(0));
+        }
+        if self.rd_sel.q.val().get_bit(46) {
+            self.rd_data.next = self.rd_data.val() | self.k_data_base.val();
+        }
+        if self.rd_sel.q.val().get_bit(47) {
+            self.rd_data.next = self.rd_data.val() | self.k_data_size.val();
         }
         if self.rd_sel.q.val().get_bit(28) {
             self.rd_data.next = self.rd_data.val() | (self.dq_base.q.val().get_bits::<32>(0));

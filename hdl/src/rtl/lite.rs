@@ -300,7 +300,7 @@ pub struct LiteController {
     k_region_a: Constant<Bits<14>>,
     k_region_b: Constant<Bits<14>>,
     k_magic: Constant<Bits<64>>,
-    k_geom: Constant<Bits<160>>,
+    k_geom: Constant<Bits<224>>,
     k_id: Constant<Bits<32>>,
     k_version: Constant<Bits<32>>,
     k_caps: Constant<Bits<32>>,
@@ -320,6 +320,8 @@ pub struct LiteController {
     r_nv_region_a: Constant<Bits<CSR_ADDR_BITS>>,
     r_nv_region_b: Constant<Bits<CSR_ADDR_BITS>>,
     r_nv_log_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_data_base: Constant<Bits<CSR_ADDR_BITS>>,
+    r_nv_data_size: Constant<Bits<CSR_ADDR_BITS>>,
     r_dq_base_lo: Constant<Bits<CSR_ADDR_BITS>>,
     r_dq_base_hi: Constant<Bits<CSR_ADDR_BITS>>,
     r_dq_size_log2: Constant<Bits<CSR_ADDR_BITS>>,
@@ -356,12 +358,14 @@ impl LiteController {
             | (g.log_size as u128) << 32
             | (g.region_a_base() as u128) << 64
             | (g.region_b_base() as u128) << 96;
-        let mut k_geom = Bits::<160>::default();
+        let mut k_geom = Bits::<224>::default();
         for i in 0..128 {
             k_geom = k_geom.replace_bit(i, (geom >> i) & 1 != 0);
         }
         for i in 0..32 {
             k_geom = k_geom.replace_bit(128 + i, (g.log_base() >> i) & 1 != 0);
+            k_geom = k_geom.replace_bit(160 + i, (g.data_base() >> i) & 1 != 0);
+            k_geom = k_geom.replace_bit(192 + i, (g.data_size >> i) & 1 != 0);
         }
         Self {
             clock: Default::default(),
@@ -514,6 +518,8 @@ impl LiteController {
             r_nv_region_a: k12(reg::NV_REGION_A_BASE),
             r_nv_region_b: k12(reg::NV_REGION_B_BASE),
             r_nv_log_base: k12(reg::NV_LOG_BASE),
+            r_nv_data_base: k12(reg::NV_DATA_BASE),
+            r_nv_data_size: k12(reg::NV_DATA_SIZE),
             r_dq_base_lo: k12(reg::DQ_BASE_LO),
             r_dq_base_hi: k12(reg::DQ_BASE_HI),
             r_dq_size_log2: k12(reg::DQ_SIZE_LOG2),
@@ -817,6 +823,12 @@ impl Logic for LiteController {
         }
         if self.axil.rd_addr.val() == self.r_nv_log_base.val() {
             self.rd_data.next = self.rd_data.val() | self.k_geom.val().get_bits::<32>(128);
+        }
+        if self.axil.rd_addr.val() == self.r_nv_data_base.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_geom.val().get_bits::<32>(160);
+        }
+        if self.axil.rd_addr.val() == self.r_nv_data_size.val() {
+            self.rd_data.next = self.rd_data.val() | self.k_geom.val().get_bits::<32>(192);
         }
         if self.axil.rd_addr.val() == self.r_dq_size_log2.val() {
             self.rd_data.next = self.rd_data.val() | bit_cast::<32, 4>(self.dq_log2.q.val());

@@ -82,6 +82,26 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Flip random bits in a tier's data area (where set data lives).
+    FlipData {
+        #[command(flatten)]
+        target: Target,
+        /// warm or cold.
+        #[arg(long, default_value = "cold")]
+        tier: String,
+        /// First byte of the damaged span, from the data area's start.
+        #[arg(long, default_value_t = 0)]
+        offset: u64,
+        /// Bytes of the damaged span.
+        #[arg(long, default_value_t = 4096)]
+        len: u64,
+        /// How many bits.
+        #[arg(long, default_value_t = 1)]
+        count: u32,
+        /// Seed of the choice of bits.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Print the card's state.
     Status(Target),
     /// Run the pair's witness: the arbiter that grants mastership (epochs
@@ -276,6 +296,17 @@ fn main() -> ExitCode {
             count,
             seed,
         } => ctl(&target, format!("flip-bits {tier} {region} {count} {seed}")),
+        Cmd::FlipData {
+            target,
+            tier,
+            offset,
+            len,
+            count,
+            seed,
+        } => ctl(
+            &target,
+            format!("flip-data {tier} {offset} {len} {count} {seed}"),
+        ),
         Cmd::Status(t) => ctl(&t, "status".into()),
         Cmd::Witness {
             listen,

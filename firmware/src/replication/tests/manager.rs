@@ -20,6 +20,7 @@ const SCRATCH: u64 = 0x8000_0000;
 const GEOMETRY: NvGeometry = NvGeometry {
     region_size: 512 << 10,
     log_size: 64 << 10,
+    data_size: 4 << 20,
 };
 
 /// The controller as the firmware sees it, over the reference model; the
