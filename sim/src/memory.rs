@@ -26,33 +26,58 @@ impl WordStore for hitless_hdl::model::PagedMemory {
 /// 256 MiB tier is neither read nor copied at start: pages come in as the
 /// controller touches them, and every write is in the file at once).
 pub enum TierBytes {
-    Mem(Vec<u8>),
+    /// `high`: no byte at or above it was ever written, so a copy of a
+    /// 256 MiB tier copies only what was used.
+    Mem { bytes: Vec<u8>, high: usize },
     File(memmap2::MmapMut),
+}
+
+impl TierBytes {
+    fn mem(bytes: Vec<u8>, high: usize) -> Self {
+        Self::Mem { bytes, high }
+    }
+
+    /// The bytes, for a write that ends at `end` (keeps `high` exact).
+    fn for_write(&mut self, end: usize) -> &mut [u8] {
+        match self {
+            Self::Mem { bytes, high } => {
+                *high = (*high).max(end.min(bytes.len()));
+                bytes
+            }
+            Self::File(m) => m,
+        }
+    }
 }
 
 impl std::ops::Deref for TierBytes {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         match self {
-            Self::Mem(v) => v,
+            Self::Mem { bytes, .. } => bytes,
             Self::File(m) => m,
         }
     }
 }
 
+/// Mutable access by slice may write anywhere: all of it counts as used.
 impl std::ops::DerefMut for TierBytes {
     fn deref_mut(&mut self) -> &mut [u8] {
-        match self {
-            Self::Mem(v) => v,
-            Self::File(m) => m,
-        }
+        let end = self.len();
+        self.for_write(end)
     }
 }
 
 /// A copy is always in memory (a snapshot of the file's contents).
 impl Clone for TierBytes {
     fn clone(&self) -> Self {
-        Self::Mem(self.to_vec())
+        match self {
+            Self::Mem { bytes, high } => {
+                let mut copy = vec![0; bytes.len()];
+                copy[..*high].copy_from_slice(&bytes[..*high]);
+                Self::mem(copy, *high)
+            }
+            Self::File(m) => Self::mem(m.to_vec(), m.len()),
+        }
     }
 }
 
@@ -84,20 +109,27 @@ pub struct NvStore {
 impl NvStore {
     /// A blank in-memory tier (zero pages are not touched until written).
     pub fn new(size: usize) -> Self {
-        Self::from_bytes(vec![0; size])
+        Self {
+            bytes: TierBytes::mem(vec![0; size], 0),
+            out_of_range: 0,
+        }
     }
 
     /// An in-memory tier with the given contents.
     pub fn from_bytes(bytes: Vec<u8>) -> Self {
+        let high = bytes.len();
         Self {
-            bytes: TierBytes::Mem(bytes),
+            bytes: TierBytes::mem(bytes, high),
             out_of_range: 0,
         }
     }
 
     /// An in-memory copy of this tier's contents (no file behind it).
     pub fn snapshot(&self) -> Self {
-        Self::from_bytes(self.bytes.to_vec())
+        Self {
+            bytes: self.bytes.clone(),
+            out_of_range: 0,
+        }
     }
 
     /// A tier kept in `path` (created blank, sparse, if missing). Every
@@ -138,13 +170,13 @@ impl NvStore {
     pub fn flush(&self) -> std::io::Result<()> {
         match &self.bytes {
             TierBytes::File(m) => m.flush(),
-            TierBytes::Mem(_) => Ok(()),
+            TierBytes::Mem { .. } => Ok(()),
         }
     }
 
     /// XOR `mask` into byte `index` (fault injection), in the file too.
     pub fn corrupt(&mut self, index: usize, mask: u8) -> bool {
-        match self.bytes.get_mut(index) {
+        match self.bytes.for_write(index + 1).get_mut(index) {
             Some(b) => {
                 *b ^= mask;
                 true
@@ -164,7 +196,7 @@ impl WordStore for NvStore {
     }
     fn write_word(&mut self, addr: u64, value: u64, strobe: u8) {
         let a = addr as usize;
-        match self.bytes.get_mut(a..a + 8) {
+        match self.bytes.for_write(a + 8).get_mut(a..a + 8) {
             Some(b) => {
                 for (i, byte) in b.iter_mut().enumerate() {
                     if strobe & (1 << i) != 0 {

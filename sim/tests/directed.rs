@@ -643,3 +643,67 @@ fn register_map_matches_the_contract() {
     card.write_reg(reg::PT_INDEX, 4).unwrap();
     assert_eq!(card.read_reg(reg::PT_PERM).unwrap(), 0);
 }
+
+/// The data area is plain NV after the log: an entry without REGION
+/// writes and reads it up to the tier's last byte, CRC-checked, and the
+/// region images are untouched.
+#[test]
+fn the_data_area_is_written_and_read_up_to_the_tiers_end() {
+    let mut b = fresh();
+    let image = pattern(3, 5000);
+    assert_eq!(b.commit(&image, 0).status, 0);
+    let data = program_entry(
+        &mut b.card,
+        2,
+        0xDA7A,
+        G.data_base(),
+        G.data_size,
+        perm::VALID | perm::READ | perm::WRITE | perm::WARM | perm::COLD,
+    )
+    .unwrap();
+    let bytes = pattern(11, 4096);
+    for (cold, off) in [(false, 0), (true, G.data_size - 4096)] {
+        let fl = if cold { flags::COLD } else { 0 };
+        b.card.host.write(DATA_ADDR, &bytes);
+        let c = b.exec(Descriptor {
+            opcode: Opcode::Write as u8,
+            flags: fl | flags::CHECK,
+            key: data,
+            host_addr: DATA_ADDR,
+            nv_offset: off,
+            len: 4096,
+            crc: contract::crc32c(&bytes),
+            ..Default::default()
+        });
+        assert_eq!(c.status, 0, "write at {off:#x}");
+        let at = DATA_ADDR + 0x10_0000;
+        let c = b.exec(Descriptor {
+            opcode: Opcode::Read as u8,
+            flags: fl | flags::CHECK,
+            key: data,
+            host_addr: at,
+            nv_offset: off,
+            len: 4096,
+            crc: contract::crc32c(&bytes),
+            ..Default::default()
+        });
+        assert_eq!(c.status, 0, "read at {off:#x}");
+        let mut back = vec![0u8; 4096];
+        b.card.host.read(at, &mut back);
+        assert_eq!(back, bytes);
+        let nv = if cold { &b.card.cold } else { &b.card.warm };
+        let phys = (G.data_base() + off) as usize;
+        assert_eq!(&nv.bytes[phys..phys + 4096], &bytes[..]);
+    }
+    // One byte past the area's end is out of range and writes nothing.
+    let c = b.exec(Descriptor {
+        opcode: Opcode::Write as u8,
+        key: data,
+        host_addr: DATA_ADDR,
+        nv_offset: G.data_size - 4096,
+        len: 4097,
+        ..Default::default()
+    });
+    assert_eq!(c.status, Status::OutOfRange as u8);
+    assert_eq!(b.read(image.len() as u32, 0).1, image, "the region is untouched");
+}
