@@ -492,6 +492,8 @@ struct Cdp {
     from: std::sync::mpsc::Receiver<Value>,
     next: u64,
     session: Option<String>,
+    /// Where a failed wait saves its screenshot.
+    failed_shot: PathBuf,
 }
 
 impl Cdp {
@@ -559,6 +561,7 @@ impl Cdp {
             from: rx,
             next: 1,
             session: None,
+            failed_shot: profile.with_file_name("browser-failed.png"),
         }
     }
 
@@ -620,7 +623,13 @@ impl Cdp {
             }
             if Instant::now() > deadline {
                 let body = self.eval("document.body.innerText");
-                panic!("the page does not show {what} ({js}); it shows:\n{body}");
+                let shot = self.failed_shot.clone();
+                self.screenshot(&shot);
+                panic!(
+                    "the page does not show {what} ({js}); it shows (screenshot {}):\n{}",
+                    shot.display(),
+                    body.as_str().unwrap_or_default()
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
