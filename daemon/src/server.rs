@@ -525,3 +525,31 @@ fn session_request(
         data,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspensions_survive_a_restart_and_bad_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("hitlessd-suspended-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("suspended");
+        let s = Suspended::load(Some(file.clone())).unwrap();
+        assert!(s.list().is_empty());
+        assert!(s.set(9, true).unwrap());
+        assert!(s.set(3, true).unwrap());
+        assert!(!s.set(3, true).unwrap(), "already suspended");
+        assert!(s.set(9, false).unwrap());
+        let again = Suspended::load(Some(file.clone())).unwrap();
+        assert_eq!(again.list(), [3]);
+        assert!(again.contains(3) && !again.contains(9));
+        std::fs::write(&file, "3\nseven\n").unwrap();
+        let e = Suspended::load(Some(file)).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(changes_state(&Request::Delete { object: 1 }));
+        assert!(!changes_state(&Request::List));
+    }
+}
