@@ -446,7 +446,9 @@ fn store_browser_api_needs_the_token_refuses_bad_input_and_its_actions_show() {
         page_sets(&rig.get("/api/apps/7/sets")),
         card_sets(&mut c, &s7)
     );
+    let dir = rig.dir.clone();
     drop(rig);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
