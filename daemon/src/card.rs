@@ -35,7 +35,8 @@ use std::time::{Duration, Instant};
 /// What a connection asks of the card.
 #[derive(Debug)]
 pub enum Op {
-    /// A request that needs no session (`Status`, `Stage`).
+    /// A request that needs no session (`Status`, `Stage`; `ImageStatus`
+    /// from the store browser).
     Plain(Request),
     /// Make sure `app` has a card session (an OPEN through the daemon);
     /// answers `Opened` with the card's key.
@@ -504,6 +505,13 @@ impl Worker {
                     },
                     vec![],
                 ))
+            }
+            // The store browser's read-only view of the image manager
+            // (applications cannot send it: the server relays only STATUS
+            // and STAGE as plain requests).
+            Op::Plain(Request::ImageStatus) => {
+                let r = self.card()?.image_status()?;
+                Ok((Response::Image(Box::new(r)), vec![]))
             }
             Op::Plain(_) => {
                 let s = self.card()?.status()?;

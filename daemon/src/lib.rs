@@ -10,7 +10,9 @@
 //! fairly. See `docs/daemon.md`.
 #![forbid(unsafe_code)]
 
+pub mod browser;
 pub mod card;
+pub mod http;
 pub mod metrics;
 pub mod policy;
 pub mod server;

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use clap::Parser;
-use hitless_daemon::{card, metrics, policy, server};
+use hitless_daemon::{browser, card, metrics, policy, server};
 use hitless_driver::credentials::Credentials;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -36,6 +36,19 @@ struct Args {
     /// Serve Prometheus metrics on this address (GET /metrics).
     #[arg(long)]
     metrics: Option<String>,
+    /// Serve the store browser (a web page and its JSON API: the card's
+    /// status, the applications, their sets and logs; remove a set,
+    /// suspend an application) on this address, e.g. 127.0.0.1:9478.
+    /// Requests need the token the daemon writes to STATE_DIR/http-token
+    /// (the URL with it is logged at start).
+    #[arg(long, value_name = "ADDR")]
+    http: Option<String>,
+    /// Let --http listen on a non-loopback address. Off by default: the
+    /// page changes what the card holds and speaks plain HTTP, so the
+    /// token would cross the network in clear; put a TLS proxy with its
+    /// own access control in front when you turn this on.
+    #[arg(long, requires = "http")]
+    http_allow_remote: bool,
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -76,6 +89,8 @@ enum Error {
     Policy(#[from] policy::PolicyError),
     #[error(transparent)]
     Driver(#[from] hitless_driver::Error),
+    #[error(transparent)]
+    Browser(#[from] browser::BrowserError),
     #[error("{0}")]
     Usage(String),
 }
@@ -197,6 +212,26 @@ fn run(args: Args) -> Result<(), Error> {
         busy_poll: Duration::from_micros(args.busy_poll_us.min(1000)),
         ..server::Limits::default()
     };
-    let shared = server::Shared::new(card, policy, metrics, limits);
+    let suspended = server::Suspended::load(Some(args.state_dir.join("suspended")))
+        .map_err(io(format!("{}/suspended", args.state_dir.display())))?;
+    let shared = server::Shared::new(card, policy, metrics, limits, suspended);
+    if let Some(addr) = &args.http {
+        let l = browser::bind(addr, args.http_allow_remote)?;
+        let local = l.local_addr().map_err(io("--http"))?;
+        let token = browser::new_token(&args.state_dir)?;
+        let credentials = Credentials::new(Some(args.state_dir.join("secrets")))?;
+        let b = browser::Browser::new(
+            shared.clone(),
+            credentials,
+            token.clone(),
+            args.http_allow_remote,
+            local,
+        );
+        browser::serve(l, b).map_err(io("starting the store browser"))?;
+        tracing::info!(
+            "store browser on http://{local}/?token={token} (token in {})",
+            args.state_dir.join("http-token").display()
+        );
+    }
     server::serve(listener, shared).map_err(io("serving"))
 }

@@ -169,6 +169,12 @@ impl Policy {
             .collect()
     }
 
+    /// The applications registered through this daemon, with their owner
+    /// uid.
+    pub fn owners(&self) -> &BTreeMap<u32, u32> {
+        &self.owners
+    }
+
     /// May `peer` use application `app`?
     pub fn decide(&self, peer: &Peer, app: u32) -> Decision {
         if peer.uid == 0 {

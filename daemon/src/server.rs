@@ -15,8 +15,9 @@ use hitless_proto::msg::{flags, kind, tag, Code};
 use hitless_proto::tlv::Message;
 use hitless_proto::Response;
 use rand::Rng;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -58,6 +59,8 @@ pub struct Shared {
     pub policy: Mutex<Policy>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// Applications the operator suspended (the store browser).
+    pub suspended: Suspended,
     connections: AtomicUsize,
 }
 
@@ -67,15 +70,127 @@ impl Shared {
         policy: Policy,
         metrics: Arc<Metrics>,
         limits: Limits,
+        suspended: Suspended,
     ) -> Arc<Self> {
         Arc::new(Self {
             card,
             policy: Mutex::new(policy),
             metrics,
             limits,
+            suspended,
             connections: AtomicUsize::new(0),
         })
     }
+}
+
+/// The applications an operator suspended: the daemon refuses their
+/// requests that change what the card holds for them (stores, deletes,
+/// log appends and trims, formats) until they are resumed; reading goes
+/// on. Kept in a file of the state directory (one id a line, written whole
+/// and renamed into place) so a suspension survives a daemon restart.
+#[derive(Debug, Default)]
+pub struct Suspended {
+    apps: Mutex<BTreeSet<u32>>,
+    file: Option<PathBuf>,
+}
+
+impl Suspended {
+    /// The suspensions kept in `file` (none when it does not exist).
+    pub fn load(file: Option<PathBuf>) -> std::io::Result<Self> {
+        let mut apps = BTreeSet::new();
+        if let Some(f) = &file {
+            match std::fs::read_to_string(f) {
+                Ok(text) => {
+                    for (i, line) in text.lines().enumerate() {
+                        let line = line.trim();
+                        if line.is_empty() {
+                            continue;
+                        }
+                        let app = line.parse::<u32>().map_err(|_| {
+                            std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                format!("{} line {}: not an application id", f.display(), i + 1),
+                            )
+                        })?;
+                        apps.insert(app);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Self {
+            apps: Mutex::new(apps),
+            file,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeSet<u32>> {
+        self.apps
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn contains(&self, app: u32) -> bool {
+        self.lock().contains(&app)
+    }
+
+    pub fn list(&self) -> Vec<u32> {
+        self.lock().iter().copied().collect()
+    }
+
+    /// Suspend (`on`) or resume `app`; false when it already was.
+    pub fn set(&self, app: u32, on: bool) -> std::io::Result<bool> {
+        let mut apps = self.lock();
+        let changed = if on {
+            apps.insert(app)
+        } else {
+            apps.remove(&app)
+        };
+        if changed {
+            if let Some(path) = &self.file {
+                let text: String = apps.iter().map(|a| format!("{a}\n")).collect();
+                let tmp = path.with_extension("new");
+                let written = std::fs::write(&tmp, text)
+                    .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                    .and_then(|()| std::fs::rename(&tmp, path));
+                if let Err(e) = written {
+                    // Undo: what the daemon enforces is what it keeps.
+                    if on {
+                        apps.remove(&app);
+                    } else {
+                        apps.insert(app);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(changed)
+    }
+}
+
+/// Does `req` change what the card holds for its application (refused
+/// while the application is suspended)?
+pub fn changes_state(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Store { .. }
+            | Request::Delete { .. }
+            | Request::LogAppend { .. }
+            | Request::LogTrim { .. }
+            | Request::Format { .. }
+    )
+}
+
+/// The refusal a suspended application gets.
+pub fn suspended_failure(app: u32) -> Failure {
+    Failure::new(
+        Code::Permission,
+        format!(
+            "application {app} is suspended by the operator (hitlessd store browser): \
+             stores, deletes and log changes are refused until it is resumed"
+        ),
+    )
 }
 
 /// Accept connections until the listener fails.
@@ -257,6 +372,16 @@ fn handle(
             _ => Err(no_session()),
         },
         req => session_request(sessions, &m, req, data).and_then(|op| {
+            if let Op::Run { app, req, .. } = &op {
+                if changes_state(req) && shared.suspended.contains(*app) {
+                    tracing::info!(
+                        uid = peer.uid,
+                        app,
+                        "request of a suspended application refused"
+                    );
+                    return Err(suspended_failure(*app));
+                }
+            }
             let cap = match &op {
                 Op::Run {
                     req:
@@ -399,4 +524,32 @@ fn session_request(
         req,
         data,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspensions_survive_a_restart_and_bad_files_are_refused() {
+        let dir = std::env::temp_dir().join(format!("hitlessd-suspended-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("suspended");
+        let s = Suspended::load(Some(file.clone())).unwrap();
+        assert!(s.list().is_empty());
+        assert!(s.set(9, true).unwrap());
+        assert!(s.set(3, true).unwrap());
+        assert!(!s.set(3, true).unwrap(), "already suspended");
+        assert!(s.set(9, false).unwrap());
+        let again = Suspended::load(Some(file.clone())).unwrap();
+        assert_eq!(again.list(), [3]);
+        assert!(again.contains(3) && !again.contains(9));
+        std::fs::write(&file, "3\nseven\n").unwrap();
+        let e = Suspended::load(Some(file)).unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(changes_state(&Request::Delete { object: 1 }));
+        assert!(!changes_state(&Request::List));
+    }
 }

@@ -30,6 +30,9 @@ const TOOLS: &[(&str, &str)] = &[
     // The replicated pair's etcd arbiter: its test starts its own etcd
     // (sim/tests/peer_control.rs).
     ("etcd", "etcd-server"),
+    // hitlessd's store browser is tested in headless Chromium
+    // (daemon/tests/browser.rs).
+    ("chromium", "chromium"),
 ];
 
 /// PyPI packages of the cocotb tests (into `target/venv`): cocotb 2 (the
