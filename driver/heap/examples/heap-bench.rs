@@ -1,7 +1,9 @@
 //! heap-bench: the persistent heap's bench lines.
 //!
 //! `cargo run -p hitless-heap --release --example heap-bench [-- MODE]`
-//! with MODE `uffd` (default when available), `mprotect` or `explicit`.
+//! with MODE `uffd-async`, `uffd`, `mprotect` or `explicit`; without one,
+//! every mode available, the first (UffdWpAsync where the kernel has it,
+//! else UffdWp) giving the headline lines, each mode its `_<mode>` lines.
 //!
 //! Lines (one value each):
 //! - `heap_dirty_tracking_overhead <ratio>`: a write-heavy loop (every 8-byte
@@ -185,30 +187,56 @@ fn fault_in_us(mode: Tracking) -> R<(f64, f64)> {
     Ok((median(faults), median(wps)))
 }
 
+fn slug(mode: Tracking) -> &'static str {
+    match mode {
+        Tracking::UffdWp => "uffd_wp",
+        Tracking::UffdWpAsync => "uffd_wp_async",
+        Tracking::Mprotect => "mprotect",
+        Tracking::Explicit => "explicit",
+    }
+}
+
 fn main() -> R<()> {
     let arg = std::env::args().nth(1);
-    let mode = match arg.as_deref() {
-        Some("uffd") => Tracking::UffdWp,
-        Some("mprotect") => Tracking::Mprotect,
-        Some("explicit") => Tracking::Explicit,
+    let modes = match arg.as_deref() {
+        Some("uffd") => vec![Tracking::UffdWp],
+        Some("uffd-async") => vec![Tracking::UffdWpAsync],
+        Some("mprotect") => vec![Tracking::Mprotect],
+        Some("explicit") => vec![Tracking::Explicit],
         Some(other) => return Err(format!("unknown mode {other}").into()),
-        None if hitless_heap::uffd_wp_available() => Tracking::UffdWp,
-        None => Tracking::Mprotect,
+        None => {
+            let mut m = Vec::new();
+            if hitless_heap::uffd_wp_async_available() {
+                m.push(Tracking::UffdWpAsync);
+            }
+            if hitless_heap::uffd_wp_available() {
+                m.push(Tracking::UffdWp);
+            }
+            m.extend([Tracking::Mprotect, Tracking::Explicit]);
+            m
+        }
     };
     println!(
-        "# mode {}; {} pages of {} bytes resident; {} passes x {} checkpoint intervals",
-        mode.name(),
+        "# {} pages of {} bytes resident; {} passes x {} checkpoint intervals; headline = first mode: {}",
         PAGES,
         PS,
         PASSES,
-        INTERVALS
+        INTERVALS,
+        modes.first().map(|m| m.name()).unwrap_or("-")
     );
-    let ratio = overhead(mode, PASSES, INTERVALS)?;
-    println!("heap_dirty_tracking_overhead {ratio:.3}");
-    let worst = overhead(mode, 1, REARM_PASSES)?;
-    println!("heap_dirty_tracking_overhead_rearm_each_pass {worst:.3}");
-    let (fault, wp) = fault_in_us(mode)?;
-    println!("heap_fault_in_us {fault:.2}");
-    println!("heap_wp_fault_us {wp:.2}");
+    for (i, &mode) in modes.iter().enumerate() {
+        let ratio = overhead(mode, PASSES, INTERVALS)?;
+        let worst = overhead(mode, 1, REARM_PASSES)?;
+        let (fault, wp) = fault_in_us(mode)?;
+        if i == 0 {
+            println!("heap_dirty_tracking_overhead {ratio:.3}");
+            println!("heap_fault_in_us {fault:.2}");
+        }
+        let m = slug(mode);
+        println!("heap_dirty_tracking_overhead_{m} {ratio:.3}");
+        println!("heap_dirty_tracking_overhead_rearm_each_pass_{m} {worst:.3}");
+        println!("heap_fault_in_us_{m} {fault:.2}");
+        println!("heap_wp_fault_us_{m} {wp:.2}");
+    }
     Ok(())
 }

@@ -12,7 +12,7 @@ use tracing::{debug, error, warn};
 
 use crate::error::{HeapError, Result};
 use crate::store::{check_geometry, PageStore, VersionInfo};
-use crate::sys::{self, Fault, PageBuf, Region, Uffd};
+use crate::sys::{self, Fault, PageBuf, Pagemap, Region, Uffd};
 use crate::table::{PageState, PageTable};
 
 /// How writes to the heap are noticed.
@@ -23,6 +23,15 @@ pub enum Tracking {
     /// marks it dirty. Direct access through [`Heap::as_ptr`] is fully
     /// tracked.
     UffdWp,
+    /// userfaultfd with MISSING + asynchronous WP (UFFD_FEATURE_WP_ASYNC):
+    /// the kernel resolves a write to a clean page by itself (no message, no
+    /// handler round trip) and the heap learns which pages were written with
+    /// PAGEMAP_SCAN before a checkpoint, a pre-flush, an eviction or a
+    /// page-state query. Much cheaper writes, but nothing blocks a writer:
+    /// a page written by another thread while it is being staged or evicted
+    /// can lose that write. Use it only when one thread at a time touches
+    /// the heap (the heap's own calls included).
+    UffdWpAsync,
     /// PROT_NONE / PROT_READ / PROT_READ|WRITE transitions and a SIGSEGV
     /// handler that hands faults to a handler thread. Direct access through
     /// [`Heap::as_ptr`] is fully tracked.
@@ -40,6 +49,7 @@ impl Tracking {
     pub fn name(self) -> &'static str {
         match self {
             Tracking::UffdWp => "UffdWp",
+            Tracking::UffdWpAsync => "UffdWpAsync",
             Tracking::Mprotect => "Mprotect",
             Tracking::Explicit => "Explicit",
         }
@@ -104,6 +114,7 @@ pub(crate) struct Shared {
     heap_pages: u64,
     tracking: Tracking,
     uffd: Option<Uffd>,
+    pagemap: Option<sys::Pagemap>,
     pub(crate) inner: Mutex<Inner>,
     stop: AtomicBool,
     pub(crate) poisoned: AtomicBool,
@@ -288,8 +299,44 @@ impl Shared {
         }
     }
 
+    /// UffdWpAsync: mark Dirty the clean pages of `pages` written since
+    /// they were write-protected (the kernel let those writes through).
+    pub(crate) fn sync_written(&self, inner: &mut Inner, pages: Range<usize>) -> Result<()> {
+        let Some(pm) = &self.pagemap else {
+            return Ok(());
+        };
+        let ps = self.page_size;
+        let mut written = Vec::new();
+        pm.written(
+            self.region.base + pages.start * ps,
+            self.region.base + pages.end * ps,
+            &mut written,
+        )?;
+        for (start, end) in written {
+            let first = (start as usize - self.region.base) / ps;
+            let last = (end as usize - self.region.base).div_ceil(ps);
+            for p in first..last {
+                if inner.table.state(p) == PageState::Clean {
+                    inner.table.set(p, PageState::Dirty);
+                    inner.stats.dirtied += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_all(&self, inner: &mut Inner) -> Result<()> {
+        if self.pagemap.is_some() {
+            self.sync_written(inner, 0..inner.table.len())?;
+        }
+        Ok(())
+    }
+
     /// Evict `page`: a dirty page is staged into the store first.
     pub(crate) fn evict(&self, inner: &mut Inner, page: usize) -> Result<()> {
+        if self.pagemap.is_some() && inner.table.state(page) == PageState::Clean {
+            self.sync_written(inner, page..page + 1)?;
+        }
         match inner.table.state(page) {
             PageState::NotResident => return Ok(()),
             PageState::Dirty => {
@@ -433,14 +480,22 @@ impl Heap {
         let pages =
             usize::try_from(heap_pages).map_err(|_| HeapError::Config("too many pages".into()))?;
 
-        let (region, uffd) = match config.tracking {
-            Tracking::UffdWp => {
-                let uffd = Uffd::open()?;
+        let (region, uffd, pagemap) = match config.tracking {
+            Tracking::UffdWp | Tracking::UffdWpAsync => {
+                let wp_async = config.tracking == Tracking::UffdWpAsync;
+                let uffd = Uffd::open(wp_async)?;
+                let pagemap = if wp_async {
+                    Some(Pagemap::open()?)
+                } else {
+                    None
+                };
                 let region = Region::new(len, RW)?;
                 uffd.register(region.base, len)?;
-                (region, Some(uffd))
+                (region, Some(uffd), pagemap)
             }
-            Tracking::Mprotect | Tracking::Explicit => (Region::new(len, libc::PROT_NONE)?, None),
+            Tracking::Mprotect | Tracking::Explicit => {
+                (Region::new(len, libc::PROT_NONE)?, None, None)
+            }
         };
         let inner = Inner {
             store: Box::new(store),
@@ -456,6 +511,7 @@ impl Heap {
             heap_pages,
             tracking: config.tracking,
             uffd,
+            pagemap,
             inner: Mutex::new(inner),
             stop: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
@@ -467,7 +523,7 @@ impl Heap {
             sig_slot: None,
         };
         match config.tracking {
-            Tracking::UffdWp => {
+            Tracking::UffdWp | Tracking::UffdWpAsync => {
                 let s = shared.clone();
                 let h = std::thread::Builder::new()
                     .name("heap-uffd".into())
@@ -629,6 +685,7 @@ impl Heap {
     /// checkpoint has less to write. Returns how many were staged.
     pub fn preflush(&self, max_pages: usize) -> Result<usize> {
         let mut inner = self.guard()?;
+        self.shared.sync_all(&mut inner)?;
         let mut dirty = inner.table.pages_in(PageState::Dirty);
         dirty.truncate(max_pages);
         self.shared.flush(&mut inner, &dirty)?;
@@ -639,6 +696,7 @@ impl Heap {
     /// the pages become Clean (and write-protected) again.
     pub fn checkpoint(&self, app_state: &[u8]) -> Result<VersionInfo> {
         let mut inner = self.guard()?;
+        self.shared.sync_all(&mut inner)?;
         let dirty = inner.table.pages_in(PageState::Dirty);
         self.shared.flush(&mut inner, &dirty)?;
         let info = inner.store.commit(app_state)?;
@@ -686,12 +744,15 @@ impl Heap {
     /// One page's state.
     pub fn page_state(&self, page: u64) -> Result<PageState> {
         let p = self.page_index(page)?;
-        Ok(self.shared.lock()?.table.state(p))
+        let mut inner = self.shared.lock()?;
+        self.shared.sync_written(&mut inner, p..p + 1)?;
+        Ok(inner.table.state(p))
     }
 
     /// Every page's state, page 0 first.
     pub fn page_states(&self) -> Result<Vec<PageState>> {
-        let inner = self.shared.lock()?;
+        let mut inner = self.shared.lock()?;
+        self.shared.sync_all(&mut inner)?;
         Ok((0..inner.table.len())
             .map(|p| inner.table.state(p))
             .collect())

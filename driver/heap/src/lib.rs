@@ -30,7 +30,17 @@ pub use table::PageState;
 /// Whether userfaultfd write-protect tracking works in this process
 /// (the kernel has it and we may open a userfaultfd).
 pub fn uffd_wp_available() -> bool {
-    match sys::Uffd::open() {
+    uffd_probe(false)
+}
+
+/// Whether asynchronous userfaultfd write-protect (UFFD_FEATURE_WP_ASYNC)
+/// and PAGEMAP_SCAN work in this process.
+pub fn uffd_wp_async_available() -> bool {
+    uffd_probe(true) && sys::Pagemap::open().is_ok()
+}
+
+fn uffd_probe(wp_async: bool) -> bool {
+    match sys::Uffd::open(wp_async) {
         Ok(u) => {
             // Registering is what fails on kernels without anonymous WP.
             match sys::Region::new(4096, libc::PROT_READ | libc::PROT_WRITE) {

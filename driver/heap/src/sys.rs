@@ -166,7 +166,7 @@ impl Uffd {
     /// Open a userfaultfd (the syscall, else /dev/userfaultfd) and enable the
     /// write-protect feature. Thread ids are reported so that a fault that
     /// cannot be resolved can be turned into a SIGBUS of the faulting thread.
-    pub(crate) fn open() -> Result<Uffd> {
+    pub(crate) fn open(wp_async: bool) -> Result<Uffd> {
         let flags = libc::O_CLOEXEC | libc::O_NONBLOCK;
         // SAFETY: plain syscall returning a new fd or -1.
         let mut raw = unsafe { libc::syscall(libc::SYS_userfaultfd, flags) } as i32;
@@ -179,7 +179,10 @@ impl Uffd {
         }
         // SAFETY: `raw` is a new fd we own.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let want = (g::UFFD_FEATURE_PAGEFAULT_FLAG_WP | g::UFFD_FEATURE_THREAD_ID) as u64;
+        let mut want = (g::UFFD_FEATURE_PAGEFAULT_FLAG_WP | g::UFFD_FEATURE_THREAD_ID) as u64;
+        if wp_async {
+            want |= g::UFFD_FEATURE_WP_ASYNC as u64;
+        }
         let mut api = g::uffdio_api {
             api: g::UFFD_API as u64,
             features: want,
@@ -187,7 +190,7 @@ impl Uffd {
         };
         ioctl(&fd, ioc::UFFDIO_API, &mut api, "UFFDIO_API").map_err(|e| {
             HeapError::Unsupported {
-                mode: "UffdWp",
+                mode: if wp_async { "UffdWpAsync" } else { "UffdWp" },
                 reason: format!("write-protect feature: {e}"),
             }
         })?;
@@ -389,4 +392,75 @@ pub(crate) fn sigbus_thread(tid: u32) {
             libc::SIGBUS,
         )
     };
+}
+
+/// PAGEMAP_SCAN = _IOWR('f', 16, struct pm_scan_arg) (not in linux-raw-sys's
+/// ioctl list).
+const PAGEMAP_SCAN: u32 =
+    (3 << 30) | ((std::mem::size_of::<g::pm_scan_arg>() as u32) << 16) | ((b'f' as u32) << 8) | 16;
+const PM_SCAN_CHECK_WPASYNC: u64 = 2;
+
+/// /proc/self/pagemap, for PAGEMAP_SCAN: which pages of an async
+/// write-protected range were written since they were last protected.
+#[derive(Debug)]
+pub(crate) struct Pagemap {
+    file: std::fs::File,
+}
+
+impl Pagemap {
+    pub(crate) fn open() -> Result<Pagemap> {
+        let file =
+            std::fs::File::open("/proc/self/pagemap").map_err(|e| HeapError::Unsupported {
+                mode: "UffdWpAsync",
+                reason: format!("/proc/self/pagemap: {e}"),
+            })?;
+        Ok(Pagemap { file })
+    }
+
+    /// Append the `[start, end)` address ranges of present pages in
+    /// `[start, end)` written since they were write-protected.
+    pub(crate) fn written(
+        &self,
+        start: usize,
+        end: usize,
+        out: &mut Vec<(u64, u64)>,
+    ) -> Result<()> {
+        const N: usize = 64;
+        let mut regions = [g::page_region {
+            start: 0,
+            end: 0,
+            categories: 0,
+        }; N];
+        let mut at = start as u64;
+        while at < end as u64 {
+            let mut arg = g::pm_scan_arg {
+                size: std::mem::size_of::<g::pm_scan_arg>() as u64,
+                flags: PM_SCAN_CHECK_WPASYNC,
+                start: at,
+                end: end as u64,
+                walk_end: 0,
+                vec: regions.as_mut_ptr() as u64,
+                vec_len: N as u64,
+                max_pages: 0,
+                category_inverted: 0,
+                category_mask: (g::PAGE_IS_WRITTEN | g::PAGE_IS_PRESENT) as u64,
+                category_anyof_mask: 0,
+                return_mask: g::PAGE_IS_WRITTEN as u64,
+            };
+            // SAFETY: PAGEMAP_SCAN takes a pm_scan_arg whose `vec` points at
+            // `vec_len` page_region entries we own; it writes at most that many.
+            let n = unsafe { libc::ioctl(self.file.as_raw_fd(), PAGEMAP_SCAN as _, &mut arg) };
+            if n < 0 {
+                return Err(HeapError::sys("ioctl(PAGEMAP_SCAN)"));
+            }
+            for r in regions.iter().take(n as usize) {
+                out.push((r.start, r.end));
+            }
+            if arg.walk_end <= at {
+                break;
+            }
+            at = arg.walk_end;
+        }
+        Ok(())
+    }
 }

@@ -305,6 +305,13 @@ proptest! {
     }
 
     #[test]
+    fn model_uffd_wp_async(ops in prop::collection::vec(op(), 1..40)) {
+        if hitless_heap::uffd_wp_async_available() {
+            run(Tracking::UffdWpAsync, ops)?;
+        }
+    }
+
+    #[test]
     fn model_mprotect(ops in prop::collection::vec(op(), 1..40)) {
         run(Tracking::Mprotect, ops)?;
     }

@@ -11,6 +11,11 @@ pub fn modes() -> Vec<Tracking> {
     } else {
         eprintln!("userfaultfd write-protect unavailable: UffdWp not tested here");
     }
+    if hitless_heap::uffd_wp_async_available() {
+        m.push(Tracking::UffdWpAsync);
+    } else {
+        eprintln!("async userfaultfd write-protect unavailable: UffdWpAsync not tested here");
+    }
     m.push(Tracking::Mprotect);
     m.push(Tracking::Explicit);
     m
