@@ -246,6 +246,12 @@ impl DirStore {
             }
         }
         found.sort_unstable();
+        // A crash between a commit point and the removal of the versions
+        // beyond K leaves too many: finish that removal.
+        while found.len() > self.keep {
+            let old = found.remove(0);
+            fs::remove_file(self.manifest_path(old))?;
+        }
         self.versions.clear();
         for &v in &found {
             self.versions.push_back(self.load(v)?.info);

@@ -657,19 +657,42 @@ impl Heap {
         })
     }
 
+    /// In Explicit mode a range made accessible must fit in the cache, or
+    /// its first pages would be evicted again before the application uses
+    /// them (and a direct write to them would fault).
+    fn check_fits(&self, range: &Range<u64>) -> Result<()> {
+        if self.shared.tracking != Tracking::Explicit || range.end <= range.start {
+            return Ok(());
+        }
+        let ps = self.shared.page_size as u64;
+        let pages = range.end.div_ceil(ps) - range.start / ps;
+        let cap = self.shared.lock()?.resident_cap as u64;
+        if pages > cap {
+            return Err(HeapError::Config(format!(
+                "range of {pages} pages is larger than the {cap} resident pages (Explicit mode)"
+            )));
+        }
+        Ok(())
+    }
+
     /// Mark the pages of a byte range dirty (faulting them in first) and
-    /// make them writable. Needed before direct writes in Explicit mode;
-    /// harmless in the others.
+    /// make them writable. Needed before direct writes in Explicit mode
+    /// (where the range must fit in `resident_pages`); harmless in the others.
     pub fn mark_dirty(&self, range: Range<u64>) -> Result<()> {
         let len = range.end.saturating_sub(range.start);
+        self.check(range.start, len)?;
+        self.check_fits(&range)?;
         self.each_page(range.start, len as usize, true, |_, _, _| {})
     }
 
     /// Fault the pages of a byte range in (readable). In Explicit mode this
-    /// is needed before reading them directly; the pages may be evicted again
-    /// by later faults once more than `resident_pages` are referenced.
+    /// is needed before reading them directly (the range must fit in
+    /// `resident_pages`); the pages may be evicted again by later faults
+    /// once more than `resident_pages` pages are referenced.
     pub fn fault_in(&self, range: Range<u64>) -> Result<()> {
         let len = range.end.saturating_sub(range.start);
+        self.check(range.start, len)?;
+        self.check_fits(&range)?;
         self.each_page(range.start, len as usize, false, |_, _, _| {})
     }
 

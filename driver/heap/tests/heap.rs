@@ -199,6 +199,103 @@ fn bad_input_is_an_error_not_a_panic() -> TestResult {
     Ok(())
 }
 
+#[test]
+fn a_fault_retries_a_failing_store() -> TestResult {
+    for mode in modes().into_iter().filter(|m| tracked(*m)) {
+        let store = MemStore::new(PS, 4, 2)?;
+        let heap = Heap::open(store.clone(), cfg(mode, 2))?;
+        // The heap's own call reports the error...
+        store.fail_next(FailOp::Read, 1);
+        let mut b = [0u8; 4];
+        assert!(matches!(
+            heap.read(0, &mut b),
+            Err(HeapError::Store(StoreError::Injected(_)))
+        ));
+        assert_eq!(heap.page_state(0)?, PageState::NotResident);
+        // ...a fault cannot: it is retried until the store answers.
+        store.fail_next(FailOp::Read, 3);
+        // SAFETY: inside the heap.
+        let v = unsafe { heap.as_ptr().add(PS).read_volatile() };
+        assert_eq!(v, 0);
+        assert_eq!(heap.page_state(1)?, PageState::Clean, "{mode:?}");
+        heap.write(0, b"ok")?;
+    }
+    Ok(())
+}
+
+/// The child half of `an_unresolvable_fault_is_sigbus_not_a_hang`.
+#[test]
+fn sigbus_child() -> TestResult {
+    let Ok(mode) = std::env::var("HEAP_SIGBUS_CHILD") else {
+        return Ok(());
+    };
+    let mode = match mode.as_str() {
+        "UffdWp" => Tracking::UffdWp,
+        _ => Tracking::Mprotect,
+    };
+    let store = MemStore::new(PS, 4, 2)?;
+    let mut c = cfg(mode, 2);
+    c.lock_timeout = Duration::from_millis(300);
+    let heap = Heap::open(store.clone(), c)?;
+    store.fail_next(FailOp::Read, u32::MAX);
+    // SAFETY: inside the heap; the fault cannot be resolved, so this thread
+    // gets SIGBUS and the process dies.
+    let v = unsafe { heap.as_ptr().read_volatile() };
+    println!("read {v}: the fault was resolved?!");
+    Ok(())
+}
+
+#[test]
+fn an_unresolvable_fault_is_sigbus_not_a_hang() -> TestResult {
+    use std::os::unix::process::ExitStatusExt;
+    let exe = std::env::current_exe()?;
+    for mode in modes()
+        .into_iter()
+        .filter(|m| matches!(m, Tracking::UffdWp | Tracking::Mprotect))
+    {
+        let mut child = Command::new(&exe)
+            .args(["--exact", "sigbus_child", "--nocapture", "--test-threads=1"])
+            .env("HEAP_SIGBUS_CHILD", mode.name())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = child.try_wait()? {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{mode:?}: the faulting child hung").into());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert_eq!(status.signal(), Some(libc::SIGBUS), "{mode:?}: {status:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn explicit_ranges_must_fit_the_cache() -> TestResult {
+    let heap = Heap::open(MemStore::new(PS, 8, 2)?, cfg(Tracking::Explicit, 2))?;
+    assert!(matches!(
+        heap.mark_dirty(0..3 * PS as u64),
+        Err(HeapError::Config(_))
+    ));
+    assert!(matches!(
+        heap.fault_in(PS as u64 - 1..2 * PS as u64 + 1),
+        Err(HeapError::Config(_))
+    ));
+    heap.mark_dirty(PS as u64 - 1..PS as u64 + 1)?;
+    // SAFETY: pages 0 and 1 were just made resident and writable.
+    unsafe { heap.as_ptr().add(PS).write_volatile(5) };
+    let mut b = [0u8; 1];
+    heap.read(PS as u64, &mut b)?;
+    assert_eq!(b, [5]);
+    Ok(())
+}
+
 fn fill_and_verify(heap: &Heap, pages: u64, tag: u8, direct: bool) -> TestResult {
     let mut page = vec![0u8; PS];
     for p in 0..pages {
