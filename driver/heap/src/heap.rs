@@ -64,9 +64,13 @@ pub struct HeapConfig {
     pub resident_pages: usize,
     /// The dirty-tracking mode.
     pub tracking: Tracking,
-    /// How long any wait for the heap's lock (and a fault's retries against
-    /// a failing store) may take before giving up.
+    /// How long one wait for the heap's lock may take before a call gives
+    /// up with `HeapError::Timeout`.
     pub lock_timeout: Duration,
+    /// How long a thread faulting on the heap may wait in all (for a
+    /// checkpoint holding the heap, for a failing store) before it is sent
+    /// SIGBUS: more than the longest checkpoint the application makes.
+    pub fault_timeout: Duration,
     /// Pages handed to the store per `stage_pages` call.
     pub stage_batch: usize,
 }
@@ -77,6 +81,7 @@ impl Default for HeapConfig {
             resident_pages: 256,
             tracking: Tracking::UffdWp,
             lock_timeout: Duration::from_secs(10),
+            fault_timeout: Duration::from_secs(120),
             stage_batch: 64,
         }
     }
@@ -119,6 +124,7 @@ pub(crate) struct Shared {
     stop: AtomicBool,
     pub(crate) poisoned: AtomicBool,
     lock_timeout: Duration,
+    pub(crate) fault_timeout: Duration,
 }
 
 /// A persistent heap over a [`PageStore`].
@@ -405,7 +411,7 @@ impl Shared {
             return false;
         }
         let page = off / self.page_size;
-        let deadline = Instant::now() + self.lock_timeout;
+        let deadline = Instant::now() + self.fault_timeout;
         let mut backoff = Duration::from_millis(1);
         loop {
             let r = (|| {
@@ -516,6 +522,7 @@ impl Heap {
             stop: AtomicBool::new(false),
             poisoned: AtomicBool::new(false),
             lock_timeout: config.lock_timeout,
+            fault_timeout: config.fault_timeout,
         });
         let mut heap = Heap {
             shared: shared.clone(),

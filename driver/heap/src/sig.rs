@@ -13,15 +13,14 @@
 //! lock held by the interrupted thread only if that thread touched an
 //! inaccessible heap page while holding the lock, which the library's own
 //! code never does (it faults pages in before copying); the wait is bounded
-//! (`GIVE_UP`) and ends in SIGBUS rather than a hang.
+//! (the heap's `fault_timeout`) and ends in SIGBUS rather than a hang.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::atomic::{
-    AtomicBool, AtomicI32, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering,
+    AtomicBool, AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU8, AtomicUsize, Ordering,
 };
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use tracing::error;
 
@@ -30,8 +29,6 @@ use crate::heap::Shared;
 use crate::table::PageState;
 
 const SLOTS: usize = 16;
-/// How long a faulting thread waits for its fault to be resolved.
-const GIVE_UP: Duration = Duration::from_secs(30);
 const WAIT_STEP_MS: i64 = 100;
 
 struct SlotData {
@@ -44,6 +41,8 @@ struct SlotData {
     req_fd: AtomicI32,
     gen: AtomicU32,
     poisoned: AtomicBool,
+    /// How long a faulting thread waits for an answer (ns).
+    give_up_ns: AtomicI64,
 }
 
 #[allow(clippy::declare_interior_mutable_const)]
@@ -57,6 +56,7 @@ const EMPTY: SlotData = SlotData {
     req_fd: AtomicI32::new(-1),
     gen: AtomicU32::new(0),
     poisoned: AtomicBool::new(false),
+    give_up_ns: AtomicI64::new(0),
 };
 
 static TABLE: [SlotData; SLOTS] = [EMPTY; SLOTS];
@@ -129,6 +129,10 @@ pub(crate) fn register(shared: Arc<Shared>) -> Result<(Slot, JoinHandle<()>)> {
         .store(shared.page_size.trailing_zeros(), Ordering::Release);
     s.req_fd.store(wr.as_raw_fd(), Ordering::Release);
     s.poisoned.store(false, Ordering::Release);
+    s.give_up_ns.store(
+        shared.fault_timeout.as_nanos().min(i64::MAX as u128) as i64,
+        Ordering::Release,
+    );
     // Publishing the base makes the slot live for the handler.
     s.base.store(shared.region.base, Ordering::Release);
     let handle = std::thread::Builder::new()
@@ -290,7 +294,7 @@ fn handle_heap_fault(s: &SlotData, off: usize, addr: usize, ctx: *mut libc::c_vo
     let mut req = [0u8; 16];
     req[..8].copy_from_slice(&(addr as u64).to_ne_bytes());
     req[8] = write as u8;
-    let deadline = now_ns() + GIVE_UP.as_nanos() as i64;
+    let deadline = now_ns().saturating_add(s.give_up_ns.load(Ordering::Acquire));
     let gen = s.gen.load(Ordering::Acquire);
     let mut sent = false;
     loop {

@@ -236,6 +236,7 @@ fn sigbus_child() -> TestResult {
     let store = MemStore::new(PS, 4, 2)?;
     let mut c = cfg(mode, 2);
     c.lock_timeout = Duration::from_millis(300);
+    c.fault_timeout = Duration::from_millis(300);
     let heap = Heap::open(store.clone(), c)?;
     store.fail_next(FailOp::Read, u32::MAX);
     // SAFETY: inside the heap; the fault cannot be resolved, so this thread

@@ -90,6 +90,7 @@ fn cfg(mode: Tracking) -> HeapConfig {
         resident_pages: RESIDENT,
         tracking: mode,
         lock_timeout: Duration::from_secs(5),
+        fault_timeout: Duration::from_secs(20),
         stage_batch: 2,
     }
 }
