@@ -467,4 +467,48 @@ mod tests {
         let _ = fs::remove_dir_all(&d);
         Ok(())
     }
+
+    #[test]
+    fn dirstore_crash_mid_commit_keeps_the_previous_versions() -> Result<(), StoreError> {
+        let d = tmpdir("mid");
+        let ps = 4096;
+        let a = vec![7u8; ps];
+        let mut s = DirStore::open(&d, ps, 4, 2)?;
+        s.stage_pages(&[(1, &a)])?;
+        let v1 = s.commit(b"one")?;
+        // What a crash during the next commit can leave: a staged page, its
+        // blob linked for version 2, a half-written manifest.
+        s.stage_pages(&[(2, &a)])?;
+        fs::hard_link(s.staged_path(2), s.blob_path(2, 2))?;
+        fs::write(
+            s.manifest_path(2).with_extension("tmp"),
+            b"HHEAPV1\npartial",
+        )?;
+        drop(s);
+        let mut s = DirStore::open(&d, ps, 4, 2)?;
+        assert_eq!(s.versions()?, vec![v1]);
+        let mut buf = vec![0u8; ps];
+        assert!(!s.read_page(2, &mut buf)?, "uncommitted page visible");
+        assert!(s.read_page(1, &mut buf)?);
+        assert!(!s.blob_path(2, 2).exists(), "orphaned blob kept");
+        assert!(!s.manifest_path(2).with_extension("tmp").exists());
+        // The next commit is a complete version 2.
+        s.stage_pages(&[(3, &a)])?;
+        let v2 = s.commit(b"two")?;
+        assert_eq!(v2.version, 2);
+        assert_eq!(v2.pages, 1);
+        // A corrupt manifest is reported, not trusted.
+        drop(s);
+        let m = d.join(format!("v{:020}.man", 2));
+        let mut bytes = fs::read(&m)?;
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&m, bytes)?;
+        assert!(matches!(
+            DirStore::open(&d, ps, 4, 2),
+            Err(StoreError::Corrupt(_))
+        ));
+        let _ = fs::remove_dir_all(&d);
+        Ok(())
+    }
 }
