@@ -92,7 +92,10 @@ impl Table {
 
     /// Bytes of the data area the sets occupy.
     pub fn data_bytes(&self) -> u64 {
-        self.sets.values().map(|e| align8(e.len as usize) as u64).sum()
+        self.sets
+            .values()
+            .map(|e| align8(e.len as usize) as u64)
+            .sum()
     }
 
     /// The data-area extents in use, `(offset, 8-aligned length)`, by offset.
@@ -205,8 +208,7 @@ impl Table {
                 offset: u(at + 28),
                 version: u64::from_le_bytes(v),
             };
-            if !e.offset.is_multiple_of(8)
-                || e.offset as usize + align8(e.len as usize) > data_size
+            if !e.offset.is_multiple_of(8) || e.offset as usize + align8(e.len as usize) > data_size
             {
                 return Err(RecordError::Damaged("set outside the data area"));
             }
@@ -254,7 +256,10 @@ mod tests {
         t.sets.insert(SetKey { app: 1, object: 0 }, a);
         let mut b = entry(1, &[9; 100], 2);
         b.offset = t.allocate(b.len, 4096).unwrap();
-        assert_eq!(b.offset, 8, "first fit after the 3-byte set's 8-byte extent");
+        assert_eq!(
+            b.offset, 8,
+            "first fit after the 3-byte set's 8-byte extent"
+        );
         t.sets.insert(SetKey { app: 2, object: 5 }, b);
         let head = t.encode_head();
         assert_eq!(head.len(), head_len(2));
@@ -289,7 +294,8 @@ mod tests {
     #[test]
     fn overlapping_sets_are_refused() {
         let mut t = Table::default();
-        t.sets.insert(SetKey { app: 1, object: 0 }, entry(0, &[1; 64], 1));
+        t.sets
+            .insert(SetKey { app: 1, object: 0 }, entry(0, &[1; 64], 1));
         let mut e = entry(0, &[2; 64], 2);
         e.offset = 56;
         t.sets.insert(SetKey { app: 1, object: 1 }, e);

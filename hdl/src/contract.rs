@@ -1339,7 +1339,9 @@ mod tests {
 
     #[test]
     fn crc_combine_equals_the_crc_of_the_concatenation() {
-        let data: Vec<u8> = (0..5000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..5000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         for cut in [0, 1, 7, 8, 100, 4096, 4999, 5000] {
             let (a, b) = data.split_at(cut);
             assert_eq!(

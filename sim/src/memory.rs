@@ -28,7 +28,10 @@ impl WordStore for hitless_hdl::model::PagedMemory {
 pub enum TierBytes {
     /// `high`: no byte at or above it was ever written, so a copy of a
     /// 256 MiB tier copies only what was used.
-    Mem { bytes: Vec<u8>, high: usize },
+    Mem {
+        bytes: Vec<u8>,
+        high: usize,
+    },
     File(memmap2::MmapMut),
 }
 

@@ -362,7 +362,10 @@ impl Clock {
                 seed,
             } => {
                 let g = self.card.geometry;
-                if offset.checked_add(len).is_none_or(|e| e > g.data_size as u64) {
+                if offset
+                    .checked_add(len)
+                    .is_none_or(|e| e > g.data_size as u64)
+                {
                     return Err(format!(
                         "[{offset}, +{len}) is outside the data area of {} bytes",
                         g.data_size

@@ -705,5 +705,9 @@ fn the_data_area_is_written_and_read_up_to_the_tiers_end() {
         ..Default::default()
     });
     assert_eq!(c.status, Status::OutOfRange as u8);
-    assert_eq!(b.read(image.len() as u32, 0).1, image, "the region is untouched");
+    assert_eq!(
+        b.read(image.len() as u32, 0).1,
+        image,
+        "the region is untouched"
+    );
 }

@@ -305,7 +305,7 @@ fn credentials_and_bad_requests() {
 /// set; the tier's index stays small whatever the sets hold.
 #[test]
 fn large_sets_and_a_damaged_data_area() {
-    use hitless_hdl::contract::{MAX_TRANSFER, DEFAULT_GEOMETRY};
+    use hitless_hdl::contract::{DEFAULT_GEOMETRY, MAX_TRANSFER};
     let dir = temp("large");
     let card = InProcessCard::start(&dir).unwrap();
     let mut fw = client(&card);
@@ -317,7 +317,8 @@ fn large_sets_and_a_damaged_data_area() {
     // The first warm set lands at the data area's start (first fit).
     fw.store(&s, 1, 0, 0, false, &big).unwrap();
     fw.store(&s, 2, 0, 0, false, b"a small neighbour").unwrap();
-    fw.store(&s, 3, 0, 0, true, &big[..MAX_TRANSFER as usize + 8]).unwrap();
+    fw.store(&s, 3, 0, 0, true, &big[..MAX_TRANSFER as usize + 8])
+        .unwrap();
     assert_eq!(fw.restore(&s, 1).unwrap().1, big);
     assert_eq!(
         fw.restore(&s, 3).unwrap().1,
@@ -577,8 +578,7 @@ fn power_cuts_during_stores_keep_old_or_new() {
             (true, 0, _) => rng.gen_range(0..earliest_new.max(1)),
             _ => rng.gen_range(0..span),
         };
-        card.control(Control::CutPowerAt(now + at))
-            .unwrap();
+        card.control(Control::CutPowerAt(now + at)).unwrap();
         let c = fw.as_mut().unwrap();
         let stored = c.store(&session, object, 0, 0, true, &version(object, round));
         // Reconnect after the cut (the store may have finished first).

@@ -102,13 +102,11 @@ impl<C: Controller> MemoryManager<C> {
         for t in [TierSel::Warm, TierSel::Cold] {
             let regs = self.tier_regs(t).ok();
             let (state, sets, image_bytes) = match &self.tiers[t as usize] {
-                TierView::Ready(tab) => {
-                    (
+                TierView::Ready(tab) => (
                     TierReport::READY,
                     tab.sets.len() as u32,
                     (tab.end() as u64 + tab.data_bytes()).min(u32::MAX as u64) as u32,
-                )
-                }
+                ),
                 TierView::Lost => (TierReport::LOST, 0, 0),
                 TierView::Foreign(_) => (TierReport::FOREIGN, 0, 0),
             };

@@ -41,8 +41,7 @@ pub use replica::ReplicaError;
 use crate::records::{align8, head_len, Entry, SetKey, Table, HEADER};
 use hitless_hdl::contract::{
     self, crc32c, crc32c_combine, flags as dflags, perm, reg, tier_state, BootResult, Completion,
-    Descriptor,
-    NvGeometry, Opcode, Status, MAX_TRANSFER, PT_ENTRIES,
+    Descriptor, NvGeometry, Opcode, Status, MAX_TRANSFER, PT_ENTRIES,
 };
 use hitless_proto::auth::SECRET_BYTES;
 use hitless_proto::message::Failure;
