@@ -145,6 +145,8 @@ fn sixteen_applications_share_the_card_through_resets_and_daemon_restarts() {
                 .args(["--app", &(300 + i).to_string()])
                 .args(["--rounds", "12", "--objects", "3", "--max-len", "6000"])
                 .args(["--seed", &i.to_string(), "--retry-for", "120"])
+                .arg("--until")
+                .arg(dir.join("stop"))
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped());
             if root {
@@ -169,6 +171,8 @@ fn sixteen_applications_share_the_card_through_resets_and_daemon_restarts() {
             .unwrap();
         }
     }
+    // The clients keep storing until the disruptions are over.
+    std::fs::write(dir.join("stop"), b"").unwrap();
     let mut failures = Vec::new();
     let mut retries = 0u32;
     for (i, c) in clients.into_iter().enumerate() {

@@ -44,6 +44,11 @@ struct Args {
     /// Seed of the sizes and contents.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Keep storing after `--rounds` until this file exists (a soak that
+    /// must outlast the disruptions its test makes, however fast stores
+    /// are); at most `--retry-for` seconds longer.
+    #[arg(long)]
+    until: Option<PathBuf>,
     /// Seconds a failing request is retried before giving up.
     #[arg(long, default_value_t = 60)]
     retry_for: u64,
@@ -156,7 +161,18 @@ fn run(a: &Args) -> Result<String, String> {
     };
     let t0 = epoch(std::time::SystemTime::now());
     let start = Instant::now();
-    for _ in 0..a.rounds {
+    let mut round = 0u32;
+    loop {
+        let more = match &a.until {
+            Some(stop) => {
+                !stop.exists() && start.elapsed() < Duration::from_secs(a.retry_for)
+            }
+            None => false,
+        };
+        if round >= a.rounds && !more {
+            break;
+        }
+        round += 1;
         let object = rng.gen_range(0..a.objects.max(1));
         let len = if a.bench {
             a.max_len

@@ -160,7 +160,7 @@ fn bench_dir(name: &str) -> std::path::PathBuf {
 }
 
 /// Stores of a 4 KiB set per second, in a table holding 8 other 4 KiB sets
-/// (each store: head write, copies, data write, flip, mirror, flip).
+/// (each store: data write, index write with commit, mirror copy, flip).
 fn store_set_4kib_per_s() -> f64 {
     let dir = bench_dir("store");
     let r = (|| {
@@ -175,6 +175,47 @@ fn store_set_4kib_per_s() -> f64 {
             fw.store(&s, 0, 0, 0, false, &set).ok()?;
         }
         Some(n as f64 / t.elapsed().as_secs_f64())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    r.unwrap_or(f64::NAN)
+}
+
+/// Card cycles of one 4 KiB store (median of 9) into a warm tier already
+/// holding `others` sets of 4 KiB: the firmware's data write, index commit
+/// and mirror, mailbox included.
+fn store_4kib_cycles(others: u32) -> Option<u64> {
+    use hitless_sim::service::Control;
+    let dir = bench_dir(&format!("store-cost-{others}"));
+    let r = (|| {
+        let (card, mut fw, s) = firmware_client(&dir)?;
+        let set = vec![0x42u8; 4096];
+        for object in 1..=others {
+            fw.store(&s, object, 0, 0, false, &set).ok()?;
+        }
+        let mut cycles = Vec::new();
+        for _ in 0..9 {
+            let c0 = card.control(Control::Status).ok()?.cycle;
+            fw.store(&s, 0, 0, 0, false, &set).ok()?;
+            cycles.push(card.control(Control::Status).ok()?.cycle - c0);
+        }
+        cycles.sort_unstable();
+        Some(cycles[cycles.len() / 2])
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+/// Seconds to store and restore one 3 MiB set (three controller transfers
+/// each way, checked against the whole set's CRC).
+fn store_restore_3mib_s() -> f64 {
+    let dir = bench_dir("big");
+    let r = (|| {
+        let (_card, mut fw, s) = firmware_client(&dir)?;
+        let set: Vec<u8> = (0..3 << 20).map(|i: u32| (i >> 3) as u8).collect();
+        let t = Instant::now();
+        fw.store(&s, 1, 0, 0, false, &set).ok()?;
+        let back = fw.restore(&s, 1).ok()?.1;
+        (back == set).then(|| t.elapsed().as_secs_f64())
     })();
     let _ = std::fs::remove_dir_all(&dir);
     r.unwrap_or(f64::NAN)
@@ -342,6 +383,24 @@ fn cli_checkpoint_restore_1mib_s() -> f64 {
     }
 }
 
+/// The record store's scaling: a 4 KiB store's card cycles into an empty
+/// tier and into one holding 1,000 sets, and a 3 MiB set's round trip.
+fn store_lines() {
+    let empty = store_4kib_cycles(0);
+    let full = store_4kib_cycles(1000);
+    let show = |c: Option<u64>| c.map_or("NaN".to_string(), |c| c.to_string());
+    println!("store_4KiB_cycles_empty_tier = {}", show(empty));
+    println!("store_4KiB_cycles_1000_sets = {}", show(full));
+    println!(
+        "store_4KiB_cost_ratio_1000_sets = {:.2}",
+        match (empty, full) {
+            (Some(e), Some(f)) if e > 0 => f as f64 / e as f64,
+            _ => f64::NAN,
+        }
+    );
+    println!("store_restore_3MiB_set_s = {:.3}", store_restore_3mib_s());
+}
+
 fn main() {
     // `hitless-bench daemon`: the daemon's lines alone.
     if std::env::args().nth(1).as_deref() == Some("daemon") {
@@ -356,6 +415,11 @@ fn main() {
     // `hitless-bench replication`: throughput, sync latency, fault trials.
     if std::env::args().nth(1).as_deref() == Some("replication") {
         replication::lines();
+        return;
+    }
+    // `hitless-bench store`: the record store's scaling lines alone.
+    if std::env::args().nth(1).as_deref() == Some("store") {
+        store_lines();
         return;
     }
     let sizes = [(4096u32, "4KiB"), (65536, "64KiB"), (1 << 20, "1MiB")];
@@ -390,6 +454,7 @@ fn main() {
     );
     println!("store_set_4KiB_per_s = {:.1}", store_set_4kib_per_s());
     println!("restore_all_1MiB_s = {:.4}", restore_all_1mib_s());
+    store_lines();
     println!(
         "driver_submit_overhead_ns = {:.0}",
         driver_submit_overhead_ns()
