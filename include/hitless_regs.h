@@ -123,6 +123,10 @@
 #define HITLESS_REG_NV_REGION_B_BASE                 0x006Cu
 /* RO: NV geometry: byte address of the append-log ring. */
 #define HITLESS_REG_NV_LOG_BASE                      0x0070u
+/* RO: NV geometry: byte address of the data area (set data and heap pages, addressed through entries without REGION). */
+#define HITLESS_REG_NV_DATA_BASE                     0x0074u
+/* RO: NV geometry: size of the data area in bytes (0: none, every set lives in the region image). */
+#define HITLESS_REG_NV_DATA_SIZE                     0x0078u
 /* RW: Descriptor ring base address (host), low 32 bits; 32-byte aligned. */
 #define HITLESS_REG_DQ_BASE_LO                       0x0080u
 /* RW: Descriptor ring base address (host), high 32 bits. */
