@@ -167,6 +167,15 @@ fn run(cmd: Cmd) -> Result<ExitCode> {
                 "--example",
                 "image_bench",
             ]))?;
+            // The host heap's lines (dirty tracking, fault-in; no card).
+            util::run(util::cargo().args([
+                "run",
+                "--release",
+                "-p",
+                "hitless-heap",
+                "--example",
+                "heap-bench",
+            ]))?;
         }
         Cmd::Test { args } => return ci::run(&args),
         Cmd::Regs { check } => regs::run(check)?,
