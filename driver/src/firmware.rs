@@ -22,7 +22,8 @@ use hitless_hdl::contract::{
 };
 use hitless_proto::auth::{self, SECRET_BYTES};
 use hitless_proto::message::Request;
-use hitless_proto::msg::{flags, Code, LogInfo, SetInfo};
+pub use hitless_proto::msg::HeapVersion;
+use hitless_proto::msg::{flags, Code, LogInfo, SetInfo, HEAP_PAGE_BYTES, HEAP_REQUEST_PAGES};
 use hitless_proto::tlv::Message;
 use hitless_proto::Response;
 use std::time::{Duration, Instant};
@@ -288,6 +289,185 @@ impl<T: CardIo> Client<T> {
             Response::Done => Ok(()),
             other => Err(unexpected(&other)),
         }
+    }
+
+    // ---- the heap store (issue 20; docs/heap.md) -------------------
+
+    fn heap_version(r: Response) -> Result<HeapVersion> {
+        match r {
+            Response::HeapVersion(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn heap_versions_of(r: Response) -> Result<Vec<HeapVersion>> {
+        match r {
+            Response::HeapVersions { versions } => Ok(versions),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Open heap `heap` of the session's application: created with
+    /// `heap_pages` pages of 4096 bytes and `keep` versions (0: the
+    /// card's default, 4) in the cold or warm tier if it does not exist;
+    /// an existing heap must have `heap_pages` (0: any). Its versions.
+    pub fn heap_open(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        heap_pages: u32,
+        keep: u32,
+        cold: bool,
+    ) -> Result<Vec<HeapVersion>> {
+        let r = Request::HeapOpen {
+            heap,
+            heap_pages,
+            keep,
+            flags: tier_flag(cold),
+        };
+        Self::heap_versions_of(self.signed(s, &r)?)
+    }
+
+    /// Drop the heap's staged pages and close it.
+    pub fn heap_close(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapClose { heap })?)
+    }
+
+    /// Write pages (number, 4096 bytes each) to the card's free space:
+    /// staged, in no version until [`Client::heap_commit`]. Sent in
+    /// requests of at most 256 pages (or the DMA window); returns the
+    /// bytes that crossed the DMA.
+    pub fn heap_stage(&mut self, s: &Session, heap: u32, pages: &[(u32, &[u8])]) -> Result<u64> {
+        let d = self.data;
+        let per = HEAP_REQUEST_PAGES.min(d.len as usize / HEAP_PAGE_BYTES);
+        if per == 0 {
+            return Err(Error::InvalidArgument(
+                "the DMA window holds no heap page".into(),
+            ));
+        }
+        let mut sent = 0u64;
+        for chunk in pages.chunks(per) {
+            let mut numbers = Vec::with_capacity(chunk.len());
+            let mut crcs = Vec::with_capacity(chunk.len());
+            for (i, (p, data)) in chunk.iter().enumerate() {
+                if data.len() != HEAP_PAGE_BYTES {
+                    return Err(Error::InvalidArgument(format!(
+                        "page {p} has {} bytes, not {HEAP_PAGE_BYTES}",
+                        data.len()
+                    )));
+                }
+                self.put(d, i * HEAP_PAGE_BYTES, data)?;
+                numbers.push(*p);
+                crcs.push(crc32c(data));
+            }
+            let r = Request::HeapStage {
+                heap,
+                pages: numbers,
+                crcs,
+                addr: self.iova(d),
+            };
+            Self::done(self.signed(s, &r)?)?;
+            sent += (chunk.len() * HEAP_PAGE_BYTES) as u64;
+        }
+        Ok(sent)
+    }
+
+    /// Commit the staged pages and the application's non-heap `state` as
+    /// a new version (all or nothing; the oldest beyond K goes with it).
+    pub fn heap_commit(&mut self, s: &Session, heap: u32, state: &[u8]) -> Result<HeapVersion> {
+        let d = self.data;
+        if state.len() as u64 > d.len {
+            return Err(Error::InvalidArgument(format!(
+                "{} bytes of state exceed the {}-byte DMA window",
+                state.len(),
+                d.len
+            )));
+        }
+        self.put(d, 0, state)?;
+        let r = Request::HeapCommit {
+            heap,
+            addr: self.iova(d),
+            len: state.len() as u32,
+            crc: crc32c(state),
+        };
+        Self::heap_version(self.signed(s, &r)?)
+    }
+
+    /// Drop the staged pages.
+    pub fn heap_abort(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapAbort { heap })?)
+    }
+
+    /// Read pages: the staged copy if any, else the base version's;
+    /// `None` for a page never written.
+    pub fn heap_read(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        pages: &[u32],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let (addr, cap) = self.data_buffer();
+        let per = HEAP_REQUEST_PAGES
+            .min(cap as usize / HEAP_PAGE_BYTES)
+            .max(1);
+        let mut out = Vec::with_capacity(pages.len());
+        for chunk in pages.chunks(per) {
+            let r = Request::HeapRead {
+                heap,
+                pages: chunk.to_vec(),
+                addr,
+                cap,
+            };
+            let absent = match self.signed(s, &r)? {
+                Response::HeapPages { absent } => absent,
+                other => return Err(unexpected(&other)),
+            };
+            let d = self.data;
+            for (i, p) in chunk.iter().enumerate() {
+                if absent.contains(p) {
+                    out.push(None);
+                } else {
+                    out.push(Some(self.get(d, i * HEAP_PAGE_BYTES, HEAP_PAGE_BYTES)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The heap's committed versions, oldest first.
+    pub fn heap_versions(&mut self, s: &Session, heap: u32) -> Result<Vec<HeapVersion>> {
+        Self::heap_versions_of(self.signed(s, &Request::HeapVersions { heap })?)
+    }
+
+    /// Make `version` the base of reads and the next commit (staged pages
+    /// are dropped); its application state.
+    pub fn heap_checkout(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        version: u64,
+    ) -> Result<(HeapVersion, Vec<u8>)> {
+        let (addr, cap) = self.data_buffer();
+        let r = Request::HeapCheckout {
+            heap,
+            version,
+            addr,
+            cap,
+        };
+        let v = Self::heap_version(self.signed(s, &r)?)?;
+        let d = self.data;
+        let state = self.get(d, 0, v.state_len as usize)?;
+        if crc32c(&state) != v.state_crc {
+            return Err(Error::BadCompletion(
+                "the heap version's state failed its CRC on the way".into(),
+            ));
+        }
+        Ok((v, state))
+    }
+
+    /// Delete every version of the heap (one commit).
+    pub fn heap_delete(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapDelete { heap })?)
     }
 
     /// Firmware and tier state (no credentials needed).
