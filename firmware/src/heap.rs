@@ -136,6 +136,8 @@ pub struct Root {
     pub heap_pages: u32,
     pub keep: u32,
     pub version: u64,
+    /// Pages staged into this version (written since its base).
+    pub written: u32,
     /// The application's non-heap state: where, its CRC, its length.
     pub state: Option<(Ptr, u32)>,
     /// Each leaf's place and CRC (`None`: no page of it was ever written).
@@ -150,6 +152,7 @@ impl Root {
             heap_pages,
             keep,
             version: 0,
+            written: 0,
             state: None,
             leaves: vec![None; leaves_for(heap_pages)],
         }
@@ -173,7 +176,7 @@ impl Root {
             self.heap,
             self.heap_pages,
             self.keep,
-            0,
+            self.written,
             (self.version & 0xFFFF_FFFF) as u32,
             (self.version >> 32) as u32,
             sp.offset,
@@ -249,6 +252,7 @@ impl Root {
             heap_pages,
             keep,
             version,
+            written: w(3),
             state,
             leaves,
         })
@@ -352,6 +356,7 @@ mod tests {
         let mut r = Root::empty(3, 200, 4);
         assert_eq!(r.leaves.len(), 4);
         r.version = (7u64 << 32) | 9;
+        r.written = 11;
         r.state = Some((Ptr { offset: 64, crc: 5 }, 10));
         r.leaves[1] = Some(Ptr {
             offset: 4096,

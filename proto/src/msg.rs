@@ -430,7 +430,7 @@ pub struct HeapVersion {
     /// The application state's length and CRC.
     pub state_len: u32,
     pub state_crc: u32,
-    /// Pages of the heap this version has (ever written).
+    /// Pages staged into this version (written since its base).
     pub pages: u32,
 }
 

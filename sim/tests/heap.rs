@@ -87,7 +87,7 @@ fn versions_checkout_resets_and_bad_requests() {
             .heap_commit(&s, 1, format!("state {v}").as_bytes())
             .unwrap();
         assert_eq!(got.version, v as u64);
-        assert_eq!(got.pages as usize, model.len());
+        assert_eq!(got.pages as usize, pages.len());
         models.push(model.clone());
     }
     let versions = fw.heap_versions(&s, 1).unwrap();
@@ -254,4 +254,148 @@ fn power_cuts_during_checkpoints_keep_the_last_committed_version() {
         old_seen > 0 && new_seen > 0,
         "cuts hit both before and after the commit: {old_seen} old, {new_seen} new"
     );
+}
+
+// ---- the persistent heap (hitless-heap) over the card ---------------
+
+mod over_the_card {
+    use super::*;
+    use hitless_driver::backend::vfio_user::VfioUserIo;
+    use hitless_driver::firmware::{Secret, Session};
+    use hitless_heap::{CardStore, Heap, HeapConfig, Tracking};
+
+    const PAGES: u64 = 640;
+    const RESIDENT: usize = 64;
+
+    fn raw_client(card: &InProcessCard) -> Client<VfioUserIo> {
+        Client::open(card.connect().unwrap(), Duration::from_secs(30)).unwrap()
+    }
+
+    fn heap(card: &InProcessCard, secret: Option<&Secret>) -> (Heap, Option<Secret>) {
+        let mut fw = raw_client(card);
+        let (s, new_secret): (Session, _) = fw.open_app(21, OpenFlags::all(), secret).unwrap();
+        let store = CardStore::open(fw, s, 2, PAGES, 3, true).unwrap();
+        let cfg = HeapConfig {
+            resident_pages: RESIDENT,
+            tracking: Tracking::Explicit,
+            ..HeapConfig::default()
+        };
+        (Heap::open(store, cfg).unwrap(), new_secret)
+    }
+
+    fn fill(heap: &Heap, model: &mut [u8], v: u8, stride: usize) {
+        try_fill(heap, model, v, stride).unwrap()
+    }
+
+    /// Writes fault pages in and evict (stage) others: a power cut can
+    /// fail them too.
+    fn try_fill(heap: &Heap, model: &mut [u8], v: u8, stride: usize) -> hitless_heap::Result<()> {
+        for p in (0..PAGES as usize).step_by(stride) {
+            let at = p * PAGE + (v as usize * 97) % (PAGE - 64);
+            let bytes = [v ^ p as u8; 64];
+            model[at..at + 64].copy_from_slice(&bytes);
+            heap.write(at as u64, &bytes)?;
+        }
+        Ok(())
+    }
+
+    fn whole(heap: &Heap) -> Vec<u8> {
+        let mut out = vec![0u8; PAGES as usize * PAGE];
+        heap.read(0, &mut out).unwrap();
+        out
+    }
+
+    /// A heap ten times its resident cache over the card: checkpoints,
+    /// K versions, a restart from an older one, a power cycle; power cuts
+    /// during checkpoints leave exactly the last committed version.
+    #[test]
+    fn a_heap_ten_times_its_cache_over_the_card() {
+        use rand::{Rng, SeedableRng};
+        let dir = temp("heaplib");
+        let card = InProcessCard::start(&dir).unwrap();
+        let (h, secret) = heap(&card, None);
+        let secret = secret.unwrap();
+        let mut model = vec![0u8; PAGES as usize * PAGE];
+        let mut models = Vec::new();
+        for v in 1..=4u8 {
+            fill(&h, &mut model, v, if v == 1 { 1 } else { 7 });
+            let info = h.checkpoint(&[v; 10]).unwrap();
+            assert_eq!(info.version, v as u64);
+            models.push(model.clone());
+        }
+        let vs = h.versions().unwrap();
+        assert_eq!(
+            vs.iter().map(|v| v.version).collect::<Vec<_>>(),
+            vec![2, 3, 4]
+        );
+        assert_eq!(whole(&h), models[3]);
+        assert_eq!(h.restart_from(2).unwrap(), vec![2u8; 10]);
+        assert_eq!(whole(&h), models[1], "version 2's bytes");
+        assert!(
+            h.stats().unwrap().faults >= PAGES,
+            "the cache is 1/10 of the heap"
+        );
+        drop(h);
+        card.control(Control::PowerCycle).unwrap();
+        let (h, _) = heap(&card, Some(&secret));
+        assert_eq!(
+            whole(&h),
+            models[3],
+            "after a power cycle: the newest version"
+        );
+        let mut committed = models[3].clone();
+        let mut committed_state = vec![4u8; 10];
+        drop(h);
+
+        // Power cuts at random points of checkpoints.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x11EA);
+        let (h, _) = heap(&card, Some(&secret));
+        let c0 = card.control(Control::Status).unwrap().cycle;
+        let mut m = committed.clone();
+        fill(&h, &mut m, 5, 5);
+        h.checkpoint(&[5; 10]).unwrap();
+        let span = card.control(Control::Status).unwrap().cycle - c0;
+        committed = m;
+        committed_state = vec![5u8; 10];
+        drop(h);
+        let mut outcomes = (0, 0);
+        for round in 6..=11u8 {
+            let power_ons = card.control(Control::Status).unwrap().power_ons;
+            let (h, _) = heap(&card, Some(&secret));
+            let now = card.control(Control::Status).unwrap().cycle;
+            card.control(Control::CutPowerAt(now + rng.gen_range(0..span)))
+                .unwrap();
+            let mut next = committed.clone();
+            let done = try_fill(&h, &mut next, round, 5).and_then(|_| h.checkpoint(&[round; 10]));
+            drop(h);
+            let t = std::time::Instant::now();
+            while card.control(Control::Status).unwrap().power_ons < power_ons + 1 {
+                assert!(
+                    t.elapsed() < Duration::from_secs(20),
+                    "the power cut never came"
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            let (h, _) = heap(&card, Some(&secret));
+            let latest = h.versions().unwrap().last().unwrap().version;
+            let state = h.restart_from(latest).unwrap();
+            if state == vec![round; 10] {
+                committed = next;
+                committed_state = state;
+                outcomes.1 += 1;
+            } else {
+                assert_eq!(state, committed_state, "round {round}: neither old nor new");
+                assert!(
+                    done.is_err(),
+                    "round {round}: a checkpoint reported done was lost"
+                );
+                outcomes.0 += 1;
+            }
+            assert_eq!(whole(&h), committed, "round {round}: byte for byte");
+        }
+        eprintln!(
+            "power cuts: {} kept the old version, {} the new",
+            outcomes.0, outcomes.1
+        );
+    }
 }

@@ -262,20 +262,13 @@ impl<C: Controller> MemoryManager<C> {
     }
 
     fn versions_of(&self, h: &HeapState) -> Vec<HeapVersion> {
-        let t = h.tier as usize;
         h.versions
             .values()
             .map(|r| HeapVersion {
                 version: r.version,
                 state_len: r.state.map_or(0, |s| s.1),
                 state_crc: r.state.map_or(crc32c(&[]), |s| s.0.crc),
-                pages: r
-                    .leaves
-                    .iter()
-                    .flatten()
-                    .filter_map(|p| self.heaps.leaves[t].get(&p.offset))
-                    .map(|l| l.0.iter().flatten().count() as u32)
-                    .sum(),
+                pages: r.written,
             })
             .collect()
     }
@@ -492,6 +485,7 @@ impl<C: Controller> MemoryManager<C> {
             heap_pages: h.heap_pages,
             keep: h.keep,
             version,
+            written: h.staged.len() as u32,
             state: None,
             leaves: base.leaves.clone(),
         };
@@ -635,13 +629,7 @@ impl<C: Controller> MemoryManager<C> {
             version,
             state_len: len,
             state_crc: if len > 0 { crc } else { crc32c(&[]) },
-            pages: new_root
-                .leaves
-                .iter()
-                .flatten()
-                .filter_map(|p| self.heaps.leaves[ti].get(&p.offset))
-                .map(|l| l.0.iter().flatten().count() as u32)
-                .sum(),
+            pages: new_root.written,
         }))
     }
 
