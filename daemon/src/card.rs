@@ -683,7 +683,8 @@ impl Worker {
             | Request::HeapRead { .. }
             | Request::HeapVersions { .. }
             | Request::HeapCheckout { .. }
-            | Request::HeapDelete { .. } => {
+            | Request::HeapDelete { .. }
+            | Request::HeapChanged { .. } => {
                 return Err(Error::InvalidArgument(
                     "hitlessd does not relay the heap store's requests yet: open the card \
                      directly (hitless_driver::firmware::Client)"

@@ -465,6 +465,27 @@ impl<T: CardIo> Client<T> {
         Ok((v, state))
     }
 
+    /// The pages of the base version that differ from version `since`
+    /// (0: every written page), ascending.
+    pub fn heap_changed(&mut self, s: &Session, heap: u32, since: u64) -> Result<Vec<u32>> {
+        let mut out: Vec<u32> = Vec::new();
+        let mut first = 0u32;
+        loop {
+            let r = Request::HeapChanged { heap, since, first };
+            let pages = match self.signed(s, &r)? {
+                Response::HeapChanged { pages } => pages,
+                other => return Err(unexpected(&other)),
+            };
+            let full = pages.len() == hitless_proto::msg::HEAP_CHANGED_MAX;
+            let last = pages.last().copied();
+            out.extend(pages);
+            match (full, last) {
+                (true, Some(l)) if l < u32::MAX => first = l + 1,
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// Delete every version of the heap (one commit).
     pub fn heap_delete(&mut self, s: &Session, heap: u32) -> Result<()> {
         Self::done(self.signed(s, &Request::HeapDelete { heap })?)
@@ -1082,4 +1103,96 @@ impl<T: CardIo> Firmware for Client<T> {
     fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport> {
         Client::image_serve(self, http, tftp)
     }
+}
+
+/// What [`heap_migrate`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version the destination committed.
+    pub dst_version: u64,
+    /// The source version it holds.
+    pub src_version: u64,
+    /// Pages sent (only those changed since the common version).
+    pub pages: usize,
+}
+
+/// Move (or copy) heap `heap` from one card to another, sending only the
+/// pages the source's newest version changed since a version both cards
+/// have (`since = Some((source version, destination version))`; `None`:
+/// every written page). Both sessions must have the heap open (the
+/// destination's with the same page count).
+///
+/// Committed on both or on neither: the destination's HEAP_COMMIT is the
+/// one commit point (the hardware's atomic index commit on that card).
+/// Before it, the source is untouched and the destination has only
+/// staged pages, which it drops (abort, or a reset). After it, the
+/// destination holds the source's version byte for byte; with `remove`
+/// the source's heap is then deleted (one index commit on the source).
+/// A failure between the two leaves the heap committed on both cards,
+/// identical: running the migration again finds nothing changed since
+/// (`since` = the pair just made), commits an identical version and
+/// deletes the source: the step is redone, never half done.
+#[allow(clippy::too_many_arguments)]
+pub fn heap_migrate<A: CardIo, B: CardIo>(
+    src: &mut Client<A>,
+    ss: &Session,
+    dst: &mut Client<B>,
+    ds: &Session,
+    heap: u32,
+    since: Option<(u64, u64)>,
+    remove: bool,
+) -> Result<Migrated> {
+    let newest = src
+        .heap_versions(ss, heap)?
+        .last()
+        .map(|v| v.version)
+        .ok_or_else(|| Error::InvalidArgument(format!("heap {heap} has no version to move")))?;
+    let (_, state) = src.heap_checkout(ss, heap, newest)?;
+    let pages = src.heap_changed(ss, heap, since.map_or(0, |s| s.0))?;
+    match since {
+        Some((_, d)) => {
+            dst.heap_checkout(ds, heap, d)?;
+        }
+        None => {
+            if !dst.heap_versions(ds, heap)?.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the destination's heap {heap} has versions: name the one both cards have"
+                )));
+            }
+            dst.heap_abort(ds, heap)?
+        }
+    }
+    let moved = (|| -> Result<HeapVersion> {
+        for chunk in pages.chunks(HEAP_REQUEST_PAGES) {
+            let got = src.heap_read(ss, heap, chunk)?;
+            let mut data = Vec::with_capacity(chunk.len());
+            for (p, g) in chunk.iter().zip(got) {
+                let g = g.ok_or_else(|| {
+                    Error::BadCompletion(format!("page {p} changed but the source has none"))
+                })?;
+                data.push((*p, g));
+            }
+            let refs: Vec<(u32, &[u8])> = data.iter().map(|(p, d)| (*p, &d[..])).collect();
+            dst.heap_stage(ds, heap, &refs)?;
+        }
+        dst.heap_commit(ds, heap, &state)
+    })();
+    let v = match moved {
+        Ok(v) => v,
+        Err(e) => {
+            // Nothing committed on the destination: drop its staged pages.
+            if let Err(a) = dst.heap_abort(ds, heap) {
+                tracing::warn!("migration: the destination's abort failed too: {a}");
+            }
+            return Err(e);
+        }
+    };
+    if remove {
+        src.heap_delete(ss, heap)?;
+    }
+    Ok(Migrated {
+        dst_version: v.version,
+        src_version: newest,
+        pages: pages.len(),
+    })
 }

@@ -134,6 +134,9 @@ pub enum Request {
     },
     /// Delete every version of the heap.
     HeapDelete { heap: u32 },
+    /// Pages of the base version that differ from version `since` (0:
+    /// every written page), from page `first` on.
+    HeapChanged { heap: u32, since: u64, first: u32 },
 }
 
 /// Why a message is not a request this side can decode.
@@ -190,6 +193,7 @@ impl Request {
             Request::HeapVersions { .. } => kind::HEAP_VERSIONS,
             Request::HeapCheckout { .. } => kind::HEAP_CHECKOUT,
             Request::HeapDelete { .. } => kind::HEAP_DELETE,
+            Request::HeapChanged { .. } => kind::HEAP_CHANGED,
         }
     }
 
@@ -226,7 +230,8 @@ impl Request {
             | Request::HeapOpen { .. }
             | Request::HeapRead { .. }
             | Request::HeapVersions { .. }
-            | Request::HeapCheckout { .. } => Some((flags::READ, "reading")),
+            | Request::HeapCheckout { .. }
+            | Request::HeapChanged { .. } => Some((flags::READ, "reading")),
             Request::LogAppend { .. } | Request::LogRead { .. } | Request::LogTrim { .. } => {
                 Some((flags::LOG, "the append log"))
             }
@@ -371,6 +376,10 @@ impl Request {
                 .bytes(tag::PAGES, &pack_u32(pages))
                 .u64(tag::DATA_ADDR, addr)
                 .u32(tag::DATA_CAP, cap),
+            Request::HeapChanged { heap, since, first } => b
+                .u32(tag::HEAP, heap)
+                .u64(tag::VERSION, since)
+                .u64(tag::OFFSET, first as u64),
             Request::HeapCheckout {
                 heap,
                 version,
@@ -507,6 +516,11 @@ impl Request {
                 cap: cap()?,
             },
             kind::HEAP_DELETE => Request::HeapDelete { heap: heap()? },
+            kind::HEAP_CHANGED => Request::HeapChanged {
+                heap: heap()?,
+                since: m.u64_or(tag::VERSION, 0)?,
+                first: u32::try_from(m.u64_or(tag::OFFSET, 0)?).unwrap_or(u32::MAX),
+            },
             other => return Err(RequestError::UnknownKind(other)),
         })
     }
@@ -723,6 +737,8 @@ pub enum Response {
     /// HEAP_READ: the requested pages never written (their part of the
     /// host buffer is untouched).
     HeapPages { absent: Vec<u32> },
+    /// HEAP_CHANGED: page numbers, ascending.
+    HeapChanged { pages: Vec<u32> },
 }
 
 /// A failed request as the card answers it.
@@ -910,6 +926,7 @@ impl Response {
             }
             Response::HeapVersion(v) => b.bytes(tag::VERSIONS, &v.to_bytes()),
             Response::HeapPages { absent } => b.bytes(tag::ABSENT, &pack_u32(absent)),
+            Response::HeapChanged { pages } => b.bytes(tag::PAGES, &pack_u32(pages)),
         }
     }
 
@@ -1073,6 +1090,9 @@ impl Response {
                 [v] => Response::HeapVersion(*v),
                 _ => return Err(ResponseError::Missing(tag::VERSIONS)),
             },
+            kind::HEAP_CHANGED => Response::HeapChanged {
+                pages: unpack_u32(m.bytes_or_empty(tag::PAGES), tag::PAGES)?,
+            },
             kind::HEAP_READ => Response::HeapPages {
                 absent: unpack_u32(m.bytes_or_empty(tag::ABSENT), tag::ABSENT)?,
             },
@@ -1187,6 +1207,11 @@ mod tests {
                 cap
             }),
             a.prop_map(|heap| Request::HeapDelete { heap }),
+            (a, addr, a).prop_map(|(heap, since, first)| Request::HeapChanged {
+                heap,
+                since,
+                first
+            }),
         ]
     }
 
@@ -1218,6 +1243,12 @@ mod tests {
                 },
             ),
             (kind::HEAP_STAGE, Response::Done),
+            (
+                kind::HEAP_CHANGED,
+                Response::HeapChanged {
+                    pages: vec![0, 64, 65],
+                },
+            ),
             (kind::HEAP_DELETE, Response::Done),
         ] {
             let bytes = r.encode(k).finish();

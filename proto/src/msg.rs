@@ -81,6 +81,10 @@ pub mod kind {
     pub const HEAP_CHECKOUT: u8 = 55;
     /// Delete the heap: every version, one commit.
     pub const HEAP_DELETE: u8 = 56;
+    /// The pages the base version wrote since version `VERSION` (0: every
+    /// written page), from page `OFFSET` on, at most `HEAP_CHANGED_MAX`
+    /// per answer (migration sends only these).
+    pub const HEAP_CHANGED: u8 = 57;
     /// Response bit.
     pub const RESPONSE: u8 = 0x80;
 }
@@ -422,6 +426,8 @@ impl LogInfo {
 pub const HEAP_PAGE_BYTES: usize = 4096;
 /// Most pages one HEAP_STAGE or HEAP_READ names (1 MiB of data).
 pub const HEAP_REQUEST_PAGES: usize = 256;
+/// Most page numbers one HEAP_CHANGED answer lists.
+pub const HEAP_CHANGED_MAX: usize = 16384;
 
 /// One committed version of a heap (20 bytes packed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -256,6 +256,66 @@ fn power_cuts_during_checkpoints_keep_the_last_committed_version() {
     );
 }
 
+/// Migration between two cards: the first move sends every written page,
+/// the next only those changed since the version both have; the source's
+/// heap is deleted after the destination committed; a migration whose
+/// destination fails (power cut) commits nothing there and leaves the
+/// source as it was.
+#[test]
+fn migration_sends_only_changed_pages_and_commits_on_both_or_neither() {
+    use hitless_driver::firmware::heap_migrate;
+    let (da, db) = (temp("mig-a"), temp("mig-b"));
+    let (a, b) = (
+        InProcessCard::start(&da).unwrap(),
+        InProcessCard::start(&db).unwrap(),
+    );
+    const PAGES: u32 = 500;
+    let (mut fa, mut fb) = (client(&a), client(&b));
+    let (sa, _) = fa.open_app(4, OpenFlags::all(), None).unwrap();
+    let (sb, secret_b) = fb.open_app(4, OpenFlags::all(), None).unwrap();
+    let secret_b = secret_b.unwrap();
+    fa.heap_open(&sa, 1, PAGES, 4, true).unwrap();
+    fb.heap_open(&sb, 1, PAGES, 4, true).unwrap();
+    let mut model = BTreeMap::new();
+    stage(&mut fa, &sa, &mut model, &(0..200).collect::<Vec<_>>(), 1);
+    fa.heap_commit(&sa, 1, b"one").unwrap();
+    stage(&mut fa, &sa, &mut model, &[3, 150, 499], 2);
+    fa.heap_commit(&sa, 1, b"two").unwrap();
+    // A full copy: every written page.
+    let m = heap_migrate(&mut fa, &sa, &mut fb, &sb, 1, None, false).unwrap();
+    assert_eq!((m.src_version, m.dst_version, m.pages), (2, 1, 201));
+    check(&mut fb, &sb, &model, PAGES);
+    assert_eq!(fb.heap_checkout(&sb, 1, 1).unwrap().1, b"two");
+    // Three pages change on the source: only they move.
+    stage(&mut fa, &sa, &mut model, &[7, 8, 400], 3);
+    fa.heap_commit(&sa, 1, b"three").unwrap();
+    // The destination dies during the move: nothing committed there, the
+    // source untouched.
+    let now = b.control(Control::Status).unwrap().cycle;
+    b.control(Control::CutPowerAt(now + 2_000)).unwrap();
+    assert!(heap_migrate(&mut fa, &sa, &mut fb, &sb, 1, Some((2, 1)), true).is_err());
+    drop(fb);
+    let t = std::time::Instant::now();
+    while b.control(Control::Status).unwrap().power_ons < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the power cut never came"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let mut fb = client(&b);
+    let (sb, _) = fb.open_app(4, OpenFlags::all(), Some(&secret_b)).unwrap();
+    let vs = fb.heap_open(&sb, 1, PAGES, 0, true).unwrap();
+    assert_eq!(vs.iter().map(|v| v.version).collect::<Vec<_>>(), vec![1]);
+    assert_eq!(fa.heap_versions(&sa, 1).unwrap().len(), 3);
+    // Again, to the end: 3 pages sent, the source's heap deleted.
+    let m = heap_migrate(&mut fa, &sa, &mut fb, &sb, 1, Some((2, 1)), true).unwrap();
+    assert_eq!((m.src_version, m.dst_version, m.pages), (3, 2, 3));
+    check(&mut fb, &sb, &model, PAGES);
+    assert_eq!(fb.heap_checkout(&sb, 1, 2).unwrap().1, b"three");
+    assert_eq!(code(fa.heap_versions(&sa, 1).unwrap_err()), Code::NotFound);
+}
+
 // ---- the persistent heap (hitless-heap) over the card ---------------
 
 mod over_the_card {

@@ -360,6 +360,10 @@ impl<C: Controller> MemoryManager<C> {
                 Self::need(&s, flags::READ, "reading")?;
                 self.heap_checkout(s.app, heap, version, addr, cap)
             }
+            Request::HeapChanged { heap, since, first } => {
+                Self::need(&s, flags::READ, "reading")?;
+                self.heap_changed(s.app, heap, since, first)
+            }
             Request::HeapDelete { heap } => {
                 Self::need(&s, flags::WRITE, "writing")?;
                 self.heap_delete(s.app, heap)

@@ -668,6 +668,57 @@ impl<C: Controller> MemoryManager<C> {
         Ok(Response::HeapPages { absent })
     }
 
+    /// The pages of the base version that differ from version `since`
+    /// (0: every written page), from page `first` on: compared leaf by
+    /// leaf, a leaf both versions share is skipped whole.
+    pub(super) fn heap_changed(
+        &mut self,
+        app: u32,
+        heap: u32,
+        since: u64,
+        first: u32,
+    ) -> R<Response> {
+        let h = self.heap_mut(app, heap)?.clone();
+        let base = Self::base_root(&h, heap);
+        let old = if since == 0 {
+            Root::empty(heap, h.heap_pages, h.keep)
+        } else {
+            match h.versions.get(&since) {
+                Some(r) => r.clone(),
+                None => {
+                    return fail(
+                        Code::NotFound,
+                        format!("heap {heap} has no version {since}"),
+                    )
+                }
+            }
+        };
+        let ti = h.tier as usize;
+        let leaf = |p: Option<Ptr>| {
+            p.and_then(|p| self.heaps.leaves[ti].get(&p.offset).cloned())
+                .unwrap_or_default()
+        };
+        let mut pages = Vec::new();
+        for li in first as usize / LEAF_ENTRIES..base.leaves.len() {
+            let (a, b) = (old.leaves.get(li).copied().flatten(), base.leaves[li]);
+            if a == b {
+                continue;
+            }
+            let (la, lb) = (leaf(a), leaf(b));
+            for slot in 0..LEAF_ENTRIES {
+                let page = (li * LEAF_ENTRIES + slot) as u32;
+                if page < first || lb.0[slot].is_none() || lb.0[slot] == la.0[slot] {
+                    continue;
+                }
+                pages.push(page);
+                if pages.len() == hitless_proto::msg::HEAP_CHANGED_MAX {
+                    return Ok(Response::HeapChanged { pages });
+                }
+            }
+        }
+        Ok(Response::HeapChanged { pages })
+    }
+
     pub(super) fn heap_versions(&mut self, app: u32, heap: u32) -> R<Response> {
         let h = self.heap_mut(app, heap)?.clone();
         Ok(Response::HeapVersions {
