@@ -419,14 +419,26 @@ mod over_the_card {
         committed_state = vec![5u8; 10];
         drop(h);
         let mut outcomes = (0, 0);
-        for round in 6..=11u8 {
+        let mut latest_old = 0;
+        for round in 6..=13u8 {
             let power_ons = card.control(Control::Status).unwrap().power_ons;
             let (h, _) = heap(&card, Some(&secret));
             let now = card.control(Control::Status).unwrap().cycle;
-            card.control(Control::CutPowerAt(now + rng.gen_range(0..span)))
-                .unwrap();
+            // Uniform cuts, then (no new version seen by half-time) cuts
+            // beyond the latest that kept the old one: the commit is at
+            // the end of a fill and checkpoint.
+            let at = if round > 8 && outcomes.1 == 0 {
+                rng.gen_range(latest_old.min(span - 1)..2 * span)
+            } else {
+                rng.gen_range(0..span)
+            };
+            card.control(Control::CutPowerAt(now + at)).unwrap();
             let mut next = committed.clone();
             let done = try_fill(&h, &mut next, round, 5).and_then(|_| h.checkpoint(&[round; 10]));
+            eprintln!(
+                "round {round}: cut at {at} of {span}: {:?}",
+                done.as_ref().map(|_| ())
+            );
             drop(h);
             let t = std::time::Instant::now();
             while card.control(Control::Status).unwrap().power_ons < power_ons + 1 {
@@ -450,12 +462,17 @@ mod over_the_card {
                     "round {round}: a checkpoint reported done was lost"
                 );
                 outcomes.0 += 1;
+                latest_old = latest_old.max(at);
             }
             assert_eq!(whole(&h), committed, "round {round}: byte for byte");
         }
         eprintln!(
             "power cuts: {} kept the old version, {} the new",
             outcomes.0, outcomes.1
+        );
+        assert!(
+            outcomes.0 > 0 && outcomes.1 > 0,
+            "cuts hit both before and after the commit: {outcomes:?}"
         );
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! Pages are 4096 bytes. Staged pages are written to the card's free
 //! space at once but live only in the firmware's memory until a commit: a
-//! card reset or power cut drops them. The card store notices (the
-//! firmware answers that the heap is not open) and returns
-//! [`StoreError::Backend`] with [`CardStoreError::StagedLost`]: the heap's
-//! dirty pages are still in the host's cache, a new checkpoint stages
-//! them again, but pages evicted (staged) before the reset are gone, so
-//! the transaction must restart from the last version.
+//! card reset or power cut drops them, and the session with them: the
+//! next call fails with the driver's `AuthFailed` (inside
+//! [`StoreError::Backend`]); reopen the session with the application's
+//! secret and open a new store (its base is the newest committed
+//! version). If the session survived but the firmware forgot the heap (a
+//! firmware restart), the store reopens the heap and returns
+//! [`CardStoreError::StagedLost`]: pages evicted (staged) before are
+//! gone, so the transaction must restart from the last version.
 
 use std::collections::BTreeSet;
 
