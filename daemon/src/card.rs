@@ -672,6 +672,25 @@ impl Worker {
                     hitless_driver::daemon::IMAGE_THROUGH_DAEMON.into(),
                 ))
             }
+            // The heap store is reached through the card's own mailbox
+            // (hitless_driver::firmware::Client) for now: hitlessd does
+            // not relay it yet.
+            Request::HeapOpen { .. }
+            | Request::HeapClose { .. }
+            | Request::HeapStage { .. }
+            | Request::HeapCommit { .. }
+            | Request::HeapAbort { .. }
+            | Request::HeapRead { .. }
+            | Request::HeapVersions { .. }
+            | Request::HeapCheckout { .. }
+            | Request::HeapDelete { .. }
+            | Request::HeapChanged { .. } => {
+                return Err(Error::InvalidArgument(
+                    "hitlessd does not relay the heap store's requests yet: open the card \
+                     directly (hitless_driver::firmware::Client)"
+                        .into(),
+                ))
+            }
         })
     }
 }

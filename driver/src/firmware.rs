@@ -22,7 +22,8 @@ use hitless_hdl::contract::{
 };
 use hitless_proto::auth::{self, SECRET_BYTES};
 use hitless_proto::message::Request;
-use hitless_proto::msg::{flags, Code, LogInfo, SetInfo};
+pub use hitless_proto::msg::HeapVersion;
+use hitless_proto::msg::{flags, Code, LogInfo, SetInfo, HEAP_PAGE_BYTES, HEAP_REQUEST_PAGES};
 use hitless_proto::tlv::Message;
 use hitless_proto::Response;
 use std::time::{Duration, Instant};
@@ -288,6 +289,206 @@ impl<T: CardIo> Client<T> {
             Response::Done => Ok(()),
             other => Err(unexpected(&other)),
         }
+    }
+
+    // ---- the heap store (issue 20; docs/heap.md) -------------------
+
+    fn heap_version(r: Response) -> Result<HeapVersion> {
+        match r {
+            Response::HeapVersion(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn heap_versions_of(r: Response) -> Result<Vec<HeapVersion>> {
+        match r {
+            Response::HeapVersions { versions } => Ok(versions),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    /// Open heap `heap` of the session's application: created with
+    /// `heap_pages` pages of 4096 bytes and `keep` versions (0: the
+    /// card's default, 4) in the cold or warm tier if it does not exist;
+    /// an existing heap must have `heap_pages` (0: any). Its versions.
+    pub fn heap_open(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        heap_pages: u32,
+        keep: u32,
+        cold: bool,
+    ) -> Result<Vec<HeapVersion>> {
+        let r = Request::HeapOpen {
+            heap,
+            heap_pages,
+            keep,
+            flags: tier_flag(cold),
+        };
+        Self::heap_versions_of(self.signed(s, &r)?)
+    }
+
+    /// Drop the heap's staged pages and close it.
+    pub fn heap_close(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapClose { heap })?)
+    }
+
+    /// Write pages (number, 4096 bytes each) to the card's free space:
+    /// staged, in no version until [`Client::heap_commit`]. Sent in
+    /// requests of at most 256 pages (or the DMA window); returns the
+    /// bytes that crossed the DMA.
+    pub fn heap_stage(&mut self, s: &Session, heap: u32, pages: &[(u32, &[u8])]) -> Result<u64> {
+        let d = self.data;
+        let per = HEAP_REQUEST_PAGES.min(d.len as usize / HEAP_PAGE_BYTES);
+        if per == 0 {
+            return Err(Error::InvalidArgument(
+                "the DMA window holds no heap page".into(),
+            ));
+        }
+        let mut sent = 0u64;
+        for chunk in pages.chunks(per) {
+            let mut numbers = Vec::with_capacity(chunk.len());
+            let mut crcs = Vec::with_capacity(chunk.len());
+            for (i, (p, data)) in chunk.iter().enumerate() {
+                if data.len() != HEAP_PAGE_BYTES {
+                    return Err(Error::InvalidArgument(format!(
+                        "page {p} has {} bytes, not {HEAP_PAGE_BYTES}",
+                        data.len()
+                    )));
+                }
+                self.put(d, i * HEAP_PAGE_BYTES, data)?;
+                numbers.push(*p);
+                crcs.push(crc32c(data));
+            }
+            let r = Request::HeapStage {
+                heap,
+                pages: numbers,
+                crcs,
+                addr: self.iova(d),
+            };
+            Self::done(self.signed(s, &r)?)?;
+            sent += (chunk.len() * HEAP_PAGE_BYTES) as u64;
+        }
+        Ok(sent)
+    }
+
+    /// Commit the staged pages and the application's non-heap `state` as
+    /// a new version (all or nothing; the oldest beyond K goes with it).
+    pub fn heap_commit(&mut self, s: &Session, heap: u32, state: &[u8]) -> Result<HeapVersion> {
+        let d = self.data;
+        if state.len() as u64 > d.len {
+            return Err(Error::InvalidArgument(format!(
+                "{} bytes of state exceed the {}-byte DMA window",
+                state.len(),
+                d.len
+            )));
+        }
+        self.put(d, 0, state)?;
+        let r = Request::HeapCommit {
+            heap,
+            addr: self.iova(d),
+            len: state.len() as u32,
+            crc: crc32c(state),
+        };
+        Self::heap_version(self.signed(s, &r)?)
+    }
+
+    /// Drop the staged pages.
+    pub fn heap_abort(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapAbort { heap })?)
+    }
+
+    /// Read pages: the staged copy if any, else the base version's;
+    /// `None` for a page never written.
+    pub fn heap_read(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        pages: &[u32],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        let (addr, cap) = self.data_buffer();
+        let per = HEAP_REQUEST_PAGES
+            .min(cap as usize / HEAP_PAGE_BYTES)
+            .max(1);
+        let mut out = Vec::with_capacity(pages.len());
+        for chunk in pages.chunks(per) {
+            let r = Request::HeapRead {
+                heap,
+                pages: chunk.to_vec(),
+                addr,
+                cap,
+            };
+            let absent = match self.signed(s, &r)? {
+                Response::HeapPages { absent } => absent,
+                other => return Err(unexpected(&other)),
+            };
+            let d = self.data;
+            for (i, p) in chunk.iter().enumerate() {
+                if absent.contains(p) {
+                    out.push(None);
+                } else {
+                    out.push(Some(self.get(d, i * HEAP_PAGE_BYTES, HEAP_PAGE_BYTES)?));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The heap's committed versions, oldest first.
+    pub fn heap_versions(&mut self, s: &Session, heap: u32) -> Result<Vec<HeapVersion>> {
+        Self::heap_versions_of(self.signed(s, &Request::HeapVersions { heap })?)
+    }
+
+    /// Make `version` the base of reads and the next commit (staged pages
+    /// are dropped); its application state.
+    pub fn heap_checkout(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        version: u64,
+    ) -> Result<(HeapVersion, Vec<u8>)> {
+        let (addr, cap) = self.data_buffer();
+        let r = Request::HeapCheckout {
+            heap,
+            version,
+            addr,
+            cap,
+        };
+        let v = Self::heap_version(self.signed(s, &r)?)?;
+        let d = self.data;
+        let state = self.get(d, 0, v.state_len as usize)?;
+        if crc32c(&state) != v.state_crc {
+            return Err(Error::BadCompletion(
+                "the heap version's state failed its CRC on the way".into(),
+            ));
+        }
+        Ok((v, state))
+    }
+
+    /// The pages of the base version that differ from version `since`
+    /// (0: every written page), ascending.
+    pub fn heap_changed(&mut self, s: &Session, heap: u32, since: u64) -> Result<Vec<u32>> {
+        let mut out: Vec<u32> = Vec::new();
+        let mut first = 0u32;
+        loop {
+            let r = Request::HeapChanged { heap, since, first };
+            let pages = match self.signed(s, &r)? {
+                Response::HeapChanged { pages } => pages,
+                other => return Err(unexpected(&other)),
+            };
+            let full = pages.len() == hitless_proto::msg::HEAP_CHANGED_MAX;
+            let last = pages.last().copied();
+            out.extend(pages);
+            match (full, last) {
+                (true, Some(l)) if l < u32::MAX => first = l + 1,
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Delete every version of the heap (one commit).
+    pub fn heap_delete(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapDelete { heap })?)
     }
 
     /// Firmware and tier state (no credentials needed).
@@ -902,4 +1103,96 @@ impl<T: CardIo> Firmware for Client<T> {
     fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport> {
         Client::image_serve(self, http, tftp)
     }
+}
+
+/// What [`heap_migrate`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Migrated {
+    /// The version the destination committed.
+    pub dst_version: u64,
+    /// The source version it holds.
+    pub src_version: u64,
+    /// Pages sent (only those changed since the common version).
+    pub pages: usize,
+}
+
+/// Move (or copy) heap `heap` from one card to another, sending only the
+/// pages the source's newest version changed since a version both cards
+/// have (`since = Some((source version, destination version))`; `None`:
+/// every written page). Both sessions must have the heap open (the
+/// destination's with the same page count).
+///
+/// Committed on both or on neither: the destination's HEAP_COMMIT is the
+/// one commit point (the hardware's atomic index commit on that card).
+/// Before it, the source is untouched and the destination has only
+/// staged pages, which it drops (abort, or a reset). After it, the
+/// destination holds the source's version byte for byte; with `remove`
+/// the source's heap is then deleted (one index commit on the source).
+/// A failure between the two leaves the heap committed on both cards,
+/// identical: running the migration again finds nothing changed since
+/// (`since` = the pair just made), commits an identical version and
+/// deletes the source: the step is redone, never half done.
+#[allow(clippy::too_many_arguments)]
+pub fn heap_migrate<A: CardIo, B: CardIo>(
+    src: &mut Client<A>,
+    ss: &Session,
+    dst: &mut Client<B>,
+    ds: &Session,
+    heap: u32,
+    since: Option<(u64, u64)>,
+    remove: bool,
+) -> Result<Migrated> {
+    let newest = src
+        .heap_versions(ss, heap)?
+        .last()
+        .map(|v| v.version)
+        .ok_or_else(|| Error::InvalidArgument(format!("heap {heap} has no version to move")))?;
+    let (_, state) = src.heap_checkout(ss, heap, newest)?;
+    let pages = src.heap_changed(ss, heap, since.map_or(0, |s| s.0))?;
+    match since {
+        Some((_, d)) => {
+            dst.heap_checkout(ds, heap, d)?;
+        }
+        None => {
+            if !dst.heap_versions(ds, heap)?.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "the destination's heap {heap} has versions: name the one both cards have"
+                )));
+            }
+            dst.heap_abort(ds, heap)?
+        }
+    }
+    let moved = (|| -> Result<HeapVersion> {
+        for chunk in pages.chunks(HEAP_REQUEST_PAGES) {
+            let got = src.heap_read(ss, heap, chunk)?;
+            let mut data = Vec::with_capacity(chunk.len());
+            for (p, g) in chunk.iter().zip(got) {
+                let g = g.ok_or_else(|| {
+                    Error::BadCompletion(format!("page {p} changed but the source has none"))
+                })?;
+                data.push((*p, g));
+            }
+            let refs: Vec<(u32, &[u8])> = data.iter().map(|(p, d)| (*p, &d[..])).collect();
+            dst.heap_stage(ds, heap, &refs)?;
+        }
+        dst.heap_commit(ds, heap, &state)
+    })();
+    let v = match moved {
+        Ok(v) => v,
+        Err(e) => {
+            // Nothing committed on the destination: drop its staged pages.
+            if let Err(a) = dst.heap_abort(ds, heap) {
+                tracing::warn!("migration: the destination's abort failed too: {a}");
+            }
+            return Err(e);
+        }
+    };
+    if remove {
+        src.heap_delete(ss, heap)?;
+    }
+    Ok(Migrated {
+        dst_version: v.version,
+        src_version: newest,
+        pages: pages.len(),
+    })
 }

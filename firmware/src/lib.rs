@@ -14,6 +14,7 @@
 //! | [`model`] | a model of what the card must answer, for tests |
 #![forbid(unsafe_code)]
 
+pub mod heap;
 pub mod mailbox;
 pub mod manager;
 pub mod model;

@@ -111,33 +111,27 @@ impl Table {
     }
 
     /// Where a set of `len` bytes can go in a data area of `size` bytes
-    /// without touching any set of this table (first fit). The set being
-    /// replaced keeps its extent: its old bytes must stay intact until the
-    /// new index is committed (a power cut before leaves the old set).
-    pub fn allocate(&self, len: u32, size: u32) -> Option<u32> {
-        let need = align8(len as usize) as u64;
-        if need == 0 {
-            return Some(0);
-        }
-        let mut at = 0u64;
-        for (off, l) in self.extents() {
-            if off >= at + need {
-                break;
-            }
-            at = at.max(off + l);
-        }
-        (at + need <= size as u64).then_some(at as u32)
+    /// without touching any set of this table or any of the `extra`
+    /// extents (the heap store's blocks: `heap::Used`), first fit. The set
+    /// being replaced keeps its extent: its old bytes must stay intact
+    /// until the new index is committed (a power cut before leaves the old
+    /// set).
+    pub fn allocate(&self, len: u32, size: u32, extra: &[(u64, u64)]) -> Option<u32> {
+        let mut ext = self.extents();
+        ext.extend_from_slice(extra);
+        crate::heap::first_fit(len as u64, size as u64, &mut ext)
     }
 
     /// The largest set that [`Table::allocate`] could place now.
-    pub fn largest_free(&self, size: u32) -> u64 {
-        let mut at = 0u64;
-        let mut best = 0u64;
-        for (off, l) in self.extents() {
-            best = best.max(off.saturating_sub(at));
-            at = at.max(off + l);
-        }
-        best.max((size as u64).saturating_sub(at))
+    pub fn largest_free(&self, size: u32, extra: &[(u64, u64)]) -> u64 {
+        let mut ext = self.extents();
+        ext.extend_from_slice(extra);
+        crate::heap::largest_free(size as u64, &mut ext)
+    }
+
+    /// The data-area extents the sets use, `(offset, 8-aligned length)`.
+    pub fn set_extents(&self) -> Vec<(u64, u64)> {
+        self.extents()
     }
 
     /// The index bytes (header and entries) of this table.
@@ -252,10 +246,10 @@ mod tests {
     fn head_round_trip_and_damage_detected() {
         let mut t = Table::default();
         let mut a = entry(0, b"abc", 1);
-        a.offset = t.allocate(a.len, 4096).unwrap();
+        a.offset = t.allocate(a.len, 4096, &[]).unwrap();
         t.sets.insert(SetKey { app: 1, object: 0 }, a);
         let mut b = entry(1, &[9; 100], 2);
-        b.offset = t.allocate(b.len, 4096).unwrap();
+        b.offset = t.allocate(b.len, 4096, &[]).unwrap();
         assert_eq!(
             b.offset, 8,
             "first fit after the 3-byte set's 8-byte extent"
@@ -310,15 +304,19 @@ mod tests {
         let mut t = Table::default();
         for (object, len) in [(0u32, 100u32), (1, 200), (2, 300)] {
             let mut e = entry(0, &vec![0; len as usize], 1);
-            e.offset = t.allocate(len, 1024).unwrap();
+            e.offset = t.allocate(len, 1024, &[]).unwrap();
             t.sets.insert(SetKey { app: 1, object }, e);
         }
         // 104 + 200 + 304 = 608 used; 416 free at the end.
-        assert_eq!(t.largest_free(1024), 416);
-        assert_eq!(t.allocate(417, 1024), None);
+        assert_eq!(t.largest_free(1024, &[]), 416);
+        assert_eq!(t.allocate(417, 1024, &[]), None);
         t.sets.remove(&SetKey { app: 1, object: 1 });
-        assert_eq!(t.allocate(200, 1024), Some(104), "the hole is reused");
-        assert_eq!(t.allocate(0, 1024), Some(0), "an empty set needs no bytes");
+        assert_eq!(t.allocate(200, 1024, &[]), Some(104), "the hole is reused");
+        assert_eq!(
+            t.allocate(0, 1024, &[]),
+            Some(0),
+            "an empty set needs no bytes"
+        );
     }
 
     proptest! {
@@ -340,9 +338,9 @@ mod tests {
                 } else {
                     let data = vec![byte; len];
                     let mut e = entry(app % 3, &data, n as u64);
-                    match table.allocate(e.len, SIZE) {
+                    match table.allocate(e.len, SIZE, &[]) {
                         None => {
-                            prop_assert!(table.largest_free(SIZE) < align8(len) as u64);
+                            prop_assert!(table.largest_free(SIZE, &[]) < align8(len) as u64);
                             continue;
                         }
                         Some(off) => e.offset = off,

@@ -7,7 +7,7 @@
 //! take the defaults written here (the same defaults on both sides).
 
 use crate::image::{ImageReport, InstallProgress};
-use crate::msg::{flags, kind, tag, unpack, Code, LogInfo, SetInfo};
+use crate::msg::{flags, kind, pack_u32, tag, unpack, Code, HeapVersion, LogInfo, SetInfo};
 use crate::tlv::{Builder, Message, TlvError};
 use hitless_hdl::contract::crc32c;
 
@@ -87,6 +87,56 @@ pub enum Request {
     /// Replicated card: hand the master role to node `to` (absent: the
     /// only slave in sync), hitless (claim 44).
     Switchover { to: Option<u32> },
+    /// Open heap `heap` (created with `heap_pages` pages and `keep`
+    /// versions if it has none; an existing heap must have `heap_pages`;
+    /// `keep` applies from the next commit). `flags`: `COLD` picks the tier.
+    HeapOpen {
+        heap: u32,
+        heap_pages: u32,
+        keep: u32,
+        flags: u32,
+    },
+    /// Drop the heap's staged pages and close it.
+    HeapClose { heap: u32 },
+    /// Write `pages` (CRC-32C `crcs`, same order) from the host buffer
+    /// `addr` (page `pages[i]` at `addr + 4096 i`) to free space.
+    HeapStage {
+        heap: u32,
+        pages: Vec<u32>,
+        crcs: Vec<u32>,
+        addr: u64,
+    },
+    /// Commit the staged pages and `len` bytes of application state at
+    /// `addr` (CRC `crc`) as a new version.
+    HeapCommit {
+        heap: u32,
+        addr: u64,
+        len: u32,
+        crc: u32,
+    },
+    /// Drop the staged pages.
+    HeapAbort { heap: u32 },
+    /// Read `pages` into the host buffer `addr` of `cap` bytes.
+    HeapRead {
+        heap: u32,
+        pages: Vec<u32>,
+        addr: u64,
+        cap: u32,
+    },
+    /// The heap's committed versions.
+    HeapVersions { heap: u32 },
+    /// Make `version` the base; its state goes to the host buffer.
+    HeapCheckout {
+        heap: u32,
+        version: u64,
+        addr: u64,
+        cap: u32,
+    },
+    /// Delete every version of the heap.
+    HeapDelete { heap: u32 },
+    /// Pages of the base version that differ from version `since` (0:
+    /// every written page), from page `first` on.
+    HeapChanged { heap: u32, since: u64, first: u32 },
 }
 
 /// Why a message is not a request this side can decode.
@@ -134,6 +184,16 @@ impl Request {
             Request::ImageRollback => kind::IMAGE_ROLLBACK,
             Request::ImageServe { .. } => kind::IMAGE_SERVE,
             Request::Switchover { .. } => kind::SWITCHOVER,
+            Request::HeapOpen { .. } => kind::HEAP_OPEN,
+            Request::HeapClose { .. } => kind::HEAP_CLOSE,
+            Request::HeapStage { .. } => kind::HEAP_STAGE,
+            Request::HeapCommit { .. } => kind::HEAP_COMMIT,
+            Request::HeapAbort { .. } => kind::HEAP_ABORT,
+            Request::HeapRead { .. } => kind::HEAP_READ,
+            Request::HeapVersions { .. } => kind::HEAP_VERSIONS,
+            Request::HeapCheckout { .. } => kind::HEAP_CHECKOUT,
+            Request::HeapDelete { .. } => kind::HEAP_DELETE,
+            Request::HeapChanged { .. } => kind::HEAP_CHANGED,
         }
     }
 
@@ -157,12 +217,21 @@ impl Request {
     /// `WRITE` or `LOG`) and what it is for, as the card checks it.
     pub fn permission(&self) -> Option<(u32, &'static str)> {
         match self {
-            Request::Store { .. } | Request::Delete { .. } | Request::Format { .. } => {
-                Some((flags::WRITE, "writing"))
-            }
-            Request::List | Request::Restore { .. } | Request::Fetch { .. } => {
-                Some((flags::READ, "reading"))
-            }
+            Request::Store { .. }
+            | Request::Delete { .. }
+            | Request::Format { .. }
+            | Request::HeapStage { .. }
+            | Request::HeapCommit { .. }
+            | Request::HeapAbort { .. }
+            | Request::HeapDelete { .. } => Some((flags::WRITE, "writing")),
+            Request::List
+            | Request::Restore { .. }
+            | Request::Fetch { .. }
+            | Request::HeapOpen { .. }
+            | Request::HeapRead { .. }
+            | Request::HeapVersions { .. }
+            | Request::HeapCheckout { .. }
+            | Request::HeapChanged { .. } => Some((flags::READ, "reading")),
             Request::LogAppend { .. } | Request::LogRead { .. } | Request::LogTrim { .. } => {
                 Some((flags::LOG, "the append log"))
             }
@@ -176,7 +245,8 @@ impl Request {
             | Request::ImageMarkGood
             | Request::ImageRollback
             | Request::ImageServe { .. }
-            | Request::Switchover { .. } => None,
+            | Request::Switchover { .. }
+            | Request::HeapClose { .. } => None,
         }
     }
 
@@ -262,6 +332,64 @@ impl Request {
                 }
             }
             Request::Format { flags } => b.u32(tag::FLAGS, flags),
+            Request::HeapOpen {
+                heap,
+                heap_pages,
+                keep,
+                flags,
+            } => b
+                .u32(tag::HEAP, heap)
+                .u32(tag::HEAP_PAGES, heap_pages)
+                .u32(tag::KEEP, keep)
+                .u32(tag::FLAGS, flags),
+            Request::HeapClose { heap }
+            | Request::HeapAbort { heap }
+            | Request::HeapVersions { heap }
+            | Request::HeapDelete { heap } => b.u32(tag::HEAP, heap),
+            Request::HeapStage {
+                heap,
+                ref pages,
+                ref crcs,
+                addr,
+            } => b
+                .u32(tag::HEAP, heap)
+                .bytes(tag::PAGES, &pack_u32(pages))
+                .bytes(tag::CRCS, &pack_u32(crcs))
+                .u64(tag::DATA_ADDR, addr),
+            Request::HeapCommit {
+                heap,
+                addr,
+                len,
+                crc,
+            } => b
+                .u32(tag::HEAP, heap)
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_LEN, len)
+                .u32(tag::DATA_CRC, crc),
+            Request::HeapRead {
+                heap,
+                ref pages,
+                addr,
+                cap,
+            } => b
+                .u32(tag::HEAP, heap)
+                .bytes(tag::PAGES, &pack_u32(pages))
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_CAP, cap),
+            Request::HeapChanged { heap, since, first } => b
+                .u32(tag::HEAP, heap)
+                .u64(tag::VERSION, since)
+                .u64(tag::OFFSET, first as u64),
+            Request::HeapCheckout {
+                heap,
+                version,
+                addr,
+                cap,
+            } => b
+                .u32(tag::HEAP, heap)
+                .u64(tag::VERSION, version)
+                .u64(tag::DATA_ADDR, addr)
+                .u32(tag::DATA_CAP, cap),
             Request::Switchover { to } => match to {
                 Some(to) => b.u32(tag::MASTER, to),
                 None => b,
@@ -276,6 +404,8 @@ impl Request {
         let fl = || u(tag::FLAGS, 0);
         let addr = || m.u64_or(tag::DATA_ADDR, 0);
         let cap = || u(tag::DATA_CAP, 0);
+        let heap = || u(tag::HEAP, 0);
+        let words = |t: u16| unpack_u32(m.bytes_or_empty(t), t);
         Ok(match m.kind {
             kind::STATUS => Request::Status,
             kind::OPEN => Request::Open {
@@ -352,9 +482,58 @@ impl Request {
                     None
                 },
             },
+            kind::HEAP_OPEN => Request::HeapOpen {
+                heap: heap()?,
+                heap_pages: u(tag::HEAP_PAGES, 0)?,
+                keep: u(tag::KEEP, 0)?,
+                flags: fl()?,
+            },
+            kind::HEAP_CLOSE => Request::HeapClose { heap: heap()? },
+            kind::HEAP_STAGE => Request::HeapStage {
+                heap: heap()?,
+                pages: words(tag::PAGES)?,
+                crcs: words(tag::CRCS)?,
+                addr: addr()?,
+            },
+            kind::HEAP_COMMIT => Request::HeapCommit {
+                heap: heap()?,
+                addr: addr()?,
+                len: u(tag::DATA_LEN, 0)?,
+                crc: u(tag::DATA_CRC, crc32c(&[]))?,
+            },
+            kind::HEAP_ABORT => Request::HeapAbort { heap: heap()? },
+            kind::HEAP_READ => Request::HeapRead {
+                heap: heap()?,
+                pages: words(tag::PAGES)?,
+                addr: addr()?,
+                cap: cap()?,
+            },
+            kind::HEAP_VERSIONS => Request::HeapVersions { heap: heap()? },
+            kind::HEAP_CHECKOUT => Request::HeapCheckout {
+                heap: heap()?,
+                version: m.u64_or(tag::VERSION, 0)?,
+                addr: addr()?,
+                cap: cap()?,
+            },
+            kind::HEAP_DELETE => Request::HeapDelete { heap: heap()? },
+            kind::HEAP_CHANGED => Request::HeapChanged {
+                heap: heap()?,
+                since: m.u64_or(tag::VERSION, 0)?,
+                first: u32::try_from(m.u64_or(tag::OFFSET, 0)?).unwrap_or(u32::MAX),
+            },
             other => return Err(RequestError::UnknownKind(other)),
         })
     }
+}
+
+/// A packed list of u32 words (page numbers, CRCs).
+fn unpack_u32(b: &[u8], tag: u16) -> Result<Vec<u32>, TlvError> {
+    unpack(
+        b,
+        4,
+        |c| Some(u32::from_le_bytes([c[0], c[1], c[2], c[3]])),
+        tag,
+    )
 }
 
 /// One tier as the firmware's STATUS reports it (24 bytes packed).
@@ -550,6 +729,16 @@ pub enum Response {
     Image(Box<ImageReport>),
     /// IMAGE_INSTALL.
     ImageInstall(Box<InstallProgress>),
+    /// HEAP_OPEN, HEAP_VERSIONS: the committed versions, oldest first.
+    HeapVersions { versions: Vec<HeapVersion> },
+    /// HEAP_COMMIT (the new version), HEAP_CHECKOUT (the version now the
+    /// base; its state is in the host buffer).
+    HeapVersion(HeapVersion),
+    /// HEAP_READ: the requested pages never written (their part of the
+    /// host buffer is untouched).
+    HeapPages { absent: Vec<u32> },
+    /// HEAP_CHANGED: page numbers, ascending.
+    HeapChanged { pages: Vec<u32> },
 }
 
 /// A failed request as the card answers it.
@@ -731,6 +920,13 @@ impl Response {
             }
             Response::Image(r) => r.encode(b),
             Response::ImageInstall(p) => p.encode(b),
+            Response::HeapVersions { versions } => {
+                let packed: Vec<u8> = versions.iter().flat_map(|v| v.to_bytes()).collect();
+                b.bytes(tag::VERSIONS, &packed)
+            }
+            Response::HeapVersion(v) => b.bytes(tag::VERSIONS, &v.to_bytes()),
+            Response::HeapPages { absent } => b.bytes(tag::ABSENT, &pack_u32(absent)),
+            Response::HeapChanged { pages } => b.bytes(tag::PAGES, &pack_u32(pages)),
         }
     }
 
@@ -791,6 +987,14 @@ impl Response {
                 SetInfo::BYTES,
                 SetInfo::from_bytes,
                 tag::SETS,
+            )
+        };
+        let heap_versions = || {
+            unpack(
+                m.bytes_or_empty(tag::VERSIONS),
+                HeapVersion::BYTES,
+                HeapVersion::from_bytes,
+                tag::VERSIONS,
             )
         };
         Ok(Ok(match request_kind {
@@ -876,6 +1080,22 @@ impl Response {
             | kind::IMAGE_ROLLBACK
             | kind::IMAGE_SERVE => Response::Image(Box::new(ImageReport::decode(m)?)),
             kind::IMAGE_INSTALL => Response::ImageInstall(Box::new(InstallProgress::decode(m)?)),
+            kind::HEAP_CLOSE | kind::HEAP_STAGE | kind::HEAP_ABORT | kind::HEAP_DELETE => {
+                Response::Done
+            }
+            kind::HEAP_OPEN | kind::HEAP_VERSIONS => Response::HeapVersions {
+                versions: heap_versions()?,
+            },
+            kind::HEAP_COMMIT | kind::HEAP_CHECKOUT => match heap_versions()?.as_slice() {
+                [v] => Response::HeapVersion(*v),
+                _ => return Err(ResponseError::Missing(tag::VERSIONS)),
+            },
+            kind::HEAP_CHANGED => Response::HeapChanged {
+                pages: unpack_u32(m.bytes_or_empty(tag::PAGES), tag::PAGES)?,
+            },
+            kind::HEAP_READ => Response::HeapPages {
+                absent: unpack_u32(m.bytes_or_empty(tag::ABSENT), tag::ABSENT)?,
+            },
             other => {
                 return Err(ResponseError::Kind {
                     found: m.kind,
@@ -945,7 +1165,105 @@ mod tests {
             )
                 .prop_map(|(http, tftp)| Request::ImageServe { http, tftp }),
             proptest::option::of(a).prop_map(|to| Request::Switchover { to }),
+            (a, a, a, a).prop_map(|(heap, heap_pages, keep, flags)| Request::HeapOpen {
+                heap,
+                heap_pages,
+                keep,
+                flags
+            }),
+            a.prop_map(|heap| Request::HeapClose { heap }),
+            (
+                a,
+                proptest::collection::vec(a, 0..40),
+                proptest::collection::vec(a, 0..40),
+                addr
+            )
+                .prop_map(|(heap, pages, crcs, addr)| Request::HeapStage {
+                    heap,
+                    pages,
+                    crcs,
+                    addr
+                }),
+            (a, addr, a, a).prop_map(|(heap, addr, len, crc)| Request::HeapCommit {
+                heap,
+                addr,
+                len,
+                crc
+            }),
+            a.prop_map(|heap| Request::HeapAbort { heap }),
+            (a, proptest::collection::vec(a, 0..40), addr, a).prop_map(
+                |(heap, pages, addr, cap)| Request::HeapRead {
+                    heap,
+                    pages,
+                    addr,
+                    cap
+                }
+            ),
+            a.prop_map(|heap| Request::HeapVersions { heap }),
+            (a, addr, addr, a).prop_map(|(heap, version, addr, cap)| Request::HeapCheckout {
+                heap,
+                version,
+                addr,
+                cap
+            }),
+            a.prop_map(|heap| Request::HeapDelete { heap }),
+            (a, addr, a).prop_map(|(heap, since, first)| Request::HeapChanged {
+                heap,
+                since,
+                first
+            }),
         ]
+    }
+
+    #[test]
+    fn heap_responses_round_trip() {
+        let v = HeapVersion {
+            version: 1 << 40,
+            state_len: 3,
+            state_crc: 4,
+            pages: 5,
+        };
+        for (k, r) in [
+            (
+                kind::HEAP_OPEN,
+                Response::HeapVersions {
+                    versions: vec![v, v],
+                },
+            ),
+            (
+                kind::HEAP_VERSIONS,
+                Response::HeapVersions { versions: vec![] },
+            ),
+            (kind::HEAP_COMMIT, Response::HeapVersion(v)),
+            (kind::HEAP_CHECKOUT, Response::HeapVersion(v)),
+            (
+                kind::HEAP_READ,
+                Response::HeapPages {
+                    absent: vec![1, 7, u32::MAX],
+                },
+            ),
+            (kind::HEAP_STAGE, Response::Done),
+            (
+                kind::HEAP_CHANGED,
+                Response::HeapChanged {
+                    pages: vec![0, 64, 65],
+                },
+            ),
+            (kind::HEAP_DELETE, Response::Done),
+        ] {
+            let bytes = r.encode(k).finish();
+            let m = Message::decode(&bytes).unwrap();
+            assert_eq!(Response::decode(k, &m).unwrap(), Ok(r));
+        }
+        // A commit answer without its version is refused, a ragged page
+        // list is a bad message.
+        let bytes = crate::msg::response(kind::HEAP_COMMIT, Code::Ok).finish();
+        assert!(Response::decode(kind::HEAP_COMMIT, &Message::decode(&bytes).unwrap()).is_err());
+        let bad = Builder::new(kind::HEAP_READ)
+            .bytes(tag::PAGES, &[1, 2, 3])
+            .finish();
+        let e = Request::decode(&Message::decode(&bad).unwrap()).unwrap_err();
+        assert_eq!(e.code(), Code::BadMessage);
     }
 
     proptest! {

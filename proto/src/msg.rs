@@ -59,6 +59,32 @@ pub mod kind {
     /// acknowledged store lost; no authentication (an operator's request,
     /// like `STAGE`). Replication control kinds start at 40.
     pub const SWITCHOVER: u8 = 40;
+    // The heap store (issue 20; seed 003, figure 11) starts at 48: a heap
+    // of pages per (application, heap id), K committed versions.
+    /// Open a heap (create it with `HEAP_PAGES` and `KEEP` if new): its versions.
+    pub const HEAP_OPEN: u8 = 48;
+    /// Forget the heap's staged pages and close it.
+    pub const HEAP_CLOSE: u8 = 49;
+    /// Write pages (`PAGES`, their `CRCS`) from one host buffer to free
+    /// space; they are in no version until HEAP_COMMIT.
+    pub const HEAP_STAGE: u8 = 50;
+    /// Commit the staged pages and the application's state (host buffer)
+    /// as a new version; the oldest beyond K goes in the same commit.
+    pub const HEAP_COMMIT: u8 = 51;
+    /// Drop the staged pages.
+    pub const HEAP_ABORT: u8 = 52;
+    /// Read pages (staged copy, else the base version's) into a host buffer.
+    pub const HEAP_READ: u8 = 53;
+    /// The heap's committed versions.
+    pub const HEAP_VERSIONS: u8 = 54;
+    /// Make a version the base and deliver its application state.
+    pub const HEAP_CHECKOUT: u8 = 55;
+    /// Delete the heap: every version, one commit.
+    pub const HEAP_DELETE: u8 = 56;
+    /// The pages the base version wrote since version `VERSION` (0: every
+    /// written page), from page `OFFSET` on, at most `HEAP_CHANGED_MAX`
+    /// per answer (migration sends only these).
+    pub const HEAP_CHANGED: u8 = 57;
     /// Response bit.
     pub const RESPONSE: u8 = 0x80;
 }
@@ -153,6 +179,22 @@ pub mod tag {
     pub const CAUSE_HEARD: u16 = 46;
     /// STATUS of a master: bytes not yet acknowledged by every slave (u64).
     pub const LAG_BYTES: u16 = 47;
+    // Heap store fields start at 48.
+    /// The heap id (0..=255) of the application's heap.
+    pub const HEAP: u16 = 48;
+    /// HEAP_OPEN: the heap's size in pages of 4096 bytes.
+    pub const HEAP_PAGES: u16 = 49;
+    /// HEAP_OPEN: versions to keep (K).
+    pub const KEEP: u16 = 50;
+    /// HEAP_STAGE / HEAP_READ: page numbers (packed u32).
+    pub const PAGES: u16 = 51;
+    /// HEAP_STAGE: each page's CRC-32C (packed u32, same order).
+    pub const CRCS: u16 = 52;
+    /// Heap responses: packed `HeapVersion` records.
+    pub const VERSIONS: u16 = 53;
+    /// HEAP_READ response: the requested pages never written (packed u32;
+    /// their bytes in the host buffer are untouched).
+    pub const ABSENT: u16 = 54;
 }
 
 /// Request flags (`FLAGS`).
@@ -378,6 +420,55 @@ impl LogInfo {
             data_offset: u(20),
         })
     }
+}
+
+/// Bytes of a heap page (HEAP_STAGE / HEAP_READ move whole pages).
+pub const HEAP_PAGE_BYTES: usize = 4096;
+/// Most pages one HEAP_STAGE or HEAP_READ names (1 MiB of data).
+pub const HEAP_REQUEST_PAGES: usize = 256;
+/// Most page numbers one HEAP_CHANGED answer lists.
+pub const HEAP_CHANGED_MAX: usize = 16384;
+
+/// One committed version of a heap (20 bytes packed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HeapVersion {
+    pub version: u64,
+    /// The application state's length and CRC.
+    pub state_len: u32,
+    pub state_crc: u32,
+    /// Pages staged into this version (written since its base).
+    pub pages: u32,
+}
+
+impl HeapVersion {
+    pub const BYTES: usize = 20;
+    pub fn to_bytes(&self) -> [u8; 20] {
+        let mut b = [0u8; 20];
+        b[0..8].copy_from_slice(&self.version.to_le_bytes());
+        b[8..12].copy_from_slice(&self.state_len.to_le_bytes());
+        b[12..16].copy_from_slice(&self.state_crc.to_le_bytes());
+        b[16..20].copy_from_slice(&self.pages.to_le_bytes());
+        b
+    }
+    pub fn from_bytes(b: &[u8]) -> Option<Self> {
+        if b.len() != Self::BYTES {
+            return None;
+        }
+        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&b[0..8]);
+        Some(Self {
+            version: u64::from_le_bytes(v),
+            state_len: u(8),
+            state_crc: u(12),
+            pages: u(16),
+        })
+    }
+}
+
+/// Pack u32 words (page numbers, CRCs) into a field.
+pub fn pack_u32(words: &[u32]) -> Vec<u8> {
+    words.iter().flat_map(|w| w.to_le_bytes()).collect()
 }
 
 /// Split a packed list field into fixed-size records.

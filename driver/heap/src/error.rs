@@ -23,7 +23,7 @@ pub enum StoreError {
     /// A failure injected by a test store (see `MemStore::fail_next`).
     #[error("injected failure: {0}")]
     Injected(&'static str),
-    /// Any other backend's error (the card store, later).
+    /// Any other backend's error (the card store: `CardStoreError`).
     #[error("store backend: {0}")]
     Backend(Box<dyn std::error::Error + Send + Sync>),
 }

@@ -13,6 +13,8 @@
 
 #![cfg(target_os = "linux")]
 
+#[cfg(feature = "card")]
+mod cardstore;
 mod dirstore;
 mod error;
 mod heap;
@@ -21,6 +23,8 @@ mod store;
 mod sys;
 mod table;
 
+#[cfg(feature = "card")]
+pub use cardstore::{CardStore, CardStoreError};
 pub use dirstore::DirStore;
 pub use error::{HeapError, Result, StoreError};
 pub use heap::{Heap, HeapConfig, Stats, Tracking};

@@ -16,7 +16,7 @@ pub struct VersionInfo {
     pub state_len: u64,
 }
 
-/// Where a heap's pages persist: the card (a later feature), or memory (tests).
+/// Where a heap's pages persist: the card (`CardStore`, feature `card`), a directory, or memory (tests).
 ///
 /// See `docs/heap.md`, "The PageStore contract", for what an implementation
 /// must guarantee; in short: staged pages are visible to `read_page` at once

@@ -159,6 +159,7 @@ impl<C: Controller> MemoryManager<C> {
                 crc,
             } => {
                 Self::need(&s, flags::WRITE, "writing")?;
+                Self::not_reserved(object)?;
                 if len == 0 && crc != crc32c(&[]) {
                     return fail(Code::Invalid, "an empty set has CRC 0");
                 }
@@ -177,6 +178,7 @@ impl<C: Controller> MemoryManager<C> {
             }
             Request::Delete { object } => {
                 Self::need(&s, flags::WRITE, "writing")?;
+                Self::not_reserved(object)?;
                 if self.lookup(key(object)).is_none() {
                     return fail(Code::NotFound, format!("no set {}/{}", s.app, object));
                 }
@@ -299,8 +301,72 @@ impl<C: Controller> MemoryManager<C> {
                     let (app, object) = (k.app, k.object);
                     self.journal(|| crate::replication::Change::Delete { app, object });
                 }
+                // The heap roots of the tier went with the format.
+                self.heap_rebuild();
                 tracing::warn!(tier = t.name(), app = s.app, "tier formatted");
                 Ok(Response::Done)
+            }
+            Request::HeapOpen {
+                heap,
+                heap_pages,
+                keep,
+                flags: f,
+            } => {
+                Self::need(&s, flags::READ, "reading")?;
+                self.heap_open(s.app, heap, heap_pages, keep, f)
+            }
+            Request::HeapClose { heap } => self.heap_close(s.app, heap),
+            Request::HeapStage {
+                heap,
+                pages,
+                crcs,
+                addr,
+            } => {
+                Self::need(&s, flags::WRITE, "writing")?;
+                self.heap_stage(s.app, heap, &pages, &crcs, addr)
+            }
+            Request::HeapCommit {
+                heap,
+                addr,
+                len,
+                crc,
+            } => {
+                Self::need(&s, flags::WRITE, "writing")?;
+                self.heap_commit(s.app, heap, addr, len, crc)
+            }
+            Request::HeapAbort { heap } => {
+                Self::need(&s, flags::WRITE, "writing")?;
+                self.heap_abort(s.app, heap)
+            }
+            Request::HeapRead {
+                heap,
+                pages,
+                addr,
+                cap,
+            } => {
+                Self::need(&s, flags::READ, "reading")?;
+                self.heap_read(s.app, heap, &pages, addr, cap)
+            }
+            Request::HeapVersions { heap } => {
+                Self::need(&s, flags::READ, "reading")?;
+                self.heap_versions(s.app, heap)
+            }
+            Request::HeapCheckout {
+                heap,
+                version,
+                addr,
+                cap,
+            } => {
+                Self::need(&s, flags::READ, "reading")?;
+                self.heap_checkout(s.app, heap, version, addr, cap)
+            }
+            Request::HeapChanged { heap, since, first } => {
+                Self::need(&s, flags::READ, "reading")?;
+                self.heap_changed(s.app, heap, since, first)
+            }
+            Request::HeapDelete { heap } => {
+                Self::need(&s, flags::WRITE, "writing")?;
+                self.heap_delete(s.app, heap)
             }
             other @ (Request::Status
             | Request::Stage { .. }
@@ -316,6 +382,21 @@ impl<C: Controller> MemoryManager<C> {
                 format!("{other:?} is not a session request"),
             ),
         }
+    }
+
+    /// Object ids the heap store keeps its roots under are not sets a
+    /// session may store or delete.
+    fn not_reserved(object: u32) -> R<()> {
+        if crate::heap::is_reserved(object) {
+            return fail(
+                Code::Invalid,
+                format!(
+                    "object {object:#x}: ids {:#x} and above are the heap store's (HEAP_* requests)",
+                    crate::heap::RESERVED_OBJECTS
+                ),
+            );
+        }
+        Ok(())
     }
 
     fn missing(&self, key: SetKey) -> R<Response> {

@@ -32,6 +32,7 @@
 //!   alternate region instead.
 
 mod dispatch;
+mod heap;
 mod log;
 mod replica;
 mod session;
@@ -219,6 +220,7 @@ pub struct MemoryManager<C: Controller> {
     log_key: u32,
     pub counters: Counters,
     repl: replica::ReplState,
+    heaps: heap::HeapStore,
 }
 
 fn tier_flag(t: TierSel) -> u8 {
@@ -309,6 +311,7 @@ impl<C: Controller> MemoryManager<C> {
             log_key,
             counters: Counters::default(),
             repl: replica::ReplState::default(),
+            heaps: heap::HeapStore::default(),
         };
         for t in [TierSel::Warm, TierSel::Cold] {
             let view = mm.load(t).map_err(|f| FirmwareError::Start(f.detail))?;
@@ -316,6 +319,7 @@ impl<C: Controller> MemoryManager<C> {
         }
         mm.load_secrets();
         mm.load_mark();
+        mm.heap_rebuild();
         tracing::info!(
             warm = ?mm.describe(TierSel::Warm),
             cold = ?mm.describe(TierSel::Cold),
@@ -648,7 +652,9 @@ impl<C: Controller> MemoryManager<C> {
             }
         };
         let size = self.geometry.data_size;
-        e.offset = match old.allocate(e.len, size) {
+        // The heap store's blocks are not the table's but are in use too.
+        let heap_blocks = self.heaps.extents(t);
+        e.offset = match old.allocate(e.len, size, &heap_blocks) {
             Some(off) => off,
             None => {
                 return fail(
@@ -657,7 +663,7 @@ impl<C: Controller> MemoryManager<C> {
                         "the {} tier's data area has {} bytes free in one piece, the set needs {} \
                          ({} of {size} bytes in use)",
                         t.name(),
-                        old.largest_free(size),
+                        old.largest_free(size, &heap_blocks),
                         e.len,
                         old.data_bytes()
                     ),

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 mod daemon;
 mod failover;
+mod heap;
 mod replication;
 
 const KEY_TAG: u32 = 0xBE4C;
@@ -412,6 +413,11 @@ fn main() {
         failover::lines();
         return;
     }
+    // `hitless-bench heap`: the heap store's checkpoint ratios.
+    if std::env::args().nth(1).as_deref() == Some("heap") {
+        heap::lines();
+        return;
+    }
     // `hitless-bench replication`: throughput, sync latency, fault trials.
     if std::env::args().nth(1).as_deref() == Some("replication") {
         replication::lines();
@@ -470,4 +476,5 @@ fn main() {
     daemon::lines();
     failover::lines();
     replication::lines();
+    heap::lines();
 }
