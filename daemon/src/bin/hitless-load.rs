@@ -164,9 +164,7 @@ fn run(a: &Args) -> Result<String, String> {
     let mut round = 0u32;
     loop {
         let more = match &a.until {
-            Some(stop) => {
-                !stop.exists() && start.elapsed() < Duration::from_secs(a.retry_for)
-            }
+            Some(stop) => !stop.exists() && start.elapsed() < Duration::from_secs(a.retry_for),
             None => false,
         };
         if round >= a.rounds && !more {
