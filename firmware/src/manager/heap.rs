@@ -78,15 +78,8 @@ fn extent(off: u32, len: u32, crc: u32) -> Entry {
 
 /// CRC-32C of a concatenation, from its pieces' CRCs.
 fn combine(crcs: impl IntoIterator<Item = (u32, u64)>) -> u32 {
-    let mut out = crc32c(&[]);
-    for (i, (c, len)) in crcs.into_iter().enumerate() {
-        out = if i == 0 {
-            c
-        } else {
-            crc32c_combine(out, c, len)
-        };
-    }
-    out
+    crcs.into_iter()
+        .fold(crc32c(&[]), |out, (c, len)| crc32c_combine(out, c, len))
 }
 
 impl<C: Controller> MemoryManager<C> {

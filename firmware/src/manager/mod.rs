@@ -598,11 +598,33 @@ impl<C: Controller> MemoryManager<C> {
         self.mirror(t, end, crc)
     }
 
-    /// WRITE a set's bytes from the host into its data-area extent, in
-    /// transfers of at most `MAX_TRANSFER`, checked against the set's CRC
-    /// (by the controller for one transfer, by combining the transfers'
-    /// CRCs for more).
+    /// WRITE a set's bytes from the host into its data-area extent,
+    /// checked against the set's CRC (`DATA_CRC`).
     fn write_data(&mut self, t: TierSel, e: &Entry, addr: u64) -> R<()> {
+        self.move_set(
+            t,
+            e,
+            addr,
+            Opcode::Write,
+            "write the set",
+            data_crc_mismatch,
+        )
+    }
+
+    /// Move a set's bytes between the host at `addr` and its data-area
+    /// extent (`op`: WRITE or READ), in transfers of at most
+    /// `MAX_TRANSFER`, checked against the set's CRC: by the controller
+    /// for one transfer, by combining the transfers' CRCs for more. A
+    /// mismatch is `mismatch()`.
+    fn move_set(
+        &mut self,
+        t: TierSel,
+        e: &Entry,
+        addr: u64,
+        op: Opcode,
+        what: &str,
+        mismatch: impl Fn() -> Failure,
+    ) -> R<()> {
         let one = e.len <= MAX_TRANSFER;
         let mut crc = crc32c(&[]);
         let mut off = 0u32;
@@ -610,7 +632,7 @@ impl<C: Controller> MemoryManager<C> {
             let n = (e.len - off).min(MAX_TRANSFER);
             let c = self.op_with(
                 Descriptor {
-                    opcode: Opcode::Write as u8,
+                    opcode: op as u8,
                     flags: tier_flag(t) | if one { dflags::CHECK } else { 0 },
                     key: self.log_key,
                     host_addr: addr + off as u64,
@@ -619,18 +641,15 @@ impl<C: Controller> MemoryManager<C> {
                     crc: e.crc,
                     ..Default::default()
                 },
-                "write the set",
-                |st| (st == Status::CrcMismatch).then(data_crc_mismatch),
+                what,
+                |st| (st == Status::CrcMismatch).then(&mismatch),
             )?;
-            crc = if off == 0 {
-                c.crc
-            } else {
-                crc32c_combine(crc, c.crc, n as u64)
-            };
+            crc = crc32c_combine(crc, c.crc, n as u64);
             off += n;
         }
         if crc != e.crc {
-            return Err(data_crc_mismatch());
+            tracing::warn!(tier = t.name(), what, "a set failed its CRC");
+            return Err(mismatch());
         }
         Ok(())
     }
@@ -739,9 +758,6 @@ impl<C: Controller> MemoryManager<C> {
     /// transfers' CRCs for more). The bytes have one copy: a mismatch is
     /// `LOST` (detected, not repaired; the index has two).
     fn deliver(&mut self, t: TierSel, e: &Entry, addr: u64) -> R<()> {
-        let one = e.len <= MAX_TRANSFER;
-        let mut crc = crc32c(&[]);
-        let mut off = 0u32;
         let lost = || {
             Failure::new(
                 Code::Lost,
@@ -751,34 +767,7 @@ impl<C: Controller> MemoryManager<C> {
                 ),
             )
         };
-        while off < e.len {
-            let n = (e.len - off).min(MAX_TRANSFER);
-            let c = self.op_with(
-                Descriptor {
-                    opcode: Opcode::Read as u8,
-                    flags: tier_flag(t) | if one { dflags::CHECK } else { 0 },
-                    key: self.log_key,
-                    host_addr: addr + off as u64,
-                    nv_offset: self.geometry.log_size + e.offset + off,
-                    len: n,
-                    crc: e.crc,
-                    ..Default::default()
-                },
-                "read",
-                |st| (st == Status::CrcMismatch).then(lost),
-            )?;
-            crc = if off == 0 {
-                c.crc
-            } else {
-                crc32c_combine(crc, c.crc, n as u64)
-            };
-            off += n;
-        }
-        if crc != e.crc {
-            tracing::warn!(tier = t.name(), "a set failed its CRC");
-            return Err(lost());
-        }
-        Ok(())
+        self.move_set(t, e, addr, Opcode::Read, "read", lost)
     }
 
     /// A set's bytes, through scratch (the firmware's own records).
