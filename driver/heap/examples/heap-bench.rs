@@ -229,14 +229,14 @@ fn main() -> R<()> {
         let worst = overhead(mode, 1, REARM_PASSES)?;
         let (fault, wp) = fault_in_us(mode)?;
         if i == 0 {
-            println!("heap_dirty_tracking_overhead {ratio:.3}");
-            println!("heap_fault_in_us {fault:.2}");
+            println!("heap_dirty_tracking_overhead = {ratio:.3}");
+            println!("heap_fault_in_us = {fault:.2}");
         }
         let m = slug(mode);
-        println!("heap_dirty_tracking_overhead_{m} {ratio:.3}");
-        println!("heap_dirty_tracking_overhead_rearm_each_pass_{m} {worst:.3}");
-        println!("heap_fault_in_us_{m} {fault:.2}");
-        println!("heap_wp_fault_us_{m} {wp:.2}");
+        println!("heap_dirty_tracking_overhead_{m} = {ratio:.3}");
+        println!("heap_dirty_tracking_overhead_rearm_each_pass_{m} = {worst:.3}");
+        println!("heap_fault_in_us_{m} = {fault:.2}");
+        println!("heap_wp_fault_us_{m} = {wp:.2}");
     }
     Ok(())
 }
