@@ -425,10 +425,14 @@ mod over_the_card {
             let (h, _) = heap(&card, Some(&secret));
             let now = card.control(Control::Status).unwrap().cycle;
             // Uniform cuts, then (no new version seen by half-time) cuts
-            // beyond the latest that kept the old one: the commit is at
-            // the end of a fill and checkpoint.
+            // between the latest that kept the old one and twice as far:
+            // the commit is at the end of a fill and checkpoint, whose
+            // length after a power cut can be several times the span
+            // measured before (seen: every cut up to 2 spans kept the old
+            // version), so the window follows the cuts, not the span.
             let at = if round > 8 && outcomes.1 == 0 {
-                rng.gen_range(latest_old.min(span - 1)..2 * span)
+                let from = latest_old.max(span / 2);
+                rng.gen_range(from..2 * from)
             } else {
                 rng.gen_range(0..span)
             };
