@@ -105,7 +105,8 @@ impl<C: Controller> MemoryManager<C> {
                 TierView::Ready(tab) => (
                     TierReport::READY,
                     tab.sets.len() as u32,
-                    (tab.end() as u64 + tab.data_bytes()).min(u32::MAX as u64) as u32,
+                    (tab.end() as u64 + tab.leaf_bytes() + tab.data_bytes()).min(u32::MAX as u64)
+                        as u32,
                 ),
                 TierView::Lost => (TierReport::LOST, 0, 0),
                 TierView::Foreign(_) => (TierReport::FOREIGN, 0, 0),
@@ -296,7 +297,7 @@ impl<C: Controller> MemoryManager<C> {
                 };
                 let mut new = old.clone();
                 new.sets.retain(|k, _| k.app == SYSTEM_APP);
-                self.commit(t, &old, &new, None, (0, 0))?;
+                self.commit(t, &old, &new, None, (0, 0), &[])?;
                 for k in old.sets.keys().filter(|k| k.app != SYSTEM_APP) {
                     let (app, object) = (k.app, k.object);
                     self.journal(|| crate::replication::Change::Delete { app, object });

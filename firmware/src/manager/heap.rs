@@ -64,18 +64,6 @@ fn heap_key(app: u32, heap: u32) -> R<(u32, u32)> {
     Ok((app, heap))
 }
 
-fn extent(off: u32, len: u32, crc: u32) -> Entry {
-    Entry {
-        endpoint: 0,
-        stage: NEVER,
-        flags: 0,
-        len,
-        crc,
-        offset: off,
-        version: 0,
-    }
-}
-
 /// CRC-32C of a concatenation, from its pieces' CRCs.
 fn combine(crcs: impl IntoIterator<Item = (u32, u64)>) -> u32 {
     crcs.into_iter()
@@ -561,7 +549,7 @@ impl<C: Controller> MemoryManager<C> {
                 object: root_object(heap, *v),
             });
         }
-        if new.sets.len() > MAX_SETS || new.end() > self.geometry.region_size as usize {
+        if new.sets.len() > MAX_SETS {
             return fail(
                 Code::NoSpace,
                 format!("a tier holds at most {MAX_SETS} sets"),
@@ -569,7 +557,14 @@ impl<C: Controller> MemoryManager<C> {
         }
         self.ctl.scratch_write(STAGING, &root_bytes).map_err(ctl)?;
         let (sbase, _) = self.ctl.scratch();
-        let result = self.commit(t, &old, &new, Some(key), (sbase + STAGING as u64, 0));
+        let result = self.commit(
+            t,
+            &old,
+            &new,
+            Some(key),
+            (sbase + STAGING as u64, 0),
+            &pending,
+        );
         let committed = matches!(&self.tiers[ti], TierView::Ready(tab)
             if tab.sets.get(&key).is_some_and(|e| e.crc == root_crc && e.offset == root_off));
         if !committed {
@@ -781,7 +776,7 @@ impl<C: Controller> MemoryManager<C> {
         new.sets
             .retain(|kk, _| !(kk.app == app && heap_of_object(kk.object) == Some(heap)));
         if new.sets.len() != old.sets.len() {
-            self.commit(t, &old, &new, None, (0, 0))?;
+            self.commit(t, &old, &new, None, (0, 0), &[])?;
         }
         for r in h.versions.values() {
             self.heap_release_root(t, r);

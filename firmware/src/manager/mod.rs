@@ -39,7 +39,7 @@ mod session;
 
 pub use replica::ReplicaError;
 
-use crate::records::{align8, head_len, Entry, SetKey, Table, HEADER};
+use crate::records::{align8, Entry, Head, LeafRef, SetKey, Table, HEADER};
 use hitless_hdl::contract::{
     self, crc32c, crc32c_combine, flags as dflags, perm, reg, tier_state, BootResult, Completion,
     Descriptor, NvGeometry, Opcode, Status, MAX_TRANSFER, PT_ENTRIES,
@@ -141,8 +141,11 @@ const FW_LOG_ENTRY: u32 = 1;
 pub const SYSTEM_APP: u32 = 0;
 /// Reboot stage of records never delivered (the firmware's own).
 pub const NEVER: u32 = u32::MAX;
-/// Most sets a tier's table holds (keeps the head under 200 KiB).
-pub const MAX_SETS: usize = 4096;
+/// Most sets a tier's table holds. The index is paged, so a store's cost
+/// hardly depends on it; the bound keeps the root (32 bytes a leaf, at
+/// most 4 n / LEAF_SETS + 1 leaves: 64 KiB) and the start-up read of the
+/// leaves sane.
+pub const MAX_SETS: usize = 16384;
 /// Bytes of the tag the firmware puts before a log payload: app, object, 0.
 const LOG_TAG: usize = 16;
 /// Scratch layout: table heads and reads at 0, data the firmware itself
@@ -351,10 +354,12 @@ impl<C: Controller> MemoryManager<C> {
     fn describe(&self, t: TierSel) -> String {
         match &self.tiers[t as usize] {
             TierView::Ready(tab) => format!(
-                "{} sets, {} data bytes, index {} bytes",
+                "{} sets, {} data bytes, index {} bytes in the region, {} leaves ({} bytes)",
                 tab.sets.len(),
                 tab.data_bytes(),
-                tab.end()
+                tab.end(),
+                tab.leaves.len(),
+                tab.leaf_bytes()
             ),
             TierView::Lost => "lost".into(),
             TierView::Foreign(d) => format!("foreign image ({d})"),
@@ -441,15 +446,19 @@ impl<C: Controller> MemoryManager<C> {
             _ if (len as usize) < HEADER => TierView::Foreign(format!("an image of {len} bytes")),
             _ => {
                 let first = self.read_region(t, 0, HEADER as u32, false)?;
-                match Table::count(&first) {
+                match Table::head_size(&first) {
                     Err(e) => TierView::Foreign(e.to_string()),
-                    Ok(n) if head_len(n) > len as usize || n > MAX_SETS => {
-                        TierView::Foreign(format!("a head of {n} sets in {len} bytes"))
+                    Ok(n) if n > len as usize => {
+                        TierView::Foreign(format!("a head of {n} bytes in an image of {len}"))
                     }
                     Ok(n) => {
-                        let head = self.read_region(t, 0, head_len(n) as u32, false)?;
+                        let head = self.read_region(t, 0, n as u32, false)?;
                         match Table::decode_head(&head, self.geometry.data_size as usize) {
-                            Ok(tab) => TierView::Ready(tab),
+                            Ok(Head::Inline(tab)) if tab.sets.len() > MAX_SETS => {
+                                TierView::Foreign(format!("an index of {} sets", tab.sets.len()))
+                            }
+                            Ok(Head::Inline(tab)) => TierView::Ready(tab),
+                            Ok(Head::Paged(refs)) => self.load_leaves(t, &refs)?,
                             Err(e) => TierView::Foreign(e.to_string()),
                         }
                     }
@@ -469,6 +478,62 @@ impl<C: Controller> MemoryManager<C> {
             }
         }
         Ok(view)
+    }
+
+    /// Read the leaves of a paged index: each from its first good copy
+    /// (a copy failing its CRC is rewritten from the other), then the
+    /// whole table checked. A leaf with both copies damaged makes the tier
+    /// foreign: its sets are not dropped, the tier refuses stores until
+    /// FORMAT.
+    fn load_leaves(&mut self, t: TierSel, refs: &[LeafRef]) -> R<TierView> {
+        let mut leaves = Vec::with_capacity(refs.len());
+        for (i, r) in refs.iter().enumerate() {
+            let mut copies = [None, None];
+            for (c, slot) in copies.iter_mut().enumerate() {
+                *slot = match self.read_set(t, &extent(r.copies[c], r.len, r.crc)) {
+                    Ok(b) if Table::leaf_ok(r, &b) => Some(b),
+                    Ok(_) => None,
+                    Err(f) if f.code == Code::Lost => None,
+                    Err(f) => return Err(f),
+                };
+            }
+            let Some(good) = copies.iter().flatten().next().cloned() else {
+                tracing::error!(
+                    tier = t.name(),
+                    leaf = i,
+                    "an index leaf fails its CRC in both copies"
+                );
+                return Ok(TierView::Foreign(format!(
+                    "leaf {i} of the index ({} sets from app {} object {}) fails its CRC in \
+                     both copies",
+                    r.count, r.first.app, r.first.object
+                )));
+            };
+            for (c, got) in copies.iter().enumerate() {
+                if got.is_none() {
+                    tracing::warn!(
+                        tier = t.name(),
+                        leaf = i,
+                        copy = c,
+                        "index leaf copy damaged: rewriting it"
+                    );
+                    self.ctl.scratch_write(STAGING, &good).map_err(ctl)?;
+                    let (sbase, _) = self.ctl.scratch();
+                    self.write_data(
+                        t,
+                        &extent(r.copies[c], r.len, r.crc),
+                        sbase + STAGING as u64,
+                    )?;
+                }
+            }
+            leaves.push(good);
+        }
+        Ok(
+            match Table::assemble(refs, &leaves, self.geometry.data_size as usize) {
+                Ok(tab) => TierView::Ready(tab),
+                Err(e) => TierView::Foreign(e.to_string()),
+            },
+        )
     }
 
     fn load_secrets(&mut self) {
@@ -537,22 +602,54 @@ impl<C: Controller> MemoryManager<C> {
         Ok(())
     }
 
-    /// Commit `new` as tier `t`'s table: the changed set's bytes (if any)
-    /// from the host at `data` into its data-area extent (space `old` does
-    /// not reference), then the new index into the alternate region with
-    /// COMMIT, then the mirror.
+    /// Commit `new` (the sets of `old` changed) as tier `t`'s table: the
+    /// changed set's bytes (if any) from the host at `data` into its
+    /// data-area extent, the index leaves that changed (two copies each),
+    /// all in space neither `old`, the heap store nor `pending` (extents
+    /// the caller wrote for this commit) references; then the region image
+    /// (inline index or paged root) into the alternate region with COMMIT,
+    /// then the mirror.
     fn commit(
         &mut self,
         t: TierSel,
-        _old: &Table,
+        old: &Table,
         new: &Table,
         changed: Option<SetKey>,
         data: (u64, u32),
+        pending: &[(u64, u64)],
     ) -> R<()> {
+        let mut new = new.clone();
+        let mut extra = self.heaps.extents(t);
+        extra.extend_from_slice(pending);
+        let Some(leaves) = new.relayout(old, self.geometry.data_size, &extra) else {
+            return fail(
+                Code::NoSpace,
+                format!(
+                    "the {} tier's data area has no room for the index's leaves",
+                    t.name()
+                ),
+            );
+        };
+        if new.end() > self.geometry.region_size as usize {
+            return fail(
+                Code::NoSpace,
+                format!("the {} tier's index does not fit its region", t.name()),
+            );
+        }
         if let Some(e) = changed.and_then(|k| new.sets.get(&k)) {
             if e.len > 0 {
                 self.write_data(t, e, data.0)?;
             }
+        }
+        // The leaves, before the root that references them is committed.
+        let (sbase, _) = self.ctl.scratch();
+        for (off, bytes) in &leaves {
+            self.ctl.scratch_write(STAGING, bytes).map_err(ctl)?;
+            self.write_data(
+                t,
+                &extent(*off, bytes.len() as u32, crc32c(bytes)),
+                sbase + STAGING as u64,
+            )?;
         }
         let end = new.end() as u32;
         let crc = if new.sets.is_empty() {
@@ -594,7 +691,7 @@ impl<C: Controller> MemoryManager<C> {
         self.counters.stores += 1;
         // The new index is committed: the table is `new` whatever the
         // mirror does (a failed mirror is redone at the next start).
-        self.tiers[t as usize] = TierView::Ready(new.clone());
+        self.tiers[t as usize] = TierView::Ready(new);
         self.mirror(t, end, crc)
     }
 
@@ -693,13 +790,13 @@ impl<C: Controller> MemoryManager<C> {
         e.version = self.version;
         let mut new = old.clone();
         new.sets.insert(key, e);
-        if new.sets.len() > MAX_SETS || new.end() > self.geometry.region_size as usize {
+        if new.sets.len() > MAX_SETS {
             return fail(
                 Code::NoSpace,
                 format!("a tier holds at most {MAX_SETS} sets"),
             );
         }
-        self.commit(t, &old, &new, Some(key), data)?;
+        self.commit(t, &old, &new, Some(key), data, &[])?;
         // A set lives in one tier; the replication mark's key is the
         // exception (the mark in the cold tier, the token in the warm one).
         if key == replica::MARK_KEY {
@@ -719,7 +816,7 @@ impl<C: Controller> MemoryManager<C> {
         let old = old.clone();
         let mut new = old.clone();
         new.sets.remove(&key);
-        self.commit(t, &old, &new, None, (0, 0))
+        self.commit(t, &old, &new, None, (0, 0), &[])
     }
 
     /// Where a set lives now: the newer copy when both tiers have one.
@@ -777,6 +874,19 @@ impl<C: Controller> MemoryManager<C> {
         let mut out = vec![0u8; e.len as usize];
         self.ctl.scratch_read(0, &mut out).map_err(ctl)?;
         Ok(out)
+    }
+}
+
+/// A piece of the data area as an entry (for `move_set`).
+fn extent(off: u32, len: u32, crc: u32) -> Entry {
+    Entry {
+        endpoint: 0,
+        stage: NEVER,
+        flags: 0,
+        len,
+        crc,
+        offset: off,
+        version: 0,
     }
 }
 

@@ -306,7 +306,7 @@ impl<C: Controller> MemoryManager<C> {
             let mut new = old.clone();
             new.sets.retain(|k, _| *k == MARK_KEY);
             if new.sets.len() != old.sets.len() {
-                self.commit(t, &old, &new, None, (0, 0))?;
+                self.commit(t, &old, &new, None, (0, 0), &[])?;
             }
             let st = self.tier_regs(t)?;
             if st.log_head != st.log_tail {
