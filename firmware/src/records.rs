@@ -482,8 +482,9 @@ impl Table {
     /// neighbours merge). A leaf whose entries did not change keeps its
     /// copies; a changed one gets two new copies, placed where neither
     /// `old` (sets and leaves), this table's sets, nor `extra` are.
-    /// Returns the copies to write, `(offset, bytes)`, or `None` when the
-    /// data area has no room for them.
+    /// Returns what to write, `(offset, bytes)`: per changed leaf its two
+    /// copies side by side in one extent; `None` when the data area has no
+    /// room for them.
     pub fn relayout(
         &mut self,
         old: &Table,
@@ -542,21 +543,20 @@ impl Table {
                 }
                 let bytes =
                     encode_entries(&LEAF_MAGIC, count, self.sets.range(first..).take(count));
-                let mut copies = [0u32; 2];
-                for c in &mut copies {
-                    *c = crate::heap::first_fit(bytes.len() as u64, size as u64, &mut used)?;
-                    used.push((*c as u64, align8(bytes.len()) as u64));
-                }
+                // The two copies side by side, written by one WRITE: a
+                // controller operation costs far more than a leaf's bytes
+                // (docs/firmware.md, "Why a paged index").
+                let both = [&bytes[..], &bytes[..]].concat();
+                let at = crate::heap::first_fit(both.len() as u64, size as u64, &mut used)?;
+                used.push((at as u64, both.len() as u64));
                 self.leaves.push(LeafRef {
                     first,
                     count: count as u32,
                     len: bytes.len() as u32,
                     crc: crc32c(&bytes),
-                    copies,
+                    copies: [at, at + bytes.len() as u32],
                 });
-                for c in copies {
-                    writes.push((c, bytes.clone()));
-                }
+                writes.push((at, both));
             }
         }
         Some(writes)
@@ -827,7 +827,7 @@ mod tests {
         area.bytes[off_range(&e)].copy_from_slice(b"new");
         new.sets.insert(keyed(2, 250), e);
         let writes = new.clone().relayout(&t, 1 << 20, &[]).unwrap();
-        assert_eq!(writes.len(), 2, "two copies of one leaf");
+        assert_eq!(writes.len(), 1, "one leaf");
         t = area.commit(&t, &new).unwrap();
         let changed: Vec<_> = t
             .leaves

@@ -663,3 +663,149 @@ fn abandoned_sessions_are_reclaimed_per_application() {
     fw.close(&last).unwrap();
     assert!(fw.open_app(3, OpenFlags::all(), None).is_ok());
 }
+
+/// The cold tier's committed paged root (region A: after a store's mirror
+/// both regions hold it), read from the card's state file.
+fn cold_root(dir: &std::path::Path) -> Vec<hitless_firmware::records::LeafRef> {
+    use hitless_firmware::records::{Head, Table, HEADER};
+    use hitless_hdl::contract::DEFAULT_GEOMETRY as G;
+    let nv = std::fs::read(dir.join("cold.nv")).unwrap();
+    let image = &nv[G.region_a_base() as usize..][..G.region_size as usize];
+    let size = Table::head_size(&image[..HEADER]).unwrap();
+    match Table::decode_head(&image[..size], G.data_size as usize).unwrap() {
+        Head::Paged(refs) => refs,
+        Head::Inline(t) => panic!("an inline index of {} sets", t.sets.len()),
+    }
+}
+
+/// A tier of more sets than one leaf holds: power cuts during stores keep
+/// each set old or new and every other set intact; a damaged copy of an
+/// index leaf is survived (and rewritten), and a leaf damaged in both
+/// copies makes the tier foreign rather than dropping its sets.
+#[test]
+fn a_paged_index_survives_power_cuts_and_damaged_leaves() {
+    use hitless_firmware::records::LEAF_SETS;
+    use hitless_hdl::contract::{crc32c, DEFAULT_GEOMETRY as G};
+    use hitless_proto::TierReport;
+    use rand::{Rng, SeedableRng};
+    const SETS: u32 = 3 * LEAF_SETS as u32 + 5;
+    let dir = temp("paged");
+    let card = InProcessCard::start(&dir).unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x1EAF);
+    let version = |object: u32, v: u32| -> Vec<u8> {
+        (0..(64 + 8 * object + 40 * (v % 3)))
+            .map(|i| (i ^ v.wrapping_mul(31) ^ object.wrapping_mul(7)) as u8)
+            .collect()
+    };
+    let mut fw = client(&card);
+    let (mut s, secret) = fw.open_app(6, OpenFlags::all(), None).unwrap();
+    let secret = secret.unwrap();
+    let mut committed = vec![0u32; SETS as usize];
+    for object in 0..SETS {
+        fw.store(&s, object, 0, 0, true, &version(object, 0))
+            .unwrap();
+    }
+    let leaves = cold_root(&dir);
+    assert!(leaves.len() >= 3, "{} leaves", leaves.len());
+    let check_all = |fw: &mut Client<Box<dyn CardIo>>, s, committed: &[u32], what: &str| {
+        for object in 0..SETS {
+            let (_, got) = fw.restore(s, object).unwrap();
+            assert_eq!(
+                got,
+                version(object, committed[object as usize]),
+                "{what}: object {object}"
+            );
+        }
+    };
+    // How many cycles one store takes.
+    let c0 = card.control(Control::Status).unwrap().cycle;
+    fw.store(&s, 1, 0, 0, true, &version(1, 0)).unwrap();
+    let span = card.control(Control::Status).unwrap().cycle - c0;
+    let (mut old_seen, mut new_seen) = (0, 0);
+    let (mut latest_old, mut earliest_new) = (0, span);
+    let mut fw = Some(fw);
+    for round in 1..=8u32 {
+        // Objects across the leaves.
+        let object = (round * 37) % SETS;
+        let now = card.control(Control::Status).unwrap().cycle;
+        let at = match (round > 4, old_seen, new_seen) {
+            (true, _, 0) => rng.gen_range(latest_old.min(span - 1)..span),
+            (true, 0, _) => rng.gen_range(0..earliest_new.max(1)),
+            _ => rng.gen_range(0..span),
+        };
+        card.control(Control::CutPowerAt(now + at)).unwrap();
+        let stored = fw
+            .as_mut()
+            .unwrap()
+            .store(&s, object, 0, 0, true, &version(object, round));
+        drop(fw.take());
+        let t = std::time::Instant::now();
+        while card.control(Control::Status).unwrap().power_ons < round as u64 + 1 {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the power cut never came"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut c = client(&card);
+        s = c.open_app(6, OpenFlags::all(), Some(&secret)).unwrap().0;
+        let (_, got) = c.restore(&s, object).unwrap();
+        if got == version(object, round) {
+            committed[object as usize] = round;
+            new_seen += 1;
+            earliest_new = earliest_new.min(at);
+        } else {
+            assert!(
+                stored.is_err(),
+                "round {round}: a store reported done was lost"
+            );
+            old_seen += 1;
+            latest_old = latest_old.max(at);
+        }
+        check_all(&mut c, &s, &committed, &format!("round {round}"));
+        fw = Some(c);
+    }
+    assert!(
+        old_seen > 0 && new_seen > 0,
+        "cuts hit both before and after the commit: {old_seen} old, {new_seen} new"
+    );
+
+    // One copy of a leaf damaged: served from the other, then rewritten.
+    drop(fw.take());
+    let leaves = cold_root(&dir);
+    let leaf = leaves[1];
+    let flip = |copy: usize| {
+        card.control(Control::FlipDataBits {
+            cold: true,
+            offset: leaf.copies[copy] as u64,
+            len: leaf.len as u64,
+            count: 3,
+            seed: 11 + copy as u64,
+        })
+        .unwrap();
+    };
+    let copy_crc = |copy: usize| {
+        let nv = std::fs::read(dir.join("cold.nv")).unwrap();
+        crc32c(&nv[(G.data_base() + leaf.copies[copy]) as usize..][..leaf.len as usize])
+    };
+    flip(0);
+    assert_ne!(copy_crc(0), leaf.crc);
+    card.control(Control::WarmReset).unwrap();
+    let mut c = client(&card);
+    let st = c.status().unwrap();
+    assert_eq!(st.cold.state, TierReport::READY, "{st:?}");
+    assert_eq!(st.cold.sets, SETS + 1, "the sets and the secret: {st:?}");
+    assert_eq!(copy_crc(0), leaf.crc, "the damaged copy was rewritten");
+    s = c.open_app(6, OpenFlags::all(), Some(&secret)).unwrap().0;
+    check_all(&mut c, &s, &committed, "one leaf copy damaged");
+
+    // Both copies damaged: the tier is foreign (FORMAT decides), not
+    // silently smaller.
+    drop(c);
+    flip(0);
+    flip(1);
+    card.control(Control::WarmReset).unwrap();
+    let mut c = client(&card);
+    let st = c.status().unwrap();
+    assert_eq!(st.cold.state, TierReport::FOREIGN, "{st:?}");
+}

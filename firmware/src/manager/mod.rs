@@ -10,16 +10,16 @@
 //! | `dispatch.rs` | requests: decoding, dispatch, responses |
 //! | `replica.rs` | replication: the journal of changes, applying brackets, snapshots |
 //!
-//! Storing a set in tier T:
-//! 1. build the new image in T's alternate region: WRITE the new table
-//!    head, COPY every unchanged set from the active region (shifted when an
-//!    earlier set changed size), WRITE the new set from the host buffer;
-//!    every piece is checked against its CRC by the controller (`CHECK`);
-//! 2. FLIP: the alternate becomes active (superblock written last);
-//! 3. mirror: COPY the new active image to the new alternate and FLIP again
-//!    with the image CRC, so both regions hold the same table (claim 5) and
-//!    an active region that later fails its integrity test falls back to an
-//!    identical copy.
+//! Storing a set in tier T (`commit`; the layout in `records.rs`):
+//! 1. WRITE the set's bytes from the host into a data-area extent the
+//!    committed index does not reference, checked against its CRC;
+//! 2. a paged index: WRITE the leaf that changed, two copies, into extents
+//!    nothing committed references either;
+//! 3. WRITE the new region image (the inline index or the paged root) into
+//!    T's alternate region with CHECK and COMMIT (superblock written last);
+//! 4. mirror: COPY the image to the new alternate and FLIP with its CRC,
+//!    so both regions hold the same root (claim 5) and an active region
+//!    that later fails its integrity test falls back to an identical copy.
 //!
 //! Recovery rules (applied when the firmware starts, after every reset):
 //! - a tier whose active region fails the boot scan is served from the
@@ -28,8 +28,9 @@
 //!   re-mirrored from the active one;
 //! - a set found in both tiers (a cut between storing it in one and
 //!   deleting it from the other) is taken from the higher store version;
-//! - a set whose bytes fail their CRC at read time is read from the
-//!   alternate region instead.
+//! - a leaf copy of a paged index that fails its CRC is read from the
+//!   other copy and rewritten; both damaged make the tier foreign;
+//! - a set whose bytes fail their CRC at read time is `LOST` (one copy).
 
 mod dispatch;
 mod heap;
