@@ -707,7 +707,10 @@ fn a_paged_index_survives_power_cuts_and_damaged_leaves() {
     }
     let leaves = cold_root(&dir);
     assert!(leaves.len() >= 3, "{} leaves", leaves.len());
-    let check_all = |fw: &mut Client<Box<dyn CardIo>>, s, committed: &[u32], what: &str| {
+    let check_all = |fw: &mut Client<Box<dyn CardIo>>,
+                     s: &hitless_driver::firmware::Session,
+                     committed: &[u32],
+                     what: &str| {
         for object in 0..SETS {
             let (_, got) = fw.restore(s, object).unwrap();
             assert_eq!(
