@@ -536,12 +536,43 @@ mod against_the_model {
     }
 }
 
+/// Wait until the card has been powered on `n` times: a scheduled cut may
+/// come after the operation it aimed at ended.
+fn await_power_ons(card: &InProcessCard, n: u64) {
+    let t = std::time::Instant::now();
+    while card.control(Control::Status).unwrap().power_ons < n {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the power cut never came"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Where in an operation of `span` cycles to cut: uniform, then (`late`,
+/// when one outcome has not been seen yet) beyond the latest cut that kept
+/// the old version or before the earliest that gave the new one, since
+/// where the commit falls depends on the firmware's timing.
+fn cut_point(
+    rng: &mut impl rand::Rng,
+    late: bool,
+    (old_seen, new_seen): (u32, u32),
+    (latest_old, earliest_new): (u64, u64),
+    span: u64,
+) -> u64 {
+    match (late, old_seen, new_seen) {
+        (true, _, 0) => rng.gen_range(latest_old.min(span - 1)..span),
+        (true, 0, _) => rng.gen_range(0..earliest_new.max(1)),
+        _ => rng.gen_range(0..span),
+    }
+}
+
 /// Power cuts at random cycles while sets are being stored: afterwards
 /// every set is its old or its new version, never a mix, never lost, and
 /// the firmware keeps serving.
 #[test]
 fn power_cuts_during_stores_keep_old_or_new() {
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     let dir = temp("cuts");
     let card = InProcessCard::start(&dir).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xC075);
@@ -573,25 +604,19 @@ fn power_cuts_during_stores_keep_old_or_new() {
         // half-time) points beyond the latest cut that kept the old
         // version, or before the earliest that gave the new one: where the
         // commit falls in a store depends on the firmware's timing.
-        let at = match (round > 6, old_seen, new_seen) {
-            (true, _, 0) => rng.gen_range(latest_old.min(span - 1)..span),
-            (true, 0, _) => rng.gen_range(0..earliest_new.max(1)),
-            _ => rng.gen_range(0..span),
-        };
+        let at = cut_point(
+            &mut rng,
+            round > 6,
+            (old_seen, new_seen),
+            (latest_old, earliest_new),
+            span,
+        );
         card.control(Control::CutPowerAt(now + at)).unwrap();
         let c = fw.as_mut().unwrap();
         let stored = c.store(&session, object, 0, 0, true, &version(object, round));
         // Reconnect after the cut (the store may have finished first).
         drop(fw.take());
-        // The cut may come after the store ended: wait for it.
-        let t = std::time::Instant::now();
-        while card.control(Control::Status).unwrap().power_ons < round as u64 + 1 {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "the power cut never came"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        await_power_ons(&card, round as u64 + 1);
         let mut c = client(&card);
         let (s2, _) = c.open_app(5, OpenFlags::all(), Some(&secret)).unwrap();
         session = s2;
@@ -687,7 +712,7 @@ fn a_paged_index_survives_power_cuts_and_damaged_leaves() {
     use hitless_firmware::records::LEAF_SETS;
     use hitless_hdl::contract::{crc32c, DEFAULT_GEOMETRY as G};
     use hitless_proto::TierReport;
-    use rand::{Rng, SeedableRng};
+    use rand::SeedableRng;
     const SETS: u32 = 3 * LEAF_SETS as u32 + 5;
     let dir = temp("paged");
     let card = InProcessCard::start(&dir).unwrap();
@@ -731,25 +756,20 @@ fn a_paged_index_survives_power_cuts_and_damaged_leaves() {
         // Objects across the leaves.
         let object = (round * 37) % SETS;
         let now = card.control(Control::Status).unwrap().cycle;
-        let at = match (round > 4, old_seen, new_seen) {
-            (true, _, 0) => rng.gen_range(latest_old.min(span - 1)..span),
-            (true, 0, _) => rng.gen_range(0..earliest_new.max(1)),
-            _ => rng.gen_range(0..span),
-        };
+        let at = cut_point(
+            &mut rng,
+            round > 4,
+            (old_seen, new_seen),
+            (latest_old, earliest_new),
+            span,
+        );
         card.control(Control::CutPowerAt(now + at)).unwrap();
         let stored = fw
             .as_mut()
             .unwrap()
             .store(&s, object, 0, 0, true, &version(object, round));
         drop(fw.take());
-        let t = std::time::Instant::now();
-        while card.control(Control::Status).unwrap().power_ons < round as u64 + 1 {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "the power cut never came"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        await_power_ons(&card, round as u64 + 1);
         let mut c = client(&card);
         s = c.open_app(6, OpenFlags::all(), Some(&secret)).unwrap().0;
         let (_, got) = c.restore(&s, object).unwrap();
