@@ -60,6 +60,21 @@ impl Session {
             secret: [0; SECRET_BYTES],
         }
     }
+
+    /// A session the caller signs itself (the backup reader's).
+    pub(crate) fn with_secret(app: u32, handle: u32, key: u32, secret: Secret) -> Self {
+        Self {
+            app,
+            handle,
+            key,
+            secret,
+        }
+    }
+
+    /// The credentials that sign the session's requests.
+    pub(crate) fn secret(&self) -> &Secret {
+        &self.secret
+    }
 }
 
 impl std::fmt::Debug for Session {

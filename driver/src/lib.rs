@@ -13,6 +13,10 @@
 //! | vfio-user client | `backend::vfio_user::VfioUserIo` (feature `vfio-user`) | the simulated card (`hitless-sim serve`) |
 //! | UART bridge (`uart:/dev/ttyUSB0[@baud]`) | [`backend::uart::UartIo`] | boards without PCIe (`bitstreams/`) |
 //!
+//! A backup process on another host reads an application's sets and log
+//! through the card's read-only backup reader service instead
+//! ([`backup::BackupClient`], `backup:HOST:PORT`).
+//!
 //! ```
 //! use hitless_driver::{backend::model::ModelIo, Card, Options, Tier};
 //! use hitless_hdl::contract::{perm, DEFAULT_GEOMETRY};
@@ -31,6 +35,7 @@
 #[cfg(feature = "async")]
 pub mod asynch;
 pub mod backend;
+pub mod backup;
 pub mod card;
 pub mod crc;
 pub mod credentials;

@@ -9,6 +9,7 @@
 //! | `uio:REGS,dma=PATH,iova=ADDR[,offset=N][,len=N][,irq]` | a Zynq board's UIO device |
 //! | `uart:/dev/ttyUSB0[@BAUD]` | a board without PCIe, over the UART bridge |
 //! | `daemon:SOCKET` | the firmware API through `hitlessd` (no raw controller access) |
+//! | `backup:HOST:PORT` | a card's read-only backup reader service over TCP (list, restore, log read and trim, status) |
 
 use crate::error::Error;
 use crate::io::CardIo;
@@ -40,6 +41,11 @@ pub fn open_firmware(
     spec: &str,
     timeout: Duration,
 ) -> Result<Box<dyn crate::firmware::Firmware>, Error> {
+    if let Some(addr) = spec.strip_prefix("backup:") {
+        return Ok(Box::new(crate::backup::BackupClient::connect(
+            addr, timeout,
+        )?));
+    }
     match spec.strip_prefix("daemon:") {
         Some(path) => Ok(Box::new(crate::daemon::DaemonClient::connect(
             std::path::Path::new(path),
@@ -112,12 +118,16 @@ pub fn open_card(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo + Send>
         "uart" => Ok(Box::new(crate::backend::uart::UartIo::from_spec(
             rest, timeout,
         )?)),
+        "backup" => Err(Error::InvalidArgument(format!(
+            "card {spec:?}: the backup reader serves an application's sets and log only \
+             (list, restore, log read and trim); raw controller access needs the card itself"
+        ))),
         "daemon" => Err(Error::InvalidArgument(format!(
             "card {spec:?}: hitlessd serves the firmware API only; raw controller access \
              needs the card itself (vfio-user:, vfio:, uio: or uart:)"
         ))),
         other => Err(Error::InvalidArgument(format!(
-            "card kind {other:?}: vfio-user, vfio, uio, uart or daemon"
+            "card kind {other:?}: vfio-user, vfio, uio, uart, daemon or backup"
         ))),
     }
 }

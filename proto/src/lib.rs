@@ -8,6 +8,7 @@
 //! | [`image`] | the image manager's reports (IMAGE_* responses) |
 //! | [`message`] | the typed [`Request`] and [`Response`], encoded to and decoded from TLV |
 //! | [`auth`] | application secrets and request MACs |
+//! | [`backup`] | the frames of the remote backup reader (seed 001) |
 //! | [`mailbox`] | the mailbox register block as the card implements it |
 //! | [`daemon`] | the frames between applications and `hitlessd` |
 //! | [`link`] | the card-to-card replication messages (seed 004) |
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod backup;
 pub mod daemon;
 pub mod image;
 pub mod link;

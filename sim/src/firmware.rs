@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 mod replicated;
 
 /// Bytes of local RAM for the firmware's rings (the rest is scratch).
-const RING_BYTES: usize = 64 << 10;
+pub(crate) const RING_BYTES: usize = 64 << 10;
 
 /// A reset (or power cut) under a running operation: its completion will
 /// never come.
@@ -135,6 +135,8 @@ pub enum Input {
     Connected(u32),
     /// A link to a peer card is down.
     Disconnected(u32),
+    /// A remote backup reader's request ([`crate::backup`]).
+    Backup(crate::backup::BackupRequest),
     Stop,
 }
 
@@ -158,6 +160,11 @@ impl FirmwareHandle {
         if let Some(p) = pending {
             let _ = self.tx.send(Input::Request(p));
         }
+    }
+    /// Queue a remote backup reader's request (answered on its channel;
+    /// dropped unanswered when the firmware has stopped).
+    pub fn backup(&self, req: crate::backup::BackupRequest) {
+        let _ = self.tx.send(Input::Backup(req));
     }
     /// Stop the firmware thread.
     pub fn stop(&self) {
@@ -306,8 +313,9 @@ fn run(
             }
             img.tick();
         }
-        let p = match input {
-            Ok(Input::Request(p)) => p,
+        let (p, remote) = match input {
+            Ok(Input::Request(p)) => (Some(p), None),
+            Ok(Input::Backup(b)) => (None, Some(b)),
             Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => {
                 if let Some(img) = image.as_mut() {
                     img.shutdown();
@@ -320,10 +328,10 @@ fn run(
         // Image requests go to the image manager, which does not need
         // the controller (nor the memory manager's tables). Without one,
         // the memory manager answers them "no image manager".
-        if let Some(img) = image.as_mut() {
-            if let Some(kind) = image::image_kind(&mut host, &p) {
-                let (code, len) = image::run(img, &mut host, &p, kind);
-                lock(&mailbox).finish(&p, code, len);
+        if let (Some(img), Some(p)) = (image.as_mut(), p.as_ref()) {
+            if let Some(kind) = image::image_kind(&mut host, p) {
+                let (code, len) = image::run(img, &mut host, p, kind);
+                lock(&mailbox).finish(p, code, len);
                 continue;
             }
         }
@@ -345,6 +353,22 @@ fn run(
                 }
             }
         }
+        // A remote backup reader's request runs on the same manager,
+        // between the host's (the mailbox's challenge is not touched).
+        if let Some(b) = remote {
+            match r.mm.as_mut() {
+                Some(mm) => crate::backup::run(mm, r.svc.local(), b),
+                None => b.refuse(
+                    Code::Device,
+                    &format!("the firmware could not start: {failure}"),
+                ),
+            }
+            if let Some(mm) = &r.mm {
+                mailbox::publish(&mut lock(&mailbox), mm);
+            }
+            continue;
+        }
+        let Some(p) = p else { continue };
         let (code, len) = match r.mm.as_mut() {
             Some(mm) => mailbox::run(mm, &mut host, &p),
             None => mailbox::refuse(

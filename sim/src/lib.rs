@@ -2,6 +2,7 @@
 //! from `hitless-hdl`'s generated Verilog by `build.rs`), host memory, warm
 //! and cold NV tiers with configurable latency, and fault injection.
 
+pub mod backup;
 pub mod card;
 pub mod dma;
 pub mod etcd;

@@ -236,8 +236,10 @@ impl CardService {
     }
 }
 
-/// Bytes of card-local RAM: the firmware's rings (64 KiB) and scratch.
-pub const LOCAL_BYTES: usize = (64 << 10) + hitless_firmware::manager::SCRATCH_BYTES;
+/// Bytes of card-local RAM: the firmware's rings (64 KiB), scratch, and
+/// the backup reader's window (`crate::backup`; its pages are touched
+/// only when a remote reader uses it).
+pub const LOCAL_BYTES: usize = crate::backup::WINDOW_OFFSET + crate::backup::WINDOW_BYTES as usize;
 
 struct Clock {
     resets: Arc<AtomicU64>,

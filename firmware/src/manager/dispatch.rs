@@ -12,13 +12,42 @@ impl<C: Controller> MemoryManager<C> {
     /// Handle one request message; the reply goes back through the mailbox.
     /// Every request, good or bad, consumes the challenge.
     pub fn handle(&mut self, host: &mut dyn HostMemory, req: &[u8]) -> Reply {
-        self.counters.requests = self.counters.requests.wrapping_add(1);
         let challenge = self.nonce;
         self.nonce = self.rng.gen();
+        self.answer(host, req, challenge, None)
+    }
+
+    /// Handle one request of a remote backup reader (seed 001, claims 1,
+    /// 4, 9, 16-19): authenticated as on the mailbox path, but against the
+    /// reader's connection's `challenge` (the mailbox's is left to the
+    /// local host), and read-only: STATUS, OPEN without WRITE of an
+    /// application that has credentials, CLOSE, LIST, RESTORE, LOG_READ
+    /// and LOG_TRIM, whose data must go to `window` (address, bytes).
+    pub fn handle_backup(
+        &mut self,
+        host: &mut dyn HostMemory,
+        req: &[u8],
+        challenge: u64,
+        window: (u64, u32),
+    ) -> Reply {
+        self.answer(host, req, challenge, Some(window))
+    }
+
+    fn answer(
+        &mut self,
+        host: &mut dyn HostMemory,
+        req: &[u8],
+        challenge: u64,
+        backup_window: Option<(u64, u32)>,
+    ) -> Reply {
+        self.counters.requests = self.counters.requests.wrapping_add(1);
         let kind = req.get(3).copied().unwrap_or(0);
         let answer = match Message::decode(req) {
             Err(e) => Err(Failure::new(Code::BadMessage, e.to_string())),
-            Ok(m) => self.dispatch(host, &m, req, challenge),
+            Ok(m) => match backup_window.map(|w| self.backup_allows(&m, w)) {
+                Some(Err(f)) => Err(f),
+                _ => self.dispatch(host, &m, req, challenge),
+            },
         };
         let (code, b) = match answer {
             Ok(r) => (Code::Ok, r.encode(kind)),
@@ -71,6 +100,53 @@ impl<C: Controller> MemoryManager<C> {
         let s = self.authenticate(m, raw, challenge)?;
         let r = decode(m)?;
         self.session_request(host, r, s)
+    }
+
+    /// What the backup reader service serves (its own rule, checked
+    /// before the request's authentication: a refusal here says only
+    /// what the service never does).
+    fn backup_allows(&self, m: &Message<'_>, (base, size): (u64, u32)) -> R<()> {
+        let read_only = |what: &str| {
+            fail(
+                Code::Permission,
+                format!("the backup reader service is read-only: {what}"),
+            )
+        };
+        let r = Request::decode(m).map_err(|e| Failure::new(e.code(), e.to_string()))?;
+        let in_window = |addr: u64, cap: u32| {
+            let end = base.saturating_add(u64::from(size));
+            if addr < base || addr.saturating_add(u64::from(cap)) > end {
+                return fail(
+                    Code::Invalid,
+                    format!(
+                        "[{addr:#x}, +{cap:#x}) is outside the backup window [{base:#x}, +{size:#x})"
+                    ),
+                );
+            }
+            Ok(())
+        };
+        match r {
+            Request::Status | Request::Close | Request::List | Request::LogTrim { .. } => Ok(()),
+            Request::Open { app, flags: f } => {
+                if f & flags::WRITE != 0 {
+                    return read_only("open without WRITE");
+                }
+                if !self.secrets.contains_key(&app) {
+                    return read_only(&format!(
+                        "application {app} is not registered on this card (it registers \
+                         through the card's host)"
+                    ));
+                }
+                Ok(())
+            }
+            Request::Restore { addr, cap, .. } | Request::LogRead { addr, cap, .. } => {
+                in_window(addr, cap)
+            }
+            other => read_only(&format!(
+                "it serves STATUS, OPEN, CLOSE, LIST, RESTORE, LOG_READ and LOG_TRIM, not request kind {}",
+                other.kind()
+            )),
+        }
     }
 
     fn announce(&mut self, stage: u32) -> Response {

@@ -52,6 +52,8 @@ enum Cmd {
         pair: PairArgs,
         #[command(flatten)]
         image: ImageArgs,
+        #[command(flatten)]
+        backup: BackupArgs,
     },
     /// Reset the controller; both tiers keep their contents.
     WarmReset(Target),
@@ -169,6 +171,38 @@ impl ImageArgs {
     }
 }
 
+/// The remote backup reader service (seed 001): backup processes on other
+/// hosts read an application's sets and log over TCP (`--card
+/// backup:HOST:PORT`).
+#[derive(clap::Args)]
+struct BackupArgs {
+    /// Serve the read-only backup reader on this address (HOST:PORT).
+    #[arg(long)]
+    backup_listen: Option<std::net::SocketAddr>,
+    /// Milliseconds a reader's frame may take from its first byte to its
+    /// last (a stalled reader is dropped after it).
+    #[arg(long, default_value_t = 5000)]
+    backup_frame_ms: u64,
+    /// Seconds a reader may stay silent between requests.
+    #[arg(long, default_value_t = 300)]
+    backup_idle_s: u64,
+}
+
+impl BackupArgs {
+    fn config(&self) -> Option<(std::net::SocketAddr, hitless_sim::backup::BackupLimits)> {
+        self.backup_listen.map(|addr| {
+            (
+                addr,
+                hitless_sim::backup::BackupLimits {
+                    frame: Duration::from_millis(self.backup_frame_ms.max(1)),
+                    idle: Duration::from_secs(self.backup_idle_s.max(1)),
+                    ..Default::default()
+                },
+            )
+        })
+    }
+}
+
 /// Replication to peer cards (all or none of --node, --listen, --peer,
 /// --pair-key).
 #[derive(clap::Args)]
@@ -274,6 +308,7 @@ fn main() -> ExitCode {
             no_firmware,
             pair,
             image,
+            backup,
         } => pair.config().and_then(|pair| {
             let image = image.config()?;
             serve(
@@ -284,6 +319,7 @@ fn main() -> ExitCode {
                 !no_firmware,
                 pair,
                 image,
+                backup.config(),
             )
         }),
         Cmd::WarmReset(t) => ctl(&t, "warm-reset".into()),
@@ -370,6 +406,7 @@ fn witness(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn serve(
     socket: PathBuf,
     state_dir: PathBuf,
@@ -378,7 +415,15 @@ fn serve(
     firmware: bool,
     pair: Option<hitless_sim::pair::PairConfig>,
     image: hitless_sim::image::ImageConfig,
+    backup: Option<(std::net::SocketAddr, hitless_sim::backup::BackupLimits)>,
 ) -> Result<(), String> {
+    if backup.is_some() && (!firmware || pair.is_some()) {
+        return Err(
+            "--backup-listen needs the card's firmware and is not served by a replicated card \
+             (--node) yet"
+                .into(),
+        );
+    }
     let mut timing = CardTiming::default();
     timing.host.latency = host_latency;
     let (svc, thread) =
@@ -445,11 +490,22 @@ fn serve(
             Some((h, t))
         }
     };
+    // Backup readers reach the same firmware instance as the host.
+    let backup_service = match (backup, &fw) {
+        (Some((addr, limits)), Some((handle, _))) => {
+            let b = hitless_sim::backup::BackupService::start(addr, handle.clone(), limits)
+                .map_err(|e| format!("--backup-listen {addr}: {e}"))?;
+            eprintln!("hitless-sim: backup reader on {}", b.local_addr());
+            Some(b)
+        }
+        _ => None,
+    };
     let mut device = match &fw {
         Some((handle, _)) => SimDevice::with_firmware(svc.clone(), handle.clone()),
         None => SimDevice::new(svc.clone()),
     };
     let served = server.run(&mut device).map_err(|e| e.to_string());
+    drop(backup_service);
     if let Some((handle, thread)) = fw {
         handle.stop();
         thread.join();

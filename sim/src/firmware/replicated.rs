@@ -173,6 +173,10 @@ pub(super) fn run(
                 Some(Input::Frame(peer, f)) => node.receive(now, peer, &f),
                 Some(Input::Connected(peer)) => node.connected(now, peer),
                 Some(Input::Disconnected(peer)) => node.disconnected(now, peer),
+                Some(Input::Backup(b)) => b.refuse(
+                    Code::UnknownRequest,
+                    "the backup reader is not served by a replicated card yet",
+                ),
                 Some(Input::Stop) | None => {}
             }
             if n == 255 {
