@@ -278,6 +278,22 @@ fn accept_loop(
     }
 }
 
+/// Close after an ERROR frame so that the reader gets it: end our side,
+/// then take (briefly, boundedly) what it still sends. Closing with its
+/// bytes unread would reset the connection and could lose the frame.
+fn linger(stream: &TcpStream) {
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 4096];
+    let mut s = stream;
+    for _ in 0..64 {
+        match std::io::Read::read(&mut s, &mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+}
+
 /// Serve one reader until it leaves, goes silent, or sends a frame the
 /// service does not take.
 fn serve_connection(
@@ -300,6 +316,7 @@ fn serve_connection(
         refused.fetch_add(1, Ordering::SeqCst);
         tracing::warn!(%peer, "backup reader: {why}");
         let _ = (&*stream).write_all(&Frame::error(code, why).encode());
+        linger(stream);
     };
     loop {
         // Wait for the next frame to begin (idle), then take it whole

@@ -34,7 +34,9 @@ struct Cli {
     /// uio:REGS,dma=PATH,iova=ADDR[,offset=N][,len=N][,irq] (Zynq),
     /// uart:/dev/ttyUSB0[@BAUD] (boards without PCIe, over the UART bridge),
     /// daemon:SOCKET (through hitlessd, which owns the card and keeps the
-    /// secrets). Default: $HITLESS_CARD, else hitlessd at
+    /// secrets), backup:HOST:PORT (a card's read-only backup reader
+    /// service over TCP: list, restore, log read, status; the application's
+    /// secret must be in the credentials directory). Default: $HITLESS_CARD, else hitlessd at
     /// /run/hitless/hitlessd.sock when it is running, else the local
     /// simulated card.
     #[arg(long, global = true)]
@@ -364,7 +366,11 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Peer {
             cmd: PeerCmd::Switchover { to, json },
         } => status::peer_switchover(fw()?, to, json),
-        Cmd::Status { json } if through_daemon => status::firmware_status(fw()?, json),
+        // The daemon and the backup reader serve the firmware's status,
+        // not the controller's registers.
+        Cmd::Status { json } if through_daemon || spec.starts_with("backup:") => {
+            status::firmware_status(fw()?, json)
+        }
         Cmd::Status { json } => status::status(open_card(&spec, timeout)?, timeout, json),
         Cmd::Inspect { json } => status::inspect(open_card(&spec, timeout)?, timeout, json),
         Cmd::Open { app: a } => {
