@@ -2,7 +2,7 @@
 //! bounded time each: `tlv_decode` (the mailbox's TLV messages) and
 //! `link_decode` (the card-to-card link: link messages, their framing, the
 //! Noise channel, the witness messages, and the replication node receiving
-//! them). The targets are ordinary `cargo fuzz` targets (`firmware/fuzz`,
+//! them) and `backup_decode` (the remote backup reader's frames). The targets are ordinary `cargo fuzz` targets (`firmware/fuzz`,
 //! run one longer with `cargo fuzz run link_decode`); here they are built
 //! with the same coverage instrumentation cargo-fuzz passes,
 //! so no extra tool has to be installed and the stable toolchain works
@@ -21,7 +21,7 @@ const FLAGS: &str = "-Cpasses=sancov-module \
     --cfg fuzzing -Cdebug-assertions -Coverflow-checks";
 
 /// The fuzz targets, in the order they run.
-pub const TARGETS: &[&str] = &["tlv_decode", "link_decode"];
+pub const TARGETS: &[&str] = &["tlv_decode", "link_decode", "backup_decode"];
 
 /// Build the targets, then fuzz each for `seconds`.
 pub fn run(seconds: u32, targets: &[&str]) -> Result<()> {

@@ -86,7 +86,8 @@ enum Cmd {
         list: bool,
     },
     /// Fuzz the firmware's decoders (libFuzzer) for SECONDS each: the TLV
-    /// messages (`tlv_decode`) and the card-to-card link (`link_decode`).
+    /// messages (`tlv_decode`), the card-to-card link (`link_decode`) and
+    /// the backup reader's frames (`backup_decode`).
     Fuzz {
         #[arg(default_value_t = 60)]
         seconds: u32,
