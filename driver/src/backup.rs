@@ -24,7 +24,8 @@
 
 use crate::error::{Error, Result};
 use crate::firmware::{
-    check_set_size, checked_set, Firmware, FwStatus, LogRead, OpenFlags, Secret, Session, Switched,
+    check_set_size, checked_set, tier_flag, Firmware, FwStatus, LogRead, OpenFlags, Secret,
+    Session, Switched,
 };
 use hitless_hdl::contract::MAX_MESSAGE;
 use hitless_proto::auth;
@@ -89,14 +90,6 @@ fn read_only(what: &str) -> Error {
 
 fn unexpected(r: &Response) -> Error {
     Error::BadCompletion(format!("unexpected backup reader response {r:?}"))
-}
-
-fn tier_flag(cold: bool) -> u32 {
-    if cold {
-        flags::COLD
-    } else {
-        0
-    }
 }
 
 impl BackupClient {

@@ -109,7 +109,7 @@ pub struct LogRead {
     pub tail: u32,
 }
 
-fn tier_flag(cold: bool) -> u32 {
+pub(crate) fn tier_flag(cold: bool) -> u32 {
     if cold {
         flags::COLD
     } else {
