@@ -60,7 +60,7 @@ fn a_card_that_is_not_there_is_a_clear_error() {
     let (ok, _, err) = hitless(&["--card", "floppy:/dev/fd0", "status"], &[]);
     assert!(!ok);
     assert!(
-        err.contains("vfio-user, vfio, uio, uart or daemon"),
+        err.contains("vfio-user, vfio, uio, uart, daemon or backup"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
