@@ -184,6 +184,19 @@ impl<T: CardIo> Client<T> {
             }
             io.wait_irq(Duration::from_millis(5))?;
         }
+        // A client that died (kill -9) with a request running leaves the
+        // mailbox busy: its answer would carry the sequence number this
+        // client's first doorbell uses (ignored while busy), and this
+        // client would take that answer for its own. Start once it is in.
+        while io.read32(mbox::MB_STATE)? & mb_state::BUSY != 0 {
+            if start.elapsed() > timeout {
+                return Err(Error::Timeout {
+                    what: "an earlier client's request to finish",
+                    after: timeout,
+                });
+            }
+            io.wait_irq(Duration::from_millis(1))?;
+        }
         let window = io.dma().len() as u64;
         let mut alloc = DmaAllocator::new(window);
         let req = alloc.alloc(MAX_MESSAGE as u64, 64)?;

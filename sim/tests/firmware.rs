@@ -10,17 +10,8 @@ use hitless_sim::inproc::InProcessCard;
 use hitless_sim::service::{Control, RegionSel};
 use std::time::Duration;
 
-fn temp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("hitless-fw-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn client(card: &InProcessCard) -> Client<Box<dyn CardIo>> {
-    let io: Box<dyn CardIo> = Box::new(card.connect().unwrap());
-    Client::open(io, Duration::from_secs(30)).unwrap()
-}
+mod common;
+use common::{client, code};
 
 /// The mailbox's current challenge, for signing a hand-made request.
 fn challenge(fw: &mut Client<Box<dyn CardIo>>) -> u64 {
@@ -29,16 +20,9 @@ fn challenge(fw: &mut Client<Box<dyn CardIo>>) -> u64 {
     io.read32(MB_NONCE_LO).unwrap() as u64 | (io.read32(MB_NONCE_HI).unwrap() as u64) << 32
 }
 
-fn code(e: Error) -> Code {
-    match e {
-        Error::Firmware { code, .. } => code,
-        other => panic!("expected a firmware refusal, got {other}"),
-    }
-}
-
 #[test]
 fn stages_tiers_and_fallback() {
-    let dir = temp("stages");
+    let dir = common::temp("fw-stages");
     let card = InProcessCard::start(&dir).unwrap();
     let mut fw = client(&card);
     let (s, secret) = fw.open_app(7, OpenFlags::all(), None).unwrap();
@@ -110,7 +94,7 @@ fn stages_tiers_and_fallback() {
 
 #[test]
 fn append_log_backup_reader() {
-    let dir = temp("log");
+    let dir = common::temp("fw-log");
     let card = InProcessCard::start(&dir).unwrap();
     let mut primary = client(&card);
     let (p, secret) = primary.open_app(9, OpenFlags::all(), None).unwrap();
@@ -196,7 +180,7 @@ fn credentials_and_bad_requests() {
     use hitless_proto::msg::{kind, tag};
     use hitless_proto::tlv::Builder;
 
-    let dir = temp("auth");
+    let dir = common::temp("fw-auth");
     let card = InProcessCard::start(&dir).unwrap();
     let mut fw = client(&card);
     let (s, secret) = fw.open_app(3, OpenFlags::all(), None).unwrap();
@@ -306,7 +290,7 @@ fn credentials_and_bad_requests() {
 #[test]
 fn large_sets_and_a_damaged_data_area() {
     use hitless_hdl::contract::{DEFAULT_GEOMETRY, MAX_TRANSFER};
-    let dir = temp("large");
+    let dir = common::temp("fw-large");
     let card = InProcessCard::start(&dir).unwrap();
     let mut fw = client(&card);
     let (s, secret) = fw.open_app(9, OpenFlags::all(), None).unwrap();
@@ -492,7 +476,7 @@ mod against_the_model {
         #![proptest_config(ProptestConfig { cases: 8, failure_persistence: None, ..ProptestConfig::default() })]
         #[test]
         fn the_card_answers_as_the_model(ops in proptest::collection::vec(op(), 1..24), case in any::<u32>()) {
-            let dir = temp(&format!("model-{case}"));
+            let dir = common::temp(&format!("fw-model-{case}"));
             let card = InProcessCard::start(&dir).unwrap();
             let mut rig = Rig { card, fw: None, secrets: BTreeMap::new(), sessions: BTreeMap::new() };
             let mut model = CardModel::default();
@@ -573,7 +557,7 @@ fn cut_point(
 #[test]
 fn power_cuts_during_stores_keep_old_or_new() {
     use rand::SeedableRng;
-    let dir = temp("cuts");
+    let dir = common::temp("fw-cuts");
     let card = InProcessCard::start(&dir).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0xC075);
     let version = |object: u32, v: u32| -> Vec<u8> {
@@ -659,7 +643,7 @@ fn power_cuts_during_stores_keep_old_or_new() {
 /// applications' sessions are never taken.
 #[test]
 fn abandoned_sessions_are_reclaimed_per_application() {
-    let dir = temp("sessions");
+    let dir = common::temp("fw-sessions");
     let card = InProcessCard::start(&dir).unwrap();
     let mut fw = client(&card);
     let (other, _) = fw.open_app(2, OpenFlags::all(), None).unwrap();
@@ -714,7 +698,7 @@ fn a_paged_index_survives_power_cuts_and_damaged_leaves() {
     use hitless_proto::TierReport;
     use rand::SeedableRng;
     const SETS: u32 = 3 * LEAF_SETS as u32 + 5;
-    let dir = temp("paged");
+    let dir = common::temp("fw-paged");
     let card = InProcessCard::start(&dir).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x1EAF);
     let version = |object: u32, v: u32| -> Vec<u8> {

@@ -3,33 +3,17 @@
 //! controller, to the data area and back; resets and power cuts.
 
 use hitless_driver::firmware::{Client, OpenFlags};
-use hitless_driver::{CardIo, Error};
+use hitless_driver::CardIo;
 use hitless_proto::msg::Code;
 use hitless_sim::inproc::InProcessCard;
 use hitless_sim::service::Control;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod common;
+use common::{client, code};
+
 const PAGE: usize = 4096;
-
-fn temp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("hitless-heap-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn client(card: &InProcessCard) -> Client<Box<dyn CardIo>> {
-    let io: Box<dyn CardIo> = Box::new(card.connect().unwrap());
-    Client::open(io, Duration::from_secs(30)).unwrap()
-}
-
-fn code(e: Error) -> Code {
-    match e {
-        Error::Firmware { code, .. } => code,
-        other => panic!("expected a firmware refusal, got {other}"),
-    }
-}
 
 fn page(p: u32, v: u32) -> Vec<u8> {
     (0..PAGE)
@@ -68,7 +52,7 @@ fn check(
 
 #[test]
 fn versions_checkout_resets_and_bad_requests() {
-    let dir = temp("versions");
+    let dir = common::temp("heap-versions");
     let card = InProcessCard::start(&dir).unwrap();
     let mut fw = client(&card);
     let (s, secret) = fw.open_app(9, OpenFlags::all(), None).unwrap();
@@ -174,7 +158,7 @@ fn versions_checkout_resets_and_bad_requests() {
 #[test]
 fn power_cuts_during_checkpoints_keep_the_last_committed_version() {
     use rand::{Rng, SeedableRng};
-    let dir = temp("cuts");
+    let dir = common::temp("heap-cuts");
     let card = InProcessCard::start(&dir).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0x4EA9);
     const PAGES: u32 = 200;
@@ -264,7 +248,7 @@ fn power_cuts_during_checkpoints_keep_the_last_committed_version() {
 #[test]
 fn migration_sends_only_changed_pages_and_commits_on_both_or_neither() {
     use hitless_driver::firmware::heap_migrate;
-    let (da, db) = (temp("mig-a"), temp("mig-b"));
+    let (da, db) = (common::temp("heap-mig-a"), common::temp("heap-mig-b"));
     let (a, b) = (
         InProcessCard::start(&da).unwrap(),
         InProcessCard::start(&db).unwrap(),
@@ -371,7 +355,7 @@ mod over_the_card {
     #[test]
     fn a_heap_ten_times_its_cache_over_the_card() {
         use rand::{Rng, SeedableRng};
-        let dir = temp("heaplib");
+        let dir = common::temp("heap-heaplib");
         let card = InProcessCard::start(&dir).unwrap();
         let (h, secret) = heap(&card, None);
         let secret = secret.unwrap();

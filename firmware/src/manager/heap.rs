@@ -286,6 +286,23 @@ impl<C: Controller> MemoryManager<C> {
                 if keep != 0 {
                     h.keep = keep;
                 }
+                // An open starts a new transaction from the newest version:
+                // what an earlier opener staged and never committed (a
+                // client killed mid-checkpoint) is no version's, and must
+                // neither show through reads nor ride into the next commit.
+                let staged = std::mem::take(&mut h.staged);
+                if !staged.is_empty() {
+                    tracing::info!(
+                        app,
+                        heap,
+                        pages = staged.len(),
+                        "heap reopened: staged pages dropped"
+                    );
+                }
+                for p in staged.values() {
+                    self.heaps.used[h.tier as usize].release(p.offset);
+                }
+                h.base = None;
                 h.open = true;
                 h.clone()
             }

@@ -6,7 +6,9 @@
 
 use hitless_driver::backend::vfio_user::VfioUserIo;
 use hitless_driver::firmware::{Client, OpenFlags, Secret, Session};
+use hitless_driver::CardIo;
 use hitless_proto::{Code, PeerReport};
+use hitless_sim::inproc::InProcessCard;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, HashMap};
@@ -254,6 +256,50 @@ pub fn first_master(cards: &[Card], limit: Duration) -> (usize, Secret) {
             .enumerate()
             .find_map(|(i, c)| c.open(None).ok().and_then(|(_, _, s)| s.map(|s| (i, s))))
     })
+}
+
+// ---------------------------------------------------------------------------
+// One card in this process (`InProcessCard`) and its firmware client.
+
+/// A fresh directory `hitless-NAME-PID` under the temporary directory.
+pub fn temp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("hitless-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("the test directory");
+    d
+}
+
+/// A firmware client of an in-process card.
+pub fn client(card: &InProcessCard) -> Client<Box<dyn CardIo>> {
+    let io: Box<dyn CardIo> = Box::new(card.connect().expect("a connection to the card"));
+    Client::open(io, Duration::from_secs(30)).expect("the card's firmware answers")
+}
+
+/// A firmware client of the card serving `socket`, retried while the card
+/// still serves a client that was killed (one client at a time).
+pub fn client_at(socket: &Path, limit: Duration) -> Client<VfioUserIo> {
+    let t = Instant::now();
+    loop {
+        let c = VfioUserIo::connect(socket, 8 << 20, Duration::from_secs(10))
+            .and_then(|io| Client::open(io, Duration::from_secs(30)));
+        match c {
+            Ok(c) => return c,
+            Err(e) => assert!(
+                t.elapsed() < limit,
+                "no client of {} after {limit:?}: {e}",
+                socket.display()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The code of a firmware refusal (anything else fails the test).
+pub fn code(e: hitless_driver::Error) -> Code {
+    match e {
+        hitless_driver::Error::Firmware { code, .. } => code,
+        other => panic!("expected a firmware refusal, got {other}"),
+    }
 }
 
 pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
