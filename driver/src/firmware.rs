@@ -118,7 +118,7 @@ pub(crate) fn tier_flag(cold: bool) -> u32 {
 }
 
 /// The largest set the API takes: the card keeps sets in its data area
-/// (256 MiB per tier on the simulated card), the host moves a set through
+/// (512 MiB per tier on the simulated card), the host moves a set through
 /// one DMA buffer of this size (a transport with a smaller DMA window
 /// refuses smaller sets, saying so).
 pub const MAX_SET_BYTES: u32 = 48 << 20;

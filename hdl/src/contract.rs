@@ -963,11 +963,13 @@ impl NvGeometry {
 }
 
 /// The default geometry the simulator and the generated Verilog use:
-/// two 2 MiB regions, a 1 MiB log and a 256 MiB data area per tier.
+/// two 2 MiB regions, a 1 MiB log and a 512 MiB data area per tier (a
+/// 256 MiB heap and the copy-on-write space of its next versions fit;
+/// the in-memory and file-backed tiers only hold the pages written).
 pub const DEFAULT_GEOMETRY: NvGeometry = NvGeometry {
     region_size: 2 << 20,
     log_size: 1 << 20,
-    data_size: 256 << 20,
+    data_size: 512 << 20,
 };
 
 /// The superblock: committed state of one tier (64 bytes, 8 LE words).

@@ -177,7 +177,7 @@ impl Model {
             "unsupported NV geometry {geometry:?}"
         );
         let total = tier_bytes(&geometry) as usize;
-        // A blank tier from the allocator's zero pages: a 256 MiB data area
+        // A blank tier from the allocator's zero pages: a 512 MiB data area
         // costs nothing until it is written.
         for nv in [&mut warm, &mut cold] {
             if nv.is_empty() {

@@ -23,11 +23,11 @@ impl WordStore for hitless_hdl::model::PagedMemory {
 }
 
 /// A tier's bytes: in memory, or a shared mapping of its state file (a
-/// 256 MiB tier is neither read nor copied at start: pages come in as the
+/// 512 MiB tier is neither read nor copied at start: pages come in as the
 /// controller touches them, and every write is in the file at once).
 pub enum TierBytes {
     /// `high`: no byte at or above it was ever written, so a copy of a
-    /// 256 MiB tier copies only what was used.
+    /// 512 MiB tier copies only what was used.
     Mem {
         bytes: Vec<u8>,
         high: usize,

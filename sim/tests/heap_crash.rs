@@ -43,7 +43,7 @@ const PREFIX: &str = "heap-crash: ";
 
 /// Version `v` rewrites page `p` (a fifth of the pages per version).
 fn written_in(v: u32, p: u32) -> bool {
-    (p * 7 + v * 3) % 5 == 0
+    (p * 7 + v * 3).is_multiple_of(5)
 }
 
 /// Page `p` as version `v` writes it.
