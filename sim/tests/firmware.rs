@@ -8,10 +8,9 @@ use hitless_hdl::contract::BootResult;
 use hitless_proto::msg::{Code, TierSel};
 use hitless_sim::inproc::InProcessCard;
 use hitless_sim::service::{Control, RegionSel};
-use std::time::Duration;
 
 mod common;
-use common::{client, code};
+use common::{await_power_ons, client, code};
 
 /// The mailbox's current challenge, for signing a hand-made request.
 fn challenge(fw: &mut Client<Box<dyn CardIo>>) -> u64 {
@@ -517,19 +516,6 @@ mod against_the_model {
             drop(rig);
             let _ = std::fs::remove_dir_all(&dir);
         }
-    }
-}
-
-/// Wait until the card has been powered on `n` times: a scheduled cut may
-/// come after the operation it aimed at ended.
-fn await_power_ons(card: &InProcessCard, n: u64) {
-    let t = std::time::Instant::now();
-    while card.control(Control::Status).unwrap().power_ons < n {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the power cut never came"
-        );
-        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

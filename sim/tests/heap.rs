@@ -200,14 +200,7 @@ fn power_cuts_during_checkpoints_keep_the_last_committed_version() {
             next.insert(p, d);
         }
         drop(fw.take());
-        let t = std::time::Instant::now();
-        while card.control(Control::Status).unwrap().power_ons < round as u64 + 1 {
-            assert!(
-                t.elapsed() < Duration::from_secs(20),
-                "the power cut never came"
-            );
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        common::await_power_ons(&card, round as u64 + 1);
         let mut c = client(&card);
         let (s2, _) = c.open_app(3, OpenFlags::all(), Some(&secret)).unwrap();
         session = s2;
@@ -279,14 +272,7 @@ fn migration_sends_only_changed_pages_and_commits_on_both_or_neither() {
     b.control(Control::CutPowerAt(now + 2_000)).unwrap();
     assert!(heap_migrate(&mut fa, &sa, &mut fb, &sb, 1, Some((2, 1)), true).is_err());
     drop(fb);
-    let t = std::time::Instant::now();
-    while b.control(Control::Status).unwrap().power_ons < 2 {
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the power cut never came"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    common::await_power_ons(&b, 2);
     let mut fb = client(&b);
     let (sb, _) = fb.open_app(4, OpenFlags::all(), Some(&secret_b)).unwrap();
     let vs = fb.heap_open(&sb, 1, PAGES, 0, true).unwrap();
@@ -428,14 +414,7 @@ mod over_the_card {
                 done.as_ref().map(|_| ())
             );
             drop(h);
-            let t = std::time::Instant::now();
-            while card.control(Control::Status).unwrap().power_ons < power_ons + 1 {
-                assert!(
-                    t.elapsed() < Duration::from_secs(20),
-                    "the power cut never came"
-                );
-                std::thread::sleep(Duration::from_millis(2));
-            }
+            common::await_power_ons(&card, power_ons + 1);
             let (h, _) = heap(&card, Some(&secret));
             let latest = h.versions().unwrap().last().unwrap().version;
             let state = h.restart_from(latest).unwrap();

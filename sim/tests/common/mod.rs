@@ -294,6 +294,18 @@ pub fn client_at(socket: &Path, limit: Duration) -> Client<VfioUserIo> {
     }
 }
 
+/// Wait (at most 20 s) until the card has powered on `n` times: a power
+/// cut set with `CutPowerAt` may come after the request it was aimed at.
+pub fn await_power_ons(card: &InProcessCard, n: u64) {
+    wait_for(Duration::from_secs(20), "the power cut", || {
+        let on = card
+            .control(hitless_sim::service::Control::Status)
+            .expect("the card's status")
+            .power_ons;
+        (on >= n).then_some(())
+    });
+}
+
 /// The code of a firmware refusal (anything else fails the test).
 pub fn code(e: hitless_driver::Error) -> Code {
     match e {
