@@ -163,7 +163,8 @@ fn cli_records_stages_log_and_status() {
     assert!(t.elapsed() < Duration::from_secs(10));
     // Bad card specs are clear errors.
     let out = hitless("floppy:/dev/fd0", &["status"], None);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("vfio-user, vfio, uio, uart, daemon or backup"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("vfio-user, vfio, uio, uart, daemon or backup"));
 }
 
 #[test]
