@@ -729,30 +729,8 @@ pub unsafe extern "C" fn hitless_session_open(
             .inner
             .try_borrow_mut()
             .map_err(|_| Fail::invalid("the card is in use by another call"))?;
-        let s = if inner.daemon {
-            inner.fw.open_app(app, what, None)?.0
-        } else {
-            let creds = Credentials::new(None)?;
-            let secret = creds.load(app)?;
-            let (s, fresh) = inner
-                .fw
-                .open_app(app, what, secret.as_ref())
-                .map_err(|e| auth_hint(e, &creds, app, secret.is_some()))?;
-            if let Some(n) = fresh {
-                if let Err(e) = creds.save(app, &n) {
-                    let _ = inner.fw.close(&s);
-                    return Err(Fail {
-                        code: error_code(&e),
-                        msg: format!(
-                            "application {app} is registered but its secret could not be \
-                             saved (later opens will be refused): {}",
-                            e.chain()
-                        ),
-                    });
-                }
-            }
-            s
-        };
+        let daemon = inner.daemon;
+        let s = open_session(&mut *inner.fw, daemon, app, what)?;
         drop(inner);
         out = Box::into_raw(Box::new(hitless_session {
             card: Rc::clone(&c.inner),
@@ -1144,6 +1122,427 @@ pub unsafe extern "C" fn hitless_log_trim(
         // SAFETY: forwarded from the caller.
         let s = unsafe { session_of(session) }?;
         with_fw(&s.card, |i| i.fw.log_trim(&s.s, tier(cold), to))
+    })
+}
+
+// ---- The persistent heap --------------------------------------------------
+
+/// `hitless_heap_open` flags: track writes explicitly (`hitless_heap_write`,
+/// or `hitless_heap_mark_dirty` before writing through the pointer) instead
+/// of write-protecting the mapped heap (the default: userfaultfd
+/// write-protect where the kernel has it, else mprotect).
+pub const HITLESS_HEAP_EXPLICIT: u32 = 1;
+
+/// A heap's pages are this many bytes.
+pub const HITLESS_HEAP_PAGE_BYTES: usize = 4096;
+
+/// A persistent heap of one application on a card (directly or through
+/// hitlessd; `docs/heap.md`). Opaque. Its own connection to the card (the
+/// heap's fault handler uses it from another thread); its calls may come
+/// from any thread.
+pub struct hitless_heap {
+    heap: hitless_heap_lib::Heap,
+}
+
+/// One committed version of a heap (`hitless_heap_versions`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct hitless_heap_version {
+    /// Its number (they increase; the newest is the current one).
+    pub version: u64,
+    /// Pages written in the checkpoint that made it.
+    pub pages: u64,
+    /// Bytes of the application's state it carries.
+    pub state_len: u64,
+}
+
+/// A heap library error as a C failure: the card's refusal keeps its code.
+fn heap_fail(e: hitless_heap_lib::HeapError) -> Fail {
+    use hitless_heap_lib::{CardStoreError, HeapError, StoreError};
+    let code = match &e {
+        HeapError::Store(StoreError::Backend(b)) => match b.downcast_ref::<CardStoreError>() {
+            Some(CardStoreError::Driver(d)) => error_code(d),
+            Some(CardStoreError::StagedLost(_)) => HITLESS_E_LOST,
+            None => HITLESS_E_DEVICE,
+        },
+        HeapError::Store(StoreError::NoSuchVersion(_)) => HITLESS_E_NOT_FOUND,
+        HeapError::Timeout => HITLESS_E_TIMEOUT,
+        HeapError::OutOfRange { .. } | HeapError::Config(_) => HITLESS_E_INVALID_ARGUMENT,
+        _ => HITLESS_E_DEVICE,
+    };
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    Fail { code, msg }
+}
+
+/// A session of `app` on `fw`: through hitlessd the daemon holds the
+/// secret; directly, the local secret store does (registered at the first
+/// open).
+fn open_session(fw: &mut dyn Firmware, daemon: bool, app: u32, what: OpenFlags) -> Res<Session> {
+    if daemon {
+        return Ok(fw.open_app(app, what, None)?.0);
+    }
+    let creds = Credentials::new(None)?;
+    let secret = creds.load(app)?;
+    let (s, fresh) = fw
+        .open_app(app, what, secret.as_ref())
+        .map_err(|e| auth_hint(e, &creds, app, secret.is_some()))?;
+    if let Some(n) = fresh {
+        if let Err(e) = creds.save(app, &n) {
+            let _ = fw.close(&s);
+            return Err(Fail {
+                code: error_code(&e),
+                msg: format!(
+                    "application {app} is registered but its secret could not be \
+                     saved (later opens will be refused): {}",
+                    e.chain()
+                ),
+            });
+        }
+    }
+    Ok(s)
+}
+
+/// The heap behind a handle.
+///
+/// # Safety
+/// `p` is NULL or a handle from `hitless_heap_open` not yet closed.
+unsafe fn heap_of<'a>(p: *mut hitless_heap) -> Res<&'a hitless_heap> {
+    check_ptr(p, "heap")?;
+    // SAFETY: a live handle (the caller's promise), not NULL (checked).
+    Ok(unsafe { &*p })
+}
+
+/// Open heap `heap` (0..=255) of application `app` on the card `spec` names
+/// (as `hitless_open`: `daemon:SOCKET` through hitlessd, or the card
+/// itself), creating it with `heap_pages` pages of
+/// `HITLESS_HEAP_PAGE_BYTES` keeping `keep` versions (0: 4) in the cold
+/// (`cold` nonzero, survives a power cycle) or warm tier when it does not
+/// exist. At most `resident_pages` pages (0: 256) are in memory at once;
+/// the heap's contents are its newest version. `flags`: 0 or
+/// `HITLESS_HEAP_EXPLICIT`.
+///
+/// Through hitlessd one process at a time holds a heap: another opening
+/// it gets `HITLESS_E_PERMISSION` until the first closes it or exits; a
+/// process that exits (or is killed) without checkpointing loses what it
+/// wrote since its last checkpoint, nothing else.
+///
+/// Returns NULL on failure (`hitless_last_error` says why).
+///
+/// # Safety
+/// `spec` is NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_open(
+    spec: *const c_char,
+    timeout_ms: u32,
+    app: u32,
+    heap: u32,
+    heap_pages: u64,
+    keep: u32,
+    cold: c_int,
+    resident_pages: usize,
+    flags: u32,
+) -> *mut hitless_heap {
+    use hitless_heap_lib::{CardStore, Heap, HeapConfig, Tracking};
+    let mut out = std::ptr::null_mut();
+    guard(|| {
+        let explicit = if spec.is_null() {
+            None
+        } else {
+            // SAFETY: not NULL; a NUL-terminated string (the caller's
+            // promise), read up to its bound.
+            Some(unsafe { c_str(spec, "spec") }?)
+        };
+        if flags & !HITLESS_HEAP_EXPLICIT != 0 {
+            return Err(Fail::invalid(format!(
+                "flags {flags:#x}: 0 or HITLESS_HEAP_EXPLICIT"
+            )));
+        }
+        let spec = hitless_driver::card_spec(explicit);
+        let ms = if timeout_ms == 0 {
+            HITLESS_DEFAULT_TIMEOUT_MS
+        } else {
+            timeout_ms
+        };
+        let timeout = Duration::from_millis(ms.into());
+        let tracking = if flags & HITLESS_HEAP_EXPLICIT != 0 {
+            Tracking::Explicit
+        } else if hitless_heap_lib::uffd_wp_available() {
+            Tracking::UffdWp
+        } else {
+            Tracking::Mprotect
+        };
+        let config = HeapConfig {
+            resident_pages: if resident_pages == 0 {
+                HeapConfig::default().resident_pages
+            } else {
+                resident_pages
+            },
+            tracking,
+            ..HeapConfig::default()
+        };
+        let what = OpenFlags::all();
+        // Each path's own client type: the heap's store must be Send (its
+        // fault handler runs on another thread).
+        let h = match spec.strip_prefix("daemon:") {
+            Some(path) => {
+                let mut fw = hitless_driver::daemon::DaemonClient::connect(
+                    std::path::Path::new(path),
+                    timeout,
+                )?;
+                let s = open_session(&mut fw, true, app, what)?;
+                let store = CardStore::open(fw, s, heap, heap_pages, keep, tier(cold))
+                    .map_err(|e| heap_fail(e.into()))?;
+                Heap::open(store, config)
+            }
+            None => {
+                let io = hitless_driver::open_card(&spec, timeout)?;
+                let mut fw = hitless_driver::firmware::Client::open(io, timeout)?;
+                let s = open_session(&mut fw, false, app, what)?;
+                let store = CardStore::open(fw, s, heap, heap_pages, keep, tier(cold))
+                    .map_err(|e| heap_fail(e.into()))?;
+                Heap::open(store, config)
+            }
+        }
+        .map_err(heap_fail)?;
+        out = Box::into_raw(Box::new(hitless_heap { heap: h }));
+        Ok(())
+    });
+    out
+}
+
+/// Close a heap: what was written since the last checkpoint is dropped,
+/// the committed versions stay. The handle (and the pointer of
+/// `hitless_heap_ptr`) is invalid afterwards. NULL: nothing.
+///
+/// # Safety
+/// `heap` is NULL or a handle from `hitless_heap_open` not yet closed, and
+/// no thread uses its memory any more.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_close(heap: *mut hitless_heap) -> c_int {
+    if heap.is_null() {
+        return HITLESS_OK;
+    }
+    guard(|| {
+        // SAFETY: a live handle from `hitless_heap_open` (made by
+        // Box::into_raw), given back once.
+        drop(unsafe { Box::from_raw(heap) });
+        Ok(())
+    })
+}
+
+/// The heap's memory: `*len_out` (when not NULL) receives its size in
+/// bytes. Loads and stores through it are tracked (pages fault in from the
+/// card on first touch; writes mark pages dirty), except with
+/// `HITLESS_HEAP_EXPLICIT`, where only ranges made accessible by
+/// `hitless_heap_mark_dirty` may be touched. NULL on failure. Valid until
+/// `hitless_heap_close`.
+///
+/// # Safety
+/// `heap` is NULL or a live handle; `len_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_ptr(heap: *mut hitless_heap, len_out: *mut usize) -> *mut u8 {
+    let mut out = std::ptr::null_mut();
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { heap_of(heap) }?;
+        // SAFETY: forwarded from the caller.
+        unsafe { put_opt(len_out, h.heap.len(), "len_out") }?;
+        out = h.heap.as_ptr();
+        Ok(())
+    });
+    out
+}
+
+/// Copy `len` bytes of the heap at `offset` into `buf`.
+///
+/// # Safety
+/// `heap` is NULL or a live handle; `buf` is NULL or writable for `len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_read(
+    heap: *mut hitless_heap,
+    offset: u64,
+    buf: *mut u8,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { heap_of(heap) }?;
+        if len == 0 {
+            return Ok(());
+        }
+        if len > h.heap.len() {
+            return Err(Fail::invalid(format!(
+                "{len} bytes: the heap has {}",
+                h.heap.len()
+            )));
+        }
+        check_ptr(buf, "buf")?;
+        // SAFETY: not NULL (checked); `len` is at most the heap's size (far
+        // below isize::MAX); the caller passes `len` writable bytes that
+        // are not the heap's own.
+        let b = unsafe { std::slice::from_raw_parts_mut(buf, len) };
+        h.heap.read(offset, b).map_err(heap_fail)
+    })
+}
+
+/// Write `len` bytes from `data` into the heap at `offset` (the pages
+/// become dirty).
+///
+/// # Safety
+/// `heap` is NULL or a live handle; `data` is NULL or readable for `len`
+/// bytes.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_write(
+    heap: *mut hitless_heap,
+    offset: u64,
+    data: *const u8,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { heap_of(heap) }?;
+        // SAFETY: forwarded from the caller; bounded by the heap's size.
+        let d = unsafe { in_bytes(data, len, h.heap.len(), "data") }?;
+        h.heap.write(offset, d).map_err(heap_fail)
+    })
+}
+
+/// Mark `len` bytes at `offset` dirty before writing them through
+/// `hitless_heap_ptr` (needed with `HITLESS_HEAP_EXPLICIT`; harmless
+/// otherwise): they are faulted in and made writable.
+///
+/// # Safety
+/// `heap` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_mark_dirty(
+    heap: *mut hitless_heap,
+    offset: u64,
+    len: usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { heap_of(heap) }?;
+        let end = offset
+            .checked_add(len as u64)
+            .ok_or_else(|| Fail::invalid("offset + len overflows"))?;
+        h.heap.mark_dirty(offset..end).map_err(heap_fail)
+    })
+}
+
+/// Checkpoint: every dirty page plus the application's own `state` (an
+/// opaque blob of `state_len` bytes, at most `HITLESS_MAX_TRANSFER` * 4)
+/// become one new version, atomically: after any crash or power cut the
+/// version exists whole or not at all. `*version_out` (when not NULL)
+/// receives its number.
+///
+/// # Safety
+/// `heap` is NULL or a live handle; `state` is NULL or readable for
+/// `state_len` bytes; `version_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_checkpoint(
+    heap: *mut hitless_heap,
+    state: *const u8,
+    state_len: usize,
+    version_out: *mut u64,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { heap_of(heap) }?;
+        // SAFETY: forwarded from the caller; the length is bounded here.
+        let st = unsafe { in_bytes(state, state_len, 4 * HITLESS_MAX_TRANSFER, "state") }?;
+        let v = h.heap.checkpoint(st).map_err(heap_fail)?;
+        // SAFETY: forwarded from the caller.
+        unsafe { put_opt(version_out, v.version, "version_out") }
+    })
+}
+
+/// The heap's kept versions, oldest first: up to `cap` into `out`;
+/// `*count_out` receives how many there are (more than `cap`:
+/// `HITLESS_E_TOO_SMALL`, nothing written to `out`).
+///
+/// # Safety
+/// `heap` is NULL or a live handle; `out` is NULL or writable for `cap`
+/// records; `count_out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_versions(
+    heap: *mut hitless_heap,
+    out: *mut hitless_heap_version,
+    cap: usize,
+    count_out: *mut usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { heap_of(heap) }?;
+        check_ptr(count_out, "count_out")?;
+        let vs = h.heap.versions().map_err(heap_fail)?;
+        // SAFETY: checked above.
+        unsafe { put(count_out, vs.len(), "count_out") }?;
+        if vs.len() > cap {
+            return Err(Fail::too_small(format!(
+                "{} versions, room for {cap}",
+                vs.len()
+            )));
+        }
+        let v: Vec<_> = vs
+            .iter()
+            .map(|v| hitless_heap_version {
+                version: v.version,
+                pages: v.pages,
+                state_len: v.state_len,
+            })
+            .collect();
+        // SAFETY: `out` has room for `cap` ≥ `v.len()` records (the
+        // caller's promise; NULL and alignment checked inside).
+        unsafe { write_array(out, &v, "out") }
+    })
+}
+
+/// Restart from `version`: the heap's contents become that version's (what
+/// was written since the last checkpoint is dropped) and the next
+/// checkpoint builds on it. Its state goes to `state` (capacity `cap`);
+/// `*state_len_out` receives its length. When `cap` is too small:
+/// `HITLESS_E_TOO_SMALL` (the restart is done; call again with a larger
+/// buffer). A version not kept: `HITLESS_E_NOT_FOUND`, nothing changed.
+///
+/// # Safety
+/// `heap` is NULL or a live handle; `state` is NULL or writable for `cap`
+/// bytes; `state_len_out` is NULL or writable. No other thread touches
+/// the heap's memory meanwhile.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_restart_from(
+    heap: *mut hitless_heap,
+    version: u64,
+    state: *mut u8,
+    cap: usize,
+    state_len_out: *mut usize,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let h = unsafe { heap_of(heap) }?;
+        check_ptr(state_len_out, "state_len_out")?;
+        let st = h.heap.restart_from(version).map_err(heap_fail)?;
+        // SAFETY: checked above.
+        unsafe { put(state_len_out, st.len(), "state_len_out") }?;
+        if st.len() > cap {
+            return Err(Fail::too_small(format!(
+                "version {version}'s state is {} bytes, the buffer {cap}",
+                st.len()
+            )));
+        }
+        if !st.is_empty() {
+            check_ptr(state, "state")?;
+            // SAFETY: `state` is not NULL and has `cap` ≥ `st.len()`
+            // writable bytes (the caller's promise).
+            unsafe { copy_out(state, 0, &st) };
+        }
+        Ok(())
     })
 }
 

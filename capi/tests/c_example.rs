@@ -1,6 +1,7 @@
 //! The C example (examples/c/store_restore.c) compiled with `cc` against
 //! include/hitless.h and libhitless.so, and run against a simulated card:
-//! directly (`vfio-user:`) and through hitlessd (`daemon:`).
+//! directly (`vfio-user:`) and through hitlessd (`daemon:`): sets, the log,
+//! and a persistent heap (checkpoints, reopen, restart from a version).
 //!
 //! The binaries it needs (`hitless-sim`, `hitlessd`) are workspace
 //! binaries: `cargo test --workspace` (as `cargo xtask test` runs it)
@@ -115,6 +116,9 @@ fn run_example(exe: &Path, card: &str, creds: &Path) -> Output {
         "needs 4096 bytes",
         "error paths checked",
         "deleted 3 sets",
+        "heap: checkpointed versions",
+        "heap: reopened, read back version",
+        "heap: restarted from version",
         "all checks passed",
     ] {
         assert!(stdout.contains(what), "{what:?} missing from:\n{stdout}");

@@ -14,11 +14,12 @@
 //! do: cross-site request forgery).
 
 use crate::card::Op;
+use crate::heaps::Holder;
 use crate::http::{self, HttpLimits, Response};
 use crate::server::Shared;
 use hitless_driver::credentials::Credentials;
 use hitless_proto::message::{Failure, Request};
-use hitless_proto::msg::{flags, Code, TierSel};
+use hitless_proto::msg::{flags, heap_of_object, Code, HeapVersion, TierSel};
 use hitless_proto::Response as CardResponse;
 use serde_json::{json, Value};
 use std::io::Write;
@@ -375,6 +376,10 @@ impl Browser {
                 let app = self.known(app)?;
                 self.sets(app)?
             }
+            ["api", "apps", app, "heaps"] => {
+                let app = self.known(app)?;
+                self.heaps_json(app)?
+            }
             ["api", "log"] => self.log(req)?,
             ["api", "peer"] => self.peer()?,
             ["api", "image"] => self.image()?,
@@ -412,18 +417,8 @@ impl Browser {
             }
             ["api", "apps", app, "restart"] => {
                 let app = self.known(app)?;
-                let version = restart_version(&req.body)?;
-                // Heap versions are not built yet: no application has any.
-                return Err(ApiError(
-                    409,
-                    format!(
-                        "no versions for application {app}{}: the daemon keeps no heap \
-                         versions yet, so there is nothing to restart from",
-                        version
-                            .map(|v| format!(" (asked for version {v})"))
-                            .unwrap_or_default()
-                    ),
-                ));
+                let (heap, version) = restart_request(&req.body)?;
+                self.restart(app, heap, version)?
             }
             _ if seg.first() == Some(&"api") => {
                 return Err(ApiError(404, format!("no such action {}", req.path)))
@@ -509,8 +504,6 @@ impl Browser {
             "owner_uid": owner,
             "registered": registered,
             "suspended": self.shared.suspended.contains(app),
-            // Heap versions are being built: none yet.
-            "versions": [],
         }))
     }
 
@@ -532,6 +525,8 @@ impl Browser {
         let CardResponse::Sets { mut sets, .. } = r else {
             return Err(ApiError(502, "the card answered LIST oddly".into()));
         };
+        // The heap store's roots are shown as heaps, not sets.
+        sets.retain(|s| heap_of_object(s.object).is_none());
         sets.sort_by_key(|s| (s.object, s.tier as u32));
         let sets: Vec<Value> = sets
             .iter()
@@ -550,7 +545,6 @@ impl Browser {
             "app": app,
             "suspended": self.shared.suspended.contains(app),
             "sets": sets,
-            "versions": [],
         }))
     }
 
@@ -726,19 +720,226 @@ impl Browser {
     }
 }
 
-/// The version a restart asks for: an empty body, or `{"version": N}`.
-fn restart_version(body: &[u8]) -> Result<Option<u64>, ApiError> {
+/// The heap and version a restart asks for: `{"heap": H, "version": N}`
+/// (the heap may be left out when the application has one).
+fn restart_request(body: &[u8]) -> Result<(Option<u32>, u64), ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
+        return Err(bad(
+            "name the version: {\"version\": N} (and {\"heap\": H})",
+        ));
     }
     let v: Value =
         serde_json::from_slice(body).map_err(|e| bad(format!("the body is not JSON: {e}")))?;
-    match v.get("version") {
-        None | Some(Value::Null) => Ok(None),
+    let version = match v.get("version") {
+        None | Some(Value::Null) => return Err(bad("name the version: {\"version\": N}")),
         Some(n) => n
             .as_u64()
-            .map(Some)
-            .ok_or_else(|| bad("version must be a non-negative integer")),
+            .ok_or_else(|| bad("version must be a non-negative integer"))?,
+    };
+    let heap = match v.get("heap") {
+        None | Some(Value::Null) => None,
+        Some(n) => Some(
+            n.as_u64()
+                .and_then(|h| u32::try_from(h).ok())
+                .ok_or_else(|| bad("heap must be a heap id (0..=255)"))?,
+        ),
+    };
+    Ok((heap, version))
+}
+
+impl Browser {
+    /// The heap ids of `app` (from its heap roots in the card's LIST).
+    fn heap_ids(&self, app: u32) -> Result<Vec<u32>, ApiError> {
+        let (r, _) = self.call(Op::Run {
+            app,
+            req: Request::List,
+            data: vec![],
+        })?;
+        let CardResponse::Sets { sets, .. } = r else {
+            return Err(ApiError(502, "the card answered LIST oddly".into()));
+        };
+        let mut ids: Vec<u32> = sets
+            .iter()
+            .filter_map(|s| heap_of_object(s.object))
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        Ok(ids)
+    }
+
+    fn run(&self, app: u32, req: Request, data: Vec<u8>) -> Result<CardResponse, ApiError> {
+        Ok(self.call(Op::Run { app, req, data })?.0)
+    }
+
+    /// Run `f` with heap (app, heap) open for the operator, then close it:
+    /// the heap must not be held by an application's connection (its
+    /// transaction would be disturbed); another operator action is waited
+    /// for.
+    fn with_heap<T>(
+        &self,
+        app: u32,
+        heap: u32,
+        f: impl FnOnce(&Self, Vec<HeapVersion>) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        let key = (app, heap);
+        let took = match self.shared.heaps.holder(key) {
+            Some(Holder::Connection { .. }) => false,
+            _ => self
+                .shared
+                .heaps
+                .claim(key, Holder::Operator, CARD_WAIT)
+                .map_err(|e| ApiError(409, e.to_string()))?,
+        };
+        if !took {
+            return Err(ApiError(
+                409,
+                format!(
+                    "heap {heap} of application {app} is open by a running process of the                      application: stop it (or let it close the heap) first"
+                ),
+            ));
+        }
+        let open = Request::HeapOpen {
+            heap,
+            heap_pages: 0,
+            keep: 0,
+            flags: 0,
+        };
+        let r = self.run(app, open, vec![]).and_then(|r| match r {
+            CardResponse::HeapVersions { versions } => f(self, versions),
+            _ => Err(ApiError(502, "the card answered HEAP_OPEN oddly".into())),
+        });
+        if let Err(e) = self.run(app, Request::HeapClose { heap }, vec![]) {
+            tracing::warn!(
+                app,
+                heap,
+                "closing the heap after the browser's look: {}",
+                e.1
+            );
+        }
+        self.shared.heaps.release(key, Holder::Operator);
+        r
+    }
+
+    /// One heap's versions: through the connection that holds it open, or
+    /// opened for the look.
+    fn heap_versions(&self, app: u32, heap: u32) -> Result<(bool, Vec<HeapVersion>), ApiError> {
+        if let Some(Holder::Connection { .. }) = self.shared.heaps.holder((app, heap)) {
+            if let Ok(CardResponse::HeapVersions { versions }) =
+                self.run(app, Request::HeapVersions { heap }, vec![])
+            {
+                return Ok((true, versions));
+            }
+            // Closed meanwhile: look as the operator.
+        }
+        Ok((false, self.with_heap(app, heap, |_, v| Ok(v))?))
+    }
+
+    fn heaps_json(&self, app: u32) -> Result<Value, ApiError> {
+        let mut heaps = Vec::new();
+        for heap in self.heap_ids(app)? {
+            let (held, versions) = self.heap_versions(app, heap)?;
+            let current = versions.last().map(|v| v.version);
+            let vs: Vec<Value> = versions
+                .iter()
+                .map(|v| {
+                    json!({
+                        "version": v.version,
+                        "pages": v.pages,
+                        "state_len": v.state_len,
+                        "state_crc": format!("{:08x}", v.state_crc),
+                        "current": Some(v.version) == current,
+                        "restarted_from": self.shared.heaps.restarted_from((app, heap), v.version),
+                    })
+                })
+                .collect();
+            heaps.push(json!({
+                "heap": heap,
+                "open": held,
+                "current": current,
+                "versions": vs,
+            }));
+        }
+        Ok(json!({ "app": app, "heaps": heaps }))
+    }
+
+    /// Restart heap `heap` (the application's only one when `None`) from
+    /// `version`: a new newest version with that version's pages and
+    /// state (HEAP_CHECKOUT, then HEAP_COMMIT with nothing staged), so the
+    /// application's next open starts from it. Refused while a process of
+    /// the application holds the heap.
+    fn restart(&self, app: u32, heap: Option<u32>, version: u64) -> Result<Value, ApiError> {
+        let heap = match heap {
+            Some(h) => h,
+            None => match self.heap_ids(app)?.as_slice() {
+                [] => {
+                    return Err(ApiError(
+                        409,
+                        format!("no versions: application {app} has no heap to restart"),
+                    ))
+                }
+                [one] => *one,
+                many => {
+                    return Err(bad(format!(
+                        "application {app} has heaps {many:?}: name one ({{\"heap\": H}})"
+                    )))
+                }
+            },
+        };
+        let made = self.with_heap(app, heap, |b, versions| {
+            if !versions.iter().any(|v| v.version == version) {
+                return Err(ApiError(
+                    404,
+                    format!(
+                        "heap {heap} of application {app} has no version {version} (it keeps {:?})",
+                        versions.iter().map(|v| v.version).collect::<Vec<_>>()
+                    ),
+                ));
+            }
+            let checkout = Request::HeapCheckout {
+                heap,
+                version,
+                addr: 0,
+                cap: hitless_proto::daemon::MAX_DATA,
+            };
+            let (r, state) = b.call(Op::Run {
+                app,
+                req: checkout,
+                data: vec![],
+            })?;
+            let CardResponse::HeapVersion(v) = r else {
+                return Err(ApiError(
+                    502,
+                    "the card answered HEAP_CHECKOUT oddly".into(),
+                ));
+            };
+            if hitless_hdl::contract::crc32c(&state) != v.state_crc {
+                return Err(ApiError(502, "the version's state failed its CRC".into()));
+            }
+            let commit = Request::HeapCommit {
+                heap,
+                addr: 0,
+                len: state.len() as u32,
+                crc: v.state_crc,
+            };
+            match b.run(app, commit, state)? {
+                CardResponse::HeapVersion(n) => Ok(n.version),
+                _ => Err(ApiError(502, "the card answered HEAP_COMMIT oddly".into())),
+            }
+        })?;
+        self.shared.heaps.note_restart((app, heap), made, version);
+        tracing::info!(
+            app,
+            heap,
+            from = version,
+            version = made,
+            "heap restarted from a version in the store browser"
+        );
+        Ok(json!({
+            "app": app,
+            "heap": heap,
+            "restarted_from": version,
+            "version": made,
+        }))
     }
 }
 
@@ -763,10 +964,17 @@ mod tests {
             assert!(parse_id("a", s).is_err(), "{s:?}");
         }
         assert!(same("abc", "abc") && !same("abc", "abd") && !same("abc", "ab"));
-        assert_eq!(restart_version(b"").ok(), Some(None));
-        assert_eq!(restart_version(br#"{"version": 3}"#).ok(), Some(Some(3)));
-        assert!(restart_version(br#"{"version": -3}"#).is_err());
-        assert!(restart_version(b"nope").is_err());
+        assert!(restart_request(b"").is_err(), "a restart names its version");
+        assert_eq!(restart_request(br#"{"version": 3}"#).ok(), Some((None, 3)));
+        assert_eq!(
+            restart_request(br#"{"heap": 2, "version": 3}"#).ok(),
+            Some((Some(2), 3))
+        );
+        assert!(restart_request(br#"{"version": -3}"#).is_err());
+        assert!(restart_request(br#"{"heap": 4294967296, "version": 3}"#).is_err());
+        assert!(restart_request(b"nope").is_err());
+        assert_eq!(heap_of_object(0xFFFF_0503), Some(5));
+        assert_eq!(heap_of_object(12), None);
     }
 
     #[test]

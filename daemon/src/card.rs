@@ -26,7 +26,7 @@ use hitless_driver::firmware::{Client, OpenFlags, Session};
 use hitless_driver::{open_card, CardIo, Error};
 use hitless_hdl::contract::crc32c;
 use hitless_proto::message::{Failure, Request};
-use hitless_proto::msg::{flags, Code};
+use hitless_proto::msg::{flags, Code, HEAP_PAGE_BYTES};
 use hitless_proto::Response;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -71,9 +71,15 @@ impl Op {
     fn repeatable(&self) -> bool {
         match self {
             Op::Plain(_) | Op::Register { .. } => true,
-            Op::Run { req, .. } => {
-                !matches!(req, Request::LogAppend { .. } | Request::Delete { .. })
-            }
+            // A commit repeated could make two versions of one
+            // checkpoint; the card's answer to it decides.
+            Op::Run { req, .. } => !matches!(
+                req,
+                Request::LogAppend { .. }
+                    | Request::Delete { .. }
+                    | Request::HeapCommit { .. }
+                    | Request::HeapDelete { .. }
+            ),
         }
     }
 }
@@ -672,24 +678,101 @@ impl Worker {
                     hitless_driver::daemon::IMAGE_THROUGH_DAEMON.into(),
                 ))
             }
-            // The heap store is reached through the card's own mailbox
-            // (hitless_driver::firmware::Client) for now: hitlessd does
-            // not relay it yet.
-            Request::HeapOpen { .. }
-            | Request::HeapClose { .. }
-            | Request::HeapStage { .. }
-            | Request::HeapCommit { .. }
-            | Request::HeapAbort { .. }
-            | Request::HeapRead { .. }
-            | Request::HeapVersions { .. }
-            | Request::HeapCheckout { .. }
-            | Request::HeapDelete { .. }
-            | Request::HeapChanged { .. } => {
-                return Err(Error::InvalidArgument(
-                    "hitlessd does not relay the heap store's requests yet: open the card \
-                     directly (hitless_driver::firmware::Client)"
-                        .into(),
-                ))
+            // The heap store: pages and state in the frame's data (the
+            // server checked the connection holds the heap).
+            Request::HeapOpen {
+                heap,
+                heap_pages,
+                keep,
+                flags: f,
+            } => (
+                Response::HeapVersions {
+                    versions: fw.heap_open(s, heap, heap_pages, keep, tier(f))?,
+                },
+                none(),
+            ),
+            Request::HeapClose { heap } => {
+                fw.heap_close(s, heap)?;
+                (Response::Done, none())
+            }
+            Request::HeapAbort { heap } => {
+                fw.heap_abort(s, heap)?;
+                (Response::Done, none())
+            }
+            Request::HeapStage {
+                heap,
+                ref pages,
+                ref crcs,
+                ..
+            } => {
+                if data.len() != pages.len() * HEAP_PAGE_BYTES || crcs.len() != pages.len() {
+                    return Err(Error::InvalidArgument(format!(
+                        "HEAP_STAGE of {} pages with {} CRCs and {} bytes of data",
+                        pages.len(),
+                        crcs.len(),
+                        data.len()
+                    )));
+                }
+                let list: Vec<(u32, &[u8])> = pages
+                    .iter()
+                    .copied()
+                    .zip(data.chunks(HEAP_PAGE_BYTES))
+                    .collect();
+                for ((p, d), c) in list.iter().zip(crcs) {
+                    if crc32c(d) != *c {
+                        return Err(Error::InvalidArgument(format!(
+                            "page {p} fails its CRC (damaged on the way to the daemon)"
+                        )));
+                    }
+                }
+                fw.heap_stage(s, heap, &list)?;
+                (Response::Done, none())
+            }
+            Request::HeapCommit { heap, len, crc, .. } => {
+                if data.len() != len as usize || crc32c(data) != crc {
+                    return Err(Error::InvalidArgument(format!(
+                        "HEAP_COMMIT of {len} bytes of state with {} bytes of data, or a bad CRC",
+                        data.len()
+                    )));
+                }
+                (
+                    Response::HeapVersion(fw.heap_commit(s, heap, data)?),
+                    none(),
+                )
+            }
+            Request::HeapRead {
+                heap, ref pages, ..
+            } => {
+                let got = fw.heap_read(s, heap, pages)?;
+                let mut absent = Vec::new();
+                let mut out = Vec::new();
+                for (p, g) in pages.iter().zip(got) {
+                    match g {
+                        Some(b) => out.extend_from_slice(&b),
+                        None => absent.push(*p),
+                    }
+                }
+                (Response::HeapPages { absent }, out)
+            }
+            Request::HeapVersions { heap } => (
+                Response::HeapVersions {
+                    versions: fw.heap_versions(s, heap)?,
+                },
+                none(),
+            ),
+            Request::HeapCheckout { heap, version, .. } => {
+                let (v, state) = fw.heap_checkout(s, heap, version)?;
+                (Response::HeapVersion(v), state)
+            }
+            Request::HeapChanged { heap, since, first } => {
+                let mut pages = fw.heap_changed(s, heap, since)?;
+                pages.retain(|p| *p >= first);
+                pages.truncate(hitless_proto::msg::HEAP_CHANGED_MAX);
+                (Response::HeapChanged { pages }, none())
+            }
+            Request::HeapDelete { heap } => {
+                fw.heap_delete(s, heap)?;
+                (Response::Done, none())
             }
         })
     }

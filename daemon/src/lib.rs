@@ -12,6 +12,7 @@
 
 pub mod browser;
 pub mod card;
+pub mod heaps;
 pub mod http;
 pub mod metrics;
 pub mod policy;

@@ -6,6 +6,7 @@
 //! (the card sessions stay pooled with the card, nothing is leaked).
 
 use crate::card::{Answer, Card, Op};
+use crate::heaps::{Heaps, Holder};
 use crate::metrics::{CodeLabel, DirLabel, KindLabel, Metrics};
 use crate::policy::{groups_of, Decision, Peer, Policy};
 use hitless_driver::daemon::wire;
@@ -18,7 +19,7 @@ use rand::Rng;
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -61,7 +62,11 @@ pub struct Shared {
     pub limits: Limits,
     /// Applications the operator suspended (the store browser).
     pub suspended: Suspended,
+    /// Which connection holds which heap ([`crate::heaps`]).
+    pub heaps: Heaps,
     connections: AtomicUsize,
+    /// Numbers the connections (a heap's holder).
+    next_conn: AtomicU64,
 }
 
 impl Shared {
@@ -78,7 +83,9 @@ impl Shared {
             metrics,
             limits,
             suspended,
+            heaps: Heaps::default(),
             connections: AtomicUsize::new(0),
+            next_conn: AtomicU64::new(1),
         })
     }
 }
@@ -179,6 +186,9 @@ pub fn changes_state(req: &Request) -> bool {
             | Request::LogAppend { .. }
             | Request::LogTrim { .. }
             | Request::Format { .. }
+            | Request::HeapStage { .. }
+            | Request::HeapCommit { .. }
+            | Request::HeapDelete { .. }
     )
 }
 
@@ -251,6 +261,16 @@ pub fn kind_name(k: u8) -> &'static str {
         kind::LOG_READ => "log_read",
         kind::LOG_TRIM => "log_trim",
         kind::FORMAT => "format",
+        kind::HEAP_OPEN => "heap_open",
+        kind::HEAP_CLOSE => "heap_close",
+        kind::HEAP_STAGE => "heap_stage",
+        kind::HEAP_COMMIT => "heap_commit",
+        kind::HEAP_ABORT => "heap_abort",
+        kind::HEAP_READ => "heap_read",
+        kind::HEAP_VERSIONS => "heap_versions",
+        kind::HEAP_CHECKOUT => "heap_checkout",
+        kind::HEAP_DELETE => "heap_delete",
+        kind::HEAP_CHANGED => "heap_changed",
         _ => "unknown",
     }
 }
@@ -271,7 +291,8 @@ fn connection(stream: &UnixStream, shared: &Shared) {
         }
     };
     let _ = stream.set_write_timeout(Some(shared.limits.frame));
-    tracing::debug!(uid = peer.uid, pid = peer.pid, "connection");
+    let conn = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(uid = peer.uid, pid = peer.pid, conn, "connection");
     let mut sessions: HashMap<u32, Sess> = HashMap::new();
     let mut answered = false;
     loop {
@@ -304,7 +325,7 @@ fn connection(stream: &UnixStream, shared: &Shared) {
         };
         let start = Instant::now();
         let bytes_in = frame.data.len();
-        let (k, answer) = handle(shared, &peer, &mut sessions, &frame.msg, frame.data);
+        let (k, answer) = handle(shared, &peer, conn, &mut sessions, &frame.msg, frame.data);
         let m = &shared.metrics;
         let label = KindLabel {
             kind: kind_name(k).into(),
@@ -334,6 +355,8 @@ fn connection(stream: &UnixStream, shared: &Shared) {
             .get_or_create(&label)
             .observe(start.elapsed().as_secs_f64());
     }
+    // The heaps it still holds: their staged pages are nobody's now.
+    drop_heaps(shared, conn, None);
     tracing::debug!(
         uid = peer.uid,
         sessions = sessions.len(),
@@ -341,9 +364,107 @@ fn connection(stream: &UnixStream, shared: &Shared) {
     );
 }
 
+/// Abort and close the heaps connection `conn` holds (those opened under
+/// session `handle`, or all), then free them: a holder that went away in
+/// the middle of a transaction leaves the committed versions as they are
+/// and the next opener nothing staged.
+fn drop_heaps(shared: &Shared, conn: u64, handle: Option<u32>) {
+    for ((app, heap), who) in shared.heaps.of_connection(conn, handle) {
+        for req in [Request::HeapAbort { heap }, Request::HeapClose { heap }] {
+            let what = kind_name(req.kind());
+            let op = Op::Run {
+                app,
+                req,
+                data: vec![],
+            };
+            if let Err(f) = shared.card.call(op, shared.limits.answer) {
+                // A card that lost the heap (a reset) dropped the staged
+                // pages itself.
+                tracing::info!(app, heap, "{what} of an abandoned heap: {}", f.detail);
+            }
+        }
+        tracing::info!(
+            app,
+            heap,
+            conn,
+            "heap left open by a closed session or connection: staged pages aborted"
+        );
+        shared.heaps.release((app, heap), who);
+    }
+}
+
+/// The heap a heap request names.
+fn heap_of(req: &Request) -> Option<u32> {
+    match *req {
+        Request::HeapOpen { heap, .. }
+        | Request::HeapClose { heap }
+        | Request::HeapStage { heap, .. }
+        | Request::HeapCommit { heap, .. }
+        | Request::HeapAbort { heap }
+        | Request::HeapRead { heap, .. }
+        | Request::HeapVersions { heap }
+        | Request::HeapCheckout { heap, .. }
+        | Request::HeapDelete { heap }
+        | Request::HeapChanged { heap, .. } => Some(heap),
+        _ => None,
+    }
+}
+
+/// A heap request of connection `conn`: HEAP_OPEN takes the heap for the
+/// connection (refused while another holds it), HEAP_DELETE takes it for
+/// its length, HEAP_CLOSE gives it up, and the others need it held.
+fn heap_request(shared: &Shared, conn: u64, handle: u32, heap: u32, op: Op) -> Answer {
+    let Op::Run { app, ref req, .. } = op else {
+        return Err(Failure::new(Code::Invalid, "not a session request"));
+    };
+    let key = (app, heap);
+    let me = Holder::Connection { conn, handle };
+    let call = |op| shared.card.call(op, shared.limits.answer);
+    let claim = || {
+        shared
+            .heaps
+            .claim(key, me, shared.limits.answer)
+            .map_err(|e| Failure::new(Code::Permission, e.to_string()))
+    };
+    match req {
+        Request::HeapOpen { .. } => {
+            let took = claim()?;
+            let r = call(op);
+            if r.is_err() && took {
+                shared.heaps.release(key, me);
+            }
+            r
+        }
+        Request::HeapDelete { .. } => {
+            let took = claim()?;
+            let r = call(op);
+            if r.is_ok() {
+                shared.heaps.forget(key);
+            }
+            if took || r.is_ok() {
+                shared.heaps.release(key, me);
+            }
+            r
+        }
+        _ if !shared.heaps.held_by(key, conn) => Err(Failure::new(
+            Code::NotFound,
+            format!(
+                "heap {heap} of application {app} is not open on this connection (HEAP_OPEN first)"
+            ),
+        )),
+        Request::HeapClose { .. } => {
+            let r = call(op);
+            shared.heaps.release(key, me);
+            r
+        }
+        _ => call(op),
+    }
+}
+
 fn handle(
     shared: &Shared,
     peer: &Peer,
+    conn: u64,
     sessions: &mut HashMap<u32, Sess>,
     raw: &[u8],
     data: Vec<u8>,
@@ -368,7 +489,10 @@ fn handle(
         )),
         Request::Open { app, flags: want } => open(shared, peer, sessions, app, want, call),
         Request::Close => match m.u32_or(tag::HANDLE, u32::MAX) {
-            Ok(h) if sessions.remove(&h).is_some() => Ok((Response::Done, vec![])),
+            Ok(h) if sessions.remove(&h).is_some() => {
+                drop_heaps(shared, conn, Some(h));
+                Ok((Response::Done, vec![]))
+            }
             _ => Err(no_session()),
         },
         req => session_request(sessions, &m, req, data).and_then(|op| {
@@ -387,12 +511,24 @@ fn handle(
                     req:
                         Request::Restore { cap, .. }
                         | Request::Fetch { cap, .. }
-                        | Request::LogRead { cap, .. },
+                        | Request::LogRead { cap, .. }
+                        | Request::HeapRead { cap, .. }
+                        | Request::HeapCheckout { cap, .. },
                     ..
                 } => Some(*cap),
                 _ => None,
             };
-            let (r, d) = call(op)?;
+            let heap = match &op {
+                Op::Run { req, .. } => heap_of(req),
+                _ => None,
+            };
+            let (r, d) = match heap {
+                Some(heap) => {
+                    let handle = m.u32_or(tag::HANDLE, u32::MAX).unwrap_or(u32::MAX);
+                    heap_request(shared, conn, handle, heap, op)?
+                }
+                None => call(op)?,
+            };
             match cap {
                 Some(cap) if d.len() > cap as usize => Err(Failure::too_small(d.len() as u64)),
                 _ => Ok((r, d)),
@@ -508,7 +644,13 @@ fn session_request(
             ));
         }
     }
-    let takes_data = matches!(req, Request::Store { .. } | Request::LogAppend { .. });
+    let takes_data = matches!(
+        req,
+        Request::Store { .. }
+            | Request::LogAppend { .. }
+            | Request::HeapStage { .. }
+            | Request::HeapCommit { .. }
+    );
     if !takes_data && !data.is_empty() {
         return Err(Failure::new(
             Code::Invalid,

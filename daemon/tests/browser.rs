@@ -13,49 +13,11 @@ use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin(name: &str) -> PathBuf {
-    match name {
-        "hitlessd" => PathBuf::from(env!("CARGO_BIN_EXE_hitlessd")),
-        _ => {
-            let exe = std::env::current_exe().unwrap();
-            let p = exe.parent().and_then(Path::parent).unwrap().join(name);
-            assert!(
-                p.exists(),
-                "{} not built: run `cargo test --workspace` (or `cargo xtask test`)",
-                p.display()
-            );
-            p
-        }
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hitlessd-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+mod common;
+use common::{bin, free_port, scratch, start_card, start_daemon, Daemon, Killed};
 
 /// A simulated card, hitlessd in front of it with the store browser.
 struct Rig {
@@ -64,39 +26,21 @@ struct Rig {
     /// `127.0.0.1:PORT`
     http: String,
     token: String,
-    _daemon: Killed,
+    _daemon: Daemon,
     _card: hitless_sim::serve::CardProcess,
 }
 
 impl Rig {
     fn start(name: &str) -> Rig {
         let dir = scratch(name);
-        let card =
-            hitless_sim::serve::spawn_card(&bin("hitless-sim"), &dir, &[], Duration::from_secs(20))
-                .unwrap();
-        let socket = dir.join("hitlessd.sock");
+        let card = start_card(&dir);
         let state = dir.join("daemon-state");
         let http = format!("127.0.0.1:{}", free_port());
-        let log = std::fs::File::create(dir.join("hitlessd.log")).unwrap();
-        let child = Command::new(bin("hitlessd"))
-            .arg("--card")
-            .arg(format!("vfio-user:{}", card.socket.display()))
-            .arg("--socket")
-            .arg(&socket)
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--http", &http])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let daemon = Killed(child);
+        let daemon = start_daemon(&dir, &card.socket, &["--http", &http]);
+        let socket = daemon.socket.clone();
         let start = Instant::now();
         let token_file = state.join("http-token");
-        while std::os::unix::net::UnixStream::connect(&socket).is_err()
-            || TcpStream::connect(&http).is_err()
-            || !token_file.exists()
-        {
+        while TcpStream::connect(&http).is_err() || !token_file.exists() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "hitlessd did not start: {}",
@@ -316,7 +260,12 @@ fn store_browser_api_needs_the_token_refuses_bad_input_and_its_actions_show() {
     assert_eq!(ids, [7, 8], "{apps}");
     for a in apps["apps"].as_array().unwrap() {
         assert_eq!(a["suspended"], json!(false));
-        assert_eq!(a["versions"], json!([]), "no heap versions yet");
+        let app = a["app"].as_u64().unwrap();
+        assert_eq!(
+            rig.get(&format!("/api/apps/{app}/heaps"))["heaps"],
+            json!([]),
+            "no heaps yet"
+        );
     }
     let sets = rig.get("/api/apps/7/sets");
     assert_eq!(
@@ -382,6 +331,14 @@ fn store_browser_api_needs_the_token_refuses_bad_input_and_its_actions_show() {
         ("POST", "/api/apps/7/explode", "", 404),
         ("POST", "/api/apps/7/restart", "not json", 400),
         ("POST", "/api/apps/7/restart", r#"{"version": "x"}"#, 400),
+        ("POST", "/api/apps/7/restart", "", 400),
+        (
+            "POST",
+            "/api/apps/7/restart",
+            r#"{"heap": -1, "version": 1}"#,
+            400,
+        ),
+        ("GET", "/api/apps/9/heaps", "", 404),
     ] {
         let (st, v) = rig.api(method, path, body);
         assert_eq!(st, want, "{method} {path}: {v}");
@@ -446,6 +403,75 @@ fn store_browser_api_needs_the_token_refuses_bad_input_and_its_actions_show() {
         page_sets(&rig.get("/api/apps/7/sets")),
         card_sets(&mut c, &s7)
     );
+
+    // Heaps: application 8's heap 2, three versions, listed with the
+    // newest current; a restart is refused while the application holds
+    // the heap, and once it let go makes a new current version with the
+    // chosen version's pages and state.
+    let v = |n: u8| vec![n; 4096];
+    c.heap_open(&s8, 2, 16, 4, true).unwrap();
+    for n in 1..=3u8 {
+        let page = v(n);
+        c.heap_stage(&s8, 2, &[(0, &page[..]), (n as u32, &page[..])])
+            .unwrap();
+        c.heap_commit(&s8, 2, &[n; 3]).unwrap();
+    }
+    let heaps = rig.get("/api/apps/8/heaps");
+    assert_eq!(heaps["heaps"][0]["heap"], json!(2), "{heaps}");
+    assert_eq!(heaps["heaps"][0]["open"], json!(true), "{heaps}");
+    assert_eq!(heaps["heaps"][0]["current"], json!(3), "{heaps}");
+    let (st, r) = rig.api(
+        "POST",
+        "/api/apps/8/restart",
+        r#"{"heap": 2, "version": 1}"#,
+    );
+    assert_eq!(st, 409, "held by the application: {r}");
+    assert!(
+        r["error"].as_str().unwrap().contains("running process"),
+        "{r}"
+    );
+    c.heap_close(&s8, 2).unwrap();
+    let heaps = rig.get("/api/apps/8/heaps");
+    let h = &heaps["heaps"][0];
+    assert_eq!(h["open"], json!(false), "{heaps}");
+    let listed: Vec<(u64, bool)> = h["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["current"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, [(1, false), (2, false), (3, true)], "{heaps}");
+    let (st, r) = rig.api(
+        "POST",
+        "/api/apps/8/restart",
+        r#"{"heap": 2, "version": 9}"#,
+    );
+    assert_eq!(st, 404, "{r}");
+    let (st, r) = rig.api(
+        "POST",
+        "/api/apps/8/restart",
+        r#"{"heap": 7, "version": 1}"#,
+    );
+    assert!(st == 400 || st == 404, "no heap 7: {st} {r}");
+    let r = rig.api("POST", "/api/apps/8/restart", r#"{"version": 1}"#);
+    assert_eq!(r.0, 200, "{}", r.1);
+    assert_eq!(r.1["version"], json!(4), "{}", r.1);
+    let heaps = rig.get("/api/apps/8/heaps");
+    let h = &heaps["heaps"][0];
+    assert_eq!(h["current"], json!(4), "{heaps}");
+    assert_eq!(h["versions"][3]["restarted_from"], json!(1), "{heaps}");
+    // The application's next open starts from it: version 1's bytes.
+    let vs = c.heap_open(&s8, 2, 0, 0, true).unwrap();
+    assert_eq!(vs.last().unwrap().version, 4);
+    let got = c.heap_read(&s8, 2, &[0, 1, 2, 3]).unwrap();
+    assert_eq!(got, [Some(v(1)), Some(v(1)), None, None]);
+    assert_eq!(c.heap_checkout(&s8, 2, 4).unwrap().1, [1u8; 3]);
+    c.heap_close(&s8, 2).unwrap();
     let dir = rig.dir.clone();
     drop(rig);
     let _ = std::fs::remove_dir_all(&dir);
@@ -708,6 +734,13 @@ fn store_browser_in_headless_chromium_shows_removes_and_suspends() {
     c.store(&s8, 5, 0, 0, false, b"eight five").unwrap();
     c.log_append(&s7, 1, false, false, b"hello from seven")
         .unwrap();
+    // Application 7's heap 0: three versions, page 0 holding the number.
+    c.heap_open(&s7, 0, 8, 4, true).unwrap();
+    for n in 1..=3u8 {
+        c.heap_stage(&s7, 0, &[(0, &[n; 4096][..])]).unwrap();
+        c.heap_commit(&s7, 0, &[n]).unwrap();
+    }
+    c.heap_close(&s7, 0).unwrap();
 
     // A read-only look first, as an operator's script would:
     // --dump-dom of the page after its scripts ran.
@@ -806,12 +839,34 @@ fn store_browser_in_headless_chromium_shows_removes_and_suspends() {
     shot(&mut b, "browser-3-suspended.png");
     assert_suspended_refusal(c.store(&s7, 3, 0, 0, false, b"while suspended"));
 
-    // Restart from a version: none exist yet, the page says so.
-    b.click("button[data-action=restart][data-app='7']");
-    b.wait_for(
-        "document.getElementById('msg').textContent.includes('no versions')",
-        "the restart's refusal",
+    // Restart heap 0 from version 1 (an operator's action, allowed while
+    // the application is suspended): the page shows a new current version
+    // made from it, and the application reads version 1's bytes.
+    let current = "JSON.stringify([...document.querySelectorAll(\"tr.heap-version[data-app='7'][data-current='true']\")]\
+        .map(r => [Number(r.dataset.heap), Number(r.dataset.version), r.cells[4].textContent]))";
+    assert_eq!(
+        b.eval(current),
+        json!(json!([[0, 3, "current"]]).to_string()),
+        "{}",
+        b.eval("document.body.innerText")
     );
+    b.click("button[data-action=restart][data-app='7'][data-heap='0'][data-version='1']");
+    b.wait_for(
+        "document.querySelector(\"tr.heap-version[data-app='7'][data-current='true']\")?.dataset.version === '4'",
+        "version 4 current after the restart",
+    );
+    assert_eq!(
+        b.eval(current),
+        json!(json!([[0, 4, "current (restarted from version 1)"]]).to_string())
+    );
+    shot(&mut b, "browser-3b-restarted.png");
+    c.heap_open(&s7, 0, 0, 0, true).unwrap();
+    assert_eq!(
+        c.heap_read(&s7, 0, &[0]).unwrap(),
+        [Some(vec![1u8; 4096])],
+        "the heap's bytes are version 1's"
+    );
+    c.heap_close(&s7, 0).unwrap();
 
     // Resume: the page shows it active, stores go through again.
     b.click("button[data-action=resume][data-app='7']");

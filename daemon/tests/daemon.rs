@@ -14,38 +14,12 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// A binary: this package's from cargo; another package's (the card
-/// process, the CLI) next to this test's executable, where `cargo test
-/// --workspace` (as `cargo xtask test` runs it) builds them.
-fn bin(name: &str) -> PathBuf {
-    match name {
-        "hitlessd" => PathBuf::from(env!("CARGO_BIN_EXE_hitlessd")),
-        "hitless-load" => PathBuf::from(env!("CARGO_BIN_EXE_hitless-load")),
-        _ => {
-            let exe = std::env::current_exe().unwrap();
-            let p = exe.parent().and_then(Path::parent).unwrap().join(name);
-            assert!(
-                p.exists(),
-                "{} not built: run `cargo test --workspace` (or `cargo xtask test`)",
-                p.display()
-            );
-            p
-        }
-    }
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hitlessd-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    // Other uids' processes reach the sockets in here.
-    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    dir
-}
+mod common;
+use common::{bin, free_port, scratch, start_card, start_daemon, Daemon};
 
 fn am_root() -> bool {
     std::fs::metadata("/proc/self")
@@ -55,54 +29,6 @@ fn am_root() -> bool {
 
 fn my_uid() -> u32 {
     std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap()
-}
-
-/// hitlessd as a child process; killed when dropped.
-struct Daemon {
-    child: Child,
-    socket: PathBuf,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_daemon(dir: &Path, card_socket: &Path, extra: &[&str]) -> Daemon {
-    let socket = dir.join("hitlessd.sock");
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.join("hitlessd.log"))
-        .unwrap();
-    let child = Command::new(bin("hitlessd"))
-        .arg("--card")
-        .arg(format!("vfio-user:{}", card_socket.display()))
-        .arg("--socket")
-        .arg(&socket)
-        .arg("--state-dir")
-        .arg(dir.join("daemon-state"))
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let d = Daemon { child, socket };
-    let start = Instant::now();
-    while UnixStream::connect(&d.socket).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "hitlessd did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    d
-}
-
-fn start_card(dir: &Path) -> hitless_sim::serve::CardProcess {
-    hitless_sim::serve::spawn_card(&bin("hitless-sim"), dir, &[], Duration::from_secs(20)).unwrap()
 }
 
 /// `hitless` through the daemon, as `uid` when the test is root.
@@ -310,14 +236,6 @@ fn an_application_cannot_use_another_uids_application() {
     assert!(m.contains("hitlessd_request_seconds_bucket"), "{m}");
     drop(d);
     let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Send raw bytes, then read what the daemon answers (if anything).

@@ -8,11 +8,12 @@
 
 use crate::error::{Error, Result};
 use crate::firmware::{
-    check_set_size, checked_set, Firmware, FwStatus, LogRead, OpenFlags, Secret, Session,
+    check_set_size, checked_set, Firmware, FwStatus, HeapVersion, LogRead, OpenFlags, Secret,
+    Session,
 };
 use hitless_hdl::contract::crc32c;
 use hitless_proto::message::Request;
-use hitless_proto::msg::{flags, tag, SetInfo};
+use hitless_proto::msg::{flags, tag, SetInfo, HEAP_PAGE_BYTES, HEAP_REQUEST_PAGES};
 use hitless_proto::tlv::Message;
 use hitless_proto::Response;
 use std::os::unix::net::UnixStream;
@@ -401,6 +402,20 @@ impl DaemonClient {
             other => Err(unexpected(&other)),
         }
     }
+
+    fn heap_version(r: Response) -> Result<HeapVersion> {
+        match r {
+            Response::HeapVersion(v) => Ok(v),
+            other => Err(unexpected(&other)),
+        }
+    }
+
+    fn heap_versions_of(r: Response) -> Result<Vec<HeapVersion>> {
+        match r {
+            Response::HeapVersions { versions } => Ok(versions),
+            other => Err(unexpected(&other)),
+        }
+    }
 }
 
 /// The bytes of a set or record the answer's data holds at `offset`.
@@ -624,6 +639,152 @@ impl Firmware for DaemonClient {
         _tftp: Option<String>,
     ) -> Result<crate::firmware::ImageReport> {
         Err(image_refused(self))
+    }
+
+    // The heap store: the same requests as on the card's mailbox, with the
+    // pages and the state in the frame's data instead of a DMA buffer
+    // (`addr` 0). hitlessd relays them for heaps this connection opened
+    // (docs/daemon.md, "Heaps through the daemon").
+    fn heap_open(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        heap_pages: u32,
+        keep: u32,
+        cold: bool,
+    ) -> Result<Vec<HeapVersion>> {
+        let r = Request::HeapOpen {
+            heap,
+            heap_pages,
+            keep,
+            flags: tier_flag(cold),
+        };
+        Self::heap_versions_of(self.signed(s, &r, &[])?.0)
+    }
+
+    fn heap_close(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapClose { heap }, &[])?.0)
+    }
+
+    fn heap_stage(&mut self, s: &Session, heap: u32, pages: &[(u32, &[u8])]) -> Result<u64> {
+        let mut sent = 0u64;
+        for chunk in pages.chunks(HEAP_REQUEST_PAGES) {
+            let mut numbers = Vec::with_capacity(chunk.len());
+            let mut crcs = Vec::with_capacity(chunk.len());
+            let mut data = Vec::with_capacity(chunk.len() * HEAP_PAGE_BYTES);
+            for (p, d) in chunk {
+                if d.len() != HEAP_PAGE_BYTES {
+                    return Err(Error::InvalidArgument(format!(
+                        "page {p} has {} bytes, not {HEAP_PAGE_BYTES}",
+                        d.len()
+                    )));
+                }
+                numbers.push(*p);
+                crcs.push(crc32c(d));
+                data.extend_from_slice(d);
+            }
+            let r = Request::HeapStage {
+                heap,
+                pages: numbers,
+                crcs,
+                addr: 0,
+            };
+            Self::done(self.signed(s, &r, &data)?.0)?;
+            sent += data.len() as u64;
+        }
+        Ok(sent)
+    }
+
+    fn heap_commit(&mut self, s: &Session, heap: u32, state: &[u8]) -> Result<HeapVersion> {
+        if state.len() > hitless_proto::daemon::MAX_DATA as usize {
+            return Err(Error::InvalidArgument(format!(
+                "{} bytes of state: hitlessd takes at most {} in one request",
+                state.len(),
+                hitless_proto::daemon::MAX_DATA
+            )));
+        }
+        let r = Request::HeapCommit {
+            heap,
+            addr: 0,
+            len: state.len() as u32,
+            crc: crc32c(state),
+        };
+        Self::heap_version(self.signed(s, &r, state)?.0)
+    }
+
+    fn heap_abort(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapAbort { heap }, &[])?.0)
+    }
+
+    fn heap_read(&mut self, s: &Session, heap: u32, pages: &[u32]) -> Result<Vec<Option<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(pages.len());
+        for chunk in pages.chunks(HEAP_REQUEST_PAGES) {
+            let r = Request::HeapRead {
+                heap,
+                pages: chunk.to_vec(),
+                addr: 0,
+                cap: (chunk.len() * HEAP_PAGE_BYTES) as u32,
+            };
+            let (r, data) = self.signed(s, &r, &[])?;
+            let Response::HeapPages { absent } = r else {
+                return Err(unexpected(&r));
+            };
+            // The data holds the present pages, in the order asked.
+            let mut at = 0usize;
+            for p in chunk {
+                if absent.contains(p) {
+                    out.push(None);
+                } else {
+                    out.push(Some(slice(&data, at as u32, HEAP_PAGE_BYTES as u32)?));
+                    at += HEAP_PAGE_BYTES;
+                }
+            }
+            if at != data.len() {
+                return Err(Error::BadCompletion(format!(
+                    "hitlessd answered {} bytes for {} pages",
+                    data.len(),
+                    at / HEAP_PAGE_BYTES
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    fn heap_versions(&mut self, s: &Session, heap: u32) -> Result<Vec<HeapVersion>> {
+        Self::heap_versions_of(self.signed(s, &Request::HeapVersions { heap }, &[])?.0)
+    }
+
+    fn heap_checkout(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        version: u64,
+    ) -> Result<(HeapVersion, Vec<u8>)> {
+        let r = Request::HeapCheckout {
+            heap,
+            version,
+            addr: 0,
+            cap: hitless_proto::daemon::MAX_DATA,
+        };
+        let (r, state) = self.signed(s, &r, &[])?;
+        let v = Self::heap_version(r)?;
+        if state.len() != v.state_len as usize || crc32c(&state) != v.state_crc {
+            return Err(Error::BadCompletion(
+                "the heap version's state failed its CRC on the way".into(),
+            ));
+        }
+        Ok((v, state))
+    }
+
+    fn heap_changed(&mut self, s: &Session, heap: u32, since: u64) -> Result<Vec<u32>> {
+        crate::firmware::changed_pages(|first| {
+            let r = Request::HeapChanged { heap, since, first };
+            Ok(self.signed(s, &r, &[])?.0)
+        })
+    }
+
+    fn heap_delete(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::HeapDelete { heap }, &[])?.0)
     }
 }
 

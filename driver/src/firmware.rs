@@ -144,6 +144,26 @@ pub(crate) fn checked_set(info: &SetInfo, bytes: Vec<u8>) -> Result<(SetInfo, Ve
     Ok((*info, bytes))
 }
 
+/// Every page HEAP_CHANGED names, asking from page `first` on until an
+/// answer is not full (the same on the card's and the daemon's path).
+pub(crate) fn changed_pages(mut ask: impl FnMut(u32) -> Result<Response>) -> Result<Vec<u32>> {
+    let mut out: Vec<u32> = Vec::new();
+    let mut first = 0u32;
+    loop {
+        let pages = match ask(first)? {
+            Response::HeapChanged { pages } => pages,
+            other => return Err(unexpected(&other)),
+        };
+        let full = pages.len() == hitless_proto::msg::HEAP_CHANGED_MAX;
+        let last = pages.last().copied();
+        out.extend(pages);
+        match (full, last) {
+            (true, Some(l)) if l < u32::MAX => first = l + 1,
+            _ => return Ok(out),
+        }
+    }
+}
+
 fn unexpected(r: &Response) -> Error {
     Error::BadCompletion(format!("unexpected firmware response {r:?}"))
 }
@@ -496,22 +516,7 @@ impl<T: CardIo> Client<T> {
     /// The pages of the base version that differ from version `since`
     /// (0: every written page), ascending.
     pub fn heap_changed(&mut self, s: &Session, heap: u32, since: u64) -> Result<Vec<u32>> {
-        let mut out: Vec<u32> = Vec::new();
-        let mut first = 0u32;
-        loop {
-            let r = Request::HeapChanged { heap, since, first };
-            let pages = match self.signed(s, &r)? {
-                Response::HeapChanged { pages } => pages,
-                other => return Err(unexpected(&other)),
-            };
-            let full = pages.len() == hitless_proto::msg::HEAP_CHANGED_MAX;
-            let last = pages.last().copied();
-            out.extend(pages);
-            match (full, last) {
-                (true, Some(l)) if l < u32::MAX => first = l + 1,
-                _ => return Ok(out),
-            }
-        }
+        changed_pages(|first| self.signed(s, &Request::HeapChanged { heap, since, first }))
     }
 
     /// Delete every version of the heap (one commit).
@@ -1032,6 +1037,72 @@ pub trait Firmware {
     fn image_serve(&mut self, _http: Option<String>, _tftp: Option<String>) -> Result<ImageReport> {
         Err(no_images(self.describe()))
     }
+    // The heap store (issue 20; docs/heap.md). `Client` and
+    // `DaemonClient` implement these; the defaults refuse, as the image
+    // operations' do, for a path that does not carry them.
+    /// Open (or create) a heap of the session's application (see
+    /// [`Client::heap_open`]); its versions.
+    fn heap_open(
+        &mut self,
+        _s: &Session,
+        _heap: u32,
+        _heap_pages: u32,
+        _keep: u32,
+        _cold: bool,
+    ) -> Result<Vec<HeapVersion>> {
+        Err(no_heaps(self.describe()))
+    }
+    /// Drop the heap's staged pages and close it.
+    fn heap_close(&mut self, _s: &Session, _heap: u32) -> Result<()> {
+        Err(no_heaps(self.describe()))
+    }
+    /// Stage pages (see [`Client::heap_stage`]); the bytes sent.
+    fn heap_stage(&mut self, _s: &Session, _heap: u32, _pages: &[(u32, &[u8])]) -> Result<u64> {
+        Err(no_heaps(self.describe()))
+    }
+    /// Commit the staged pages and `state` as a new version.
+    fn heap_commit(&mut self, _s: &Session, _heap: u32, _state: &[u8]) -> Result<HeapVersion> {
+        Err(no_heaps(self.describe()))
+    }
+    /// Drop the staged pages.
+    fn heap_abort(&mut self, _s: &Session, _heap: u32) -> Result<()> {
+        Err(no_heaps(self.describe()))
+    }
+    /// Read pages: the staged copy, else the base version's; `None` for a
+    /// page never written.
+    fn heap_read(
+        &mut self,
+        _s: &Session,
+        _heap: u32,
+        _pages: &[u32],
+    ) -> Result<Vec<Option<Vec<u8>>>> {
+        Err(no_heaps(self.describe()))
+    }
+    /// The heap's committed versions, oldest first.
+    fn heap_versions(&mut self, _s: &Session, _heap: u32) -> Result<Vec<HeapVersion>> {
+        Err(no_heaps(self.describe()))
+    }
+    /// Make `version` the base (staged pages dropped); its state.
+    fn heap_checkout(
+        &mut self,
+        _s: &Session,
+        _heap: u32,
+        _version: u64,
+    ) -> Result<(HeapVersion, Vec<u8>)> {
+        Err(no_heaps(self.describe()))
+    }
+    /// The base version's pages that differ from version `since`.
+    fn heap_changed(&mut self, _s: &Session, _heap: u32, _since: u64) -> Result<Vec<u32>> {
+        Err(no_heaps(self.describe()))
+    }
+    /// Delete every version of the heap.
+    fn heap_delete(&mut self, _s: &Session, _heap: u32) -> Result<()> {
+        Err(no_heaps(self.describe()))
+    }
+}
+
+fn no_heaps(path: String) -> Error {
+    Error::InvalidArgument(format!("the heap store is not available through {path}"))
 }
 
 fn no_images(path: String) -> Error {
@@ -1131,6 +1202,48 @@ impl<T: CardIo> Firmware for Client<T> {
     fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport> {
         Client::image_serve(self, http, tftp)
     }
+    fn heap_open(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        heap_pages: u32,
+        keep: u32,
+        cold: bool,
+    ) -> Result<Vec<HeapVersion>> {
+        Client::heap_open(self, s, heap, heap_pages, keep, cold)
+    }
+    fn heap_close(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Client::heap_close(self, s, heap)
+    }
+    fn heap_stage(&mut self, s: &Session, heap: u32, pages: &[(u32, &[u8])]) -> Result<u64> {
+        Client::heap_stage(self, s, heap, pages)
+    }
+    fn heap_commit(&mut self, s: &Session, heap: u32, state: &[u8]) -> Result<HeapVersion> {
+        Client::heap_commit(self, s, heap, state)
+    }
+    fn heap_abort(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Client::heap_abort(self, s, heap)
+    }
+    fn heap_read(&mut self, s: &Session, heap: u32, pages: &[u32]) -> Result<Vec<Option<Vec<u8>>>> {
+        Client::heap_read(self, s, heap, pages)
+    }
+    fn heap_versions(&mut self, s: &Session, heap: u32) -> Result<Vec<HeapVersion>> {
+        Client::heap_versions(self, s, heap)
+    }
+    fn heap_checkout(
+        &mut self,
+        s: &Session,
+        heap: u32,
+        version: u64,
+    ) -> Result<(HeapVersion, Vec<u8>)> {
+        Client::heap_checkout(self, s, heap, version)
+    }
+    fn heap_changed(&mut self, s: &Session, heap: u32, since: u64) -> Result<Vec<u32>> {
+        Client::heap_changed(self, s, heap, since)
+    }
+    fn heap_delete(&mut self, s: &Session, heap: u32) -> Result<()> {
+        Client::heap_delete(self, s, heap)
+    }
 }
 
 /// What [`heap_migrate`] did.
@@ -1161,10 +1274,10 @@ pub struct Migrated {
 /// (`since` = the pair just made), commits an identical version and
 /// deletes the source: the step is redone, never half done.
 #[allow(clippy::too_many_arguments)]
-pub fn heap_migrate<A: CardIo, B: CardIo>(
-    src: &mut Client<A>,
+pub fn heap_migrate<A: Firmware + ?Sized, B: Firmware + ?Sized>(
+    src: &mut A,
     ss: &Session,
-    dst: &mut Client<B>,
+    dst: &mut B,
     ds: &Session,
     heap: u32,
     since: Option<(u64, u64)>,

@@ -36,7 +36,7 @@ pub const ROOT_MAGIC: [u8; 8] = *b"HTLSHR01";
 pub const ROOT_HEADER: usize = 64;
 /// Object ids `0xFFFF_0000..=0xFFFF_FFFF` are the heap roots': ordinary
 /// STOREs and DELETEs of them are refused.
-pub const RESERVED_OBJECTS: u32 = 0xFFFF_0000;
+pub const RESERVED_OBJECTS: u32 = hitless_proto::msg::HEAP_ROOT_OBJECTS;
 /// Heap ids are 0..MAX_HEAPS (8 bits of the root's object id).
 pub const MAX_HEAPS: u32 = 256;
 /// Most versions a heap keeps (`K`).
@@ -60,9 +60,7 @@ pub fn root_object(heap: u32, version: u64) -> u32 {
 }
 
 /// The heap id a root object id belongs to.
-pub fn heap_of_object(object: u32) -> Option<u32> {
-    is_reserved(object).then_some((object >> 8) & 0xFF)
-}
+pub use hitless_proto::msg::heap_of_object;
 
 /// Leaves of a heap of `pages` pages.
 pub fn leaves_for(pages: u32) -> usize {

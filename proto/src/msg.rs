@@ -428,6 +428,15 @@ pub const HEAP_PAGE_BYTES: usize = 4096;
 pub const HEAP_REQUEST_PAGES: usize = 256;
 /// Most page numbers one HEAP_CHANGED answer lists.
 pub const HEAP_CHANGED_MAX: usize = 16384;
+/// Object ids `0xFFFF_0000..=0xFFFF_FFFF` are the heap store's roots
+/// (`0xFFFF_0000 | heap << 8 | version mod 256`): LIST shows them, STORE
+/// and DELETE of them are refused.
+pub const HEAP_ROOT_OBJECTS: u32 = 0xFFFF_0000;
+
+/// The heap whose root an object id is, if it is one.
+pub fn heap_of_object(object: u32) -> Option<u32> {
+    (object & HEAP_ROOT_OBJECTS == HEAP_ROOT_OBJECTS).then_some((object >> 8) & 0xFF)
+}
 
 /// One committed version of a heap (20 bytes packed).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

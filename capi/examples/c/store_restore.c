@@ -3,8 +3,10 @@
  * spec: vfio-user:SOCKET, daemon:SOCKET, ...), opens application 42,
  * stores sets of 16 B, 4 KiB and 300 KiB, restores and compares them,
  * lists them, fetches them at their reboot stage, appends to and reads the
- * log, prints the status, and checks the error paths. Exits non-zero on
- * any mismatch.
+ * log, prints the status, and checks the error paths. Then the persistent
+ * heap of application 43: written through its pointer, checkpointed twice
+ * with a state blob, closed, reopened and read back, restarted from the
+ * older version. Exits non-zero on any mismatch.
  *
  *   cc -std=c11 -Wall -Wextra -Werror -Iinclude capi/examples/c/store_restore.c \
  *      -Ltarget/release -lhitless -o store_restore
@@ -57,6 +59,113 @@ struct set {
     size_t len;
     uint8_t *data;
 };
+
+#define HEAP_APP 43u
+#define HEAP_PAGES 64u
+
+/* Write `v` into the first 100 bytes of every fourth page, through the
+ * heap's pointer (the library tracks the writes). */
+static void heap_fill(uint8_t *p, uint8_t v)
+{
+    for (size_t page = 0; page < HEAP_PAGES; page += 4)
+        memset(p + page * HITLESS_HEAP_PAGE_BYTES, v, 100);
+}
+
+/* Whether every fourth page starts with 100 bytes of `v`. */
+static int heap_holds(hitless_heap *h, uint8_t v)
+{
+    uint8_t b[100];
+    for (size_t page = 0; page < HEAP_PAGES; page += 4) {
+        if (hitless_heap_read(h, page * HITLESS_HEAP_PAGE_BYTES, b, sizeof b) != HITLESS_OK)
+            return 0;
+        for (size_t i = 0; i < sizeof b; i++)
+            if (b[i] != v)
+                return 0;
+    }
+    return 1;
+}
+
+static hitless_heap *heap_open(const char *spec)
+{
+    hitless_heap *h =
+        hitless_heap_open(spec, 10000, HEAP_APP, 0, HEAP_PAGES, 3, HITLESS_COLD, 8, 0);
+    CHECK(h != NULL, "hitless_heap_open: %d", hitless_last_error_code());
+    return h;
+}
+
+static void heap_part(const char *spec)
+{
+    hitless_heap *h = heap_open(spec);
+    if (!h)
+        return;
+    size_t len = 0;
+    uint8_t *p = hitless_heap_ptr(h, &len);
+    CHECK(p != NULL && len == HEAP_PAGES * HITLESS_HEAP_PAGE_BYTES, "heap pointer, %zu bytes",
+          len);
+    if (!p) {
+        hitless_heap_close(h);
+        return;
+    }
+    uint64_t va = 0, vb = 0;
+    heap_fill(p, 0xA1);
+    OK(hitless_heap_checkpoint(h, (const uint8_t *)"state A", 7, &va));
+    heap_fill(p, 0xB2);
+    /* Explicit writes too: a word past the filled bytes of page 1. */
+    OK(hitless_heap_write(h, HITLESS_HEAP_PAGE_BYTES + 200, (const uint8_t *)"B", 1));
+    OK(hitless_heap_mark_dirty(h, 0, 100));
+    OK(hitless_heap_checkpoint(h, (const uint8_t *)"state B", 7, &vb));
+    CHECK(vb == va + 1, "versions %llu then %llu", (unsigned long long)va,
+          (unsigned long long)vb);
+    OK(hitless_heap_close(h));
+    printf("heap: checkpointed versions %llu and %llu
+", (unsigned long long)va,
+           (unsigned long long)vb);
+
+    /* Reopened: the newest version's bytes; both versions kept. */
+    h = heap_open(spec);
+    if (!h)
+        return;
+    CHECK(heap_holds(h, 0xB2), "reopened: not version B's bytes");
+    uint8_t one = 0;
+    OK(hitless_heap_read(h, HITLESS_HEAP_PAGE_BYTES + 200, &one, 1));
+    CHECK(one == 'B', "reopened: the explicit write is %u", one);
+    hitless_heap_version vs[8];
+    size_t n = 0;
+    OK(hitless_heap_versions(h, vs, 8, &n));
+    CHECK(n >= 2 && n <= 3 && vs[n - 1].version == vb && vs[n - 2].version == va &&
+              vs[n - 1].state_len == 7,
+          "versions: %zu, newest %llu", n, n ? (unsigned long long)vs[n - 1].version : 0ull);
+    printf("heap: reopened, read back version %llu
+", (unsigned long long)vb);
+
+    /* Restart from the older version: its bytes and its state. */
+    char state[16] = {0};
+    size_t state_len = 0;
+    int rc = hitless_heap_restart_from(h, va, (uint8_t *)state, 2, &state_len);
+    CHECK(rc == HITLESS_E_TOO_SMALL && state_len == 7, "state into 2 bytes: %d, %zu", rc,
+          state_len);
+    OK(hitless_heap_restart_from(h, va, (uint8_t *)state, sizeof state, &state_len));
+    CHECK(state_len == 7 && memcmp(state, "state A", 7) == 0, "restarted state %.*s",
+          (int)state_len, state);
+    CHECK(heap_holds(h, 0xA1), "restarted: not version A's bytes");
+    rc = hitless_heap_restart_from(h, 999999, (uint8_t *)state, sizeof state, &state_len);
+    CHECK(rc == HITLESS_E_NOT_FOUND, "restart from a version not kept: %d", rc);
+    uint64_t vc = 0;
+    OK(hitless_heap_checkpoint(h, (const uint8_t *)"state A again", 13, &vc));
+    CHECK(vc == vb + 1, "the checkpoint after the restart is %llu", (unsigned long long)vc);
+    rc = hitless_heap_read(h, (uint64_t)len, &one, 1);
+    CHECK(rc == HITLESS_E_INVALID_ARGUMENT, "read past the heap: %d", rc);
+    rc = hitless_heap_checkpoint(NULL, NULL, 0, NULL);
+    CHECK(rc == HITLESS_E_INVALID_ARGUMENT, "checkpoint of NULL: %d", rc);
+    OK(hitless_heap_close(h));
+    h = heap_open(spec);
+    if (!h)
+        return;
+    CHECK(heap_holds(h, 0xA1), "after the restart and a checkpoint: not version A's bytes");
+    OK(hitless_heap_close(h));
+    printf("heap: restarted from version %llu, checkpointed it as %llu\n",
+           (unsigned long long)va, (unsigned long long)vc);
+}
 
 int main(int argc, char **argv)
 {
@@ -235,6 +344,8 @@ int main(int argc, char **argv)
 
     OK(hitless_session_close(s));
     hitless_close(card);
+
+    heap_part(argv[1]);
     for (int i = 0; i < 3; i++)
         free(sets[i].data);
     free(buf);

@@ -1,6 +1,8 @@
 //! The card store: a [`PageStore`] over the card's heap store (the
-//! firmware's HEAP_* requests through [`hitless_driver::firmware::Client`];
-//! `docs/heap.md`, "The card store").
+//! firmware's HEAP_* requests through any [`Firmware`]: the card's own
+//! mailbox, [`hitless_driver::firmware::Client`], or `hitlessd`,
+//! [`hitless_driver::daemon::DaemonClient`]; `docs/heap.md`, "The card
+//! store").
 //!
 //! Pages are 4096 bytes. Staged pages are written to the card's free
 //! space at once but live only in the firmware's memory until a commit: a
@@ -15,8 +17,8 @@
 
 use std::collections::BTreeSet;
 
-use hitless_driver::firmware::{Client, Session};
-use hitless_driver::{CardIo, Error as DriverError};
+use hitless_driver::firmware::{Firmware, Session};
+use hitless_driver::Error as DriverError;
 use hitless_proto::msg::{Code, HEAP_PAGE_BYTES};
 
 use crate::error::StoreError;
@@ -40,9 +42,10 @@ fn backend(e: impl Into<CardStoreError>) -> StoreError {
     StoreError::Backend(Box::new(e.into()))
 }
 
-/// A heap's pages on the card: heap `heap` of the session's application.
-pub struct CardStore<T: CardIo> {
-    client: Client<T>,
+/// A heap's pages on the card: heap `heap` of the session's application,
+/// through `F` (directly or through hitlessd).
+pub struct CardStore<F: Firmware> {
+    client: F,
     session: Session,
     heap: u32,
     heap_pages: u64,
@@ -53,7 +56,7 @@ pub struct CardStore<T: CardIo> {
     pub sent_bytes: u64,
 }
 
-impl<T: CardIo> std::fmt::Debug for CardStore<T> {
+impl<F: Firmware> std::fmt::Debug for CardStore<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CardStore")
             .field("heap", &self.heap)
@@ -63,12 +66,12 @@ impl<T: CardIo> std::fmt::Debug for CardStore<T> {
     }
 }
 
-impl<T: CardIo> CardStore<T> {
+impl<F: Firmware> CardStore<F> {
     /// Open (or create) heap `heap` of `heap_pages` pages keeping `keep`
     /// versions (0: the card's default) in the cold (survives a power
     /// cycle) or warm tier. The base is the newest version.
     pub fn open(
-        mut client: Client<T>,
+        mut client: F,
         session: Session,
         heap: u32,
         heap_pages: u64,
@@ -95,7 +98,7 @@ impl<T: CardIo> CardStore<T> {
     }
 
     /// The client (for status and cycle counts), and the session.
-    pub fn client(&mut self) -> (&mut Client<T>, &Session) {
+    pub fn client(&mut self) -> (&mut F, &Session) {
         (&mut self.client, &self.session)
     }
 
@@ -131,7 +134,7 @@ impl<T: CardIo> CardStore<T> {
     }
 }
 
-impl<T: CardIo + Send> PageStore for CardStore<T> {
+impl<F: Firmware + Send> PageStore for CardStore<F> {
     fn page_size(&self) -> usize {
         HEAP_PAGE_BYTES
     }
