@@ -234,6 +234,19 @@
 #define HITLESS_DEFAULT_TIMEOUT_MS 10000
 
 /**
+ * `hitless_heap_open` flags: track writes explicitly (`hitless_heap_write`,
+ * or `hitless_heap_mark_dirty` before writing through the pointer) instead
+ * of write-protecting the mapped heap (the default: userfaultfd
+ * write-protect where the kernel has it, else mprotect).
+ */
+#define HITLESS_HEAP_EXPLICIT 1
+
+/**
+ * A heap's pages are this many bytes.
+ */
+#define HITLESS_HEAP_PAGE_BYTES 4096
+
+/**
  * A connection to a card (directly or through hitlessd). Opaque.
  *
  * Not thread-safe: a card and its sessions must be used by one thread at
@@ -241,6 +254,14 @@
  * call on the card and its sessions).
  */
 typedef struct hitless_card hitless_card;
+
+/**
+ * A persistent heap of one application on a card (directly or through
+ * hitlessd; `docs/heap.md`). Opaque. Its own connection to the card (the
+ * heap's fault handler uses it from another thread); its calls may come
+ * from any thread.
+ */
+typedef struct hitless_heap hitless_heap;
 
 /**
  * An open session of one application on a card. Opaque. It keeps its
@@ -355,6 +376,24 @@ typedef struct hitless_log_record {
      */
     size_t data_offset;
 } hitless_log_record;
+
+/**
+ * One committed version of a heap (`hitless_heap_versions`).
+ */
+typedef struct hitless_heap_version {
+    /**
+     * Its number (they increase; the newest is the current one).
+     */
+    uint64_t version;
+    /**
+     * Pages written in the checkpoint that made it.
+     */
+    uint64_t pages;
+    /**
+     * Bytes of the application's state it carries.
+     */
+    uint64_t state_len;
+} hitless_heap_version;
 
 #ifdef __cplusplus
 extern "C" {
@@ -610,6 +649,147 @@ int hitless_log_read(struct hitless_session *session,
 int hitless_log_trim(struct hitless_session *session,
                      int cold,
                      uint32_t to);
+
+/**
+ * Open heap `heap` (0..=255) of application `app` on the card `spec` names
+ * (as `hitless_open`: `daemon:SOCKET` through hitlessd, or the card
+ * itself), creating it with `heap_pages` pages of
+ * `HITLESS_HEAP_PAGE_BYTES` keeping `keep` versions (0: 4) in the cold
+ * (`cold` nonzero, survives a power cycle) or warm tier when it does not
+ * exist. At most `resident_pages` pages (0: 256) are in memory at once;
+ * the heap's contents are its newest version. `flags`: 0 or
+ * `HITLESS_HEAP_EXPLICIT`.
+ *
+ * Through hitlessd one process at a time holds a heap: another opening
+ * it gets `HITLESS_E_PERMISSION` until the first closes it or exits; a
+ * process that exits (or is killed) without checkpointing loses what it
+ * wrote since its last checkpoint, nothing else.
+ *
+ * Returns NULL on failure (`hitless_last_error` says why).
+ *
+ * # Safety
+ * `spec` is NULL or a NUL-terminated string.
+ */
+struct hitless_heap *hitless_heap_open(const char *spec,
+                                       uint32_t timeout_ms,
+                                       uint32_t app,
+                                       uint32_t heap,
+                                       uint64_t heap_pages,
+                                       uint32_t keep,
+                                       int cold,
+                                       size_t resident_pages,
+                                       uint32_t flags);
+
+/**
+ * Close a heap: what was written since the last checkpoint is dropped,
+ * the committed versions stay. The handle (and the pointer of
+ * `hitless_heap_ptr`) is invalid afterwards. NULL: nothing.
+ *
+ * # Safety
+ * `heap` is NULL or a handle from `hitless_heap_open` not yet closed, and
+ * no thread uses its memory any more.
+ */
+int hitless_heap_close(struct hitless_heap *heap);
+
+/**
+ * The heap's memory: `*len_out` (when not NULL) receives its size in
+ * bytes. Loads and stores through it are tracked (pages fault in from the
+ * card on first touch; writes mark pages dirty), except with
+ * `HITLESS_HEAP_EXPLICIT`, where only ranges made accessible by
+ * `hitless_heap_mark_dirty` may be touched. NULL on failure. Valid until
+ * `hitless_heap_close`.
+ *
+ * # Safety
+ * `heap` is NULL or a live handle; `len_out` is NULL or writable.
+ */
+uint8_t *hitless_heap_ptr(struct hitless_heap *heap,
+                          size_t *len_out);
+
+/**
+ * Copy `len` bytes of the heap at `offset` into `buf`.
+ *
+ * # Safety
+ * `heap` is NULL or a live handle; `buf` is NULL or writable for `len`
+ * bytes.
+ */
+int hitless_heap_read(struct hitless_heap *heap,
+                      uint64_t offset,
+                      uint8_t *buf,
+                      size_t len);
+
+/**
+ * Write `len` bytes from `data` into the heap at `offset` (the pages
+ * become dirty).
+ *
+ * # Safety
+ * `heap` is NULL or a live handle; `data` is NULL or readable for `len`
+ * bytes.
+ */
+int hitless_heap_write(struct hitless_heap *heap,
+                       uint64_t offset,
+                       const uint8_t *data,
+                       size_t len);
+
+/**
+ * Mark `len` bytes at `offset` dirty before writing them through
+ * `hitless_heap_ptr` (needed with `HITLESS_HEAP_EXPLICIT`; harmless
+ * otherwise): they are faulted in and made writable.
+ *
+ * # Safety
+ * `heap` is NULL or a live handle.
+ */
+int hitless_heap_mark_dirty(struct hitless_heap *heap,
+                            uint64_t offset,
+                            size_t len);
+
+/**
+ * Checkpoint: every dirty page plus the application's own `state` (an
+ * opaque blob of `state_len` bytes, at most `HITLESS_MAX_TRANSFER` * 4)
+ * become one new version, atomically: after any crash or power cut the
+ * version exists whole or not at all. `*version_out` (when not NULL)
+ * receives its number.
+ *
+ * # Safety
+ * `heap` is NULL or a live handle; `state` is NULL or readable for
+ * `state_len` bytes; `version_out` is NULL or writable.
+ */
+int hitless_heap_checkpoint(struct hitless_heap *heap,
+                            const uint8_t *state,
+                            size_t state_len,
+                            uint64_t *version_out);
+
+/**
+ * The heap's kept versions, oldest first: up to `cap` into `out`;
+ * `*count_out` receives how many there are (more than `cap`:
+ * `HITLESS_E_TOO_SMALL`, nothing written to `out`).
+ *
+ * # Safety
+ * `heap` is NULL or a live handle; `out` is NULL or writable for `cap`
+ * records; `count_out` is NULL or writable.
+ */
+int hitless_heap_versions(struct hitless_heap *heap,
+                          struct hitless_heap_version *out,
+                          size_t cap,
+                          size_t *count_out);
+
+/**
+ * Restart from `version`: the heap's contents become that version's (what
+ * was written since the last checkpoint is dropped) and the next
+ * checkpoint builds on it. Its state goes to `state` (capacity `cap`);
+ * `*state_len_out` receives its length. When `cap` is too small:
+ * `HITLESS_E_TOO_SMALL` (the restart is done; call again with a larger
+ * buffer). A version not kept: `HITLESS_E_NOT_FOUND`, nothing changed.
+ *
+ * # Safety
+ * `heap` is NULL or a live handle; `state` is NULL or writable for `cap`
+ * bytes; `state_len_out` is NULL or writable. No other thread touches
+ * the heap's memory meanwhile.
+ */
+int hitless_heap_restart_from(struct hitless_heap *heap,
+                              uint64_t version,
+                              uint8_t *state,
+                              size_t cap,
+                              size_t *state_len_out);
 
 #ifdef __cplusplus
 }  // extern "C"
