@@ -117,8 +117,7 @@ static void heap_part(const char *spec)
     CHECK(vb == va + 1, "versions %llu then %llu", (unsigned long long)va,
           (unsigned long long)vb);
     OK(hitless_heap_close(h));
-    printf("heap: checkpointed versions %llu and %llu
-", (unsigned long long)va,
+    printf("heap: checkpointed versions %llu and %llu\n", (unsigned long long)va,
            (unsigned long long)vb);
 
     /* Reopened: the newest version's bytes; both versions kept. */
@@ -135,8 +134,7 @@ static void heap_part(const char *spec)
     CHECK(n >= 2 && n <= 3 && vs[n - 1].version == vb && vs[n - 2].version == va &&
               vs[n - 1].state_len == 7,
           "versions: %zu, newest %llu", n, n ? (unsigned long long)vs[n - 1].version : 0ull);
-    printf("heap: reopened, read back version %llu
-", (unsigned long long)vb);
+    printf("heap: reopened, read back version %llu\n", (unsigned long long)vb);
 
     /* Restart from the older version: its bytes and its state. */
     char state[16] = {0};
