@@ -232,7 +232,13 @@ mod tests {
     use std::io::{Read, Seek, Write};
 
     fn file(len: usize) -> File {
-        let path = std::env::temp_dir().join(format!("hitless-dma-{}-{len}", std::process::id()));
+        // One name per call: tests run in parallel threads of one process,
+        // and two opening the same path share one file (one test shrinks
+        // its file to 100 bytes: the other then failed to map 8192).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("hitless-dma-{}-{len}-{n}", std::process::id()));
         let mut f = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -48,8 +48,8 @@ pub const MUTANTS: &[Mutant] = &[
         name: "firmware-no-mirror",
         what: "the firmware skips the mirror copy after a store (no identical alternate to fall back to)",
         file: "firmware/src/manager/mod.rs",
-        from: "        self.tiers[t as usize] = TierView::Ready(new.clone());\n        self.mirror(t, end, crc)",
-        to: "        self.tiers[t as usize] = TierView::Ready(new.clone());\n        let _ = (end, crc);\n        Ok(())",
+        from: "        self.tiers[t as usize] = TierView::Ready(new);\n        self.mirror(t, end, crc)",
+        to: "        self.tiers[t as usize] = TierView::Ready(new);\n        let _ = (end, crc);\n        Ok(())",
         tests: &["-p", "hitless-sim", "--test", "firmware"],
     },
     Mutant {
