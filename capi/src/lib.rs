@@ -424,6 +424,30 @@ unsafe fn write_array<T: Copy>(dst: *mut T, items: &[T], what: &str) -> Res<()> 
     Ok(())
 }
 
+/// The card an open call names (`spec`; NULL: `HITLESS_CARD` or the
+/// default) and its timeout (`timeout_ms`; 0: the default).
+///
+/// # Safety
+/// `spec` is NULL or a NUL-terminated string.
+unsafe fn card_and_timeout(spec: *const c_char, timeout_ms: u32) -> Res<(String, Duration)> {
+    let explicit = if spec.is_null() {
+        None
+    } else {
+        // SAFETY: not NULL; a NUL-terminated string (the caller's
+        // promise), read up to its bound.
+        Some(unsafe { c_str(spec, "spec") }?)
+    };
+    let ms = if timeout_ms == 0 {
+        HITLESS_DEFAULT_TIMEOUT_MS
+    } else {
+        timeout_ms
+    };
+    Ok((
+        hitless_driver::card_spec(explicit),
+        Duration::from_millis(ms.into()),
+    ))
+}
+
 /// A NUL-terminated string of at most [`HITLESS_MAX_SPEC`] bytes, UTF-8.
 ///
 /// # Safety
@@ -589,20 +613,10 @@ pub extern "C" fn hitless_strerror(code: c_int) -> *const c_char {
 pub unsafe extern "C" fn hitless_open(spec: *const c_char, timeout_ms: u32) -> *mut hitless_card {
     let mut out = std::ptr::null_mut();
     guard(|| {
-        let explicit = if spec.is_null() {
-            None
-        } else {
-            // SAFETY: not NULL; a NUL-terminated string (the caller's
-            // promise), read up to its bound.
-            Some(unsafe { c_str(spec, "spec") }?)
-        };
-        let spec = hitless_driver::card_spec(explicit);
-        let ms = if timeout_ms == 0 {
-            HITLESS_DEFAULT_TIMEOUT_MS
-        } else {
-            timeout_ms
-        };
-        let fw = hitless_driver::open_firmware(&spec, Duration::from_millis(ms.into()))?;
+        // SAFETY: `spec` is NULL or a NUL-terminated string (the caller's
+        // promise).
+        let (spec, timeout) = unsafe { card_and_timeout(spec, timeout_ms) }?;
+        let fw = hitless_driver::open_firmware(&spec, timeout)?;
         let card = hitless_card {
             inner: Rc::new(RefCell::new(CardInner {
                 fw,
@@ -1180,6 +1194,22 @@ fn heap_fail(e: hitless_heap_lib::HeapError) -> Fail {
     Fail { code, msg }
 }
 
+/// Heap `heap` of application `app` on a session `fw` opens (through the
+/// daemon: no secret), `(app, heap, heap_pages, keep, cold)`. Generic, not
+/// `dyn`: the heap's store must be Send (its fault handler runs on another
+/// thread), and each path has its own client type.
+fn open_heap<F: Firmware + Send + 'static>(
+    mut fw: F,
+    daemon: bool,
+    (app, heap, heap_pages, keep, cold): (u32, u32, u64, u32, bool),
+    config: hitless_heap_lib::HeapConfig,
+) -> Res<hitless_heap_lib::Heap> {
+    let s = open_session(&mut fw, daemon, app, OpenFlags::all())?;
+    let store = hitless_heap_lib::CardStore::open(fw, s, heap, heap_pages, keep, cold)
+        .map_err(|e| heap_fail(e.into()))?;
+    hitless_heap_lib::Heap::open(store, config).map_err(heap_fail)
+}
+
 /// A session of `app` on `fw`: through hitlessd the daemon holds the
 /// secret; directly, the local secret store does (registered at the first
 /// open).
@@ -1248,28 +1278,17 @@ pub unsafe extern "C" fn hitless_heap_open(
     resident_pages: usize,
     flags: u32,
 ) -> *mut hitless_heap {
-    use hitless_heap_lib::{CardStore, Heap, HeapConfig, Tracking};
+    use hitless_heap_lib::{HeapConfig, Tracking};
     let mut out = std::ptr::null_mut();
     guard(|| {
-        let explicit = if spec.is_null() {
-            None
-        } else {
-            // SAFETY: not NULL; a NUL-terminated string (the caller's
-            // promise), read up to its bound.
-            Some(unsafe { c_str(spec, "spec") }?)
-        };
+        // SAFETY: `spec` is NULL or a NUL-terminated string (the caller's
+        // promise).
+        let (spec, timeout) = unsafe { card_and_timeout(spec, timeout_ms) }?;
         if flags & !HITLESS_HEAP_EXPLICIT != 0 {
             return Err(Fail::invalid(format!(
                 "flags {flags:#x}: 0 or HITLESS_HEAP_EXPLICIT"
             )));
         }
-        let spec = hitless_driver::card_spec(explicit);
-        let ms = if timeout_ms == 0 {
-            HITLESS_DEFAULT_TIMEOUT_MS
-        } else {
-            timeout_ms
-        };
-        let timeout = Duration::from_millis(ms.into());
         let tracking = if flags & HITLESS_HEAP_EXPLICIT != 0 {
             Tracking::Explicit
         } else if hitless_heap_lib::uffd_wp_available() {
@@ -1286,30 +1305,25 @@ pub unsafe extern "C" fn hitless_heap_open(
             tracking,
             ..HeapConfig::default()
         };
-        let what = OpenFlags::all();
         // Each path's own client type: the heap's store must be Send (its
         // fault handler runs on another thread).
         let h = match spec.strip_prefix("daemon:") {
-            Some(path) => {
-                let mut fw = hitless_driver::daemon::DaemonClient::connect(
-                    std::path::Path::new(path),
-                    timeout,
-                )?;
-                let s = open_session(&mut fw, true, app, what)?;
-                let store = CardStore::open(fw, s, heap, heap_pages, keep, tier(cold))
-                    .map_err(|e| heap_fail(e.into()))?;
-                Heap::open(store, config)
-            }
+            Some(path) => open_heap(
+                hitless_driver::daemon::DaemonClient::connect(std::path::Path::new(path), timeout)?,
+                true,
+                (app, heap, heap_pages, keep, tier(cold)),
+                config,
+            )?,
             None => {
                 let io = hitless_driver::open_card(&spec, timeout)?;
-                let mut fw = hitless_driver::firmware::Client::open(io, timeout)?;
-                let s = open_session(&mut fw, false, app, what)?;
-                let store = CardStore::open(fw, s, heap, heap_pages, keep, tier(cold))
-                    .map_err(|e| heap_fail(e.into()))?;
-                Heap::open(store, config)
+                open_heap(
+                    hitless_driver::firmware::Client::open(io, timeout)?,
+                    false,
+                    (app, heap, heap_pages, keep, tier(cold)),
+                    config,
+                )?
             }
-        }
-        .map_err(heap_fail)?;
+        };
         out = Box::into_raw(Box::new(hitless_heap { heap: h }));
         Ok(())
     });

@@ -8,8 +8,8 @@
 
 use crate::error::{Error, Result};
 use crate::firmware::{
-    check_set_size, checked_set, Firmware, FwStatus, HeapVersion, LogRead, OpenFlags, Secret,
-    Session,
+    check_set_size, checked_set, tier_flag, Firmware, FwStatus, HeapVersion, LogRead, OpenFlags,
+    Secret, Session,
 };
 use hitless_hdl::contract::crc32c;
 use hitless_proto::message::Request;
@@ -430,14 +430,6 @@ fn slice(data: &[u8], offset: u32, len: u32) -> Result<Vec<u8>> {
                 data.len()
             ))
         })
-}
-
-fn tier_flag(cold: bool) -> u32 {
-    if cold {
-        flags::COLD
-    } else {
-        0
-    }
 }
 
 impl Firmware for DaemonClient {
