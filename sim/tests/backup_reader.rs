@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The primary's role when this test binary is started as the primary.
+/// The card's socket and the application's secret, for the primary.
 const PRIMARY_ENV: &str = "HITLESS_BACKUP_PRIMARY";
 /// A reader frame must be whole within this (the card's
 /// `--backup-frame-ms`).
@@ -64,11 +64,17 @@ fn record_number(payload: &[u8]) -> u64 {
         .unwrap_or_else(|| panic!("not a record: {:?}", String::from_utf8_lossy(payload)))
 }
 
-/// The primary (run as a child process of the test): append records and
-/// store sets until killed, printing each acknowledgement.
-#[test]
-#[ignore = "the primary's role: started as a process by backup_reads_what_the_killed_primary_left_unread"]
-fn primary_process() {
+fn main() -> std::process::ExitCode {
+    test_main(
+        named![primary],
+        named![backup_reads_what_the_killed_primary_left_unread],
+    )
+}
+
+/// The primary's role (this binary started by the test, see
+/// `common::test_main`): append records and store sets until killed,
+/// printing each acknowledgement.
+fn primary() {
     let spec = std::env::var(PRIMARY_ENV).expect("started by the backup reader test");
     let (socket, secret) = spec.split_once(',').expect("SOCKET,SECRET");
     let io = VfioUserIo::connect(std::path::Path::new(socket), 4 << 20, TIMEOUT)
@@ -172,7 +178,6 @@ struct Acks {
     done: bool,
 }
 
-#[test]
 fn backup_reads_what_the_killed_primary_left_unread() {
     let (dir, _) = test_dir("backup-reader");
     let (ns, card_ip, how) = match netns() {
@@ -232,14 +237,7 @@ fn backup_reads_what_the_killed_primary_left_unread() {
     assert!(b.log_read(&bs, false).expect("log read").records.is_empty());
 
     // The primary, a process of its own.
-    let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-        .args([
-            "--exact",
-            "primary_process",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let mut child = role_command("primary")
         .env(
             PRIMARY_ENV,
             format!("{},{}", card.socket.display(), hex(&secret)),
