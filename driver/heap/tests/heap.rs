@@ -1,35 +1,13 @@
 //! Directed tests of the heap: page states, eviction, checkpoints, versions,
-//! a heap 10x its resident cache, crash recovery, and two processes' heaps.
+//! a heap 10x its resident cache, crash recovery. (The tests that start
+//! processes are in `processes.rs`.)
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use common::{modes, pattern, tracked};
-use hitless_heap::{
-    DirStore, FailOp, Heap, HeapConfig, HeapError, MemStore, PageState, StoreError, Tracking,
+use common::{
+    cfg, check_pattern, fill_and_verify, modes, pattern, tmpdir, tracked, TestResult, PS,
 };
-
-type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-const PS: usize = 4096;
-
-fn cfg(mode: Tracking, resident: usize) -> HeapConfig {
-    HeapConfig {
-        resident_pages: resident,
-        tracking: mode,
-        lock_timeout: Duration::from_secs(5),
-        ..HeapConfig::default()
-    }
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("hitless-heap-t-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    d
-}
+use hitless_heap::{DirStore, FailOp, Heap, HeapError, MemStore, PageState, StoreError, Tracking};
 
 #[test]
 fn write_dirties_checkpoint_cleans() -> TestResult {
@@ -223,60 +201,6 @@ fn a_fault_retries_a_failing_store() -> TestResult {
     Ok(())
 }
 
-/// The child half of `an_unresolvable_fault_is_sigbus_not_a_hang`.
-#[test]
-fn sigbus_child() -> TestResult {
-    let Ok(mode) = std::env::var("HEAP_SIGBUS_CHILD") else {
-        return Ok(());
-    };
-    let mode = match mode.as_str() {
-        "UffdWp" => Tracking::UffdWp,
-        _ => Tracking::Mprotect,
-    };
-    let store = MemStore::new(PS, 4, 2)?;
-    let mut c = cfg(mode, 2);
-    c.lock_timeout = Duration::from_millis(300);
-    c.fault_timeout = Duration::from_millis(300);
-    let heap = Heap::open(store.clone(), c)?;
-    store.fail_next(FailOp::Read, u32::MAX);
-    // SAFETY: inside the heap; the fault cannot be resolved, so this thread
-    // gets SIGBUS and the process dies.
-    let v = unsafe { heap.as_ptr().read_volatile() };
-    println!("read {v}: the fault was resolved?!");
-    Ok(())
-}
-
-#[test]
-fn an_unresolvable_fault_is_sigbus_not_a_hang() -> TestResult {
-    use std::os::unix::process::ExitStatusExt;
-    let exe = std::env::current_exe()?;
-    for mode in modes()
-        .into_iter()
-        .filter(|m| matches!(m, Tracking::UffdWp | Tracking::Mprotect))
-    {
-        let mut child = Command::new(&exe)
-            .args(["--exact", "sigbus_child", "--nocapture", "--test-threads=1"])
-            .env("HEAP_SIGBUS_CHILD", mode.name())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{mode:?}: the faulting child hung").into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        assert_eq!(status.signal(), Some(libc::SIGBUS), "{mode:?}: {status:?}");
-    }
-    Ok(())
-}
-
 #[test]
 fn explicit_ranges_must_fit_the_cache() -> TestResult {
     let heap = Heap::open(MemStore::new(PS, 8, 2)?, cfg(Tracking::Explicit, 2))?;
@@ -294,37 +218,6 @@ fn explicit_ranges_must_fit_the_cache() -> TestResult {
     let mut b = [0u8; 1];
     heap.read(PS as u64, &mut b)?;
     assert_eq!(b, [5]);
-    Ok(())
-}
-
-fn fill_and_verify(heap: &Heap, pages: u64, tag: u8, direct: bool) -> TestResult {
-    let mut page = vec![0u8; PS];
-    for p in 0..pages {
-        for (i, b) in page.iter_mut().enumerate() {
-            *b = pattern(p, i, tag);
-        }
-        if direct {
-            // SAFETY: page p lies inside the heap; access is tracked.
-            unsafe {
-                std::ptr::copy_nonoverlapping(page.as_ptr(), heap.as_ptr().add(p as usize * PS), PS)
-            };
-        } else {
-            heap.write(p * PS as u64, &page)?;
-        }
-    }
-    Ok(())
-}
-
-fn check_pattern(heap: &Heap, pages: u64, tag: u8) -> TestResult {
-    let mut page = vec![0u8; PS];
-    for p in 0..pages {
-        heap.read(p * PS as u64, &mut page)?;
-        for (i, b) in page.iter().enumerate() {
-            if *b != pattern(p, i, tag) {
-                return Err(format!("page {p} byte {i}: {b} != {}", pattern(p, i, tag)).into());
-            }
-        }
-    }
     Ok(())
 }
 
@@ -468,96 +361,6 @@ fn concurrent_direct_writers() -> TestResult {
                 assert_eq!(page[i], pattern(p, i, 2), "{mode:?} page {p}");
             }
         }
-    }
-    Ok(())
-}
-
-/// The child half of `two_processes_heaps_are_isolated` (does nothing unless
-/// run by it).
-#[test]
-fn isolation_child() -> TestResult {
-    let (Ok(dir), Ok(tag)) = (
-        std::env::var("HEAP_CHILD_DIR"),
-        std::env::var("HEAP_CHILD_TAG"),
-    ) else {
-        return Ok(());
-    };
-    let tag: u8 = tag.parse()?;
-    const PAGES: u64 = 32;
-    let mode = modes()[0];
-    let heap = Heap::open(DirStore::open(&dir, PS, PAGES, 2)?, cfg(mode, 8))?;
-    // A fresh store: nothing of the other process's heap is visible.
-    let mut page = vec![0u8; PS];
-    for p in 0..PAGES {
-        heap.read(p * PS as u64, &mut page)?;
-        assert!(
-            page.iter().all(|b| *b == 0),
-            "child {tag}: page {p} not empty"
-        );
-    }
-    for round in 0..3u8 {
-        fill_and_verify(&heap, PAGES, tag.wrapping_add(round), tracked(mode))?;
-        heap.checkpoint(&[tag, round])?;
-        std::thread::sleep(Duration::from_millis(20));
-        check_pattern(&heap, PAGES, tag.wrapping_add(round))?;
-    }
-    println!("child {tag} at {:p}", heap.as_ptr());
-    Ok(())
-}
-
-#[test]
-fn two_processes_heaps_are_isolated() -> TestResult {
-    let exe = std::env::current_exe()?;
-    let dirs = [tmpdir("iso-a"), tmpdir("iso-b")];
-    let tags = [0x10u8, 0x80u8];
-    let mut children = Vec::new();
-    for (dir, tag) in dirs.iter().zip(tags) {
-        children.push(
-            Command::new(&exe)
-                .args([
-                    "--exact",
-                    "isolation_child",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env("HEAP_CHILD_DIR", dir)
-                .env("HEAP_CHILD_TAG", tag.to_string())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()?,
-        );
-    }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for mut child in children {
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("child timed out".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        };
-        let out = child.wait_with_output()?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            status.success(),
-            "child failed: {text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains("1 passed"), "child ran no test: {text}");
-    }
-    // Each store holds its own process's last pattern, and only that.
-    for (dir, tag) in dirs.iter().zip(tags) {
-        let mut store = DirStore::open(dir, PS, 32, 2)?;
-        let versions = hitless_heap::PageStore::versions(&mut store)?;
-        assert_eq!(versions.len(), 2);
-        let heap = Heap::open(store, cfg(Tracking::Explicit, 8))?;
-        check_pattern(&heap, 32, tag.wrapping_add(2))?;
-        drop(heap);
-        let _ = std::fs::remove_dir_all(dir);
     }
     Ok(())
 }

@@ -884,58 +884,7 @@ pub fn by_node(cards: &[Card], seen: &[Option<PeerReport>]) -> HashMap<u32, Peer
         .collect()
 }
 
-// ---------------------------------------------------------------------------
-// Test binaries that are also the processes their tests kill.
-
-/// Names the role a test binary is started in by one of its own tests
-/// (the process to kill); unset, the binary runs its tests.
-pub const ROLE: &str = "HITLESS_TEST_ROLE";
-
-/// `main` of a test file built with `harness = false`: the role `ROLE`
-/// names (one of `roles`), else `tests` under libtest-mimic, which reads
-/// libtest's arguments (filters, `--exact`, `--skip`, `--list`,
-/// `--test-threads`) and reports each test and the summary as libtest
-/// does; a test fails by panicking.
-pub fn test_main(roles: &[(&str, fn())], tests: &[(&str, fn())]) -> std::process::ExitCode {
-    if let Ok(role) = std::env::var(ROLE) {
-        return match roles.iter().find(|(name, _)| *name == role) {
-            Some((_, run)) => {
-                run();
-                std::process::ExitCode::SUCCESS
-            }
-            None => {
-                eprintln!("{ROLE}={role}: no such role");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    let trials = tests
-        .iter()
-        .map(|&(name, run)| {
-            libtest_mimic::Trial::test(name, move || {
-                run();
-                Ok(())
-            })
-        })
-        .collect();
-    libtest_mimic::run(&libtest_mimic::Arguments::from_args(), trials).exit_code()
-}
-
-/// `[("f", f as fn()), ...]` for [`test_main`]: each function under its
-/// own name, so a test's name is the function's. (Only the test files
-/// with their own main use it.)
-#[allow(unused_macros)]
-macro_rules! named {
-    ($($f:ident),* $(,)?) => {
-        &[$((stringify!($f), $f as fn())),*]
-    };
-}
-#[allow(unused_imports)]
-pub(crate) use named;
-
-/// This test binary, to be started in `role` (see [`test_main`]).
-pub fn role_command(role: &str) -> Command {
-    let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
-    cmd.env(ROLE, role);
-    cmd
-}
+// Test binaries that are also the processes their tests kill: see
+// hitless-testkit.
+#[allow(unused_imports)] // only the test files with roles use them
+pub use hitless_testkit::{named, role_command, test_main};
