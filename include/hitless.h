@@ -152,6 +152,13 @@
 #define HITLESS_E_PANIC -108
 
 /**
+ * A `pair:` card was lost during a request that is not safe to repeat
+ * (a log append, a delete, a first open): it may or may not have been
+ * applied; it was not retried on the new master.
+ */
+#define HITLESS_E_MAYBE_APPLIED -109
+
+/**
  * `hitless_session_open`: the session may read its sets.
  */
 #define HITLESS_READ (1 << 2)

@@ -97,6 +97,10 @@ pub const HITLESS_E_DMA_EXHAUSTED: c_int = -106;
 pub const HITLESS_E_UNSUPPORTED: c_int = -107;
 /// An internal error of this library (a bug); the message says where.
 pub const HITLESS_E_PANIC: c_int = -108;
+/// A `pair:` card was lost during a request that is not safe to repeat
+/// (a log append, a delete, a first open): it may or may not have been
+/// applied; it was not retried on the new master.
+pub const HITLESS_E_MAYBE_APPLIED: c_int = -109;
 
 // ---- Flags and other constants ------------------------------------------
 
@@ -273,7 +277,8 @@ fn card_code(c: Code) -> c_int {
 fn error_code(e: &Error) -> c_int {
     match e {
         Error::Firmware { code, .. } => card_code(*code),
-        Error::NotMaster { .. } => card_code(Code::NotMaster),
+        Error::NotMaster { .. } | Error::NoMaster { .. } => card_code(Code::NotMaster),
+        Error::MaybeApplied { .. } => HITLESS_E_MAYBE_APPLIED,
         Error::Transport { .. } => HITLESS_E_TRANSPORT,
         Error::Timeout { .. } => HITLESS_E_TIMEOUT,
         Error::NotHitless { .. } | Error::NoFirmware { .. } => HITLESS_E_NOT_A_CARD,
@@ -571,6 +576,10 @@ fn strerror_table() -> &'static [(c_int, CString)] {
             (HITLESS_E_DMA_EXHAUSTED, "DMA window exhausted"),
             (HITLESS_E_UNSUPPORTED, "the card lacks the feature"),
             (HITLESS_E_PANIC, "internal error in libhitless"),
+            (
+                HITLESS_E_MAYBE_APPLIED,
+                "the pair's card was lost during a request not safe to repeat: it may or may not have been applied",
+            ),
         ];
         Code::ALL
             .iter()

@@ -19,6 +19,13 @@
 //! request that can be repeated without changing its outcome is retried
 //! once on the reopened card; a log append is not (it could be appended
 //! twice), its error goes back to the application.
+//!
+//! With `--card pair:SPEC,SPEC` it opens whichever card of the replicated
+//! pair is master ([`hitless_driver::pair`]): a `NotMaster` refusal (the
+//! request did not run) drops the card and its sessions, the master is
+//! looked for (the card the refusal names first, never in an epoch older
+//! than one seen) and the request sent there, whatever it is; a card lost
+//! during a request is handled as above (repeated only when repeatable).
 
 use crate::metrics::Metrics;
 use hitless_driver::credentials::Credentials;
@@ -106,6 +113,10 @@ struct Worker {
     uses: u64,
     opened_once: bool,
     metrics: Arc<Metrics>,
+    /// With a `pair:` spec: what the search for the master has seen, and
+    /// the node the last `NotMaster` named.
+    seen: hitless_driver::pair::Seen,
+    hint: Option<u32>,
 }
 
 /// A card session in the daemon's pool.
@@ -248,6 +259,8 @@ impl Card {
                 uses: 0,
                 opened_once: false,
                 metrics: metrics.clone(),
+                seen: Default::default(),
+                hint: None,
             }),
             metrics,
         });
@@ -344,8 +357,23 @@ fn tier(f: u32) -> bool {
 impl Worker {
     fn card(&mut self) -> Result<&mut Fw, Error> {
         if self.fw.is_none() {
-            let io = open_card(&self.cfg.spec, self.cfg.timeout)?;
-            let fw = Client::open(io, self.cfg.timeout)?;
+            let fw = match self.cfg.spec.strip_prefix(hitless_driver::pair::PREFIX) {
+                Some(cards) => {
+                    let t = self.cfg.timeout;
+                    let m = hitless_driver::pair::PairSpec::parse(cards)?.find_master(
+                        &mut self.seen,
+                        self.hint.take(),
+                        t,
+                        t,
+                    )?;
+                    tracing::info!(node = m.node, epoch = m.epoch, "the pair's master");
+                    m.fw
+                }
+                None => Client::open(
+                    open_card(&self.cfg.spec, self.cfg.timeout)?,
+                    self.cfg.timeout,
+                )?,
+            };
             if self.opened_once {
                 self.metrics.card_reopens.inc();
                 tracing::info!(card = %self.cfg.spec, "card reopened");
@@ -363,12 +391,28 @@ impl Worker {
 
     fn serve(&mut self, op: &Op, turns: &Turnstile) -> Answer {
         let mut retried = false;
+        let mut followed = 0;
         loop {
             let r = self.attempt(op, turns);
             let e = match r {
                 Ok(a) => return Ok(a),
                 Err(e) => e,
             };
+            if let Error::NotMaster { master, epoch, .. } = &e {
+                // Refused before it ran: any request goes to the master.
+                // A few follows cover a takeover and a switchover back.
+                if self.cfg.spec.starts_with(hitless_driver::pair::PREFIX) && followed < 4 {
+                    tracing::info!(?master, ?epoch, "not the pair's master: following");
+                    self.hint = *master;
+                    if let Some(ep) = epoch {
+                        self.seen.epoch = self.seen.epoch.max(*ep);
+                    }
+                    self.fw = None;
+                    self.sessions.clear();
+                    followed += 1;
+                    continue;
+                }
+            }
             let stale_session = matches!(
                 (&e, op),
                 (

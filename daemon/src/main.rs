@@ -19,7 +19,9 @@ use std::time::Duration;
 )]
 struct Args {
     /// The card (as `hitless --card`): vfio-user:SOCKET, vfio:DDDD:BB:DD.F,
-    /// uio:..., uart:/dev/ttyUSB0[@BAUD].
+    /// uio:..., uart:/dev/ttyUSB0[@BAUD], or pair:SPEC,SPEC (the cards of a
+    /// replicated pair: the daemon serves through whichever is master and
+    /// follows it across takeovers and switchovers).
     #[arg(long)]
     card: String,
     /// The socket applications connect to (ignored under systemd socket

@@ -57,6 +57,23 @@ pub enum Error {
         epoch: Option<u64>,
         detail: String,
     },
+    /// No card of a `pair:` spec said it is master in the newest epoch
+    /// seen, within `after` (a takeover that did not finish, every card
+    /// unreachable); `cards` says what each one answered.
+    #[error("no master among the pair's cards after {after:?}: {cards}")]
+    NoMaster { after: Duration, cards: String },
+    /// The card of a `pair:` spec was lost while it ran a request that is
+    /// not safe to send again (`what`: a log append, a delete, a first
+    /// open, a switchover): it may or may not have been applied (and
+    /// replicated). The client did not retry it; check before doing it
+    /// again.
+    #[error("{what} may or may not have been applied: {card} was lost during it ({cause}); not retried on the new master, since doing it twice would not be doing it once")]
+    MaybeApplied {
+        what: &'static str,
+        card: String,
+        #[source]
+        cause: Box<Error>,
+    },
     /// The descriptor needs what the controller lacks (its `LIMITS`): it
     /// would complete `BAD_OPCODE`, so it is not submitted.
     #[error(

@@ -44,6 +44,7 @@ pub mod dma;
 pub mod error;
 pub mod firmware;
 pub mod io;
+pub mod pair;
 pub mod spec;
 pub mod state;
 

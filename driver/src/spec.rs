@@ -10,6 +10,7 @@
 //! | `uart:/dev/ttyUSB0[@BAUD]` | a board without PCIe, over the UART bridge |
 //! | `daemon:SOCKET` | the firmware API through `hitlessd` (no raw controller access) |
 //! | `backup:HOST:PORT` | a card's read-only backup reader service over TCP (list, restore, log read and trim, status) |
+//! | `pair:SPEC,SPEC[,…]` | whichever card of a replicated pair is master, followed across takeovers and switchovers ([`crate::pair`]) |
 
 use crate::error::Error;
 use crate::io::CardIo;
@@ -41,6 +42,10 @@ pub fn open_firmware(
     spec: &str,
     timeout: Duration,
 ) -> Result<Box<dyn crate::firmware::Firmware>, Error> {
+    if let Some(cards) = spec.strip_prefix(crate::pair::PREFIX) {
+        let pair = crate::pair::PairSpec::parse(cards)?;
+        return Ok(Box::new(crate::pair::PairClient::open(pair, timeout)?));
+    }
     if let Some(addr) = spec.strip_prefix("backup:") {
         return Ok(Box::new(crate::backup::BackupClient::connect(
             addr, timeout,
@@ -122,12 +127,15 @@ pub fn open_card(spec: &str, timeout: Duration) -> Result<Box<dyn CardIo + Send>
             "card {spec:?}: the backup reader serves an application's sets and log only \
              (list, restore, log read and trim); raw controller access needs the card itself"
         ))),
+        "pair" => Err(Error::InvalidArgument(format!(
+            "card {spec:?}: a pair is two cards; raw controller access needs one of them"
+        ))),
         "daemon" => Err(Error::InvalidArgument(format!(
             "card {spec:?}: hitlessd serves the firmware API only; raw controller access \
              needs the card itself (vfio-user:, vfio:, uio: or uart:)"
         ))),
         other => Err(Error::InvalidArgument(format!(
-            "card kind {other:?}: vfio-user, vfio, uio, uart, daemon or backup"
+            "card kind {other:?}: vfio-user, vfio, uio, uart, daemon, backup or pair"
         ))),
     }
 }

@@ -164,7 +164,7 @@ fn cli_records_stages_log_and_status() {
     // Bad card specs are clear errors.
     let out = hitless("floppy:/dev/fd0", &["status"], None);
     assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("vfio-user, vfio, uio, uart, daemon or backup"));
+        .contains("vfio-user, vfio, uio, uart, daemon, backup or pair"));
 }
 
 #[test]

@@ -36,7 +36,10 @@ struct Cli {
     /// daemon:SOCKET (through hitlessd, which owns the card and keeps the
     /// secrets), backup:HOST:PORT (a card's read-only backup reader
     /// service over TCP: list, restore, log read, status; the application's
-    /// secret must be in the credentials directory). Default: $HITLESS_CARD, else hitlessd at
+    /// secret must be in the credentials directory), pair:SPEC,SPEC[,…] (the
+    /// cards of a replicated pair: requests go to whichever is master, followed
+    /// across takeovers and switchovers; a log append or delete the lost card
+    /// may have applied is not repeated). Default: $HITLESS_CARD, else hitlessd at
     /// /run/hitless/hitlessd.sock when it is running, else the local
     /// simulated card.
     #[arg(long, global = true)]
@@ -366,9 +369,14 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Peer {
             cmd: PeerCmd::Switchover { to, json },
         } => status::peer_switchover(fw()?, to, json),
-        // The daemon and the backup reader serve the firmware's status,
-        // not the controller's registers.
-        Cmd::Status { json } if through_daemon || spec.starts_with("backup:") => {
+        // The daemon, the backup reader and a pair (whichever card is
+        // master) serve the firmware's status, not the controller's
+        // registers.
+        Cmd::Status { json }
+            if through_daemon
+                || spec.starts_with("backup:")
+                || spec.starts_with(hitless_driver::pair::PREFIX) =>
+        {
             status::firmware_status(fw()?, json)
         }
         Cmd::Status { json } => status::status(open_card(&spec, timeout)?, timeout, json),

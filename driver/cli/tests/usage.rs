@@ -38,6 +38,7 @@ fn help_names_every_command_and_transport() {
         "raw",
         "vfio-user:",
         "uart:",
+        "pair:",
     ] {
         assert!(out.contains(word), "--help lacks {word}:\n{out}");
     }
@@ -60,10 +61,17 @@ fn a_card_that_is_not_there_is_a_clear_error() {
     let (ok, _, err) = hitless(&["--card", "floppy:/dev/fd0", "status"], &[]);
     assert!(!ok);
     assert!(
-        err.contains("vfio-user, vfio, uio, uart, daemon or backup"),
+        err.contains("vfio-user, vfio, uio, uart, daemon, backup or pair"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+    // A pair spec that names one card, or garbage, says what it expects.
+    for bad in ["pair:vfio-user:/a/card.sock", "pair:garbage,more"] {
+        let (ok, _, err) = hitless(&["--card", bad, "peer", "status"], &[]);
+        assert!(!ok);
+        assert!(err.contains("pair:SPEC,SPEC"), "{bad}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 #[test]
