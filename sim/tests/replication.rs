@@ -14,15 +14,7 @@ use std::time::{Duration, Instant};
 
 #[test]
 fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
-    let (dir, key) = test_dir("repl");
-    let (pw, p1, p2) = (free_port(), free_port(), free_port());
-    let witness_addr = format!("127.0.0.1:{pw}");
-    let _witness = start_witness(&dir, &key, &witness_addr, "1,2", &[]);
-    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
-    let cards = [
-        Card::new(&dir, &key, 1, &a1, &[(2, a2.clone())], &witness_addr),
-        Card::new(&dir, &key, 2, &a2, &[(1, a1.clone())], &witness_addr),
-    ];
+    let (dir, _witness, cards) = witness_and_pair("repl");
     let mut procs = vec![Some(cards[0].start()), Some(cards[1].start())];
 
     // One of them becomes master (the witness's first grant).

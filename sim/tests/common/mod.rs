@@ -247,6 +247,21 @@ impl Card {
     }
 }
 
+/// A witness and two cards (nodes 1 and 2) on loopback ports, in a fresh
+/// test directory: the directory, the witness, the cards (not started).
+pub fn witness_and_pair(name: &str) -> (PathBuf, Proc, [Card; 2]) {
+    let (dir, key) = test_dir(name);
+    let (pw, p1, p2) = (free_port(), free_port(), free_port());
+    let witness_addr = format!("127.0.0.1:{pw}");
+    let witness = start_witness(&dir, &key, &witness_addr, "1,2", &[]);
+    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
+    let cards = [
+        Card::new(&dir, &key, 1, &a1, &[(2, a2.clone())], &witness_addr),
+        Card::new(&dir, &key, 2, &a2, &[(1, a1)], &witness_addr),
+    ];
+    (dir, witness, cards)
+}
+
 /// Wait until one of `cards` opens the application (the master); returns
 /// its index and the application's secret (handed out by the first open).
 pub fn first_master(cards: &[Card], limit: Duration) -> (usize, Secret) {
