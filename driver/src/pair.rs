@@ -351,19 +351,31 @@ impl PairClient {
         s: Option<&Session>,
         mut op: impl FnMut(&mut CardClient, Option<&Session>) -> Result<R>,
     ) -> Result<R> {
-        let mut deadline = Instant::now() + self.timeout;
+        // Set at the first refusal or loss: following takes at most the
+        // timeout from then (plus the last request's own).
+        let mut deadline: Option<Instant> = None;
         let mut hint = None;
-        // Each round either succeeds, fails for good, or drops the card:
-        // a few rounds cover a takeover and a switchover back.
-        for _ in 0..6 {
-            let (fw, real) = match self.ready(s, hint, deadline) {
+        loop {
+            let limit = match deadline {
+                Some(d) if Instant::now() >= d => {
+                    return Err(Error::NoMaster {
+                        after: self.timeout,
+                        cards: format!("{what}: no card stayed master"),
+                    })
+                }
+                Some(d) => d,
+                None => Instant::now() + self.timeout,
+            };
+            let (fw, real) = match self.ready(s, hint, limit) {
                 Ok(x) => x,
                 Err(Error::NotMaster { master, epoch, .. }) => {
                     self.forget(master, epoch, &mut hint);
+                    deadline = Some(limit);
                     continue;
                 }
                 Err(e) if lost(&e) => {
                     self.forget(None, None, &mut hint);
+                    deadline = Some(limit);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -377,7 +389,12 @@ impl PairClient {
                     // Refused before it ran: safe to send to the master.
                     tracing::info!(what, ?master, ?epoch, "pair: not master, following");
                     self.forget(master, epoch, &mut hint);
-                    deadline = Instant::now() + self.timeout;
+                    if master.is_none() {
+                        // A takeover under way (or a master whose lease ran
+                        // out, still saying master): give it a moment.
+                        std::thread::sleep(ROUND_PAUSE);
+                    }
+                    deadline.get_or_insert_with(|| Instant::now() + self.timeout);
                 }
                 e @ Error::NotMaster { .. } => {
                     self.master = None;
@@ -395,15 +412,11 @@ impl PairClient {
                     }
                     tracing::warn!(what, error = %e.chain(), "pair: card lost, following the master");
                     // The search gets its whole time from the loss on.
-                    deadline = Instant::now() + self.timeout;
+                    deadline.get_or_insert_with(|| Instant::now() + self.timeout);
                 }
                 e => return Err(e),
             }
         }
-        Err(Error::NoMaster {
-            after: self.timeout,
-            cards: format!("{what}: the master changed on every try"),
-        })
     }
 
     /// Drop the card: the next request looks for the master, `master`
