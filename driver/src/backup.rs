@@ -304,7 +304,15 @@ impl Firmware for BackupClient {
 
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
         let (addr, cap) = self.window;
-        let (r, data) = self.request(&Request::Restore { object, addr, cap }, Some(s))?;
+        let (r, data) = self.request(
+            &Request::Restore {
+                object,
+                endpoint: 0,
+                addr,
+                cap,
+            },
+            Some(s),
+        )?;
         let Response::Sets { sets, .. } = r else {
             return Err(unexpected(&r));
         };

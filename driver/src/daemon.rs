@@ -491,6 +491,7 @@ impl Firmware for DaemonClient {
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
         let r = Request::Restore {
             object,
+            endpoint: 0,
             addr: 0,
             cap: hitless_proto::daemon::MAX_DATA,
         };

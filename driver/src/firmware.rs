@@ -636,8 +636,27 @@ impl<T: CardIo> Client<T> {
 
     /// One set's bytes.
     pub fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
+        self.restore_from(s, object, 0)
+    }
+
+    /// One set's bytes from the card `endpoint` names (0: this card; a
+    /// replicated card's peer node: fetched from the peer over the link).
+    pub fn restore_from(
+        &mut self,
+        s: &Session,
+        object: u32,
+        endpoint: u32,
+    ) -> Result<(SetInfo, Vec<u8>)> {
         let (addr, cap) = self.data_buffer();
-        let r = self.signed(s, &Request::Restore { object, addr, cap })?;
+        let r = self.signed(
+            s,
+            &Request::Restore {
+                object,
+                endpoint,
+                addr,
+                cap,
+            },
+        )?;
         let info = *Self::sets(r)?
             .0
             .first()
@@ -975,6 +994,22 @@ pub trait Firmware {
     fn delete(&mut self, s: &Session, object: u32) -> Result<()>;
     /// One set's bytes.
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)>;
+    /// One set's bytes from the card `endpoint` names (0: this card). Only
+    /// a direct client reaches a replicated card's peer; the others serve
+    /// this card only.
+    fn restore_from(
+        &mut self,
+        s: &Session,
+        object: u32,
+        endpoint: u32,
+    ) -> Result<(SetInfo, Vec<u8>)> {
+        if endpoint == 0 {
+            return self.restore(s, object);
+        }
+        Err(Error::InvalidArgument(format!(
+            "endpoint {endpoint}: this transport restores from the card it reaches only (endpoint 0)"
+        )))
+    }
     /// The session's sets.
     fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>>;
     /// Announce a reboot stage.
@@ -1140,6 +1175,14 @@ impl<T: CardIo> Firmware for Client<T> {
     }
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
         Client::restore(self, s, object)
+    }
+    fn restore_from(
+        &mut self,
+        s: &Session,
+        object: u32,
+        endpoint: u32,
+    ) -> Result<(SetInfo, Vec<u8>)> {
+        Client::restore_from(self, s, object, endpoint)
     }
     fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
         Client::list(self, s)

@@ -28,7 +28,7 @@ use crate::auth::SECRET_BYTES;
 use crate::tlv::{self, Builder, Message, TlvError};
 
 /// The link schema this code speaks (the newest field's version).
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 /// Largest frame: a 1 MiB set plus its fields.
 pub const MAX_FRAME: usize = tlv::HEADER + tlv::MAX_BODY;
 /// Bytes of the length prefix.
@@ -51,6 +51,13 @@ pub mod kind {
     pub const CAUSE: u8 = 0x4B;
     /// Schema 3: a master hands its role to a slave (manual switchover).
     pub const HANDOVER: u8 = 0x4C;
+    /// Schema 4: store a set in the receiving card's memory for its peer
+    /// (000 claims 13-15: a host stored it with that card's endpoint).
+    pub const PEER_STORE: u8 = 0x4D;
+    /// Schema 4: read back a set stored with `PEER_STORE`.
+    pub const PEER_FETCH: u8 = 0x4E;
+    /// Schema 4: the answer to `PEER_STORE` or `PEER_FETCH`.
+    pub const PEER_ANSWER: u8 = 0x4F;
 }
 
 /// Link field tags (100 and up, so that a link field is never mistaken
@@ -86,6 +93,11 @@ pub mod tag {
     pub const OFFSET: u16 = 123;
     /// Schema 3: the epoch of the bracket named by `APPLIED`.
     pub const APPLIED_EPOCH: u16 = 124;
+    /// Schema 4: the sender's number of a peer-set request (its answer
+    /// carries it back).
+    pub const REQUEST: u16 = 125;
+    /// Schema 4: the most bytes a `PEER_FETCH` takes back.
+    pub const CAP: u16 = 126;
 }
 
 /// A card's role in the pair.
@@ -245,6 +257,34 @@ pub enum LinkMessage {
     /// bracket up to `bracket`; the receiver becomes master at a newer
     /// epoch.
     Handover { epoch: u64, bracket: u64 },
+    /// Schema 4 (000 claims 13-15): store `data` as `set` (its `app`,
+    /// `object`, `endpoint`: the receiver, `stage`, `tier`, `crc`) in the
+    /// receiver's own memory, not as part of the replicated state.
+    PeerStore {
+        request: u64,
+        set: SetRecord,
+        data: Vec<u8>,
+    },
+    /// Schema 4: send back the set (`app`, `object`) stored with
+    /// `PeerStore`, if it is at most `cap` bytes.
+    PeerFetch {
+        request: u64,
+        app: u32,
+        object: u32,
+        endpoint: u32,
+        cap: u32,
+    },
+    /// Schema 4: the answer to request `request`: `code` is the host
+    /// protocol's result code (0: done; `reason` says why not), `set` the
+    /// record as stored (`version` the receiver's), `data` the bytes of a
+    /// fetch.
+    PeerAnswer {
+        request: u64,
+        code: u32,
+        reason: String,
+        set: SetRecord,
+        data: Vec<u8>,
+    },
 }
 
 /// Why bytes are not a link message this side can use.
@@ -286,7 +326,19 @@ impl LinkMessage {
             LinkMessage::Refuse { .. } => kind::REFUSE,
             LinkMessage::Cause { .. } => kind::CAUSE,
             LinkMessage::Handover { .. } => kind::HANDOVER,
+            LinkMessage::PeerStore { .. } => kind::PEER_STORE,
+            LinkMessage::PeerFetch { .. } => kind::PEER_FETCH,
+            LinkMessage::PeerAnswer { .. } => kind::PEER_ANSWER,
         }
+    }
+
+    /// A peer-set message (schema 4): not part of the replication stream
+    /// (the card's loop serves it beside the node).
+    pub fn is_peer_set(kind: u8) -> bool {
+        matches!(
+            kind,
+            kind::PEER_STORE | kind::PEER_FETCH | kind::PEER_ANSWER
+        )
     }
 
     /// The bracket a change belongs to (None for the others).
@@ -357,14 +409,7 @@ impl LinkMessage {
                 .u64(tag::BRACKET, *bracket)
                 .u32(tag::FULL, u32::from(*full)),
             LinkMessage::Put { bracket, set, data } => v2(
-                b.u64(tag::BRACKET, *bracket)
-                    .u32(tag::APP, set.app)
-                    .u32(tag::OBJECT, set.object)
-                    .u32(tag::ENDPOINT, set.endpoint)
-                    .u32(tag::STAGE, set.stage)
-                    .u32(tag::TIER, set.tier)
-                    .u64(tag::VERSION, set.version)
-                    .u32(tag::CRC, set.crc),
+                set_fields(b.u64(tag::BRACKET, *bracket), set),
                 tag::STORED_US,
                 set.stored_us,
             )
@@ -434,6 +479,34 @@ impl LinkMessage {
             LinkMessage::Handover { epoch, bracket } => {
                 b.u64(tag::EPOCH, *epoch).u64(tag::BRACKET, *bracket)
             }
+            LinkMessage::PeerStore { request, set, data } => {
+                set_fields(b.u64(tag::REQUEST, *request), set).bytes(tag::DATA, data)
+            }
+            LinkMessage::PeerFetch {
+                request,
+                app,
+                object,
+                endpoint,
+                cap,
+            } => b
+                .u64(tag::REQUEST, *request)
+                .u32(tag::APP, *app)
+                .u32(tag::OBJECT, *object)
+                .u32(tag::ENDPOINT, *endpoint)
+                .u32(tag::CAP, *cap),
+            LinkMessage::PeerAnswer {
+                request,
+                code,
+                reason,
+                set,
+                data,
+            } => set_fields(
+                b.u64(tag::REQUEST, *request)
+                    .u32(tag::CODE, *code)
+                    .bytes(tag::REASON, reason.as_bytes()),
+                set,
+            )
+            .bytes(tag::DATA, data),
         }
         .finish()
     }
@@ -442,6 +515,9 @@ impl LinkMessage {
     pub fn schema_of_kind(&self) -> u32 {
         match self {
             LinkMessage::Handover { .. } => 3,
+            LinkMessage::PeerStore { .. }
+            | LinkMessage::PeerFetch { .. }
+            | LinkMessage::PeerAnswer { .. } => 4,
             _ => 1,
         }
     }
@@ -479,6 +555,19 @@ impl LinkMessage {
             }
             Ok(t)
         };
+        let request = || u64_of(&m, tag::REQUEST, 0);
+        let set = || -> Result<SetRecord, LinkError> {
+            Ok(SetRecord {
+                app: app()?,
+                object: object()?,
+                endpoint: u32_of(&m, tag::ENDPOINT, 0)?,
+                stage: u32_of(&m, tag::STAGE, 0)?,
+                tier: tier()?,
+                version: u64_of(&m, tag::VERSION, 0)?,
+                crc: u32_of(&m, tag::CRC, 0)?,
+                stored_us: u64_of(&m, tag::STORED_US, 0)?,
+            })
+        };
         Ok(match m.kind {
             kind::HELLO => LinkMessage::Hello {
                 node: u32_of(&m, tag::NODE, 0)?,
@@ -505,16 +594,7 @@ impl LinkMessage {
             },
             kind::PUT => LinkMessage::Put {
                 bracket: bracket()?,
-                set: SetRecord {
-                    app: app()?,
-                    object: object()?,
-                    endpoint: u32_of(&m, tag::ENDPOINT, 0)?,
-                    stage: u32_of(&m, tag::STAGE, 0)?,
-                    tier: tier()?,
-                    version: u64_of(&m, tag::VERSION, 0)?,
-                    crc: u32_of(&m, tag::CRC, 0)?,
-                    stored_us: u64_of(&m, tag::STORED_US, 0)?,
-                },
+                set: set()?,
                 data: m.bytes_or_empty(tag::DATA).to_vec(),
             },
             kind::DELETE => LinkMessage::Delete {
@@ -576,9 +656,41 @@ impl LinkMessage {
                 epoch: epoch()?,
                 bracket: bracket()?,
             },
+            kind::PEER_STORE => LinkMessage::PeerStore {
+                request: request()?,
+                set: set()?,
+                data: m.bytes_or_empty(tag::DATA).to_vec(),
+            },
+            kind::PEER_FETCH => LinkMessage::PeerFetch {
+                request: request()?,
+                app: app()?,
+                object: object()?,
+                endpoint: u32_of(&m, tag::ENDPOINT, 0)?,
+                cap: u32_of(&m, tag::CAP, 0)?,
+            },
+            kind::PEER_ANSWER => LinkMessage::PeerAnswer {
+                request: request()?,
+                // A missing code is never success.
+                code: u32_of(&m, tag::CODE, u32::MAX)?,
+                reason: text_of(&m, tag::REASON),
+                set: set()?,
+                data: m.bytes_or_empty(tag::DATA).to_vec(),
+            },
             other => return Err(LinkError::UnknownKind(other)),
         })
     }
+}
+
+/// A set's record fields (`stored_us` apart: its schema is the
+/// message's business).
+fn set_fields(b: Builder, set: &SetRecord) -> Builder {
+    b.u32(tag::APP, set.app)
+        .u32(tag::OBJECT, set.object)
+        .u32(tag::ENDPOINT, set.endpoint)
+        .u32(tag::STAGE, set.stage)
+        .u32(tag::TIER, set.tier)
+        .u64(tag::VERSION, set.version)
+        .u32(tag::CRC, set.crc)
 }
 
 /// A frame for a byte stream: length prefix, then the message.
@@ -729,7 +841,7 @@ mod tests {
                 any::<u32>(),
                 0u32..2,
                 any::<u32>(),
-                data
+                data.clone()
             )
                 .prop_map(|(bracket, app, object, tier, offset, data)| {
                     LinkMessage::LogAppend {
@@ -771,6 +883,38 @@ mod tests {
                 .prop_map(|(epoch, reason)| LinkMessage::Cause { epoch, reason }),
             (any::<u64>(), any::<u64>())
                 .prop_map(|(epoch, bracket)| LinkMessage::Handover { epoch, bracket }),
+            (any::<u64>(), set(), data.clone()).prop_map(|(request, mut set, data)| {
+                set.stored_us = 0; // not a field of the message
+                LinkMessage::PeerStore { request, set, data }
+            }),
+            (
+                any::<u64>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<u32>()
+            )
+                .prop_map(|(request, app, object, endpoint, cap)| {
+                    LinkMessage::PeerFetch {
+                        request,
+                        app,
+                        object,
+                        endpoint,
+                        cap,
+                    }
+                }),
+            (any::<u64>(), any::<u32>(), ".{0,40}", set(), data).prop_map(
+                |(request, code, reason, mut set, data)| {
+                    set.stored_us = 0;
+                    LinkMessage::PeerAnswer {
+                        request,
+                        code,
+                        reason,
+                        set,
+                        data,
+                    }
+                }
+            ),
         ]
     }
 
@@ -811,13 +955,13 @@ mod tests {
             prop_assert_eq!(LinkMessage::decode(&m.encode()).unwrap(), m);
         }
 
-        /// A schema 1 or 2 sender's message reaches this receiver with
-        /// the newer fields defaulted (a kind an older card does not have,
-        /// `Handover`, is never sent to it: the node checks the peer's
-        /// schema first).
+        /// An older sender's message reaches this receiver with the
+        /// newer fields defaulted (a kind an older card does not have,
+        /// `Handover` or the peer-set kinds, is never sent to it: the
+        /// sender checks the peer's schema first).
         #[test]
         fn an_older_senders_message_takes_the_defaults(m in message(), schema in 1u32..SCHEMA) {
-            prop_assume!(!matches!(m, LinkMessage::Handover { .. }));
+            prop_assume!(m.schema_of_kind() <= schema);
             prop_assert_eq!(LinkMessage::decode(&m.encode_as(schema)).unwrap(), as_schema(&m, schema));
         }
 
@@ -826,8 +970,8 @@ mod tests {
         #[test]
         fn an_older_receiver_defaults_the_newer_fields(m in message(), schema in 1u32..SCHEMA) {
             let got = LinkMessage::decode_as(&m.encode(), schema);
-            if matches!(m, LinkMessage::Handover { .. }) {
-                prop_assert_eq!(got, Err(LinkError::UnknownKind(kind::HANDOVER)));
+            if m.schema_of_kind() > schema {
+                prop_assert_eq!(got, Err(LinkError::UnknownKind(m.kind())));
             } else {
                 prop_assert_eq!(got.unwrap(), as_schema(&m, schema));
             }

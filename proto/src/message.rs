@@ -35,8 +35,15 @@ pub enum Request {
     },
     /// Delete the set `object`.
     Delete { object: u32 },
-    /// Read the set `object` into the host buffer `addr` of `cap` bytes.
-    Restore { object: u32, addr: u64, cap: u32 },
+    /// Read the set `object` into the host buffer `addr` of `cap` bytes;
+    /// `endpoint` names the card that holds it (0: this card; a
+    /// replicated card's peer: fetched from it over the link).
+    Restore {
+        object: u32,
+        endpoint: u32,
+        addr: u64,
+        cap: u32,
+    },
     /// The session's sets.
     List,
     /// Announce a reboot stage.
@@ -301,10 +308,24 @@ impl Request {
                 .u32(tag::DATA_LEN, len)
                 .u32(tag::DATA_CRC, crc),
             Request::Delete { object } => b.u32(tag::OBJECT, object),
-            Request::Restore { object, addr, cap } => b
-                .u32(tag::OBJECT, object)
-                .u64(tag::DATA_ADDR, addr)
-                .u32(tag::DATA_CAP, cap),
+            Request::Restore {
+                object,
+                endpoint,
+                addr,
+                cap,
+            } => {
+                let b = b
+                    .u32(tag::OBJECT, object)
+                    .u64(tag::DATA_ADDR, addr)
+                    .u32(tag::DATA_CAP, cap);
+                // Left out for this card: the request is then the same
+                // bytes as before endpoints had a meaning.
+                if endpoint == 0 {
+                    b
+                } else {
+                    b.u32(tag::ENDPOINT, endpoint)
+                }
+            }
             Request::Stage { stage } => b.u32(tag::STAGE, stage),
             Request::Fetch { stage, addr, cap } => b
                 .u32(tag::STAGE, stage)
@@ -425,6 +446,7 @@ impl Request {
             kind::DELETE => Request::Delete { object: object()? },
             kind::RESTORE => Request::Restore {
                 object: object()?,
+                endpoint: u(tag::ENDPOINT, 0)?,
                 addr: addr()?,
                 cap: cap()?,
             },
@@ -1133,7 +1155,12 @@ mod tests {
                 }
             ),
             a.prop_map(|object| Request::Delete { object }),
-            (a, addr, a).prop_map(|(object, addr, cap)| Request::Restore { object, addr, cap }),
+            (a, a, addr, a).prop_map(|(object, endpoint, addr, cap)| Request::Restore {
+                object,
+                endpoint,
+                addr,
+                cap
+            }),
             Just(Request::List),
             a.prop_map(|stage| Request::Stage { stage }),
             (a, addr, a).prop_map(|(stage, addr, cap)| Request::Fetch { stage, addr, cap }),

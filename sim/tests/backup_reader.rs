@@ -414,6 +414,7 @@ fn backup_reads_what_the_killed_primary_left_unread() {
     // Data only into the window.
     let outside = Request::Restore {
         object: 10,
+        endpoint: 0,
         addr: 0x1000,
         cap: 4096,
     };

@@ -114,7 +114,9 @@ enum Cmd {
         app: u32,
         #[arg(long, default_value_t = 0)]
         object: u32,
-        /// Endpoint the set is destined for (recorded with it).
+        /// The card that holds the set: 0 (or this card's node id) this
+        /// card; a replicated card's peer node id: stored in the peer
+        /// card's memory over the card-to-card link.
         #[arg(long, default_value_t = 0)]
         endpoint: u32,
         /// Reboot stage at which the set is delivered.
@@ -132,6 +134,10 @@ enum Cmd {
         app: u32,
         #[arg(long, default_value_t = 0)]
         object: u32,
+        /// The card that holds the set (as stored with `checkpoint
+        /// --endpoint`): 0 this card, a peer node id: fetched from it.
+        #[arg(long, default_value_t = 0)]
+        endpoint: u32,
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
@@ -411,11 +417,12 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Restore {
             app: a,
             object,
+            endpoint,
             output,
         } => {
             let mut x = app(a)?;
             let s = x.s.clone();
-            let (_, data) = x.fw.restore(&s, object)?;
+            let (_, data) = x.fw.restore_from(&s, object, endpoint)?;
             write_output(output.as_deref(), &data)
         }
         Cmd::List { app: a, json } => {

@@ -5,12 +5,17 @@
 //! and as master, must answer with a value or an error, never panic; a
 //! decoded message re-encodes to one that decodes to itself.
 //!
+//! The peer-set messages (schema 4) go to a forwarder with requests
+//! waiting, as the card's loop gives them.
+//!
 //! The first byte chooses: raw bytes (every decoder over them), or a
 //! sequence of well-formed link messages built from the bytes (so the
 //! node's role logic is reached, not only its decoder).
 #![no_main]
 
 use hitless_firmware::replication::channel::{Channel, Handshake, NoiseReader, Step};
+use hitless_firmware::manager::peer::PeerOp;
+use hitless_firmware::replication::peer_sets::Forwarder;
 use hitless_firmware::replication::replica::MemReplica;
 use hitless_firmware::replication::{Config, LocalArbiter, Mode, Node};
 use hitless_proto::link::{self, FrameReader, LinkMessage, RefuseCode, Role, SetRecord};
@@ -56,7 +61,17 @@ fn message(b: &[u8; 16]) -> LinkMessage {
     let bracket = u64::from(b[2] % 8);
     let small = |i: usize, m: u8| u32::from(b[i] % m);
     let data = b[8..8 + usize::from(b[7] % 8)].to_vec();
-    match b[0] % 13 {
+    let set = SetRecord {
+        app: small(3, 3),
+        object: small(4, 4),
+        endpoint: small(5, 3),
+        stage: small(6, 2),
+        tier: small(6, 2),
+        version: u64::from(b[3]),
+        crc: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        stored_us: 0,
+    };
+    match b[0] % 16 {
         0 => LinkMessage::Hello {
             node: 2,
             schema: 1 + small(3, 3),
@@ -135,8 +150,79 @@ fn message(b: &[u8; 16]) -> LinkMessage {
             epoch,
             reason: String::from_utf8_lossy(&b[8..12]).into_owned(),
         },
-        _ => LinkMessage::Handover { epoch, bracket },
+        12 => LinkMessage::Handover { epoch, bracket },
+        13 => LinkMessage::PeerStore {
+            request: bracket,
+            set,
+            data,
+        },
+        14 => LinkMessage::PeerFetch {
+            request: bracket,
+            app: small(3, 3),
+            object: small(4, 4),
+            endpoint: small(5, 3),
+            cap: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
+        },
+        _ => LinkMessage::PeerAnswer {
+            request: bracket,
+            code: small(3, 20),
+            reason: String::from_utf8_lossy(&b[12..14]).into_owned(),
+            set,
+            data,
+        },
     }
+}
+
+/// Answers (or anything else) from peer 2 to a forwarder with a store and
+/// a fetch waiting: each answers its request once, or nothing.
+fn forward(frames: &[(u8, Vec<u8>)], now: Instant) {
+    let mut fwd = Forwarder::<u32>::new(Duration::from_millis(50));
+    let op = |fetch: bool| {
+        if fetch {
+            PeerOp::Fetch {
+                peer: 2,
+                app: 1,
+                object: 1,
+                endpoint: 2,
+                addr: 0,
+                cap: 16,
+            }
+        } else {
+            PeerOp::Store {
+                peer: 2,
+                set: SetRecord {
+                    app: 1,
+                    object: 1,
+                    endpoint: 2,
+                    stage: 0,
+                    tier: 0,
+                    version: 0,
+                    crc: 0,
+                    stored_us: 0,
+                },
+                data: Vec::new(),
+            }
+        }
+    };
+    let mut open = 0;
+    for i in 0..4u32 {
+        if fwd.send(now, op(i % 2 == 1), i, true, Some(link::SCHEMA)).is_ok() {
+            open += 1;
+        }
+    }
+    let mut answered = 0;
+    for (_, f) in frames {
+        if let Ok(m) = LinkMessage::decode(f) {
+            if let Some(d) = fwd.receive(2, m) {
+                answered += 1;
+                if let Some((_, bytes)) = d.write {
+                    assert!(bytes.len() <= 16, "more than the host's buffer");
+                }
+            }
+        }
+    }
+    let late = fwd.expire(now + Duration::from_millis(50)).len();
+    assert_eq!(answered + late, open, "every request answered once");
 }
 
 /// Node 1 (peer 2): a slave, or a master bootstrapped by the arbiter.
@@ -189,7 +275,7 @@ fuzz_target!(|data: &[u8]| {
             .map(|c| {
                 let b: &[u8; 16] = c.try_into().expect("16 bytes");
                 let m = message(b);
-                let bytes = m.encode_as(1 + u32::from(b[15] % 3));
+                let bytes = m.encode_as(1 + u32::from(b[15]) % link::SCHEMA);
                 (b[14], bytes)
             })
             .collect();
@@ -198,6 +284,7 @@ fuzz_target!(|data: &[u8]| {
             let (mut n, mut arb) = node(master, t);
             drive(&mut n, &mut arb, &mut t, &frames);
         }
+        forward(&frames, now);
         return;
     }
     // A link message: a value or an error; a decoded one re-encodes to a
@@ -264,4 +351,5 @@ fuzz_target!(|data: &[u8]| {
         let (mut n, mut arb) = node(master, t);
         drive(&mut n, &mut arb, &mut t, &frames);
     }
+    forward(&frames, now);
 });

@@ -41,6 +41,7 @@ impl<C: Controller> MemoryManager<C> {
         backup_window: Option<(u64, u32)>,
     ) -> Reply {
         self.counters.requests = self.counters.requests.wrapping_add(1);
+        self.peer_op = None;
         let kind = req.get(3).copied().unwrap_or(0);
         let answer = match Message::decode(req) {
             Err(e) => Err(Failure::new(Code::BadMessage, e.to_string())),
@@ -240,6 +241,17 @@ impl<C: Controller> MemoryManager<C> {
                 if len == 0 && crc != crc32c(&[]) {
                     return fail(Code::Invalid, "an empty set has CRC 0");
                 }
+                if let peer::Route::Peer(p) = self.route(endpoint)? {
+                    return self.store_for_peer(
+                        host,
+                        p,
+                        key(object),
+                        endpoint,
+                        stage,
+                        f & flags::COLD != 0,
+                        (addr, len, crc),
+                    );
+                }
                 let e = Entry {
                     endpoint,
                     stage,
@@ -277,8 +289,16 @@ impl<C: Controller> MemoryManager<C> {
                     data_len: None,
                 })
             }
-            Request::Restore { object, addr, cap } => {
+            Request::Restore {
+                object,
+                endpoint,
+                addr,
+                cap,
+            } => {
                 Self::need(&s, flags::READ, "reading")?;
+                if let peer::Route::Peer(p) = self.route(endpoint)? {
+                    return self.fetch_for_peer(p, key(object), endpoint, addr, cap);
+                }
                 let Some((t, e)) = self.lookup(key(object)) else {
                     return self.missing(key(object));
                 };
@@ -463,7 +483,7 @@ impl<C: Controller> MemoryManager<C> {
 
     /// Object ids the heap store keeps its roots under are not sets a
     /// session may store or delete.
-    fn not_reserved(object: u32) -> R<()> {
+    pub(super) fn not_reserved(object: u32) -> R<()> {
         if crate::heap::is_reserved(object) {
             return fail(
                 Code::Invalid,

@@ -35,6 +35,7 @@
 mod dispatch;
 mod heap;
 mod log;
+pub mod peer;
 mod replica;
 mod session;
 
@@ -225,6 +226,10 @@ pub struct MemoryManager<C: Controller> {
     pub counters: Counters,
     repl: replica::ReplState,
     heaps: heap::HeapStore,
+    /// Which endpoint values name this card and its peers.
+    endpoints: peer::Endpoints,
+    /// A request the last `handle` left for a peer card.
+    peer_op: Option<peer::PeerOp>,
 }
 
 fn tier_flag(t: TierSel) -> u8 {
@@ -316,6 +321,8 @@ impl<C: Controller> MemoryManager<C> {
             counters: Counters::default(),
             repl: replica::ReplState::default(),
             heaps: heap::HeapStore::default(),
+            endpoints: peer::Endpoints::default(),
+            peer_op: None,
         };
         for t in [TierSel::Warm, TierSel::Cold] {
             let view = mm.load(t).map_err(|f| FirmwareError::Start(f.detail))?;

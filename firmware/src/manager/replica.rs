@@ -212,6 +212,20 @@ impl<C: Controller> MemoryManager<C> {
         stage: u32,
         data: &[u8],
     ) -> R<()> {
+        self.store_flagged(t, key, endpoint, stage, 0, data)
+    }
+
+    /// [`Self::store_bytes`] with record flags beside the tier's
+    /// (`peer::HELD`).
+    pub(super) fn store_flagged(
+        &mut self,
+        t: TierSel,
+        key: SetKey,
+        endpoint: u32,
+        stage: u32,
+        extra: u32,
+        data: &[u8],
+    ) -> R<()> {
         if data.len() > MAX_TRANSFER as usize {
             return fail(Code::Invalid, "a set is at most MAX_TRANSFER bytes");
         }
@@ -219,7 +233,7 @@ impl<C: Controller> MemoryManager<C> {
         let e = Entry {
             endpoint,
             stage,
-            flags: if t == TierSel::Cold { flags::COLD } else { 0 },
+            flags: extra | if t == TierSel::Cold { flags::COLD } else { 0 },
             len: data.len() as u32,
             crc: crc32c(data),
             offset: 0,
@@ -296,7 +310,9 @@ impl<C: Controller> MemoryManager<C> {
         }
     }
 
-    /// Before a full snapshot: no sets, no secrets, empty logs.
+    /// Before a full snapshot: no sets, no secrets, empty logs; but the
+    /// sets this card holds for a peer stay (they are not the master's
+    /// state, so its snapshot does not have them).
     fn wipe(&mut self) -> R<()> {
         for t in [TierSel::Warm, TierSel::Cold] {
             let old = match &self.tiers[t as usize] {
@@ -304,7 +320,8 @@ impl<C: Controller> MemoryManager<C> {
                 _ => Table::default(),
             };
             let mut new = old.clone();
-            new.sets.retain(|k, _| *k == MARK_KEY);
+            new.sets
+                .retain(|k, e| *k == MARK_KEY || e.flags & super::peer::HELD != 0);
             if new.sets.len() != old.sets.len() {
                 self.commit(t, &old, &new, None, (0, 0), &[])?;
             }

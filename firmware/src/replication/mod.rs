@@ -13,6 +13,7 @@
 //! | `master.rs` | the write path, acks, sync/async, resend, snapshot, switchover |
 //! | `slave.rs` | brackets in: buffer, apply at close, discard, ack |
 //! | `monitor.rs` | heartbeats, silence, lease, takeover, promotion |
+//! | `peer_sets.rs` | sets a host stores in the peer card's memory (000 claims 13-15): forwarding, answers, deadlines |
 
 pub mod arbiter;
 pub mod card;
@@ -21,6 +22,7 @@ pub mod journal;
 mod master;
 mod monitor;
 pub mod node;
+pub mod peer_sets;
 pub mod replica;
 mod slave;
 #[cfg(test)]

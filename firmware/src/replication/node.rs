@@ -373,6 +373,12 @@ impl<R: Replica> Node<R> {
     pub fn into_replica(self) -> R {
         self.replica
     }
+    /// The link schema `peer` said in its HELLO (1 before one came);
+    /// `None`: not a peer of this node.
+    pub fn peer_schema(&self, peer: u32) -> Option<u32> {
+        self.peers.get(&peer).map(|p| p.schema)
+    }
+
     pub fn mark(&self) -> Mark {
         self.replica.mark()
     }
@@ -506,6 +512,7 @@ impl<R: Replica> Node<R> {
             LinkMessage::Heartbeat { role, .. } => role.is_none_or(|r| r == Role::Master),
             LinkMessage::Hello { role, .. } => *role == Role::Master,
             LinkMessage::Ack { .. } | LinkMessage::Refuse { .. } => false,
+            m if LinkMessage::is_peer_set(m.kind()) => false,
             _ => true,
         };
         if self.master == Some(peer) && self.role != Role::Master && as_master {
@@ -591,6 +598,14 @@ impl<R: Replica> Node<R> {
                 }
             }
             LinkMessage::Handover { epoch, bracket } => self.on_handover(now, peer, epoch, bracket),
+            // Not the replication stream: the card's loop serves them
+            // (`peer_sets`) and never hands them here.
+            LinkMessage::PeerStore { .. }
+            | LinkMessage::PeerFetch { .. }
+            | LinkMessage::PeerAnswer { .. } => self.event(Event::BadMessage {
+                peer,
+                why: "a peer-set message is the card loop's, not the node's".into(),
+            }),
             change => self.on_change(now, peer, change),
         }
     }

@@ -5,5 +5,6 @@
 mod fault;
 mod manager;
 mod net;
+mod peer_sets;
 mod unit;
 mod version;

@@ -12,16 +12,18 @@ use crate::etcd::{EtcdArbiter, EtcdConfig};
 use crate::pair::{Links, PairConfig};
 use crate::witness::WitnessArbiter;
 use hitless_firmware::mailbox::{self, Mailbox, Pending};
+use hitless_firmware::manager::peer::Endpoints;
 use hitless_firmware::manager::{HostMemory, Reply};
 use hitless_firmware::replication::card::{self, Answer};
+use hitless_firmware::replication::peer_sets::{self, Done, Forwarder};
 use hitless_firmware::replication::{Arbiter, Config, Event, NoArbiter, Node, WriteError};
 use hitless_hdl::contract::MAX_MESSAGE;
-use hitless_proto::link::Role;
+use hitless_proto::link::{LinkMessage, Role};
 use hitless_proto::message::Failure;
 use hitless_proto::msg::{kind, Code};
 use hitless_proto::tlv::Message;
 use hitless_proto::{PeerNotes, PeerReport, Request, Response};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -73,7 +75,7 @@ pub(super) fn run(
             }
         }
     }
-    let Some(mm) = r.mm.take() else {
+    let Some(mut mm) = r.mm.take() else {
         tracing::error!("the replicated firmware could not start: {failure}");
         {
             let mut mb = lock(&mailbox);
@@ -96,6 +98,12 @@ pub(super) fn run(
             }
         }
     };
+    // A host's STORE/RESTORE endpoint: 0 or this node is this card, a
+    // peer's node id that peer's memory (000 claims 13-15).
+    mm.set_endpoints(Endpoints {
+        own: pair.node,
+        peers: pair.peers.iter().map(|p| p.0).collect(),
+    });
     let mut cfg = Config::new(pair.node, pair.peers.iter().map(|p| p.0));
     cfg.mode = pair.mode;
     cfg.heartbeat = pair.heartbeat;
@@ -144,6 +152,10 @@ pub(super) fn run(
     let mut switch: Option<Switch> = None;
     // The cause the node that took over from this card sent (claim 18).
     let mut heard: Option<(u32, String)> = None;
+    // Host requests waiting for a peer card's answer (sets stored in its
+    // memory), and the peers whose link is up.
+    let mut forwarder: Forwarder<PeerWait> = Forwarder::new(peer_deadline(pair.heartbeat));
+    let mut up: HashSet<u32> = HashSet::new();
     'run: loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         let mut input = match rx.recv_timeout(wait) {
@@ -161,6 +173,9 @@ pub(super) fn run(
                     let ctx = Ctx {
                         heard: &heard,
                         switch: &mut switch,
+                        forwarder: &mut forwarder,
+                        up: &up,
+                        links: &links,
                     };
                     if let Some((code, len)) =
                         request(&mut node, &mut host, &p, now, &mut held, ctx)
@@ -170,9 +185,25 @@ pub(super) fn run(
                         mb.finish(&p, code, len);
                     }
                 }
+                Some(Input::Frame(peer, f))
+                    if f.get(3).is_some_and(|k| LinkMessage::is_peer_set(*k)) =>
+                {
+                    if let Some(d) = peer_frame(&mut node, &mut forwarder, &links, peer, &f) {
+                        finish_peer(&mut host, &mailbox, &node, d)
+                    }
+                }
                 Some(Input::Frame(peer, f)) => node.receive(now, peer, &f),
-                Some(Input::Connected(peer)) => node.connected(now, peer),
-                Some(Input::Disconnected(peer)) => node.disconnected(now, peer),
+                Some(Input::Connected(peer)) => {
+                    up.insert(peer);
+                    node.connected(now, peer)
+                }
+                Some(Input::Disconnected(peer)) => {
+                    up.remove(&peer);
+                    for d in forwarder.link_down(peer) {
+                        finish_peer(&mut host, &mailbox, &node, d);
+                    }
+                    node.disconnected(now, peer)
+                }
                 Some(Input::Backup(b)) => b.refuse(
                     Code::UnknownRequest,
                     "the backup reader is not served by a replicated card yet",
@@ -192,6 +223,9 @@ pub(super) fn run(
         if now >= next_tick {
             node.tick(now, arbiter.as_mut());
             next_tick = Instant::now() + tick_every;
+        }
+        for d in forwarder.expire(now) {
+            finish_peer(&mut host, &mailbox, &node, d);
         }
         while let Some((peer, frame)) = node.poll_transmit() {
             links.send(peer, frame);
@@ -300,12 +334,90 @@ pub(super) fn run(
     for (_, (p, _, _)) in held.drain() {
         fail(&mut host, &mailbox, &node, &p, "the card is stopping");
     }
+    for d in forwarder.drain("the card is stopping before its peer answered") {
+        finish_peer(&mut host, &mailbox, &node, d);
+    }
     if let Some(sw) = switch.take() {
         let (code, len) =
             mailbox::refuse(&mut host, &sw.pending, Code::Device, "the card is stopping");
         lock(&mailbox).finish(&sw.pending, code, len);
     }
     links.stop();
+}
+
+/// How long a host request waits for the peer card that holds its set:
+/// below the driver's answer timeout, above a loaded card's cold commit.
+fn peer_deadline(heartbeat: Duration) -> Duration {
+    (heartbeat * 15).clamp(Duration::from_secs(1), Duration::from_secs(3))
+}
+
+/// A host request waiting for a peer card: its mailbox slot and its kind
+/// (the answer's).
+type PeerWait = (Pending, u8);
+
+/// A peer-set link message from `peer`: a request served with this
+/// card's manager (answered at once), or an answer to one of ours (the
+/// host request it answers).
+fn peer_frame(
+    node: &mut ReplNode,
+    forwarder: &mut Forwarder<PeerWait>,
+    links: &Links,
+    peer: u32,
+    frame: &[u8],
+) -> Option<Done<PeerWait>> {
+    let msg = match LinkMessage::decode(frame) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(peer, "a peer-set message that does not decode: {e}");
+            return None;
+        }
+    };
+    if let LinkMessage::PeerAnswer { .. } = msg {
+        return forwarder.receive(peer, msg);
+    }
+    let role = node.role();
+    if let Some(reply) = peer_sets::serve(node.replica_mut(), role, msg) {
+        links.send(peer, reply.encode());
+    }
+    None
+}
+
+/// Answer the host request a peer card answered (or that failed).
+fn finish_peer(
+    host: &mut ServiceHost,
+    mailbox: &Mutex<Mailbox>,
+    node: &ReplNode,
+    d: Done<PeerWait>,
+) {
+    let (p, k) = d.tag;
+    let (code, len) = peer_answer(host, &p, k, d.answer, d.write);
+    let mut mb = lock(mailbox);
+    mailbox::publish(&mut mb, node.replica());
+    mb.finish(&p, code, len);
+}
+
+fn peer_answer(
+    host: &mut ServiceHost,
+    p: &Pending,
+    k: u8,
+    answer_: Result<Response, Failure>,
+    write: Option<(u64, Vec<u8>)>,
+) -> (Code, u32) {
+    let r = match answer_ {
+        Ok(r) => r,
+        Err(f) => return mailbox::refuse_with(host, p, &f),
+    };
+    if let Some((addr, data)) = write {
+        if let Err(e) = host.write(addr, &data) {
+            let f = Failure::new(Code::HostMemory, hitless_firmware::manager::chain(&e));
+            return mailbox::refuse_with(host, p, &f);
+        }
+    }
+    let reply = Reply {
+        code: Code::Ok,
+        message: r.encode(k).finish(),
+    };
+    answer(host, p, &reply)
 }
 
 fn node_hold_limit(heartbeat: Duration) -> Duration {
@@ -340,6 +452,9 @@ fn switch_limit(heartbeat: Duration) -> Duration {
 struct Ctx<'a> {
     heard: &'a Option<(u32, String)>,
     switch: &'a mut Option<Switch>,
+    forwarder: &'a mut Forwarder<PeerWait>,
+    up: &'a HashSet<u32>,
+    links: &'a Links,
 }
 
 /// A refusal of the node as the host sees it: not master (fenced, lease
@@ -481,7 +596,26 @@ fn request(
             let reply = with_peer(reply, node, now, ctx.heard);
             Some(answer(host, p, &reply))
         }
-        Ok(Answer::Now(reply)) => Some(answer(host, p, &reply)),
+        Ok(Answer::Now(reply)) => match node.replica_mut().take_peer_op() {
+            // A STORE or RESTORE for a peer card's memory: sent to it, the
+            // host answered when it answers (or at once, refused).
+            Some(op) => {
+                let peer = op.peer();
+                let k = req.get(3).copied().unwrap_or(0);
+                let schema = node.peer_schema(peer);
+                match ctx
+                    .forwarder
+                    .send(now, op, (*p, k), ctx.up.contains(&peer), schema)
+                {
+                    Ok((to, msg)) => {
+                        ctx.links.send(to, msg);
+                        None
+                    }
+                    Err(d) => Some(peer_answer(host, p, k, d.answer, d.write)),
+                }
+            }
+            None => Some(answer(host, p, &reply)),
+        },
         Ok(Answer::AtDurable {
             reply,
             epoch,

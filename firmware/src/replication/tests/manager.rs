@@ -9,7 +9,7 @@ use crate::replication::*;
 use hitless_hdl::contract::{crc32c, Completion, Descriptor, NvGeometry};
 use hitless_hdl::model::{HostMemory as ModelMemory, Model, PagedMemory};
 use hitless_proto::auth;
-use hitless_proto::message::Request;
+use hitless_proto::message::{Failure, Request};
 use hitless_proto::msg::{flags, tag};
 use hitless_proto::tlv::Message;
 use hitless_proto::Response;
@@ -25,7 +25,7 @@ const GEOMETRY: NvGeometry = NvGeometry {
 
 /// The controller as the firmware sees it, over the reference model; the
 /// host's memory and the firmware's scratch are one paged memory.
-struct ModelCtl {
+pub(super) struct ModelCtl {
     model: Model,
     mem: Rc<RefCell<PagedMemory>>,
 }
@@ -67,14 +67,14 @@ impl HostMemory for Host {
     }
 }
 
-struct Card {
-    mm: MemoryManager<ModelCtl>,
-    mem: Rc<RefCell<PagedMemory>>,
+pub(super) struct Card {
+    pub(super) mm: MemoryManager<ModelCtl>,
+    pub(super) mem: Rc<RefCell<PagedMemory>>,
     handle: u32,
     secret: Vec<u8>,
 }
 
-fn card() -> Card {
+pub(super) fn card() -> Card {
     let mut model = Model::new(GEOMETRY);
     model.boot_scan();
     let mem = Rc::new(RefCell::new(PagedMemory::default()));
@@ -91,7 +91,7 @@ fn card() -> Card {
 }
 
 impl Card {
-    fn restart(self) -> Card {
+    pub(super) fn restart(self) -> Card {
         let ctl = self.mm.into_controller();
         Card {
             mm: MemoryManager::start(ctl, 2).unwrap(),
@@ -113,6 +113,11 @@ impl Card {
     }
 
     fn request(&mut self, r: Request) -> Response {
+        self.try_request(r).unwrap()
+    }
+
+    /// A request's answer, a refusal as its failure.
+    pub(super) fn try_request(&mut self, r: Request) -> Result<Response, Failure> {
         let kind = r.kind();
         let mut b = r.encode();
         if Request::needs_session(kind) {
@@ -125,10 +130,10 @@ impl Card {
         let mut host = Host(self.mem.clone());
         let reply = self.mm.handle(&mut host, &msg);
         let m = Message::decode(&reply.message).unwrap();
-        Response::decode(kind, &m).unwrap().unwrap()
+        Response::decode(kind, &m).unwrap()
     }
 
-    fn open(&mut self, app: u32) {
+    pub(super) fn open(&mut self, app: u32) {
         match self.request(Request::Open {
             app,
             flags: flags::READ | flags::WRITE | flags::LOG,
@@ -141,11 +146,11 @@ impl Card {
         }
     }
 
-    fn store(&mut self, object: u32, cold: bool, data: &[u8]) {
+    pub(super) fn store(&mut self, object: u32, cold: bool, data: &[u8]) {
         self.mem.borrow_mut().write(0x10_0000, data);
         let r = self.request(Request::Store {
             object,
-            endpoint: 3,
+            endpoint: 0,
             stage: 2,
             flags: if cold { flags::COLD } else { 0 },
             addr: 0x10_0000,
@@ -169,7 +174,7 @@ impl Card {
     }
 
     /// The card's state as the replication sees it.
-    fn state(&mut self) -> MemState {
+    pub(super) fn state(&mut self) -> MemState {
         let mut s = MemState::default();
         for c in self.mm.snapshot().unwrap() {
             s.change(&c).unwrap();
@@ -552,6 +557,7 @@ fn a_replicated_card_answers_a_sync_store_once_durable_and_the_slave_takes_over_
             &secret,
             Request::Restore {
                 object: 4,
+                endpoint: 0,
                 addr: 0x30_0000,
                 cap: 4096,
             },
