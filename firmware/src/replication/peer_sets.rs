@@ -86,12 +86,14 @@ impl<T> Forwarder<T> {
         tag: T,
         link_up: bool,
         peer_schema: Option<u32>,
-    ) -> Result<(u32, Vec<u8>), Done<T>> {
+    ) -> Result<(u32, Vec<u8>), Box<Done<T>>> {
         let peer = op.peer();
-        let refuse = |tag, detail: String| Done {
-            tag,
-            answer: Err(Failure::new(Code::Device, detail)),
-            write: None,
+        let refuse = |tag, detail: String| {
+            Box::new(Done {
+                tag,
+                answer: Err(Failure::new(Code::Device, detail)),
+                write: None,
+            })
         };
         if !link_up {
             return Err(refuse(

@@ -96,7 +96,7 @@ fn endpoints_name_this_card_the_peer_or_nothing() {
         other => panic!("{other:?}"),
     }
     assert_eq!(code(restore(&mut a, 3, 0, 4096)), Code::NotFound);
-    assert!(matches!(a.mm.take_peer_op(), None));
+    assert!(a.mm.take_peer_op().is_none());
     assert_eq!(code(restore(&mut a, 3, 2, 4096)), Code::Device);
     assert!(matches!(
         a.mm.take_peer_op(),
