@@ -80,16 +80,7 @@ fn master_killed_the_slave_takes_over_with_every_acknowledged_set() {
     // kill -9 the master.
     let killed = Instant::now();
     procs[m] = None;
-    let (mut client, session) = loop {
-        if let Ok((c, sess, _)) = cards[s].open(Some(&secret)) {
-            break (c, sess);
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(20),
-            "the slave did not take over"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut client, session) = take_over(&cards[s], &secret, Duration::from_secs(20));
     eprintln!(
         "takeover by node {}: serving {:?} after the kill",
         cards[s].node,

@@ -20,15 +20,7 @@ const BOUND: Duration = Duration::from_millis(3800);
 
 #[test]
 fn a_set_stored_with_the_peers_endpoint_lives_in_the_peer_cards_memory() {
-    let (dir, key) = test_dir("peerset");
-    let (pw, p1, p2) = (free_port(), free_port(), free_port());
-    let witness_addr = format!("127.0.0.1:{pw}");
-    let _witness = start_witness(&dir, &key, &witness_addr, "1,2", &[]);
-    let (a1, a2) = (format!("127.0.0.1:{p1}"), format!("127.0.0.1:{p2}"));
-    let cards = [
-        Card::new(&dir, &key, 1, &a1, &[(2, a2.clone())], &witness_addr),
-        Card::new(&dir, &key, 2, &a2, &[(1, a1.clone())], &witness_addr),
-    ];
+    let (dir, _witness, cards) = witness_and_pair("peerset");
     let mut procs = vec![Some(cards[0].start()), Some(cards[1].start())];
     let (m, secret) = first_master(&cards, Duration::from_secs(30));
     let s = 1 - m;
@@ -127,22 +119,20 @@ fn a_set_stored_with_the_peers_endpoint_lives_in_the_peer_cards_memory() {
     // catches up as the slave.
     procs[s] = Some(cards[s].start());
     drop(client);
+    // Caught up: its mark is the master's last bracket (a card whose
+    // state is not whole brackets never takes over), and in sync.
+    let at = cards[m].peer_now().unwrap();
+    cards[s].peer(TIMEOUT, |p| {
+        p.role == 1
+            && p.master == Some(mn)
+            && (p.mark_epoch, p.mark_bracket) >= (at.mark_epoch, at.mark_bracket)
+    });
     cards[m].peer(TIMEOUT, |p| p.role == 0 && p.in_sync == 1);
 
     // The master killed: the slave takes over and holds the sets it held
     // for its peer as its own (its memory, read on it directly).
     procs[m] = None;
-    let killed = Instant::now();
-    let (mut client, session) = loop {
-        if let Ok((c, sess, _)) = cards[s].open(Some(&secret)) {
-            break (c, sess);
-        }
-        assert!(
-            killed.elapsed() < Duration::from_secs(20),
-            "the slave did not take over"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (mut client, session) = take_over(&cards[s], &secret, Duration::from_secs(20));
     let (info, got) = client.restore(&session, 20).unwrap();
     assert!(got == data, "set 20 on the new master differs");
     assert_eq!(info.endpoint, sn);

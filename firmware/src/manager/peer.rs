@@ -243,7 +243,7 @@ impl<C: Controller> MemoryManager<C> {
         let (t, e) = self.lookup(key).ok_or_else(|| {
             Failure::new(Code::Device, "the set is not in the table after its commit")
         })?;
-        Ok(held_record(key, t, &e))
+        Ok(super::replica::record(key, t, &e))
     }
 
     /// A set this card holds for a peer, with its bytes (at most `cap`).
@@ -262,20 +262,7 @@ impl<C: Controller> MemoryManager<C> {
             return Err(Failure::too_small(e.len.into()));
         }
         let data = self.read_set(t, &e)?;
-        Ok((held_record(key, t, &e), data))
-    }
-}
-
-fn held_record(key: SetKey, t: TierSel, e: &Entry) -> SetRecord {
-    SetRecord {
-        app: key.app,
-        object: key.object,
-        endpoint: e.endpoint,
-        stage: e.stage,
-        tier: t as u32,
-        version: e.version,
-        crc: e.crc,
-        stored_us: 0,
+        Ok((super::replica::record(key, t, &e), data))
     }
 }
 

@@ -335,7 +335,7 @@ impl<C: Controller> MemoryManager<C> {
     }
 }
 
-fn record(key: SetKey, t: TierSel, e: &Entry) -> SetRecord {
+pub(super) fn record(key: SetKey, t: TierSel, e: &Entry) -> SetRecord {
     SetRecord {
         app: key.app,
         object: key.object,

@@ -262,6 +262,14 @@ pub fn witness_and_pair(name: &str) -> (PathBuf, Proc, [Card; 2]) {
     (dir, witness, cards)
 }
 
+/// Wait (within `limit`) until `card` opens the application (it has
+/// taken over as master): its client and session.
+pub fn take_over(card: &Card, secret: &Secret, limit: Duration) -> (Client<VfioUserIo>, Session) {
+    wait_for(limit, &format!("node {} to take over", card.node), || {
+        card.open(Some(secret)).ok().map(|(c, s, _)| (c, s))
+    })
+}
+
 /// Wait until one of `cards` opens the application (the master); returns
 /// its index and the application's secret (handed out by the first open).
 pub fn first_master(cards: &[Card], limit: Duration) -> (usize, Secret) {

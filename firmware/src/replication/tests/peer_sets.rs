@@ -202,31 +202,23 @@ fn the_peer_holds_the_set_durable_and_a_masters_snapshot_keeps_it() {
     assert!(round_trip(&mut fwd, op, &mut b, Role::Slave).answer.is_ok());
     // A key the peer holds as the master's own set is not taken over by
     // a peer's store (one key, one set in the pair); nor fetched as held.
-    let _ = store(&mut a, 50, 2, b"clash");
-    let op = a.mm.take_peer_op().unwrap();
-    let f = round_trip(&mut fwd, op, &mut b, Role::Slave)
-        .answer
-        .unwrap_err();
-    assert_eq!(f.code, Code::Invalid, "{}", f.detail);
-    let _ = restore(&mut a, 50, 2, 8192);
-    let op = a.mm.take_peer_op().unwrap();
-    let f = round_trip(&mut fwd, op, &mut b, Role::Slave)
-        .answer
-        .unwrap_err();
-    assert_eq!(f.code, Code::NotFound, "{}", f.detail);
-    // A card that is master does not take a peer's set.
-    let _ = store(&mut a, 11, 2, b"to a master");
-    let op = a.mm.take_peer_op().unwrap();
-    let f = round_trip(&mut fwd, op, &mut b, Role::Master)
-        .answer
-        .unwrap_err();
-    assert_eq!(f.code, Code::Device, "{}", f.detail);
-    let _ = restore(&mut a, 11, 2, 8192);
-    let op = a.mm.take_peer_op().unwrap();
-    let f = round_trip(&mut fwd, op, &mut b, Role::Slave)
-        .answer
-        .unwrap_err();
-    assert_eq!(f.code, Code::NotFound, "nothing stored: {}", f.detail);
+    // A card that is master does not take a peer's set (nothing stored).
+    let cases: [(u32, bool, Role, Code); 4] = [
+        (50, false, Role::Slave, Code::Invalid),
+        (50, true, Role::Slave, Code::NotFound),
+        (11, false, Role::Master, Code::Device),
+        (11, true, Role::Slave, Code::NotFound),
+    ];
+    for (object, fetch, role, want) in cases {
+        let _ = if fetch {
+            restore(&mut a, object, 2, 8192)
+        } else {
+            store(&mut a, object, 2, b"refused")
+        };
+        let op = a.mm.take_peer_op().unwrap();
+        let f = round_trip(&mut fwd, op, &mut b, role).answer.unwrap_err();
+        assert_eq!(f.code, want, "object {object} fetch {fetch}: {}", f.detail);
+    }
 }
 
 fn op(peer: u32) -> PeerOp {
