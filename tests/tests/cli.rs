@@ -94,6 +94,28 @@ fn cli_records_stages_log_and_status() {
     ));
     let out = run(&["restore", "--app", "5"], None);
     assert_eq!(out.stdout, b"warm state");
+    // Endpoints: 0 is this card; this card has no peer, so another
+    // endpoint names no card (a replicated card's peer: its memory).
+    let out = run(
+        &[
+            "checkpoint",
+            "--app",
+            "5",
+            "--object",
+            "4",
+            "--endpoint",
+            "2",
+            "-",
+        ],
+        Some(b"nowhere"),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(err.contains("endpoint 2 names no card"), "{err}");
+    let out = run(&["restore", "--app", "5", "--endpoint", "2"], None);
+    assert!(!out.status.success());
+    let out = run(&["restore", "--app", "5", "--endpoint", "0"], None);
+    assert_eq!(out.stdout, b"warm state");
     // A set that does not exist, and credentials that are wrong.
     let out = run(&["restore", "--app", "12", "--object", "9"], None);
     assert!(!out.status.success());
