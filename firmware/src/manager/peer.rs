@@ -246,6 +246,32 @@ impl<C: Controller> MemoryManager<C> {
         Ok(super::replica::record(key, t, &e))
     }
 
+    /// This card became its pair's master: the sets it held for a peer
+    /// are its own from now on (they lose the `HELD` mark, so they are
+    /// the replicated state like any set: a later master's snapshot
+    /// replaces them, a later master's delete removes them). One index
+    /// commit per tier that has any; returns how many.
+    pub fn adopt_held(&mut self) -> R<usize> {
+        let mut adopted = 0;
+        for t in [TierSel::Warm, TierSel::Cold] {
+            let TierView::Ready(old) = &self.tiers[t as usize] else {
+                continue;
+            };
+            let mut new = old.clone();
+            let mut n = 0;
+            for e in new.sets.values_mut().filter(|e| e.flags & HELD != 0) {
+                e.flags &= !HELD;
+                n += 1;
+            }
+            if n > 0 {
+                let old = old.clone();
+                self.commit(t, &old, &new, None, (0, 0), &[])?;
+                adopted += n;
+            }
+        }
+        Ok(adopted)
+    }
+
     /// A set this card holds for a peer, with its bytes (at most `cap`).
     pub fn fetch_held(&mut self, app: u32, object: u32, cap: u32) -> R<(SetRecord, Vec<u8>)> {
         let key = SetKey { app, object };

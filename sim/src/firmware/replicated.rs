@@ -231,6 +231,16 @@ pub(super) fn run(
             links.send(peer, frame);
         }
         while let Some(e) = node.poll_event() {
+            if matches!(e, Event::BecameMaster { .. }) {
+                // The sets it held for its peer are its own now.
+                match node.replica_mut().adopt_held() {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(node = pair.node, n, "held sets adopted"),
+                    Err(f) => {
+                        tracing::warn!(node = pair.node, "held sets not adopted: {}", f.detail)
+                    }
+                }
+            }
             match e {
                 Event::Durable { epoch, bracket } => {
                     if let Some((p, reply, _)) = held.remove(&(epoch, bracket)) {

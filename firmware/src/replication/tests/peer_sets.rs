@@ -219,6 +219,24 @@ fn the_peer_holds_the_set_durable_and_a_masters_snapshot_keeps_it() {
         let f = round_trip(&mut fwd, op, &mut b, role).answer.unwrap_err();
         assert_eq!(f.code, want, "object {object} fetch {fetch}: {}", f.detail);
     }
+
+    // The holder becomes master: the set is its own (still there, no
+    // longer held), so a later master's snapshot replaces it as any set.
+    assert_eq!(b.mm.adopt_held().unwrap(), 1);
+    assert_eq!(b.mm.adopt_held().unwrap(), 0, "once");
+    assert!(b.state().sets.contains_key(&(APP, 10)));
+    assert_eq!(
+        b.mm.fetch_held(APP, 10, 8192).unwrap_err().code,
+        Code::NotFound
+    );
+    let full = Bracket {
+        epoch: 6,
+        id: 2,
+        full: true,
+        changes: m.mm.snapshot().unwrap(),
+    };
+    b.mm.apply(&full).unwrap();
+    assert_eq!(b.state().sets, m.state().sets);
 }
 
 fn op(peer: u32) -> PeerOp {
