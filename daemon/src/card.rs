@@ -623,8 +623,12 @@ impl Worker {
                 fw.delete(s, object)?;
                 (Response::Done, none())
             }
-            Request::Restore { object, .. } => {
-                let (mut info, bytes) = fw.restore(s, object)?;
+            // The endpoint goes to the card (a replicated card fetches a
+            // set it placed on its peer; another card refuses it).
+            Request::Restore {
+                object, endpoint, ..
+            } => {
+                let (mut info, bytes) = fw.restore_from(s, object, endpoint)?;
                 info.data_offset = 0;
                 (
                     Response::Sets {

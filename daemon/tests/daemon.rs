@@ -350,6 +350,17 @@ fn bad_and_truncated_frames_get_an_error_and_never_crash_the_daemon() {
         }) => {}
         other => panic!("restore of a missing set: {other:?}"),
     }
+    // The endpoint reaches the card: this one has no peer, so endpoint 2
+    // names no card (never a silent restore from this card).
+    match c.restore_from(&s, 3, 2) {
+        Err(Error::Firmware {
+            code: Code::Invalid,
+            detail,
+            ..
+        }) => assert!(detail.contains("names no card"), "{detail}"),
+        other => panic!("restore from endpoint 2: {:?}", other.map(|r| r.0)),
+    }
+    assert_eq!(c.restore_from(&s, 3, 0).unwrap().1, big);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

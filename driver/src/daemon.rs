@@ -489,9 +489,18 @@ impl Firmware for DaemonClient {
     }
 
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
+        self.restore_from(s, object, 0)
+    }
+
+    fn restore_from(
+        &mut self,
+        s: &Session,
+        object: u32,
+        endpoint: u32,
+    ) -> Result<(SetInfo, Vec<u8>)> {
         let r = Request::Restore {
             object,
-            endpoint: 0,
+            endpoint,
             addr: 0,
             cap: hitless_proto::daemon::MAX_DATA,
         };
