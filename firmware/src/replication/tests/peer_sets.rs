@@ -183,13 +183,7 @@ fn the_peer_holds_the_set_durable_and_a_masters_snapshot_keeps_it() {
     // sets held for the peer.
     let mut m = node(3, 2);
     m.store(50, false, b"the master's");
-    let full = Bracket {
-        epoch: 5,
-        id: 1,
-        full: true,
-        changes: m.mm.snapshot().unwrap(),
-    };
-    b.mm.apply(&full).unwrap();
+    snapshot(&mut m, &mut b, 5);
     let (mut got, want) = (b.state(), m.state());
     let held = got
         .sets
@@ -229,14 +223,20 @@ fn the_peer_holds_the_set_durable_and_a_masters_snapshot_keeps_it() {
         b.mm.fetch_held(APP, 10, 8192).unwrap_err().code,
         Code::NotFound
     );
-    let full = Bracket {
-        epoch: 6,
-        id: 2,
-        full: true,
-        changes: m.mm.snapshot().unwrap(),
-    };
-    b.mm.apply(&full).unwrap();
+    snapshot(&mut m, &mut b, 6);
     assert_eq!(b.state().sets, m.state().sets);
+}
+
+/// `to` takes a full snapshot of `from`'s state, as a slave of master
+/// `from` in `epoch`.
+fn snapshot(from: &mut Card, to: &mut Card, epoch: u64) {
+    let full = Bracket {
+        epoch,
+        id: 1,
+        full: true,
+        changes: from.mm.snapshot().unwrap(),
+    };
+    to.mm.apply(&full).unwrap();
 }
 
 fn op(peer: u32) -> PeerOp {
