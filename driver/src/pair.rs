@@ -522,8 +522,20 @@ impl Firmware for PairClient {
     }
 
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
+        self.restore_from(s, object, 0)
+    }
+
+    /// A node id as the endpoint names the same card whichever is master
+    /// (the master's own id is the master itself, the other one's is its
+    /// memory, reached over the link).
+    fn restore_from(
+        &mut self,
+        s: &Session,
+        object: u32,
+        endpoint: u32,
+    ) -> Result<(SetInfo, Vec<u8>)> {
         self.run("RESTORE", Retry::Safe, Some(s), |fw, r| {
-            fw.restore(r.ok_or_else(no_session)?, object)
+            fw.restore_from(r.ok_or_else(no_session)?, object, endpoint)
         })
     }
 
