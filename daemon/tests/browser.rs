@@ -192,7 +192,7 @@ fn store_browser_api_needs_the_token_refuses_bad_input_and_its_actions_show() {
     let (s7, _) = c.open_app(7, OpenFlags::all(), None).unwrap();
     let (s8, _) = c.open_app(8, OpenFlags::all(), None).unwrap();
     c.store(&s7, 1, 0, 0, false, b"seven one").unwrap();
-    c.store(&s7, 2, 3, 1, true, b"seven two, cold").unwrap();
+    c.store(&s7, 2, 0, 1, true, b"seven two, cold").unwrap();
     c.store(&s8, 1, 0, 0, false, b"eight").unwrap();
     c.log_append(&s7, 1, false, false, b"log record of seven")
         .unwrap();
@@ -284,7 +284,7 @@ fn store_browser_api_needs_the_token_refuses_bad_input_and_its_actions_show() {
     assert_eq!(page_sets(&sets), card_sets(&mut c, &s7));
     assert_eq!(sets["sets"][0]["stage"], json!(0));
     assert_eq!(sets["sets"][1]["stage"], json!(1));
-    assert_eq!(sets["sets"][1]["endpoint"], json!(3));
+    assert_eq!(sets["sets"][1]["endpoint"], json!(0));
     let status = rig.get("/api/status");
     let warm = &status["tiers"][0];
     assert_eq!(warm["tier"], json!("warm"), "{status}");
