@@ -199,17 +199,33 @@ fn json_response(status: u16, v: &Value) -> Response {
     Response::new(status, "application/json", body)
 }
 
+/// A driver error (the shared heap steps') as an HTTP status.
+impl From<hitless_driver::Error> for ApiError {
+    fn from(e: hitless_driver::Error) -> Self {
+        match e {
+            hitless_driver::Error::Firmware { code, detail, .. } => {
+                ApiError(card_status(code), detail)
+            }
+            e => ApiError(502, e.chain()),
+        }
+    }
+}
+
 /// A card refusal as an HTTP status.
 fn card_error(f: &Failure) -> ApiError {
-    let status = match f.code {
+    let status = card_status(f.code);
+    ApiError(status, format!("card: {:?}: {}", f.code, f.detail))
+}
+
+fn card_status(code: Code) -> u16 {
+    match code {
         Code::NotFound => 404,
         Code::Permission | Code::AuthFailed => 403,
         Code::Invalid | Code::BadMessage => 400,
         Code::NoSession => 503,
         Code::NotMaster => 409,
         _ => 502,
-    };
-    ApiError(status, format!("card: {:?}: {}", f.code, f.detail))
+    }
 }
 
 /// An application or set id: decimal digits of a u32, nothing else.
@@ -886,45 +902,39 @@ impl Browser {
             },
         };
         let made = self.with_heap(app, heap, |b, versions| {
-            if !versions.iter().any(|v| v.version == version) {
-                return Err(ApiError(
-                    404,
-                    format!(
-                        "heap {heap} of application {app} has no version {version} (it keeps {:?})",
-                        versions.iter().map(|v| v.version).collect::<Vec<_>>()
-                    ),
-                ));
-            }
-            let checkout = Request::HeapCheckout {
-                heap,
-                version,
-                addr: 0,
-                cap: hitless_proto::daemon::MAX_DATA,
+            let checkout = |version| {
+                let req = Request::HeapCheckout {
+                    heap,
+                    version,
+                    addr: 0,
+                    cap: hitless_proto::daemon::MAX_DATA,
+                };
+                match b.call(Op::Run {
+                    app,
+                    req,
+                    data: vec![],
+                })? {
+                    (CardResponse::HeapVersion(v), state) => Ok((v, state)),
+                    _ => Err(ApiError(
+                        502,
+                        "the card answered HEAP_CHECKOUT oddly".into(),
+                    )),
+                }
             };
-            let (r, state) = b.call(Op::Run {
-                app,
-                req: checkout,
-                data: vec![],
-            })?;
-            let CardResponse::HeapVersion(v) = r else {
-                return Err(ApiError(
-                    502,
-                    "the card answered HEAP_CHECKOUT oddly".into(),
-                ));
+            let commit = |state: &[u8]| {
+                let req = Request::HeapCommit {
+                    heap,
+                    addr: 0,
+                    len: state.len() as u32,
+                    crc: hitless_hdl::contract::crc32c(state),
+                };
+                match b.run(app, req, state.to_vec())? {
+                    CardResponse::HeapVersion(n) => Ok(n),
+                    _ => Err(ApiError(502, "the card answered HEAP_COMMIT oddly".into())),
+                }
             };
-            if hitless_hdl::contract::crc32c(&state) != v.state_crc {
-                return Err(ApiError(502, "the version's state failed its CRC".into()));
-            }
-            let commit = Request::HeapCommit {
-                heap,
-                addr: 0,
-                len: state.len() as u32,
-                crc: v.state_crc,
-            };
-            match b.run(app, commit, state)? {
-                CardResponse::HeapVersion(n) => Ok(n.version),
-                _ => Err(ApiError(502, "the card answered HEAP_COMMIT oddly".into())),
-            }
+            hitless_driver::heaps::heap_restart_steps(heap, version, &versions, checkout, commit)
+                .map(|v| v.version)
         })?;
         self.shared.heaps.note_restart((app, heap), made, version);
         tracing::info!(

@@ -1298,6 +1298,10 @@ pub struct Migrated {
     pub src_version: u64,
     /// Pages sent (only those changed since the common version).
     pub pages: usize,
+    /// The source's version as its card lists it.
+    pub source: HeapVersion,
+    /// The destination's new version as its card lists it.
+    pub destination: HeapVersion,
 }
 
 /// Move (or copy) heap `heap` from one card to another, sending only the
@@ -1326,12 +1330,28 @@ pub fn heap_migrate<A: Firmware + ?Sized, B: Firmware + ?Sized>(
     since: Option<(u64, u64)>,
     remove: bool,
 ) -> Result<Migrated> {
+    heap_migrate_with(src, ss, dst, ds, heap, since, remove, &mut |_, _| {})
+}
+
+/// [`heap_migrate`], telling `progress(pages sent, pages to send)` after
+/// each batch staged on the destination (the CLI's progress bar).
+#[allow(clippy::too_many_arguments)]
+pub fn heap_migrate_with<A: Firmware + ?Sized, B: Firmware + ?Sized>(
+    src: &mut A,
+    ss: &Session,
+    dst: &mut B,
+    ds: &Session,
+    heap: u32,
+    since: Option<(u64, u64)>,
+    remove: bool,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Migrated> {
     let newest = src
         .heap_versions(ss, heap)?
         .last()
         .map(|v| v.version)
         .ok_or_else(|| Error::InvalidArgument(format!("heap {heap} has no version to move")))?;
-    let (_, state) = src.heap_checkout(ss, heap, newest)?;
+    let (source, state) = src.heap_checkout(ss, heap, newest)?;
     let pages = src.heap_changed(ss, heap, since.map_or(0, |s| s.0))?;
     match since {
         Some((_, d)) => {
@@ -1346,6 +1366,8 @@ pub fn heap_migrate<A: Firmware + ?Sized, B: Firmware + ?Sized>(
             dst.heap_abort(ds, heap)?
         }
     }
+    let mut sent = 0;
+    progress(0, pages.len());
     let moved = (|| -> Result<HeapVersion> {
         for chunk in pages.chunks(HEAP_REQUEST_PAGES) {
             let got = src.heap_read(ss, heap, chunk)?;
@@ -1358,6 +1380,8 @@ pub fn heap_migrate<A: Firmware + ?Sized, B: Firmware + ?Sized>(
             }
             let refs: Vec<(u32, &[u8])> = data.iter().map(|(p, d)| (*p, &d[..])).collect();
             dst.heap_stage(ds, heap, &refs)?;
+            sent += chunk.len();
+            progress(sent, pages.len());
         }
         dst.heap_commit(ds, heap, &state)
     })();
@@ -1378,5 +1402,7 @@ pub fn heap_migrate<A: Firmware + ?Sized, B: Firmware + ?Sized>(
         dst_version: v.version,
         src_version: newest,
         pages: pages.len(),
+        source,
+        destination: v,
     })
 }

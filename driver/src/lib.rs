@@ -43,6 +43,7 @@ pub mod daemon;
 pub mod dma;
 pub mod error;
 pub mod firmware;
+pub mod heaps;
 pub mod io;
 pub mod pair;
 pub mod spec;
