@@ -224,3 +224,196 @@ fn cli_on_a_card_without_firmware() {
     assert!(v["firmware"].is_null());
     assert_eq!(v["cold"]["region_len"][1], 11);
 }
+
+/// Commit `pages` (each filled with `tag ^ page`) and `state` as a new
+/// version of heap 0 of `app` on `card`, with the secret in `creds`
+/// (registered there at the first call); returns the version.
+fn heap_checkpoint(
+    card: &str,
+    creds: &Path,
+    app: u32,
+    tag: u8,
+    pages: &[u32],
+    state: &[u8],
+) -> u64 {
+    use hitless_driver::credentials::Credentials;
+    let creds = Credentials::new(Some(creds.to_path_buf())).unwrap();
+    let mut fw = hitless_driver::open_firmware(card, Duration::from_secs(10)).unwrap();
+    let secret = creds.load(app).unwrap();
+    let (s, fresh) = fw
+        .open_app(
+            app,
+            hitless_driver::firmware::OpenFlags::all(),
+            secret.as_ref(),
+        )
+        .unwrap();
+    if let Some(n) = fresh {
+        creds.save(app, &n).unwrap();
+    }
+    fw.heap_open(&s, 0, 32, 4, true).unwrap();
+    let data: Vec<(u32, Vec<u8>)> = pages
+        .iter()
+        .map(|&p| (p, vec![tag ^ p as u8; 4096]))
+        .collect();
+    let refs: Vec<(u32, &[u8])> = data.iter().map(|(p, d)| (*p, &d[..])).collect();
+    fw.heap_stage(&s, 0, &refs).unwrap();
+    let v = fw.heap_commit(&s, 0, state).unwrap();
+    fw.heap_close(&s, 0).unwrap();
+    fw.close(&s).unwrap();
+    v.version
+}
+
+/// Heap 0 of `app` on `card`: the newest version's state and first byte
+/// of each of its 32 pages (`None`: never written).
+fn heap_contents(card: &str, creds: &Path, app: u32) -> (Vec<u8>, Vec<Option<u8>>) {
+    use hitless_driver::credentials::Credentials;
+    let creds = Credentials::new(Some(creds.to_path_buf())).unwrap();
+    let mut fw = hitless_driver::open_firmware(card, Duration::from_secs(10)).unwrap();
+    let secret = creds.load(app).unwrap();
+    let (s, _) = fw
+        .open_app(
+            app,
+            hitless_driver::firmware::OpenFlags::all(),
+            secret.as_ref(),
+        )
+        .unwrap();
+    let vs = fw.heap_open(&s, 0, 0, 0, true).unwrap();
+    let (_, state) = fw.heap_checkout(&s, 0, vs.last().unwrap().version).unwrap();
+    let all: Vec<u32> = (0..32).collect();
+    let pages = fw.heap_read(&s, 0, &all).unwrap();
+    fw.heap_close(&s, 0).unwrap();
+    fw.close(&s).unwrap();
+    (
+        state,
+        pages.iter().map(|p| p.as_ref().map(|d| d[0])).collect(),
+    )
+}
+
+#[test]
+fn cli_heap_versions_restart_and_migration() {
+    let dir = std::env::temp_dir().join(format!("hitless-cli-heap-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (da, db) = (dir.join("a"), dir.join("b"));
+    std::fs::create_dir_all(&da).unwrap();
+    std::fs::create_dir_all(&db).unwrap();
+    let (_sim_a, card_a) = start_sim(&da);
+    let (_sim_b, card_b) = start_sim(&db);
+    let (creds_a, creds_b) = (dir.join("creds-a"), dir.join("creds-b"));
+    let run = |args: &[&str]| hitless_with(&card_a, Some(&creds_a), args, None);
+    let fails = |args: &[&str], says: &str| {
+        let out = run(args);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = run(args);
+        ok(&out);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let app = 40;
+    let first: Vec<u32> = (0..10).collect();
+    assert_eq!(
+        heap_checkpoint(&card_a, &creds_a, app, 0x10, &first, b"one"),
+        1
+    );
+    assert_eq!(
+        heap_checkpoint(&card_a, &creds_a, app, 0x20, &[3, 4], b"two"),
+        2
+    );
+
+    // Listing.
+    let v = json(&["heap", "list", "40", "--json"]);
+    assert_eq!(v["heaps"][0]["heap"], 0, "{v}");
+    assert_eq!(v["heaps"][0]["current"], 2, "{v}");
+    assert_eq!(v["heaps"][0]["versions"][0]["pages"], 10, "{v}");
+    let out = run(&["heap", "versions", "40", "0"]);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("version 2 (current)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Restart from version 1: version 3 has its pages and state.
+    let v = json(&["heap", "restart", "40", "0", "1", "--json"]);
+    assert_eq!(v["restarted_from"], 1, "{v}");
+    assert_eq!(v["version"], 3, "{v}");
+    let (state, pages) = heap_contents(&card_a, &creds_a, app);
+    assert_eq!(state, b"one");
+    assert_eq!(
+        pages[3],
+        Some(0x10 ^ 3),
+        "version 1's page, not version 2's"
+    );
+
+    // Bad input: clear errors, failing exit, nothing changed.
+    fails(&["heap", "versions", "40", "7"], "no heap 7");
+    fails(&["heap", "restart", "40", "0", "99"], "no version 99");
+    fails(&["heap", "versions", "40", "300"], "not a heap id");
+    let to_b = [
+        "--to",
+        card_b.as_str(),
+        "--to-credentials",
+        creds_b.to_str().unwrap(),
+    ];
+    let nowhere = format!("vfio-user:{}", dir.join("nowhere.sock").display());
+    fails(
+        &[
+            "heap",
+            "migrate",
+            "40",
+            "0",
+            "--to",
+            &nowhere,
+            "--to-credentials",
+            creds_b.to_str().unwrap(),
+        ],
+        "nowhere.sock",
+    );
+    fails(
+        &["heap", "migrate", "40", "0", "--to", &card_b],
+        "--to-credentials",
+    );
+    let mut since = vec!["heap", "migrate", "40", "0", "--since", "99:1"];
+    since.extend(to_b);
+    fails(&since, "no version 99");
+    let v = json(&["heap", "list", "40", "--json"]);
+    let kept: Vec<u64> = v["heaps"][0]["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kept, [1, 2, 3], "{v}");
+
+    // A full copy to B (the application registered there, its secret in
+    // creds-b), then a move of a newer version: one page crosses.
+    let mut copy = vec!["heap", "migrate", "40", "0", "--keep-source", "--json"];
+    copy.extend(to_b);
+    let v = json(&copy);
+    assert!(v["base"].is_null(), "{v}");
+    assert_eq!(v["pages"], 10, "{v}");
+    assert!(creds_b.join("app-40.secret").exists());
+    assert_eq!(
+        heap_contents(&card_b, &creds_b, app),
+        heap_contents(&card_a, &creds_a, app)
+    );
+    assert_eq!(
+        heap_checkpoint(&card_a, &creds_a, app, 0x30, &[7], b"four"),
+        4
+    );
+    let mut mv = vec!["heap", "migrate", "40", "0", "--json"];
+    mv.extend(to_b);
+    let v = json(&mv);
+    assert_eq!(v["base"]["source"], 3, "{v}");
+    assert_eq!(v["pages"], 1, "{v}");
+    assert_eq!(v["source_removed"], true, "{v}");
+    let (state, pages) = heap_contents(&card_b, &creds_b, app);
+    assert_eq!(state, b"four");
+    assert_eq!(pages[7], Some(0x30 ^ 7));
+    assert_eq!(pages[3], Some(0x10 ^ 3));
+    let v = json(&["heap", "list", "40", "--json"]);
+    assert_eq!(v["heaps"].as_array().map(Vec::len), Some(0), "{v}");
+}

@@ -8,6 +8,7 @@
 //! controller directly, for cards without firmware.
 #![forbid(unsafe_code)]
 
+mod heap;
 mod image;
 mod raw;
 mod status;
@@ -178,6 +179,12 @@ enum Cmd {
         app: u32,
         #[arg(long)]
         cold: bool,
+    },
+    /// An application's persistent heaps: list, versions, restart from a
+    /// version, migrate to another card.
+    Heap {
+        #[command(subcommand)]
+        cmd: heap::HeapCmd,
     },
     /// The controller without firmware: one image per tier (takes the
     /// controller's rings; the firmware restarts on its next request).
@@ -362,6 +369,29 @@ fn run(cli: Cli) -> Result<(), Error> {
     };
     let fw = || open_firmware(&spec, timeout);
     let app = |a| App::open(fw()?, creds.as_ref(), a);
+    // A migration's destination: its own secret store when it is reached
+    // directly (a secret is per card), none through its hitlessd.
+    let to_app = |to: &str, to_creds: Option<PathBuf>, a| {
+        if to == spec {
+            return Err(Error::InvalidArgument(format!(
+                "the destination {to} is the source card"
+            )));
+        }
+        let c = if to.starts_with("daemon:") {
+            None
+        } else if to_creds.is_none() && !through_daemon {
+            return Err(Error::InvalidArgument(
+                "both cards are reached directly and an application's secret differs per \
+                 card: give the destination's secret store with --to-credentials DIR"
+                    .into(),
+            ));
+        } else {
+            Some(Credentials::new(
+                to_creds.or_else(|| cli.credentials.clone()),
+            )?)
+        };
+        App::open(open_firmware(to, timeout)?, c.as_ref(), a)
+    };
     match cli.cmd {
         Cmd::Image { cmd } => {
             if image::needs_card(&cmd) {
@@ -470,6 +500,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             Ok(())
         }
         Cmd::Log { cmd } => log(cmd, &app),
+        Cmd::Heap { cmd } => heap::run(cmd, &app, &to_app),
         Cmd::Format { app: a, cold } => {
             let mut x = app(a)?;
             let s = x.s.clone();

@@ -185,7 +185,7 @@ impl FirmwareView {
     }
 }
 
-fn print_json(v: &impl Serialize) -> Result<(), Error> {
+pub(crate) fn print_json(v: &impl Serialize) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(v)
         .map_err(|e| Error::InvalidArgument(format!("JSON output: {e}")))?;
     println!("{text}");

@@ -35,6 +35,7 @@ fn help_names_every_command_and_transport() {
         "restore",
         "stage",
         "log",
+        "heap",
         "raw",
         "vfio-user:",
         "uart:",
