@@ -254,6 +254,12 @@
 #define HITLESS_HEAP_PAGE_BYTES 4096
 
 /**
+ * `hitless_heap_migrate` flags: copy, keeping the heap on the source
+ * (default: the source's heap is deleted once the destination committed).
+ */
+#define HITLESS_MIGRATE_KEEP_SOURCE 1
+
+/**
  * A connection to a card (directly or through hitlessd). Opaque.
  *
  * Not thread-safe: a card and its sessions must be used by one thread at
@@ -401,6 +407,33 @@ typedef struct hitless_heap_version {
      */
     uint64_t state_len;
 } hitless_heap_version;
+
+/**
+ * What `hitless_heap_migrate` did.
+ */
+typedef struct hitless_heap_migrated {
+    /**
+     * The source's version that moved.
+     */
+    uint64_t source_version;
+    /**
+     * The version the destination committed with its contents.
+     */
+    uint64_t destination_version;
+    /**
+     * Pages sent (those changed since the base, or every written page).
+     */
+    uint64_t pages;
+    /**
+     * The base (source version, destination version) it started from;
+     * both 0: a full copy.
+     */
+    uint64_t base_source;
+    /**
+     * The destination's side of the base (0 with `base_source` 0).
+     */
+    uint64_t base_destination;
+} hitless_heap_migrated;
 
 #ifdef __cplusplus
 extern "C" {
@@ -797,6 +830,34 @@ int hitless_heap_restart_from(struct hitless_heap *heap,
                               uint8_t *state,
                               size_t cap,
                               size_t *state_len_out);
+
+/**
+ * Move heap `heap` of the application of session `src` to the card of
+ * session `dst` (a session of the same application on another card,
+ * opened with `hitless_session_open`), committed on both cards or on
+ * neither, sending only the pages changed since a version both hold:
+ * `since` NULL finds that base (a previous migration between the two
+ * cards recorded it; none and a destination without the heap: a full
+ * copy; none and unrelated versions there: `HITLESS_E_INVALID_ARGUMENT`,
+ * nothing changed), else `since[0]` (source) and `since[1]`
+ * (destination) name two versions with the same contents. A heap the
+ * destination lacks is created with the source's size, K = 4, cold
+ * tier. `flags`: 0 (move: the source's heap is deleted after the
+ * destination committed) or `HITLESS_MIGRATE_KEEP_SOURCE`. No process
+ * may hold the heap open meanwhile (through hitlessd: refused,
+ * `HITLESS_E_PERMISSION`). `out` (may be NULL) receives what was done.
+ * `docs/heap.md`, "Migration".
+ *
+ * # Safety
+ * `src` and `dst` are NULL or live session handles; `since` is NULL or
+ * readable for two `uint64_t`; `out` is NULL or writable.
+ */
+int hitless_heap_migrate(struct hitless_session *src,
+                         struct hitless_session *dst,
+                         uint32_t heap,
+                         const uint64_t *since,
+                         uint32_t flags,
+                         struct hitless_heap_migrated *out);
 
 #ifdef __cplusplus
 }  // extern "C"

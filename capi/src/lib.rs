@@ -1569,6 +1569,116 @@ pub unsafe extern "C" fn hitless_heap_restart_from(
     })
 }
 
+/// `hitless_heap_migrate` flags: copy, keeping the heap on the source
+/// (default: the source's heap is deleted once the destination committed).
+pub const HITLESS_MIGRATE_KEEP_SOURCE: u32 = 1;
+
+/// What `hitless_heap_migrate` did.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct hitless_heap_migrated {
+    /// The source's version that moved.
+    pub source_version: u64,
+    /// The version the destination committed with its contents.
+    pub destination_version: u64,
+    /// Pages sent (those changed since the base, or every written page).
+    pub pages: u64,
+    /// The base (source version, destination version) it started from;
+    /// both 0: a full copy.
+    pub base_source: u64,
+    /// The destination's side of the base (0 with `base_source` 0).
+    pub base_destination: u64,
+}
+
+/// Move heap `heap` of the application of session `src` to the card of
+/// session `dst` (a session of the same application on another card,
+/// opened with `hitless_session_open`), committed on both cards or on
+/// neither, sending only the pages changed since a version both hold:
+/// `since` NULL finds that base (a previous migration between the two
+/// cards recorded it; none and a destination without the heap: a full
+/// copy; none and unrelated versions there: `HITLESS_E_INVALID_ARGUMENT`,
+/// nothing changed), else `since[0]` (source) and `since[1]`
+/// (destination) name two versions with the same contents. A heap the
+/// destination lacks is created with the source's size, K = 4, cold
+/// tier. `flags`: 0 (move: the source's heap is deleted after the
+/// destination committed) or `HITLESS_MIGRATE_KEEP_SOURCE`. No process
+/// may hold the heap open meanwhile (through hitlessd: refused,
+/// `HITLESS_E_PERMISSION`). `out` (may be NULL) receives what was done.
+/// `docs/heap.md`, "Migration".
+///
+/// # Safety
+/// `src` and `dst` are NULL or live session handles; `since` is NULL or
+/// readable for two `uint64_t`; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_heap_migrate(
+    src: *mut hitless_session,
+    dst: *mut hitless_session,
+    heap: u32,
+    since: *const u64,
+    flags: u32,
+    out: *mut hitless_heap_migrated,
+) -> c_int {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let (a, b) = unsafe { (session_of(src)?, session_of(dst)?) };
+        if flags & !HITLESS_MIGRATE_KEEP_SOURCE != 0 {
+            return Err(Fail::invalid(format!(
+                "flags {flags:#x}: 0 or HITLESS_MIGRATE_KEEP_SOURCE"
+            )));
+        }
+        if Rc::ptr_eq(&a.card, &b.card) {
+            return Err(Fail::invalid(
+                "the source and destination sessions are on the same card",
+            ));
+        }
+        if a.s.app != b.s.app {
+            return Err(Fail::invalid(format!(
+                "the sessions are of applications {} and {}: a heap moves within one application",
+                a.s.app, b.s.app
+            )));
+        }
+        let since = if since.is_null() {
+            None
+        } else {
+            check_ptr(since, "since")?;
+            // SAFETY: not NULL, aligned (checked), readable for two u64
+            // (the caller's promise).
+            Some(unsafe { (since.read(), since.add(1).read()) })
+        };
+        let mut sa = a
+            .card
+            .try_borrow_mut()
+            .map_err(|_| Fail::invalid("the source card is in use by another call"))?;
+        let mut sb = b
+            .card
+            .try_borrow_mut()
+            .map_err(|_| Fail::invalid("the destination card is in use by another call"))?;
+        let moved = hitless_driver::heaps::migrate(
+            &mut *sa.fw,
+            &a.s,
+            &mut *sb.fw,
+            &b.s,
+            hitless_driver::heaps::MigrateRequest {
+                heap,
+                since,
+                remove: flags & HITLESS_MIGRATE_KEEP_SOURCE == 0,
+            },
+            &mut |_, _| {},
+        )?;
+        let (bs, bd) = moved.since.unwrap_or((0, 0));
+        let m = moved.migrated;
+        let r = hitless_heap_migrated {
+            source_version: m.src_version,
+            destination_version: m.dst_version,
+            pages: m.pages as u64,
+            base_source: bs,
+            base_destination: bd,
+        };
+        // SAFETY: forwarded from the caller.
+        unsafe { put_opt(out, r, "out") }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -154,13 +154,12 @@ impl Drop for Daemon {
     }
 }
 
-#[test]
-fn c_example_runs_through_hitlessd() {
-    let dir = scratch("daemon");
-    let exe = compile_example(&dir);
+/// A simulated card in `dir` and hitlessd in front of it: the card
+/// process, the daemon, and its socket.
+fn card_and_daemon(dir: &Path) -> (hitless_sim::serve::CardProcess, Daemon, PathBuf) {
     let hitlessd = bin("hitlessd");
     let sim =
-        hitless_sim::serve::spawn_card(&bin("hitless-sim"), &dir, &[], Duration::from_secs(10))
+        hitless_sim::serve::spawn_card(&bin("hitless-sim"), dir, &[], Duration::from_secs(10))
             .unwrap();
     let socket = dir.join("hitlessd.sock");
     let mut daemon = Daemon(
@@ -189,6 +188,14 @@ fn c_example_runs_through_hitlessd() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    (sim, daemon, socket)
+}
+
+#[test]
+fn c_example_runs_through_hitlessd() {
+    let dir = scratch("daemon");
+    let exe = compile_example(&dir);
+    let (sim, daemon, socket) = card_and_daemon(&dir);
     // No local secrets through the daemon: the store stays empty.
     let creds = dir.join("creds");
     let card = format!("daemon:{}", socket.display());
@@ -198,4 +205,148 @@ fn c_example_runs_through_hitlessd() {
     drop(daemon);
     drop(sim);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `hitless_heap_migrate` through the C ABI (the library's entry points,
+/// called as a C program calls them) between two cards, each behind its
+/// own hitlessd: a full copy, then a move sending the one changed page
+/// from the base found by itself; bad arguments refused.
+#[test]
+fn heap_migrate_through_the_c_abi() {
+    use hitless::*;
+    use std::ffi::CString;
+    let (da, db) = (scratch("migrate-a"), scratch("migrate-b"));
+    let (sim_a, daemon_a, sock_a) = card_and_daemon(&da);
+    let (sim_b, daemon_b, sock_b) = card_and_daemon(&db);
+    let spec_a = CString::new(format!("daemon:{}", sock_a.display())).unwrap();
+    let spec_b = CString::new(format!("daemon:{}", sock_b.display())).unwrap();
+    let app = 43;
+    let page = |tag: u8| vec![tag; HITLESS_HEAP_PAGE_BYTES];
+    // Checkpoint `tag` into pages `pages` of heap 1 on A.
+    let checkpoint = |pages: &[u64], tag: u8| -> u64 {
+        // SAFETY: a NUL-terminated spec; the handle is used and closed
+        // here; the buffers outlive the calls.
+        unsafe {
+            let h = hitless_heap_open(spec_a.as_ptr(), 20_000, app, 1, 16, 4, 1, 0, 0);
+            assert!(!h.is_null());
+            for &p in pages {
+                let d = page(tag);
+                let at = p * HITLESS_HEAP_PAGE_BYTES as u64;
+                assert_eq!(hitless_heap_write(h, at, d.as_ptr(), d.len()), HITLESS_OK);
+            }
+            let mut v = 0;
+            assert_eq!(
+                hitless_heap_checkpoint(h, [tag].as_ptr(), 1, &mut v),
+                HITLESS_OK
+            );
+            assert_eq!(hitless_heap_close(h), HITLESS_OK);
+            v
+        }
+    };
+    // The first byte of each of heap 1's 16 pages on B.
+    let on_b = || -> Vec<u8> {
+        // SAFETY: as above.
+        unsafe {
+            let h = hitless_heap_open(spec_b.as_ptr(), 20_000, app, 1, 16, 4, 1, 0, 0);
+            assert!(!h.is_null());
+            let mut all = vec![0u8; 16 * HITLESS_HEAP_PAGE_BYTES];
+            assert_eq!(
+                hitless_heap_read(h, 0, all.as_mut_ptr(), all.len()),
+                HITLESS_OK
+            );
+            assert_eq!(hitless_heap_close(h), HITLESS_OK);
+            all.chunks(HITLESS_HEAP_PAGE_BYTES).map(|c| c[0]).collect()
+        }
+    };
+    assert_eq!(checkpoint(&[0, 1, 2, 3, 4], 0x51), 1);
+    // SAFETY: NUL-terminated specs; handles used and closed here; `out`
+    // and `since` outlive the calls.
+    unsafe {
+        let (ca, cb) = (
+            hitless_open(spec_a.as_ptr(), 20_000),
+            hitless_open(spec_b.as_ptr(), 20_000),
+        );
+        assert!(!ca.is_null() && !cb.is_null());
+        let (sa, sb) = (
+            hitless_session_open(ca, app, HITLESS_ALL),
+            hitless_session_open(cb, app, HITLESS_ALL),
+        );
+        assert!(!sa.is_null() && !sb.is_null());
+        let mut out = hitless_heap_migrated::default();
+        // Refused: bad flags, one card twice, a NULL session.
+        assert_eq!(
+            hitless_heap_migrate(sa, sb, 1, std::ptr::null(), 8, &mut out),
+            HITLESS_E_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            hitless_heap_migrate(sa, sa, 1, std::ptr::null(), 0, &mut out),
+            HITLESS_E_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            hitless_heap_migrate(std::ptr::null_mut(), sb, 1, std::ptr::null(), 0, &mut out),
+            HITLESS_E_INVALID_ARGUMENT
+        );
+        let since = [9u64, 1];
+        assert_eq!(
+            hitless_heap_migrate(sa, sb, 1, since.as_ptr(), 0, &mut out),
+            HITLESS_E_NOT_FOUND
+        );
+        // The copy: every written page.
+        assert_eq!(
+            hitless_heap_migrate(
+                sa,
+                sb,
+                1,
+                std::ptr::null(),
+                HITLESS_MIGRATE_KEEP_SOURCE,
+                &mut out
+            ),
+            HITLESS_OK
+        );
+        assert_eq!(
+            (out.pages, out.base_source, out.base_destination),
+            (5, 0, 0),
+            "{out:?}"
+        );
+        hitless_session_close(sa);
+        hitless_session_close(sb);
+        hitless_close(ca);
+        hitless_close(cb);
+    }
+    assert_eq!(on_b()[..6], [0x51, 0x51, 0x51, 0x51, 0x51, 0]);
+    assert_eq!(checkpoint(&[2], 0x52), 2);
+    // SAFETY: as above.
+    unsafe {
+        let (ca, cb) = (
+            hitless_open(spec_a.as_ptr(), 20_000),
+            hitless_open(spec_b.as_ptr(), 20_000),
+        );
+        let (sa, sb) = (
+            hitless_session_open(ca, app, HITLESS_ALL),
+            hitless_session_open(cb, app, HITLESS_ALL),
+        );
+        let mut out = hitless_heap_migrated::default();
+        assert_eq!(
+            hitless_heap_migrate(sa, sb, 1, std::ptr::null(), 0, &mut out),
+            HITLESS_OK
+        );
+        assert_eq!(
+            (out.pages, out.base_source, out.source_version),
+            (1, 1, 2),
+            "{out:?}"
+        );
+        // Moved: the source has nothing left to move.
+        assert_ne!(
+            hitless_heap_migrate(sa, sb, 1, std::ptr::null(), 0, &mut out),
+            HITLESS_OK
+        );
+        hitless_session_close(sa);
+        hitless_session_close(sb);
+        hitless_close(ca);
+        hitless_close(cb);
+    }
+    assert_eq!(on_b()[..6], [0x51, 0x51, 0x52, 0x51, 0x51, 0]);
+    drop((daemon_a, daemon_b, sim_a, sim_b));
+    let _ = std::fs::remove_dir_all(da);
+    let _ = std::fs::remove_dir_all(db);
 }
