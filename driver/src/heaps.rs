@@ -198,24 +198,32 @@ pub fn records<F: Firmware + ?Sized>(
     }
 }
 
+/// Add the record of migration `id` to one card's records (`side` names
+/// the card in the warning when it fails: the records are a hint, so a
+/// failure is not the migration's).
 fn add_record<F: Firmware + ?Sized>(
     fw: &mut F,
     s: &Session,
     heap: u32,
     r: MigrationRecord,
-) -> Result<()> {
-    let mut all = records(fw, s, heap)?;
-    all.push(r);
-    let drop = all.len().saturating_sub(RECORDS_KEPT);
-    all.drain(..drop);
-    fw.store(
-        s,
-        record_object(heap),
-        0,
-        RECORD_STAGE,
-        true,
-        &MigrationRecord::encode(&all),
-    )
+    side: &str,
+) {
+    let stored = records(fw, s, heap).and_then(|mut all| {
+        all.push(r);
+        let drop = all.len().saturating_sub(RECORDS_KEPT);
+        all.drain(..drop);
+        fw.store(
+            s,
+            record_object(heap),
+            0,
+            RECORD_STAGE,
+            true,
+            &MigrationRecord::encode(&all),
+        )
+    });
+    if let Err(e) = stored {
+        tracing::warn!("the {side}'s migration record: {e}");
+    }
 }
 
 /// Where a migration starts from on the destination.
@@ -347,14 +355,9 @@ pub fn migrate<A: Firmware + ?Sized, B: Firmware + ?Sized>(
     // (one missing makes it ask for --since), so their failures are
     // warnings, not the migration's.
     let id = migration_id();
-    let mine = MigrationRecord {
-        id,
-        mine: m.destination,
-        theirs: m.source,
-    };
-    if let Err(e) = add_record(dst, ds, heap, mine) {
-        tracing::warn!("the destination's migration record: {e}");
-    }
+    let (source, destination) = (m.source, m.destination);
+    let record = |mine, theirs| MigrationRecord { id, mine, theirs };
+    add_record(dst, ds, heap, record(destination, source), "destination");
     if req.remove {
         match src.delete(ss, record_object(heap)) {
             Ok(())
@@ -365,14 +368,7 @@ pub fn migrate<A: Firmware + ?Sized, B: Firmware + ?Sized>(
             Err(e) => tracing::warn!("the source's migration records: {e}"),
         }
     } else {
-        let theirs = MigrationRecord {
-            id,
-            mine: m.source,
-            theirs: m.destination,
-        };
-        if let Err(e) = add_record(src, ss, heap, theirs) {
-            tracing::warn!("the source's migration record: {e}");
-        }
+        add_record(src, ss, heap, record(source, destination), "source");
         if let Err(e) = src.heap_close(ss, heap) {
             tracing::warn!("closing the source's heap: {e}");
         }

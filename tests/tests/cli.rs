@@ -225,19 +225,17 @@ fn cli_on_a_card_without_firmware() {
     assert_eq!(v["cold"]["region_len"][1], 11);
 }
 
-/// Commit `pages` (each filled with `tag ^ page`) and `state` as a new
-/// version of heap 0 of `app` on `card`, with the secret in `creds`
-/// (registered there at the first call); returns the version.
-fn heap_checkpoint(
+/// A session of `app` on `card` with the secret in `creds` (registered
+/// there at the first call).
+fn heap_session(
     card: &str,
     creds: &Path,
     app: u32,
-    tag: u8,
-    pages: &[u32],
-    state: &[u8],
-) -> u64 {
-    use hitless_driver::credentials::Credentials;
-    let creds = Credentials::new(Some(creds.to_path_buf())).unwrap();
+) -> (
+    Box<dyn hitless_driver::firmware::Firmware>,
+    hitless_driver::firmware::Session,
+) {
+    let creds = hitless_driver::credentials::Credentials::new(Some(creds.to_path_buf())).unwrap();
     let mut fw = hitless_driver::open_firmware(card, Duration::from_secs(10)).unwrap();
     let secret = creds.load(app).unwrap();
     let (s, fresh) = fw
@@ -250,6 +248,20 @@ fn heap_checkpoint(
     if let Some(n) = fresh {
         creds.save(app, &n).unwrap();
     }
+    (fw, s)
+}
+
+/// Commit `pages` (each filled with `tag ^ page`) and `state` as a new
+/// version of heap 0 of `app` on `card`; returns the version.
+fn heap_checkpoint(
+    card: &str,
+    creds: &Path,
+    app: u32,
+    tag: u8,
+    pages: &[u32],
+    state: &[u8],
+) -> u64 {
+    let (mut fw, s) = heap_session(card, creds, app);
     fw.heap_open(&s, 0, 32, 4, true).unwrap();
     let data: Vec<(u32, Vec<u8>)> = pages
         .iter()
@@ -266,17 +278,7 @@ fn heap_checkpoint(
 /// Heap 0 of `app` on `card`: the newest version's state and first byte
 /// of each of its 32 pages (`None`: never written).
 fn heap_contents(card: &str, creds: &Path, app: u32) -> (Vec<u8>, Vec<Option<u8>>) {
-    use hitless_driver::credentials::Credentials;
-    let creds = Credentials::new(Some(creds.to_path_buf())).unwrap();
-    let mut fw = hitless_driver::open_firmware(card, Duration::from_secs(10)).unwrap();
-    let secret = creds.load(app).unwrap();
-    let (s, _) = fw
-        .open_app(
-            app,
-            hitless_driver::firmware::OpenFlags::all(),
-            secret.as_ref(),
-        )
-        .unwrap();
+    let (mut fw, s) = heap_session(card, creds, app);
     let vs = fw.heap_open(&s, 0, 0, 0, true).unwrap();
     let (_, state) = fw.heap_checkout(&s, 0, vs.last().unwrap().version).unwrap();
     let all: Vec<u32> = (0..32).collect();
