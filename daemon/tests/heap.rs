@@ -2,7 +2,8 @@
 //! over `CardStore<DaemonClient>`, on one simulated card behind one daemon;
 //! one process at a time per heap; a process killed in the middle of a
 //! checkpoint leaves the committed version byte for byte and the heap free
-//! for the next opener.
+//! for the next opener. The killed process is this test binary started in
+//! a role (`hitless_testkit`), so the role is not a test.
 
 use hitless_driver::daemon::DaemonClient;
 use hitless_driver::firmware::{Firmware, OpenFlags, Session};
@@ -11,11 +12,22 @@ use hitless_heap::{CardStore, Heap, HeapConfig, Tracking};
 use hitless_proto::msg::Code;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 mod common;
 use common::{scratch, start_card, start_daemon, Killed};
+use hitless_testkit::{named, role_command, test_main};
+
+fn main() -> std::process::ExitCode {
+    test_main(
+        named![stager],
+        named![
+            two_applications_heaps_through_one_daemon_are_isolated,
+            a_client_killed_mid_checkpoint_leaves_the_committed_version
+        ],
+    )
+}
 
 const PAGE: usize = 4096;
 const PAGES: u64 = 48;
@@ -102,7 +114,6 @@ fn open_when_free(c: &mut DaemonClient, s: &Session, pages: u32) -> Vec<u64> {
 /// versions; a restart from an older version through the daemon; a second
 /// process of an application cannot open a heap the first holds, and can
 /// once the first is gone.
-#[test]
 fn two_applications_heaps_through_one_daemon_are_isolated() {
     let dir = scratch("heaps");
     let card = start_card(&dir);
@@ -163,14 +174,12 @@ fn two_applications_heaps_through_one_daemon_are_isolated() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The child half of `a_client_killed_mid_checkpoint_...` (does nothing
-/// unless run by it): stages pages of application 63's heap through the
-/// daemon, says so, and waits to be killed.
-#[test]
-fn killed_client_child() {
-    let Ok(socket) = std::env::var("HITLESS_HEAP_CHILD_SOCKET") else {
-        return;
-    };
+/// The role `a_client_killed_mid_checkpoint_...` starts: stages pages of
+/// application 63's heap through the daemon, says so, and waits to be
+/// killed.
+fn stager() {
+    let socket = std::env::var("HITLESS_HEAP_CHILD_SOCKET")
+        .expect("HITLESS_HEAP_CHILD_SOCKET names the daemon's socket");
     let mut c = connect(Path::new(&socket));
     let s = session(&mut c, 63);
     c.heap_open(&s, 0, PAGES as u32, 3, true).unwrap();
@@ -185,7 +194,6 @@ fn killed_client_child() {
 /// client whose connection just drops: the daemon aborts their staging, so
 /// the next opener is not blocked, its commit does not carry their pages,
 /// and the committed version reads back byte for byte.
-#[test]
 fn a_client_killed_mid_checkpoint_leaves_the_committed_version() {
     let dir = scratch("heap-killed");
     let card = start_card(&dir);
@@ -214,15 +222,8 @@ fn a_client_killed_mid_checkpoint_leaves_the_committed_version() {
     };
 
     // A child process killed mid-checkpoint.
-    let exe = std::env::current_exe().unwrap();
     let mut child = Killed(
-        Command::new(&exe)
-            .args([
-                "--exact",
-                "killed_client_child",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        role_command("stager")
             .env("HITLESS_HEAP_CHILD_SOCKET", &d.socket)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
