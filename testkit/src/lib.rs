@@ -24,7 +24,8 @@
 //! }
 //! ```
 
-use std::process::{Command, ExitCode};
+use std::process::{Child, Command, ExitCode, ExitStatus};
+use std::time::{Duration, Instant};
 
 /// Names the role a test binary is started in by one of its own tests;
 /// unset, the binary runs its tests.
@@ -97,6 +98,22 @@ pub fn role_command(role: &str) -> Command {
     cmd
 }
 
+/// Wait for `child` to exit until `deadline`; past it, kill and reap it
+/// and return `None` (a role that hangs fails its test, never holds it).
+pub fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(Some(s));
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,5 +130,18 @@ mod tests {
         assert_eq!((n[0].1)(), Ok(()));
         assert_eq!(n[1].0, "fails");
         assert_eq!((n[1].1)(), Err("\"no\"".to_string()));
+    }
+
+    #[test]
+    fn wait_until_reaps_an_exit_and_kills_a_hang() {
+        let mut done = Command::new("true").spawn().unwrap();
+        let s = wait_until(&mut done, Instant::now() + Duration::from_secs(10)).unwrap();
+        assert!(s.is_some_and(|s| s.success()));
+        let mut hung = Command::new("sleep").arg("60").spawn().unwrap();
+        let t = Instant::now();
+        let s = wait_until(&mut hung, Instant::now() + Duration::from_millis(100)).unwrap();
+        assert!(s.is_none());
+        assert!(t.elapsed() < Duration::from_secs(10));
+        assert!(hung.try_wait().unwrap().is_some(), "killed and reaped");
     }
 }

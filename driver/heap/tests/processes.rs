@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{cfg, check_pattern, fill_and_verify, modes, tmpdir, tracked, TestResult, PS};
 use hitless_heap::{DirStore, FailOp, Heap, MemStore, Tracking};
-use hitless_testkit::{named, role_command, test_main};
+use hitless_testkit::{named, role_command, test_main, wait_until};
 
 fn main() -> std::process::ExitCode {
     test_main(
@@ -53,17 +53,8 @@ fn an_unresolvable_fault_is_sigbus_not_a_hang() -> TestResult {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{mode:?}: the faulting child hung").into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let Some(status) = wait_until(&mut child, Instant::now() + Duration::from_secs(20))? else {
+            return Err(format!("{mode:?}: the faulting child hung").into());
         };
         assert_eq!(status.signal(), Some(libc::SIGBUS), "{mode:?}: {status:?}");
     }
@@ -114,16 +105,8 @@ fn two_processes_heaps_are_isolated() -> TestResult {
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     for (mut child, tag) in children.into_iter().zip(tags) {
-        let status = loop {
-            if let Some(s) = child.try_wait()? {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err("child timed out".into());
-            }
-            std::thread::sleep(Duration::from_millis(10));
+        let Some(status) = wait_until(&mut child, deadline)? else {
+            return Err("child timed out".into());
         };
         let out = child.wait_with_output()?;
         let text = String::from_utf8_lossy(&out.stdout);
