@@ -369,17 +369,19 @@ impl<C: Controller> MemoryManager<C> {
             Request::LogTrim { flags: f, to } => {
                 Self::need(&s, flags::LOG, "the append log")?;
                 let t = TierSel::of_flags(f);
+                // Positions in the pair's log (offsets on an unreplicated
+                // card).
                 let to = match to {
                     Some(to) => to,
-                    None => self.tier_regs(t)?.log_head,
+                    None => self.log_ends(t)?.0,
                 };
                 self.log_trim_checked(t, s.app, to)?;
                 self.journal(|| crate::replication::Change::LogTrim { tier: t as u32, to });
-                let st = self.tier_regs(t)?;
+                let (head, tail) = self.log_ends(t)?;
                 Ok(Response::Log {
                     records: Vec::new(),
-                    head: st.log_head,
-                    tail: st.log_tail,
+                    head,
+                    tail,
                 })
             }
             Request::Format { flags: f } => {

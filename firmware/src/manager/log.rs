@@ -22,7 +22,53 @@ pub(super) struct Tagged {
     pub payload: Vec<u8>,
 }
 
+impl Tagged {
+    /// The record's position in the pair's log (see
+    /// `ReplState::log_delta`): the one in its tag, else (an unreplicated
+    /// card's record) its offset.
+    pub(super) fn pos(&self) -> u32 {
+        self.origin.unwrap_or(self.offset)
+    }
+}
+
 impl<C: Controller> MemoryManager<C> {
+    /// This card's log offset `own` (its head) as a position in the
+    /// pair's log; the offset itself on an unreplicated card.
+    pub(super) fn log_position(&self, t: TierSel, own: u32) -> u32 {
+        own.wrapping_add(self.repl.log_delta[t as usize])
+    }
+
+    /// Where APPEND puts a record of `len` payload bytes (with the tag)
+    /// at `head`: there, or after a pad when it would cross the ring's
+    /// end (the contract's rule, `hitless_hdl::logring`).
+    fn next_record(&self, head: u32, len: usize) -> u32 {
+        let size = self.geometry.log_size;
+        let rec = hitless_hdl::contract::log_record_bytes((LOG_TAG + len) as u32);
+        let at = if size == 0 { 0 } else { head % size };
+        if size != 0 && u64::from(at) + u64::from(rec) > u64::from(size) {
+            head.wrapping_add(size - at)
+        } else {
+            head
+        }
+    }
+
+    /// The log's (head, tail) as positions: the head's, and the first
+    /// unread record's when it is tagged (else the tail's).
+    fn log_span(&self, t: TierSel, recs: &[Tagged], st: &TierRegs) -> (u32, u32) {
+        let head = self.log_position(t, st.log_head);
+        let tail = match recs.first() {
+            Some(r) if r.origin.is_some() => r.pos(),
+            _ => self.log_position(t, st.log_tail),
+        };
+        (head, tail)
+    }
+
+    /// The log's (head, tail) as positions, read from the card.
+    pub(super) fn log_ends(&mut self, t: TierSel) -> R<(u32, u32)> {
+        let (recs, st) = self.log_records(t)?;
+        Ok(self.log_span(t, &recs, &st))
+    }
+
     /// The unread records of a tier's log: (record, app, object, payload).
     pub(super) fn log_records(&mut self, t: TierSel) -> R<(Vec<Tagged>, TierRegs)> {
         let st = self.tier_regs(t)?;
@@ -124,7 +170,21 @@ impl<C: Controller> MemoryManager<C> {
         }
         let mut data = vec![0u8; len as usize];
         host.read(addr, &mut data).map_err(host_err)?;
-        let offset = self.append_tagged(t, app, object, None, &data)?;
+        // A replicated card's master tags its record with its position in
+        // the pair's log, which its slaves keep.
+        let pos = match self.repl.journal {
+            Some(_) => {
+                let head = self.tier_regs(t)?.log_head;
+                let at = self.next_record(head, data.len());
+                Some(self.log_position(t, at))
+            }
+            None => None,
+        };
+        let own = self.append_tagged(t, app, object, pos, &data)?;
+        if pos.is_some_and(|p| p != self.log_position(t, own)) {
+            tracing::warn!(own, "a log record is not where the ring's rule put it");
+        }
+        let offset = pos.unwrap_or(own);
         self.journal(|| crate::replication::Change::LogAppend {
             app,
             object,
@@ -133,7 +193,7 @@ impl<C: Controller> MemoryManager<C> {
             data,
         });
         if f & flags::OVERWRITE != 0 {
-            self.log_trim(t, offset)?;
+            self.log_trim(t, own)?;
             self.journal(|| crate::replication::Change::LogTrim {
                 tier: t as u32,
                 to: offset,
@@ -198,22 +258,24 @@ impl<C: Controller> MemoryManager<C> {
         Ok(())
     }
 
+    /// Trim `app`'s records before position `to` (a record's position or
+    /// the head's: a log cursor).
     pub(super) fn log_trim_checked(&mut self, t: TierSel, app: u32, to: u32) -> R<()> {
         let (recs, st) = self.log_records(t)?;
-        if to.wrapping_sub(st.log_tail) > st.log_head.wrapping_sub(st.log_tail) {
+        let (head, tail) = self.log_span(t, &recs, &st);
+        if to.wrapping_sub(tail) > head.wrapping_sub(tail) {
             return fail(
                 Code::Invalid,
-                format!(
-                    "trim to {to:#x} is outside the unread log [{:#x}, {:#x}]",
-                    st.log_tail, st.log_head
-                ),
+                format!("trim to {to:#x} is outside the unread log [{tail:#x}, {head:#x}]"),
             );
         }
+        // The position as this card's offset.
+        let to = match recs.iter().find(|r| r.pos() == to) {
+            Some(r) => r.offset,
+            None if to == head => st.log_head,
+            None => return fail(Code::Invalid, format!("{to:#x} is not a record boundary")),
+        };
         let span = to.wrapping_sub(st.log_tail);
-        let starts: Vec<u32> = recs.iter().map(|r| r.offset).collect();
-        if to != st.log_head && !starts.contains(&to) {
-            return fail(Code::Invalid, format!("{to:#x} is not a record boundary"));
-        }
         if let Some(r) = recs
             .iter()
             .find(|r| r.offset.wrapping_sub(st.log_tail) < span && r.app != app)
@@ -238,6 +300,7 @@ impl<C: Controller> MemoryManager<C> {
         cap: u32,
     ) -> R<Response> {
         let (recs, st) = self.log_records(t)?;
+        let (head, tail) = self.log_span(t, &recs, &st);
         let mine: Vec<_> = recs.into_iter().filter(|r| r.app == app).collect();
         let needed: usize = mine.iter().map(|r| align8(r.payload.len())).sum();
         if needed > cap as usize {
@@ -250,12 +313,13 @@ impl<C: Controller> MemoryManager<C> {
             seq,
             object,
             payload,
+            origin,
             ..
         } in mine
         {
             let li = LogInfo {
                 object,
-                offset,
+                offset: origin.unwrap_or(offset),
                 seq,
                 len: payload.len() as u32,
                 data_offset: data.len() as u32,
@@ -269,8 +333,8 @@ impl<C: Controller> MemoryManager<C> {
         }
         Ok(Response::Log {
             records: infos,
-            head: st.log_head,
-            tail: st.log_tail,
+            head,
+            tail,
         })
     }
 }

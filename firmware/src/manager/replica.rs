@@ -41,8 +41,11 @@ pub(super) const MARK_KEY: SetKey = SetKey {
     object: 0,
 };
 /// Epoch, bracket, dirty, the warm tier's token, whether the warm tier
-/// held sets or log records.
-const MARK_BYTES: usize = 40;
+/// held sets or log records, and each tier's log position delta
+/// ([`ReplState::log_delta`]; a mark of 40 bytes, written before it
+/// existed, has none).
+const MARK_BYTES: usize = 48;
+const OLD_MARK_BYTES: usize = 40;
 const TOKEN_BYTES: usize = 8;
 
 /// Why the manager could not apply a bracket or take a snapshot.
@@ -70,6 +73,14 @@ pub(super) struct ReplState {
     pub dirty: bool,
     /// The warm tier's token (read at start or written), if it has one.
     pub warm_token: Option<u64>,
+    /// Per tier (warm, cold): what turns this card's log offsets into the
+    /// pair's log positions, so that a log cursor (a backup reader's)
+    /// names the same record on every card of the pair. A record's
+    /// position is in its tag (a master tags its own records with
+    /// `head + delta`, a slave with its master's position); the next
+    /// record's is this card's head + delta. Follows the last record a
+    /// slave applied; kept in the mark.
+    pub log_delta: [u32; 2],
 }
 
 fn tier_of(t: u32) -> TierSel {
@@ -141,7 +152,7 @@ impl<C: Controller> MemoryManager<C> {
         let Some(e) = tab.sets.get(&MARK_KEY) else {
             return;
         };
-        if e.len as usize != MARK_BYTES {
+        if e.len as usize != MARK_BYTES && e.len as usize != OLD_MARK_BYTES {
             return;
         }
         match self.read_set(TierSel::Cold, e) {
@@ -152,6 +163,10 @@ impl<C: Controller> MemoryManager<C> {
                     u64::from_le_bytes(w)
                 };
                 self.repl.dirty = u(16) != 0;
+                if b.len() >= MARK_BYTES {
+                    let d = u(40);
+                    self.repl.log_delta = [d as u32, (d >> 32) as u32];
+                }
                 let (token, warm_held) = (u(24), u(32) != 0);
                 if !self.repl.dirty && warm_held && self.repl.warm_token != Some(token) {
                     tracing::warn!(
@@ -197,6 +212,8 @@ impl<C: Controller> MemoryManager<C> {
         b[16..24].copy_from_slice(&u64::from(dirty).to_le_bytes());
         b[24..32].copy_from_slice(&self.repl.warm_token.unwrap_or(0).to_le_bytes());
         b[32..40].copy_from_slice(&u64::from(warm_held).to_le_bytes());
+        let [dw, dc] = self.repl.log_delta;
+        b[40..48].copy_from_slice(&(u64::from(dw) | u64::from(dc) << 32).to_le_bytes());
         self.store_bytes(TierSel::Cold, MARK_KEY, 0, NEVER, &b)?;
         self.repl.mark = mark;
         self.repl.dirty = dirty;
@@ -276,18 +293,27 @@ impl<C: Controller> MemoryManager<C> {
                 tier,
                 offset,
                 data,
-            } => self
-                .append_tagged(tier_of(*tier), *app, *object, Some(*offset), data)
-                .map(|_| ()),
+            } => {
+                let t = tier_of(*tier);
+                let own = self.append_tagged(t, *app, *object, Some(*offset), data)?;
+                // This card's next record follows the master's.
+                self.repl.log_delta[t as usize] = offset.wrapping_sub(own);
+                Ok(())
+            }
             Change::LogTrim { tier, to } => {
                 let t = tier_of(*tier);
                 let (recs, st) = self.log_records(t)?;
-                // The first record the master's trim keeps, by the
-                // master's offset in its tag; none: all go.
+                // The first record the master's trim keeps, by its
+                // position; none: all go, and an empty log's next
+                // record is at the master's position `to` at least.
                 let keep = recs
                     .iter()
-                    .find(|r| r.origin.is_some_and(|o| (o.wrapping_sub(*to) as i32) >= 0))
+                    .find(|r| (r.pos().wrapping_sub(*to) as i32) >= 0)
                     .map_or(st.log_head, |r| r.offset);
+                let head = self.log_position(t, st.log_head);
+                if keep == st.log_head && (to.wrapping_sub(head) as i32) > 0 {
+                    self.repl.log_delta[t as usize] = to.wrapping_sub(st.log_head);
+                }
                 self.log_trim(t, keep)
             }
             Change::Secret { app, secret } => {
@@ -410,12 +436,20 @@ impl<C: Controller> Replica for MemoryManager<C> {
             });
         }
         for t in [TierSel::Warm, TierSel::Cold] {
-            let (recs, _) = self.log_records(t)?;
+            let (recs, st) = self.log_records(t)?;
+            if recs.is_empty() {
+                // Where the next record goes, so that the slave's
+                // positions go on from this card's.
+                out.push(Change::LogTrim {
+                    tier: t as u32,
+                    to: self.log_position(t, st.log_head),
+                });
+            }
             out.extend(recs.into_iter().map(|r| Change::LogAppend {
                 app: r.app,
                 object: r.object,
                 tier: t as u32,
-                offset: r.offset,
+                offset: r.pos(),
                 data: r.payload,
             }));
         }

@@ -622,3 +622,140 @@ fn a_power_cycled_slave_that_lost_warm_sets_has_no_mark_until_a_snapshot() {
         }
     }
 }
+
+impl Card {
+    /// Open `app` with its (replicated) secret.
+    fn reopen(&mut self, app: u32, secret: &[u8]) {
+        let r = Request::Open {
+            app,
+            flags: flags::READ | flags::WRITE | flags::LOG,
+        };
+        let kind = r.kind();
+        let msg = auth::sign(r.encode().finish(), secret, self.mm.nonce());
+        let mut host = Host(self.mem.clone());
+        let reply = self.mm.handle(&mut host, &msg);
+        let m = Message::decode(&reply.message).unwrap();
+        match Response::decode(kind, &m).unwrap() {
+            Ok(Response::Opened { handle, .. }) => {
+                self.handle = handle;
+                self.secret = secret.to_vec();
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// The log as a reader sees it: (position, payload) of each record,
+    /// head, tail.
+    fn log(&mut self) -> (Vec<(u32, Vec<u8>)>, u32, u32) {
+        let Response::Log {
+            records,
+            head,
+            tail,
+        } = self.request(Request::LogRead {
+            flags: 0,
+            addr: 0x40_0000,
+            cap: 1 << 20,
+        })
+        else {
+            panic!("not a log")
+        };
+        let recs = records
+            .iter()
+            .map(|r| {
+                let mut b = vec![0u8; r.len as usize];
+                self.mem
+                    .borrow()
+                    .read(0x40_0000 + u64::from(r.data_offset), &mut b);
+                (r.offset, b)
+            })
+            .collect();
+        (recs, head, tail)
+    }
+
+    fn trim(&mut self, to: u32) {
+        let r = self.request(Request::LogTrim {
+            flags: 0,
+            to: Some(to),
+        });
+        assert!(matches!(r, Response::Log { .. }), "{r:?}");
+    }
+}
+
+/// A log cursor (a backup reader's position) names the same record on
+/// both cards of a pair, though the slave's own offsets differ (its log
+/// started elsewhere, and the ring wraps at other records there), and
+/// after the slave takes over its own records go on after the master's;
+/// the old master following it keeps the same positions.
+#[test]
+fn log_positions_name_the_same_record_on_both_cards_and_after_a_takeover() {
+    let mut m = card();
+    let mut s = card();
+    // The slave's ring is elsewhere: another application's records, read
+    // and trimmed.
+    s.open(8);
+    for i in 0..7u8 {
+        s.append(1, &vec![i; 1500]);
+    }
+    let (_, head, _) = s.log();
+    s.trim(head);
+    m.mm.record_changes(true);
+    m.open(7);
+    let secret = m.secret.clone();
+    let mut id = 0;
+    let mut ship = |m: &mut Card, s: &mut Card, epoch: u64| {
+        id += 1;
+        let b = Bracket {
+            epoch,
+            id,
+            full: false,
+            changes: m.mm.take_changes(),
+        };
+        s.mm.apply(&b).unwrap();
+    };
+    ship(&mut m, &mut s, 1);
+    s.reopen(7, &secret);
+    let record = |n: u32| {
+        let mut r = format!("record {n}").into_bytes();
+        r.resize(500 + (n as usize * 397) % 2600, b'.');
+        r
+    };
+    let mut n = 0;
+    for _ in 0..24 {
+        for _ in 0..3 {
+            m.append(1, &record(n));
+            n += 1;
+        }
+        ship(&mut m, &mut s, 1);
+        let (mine, head, tail) = m.log();
+        assert_eq!(s.log(), (mine.clone(), head, tail), "after record {n}");
+        // The reader trims to the last record it read (a cursor).
+        m.trim(mine[mine.len() - 1].0);
+        ship(&mut m, &mut s, 1);
+        assert_eq!(s.log(), m.log());
+    }
+    let (mine, head, _) = m.log();
+    assert!(head > 60 << 10, "the ring went round ({head:#x})");
+    assert!(!mine.is_empty());
+    // The slave takes over: its records go on after the master's head.
+    s.mm.record_changes(true);
+    let at = s.append(1, &record(n));
+    assert!(
+        at >= head,
+        "the new master's record at {at:#x}, the old head {head:#x}"
+    );
+    ship(&mut s, &mut m, 2);
+    let (after, _, _) = s.log();
+    assert_eq!(&after[..mine.len()], &mine[..], "the same positions");
+    assert_eq!(after.last().map(|r| r.0), Some(at));
+    assert_eq!(
+        m.log(),
+        s.log(),
+        "the old master follows at the same positions"
+    );
+    // A trim to a cursor read on the old master, on the new one.
+    s.trim(mine[mine.len() - 1].0);
+    ship(&mut s, &mut m, 2);
+    let (left, _, _) = s.log();
+    assert_eq!(left.len(), 2);
+    assert_eq!(m.log(), s.log());
+}
