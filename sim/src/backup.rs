@@ -18,7 +18,7 @@
 use crate::firmware::FirmwareHandle;
 use crate::local::{LocalMemory, LOCAL_BASE};
 use hitless_driver::backup::DeadlineReader;
-use hitless_firmware::manager::{AccessError, Controller, HostMemory, MemoryManager};
+use hitless_firmware::manager::{AccessError, Controller, HostMemory, MemoryManager, Reply};
 use hitless_hdl::contract::MAX_MESSAGE;
 use hitless_proto::backup::{Frame, Kind, ReadError};
 use hitless_proto::msg::kind;
@@ -63,19 +63,52 @@ pub struct BackupAnswer {
 impl BackupRequest {
     /// Answer without running the request.
     pub fn refuse(self, code: Code, detail: &str) {
+        self.refuse_with(&hitless_proto::message::Failure::new(code, detail));
+    }
+
+    /// Answer with `f` (a `NotMaster` keeps the master it names).
+    pub fn refuse_with(self, f: &hitless_proto::message::Failure) {
         let kind = self.message.get(3).copied().unwrap_or(0);
-        let f = hitless_proto::message::Failure::new(code, detail);
         let _ = self.reply.send(BackupAnswer {
-            code,
+            code: f.code,
             message: f.encode(kind).finish(),
             data: Vec::new(),
+        });
+    }
+
+    /// Refuse a request that is not 1 to 64 KiB (`None`: refused).
+    pub fn sized(self) -> Option<Self> {
+        if self.message.is_empty() || self.message.len() > MAX_MESSAGE as usize {
+            self.refuse(Code::BadMessage, "a request is 1 to 64 KiB");
+            return None;
+        }
+        Some(self)
+    }
+
+    /// Answer with the firmware's `reply` and the window's bytes it
+    /// describes.
+    pub fn answer(self, local: &LocalMemory, reply: Reply) {
+        let data = if reply.code == Code::Ok {
+            let len = data_len(self.message[3], &reply.message);
+            let mut d = vec![0u8; len];
+            if len > 0 && !local.read(WINDOW_OFFSET, &mut d) {
+                return self.refuse(Code::Device, "the backup window could not be read");
+            }
+            d
+        } else {
+            Vec::new()
+        };
+        let _ = self.reply.send(BackupAnswer {
+            code: reply.code,
+            message: reply.message,
+            data,
         });
     }
 }
 
 /// The window as the firmware's "host memory" (LOG_READ writes there;
 /// nothing else is reachable).
-struct WindowHost(LocalMemory);
+pub(crate) struct WindowHost(pub(crate) LocalMemory);
 
 impl WindowHost {
     fn offset(&self, what: &'static str, addr: u64, len: usize) -> Result<usize, AccessError> {
@@ -113,26 +146,10 @@ impl HostMemory for WindowHost {
 
 /// Run one remote request on the firmware (in the firmware thread).
 pub fn run<C: Controller>(mm: &mut MemoryManager<C>, local: &LocalMemory, req: BackupRequest) {
-    if req.message.is_empty() || req.message.len() > MAX_MESSAGE as usize {
-        return req.refuse(Code::BadMessage, "a request is 1 to 64 KiB");
-    }
+    let Some(req) = req.sized() else { return };
     let mut host = WindowHost(local.clone());
     let reply = mm.handle_backup(&mut host, &req.message, req.challenge, window());
-    let data = if reply.code == Code::Ok {
-        let len = data_len(req.message[3], &reply.message);
-        let mut d = vec![0u8; len];
-        if len > 0 && !local.read(WINDOW_OFFSET, &mut d) {
-            return req.refuse(Code::Device, "the backup window could not be read");
-        }
-        d
-    } else {
-        Vec::new()
-    };
-    let _ = req.reply.send(BackupAnswer {
-        code: reply.code,
-        message: reply.message,
-        data,
-    });
+    req.answer(local, reply);
 }
 
 /// The window bytes a response describes.

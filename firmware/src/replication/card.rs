@@ -50,7 +50,41 @@ pub fn serve<C: Controller>(
     let mm = node.replica_mut();
     mm.record_changes(true);
     let reply = mm.handle(host, req);
-    let changes = mm.take_changes();
+    stream(node, now, reply)
+}
+
+/// Run one remote backup reader's request (seed 001) on a replicated
+/// card, between the host's: reads on any card (a slave answers from the
+/// master's copy as applied up to its last closed bracket: the loop
+/// applies a bracket whole between two requests, so a reader never sees
+/// half of one); a LOG_TRIM changes the log, so only the master takes
+/// it, streamed as its own bracket like a host's trim (`Err` on a slave:
+/// the trim belongs to the master, whose log the slave follows).
+pub fn serve_backup<C: Controller>(
+    node: &mut Node<MemoryManager<C>>,
+    now: Instant,
+    host: &mut dyn HostMemory,
+    req: &[u8],
+    challenge: u64,
+    window: (u64, u32),
+) -> Result<Answer, WriteError> {
+    if req.get(3) == Some(&kind::LOG_TRIM) {
+        node.check_write(now)?;
+        node.replica_mut().record_changes(true);
+    }
+    let reply = node
+        .replica_mut()
+        .handle_backup(host, req, challenge, window);
+    stream(node, now, reply)
+}
+
+/// Stream the changes a request just made as one bracket.
+fn stream<C: Controller>(
+    node: &mut Node<MemoryManager<C>>,
+    now: Instant,
+    reply: Reply,
+) -> Result<Answer, WriteError> {
+    let changes = node.replica_mut().take_changes();
     if changes.is_empty() {
         return Ok(Answer::Now(reply));
     }

@@ -176,7 +176,9 @@ impl ImageArgs {
 /// backup:HOST:PORT`).
 #[derive(clap::Args)]
 struct BackupArgs {
-    /// Serve the read-only backup reader on this address (HOST:PORT).
+    /// Serve the read-only backup reader on this address (HOST:PORT); on
+    /// a replicated card (--node) too: reads on either card, trims on the
+    /// master.
     #[arg(long)]
     backup_listen: Option<std::net::SocketAddr>,
     /// Milliseconds a reader's frame may take from its first byte to its
@@ -417,12 +419,8 @@ fn serve(
     image: hitless_sim::image::ImageConfig,
     backup: Option<(std::net::SocketAddr, hitless_sim::backup::BackupLimits)>,
 ) -> Result<(), String> {
-    if backup.is_some() && (!firmware || pair.is_some()) {
-        return Err(
-            "--backup-listen needs the card's firmware and is not served by a replicated card \
-             (--node) yet"
-                .into(),
-        );
+    if backup.is_some() && !firmware {
+        return Err("--backup-listen needs the card's firmware".into());
     }
     let mut timing = CardTiming::default();
     timing.host.latency = host_latency;

@@ -6,9 +6,14 @@
 //! [`Event::Abandoned`]; link frames and connections come from the link
 //! thread ([`crate::pair`]) and the node's frames go back to it; the node
 //! is ticked every half heartbeat, with the witness as its arbiter.
+//! Remote backup readers' requests ([`crate::backup`]) run here too, on
+//! the node's manager, between whole brackets, and wait while a bracket is
+//! not durable (see `backup`).
 
 use super::{lock, Input, Runner, ServiceHost};
+use crate::backup::{window as backup_window, BackupRequest, WindowHost};
 use crate::etcd::{EtcdArbiter, EtcdConfig};
+use crate::local::LocalMemory;
 use crate::pair::{Links, PairConfig};
 use crate::witness::WitnessArbiter;
 use hitless_firmware::mailbox::{self, Mailbox, Pending};
@@ -23,7 +28,7 @@ use hitless_proto::message::Failure;
 use hitless_proto::msg::{kind, Code};
 use hitless_proto::tlv::Message;
 use hitless_proto::{PeerNotes, PeerReport, Request, Response};
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -146,7 +151,12 @@ pub(super) fn run(
     let tick_every = (pair.heartbeat / 2).max(Duration::from_millis(1));
     let mut next_tick = Instant::now();
     // Sync answers waiting for their bracket: (epoch, bracket) → request.
-    let mut held: HashMap<(u64, u64), (Pending, Reply, Instant)> = HashMap::new();
+    let mut held: Held = HashMap::new();
+    // Backup readers' requests (seed 001) wait while a bracket is not
+    // durable: a reader on the master reads only what every in-sync slave
+    // holds, so what it read is still there after a takeover.
+    let mut backups: VecDeque<BackupRequest> = VecDeque::new();
+    let local = host.0.local().clone();
     let hold_limit = node_hold_limit(pair.heartbeat);
     // A switchover in progress (its request's answer held).
     let mut switch: Option<Switch> = None;
@@ -204,10 +214,7 @@ pub(super) fn run(
                     }
                     node.disconnected(now, peer)
                 }
-                Some(Input::Backup(b)) => b.refuse(
-                    Code::UnknownRequest,
-                    "the backup reader is not served by a replicated card yet",
-                ),
+                Some(Input::Backup(b)) => backups.extend(b.sized()),
                 Some(Input::Stop) | None => {}
             }
             if n == 255 {
@@ -242,17 +249,19 @@ pub(super) fn run(
                 }
             }
             match e {
-                Event::Durable { epoch, bracket } => {
-                    if let Some((p, reply, _)) = held.remove(&(epoch, bracket)) {
+                Event::Durable { epoch, bracket } => match held.remove(&(epoch, bracket)) {
+                    Some((Waiter::Host(p), reply, _)) => {
                         let (code, len) = answer(&mut host, &p, &reply);
                         let mut mb = lock(&mailbox);
                         mailbox::publish(&mut mb, node.replica());
                         mb.finish(&p, code, len);
                     }
-                }
+                    Some((Waiter::Backup(b), reply, _)) => b.answer(&local, reply),
+                    None => {}
+                },
                 Event::SyncTimeout { epoch, bracket } | Event::Abandoned { epoch, bracket } => {
-                    if let Some((p, _, _)) = held.remove(&(epoch, bracket)) {
-                        fail(&mut host, &mailbox, &node, &p, &format!("{e:?}"));
+                    if let Some((w, _, _)) = held.remove(&(epoch, bracket)) {
+                        fail(&mut host, &mailbox, &node, w, &format!("{e:?}"));
                     }
                 }
                 Event::Cause { from, reason } => {
@@ -336,13 +345,24 @@ pub(super) fn run(
             .map(|(k, _)| *k)
             .collect();
         for k in late {
-            if let Some((p, _, _)) = held.remove(&k) {
-                fail(&mut host, &mailbox, &node, &p, "not durable in time");
+            if let Some((w, _, _)) = held.remove(&k) {
+                fail(&mut host, &mailbox, &node, w, "not durable in time");
             }
         }
+        while held.is_empty() {
+            let Some(b) = backups.pop_front() else { break };
+            let ctx = BackupCtx {
+                local: &local,
+                heard: &heard,
+            };
+            backup(&mut node, b, Instant::now(), &mut held, ctx);
+        }
     }
-    for (_, (p, _, _)) in held.drain() {
-        fail(&mut host, &mailbox, &node, &p, "the card is stopping");
+    for (_, (w, _, _)) in held.drain() {
+        fail(&mut host, &mailbox, &node, w, "the card is stopping");
+    }
+    for b in backups.drain(..) {
+        b.refuse(Code::Device, "the card is stopping");
     }
     for d in forwarder.drain("the card is stopping before its peer answered") {
         finish_peer(&mut host, &mailbox, &node, d);
@@ -553,9 +573,19 @@ fn fail(
     host: &mut dyn HostMemory,
     mailbox: &Mutex<Mailbox>,
     node: &ReplNode,
-    p: &Pending,
+    w: Waiter,
     why: &str,
 ) {
+    let p = match w {
+        Waiter::Host(p) => p,
+        Waiter::Backup(b) => {
+            return b.refuse(
+                Code::Device,
+                &format!("the trim is not durable on the slave: {why}"),
+            )
+        }
+    };
+    let p = &p;
     let (code, len) = mailbox::refuse(
         host,
         p,
@@ -567,6 +597,53 @@ fn fail(
     mb.finish(p, code, len);
 }
 
+/// Who waits for a bracket to be durable: a host request (its mailbox
+/// slot) or a backup reader's trim.
+enum Waiter {
+    Host(Pending),
+    Backup(BackupRequest),
+}
+
+/// Answers held until their bracket is durable: (epoch, bracket) → who
+/// waits, the answer, since when.
+type Held = HashMap<(u64, u64), (Waiter, Reply, Instant)>;
+
+/// What a backup reader's request needs from the loop besides the node.
+struct BackupCtx<'a> {
+    local: &'a LocalMemory,
+    heard: &'a Option<(u32, String)>,
+}
+
+/// Run one backup reader's request (seed 001) on the replicated card's
+/// manager: reads on any card, a trim on the master only (streamed,
+/// answered when durable); a slave names its master in the refusal.
+fn backup(node: &mut ReplNode, b: BackupRequest, now: Instant, held: &mut Held, ctx: BackupCtx) {
+    let mut window = WindowHost(ctx.local.clone());
+    let status = b.message.get(3) == Some(&kind::STATUS);
+    match card::serve_backup(
+        node,
+        now,
+        &mut window,
+        &b.message,
+        b.challenge,
+        backup_window(),
+    ) {
+        Ok(Answer::Now(reply)) if status => {
+            let reply = with_peer(reply, node, now, ctx.heard);
+            b.answer(ctx.local, reply)
+        }
+        Ok(Answer::Now(reply)) => b.answer(ctx.local, reply),
+        Ok(Answer::AtDurable {
+            reply,
+            epoch,
+            bracket,
+        }) => {
+            held.insert((epoch, bracket), (Waiter::Backup(b), reply, now));
+        }
+        Err(e) => b.refuse_with(&refusal(node, &e)),
+    }
+}
+
 type ReplNode = Node<hitless_firmware::manager::MemoryManager<super::LocalController>>;
 
 /// Run one host request; `None`: held until its bracket is durable.
@@ -575,7 +652,7 @@ fn request(
     host: &mut ServiceHost,
     p: &Pending,
     now: Instant,
-    held: &mut HashMap<(u64, u64), (Pending, Reply, Instant)>,
+    held: &mut Held,
     ctx: Ctx<'_>,
 ) -> Option<(Code, u32)> {
     if p.req_len == 0 || p.req_len > MAX_MESSAGE {
@@ -631,7 +708,7 @@ fn request(
             epoch,
             bracket,
         }) => {
-            held.insert((epoch, bracket), (*p, reply, now));
+            held.insert((epoch, bracket), (Waiter::Host(*p), reply, now));
             None
         }
         Err(e) => Some(mailbox::refuse_with(host, p, &refusal(node, &e))),
