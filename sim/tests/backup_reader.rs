@@ -24,11 +24,10 @@ use hitless_driver::Error;
 use hitless_proto::backup::{Frame, Header, Kind, HEADER_BYTES, HELLO_BYTES, MAX_DATA};
 use hitless_proto::message::Request;
 use hitless_proto::Code;
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The card's socket and the application's secret, for the primary.
@@ -39,22 +38,12 @@ const FRAME_MS: u64 = 500;
 /// Records the primary has acknowledged before it is killed.
 const BEFORE_KILL: usize = 60;
 
-fn hex(s: &Secret) -> String {
-    s.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(t: &str) -> Secret {
     let mut s = [0u8; 32];
     for (i, b) in s.iter_mut().enumerate() {
         *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).expect("hex secret");
     }
     s
-}
-
-fn record(i: u64) -> Vec<u8> {
-    let mut r = format!("record {i:010}").into_bytes();
-    r.resize(64 + (i % 7) as usize * 40, b'.');
-    r
 }
 
 fn record_number(payload: &[u8]) -> u64 {
@@ -171,13 +160,6 @@ fn netns() -> Result<(Netns, String), String> {
     Ok((ns, card_ip))
 }
 
-#[derive(Default)]
-struct Acks {
-    log: Vec<u64>,
-    sets: BTreeMap<u32, u64>,
-    done: bool,
-}
-
 fn backup_reads_what_the_killed_primary_left_unread() {
     let (dir, _) = test_dir("backup-reader");
     let (ns, card_ip, how) = match netns() {
@@ -246,26 +228,7 @@ fn backup_reads_what_the_killed_primary_left_unread() {
         .stderr(Stdio::null())
         .spawn()
         .expect("the primary process");
-    let acks = Arc::new(Mutex::new(Acks::default()));
-    let reader = {
-        let out = child.stdout.take().expect("the primary's stdout");
-        let acks = acks.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let w: Vec<&str> = line.split_whitespace().collect();
-                let mut a = lock(&acks);
-                match w.as_slice() {
-                    ["ACK", "LOG", i, _] => a.log.push(i.parse().expect("record number")),
-                    ["ACK", "SET", o, i] => {
-                        a.sets
-                            .insert(o.parse().expect("object"), i.parse().expect("version"));
-                    }
-                    _ => {}
-                }
-            }
-            lock(&acks).done = true;
-        })
-    };
+    let (acks, reader) = collect_acks(child.stdout.take().expect("the primary's stdout"));
     let mut primary = Proc(child);
 
     // The backup reads and trims while the primary writes; after

@@ -18,7 +18,7 @@ use hitless_driver::firmware::{Client, Firmware, OpenFlags, Secret, Session};
 use hitless_driver::Error;
 use hitless_proto::Code;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,10 +32,6 @@ const BEFORE_KILL: usize = 16;
 /// A record marking what the new master appends after the takeover.
 const AFTER_TAKEOVER: u64 = 1_000_000;
 
-fn hex(s: &Secret) -> String {
-    s.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn unhex(t: &str) -> Result<Secret, String> {
     let mut s = [0u8; 32];
     for (i, b) in s.iter_mut().enumerate() {
@@ -43,12 +39,6 @@ fn unhex(t: &str) -> Result<Secret, String> {
         *b = u8::from_str_radix(d, 16).map_err(|e| e.to_string())?;
     }
     Ok(s)
-}
-
-fn record(i: u64) -> Vec<u8> {
-    let mut r = format!("record {i:010}").into_bytes();
-    r.resize(64 + (i % 7) as usize * 40, b'.');
-    r
 }
 
 /// The record's number; a payload that is not exactly a whole record
@@ -109,12 +99,6 @@ fn primary() -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-#[derive(Default)]
-struct Acks {
-    log: Vec<u64>,
-    sets: BTreeMap<u32, u64>,
 }
 
 /// What a reader on the slave saw while the master ran.
@@ -270,25 +254,7 @@ fn backup_reader_goes_on_from_the_new_master_after_kill_9() {
         .stderr(log_file(&dir, "primary"))
         .spawn()
         .expect("the primary process");
-    let acks = Arc::new(Mutex::new(Acks::default()));
-    let acks_thread = {
-        let out = child.stdout.take().expect("the primary's stdout");
-        let acks = acks.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                let w: Vec<&str> = line.split_whitespace().collect();
-                let mut a = lock(&acks);
-                match w.as_slice() {
-                    ["ACK", "LOG", i, _] => a.log.push(i.parse().expect("record number")),
-                    ["ACK", "SET", o, i] => {
-                        a.sets
-                            .insert(o.parse().expect("object"), i.parse().expect("version"));
-                    }
-                    _ => {}
-                }
-            }
-        })
-    };
+    let (acks, acks_thread) = collect_acks(child.stdout.take().expect("the primary's stdout"));
     let primary = Proc(child);
 
     // A reader on the slave while it applies the master's brackets.

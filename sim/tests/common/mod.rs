@@ -911,3 +911,52 @@ pub fn by_node(cards: &[Card], seen: &[Option<PeerReport>]) -> HashMap<u32, Peer
 // hitless-testkit.
 #[allow(unused_imports)] // only the test files with roles use them
 pub use hitless_testkit::{named, role_command, test_main};
+
+// ---------------------------------------------------------------------------
+// The backup reader tests' primary (backup_reader.rs, backup_replicated.rs):
+// its records and the acknowledgements it prints.
+
+/// What the primary printed as acknowledged: log records by number, and
+/// each set's last acknowledged version; `done` once its output ended.
+#[derive(Default)]
+pub struct Acks {
+    pub log: Vec<u64>,
+    pub sets: BTreeMap<u32, u64>,
+    pub done: bool,
+}
+
+/// Collect the primary's `ACK LOG i pos` / `ACK SET object version`
+/// lines from its stdout until it ends.
+pub fn collect_acks(out: std::process::ChildStdout) -> (Arc<Mutex<Acks>>, JoinHandle<()>) {
+    let acks = Arc::new(Mutex::new(Acks::default()));
+    let a2 = acks.clone();
+    let t = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let w: Vec<&str> = line.split_whitespace().collect();
+            let mut a = lock(&a2);
+            match w.as_slice() {
+                ["ACK", "LOG", i, _] => a.log.push(i.parse().expect("record number")),
+                ["ACK", "SET", o, i] => {
+                    a.sets
+                        .insert(o.parse().expect("object"), i.parse().expect("version"));
+                }
+                _ => {}
+            }
+        }
+        lock(&a2).done = true;
+    });
+    (acks, t)
+}
+
+/// A secret as the primary's environment carries it.
+pub fn hex(s: &Secret) -> String {
+    s.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Log record `i` of the primary (64 to 304 bytes).
+pub fn record(i: u64) -> Vec<u8> {
+    let mut r = format!("record {i:010}").into_bytes();
+    r.resize(64 + (i % 7) as usize * 40, b'.');
+    r
+}
