@@ -721,6 +721,7 @@ impl Worker {
             | Request::ImageActivate
             | Request::ImageMarkGood
             | Request::ImageRollback
+            | Request::ImageReboot
             | Request::ImageServe { .. } => {
                 return Err(Error::InvalidArgument(
                     hitless_driver::daemon::IMAGE_THROUGH_DAEMON.into(),

@@ -635,6 +635,9 @@ impl Firmware for DaemonClient {
     fn image_rollback(&mut self) -> Result<crate::firmware::ImageReport> {
         Err(image_refused(self))
     }
+    fn image_reboot(&mut self) -> Result<crate::firmware::ImageReport> {
+        Err(image_refused(self))
+    }
     fn image_serve(
         &mut self,
         _http: Option<String>,

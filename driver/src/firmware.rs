@@ -855,6 +855,13 @@ impl<T: CardIo> Client<T> {
         Self::image(self.call(&Request::ImageRollback, None)?)
     }
 
+    /// Reboot the card: it answers (the image state before the reboot),
+    /// then goes down and boots its image again (an activated image on
+    /// trial). This client's connection ends with it: reconnect.
+    pub fn image_reboot(&mut self) -> Result<ImageReport> {
+        Self::image(self.call(&Request::ImageReboot, None)?)
+    }
+
     /// Make the card serve its running image's components over HTTP and
     /// TFTP on these addresses (`host:port`, port 0: any); neither: stop.
     pub fn image_serve(
@@ -1072,6 +1079,10 @@ pub trait Firmware {
     fn image_serve(&mut self, _http: Option<String>, _tftp: Option<String>) -> Result<ImageReport> {
         Err(no_images(self.describe()))
     }
+    /// Reboot the card (see [`Client::image_reboot`]).
+    fn image_reboot(&mut self) -> Result<ImageReport> {
+        Err(no_images(self.describe()))
+    }
     // The heap store (issue 20; docs/heap.md). `Client` and
     // `DaemonClient` implement these; the defaults refuse, as the image
     // operations' do, for a path that does not carry them.
@@ -1244,6 +1255,9 @@ impl<T: CardIo> Firmware for Client<T> {
     }
     fn image_serve(&mut self, http: Option<String>, tftp: Option<String>) -> Result<ImageReport> {
         Client::image_serve(self, http, tftp)
+    }
+    fn image_reboot(&mut self) -> Result<ImageReport> {
+        Client::image_reboot(self)
     }
     fn heap_open(
         &mut self,

@@ -29,7 +29,8 @@
 //!   at its own offsets), so a trim to an offset read on an earlier master
 //!   is refused: read the log again.
 //! - The heap store and the image manager are not replicated: refused
-//!   through `pair:`.
+//!   through `pair:`. Images are each card's own software (a rolling
+//!   upgrade runs one card at a time), so `image` commands name one card.
 //!
 //! Every wait is bounded: a probe of one card by the shorter of the
 //! timeout and [`PROBE_LIMIT`], the search for a master by the timeout
@@ -444,7 +445,49 @@ fn no_session() -> Error {
     Error::InvalidArgument("no session".into())
 }
 
+/// Why `image` commands are refused through `pair:`.
+fn images_per_card(pair: &PairSpec) -> Error {
+    Error::InvalidArgument(format!(
+        "images are per card, not replicated (each card runs its own software; a pair is \
+         upgraded one card at a time): name one card of the pair, e.g. --card {}",
+        pair.cards
+            .first()
+            .map_or("vfio-user:SOCKET", String::as_str)
+    ))
+}
+
 impl Firmware for PairClient {
+    fn image_status(&mut self) -> Result<hitless_proto::image::ImageReport> {
+        Err(images_per_card(&self.pair))
+    }
+    fn image_install(
+        &mut self,
+        _package: &mut dyn std::io::Read,
+        _total: u64,
+        _force: bool,
+        _progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<hitless_proto::image::Installed> {
+        Err(images_per_card(&self.pair))
+    }
+    fn image_activate(&mut self) -> Result<hitless_proto::image::ImageReport> {
+        Err(images_per_card(&self.pair))
+    }
+    fn image_mark_good(&mut self) -> Result<hitless_proto::image::ImageReport> {
+        Err(images_per_card(&self.pair))
+    }
+    fn image_rollback(&mut self) -> Result<hitless_proto::image::ImageReport> {
+        Err(images_per_card(&self.pair))
+    }
+    fn image_reboot(&mut self) -> Result<hitless_proto::image::ImageReport> {
+        Err(images_per_card(&self.pair))
+    }
+    fn image_serve(
+        &mut self,
+        _http: Option<String>,
+        _tftp: Option<String>,
+    ) -> Result<hitless_proto::image::ImageReport> {
+        Err(images_per_card(&self.pair))
+    }
     fn status(&mut self) -> Result<FwStatus> {
         self.run("STATUS", Retry::Safe, None, |fw, _| fw.status())
     }

@@ -85,6 +85,9 @@ pub enum Request {
     ImageMarkGood,
     /// Abandon a trial, or make the previous image current again.
     ImageRollback,
+    /// Reboot the card: answered (the image state before), then the card
+    /// goes down and boots again (an activated image on trial).
+    ImageReboot,
     /// Serve the running image's components on these addresses
     /// (`host:port`); neither: stop serving.
     ImageServe {
@@ -189,6 +192,7 @@ impl Request {
             Request::ImageActivate => kind::IMAGE_ACTIVATE,
             Request::ImageMarkGood => kind::IMAGE_MARK_GOOD,
             Request::ImageRollback => kind::IMAGE_ROLLBACK,
+            Request::ImageReboot => kind::IMAGE_REBOOT,
             Request::ImageServe { .. } => kind::IMAGE_SERVE,
             Request::Switchover { .. } => kind::SWITCHOVER,
             Request::HeapOpen { .. } => kind::HEAP_OPEN,
@@ -217,7 +221,7 @@ impl Request {
 
     /// Whether the kind is one of the image manager's (`IMAGE_*`).
     pub fn is_image(kind: u8) -> bool {
-        (kind::IMAGE_STATUS..=kind::IMAGE_SERVE).contains(&kind)
+        (kind::IMAGE_STATUS..=kind::IMAGE_REBOOT).contains(&kind)
     }
 
     /// The session permission the request needs ([`flags`] `READ`,
@@ -251,6 +255,7 @@ impl Request {
             | Request::ImageActivate
             | Request::ImageMarkGood
             | Request::ImageRollback
+            | Request::ImageReboot
             | Request::ImageServe { .. }
             | Request::Switchover { .. }
             | Request::HeapClose { .. } => None,
@@ -267,7 +272,8 @@ impl Request {
             | Request::ImageStatus
             | Request::ImageActivate
             | Request::ImageMarkGood
-            | Request::ImageRollback => b,
+            | Request::ImageRollback
+            | Request::ImageReboot => b,
             Request::ImageInstall {
                 total,
                 offset,
@@ -490,6 +496,7 @@ impl Request {
             kind::IMAGE_ACTIVATE => Request::ImageActivate,
             kind::IMAGE_MARK_GOOD => Request::ImageMarkGood,
             kind::IMAGE_ROLLBACK => Request::ImageRollback,
+            kind::IMAGE_REBOOT => Request::ImageReboot,
             kind::IMAGE_SERVE => {
                 let text = |t: u16| m.field(t).map(|b| String::from_utf8_lossy(b).into_owned());
                 Request::ImageServe {
@@ -686,6 +693,9 @@ pub struct PeerNotes {
     /// The node that took over from this card, and the cause it sent
     /// (claim 18: the new master tells the old one).
     pub cause_heard: Option<(u32, String)>,
+    /// The link schema this card speaks (its booted image's; an older
+    /// card does not say).
+    pub link_schema: Option<u32>,
 }
 
 /// The firmware's STATUS answer.
@@ -875,6 +885,10 @@ impl Response {
                     Some(l) => b.u64(tag::LAG_BYTES, l),
                     None => b,
                 };
+                let b = match n.link_schema {
+                    Some(v) => b.u32(tag::LINK_SCHEMA, v),
+                    None => b,
+                };
                 let b = match &n.cause {
                     Some(c) => b.bytes(tag::CAUSE, c.as_bytes()),
                     None => b,
@@ -1055,6 +1069,7 @@ impl Response {
                             )),
                             None => None,
                         },
+                        link_schema: opt(tag::LINK_SCHEMA)?,
                     },
                 })
             }
@@ -1100,6 +1115,7 @@ impl Response {
             | kind::IMAGE_ACTIVATE
             | kind::IMAGE_MARK_GOOD
             | kind::IMAGE_ROLLBACK
+            | kind::IMAGE_REBOOT
             | kind::IMAGE_SERVE => Response::Image(Box::new(ImageReport::decode(m)?)),
             kind::IMAGE_INSTALL => Response::ImageInstall(Box::new(InstallProgress::decode(m)?)),
             kind::HEAP_CLOSE | kind::HEAP_STAGE | kind::HEAP_ABORT | kind::HEAP_DELETE => {
@@ -1186,6 +1202,7 @@ mod tests {
             Just(Request::ImageActivate),
             Just(Request::ImageMarkGood),
             Just(Request::ImageRollback),
+            Just(Request::ImageReboot),
             (
                 proptest::option::of("[a-z0-9.:]{0,20}"),
                 proptest::option::of("[a-z0-9.:]{0,20}")
@@ -1396,6 +1413,7 @@ mod tests {
                 lag_bytes: Some(1 << 35 | 7),
                 cause: Some("master 1 silent for 600 ms".into()),
                 cause_heard: Some((3, "you were silent".into())),
+                link_schema: Some(3),
             },
             ..status.clone()
         };

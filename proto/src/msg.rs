@@ -55,6 +55,9 @@ pub mod kind {
     pub const IMAGE_ROLLBACK: u8 = 18;
     /// Serve the running image's components over HTTP and TFTP (or stop).
     pub const IMAGE_SERVE: u8 = 19;
+    /// Reboot the card (its software: the image boots again, an activated
+    /// one on trial); answered before the card goes down.
+    pub const IMAGE_REBOOT: u8 = 20;
     /// Replicated card: hand the master role to a slave (claim 44), no
     /// acknowledged store lost; no authentication (an operator's request,
     /// like `STAGE`). Replication control kinds start at 40.
@@ -195,6 +198,9 @@ pub mod tag {
     /// HEAP_READ response: the requested pages never written (packed u32;
     /// their bytes in the host buffer are untouched).
     pub const ABSENT: u16 = 54;
+    /// STATUS of a replicated card: the link schema it speaks, which its
+    /// booted image decides (a rolling upgrade changes it).
+    pub const LINK_SCHEMA: u16 = 55;
 }
 
 /// Request flags (`FLAGS`).

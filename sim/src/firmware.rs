@@ -208,11 +208,13 @@ pub fn start_with_image(
 }
 
 /// Start the firmware of a replicated card: its links to the peer cards
-/// ([`crate::pair`]) and the loop that runs the replication node. Returns
-/// the address the links listen on.
+/// ([`crate::pair`]) and the loop that runs the replication node, with
+/// the card's image manager when it has one (its booted image decides
+/// the link schema). Returns the address the links listen on.
 pub fn start_replicated(
     svc: CardService,
     pair: crate::pair::PairConfig,
+    image: Option<CardImage>,
 ) -> Result<(FirmwareHandle, FirmwareThread, std::net::SocketAddr), String> {
     let mailbox = Arc::new(Mutex::new(Mailbox::default()));
     let (tx, rx) = mpsc::channel();
@@ -225,7 +227,7 @@ pub fn start_replicated(
     let mb = mailbox.clone();
     let thread = std::thread::Builder::new()
         .name("hitless-firmware".into())
-        .spawn(move || replicated::run(svc, mb, rx, pair, links))
+        .spawn(move || replicated::run(svc, mb, rx, pair, links, image))
         .map(FirmwareThread)
         .map_err(|e| format!("firmware thread: {e}"))?;
     Ok((FirmwareHandle { mailbox, tx }, thread, addr))
@@ -332,6 +334,7 @@ fn run(
             if let Some(kind) = image::image_kind(&mut host, p) {
                 let (code, len) = image::run(img, &mut host, p, kind);
                 lock(&mailbox).finish(p, code, len);
+                img.after_answer();
                 continue;
             }
         }

@@ -13,6 +13,17 @@
 //! broken firmware, for tests and the demo); a gateware component must
 //! not be empty. A trial image that fails is abandoned in the same boot
 //! and the previous image runs (claim 62), without the operator.
+//!
+//! The booted image also decides the card's behaviour on the pair's link:
+//! a firmware component holding the line `link_schema=N` makes the card
+//! speak link schema N (`hitless_proto::link`, 1 to the newest this build
+//! knows), taken when the replicated card starts (its boot). The
+//! simulator's binary holds the code of every schema; the image selects
+//! which one the card runs, so installing, activating and rebooting into
+//! another package really changes what the card says on the link (the
+//! rolling upgrade of a pair, docs/images.md). Without the line the card
+//! speaks the newest schema; a schema this build does not know fails the
+//! self-test (a trial of it rolls back).
 
 use hitless_firmware::manager::HostMemory;
 use hitless_hdl::contract::MAX_MESSAGE;
@@ -38,6 +49,25 @@ pub const MAX_CHUNK: u32 = 4 << 20;
 const MAX_NOTES: usize = 16;
 /// The line that makes a simulated firmware component fail its self-test.
 pub const SELFTEST_FAIL: &str = "selftest=fail";
+/// The start of the line naming the link schema a firmware speaks.
+pub const LINK_SCHEMA_LINE: &str = "link_schema=";
+
+/// The link schema a firmware component's text names: `None` without a
+/// `link_schema=` line, `Err` for one this build cannot speak.
+pub fn firmware_link_schema(text: &[u8]) -> Option<Result<u32, String>> {
+    let text = String::from_utf8_lossy(text);
+    let value = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(LINK_SCHEMA_LINE))?;
+    let newest = hitless_proto::link::SCHEMA;
+    Some(match value.trim().parse::<u32>() {
+        Ok(v) if (1..=newest).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{LINK_SCHEMA_LINE}{} (this card speaks link schemas 1 to {newest})",
+            value.trim()
+        )),
+    })
+}
 
 /// How the card's image manager is set up (`hitless-sim serve --image-*`).
 #[derive(Clone, Debug)]
@@ -81,6 +111,10 @@ struct Upload {
     data: Vec<u8>,
 }
 
+/// What a card does to reboot (`IMAGE_REBOOT`), called once the request
+/// is answered: `hitless-sim serve` stops and starts itself again.
+pub type RebootHook = Box<dyn Fn() + Send>;
+
 /// The card's image manager and what it serves.
 pub struct CardImage {
     mgr: Arc<ImageManager<SimFlash>>,
@@ -90,6 +124,8 @@ pub struct CardImage {
     last_rollback: Option<(RollbackCause, u64)>,
     notes: Vec<String>,
     max_package: u64,
+    reboot: Option<RebootHook>,
+    reboot_asked: bool,
 }
 
 fn now() -> u64 {
@@ -162,6 +198,8 @@ impl CardImage {
             last_rollback: None,
             notes: Vec::new(),
             max_package,
+            reboot: None,
+            reboot_asked: false,
         };
         me.boot();
         Ok(me)
@@ -260,6 +298,11 @@ impl CardImage {
                 {
                     return Err(format!("firmware {} reports {SELFTEST_FAIL}", c.name));
                 }
+                ComponentKind::Firmware => {
+                    if let Some(Err(why)) = firmware_link_schema(&data) {
+                        return Err(format!("firmware {}: {why}", c.name));
+                    }
+                }
                 ComponentKind::Gateware if data.is_empty() => {
                     return Err(format!("gateware {} is empty", c.name));
                 }
@@ -267,6 +310,42 @@ impl CardImage {
             }
         }
         Ok(())
+    }
+
+    /// The link schema the running image's firmware names (`None`: no
+    /// image, no `link_schema=` line, or one this build cannot speak:
+    /// the card's newest).
+    pub fn link_schema(&self) -> Option<u32> {
+        let m = self.mgr.manifest().ok()?;
+        m.components
+            .iter()
+            .filter(|c| c.kind == ComponentKind::Firmware)
+            .find_map(|c| {
+                let data = self.mgr.component(&c.name).ok()?;
+                firmware_link_schema(&data)?.ok()
+            })
+    }
+
+    /// The running image's version (0: none).
+    pub fn running_version(&self) -> u64 {
+        self.mgr.manifest().map_or(0, |m| m.version)
+    }
+
+    /// How this card reboots (`IMAGE_REBOOT`); without a hook the request
+    /// is refused.
+    pub fn set_reboot_hook(&mut self, hook: RebootHook) {
+        self.reboot = Some(hook);
+    }
+
+    /// After a request's answer is in the mailbox: a reboot it asked for
+    /// starts now.
+    pub fn after_answer(&mut self) {
+        if std::mem::take(&mut self.reboot_asked) {
+            if let Some(h) = &self.reboot {
+                tracing::info!("rebooting the card (IMAGE_REBOOT)");
+                h();
+            }
+        }
     }
 
     /// The trial's watchdog (called while the card idles).
@@ -509,6 +588,16 @@ impl CardImage {
             }
             Request::ImageServe { http, tftp } => {
                 self.serve(http.as_deref(), tftp.as_deref())?;
+                report(self)
+            }
+            Request::ImageReboot => {
+                if self.reboot.is_none() {
+                    return Err(Failure::new(
+                        Code::UnknownRequest,
+                        "this card cannot reboot itself (no reboot hook): restart its process",
+                    ));
+                }
+                self.reboot_asked = true;
                 report(self)
             }
             other => Err(Failure::new(

@@ -1,5 +1,5 @@
 //! `hitless image ...`: the card's software images (seed 002, issue 18).
-//! `status`, `install`, `activate`, `mark-good`, `rollback` and `serve`
+//! `status`, `install`, `activate`, `mark-good`, `rollback`, `reboot` and `serve`
 //! talk to the card's image manager through the mailbox; `keygen` and
 //! `pack` are local (the tools to make a signing key and a signed package).
 
@@ -48,6 +48,15 @@ pub enum ImageCmd {
     },
     /// Abandon a trial, or go back to the previous image.
     Rollback {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reboot the card: its image boots again (an activated one on trial);
+    /// waits until the card answers again and prints its image state.
+    Reboot {
+        /// Seconds to wait for the card to answer again.
+        #[arg(long, default_value_t = 60)]
+        wait: u64,
         #[arg(long)]
         json: bool,
     },
@@ -103,7 +112,7 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn bad(s: String) -> Error {
+pub fn bad(s: String) -> Error {
     Error::InvalidArgument(s)
 }
 
@@ -492,6 +501,41 @@ fn pack(
     Ok(())
 }
 
+/// Reboot the card and wait (at most `limit`) until it answers again:
+/// its image state after the boot.
+pub fn reboot(
+    fw: &dyn Fn() -> Result<Box<dyn Firmware>, Error>,
+    limit: std::time::Duration,
+) -> Result<ImageReport, Error> {
+    let start = std::time::Instant::now();
+    let mut f = fw()?;
+    f.image_reboot()?;
+    // The card answers, then goes down and ends this connection: only an
+    // answer after that is the rebooted card's.
+    while f.image_status().is_ok() {
+        if start.elapsed() > limit {
+            return Err(bad(format!(
+                "the card answered the reboot but was still up after {limit:?}"
+            )));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    drop(f);
+    loop {
+        match fw().and_then(|mut f| f.image_status()) {
+            Ok(r) => return Ok(r),
+            Err(_) if start.elapsed() < limit => {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => {
+                return Err(bad(format!(
+                    "the card did not answer within {limit:?} of its reboot: {e}"
+                )))
+            }
+        }
+    }
+}
+
 /// Whether the command needs the card.
 pub fn needs_card(cmd: &ImageCmd) -> bool {
     !matches!(cmd, ImageCmd::Keygen { .. } | ImageCmd::Pack { .. })
@@ -542,6 +586,10 @@ pub fn run(cmd: ImageCmd, fw: &dyn Fn() -> Result<Box<dyn Firmware>, Error>) -> 
             if !json {
                 println!("rolled back: version {} runs", r.version);
             }
+            print_status(&r, json)
+        }
+        ImageCmd::Reboot { wait, json } => {
+            let r = reboot(fw, std::time::Duration::from_secs(wait))?;
             print_status(&r, json)
         }
         ImageCmd::Serve {

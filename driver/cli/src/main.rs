@@ -12,6 +12,7 @@ mod heap;
 mod image;
 mod raw;
 mod status;
+mod upgrade;
 
 use clap::{Parser, Subcommand};
 use hitless_driver::card::status_of;
@@ -77,6 +78,21 @@ enum PeerCmd {
         to: Option<u32>,
         #[arg(long)]
         json: bool,
+    },
+    /// The hitless rolling upgrade of the pair (--card pair:A,B): each
+    /// slave installs the package, activates it, reboots into it, rejoins
+    /// and is marked good; then a switchover, then the old master the
+    /// same way. Stops at the first failure (a card that does not come
+    /// back healthy is rolled back); the master serves throughout.
+    Upgrade {
+        /// The signed package file.
+        package: PathBuf,
+        /// Install a version lower than the running one (a downgrade).
+        #[arg(long)]
+        force: bool,
+        /// Seconds each card has to come back and rejoin.
+        #[arg(long, default_value_t = 60)]
+        health_secs: u64,
     },
 }
 
@@ -405,6 +421,20 @@ fn run(cli: Cli) -> Result<(), Error> {
         Cmd::Peer {
             cmd: PeerCmd::Switchover { to, json },
         } => status::peer_switchover(fw()?, to, json),
+        Cmd::Peer {
+            cmd:
+                PeerCmd::Upgrade {
+                    package,
+                    force,
+                    health_secs,
+                },
+        } => upgrade::upgrade(
+            &spec,
+            timeout,
+            &package,
+            force,
+            Duration::from_secs(health_secs.max(1)),
+        ),
         // The daemon, the backup reader and a pair (whichever card is
         // master) serve the firmware's status, not the controller's
         // registers.

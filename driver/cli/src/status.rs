@@ -243,6 +243,9 @@ struct PeerView {
     /// The node that took over from this card and the cause it sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     taken_over_by: Option<TakenOver>,
+    /// The link schema the card speaks (its booted image decides it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    link_schema: Option<u32>,
 }
 
 #[derive(Serialize)]
@@ -273,6 +276,7 @@ pub fn peer_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
         taken_over_by: notes
             .cause_heard
             .map(|(node, cause)| TakenOver { node, cause }),
+        link_schema: notes.link_schema,
     };
     if json {
         return print_json(&view);
@@ -292,6 +296,9 @@ pub fn peer_status(mut fw: Box<dyn Firmware>, json: bool) -> Result<(), Error> {
                 }
             }
             println!("last bracket: {}@{}", p.mark_bracket, p.mark_epoch);
+            if let Some(v) = view.link_schema {
+                println!("link schema: {v}");
+            }
             if let Some(c) = &view.takeover_cause {
                 println!("took over, not hitless: {c}");
             }

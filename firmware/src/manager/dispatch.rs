@@ -475,6 +475,7 @@ impl<C: Controller> MemoryManager<C> {
             | Request::ImageActivate
             | Request::ImageMarkGood
             | Request::ImageRollback
+            | Request::ImageReboot
             | Request::ImageServe { .. }
             | Request::Switchover { .. }) => fail(
                 Code::UnknownRequest,

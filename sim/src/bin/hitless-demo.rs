@@ -405,7 +405,8 @@ fn free_port() -> Result<u16, String> {
 
 /// Part 2: a replicated pair: a witness and two card processes; the
 /// application checkpoints on the master, the master is killed, the slave
-/// takes over with every set, the old master returns as its slave.
+/// takes over with every set, the old master returns as its slave; then a
+/// rolling upgrade of the pair to a new release (`hitless peer upgrade`).
 fn replication() -> Result<(), String> {
     let here = std::env::current_exe().map_err(|e| e.to_string())?;
     let bindir = here.parent().ok_or("no binary directory")?;
@@ -426,6 +427,36 @@ fn pair_story(sim: &Path, cli: &Path, dir: &Path) -> Result<(), String> {
         .collect();
     std::fs::write(&key, hex).map_err(|e| e.to_string())?;
     let key_s = key.to_string_lossy().into_owned();
+    let creds = dir.join("credentials");
+    // `hitless --card SPEC ARGS` (shown as `--card LABEL`), run, its output
+    // shown.
+    let run = |card: Option<(&str, &str)>, args: &[&str]| -> Result<String, String> {
+        let mut cmd = std::process::Command::new(cli);
+        cmd.env("HITLESS_CREDENTIALS", &creds);
+        match card {
+            Some((label, spec)) => {
+                println!("$ hitless --card {label} {}", args.join(" "));
+                cmd.args(["--card", spec]);
+            }
+            None => println!("$ hitless {}", args.join(" ")),
+        }
+        let out = cmd.args(args).output().map_err(|e| e.to_string())?;
+        for line in String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .chain(String::from_utf8_lossy(&out.stderr).lines())
+        {
+            println!("  {line}");
+        }
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(format!("`hitless {}` failed", args.join(" ")))
+        }
+    };
+    // The release key the cards trust (the rolling upgrade at the end).
+    let release = dir.join("release.key").to_string_lossy().into_owned();
+    run(None, &["image", "keygen", &release])?;
+    let trusted = format!("{release}.pub");
     let (pw, p1, p2) = (free_port()?, free_port()?, free_port()?);
     let witness = format!("127.0.0.1:{pw}");
     println!("$ head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \\n' > pair.key");
@@ -462,6 +493,10 @@ fn pair_story(sim: &Path, cli: &Path, dir: &Path) -> Result<(), String> {
             "sync".into(),
             "--heartbeat-ms".into(),
             "200".into(),
+            "--image-trust".into(),
+            trusted.clone(),
+            "--image-flash-mib".into(),
+            "1".into(),
         ]
         .to_vec()
     };
@@ -471,35 +506,19 @@ fn pair_story(sim: &Path, cli: &Path, dir: &Path) -> Result<(), String> {
         let args = card_args(node);
         println!(
             "$ hitless-sim serve --socket card{node}/card.sock --state-dir card{node}/state {} &",
-            args.join(" ").replace(&key_s, "pair.key")
+            args.join(" ")
+                .replace(&key_s, "pair.key")
+                .replace(&trusted, "release.key.pub")
         );
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         hitless_sim::serve::spawn_card(sim, &d, &refs, Duration::from_secs(10))
     };
     let mut procs = [Some(start(1)?), Some(start(2)?)];
     let sockets = [dir.join("card1/card.sock"), dir.join("card2/card.sock")];
-    let creds = dir.join("credentials");
     // `hitless --card CARD ARGS`, shown and run.
     let hitless = |card: usize, args: &[&str]| -> Result<String, String> {
         let spec = format!("vfio-user:{}", sockets[card].display());
-        println!("$ hitless --card card{}.sock {}", card + 1, args.join(" "));
-        let out = std::process::Command::new(cli)
-            .env("HITLESS_CREDENTIALS", &creds)
-            .args(["--card", &spec])
-            .args(args)
-            .output()
-            .map_err(|e| e.to_string())?;
-        for line in String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .chain(String::from_utf8_lossy(&out.stderr).lines())
-        {
-            println!("  {line}");
-        }
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!("`hitless {}` failed", args.join(" ")))
-        }
+        run(Some((&format!("card{}.sock", card + 1), &spec)), args)
     };
     // The first card whose silence passes gets epoch 1 from the witness.
     let t = Instant::now();
@@ -598,6 +617,70 @@ fn pair_story(sim: &Path, cli: &Path, dir: &Path) -> Result<(), String> {
         p.epoch,
         m + 1,
         started.elapsed().as_secs_f64()
+    );
+
+    println!("\n# A hitless rolling upgrade. Both cards run release 1 (a blank card's first");
+    println!("# package is current at once); `peer upgrade` takes the pair to release 2:");
+    println!("# the slave installs, activates and reboots into it, rejoins and is marked");
+    println!("# good, takes over by a switchover, then the old master does the same.");
+    let upgraded = Instant::now();
+    for v in ["1", "2"] {
+        let fw = dir.join(format!("fw-{v}"));
+        std::fs::write(&fw, format!("hitless card firmware {v}\nlink_schema=4\n"))
+            .map_err(|e| e.to_string())?;
+        let pkg = dir.join(format!("v{v}.pkg")).to_string_lossy().into_owned();
+        let fw = format!("firmware:firmware:{}:cpu", fw.display());
+        run(
+            None,
+            &[
+                "image",
+                "pack",
+                "--key",
+                &release,
+                "--out",
+                &pkg,
+                "--version",
+                v,
+                &fw,
+            ],
+        )?;
+    }
+    let v = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    hitless(m, &["image", "install", &v("v1.pkg")])?;
+    hitless(s, &["image", "install", &v("v1.pkg")])?;
+    let pair = format!(
+        "pair:vfio-user:{},vfio-user:{}",
+        sockets[0].display(),
+        sockets[1].display()
+    );
+    run(
+        Some(("pair:card1.sock,card2.sock", &pair)),
+        &["peer", "upgrade", &v("v2.pkg")],
+    )?;
+    let st = hitless(m, &["image", "status"])?;
+    if !st.contains("version 2") {
+        return Err(format!(
+            "card {} does not run release 2 after the upgrade",
+            m + 1
+        ));
+    }
+    println!("\n# The sets are all on the new master (card {}).", m + 1);
+    for (object, data, _) in &sets {
+        let out = dir.join(format!("upgraded-{object}.bin"));
+        let out_s = out.to_string_lossy().into_owned();
+        hitless(
+            m,
+            &["restore", "--app", "9", "--object", object, "-o", &out_s],
+        )?;
+        if std::fs::read(&out).map_err(|e| e.to_string())? != *data {
+            return Err(format!("set {object} differs after the rolling upgrade"));
+        }
+    }
+    println!(
+        "\nrolling upgrade: both cards run release 2, card {} is master, every set restores \
+         ({:.1} s).",
+        m + 1,
+        upgraded.elapsed().as_secs_f64()
     );
     drop(procs);
     Ok(())

@@ -323,6 +323,10 @@ fn main() -> ExitCode {
                 image,
                 backup.config(),
             )
+            .and_then(|s| match s {
+                Served::Stopped => Ok(()),
+                Served::Reboot => Err(reboot_process()),
+            })
         }),
         Cmd::WarmReset(t) => ctl(&t, "warm-reset".into()),
         Cmd::PowerCycle(t) => ctl(&t, "power-cycle".into()),
@@ -418,7 +422,7 @@ fn serve(
     pair: Option<hitless_sim::pair::PairConfig>,
     image: hitless_sim::image::ImageConfig,
     backup: Option<(std::net::SocketAddr, hitless_sim::backup::BackupLimits)>,
-) -> Result<(), String> {
+) -> Result<Served, String> {
     if backup.is_some() && !firmware {
         return Err("--backup-listen needs the card's firmware".into());
     }
@@ -463,27 +467,43 @@ fn serve(
         control.display(),
         state_dir.display()
     );
+    // The image manager boots the card's image before the host can send
+    // the first request (the card's first boot), on a replicated card too
+    // (where the booted image decides the link schema). A card runs one
+    // when it trusts a signing key, or has its NVS devices already: a
+    // card that can never install a package keeps no 2 × 8 MiB of flash
+    // files.
+    // IMAGE_REBOOT: once answered, the card stops serving (after a pause
+    // in which the host reads the answer) and `main` starts it again.
+    let reboot = Arc::new(AtomicBool::new(false));
+    let open_image = || -> Result<Option<hitless_sim::image::CardImage>, String> {
+        if !image.trusted.is_empty() || state_dir.join("nvs0.flash").exists() {
+            let mut img = hitless_sim::image::CardImage::open(&state_dir, &image)
+                .map_err(|e| hitless_firmware::manager::chain(&e))?;
+            let (flag, stop) = (reboot.clone(), server.stop_handle());
+            img.set_reboot_hook(Box::new(move || {
+                let (flag, stop) = (flag.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    std::thread::sleep(REBOOT_PAUSE);
+                    flag.store(true, Ordering::SeqCst);
+                    stop.stop();
+                });
+            }));
+            Ok(Some(img))
+        } else {
+            Ok(None)
+        }
+    };
     let fw = match (firmware, pair) {
         (false, _) => None,
-        (true, None) => {
-            // The image manager boots the card's image before the host can
-            // send the first request (the card's first boot).
-            // A card runs one when it trusts a signing key, or has its
-            // NVS devices already: a card that can never install a package
-            // keeps no 2 × 8 MiB of flash files.
-            let img = if !image.trusted.is_empty() || state_dir.join("nvs0.flash").exists() {
-                Some(
-                    hitless_sim::image::CardImage::open(&state_dir, &image)
-                        .map_err(|e| hitless_firmware::manager::chain(&e))?,
-                )
-            } else {
-                None
-            };
-            Some(hitless_sim::firmware::start_with_image(svc.clone(), img))
-        }
+        (true, None) => Some(hitless_sim::firmware::start_with_image(
+            svc.clone(),
+            open_image()?,
+        )),
         (true, Some(pair)) => {
             let node = pair.node;
-            let (h, t, addr) = hitless_sim::firmware::start_replicated(svc.clone(), pair)?;
+            let (h, t, addr) =
+                hitless_sim::firmware::start_replicated(svc.clone(), pair, open_image()?)?;
             eprintln!("hitless-sim: node {node}: links on {addr}");
             Some((h, t))
         }
@@ -516,6 +536,37 @@ fn serve(
     thread.join().map_err(|e| e.to_string())?;
     drop(server);
     let _ = std::fs::remove_file(&control);
+    if reboot.load(Ordering::SeqCst) {
+        eprintln!("hitless-sim: rebooting");
+        return served.map(|()| Served::Reboot);
+    }
     eprintln!("hitless-sim: stopped");
-    served
+    served.map(|()| Served::Stopped)
+}
+
+/// How `serve` ended.
+enum Served {
+    Stopped,
+    /// IMAGE_REBOOT: start the card again.
+    Reboot,
+}
+
+/// How long a rebooting card keeps serving after its answer, so the host
+/// reads it before the connection goes.
+const REBOOT_PAUSE: Duration = Duration::from_millis(300);
+
+/// The card's reboot: the process replaces itself with a fresh start of
+/// the same command (same pid, same state directory): everything in
+/// memory is gone, the NVS and the tiers' files stay, and the image boots
+/// again. Returns only on failure.
+fn reboot_process() -> String {
+    use std::os::unix::process::CommandExt;
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    match std::env::current_exe() {
+        Ok(exe) => {
+            let e = std::process::Command::new(exe).args(args).exec();
+            format!("reboot: {e}")
+        }
+        Err(e) => format!("reboot: the program's path: {e}"),
+    }
 }

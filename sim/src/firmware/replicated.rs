@@ -9,10 +9,19 @@
 //! Remote backup readers' requests ([`crate::backup`]) run here too, on
 //! the node's manager, between whole brackets, and wait while a bracket is
 //! not durable (see `backup`).
+//!
+//! The card's image manager ([`crate::image`]), when it has one, runs on
+//! its own thread beside this loop ([`ImageWorker`]): image requests are
+//! per card (a card's software is its own, not replicated state), are
+//! answered on a slave as on a master, and an install's seconds of flash
+//! writes never stall the heartbeats. The link schema the node speaks is
+//! the booted image's (`link_schema=` in its firmware component), taken
+//! at the card's boot: a rolling upgrade changes it by a reboot.
 
 use super::{lock, Input, Runner, ServiceHost};
 use crate::backup::{window as backup_window, BackupRequest, WindowHost};
 use crate::etcd::{EtcdArbiter, EtcdConfig};
+use crate::image::{self, CardImage};
 use crate::local::LocalMemory;
 use crate::pair::{Links, PairConfig};
 use crate::witness::WitnessArbiter;
@@ -29,7 +38,7 @@ use hitless_proto::msg::{kind, Code};
 use hitless_proto::tlv::Message;
 use hitless_proto::{PeerNotes, PeerReport, Request, Response};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self as chan, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -54,13 +63,76 @@ fn answer(host: &mut dyn HostMemory, p: &Pending, reply: &Reply) -> (Code, u32) 
     (reply.code, len)
 }
 
+/// The card's image manager on its own thread: it takes the mailbox's
+/// image requests, answers them itself, and runs the trial's watchdog.
+struct ImageWorker {
+    tx: Option<Sender<Pending>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ImageWorker {
+    fn start(
+        mut img: CardImage,
+        svc: crate::service::CardService,
+        mailbox: Arc<Mutex<Mailbox>>,
+    ) -> Option<ImageWorker> {
+        let (tx, rx) = chan::channel::<Pending>();
+        let thread = std::thread::Builder::new()
+            .name("hitless-image".into())
+            .spawn(move || {
+                let mut host = ServiceHost(svc);
+                loop {
+                    match rx.recv_timeout(Duration::from_millis(100)) {
+                        Ok(p) => {
+                            let kind = image::image_kind(&mut host, &p).unwrap_or(0);
+                            let (code, len) = image::run(&mut img, &mut host, &p, kind);
+                            lock(&mailbox).finish(&p, code, len);
+                            img.after_answer();
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    }
+                    img.tick();
+                }
+                img.shutdown();
+            });
+        match thread {
+            Ok(t) => Some(ImageWorker {
+                tx: Some(tx),
+                thread: Some(t),
+            }),
+            Err(e) => {
+                tracing::error!("image manager thread: {e}");
+                None
+            }
+        }
+    }
+
+    /// Hand `p` to the image manager (it answers the mailbox).
+    fn take(&self, p: Pending) -> bool {
+        self.tx.as_ref().is_some_and(|tx| tx.send(p).is_ok())
+    }
+
+    fn stop(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 pub(super) fn run(
     svc: crate::service::CardService,
     mailbox: Arc<Mutex<Mailbox>>,
     rx: Receiver<Input>,
     pair: PairConfig,
     links: Links,
+    image: Option<CardImage>,
 ) {
+    // The booted image decides the link schema this card speaks.
+    let schema = image.as_ref().and_then(CardImage::link_schema);
+    let version = image.as_ref().map_or(0, CardImage::running_version);
+    let mut images = image.and_then(|img| ImageWorker::start(img, svc.clone(), mailbox.clone()));
     let mut r = Runner {
         svc: svc.clone(),
         mm: None,
@@ -110,6 +182,16 @@ pub(super) fn run(
         peers: pair.peers.iter().map(|p| p.0).collect(),
     });
     let mut cfg = Config::new(pair.node, pair.peers.iter().map(|p| p.0));
+    if let Some(v) = schema {
+        cfg.schema = v;
+    }
+    let own_schema = cfg.schema;
+    tracing::info!(
+        node = pair.node,
+        schema = own_schema,
+        image_version = version,
+        "link schema of the booted image"
+    );
     cfg.mode = pair.mode;
     cfg.heartbeat = pair.heartbeat;
     // A sync store waits for the slave's ack; a witness call may take its
@@ -179,6 +261,19 @@ pub(super) fn run(
         for n in 0..256 {
             let now = Instant::now();
             match input.take() {
+                Some(Input::Request(p))
+                    if images.is_some() && image::image_kind(&mut host, &p).is_some() =>
+                {
+                    if !images.as_ref().is_some_and(|w| w.take(p)) {
+                        let (code, len) = mailbox::refuse(
+                            &mut host,
+                            &p,
+                            Code::Device,
+                            "the card's image manager stopped",
+                        );
+                        lock(&mailbox).finish(&p, code, len);
+                    }
+                }
                 Some(Input::Request(p)) => {
                     let ctx = Ctx {
                         heard: &heard,
@@ -186,6 +281,7 @@ pub(super) fn run(
                         forwarder: &mut forwarder,
                         up: &up,
                         links: &links,
+                        schema: own_schema,
                     };
                     if let Some((code, len)) =
                         request(&mut node, &mut host, &p, now, &mut held, ctx)
@@ -195,8 +291,11 @@ pub(super) fn run(
                         mb.finish(&p, code, len);
                     }
                 }
+                // A card speaking a schema before the peer-set kinds does
+                // not know them: the node drops them as unknown.
                 Some(Input::Frame(peer, f))
-                    if f.get(3).is_some_and(|k| LinkMessage::is_peer_set(*k)) =>
+                    if own_schema >= peer_sets::PEER_SET_SCHEMA
+                        && f.get(3).is_some_and(|k| LinkMessage::is_peer_set(*k)) =>
                 {
                     if let Some(d) = peer_frame(&mut node, &mut forwarder, &links, peer, &f) {
                         finish_peer(&mut host, &mailbox, &node, d)
@@ -373,6 +472,9 @@ pub(super) fn run(
         lock(&mailbox).finish(&sw.pending, code, len);
     }
     links.stop();
+    if let Some(w) = images.as_mut() {
+        w.stop();
+    }
 }
 
 /// How long a host request waits for the peer card that holds its set:
@@ -485,6 +587,8 @@ struct Ctx<'a> {
     forwarder: &'a mut Forwarder<PeerWait>,
     up: &'a HashSet<u32>,
     links: &'a Links,
+    /// The link schema this card speaks.
+    schema: u32,
 }
 
 /// A refusal of the node as the host sees it: not master (fenced, lease
@@ -680,7 +784,7 @@ fn request(
     }
     match card::serve(node, now, host, &req) {
         Ok(Answer::Now(reply)) if status => {
-            let reply = with_peer(reply, node, now, ctx.heard);
+            let reply = with_peer(reply, node, now, ctx.heard, ctx.schema);
             Some(answer(host, p, &reply))
         }
         Ok(Answer::Now(reply)) => match node.replica_mut().take_peer_op() {
@@ -689,7 +793,8 @@ fn request(
             Some(op) => {
                 let peer = op.peer();
                 let k = req.get(3).copied().unwrap_or(0);
-                let schema = node.peer_schema(peer);
+                // Both ends must speak the peer-set kinds.
+                let schema = node.peer_schema(peer).map(|s| s.min(ctx.schema));
                 match ctx
                     .forwarder
                     .send(now, op, (*p, k), ctx.up.contains(&peer), schema)
@@ -716,7 +821,13 @@ fn request(
 }
 
 /// A STATUS answer with the card's replication state added (`PEER`).
-fn with_peer(reply: Reply, node: &ReplNode, now: Instant, heard: &Option<(u32, String)>) -> Reply {
+fn with_peer(
+    reply: Reply,
+    node: &ReplNode,
+    now: Instant,
+    heard: &Option<(u32, String)>,
+    schema: u32,
+) -> Reply {
     if reply.code != Code::Ok {
         return reply;
     }
@@ -741,6 +852,7 @@ fn with_peer(reply: Reply, node: &ReplNode, now: Instant, heard: &Option<(u32, S
         lag_bytes: (st.role == Role::Master).then_some(st.lag.bytes),
         cause: st.cause.clone(),
         cause_heard: heard.clone(),
+        link_schema: Some(schema),
     };
     Reply {
         code: Code::Ok,
