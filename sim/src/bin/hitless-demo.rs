@@ -403,6 +403,23 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
+/// Run `cmd ARGS` (the `hitless` CLI, already shown), print its output
+/// indented; its stdout, or an error naming the command.
+fn shown(mut cmd: std::process::Command, args: &[&str]) -> Result<String, String> {
+    let out = cmd.args(args).output().map_err(|e| e.to_string())?;
+    for line in String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .chain(String::from_utf8_lossy(&out.stderr).lines())
+    {
+        println!("  {line}");
+    }
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!("`hitless {}` failed", args.join(" ")))
+    }
+}
+
 /// Part 2: a replicated pair: a witness and two card processes; the
 /// application checkpoints on the master, the master is killed, the slave
 /// takes over with every set, the old master returns as its slave; then a
@@ -440,18 +457,7 @@ fn pair_story(sim: &Path, cli: &Path, dir: &Path) -> Result<(), String> {
             }
             None => println!("$ hitless {}", args.join(" ")),
         }
-        let out = cmd.args(args).output().map_err(|e| e.to_string())?;
-        for line in String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .chain(String::from_utf8_lossy(&out.stderr).lines())
-        {
-            println!("  {line}");
-        }
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!("`hitless {}` failed", args.join(" ")))
-        }
+        shown(cmd, args)
     };
     // The release key the cards trust (the rolling upgrade at the end).
     let release = dir.join("release.key").to_string_lossy().into_owned();
@@ -734,18 +740,7 @@ fn images() -> Result<(), String> {
         if let Some(c) = card {
             cmd.env("HITLESS_CARD", c);
         }
-        let out = cmd.args(args).output().map_err(|e| e.to_string())?;
-        for line in String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .chain(String::from_utf8_lossy(&out.stderr).lines())
-        {
-            println!("  {line}");
-        }
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!("`hitless {}` failed", args.join(" ")))
-        }
+        shown(cmd, args)
     };
     let (gw, what) = ecp5_gateware();
     println!("# gateware: {what}:\n#   {}", gw.display());
