@@ -453,6 +453,7 @@ pub(super) fn run(
             let ctx = BackupCtx {
                 local: &local,
                 heard: &heard,
+                schema: own_schema,
             };
             backup(&mut node, b, Instant::now(), &mut held, ctx);
         }
@@ -716,6 +717,8 @@ type Held = HashMap<(u64, u64), (Waiter, Reply, Instant)>;
 struct BackupCtx<'a> {
     local: &'a LocalMemory,
     heard: &'a Option<(u32, String)>,
+    /// The link schema this card speaks.
+    schema: u32,
 }
 
 /// Run one backup reader's request (seed 001) on the replicated card's
@@ -733,7 +736,7 @@ fn backup(node: &mut ReplNode, b: BackupRequest, now: Instant, held: &mut Held, 
         backup_window(),
     ) {
         Ok(Answer::Now(reply)) if status => {
-            let reply = with_peer(reply, node, now, ctx.heard);
+            let reply = with_peer(reply, node, now, ctx.heard, ctx.schema);
             b.answer(ctx.local, reply)
         }
         Ok(Answer::Now(reply)) => b.answer(ctx.local, reply),
