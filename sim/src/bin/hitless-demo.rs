@@ -230,20 +230,9 @@ fn session() -> Result<(), String> {
         Ok(p.to_string_lossy().into_owned())
     };
     // Show a command line, run it, show what it printed.
-    let exec = |mut cmd: std::process::Command, shown: String| -> Result<String, String> {
-        println!("$ {shown}");
-        let out = cmd.output().map_err(|e| e.to_string())?;
-        for line in String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .chain(String::from_utf8_lossy(&out.stderr).lines())
-        {
-            println!("  {line}");
-        }
-        if out.status.success() {
-            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-        } else {
-            Err(format!("`{shown}` failed"))
-        }
+    let exec = |cmd: std::process::Command, what: String| -> Result<String, String> {
+        println!("$ {what}");
+        shown(cmd, &what)
     };
     let ctl_s = proc_.control.to_string_lossy().into_owned();
     let card_sim = |args: &[&str]| {
@@ -403,10 +392,10 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-/// Run `cmd ARGS` (the `hitless` CLI, already shown), print its output
-/// indented; its stdout, or an error naming the command.
-fn shown(mut cmd: std::process::Command, args: &[&str]) -> Result<String, String> {
-    let out = cmd.args(args).output().map_err(|e| e.to_string())?;
+/// Run `cmd` (already shown as `what`), print its output indented; its
+/// stdout, or an error naming the command.
+fn shown(mut cmd: std::process::Command, what: &str) -> Result<String, String> {
+    let out = cmd.output().map_err(|e| e.to_string())?;
     for line in String::from_utf8_lossy(&out.stdout)
         .lines()
         .chain(String::from_utf8_lossy(&out.stderr).lines())
@@ -416,7 +405,7 @@ fn shown(mut cmd: std::process::Command, args: &[&str]) -> Result<String, String
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
-        Err(format!("`hitless {}` failed", args.join(" ")))
+        Err(format!("`{what}` failed"))
     }
 }
 
@@ -457,7 +446,8 @@ fn pair_story(sim: &Path, cli: &Path, dir: &Path) -> Result<(), String> {
             }
             None => println!("$ hitless {}", args.join(" ")),
         }
-        shown(cmd, args)
+        cmd.args(args);
+        shown(cmd, &format!("hitless {}", args.join(" ")))
     };
     // The release key the cards trust (the rolling upgrade at the end).
     let release = dir.join("release.key").to_string_lossy().into_owned();
@@ -740,7 +730,8 @@ fn images() -> Result<(), String> {
         if let Some(c) = card {
             cmd.env("HITLESS_CARD", c);
         }
-        shown(cmd, args)
+        cmd.args(args);
+        shown(cmd, &format!("hitless {}", args.join(" ")))
     };
     let (gw, what) = ecp5_gateware();
     println!("# gateware: {what}:\n#   {}", gw.display());
