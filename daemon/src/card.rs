@@ -708,7 +708,8 @@ impl Worker {
             | Request::Open { .. }
             | Request::Close
             | Request::Stage { .. }
-            | Request::Switchover { .. } => {
+            | Request::Switchover { .. }
+            | Request::Promote { .. } => {
                 return Err(Error::InvalidArgument(format!(
                     "request kind {} is not a session request",
                     req.kind()

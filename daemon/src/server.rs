@@ -487,6 +487,10 @@ fn handle(
             Code::Permission,
             "hitlessd does not relay a switchover: ask the card directly (hitless --card …)",
         )),
+        Request::Promote { .. } => Err(Failure::new(
+            Code::Permission,
+            "hitlessd does not relay a promotion: ask the card directly (hitless --card …)",
+        )),
         Request::Open { app, flags: want } => open(shared, peer, sessions, app, want, call),
         Request::Close => match m.u32_or(tag::HANDLE, u32::MAX) {
             Ok(h) if sessions.remove(&h).is_some() => {

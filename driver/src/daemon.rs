@@ -608,6 +608,14 @@ impl Firmware for DaemonClient {
         crate::firmware::switched(self.call(&Request::Switchover { to }, None, &[])?.0)
     }
 
+    fn promote(&mut self, accept_lost_warm: bool) -> Result<crate::firmware::Promoted> {
+        // hitlessd refuses it too, saying to ask the card directly.
+        crate::firmware::promoted(
+            self.call(&Request::Promote { accept_lost_warm }, None, &[])?
+                .0,
+        )
+    }
+
     fn describe(&self) -> String {
         format!("hitlessd at {}", self.path.display())
     }

@@ -927,6 +927,16 @@ impl<T: CardIo> Client<T> {
         switched(self.call(&Request::Switchover { to }, None)?)
     }
 
+    /// Replicated card: the operator's promotion of this card to master
+    /// in a new epoch, which fences the old master (its answer names the
+    /// epoch). The card refuses (`Invalid`, with the reason) a state cut
+    /// while applying a bracket, and a state whose power cycle lost warm
+    /// sets unless `accept_lost_warm`; with an arbiter, the arbiter
+    /// decides (another master holding the lease: `NotMaster` naming it).
+    pub fn promote(&mut self, accept_lost_warm: bool) -> Result<Promoted> {
+        promoted(self.call(&Request::Promote { accept_lost_warm }, None)?)
+    }
+
     /// Requests refused for bad credentials (the `MB_AUTH_FAILS` register).
     pub fn auth_failures(&mut self) -> Result<u32> {
         self.io.read32(mbox::MB_AUTH_FAILS)
@@ -965,6 +975,36 @@ pub(crate) fn switched(r: Response) -> Result<Switched> {
             from_epoch,
             epoch,
             bracket,
+        }),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// A finished promotion (`Client::promote`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Promoted {
+    /// The card's node id.
+    pub node: u32,
+    /// The epoch it is master in.
+    pub epoch: u64,
+    /// The newest epoch it knew before (equal: it was master already).
+    pub from_epoch: u64,
+    /// What the operator accepted to lose (`accept_lost_warm`).
+    pub lost_warm: Option<hitless_proto::LostWarm>,
+}
+
+pub(crate) fn promoted(r: Response) -> Result<Promoted> {
+    match r {
+        Response::Promoted {
+            node,
+            epoch,
+            from_epoch,
+            lost_warm,
+        } => Ok(Promoted {
+            node,
+            epoch,
+            from_epoch,
+            lost_warm,
         }),
         other => Err(unexpected(&other)),
     }
@@ -1043,6 +1083,14 @@ pub trait Firmware {
     /// Replicated card: hand the master role to a slave (see
     /// [`Client::switchover`]).
     fn switchover(&mut self, to: Option<u32>) -> Result<Switched>;
+    /// Replicated card: the operator's promotion of this card (see
+    /// [`Client::promote`]). Only a path to one card carries it.
+    fn promote(&mut self, _accept_lost_warm: bool) -> Result<Promoted> {
+        Err(Error::InvalidArgument(format!(
+            "a promotion names one card; it is not available through {}",
+            self.describe()
+        )))
+    }
     /// Where the firmware is reached, for messages.
     fn describe(&self) -> String;
     // The image operations (seed 002) are the card operator's. Their
@@ -1228,6 +1276,9 @@ impl<T: CardIo> Firmware for Client<T> {
     }
     fn switchover(&mut self, to: Option<u32>) -> Result<Switched> {
         Client::switchover(self, to)
+    }
+    fn promote(&mut self, accept_lost_warm: bool) -> Result<Promoted> {
+        Client::promote(self, accept_lost_warm)
     }
     fn describe(&self) -> String {
         self.io.describe()

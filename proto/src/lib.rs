@@ -26,5 +26,5 @@ pub mod msg;
 pub mod tlv;
 pub mod witness;
 
-pub use message::{PeerNotes, PeerReport, Request, Response, StatusReport, TierReport};
+pub use message::{LostWarm, PeerNotes, PeerReport, Request, Response, StatusReport, TierReport};
 pub use msg::Code;

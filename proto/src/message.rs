@@ -97,6 +97,10 @@ pub enum Request {
     /// Replicated card: hand the master role to node `to` (absent: the
     /// only slave in sync), hitless (claim 44).
     Switchover { to: Option<u32> },
+    /// Replicated card: the operator's promotion of this card to master
+    /// (a new epoch fencing the old master). `accept_lost_warm`: also a
+    /// card whose power cycle lost warm sets.
+    Promote { accept_lost_warm: bool },
     /// Open heap `heap` (created with `heap_pages` pages and `keep`
     /// versions if it has none; an existing heap must have `heap_pages`;
     /// `keep` applies from the next commit). `flags`: `COLD` picks the tier.
@@ -195,6 +199,7 @@ impl Request {
             Request::ImageReboot => kind::IMAGE_REBOOT,
             Request::ImageServe { .. } => kind::IMAGE_SERVE,
             Request::Switchover { .. } => kind::SWITCHOVER,
+            Request::Promote { .. } => kind::PROMOTE,
             Request::HeapOpen { .. } => kind::HEAP_OPEN,
             Request::HeapClose { .. } => kind::HEAP_CLOSE,
             Request::HeapStage { .. } => kind::HEAP_STAGE,
@@ -215,7 +220,7 @@ impl Request {
     pub fn needs_session(kind: u8) -> bool {
         !matches!(
             kind,
-            kind::STATUS | kind::STAGE | kind::OPEN | kind::SWITCHOVER
+            kind::STATUS | kind::STAGE | kind::OPEN | kind::SWITCHOVER | kind::PROMOTE
         ) && !Self::is_image(kind)
     }
 
@@ -258,6 +263,7 @@ impl Request {
             | Request::ImageReboot
             | Request::ImageServe { .. }
             | Request::Switchover { .. }
+            | Request::Promote { .. }
             | Request::HeapClose { .. } => None,
         }
     }
@@ -421,6 +427,14 @@ impl Request {
                 Some(to) => b.u32(tag::MASTER, to),
                 None => b,
             },
+            Request::Promote { accept_lost_warm } => b.u32(
+                tag::FLAGS,
+                if accept_lost_warm {
+                    flags::ACCEPT_LOST_WARM
+                } else {
+                    0
+                },
+            ),
         }
     }
 
@@ -510,6 +524,9 @@ impl Request {
                 } else {
                     None
                 },
+            },
+            kind::PROMOTE => Request::Promote {
+                accept_lost_warm: u(tag::FLAGS, 0)? & flags::ACCEPT_LOST_WARM != 0,
             },
             kind::HEAP_OPEN => Request::HeapOpen {
                 heap: heap()?,
@@ -715,6 +732,52 @@ pub struct StatusReport {
     pub peer_notes: PeerNotes,
 }
 
+/// What a promotion accepted to lose (a power cycle lost the warm tier).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LostWarm {
+    /// How many warm sets (`None`: the card's mark did not count them).
+    pub sets: Option<u32>,
+    /// Warm log records were lost too.
+    pub log: bool,
+}
+
+impl LostWarm {
+    const COUNTED: u64 = 1 << 63;
+    const LOG: u64 = 1 << 62;
+    /// The `LOST_WARM` field.
+    pub fn word(&self) -> u64 {
+        match self.sets {
+            Some(n) => Self::COUNTED | if self.log { Self::LOG } else { 0 } | u64::from(n),
+            None => 0,
+        }
+    }
+    pub fn from_word(w: u64) -> Self {
+        if w & Self::COUNTED == 0 {
+            return Self {
+                sets: None,
+                log: false,
+            };
+        }
+        Self {
+            sets: Some(w as u32),
+            log: w & Self::LOG != 0,
+        }
+    }
+}
+
+impl std::fmt::Display for LostWarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.sets {
+            Some(n) => write!(f, "{n} warm sets")?,
+            None => f.write_str("warm sets (how many unknown)")?,
+        }
+        if self.log {
+            f.write_str(" and warm log records")?;
+        }
+        Ok(())
+    }
+}
+
 /// A successful response body. Which variant answers which request is
 /// fixed (see [`Response::decode`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -748,6 +811,15 @@ pub enum Response {
         from_epoch: u64,
         epoch: Option<u64>,
         bracket: u64,
+    },
+    /// PROMOTE: this card (node `node`) is master in `epoch` (newer than
+    /// `from_epoch`, the newest it knew; equal: it was master already);
+    /// `lost_warm`: what the operator accepted to lose.
+    Promoted {
+        node: u32,
+        epoch: u64,
+        from_epoch: u64,
+        lost_warm: Option<LostWarm>,
     },
     /// LOG_READ: the records (payloads in the host buffer) and the log
     /// pointers; LOG_TRIM: the pointers alone.
@@ -941,6 +1013,21 @@ impl Response {
                     None => b,
                 }
             }
+            Response::Promoted {
+                node,
+                epoch,
+                from_epoch,
+                lost_warm,
+            } => {
+                let b = b
+                    .u32(tag::MASTER, *node)
+                    .u64(tag::EPOCH, *epoch)
+                    .u64(tag::FROM_EPOCH, *from_epoch);
+                match lost_warm {
+                    Some(l) => b.u64(tag::LOST_WARM, l.word()),
+                    None => b,
+                }
+            }
             Response::Log {
                 records,
                 head,
@@ -1101,6 +1188,16 @@ impl Response {
                 },
                 bracket: m.u64_or(tag::BRACKET, 0)?,
             },
+            kind::PROMOTE => Response::Promoted {
+                node: need(tag::MASTER)?,
+                epoch: m.u64_or(tag::EPOCH, 0)?,
+                from_epoch: m.u64_or(tag::FROM_EPOCH, 0)?,
+                lost_warm: if m.has(tag::LOST_WARM) {
+                    Some(LostWarm::from_word(m.u64_or(tag::LOST_WARM, 0)?))
+                } else {
+                    None
+                },
+            },
             kind::LOG_READ | kind::LOG_TRIM => Response::Log {
                 records: unpack(
                     m.bytes_or_empty(tag::RECORDS),
@@ -1209,6 +1306,7 @@ mod tests {
             )
                 .prop_map(|(http, tftp)| Request::ImageServe { http, tftp }),
             proptest::option::of(a).prop_map(|to| Request::Switchover { to }),
+            any::<bool>().prop_map(|accept_lost_warm| Request::Promote { accept_lost_warm }),
             (a, a, a, a).prop_map(|(heap, heap_pages, keep, flags)| Request::HeapOpen {
                 heap,
                 heap_pages,
@@ -1426,6 +1524,27 @@ mod tests {
                     from_epoch: 3,
                     epoch: Some(1 << 40),
                     bracket: 1 << 33,
+                },
+            ),
+            (
+                kind::PROMOTE,
+                Response::Promoted {
+                    node: 2,
+                    epoch: 9,
+                    from_epoch: 8,
+                    lost_warm: Some(LostWarm {
+                        sets: Some(3),
+                        log: true,
+                    }),
+                },
+            ),
+            (
+                kind::PROMOTE,
+                Response::Promoted {
+                    node: 1,
+                    epoch: 2,
+                    from_epoch: 2,
+                    lost_warm: None,
                 },
             ),
             (

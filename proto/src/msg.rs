@@ -62,6 +62,11 @@ pub mod kind {
     /// acknowledged store lost; no authentication (an operator's request,
     /// like `STAGE`). Replication control kinds start at 40.
     pub const SWITCHOVER: u8 = 40;
+    /// Replicated card: the operator's promotion of this card to master
+    /// in a new epoch (fences the old one); no authentication, like
+    /// `SWITCHOVER`. `FLAGS` bit `ACCEPT_LOST_WARM`: promote a card whose
+    /// power cycle lost warm sets.
+    pub const PROMOTE: u8 = 41;
     // The heap store (issue 20; seed 003, figure 11) starts at 48: a heap
     // of pages per (application, heap id), K committed versions.
     /// Open a heap (create it with `HEAP_PAGES` and `KEEP` if new): its versions.
@@ -201,6 +206,10 @@ pub mod tag {
     /// STATUS of a replicated card: the link schema it speaks, which its
     /// booted image decides (a rolling upgrade changes it).
     pub const LINK_SCHEMA: u16 = 55;
+    /// PROMOTE response: what the operator accepted to lose (u64: bit 63
+    /// a count of warm sets in the low 32 bits, bit 62 warm log records;
+    /// 0: warm sets, how many unknown). Absent: nothing lost.
+    pub const LOST_WARM: u16 = 56;
 }
 
 /// Request flags (`FLAGS`).
@@ -219,6 +228,9 @@ pub mod flags {
     /// IMAGE_INSTALL only: install a version lower than the running one
     /// (anti-rollback override).
     pub const FORCE: u32 = 1 << 5;
+    /// PROMOTE only: promote a card whose power cycle lost warm sets
+    /// (its cold tier is whole to its mark).
+    pub const ACCEPT_LOST_WARM: u32 = 1 << 6;
 }
 
 /// Result codes (`RESULT` field and the `MB_RESULT` register).

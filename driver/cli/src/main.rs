@@ -94,6 +94,22 @@ enum PeerCmd {
         #[arg(long, default_value_t = 60)]
         health_secs: u64,
     },
+    /// Make this card master in a new epoch (the operator's decision: the
+    /// only way a pair without a witness or etcd gets a master, or the
+    /// way out when no card is whole). The old master is fenced by the
+    /// new epoch. With an arbiter, the arbiter still decides. Refused for
+    /// a card cut while applying a bracket (it needs a snapshot from a
+    /// master), and for a card whose power cycle lost warm sets unless
+    /// --accept-lost-warm.
+    Promote {
+        /// Promote a card whose power cycle lost its warm sets: it serves
+        /// its cold state (whole to its last bracket); the warm sets are
+        /// gone for good.
+        #[arg(long)]
+        accept_lost_warm: bool,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -435,6 +451,13 @@ fn run(cli: Cli) -> Result<(), Error> {
             force,
             Duration::from_secs(health_secs.max(1)),
         ),
+        Cmd::Peer {
+            cmd:
+                PeerCmd::Promote {
+                    accept_lost_warm,
+                    json,
+                },
+        } => status::peer_promote(fw()?, accept_lost_warm, json),
         // The daemon, the backup reader and a pair (whichever card is
         // master) serve the firmware's status, not the controller's
         // registers.

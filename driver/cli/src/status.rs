@@ -486,3 +486,62 @@ pub fn peer_switchover(
     }
     Ok(())
 }
+
+/// `hitless peer promote`: what the promoted card answered.
+#[derive(Serialize)]
+struct PromoteView {
+    card: String,
+    /// The card's node id: the master now.
+    master: u32,
+    epoch: u64,
+    /// The newest epoch the card knew before (equal: it was master).
+    from_epoch: u64,
+    /// What the operator accepted to lose (absent: nothing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lost_warm: Option<LostWarmView>,
+}
+
+#[derive(Serialize)]
+struct LostWarmView {
+    /// Warm sets lost (absent: the card did not count them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sets: Option<u32>,
+    log: bool,
+}
+
+pub fn peer_promote(
+    mut fw: Box<dyn Firmware>,
+    accept_lost_warm: bool,
+    json: bool,
+) -> Result<(), Error> {
+    let card = fw.describe();
+    let p = fw.promote(accept_lost_warm)?;
+    let view = PromoteView {
+        card,
+        master: p.node,
+        epoch: p.epoch,
+        from_epoch: p.from_epoch,
+        lost_warm: p.lost_warm.map(|l| LostWarmView {
+            sets: l.sets,
+            log: l.log,
+        }),
+    };
+    if json {
+        return print_json(&view);
+    }
+    if view.epoch == view.from_epoch {
+        println!(
+            "node {} ({}) is master already, in epoch {}",
+            view.master, view.card, view.epoch
+        );
+        return Ok(());
+    }
+    println!(
+        "node {} ({}) is master in epoch {} (was epoch {}); the old master is fenced",
+        view.master, view.card, view.epoch, view.from_epoch
+    );
+    if let Some(l) = p.lost_warm {
+        println!("accepted as lost: {l}; the cold sets are served as of the last bracket");
+    }
+    Ok(())
+}

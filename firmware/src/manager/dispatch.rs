@@ -95,6 +95,10 @@ impl<C: Controller> MemoryManager<C> {
                     Code::UnknownRequest,
                     "SWITCHOVER: this card has no peer (not replicated)",
                 ),
+                Request::Promote { .. } => fail(
+                    Code::UnknownRequest,
+                    "PROMOTE: this card has no peer (not replicated)",
+                ),
                 other => fail(Code::UnknownRequest, format!("{other:?}")),
             };
         }
@@ -477,7 +481,8 @@ impl<C: Controller> MemoryManager<C> {
             | Request::ImageRollback
             | Request::ImageReboot
             | Request::ImageServe { .. }
-            | Request::Switchover { .. }) => fail(
+            | Request::Switchover { .. }
+            | Request::Promote { .. }) => fail(
                 Code::UnknownRequest,
                 format!("{other:?} is not a session request"),
             ),

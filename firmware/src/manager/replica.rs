@@ -26,10 +26,20 @@
 //! the same key as the mark, written once) and the mark names it, with
 //! whether the warm tier held anything: a mark whose warm tier held
 //! something and whose token is gone is dirty (a snapshot, no takeover).
+//!
+//! The two are different dirt ([`Inconsistency`]): an interrupted apply
+//! mixes two brackets (never promotable); a lost warm tier leaves the cold
+//! tier whole to the mark (the operator may promote it, accepting the
+//! loss). The mark's dirty word says which was written: 1 is an
+//! interrupted apply (what every firmware wrote), anything else unknown
+//! reads as that too; a lost warm tier is found at start, not written. The
+//! warm-held word counts the warm sets (bit 63 marks a count, bit 62 the
+//! warm log; an older firmware wrote 1 for "something", read as an
+//! unknown count).
 
 use super::*;
 use crate::replication::journal::{Bracket, Change, Mark};
-use crate::replication::replica::Replica;
+use crate::replication::replica::{Inconsistency, Replica};
 use hitless_proto::link::SetRecord;
 use hitless_proto::msg::flags;
 
@@ -47,6 +57,12 @@ pub(super) const MARK_KEY: SetKey = SetKey {
 const MARK_BYTES: usize = 48;
 const OLD_MARK_BYTES: usize = 40;
 const TOKEN_BYTES: usize = 8;
+/// The dirty word of a mark written before an apply of several changes.
+const DIRTY_APPLY: u64 = 1;
+/// The warm-held word: a count of warm sets in its low 32 bits.
+const WARM_COUNTED: u64 = 1 << 63;
+/// The warm-held word: the warm log held records.
+const WARM_LOG: u64 = 1 << 62;
 
 /// Why the manager could not apply a bracket or take a snapshot.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +86,8 @@ impl From<Failure> for ReplicaError {
 pub(super) struct ReplState {
     pub journal: Option<Vec<Change>>,
     pub mark: Mark,
-    pub dirty: bool,
+    /// Why the state is not whole brackets, if it is not.
+    pub dirty: Option<Inconsistency>,
     /// The warm tier's token (read at start or written), if it has one.
     pub warm_token: Option<u64>,
     /// Per tier (warm, cold): what turns this card's log offsets into the
@@ -162,20 +179,32 @@ impl<C: Controller> MemoryManager<C> {
                     w.copy_from_slice(&b[i..i + 8]);
                     u64::from_le_bytes(w)
                 };
-                self.repl.dirty = u(16) != 0;
+                self.repl.dirty = (u(16) != 0).then_some(Inconsistency::MixedBrackets);
                 if b.len() >= MARK_BYTES {
                     let d = u(40);
                     self.repl.log_delta = [d as u32, (d >> 32) as u32];
                 }
-                let (token, warm_held) = (u(24), u(32) != 0);
-                if !self.repl.dirty && warm_held && self.repl.warm_token != Some(token) {
+                let (token, held) = (u(24), u(32));
+                if self.repl.dirty.is_none() && held != 0 && self.repl.warm_token != Some(token) {
                     tracing::warn!(
                         "the warm tier is not the one the replication mark describes \
                          (a power cycle): the state is not whole brackets until a snapshot"
                     );
-                    self.repl.dirty = true;
+                    self.repl.dirty = Some(if held & WARM_COUNTED != 0 {
+                        Inconsistency::LostWarm {
+                            sets: Some(held as u32),
+                            log: held & WARM_LOG != 0,
+                        }
+                    } else {
+                        Inconsistency::LostWarm {
+                            sets: None,
+                            log: false,
+                        }
+                    });
                 }
-                self.repl.mark = if self.repl.dirty {
+                // A lost warm tier keeps its mark: the cold tier is whole to
+                // it, and a promotion continues from its epoch (a newer one).
+                self.repl.mark = if self.repl.dirty == Some(Inconsistency::MixedBrackets) {
                     Mark::default()
                 } else {
                     Mark {
@@ -197,27 +226,49 @@ impl<C: Controller> MemoryManager<C> {
                 Err(f) => tracing::debug!("warm tier token not written: {}", f.detail),
             }
         }
-        let warm_held = match &self.tiers[TierSel::Warm as usize] {
-            TierView::Ready(tab) => Some(tab.sets.keys().any(|k| k.app != SYSTEM_APP)),
-            _ => None,
+        let warm_sets = match &self.tiers[TierSel::Warm as usize] {
+            TierView::Ready(tab) => tab.sets.keys().filter(|k| k.app != SYSTEM_APP).count(),
+            _ => 0,
         };
-        let warm_held = warm_held.is_some_and(|sets| {
-            sets || self
-                .tier_regs(TierSel::Warm)
-                .is_ok_and(|r| r.log_head != r.log_tail)
-        });
+        let warm_log = self
+            .tier_regs(TierSel::Warm)
+            .is_ok_and(|r| r.log_head != r.log_tail);
+        let warm_held = if warm_sets == 0 && !warm_log {
+            0
+        } else {
+            WARM_COUNTED
+                | if warm_log { WARM_LOG } else { 0 }
+                | u64::from(u32::try_from(warm_sets).unwrap_or(u32::MAX))
+        };
         let mut b = [0u8; MARK_BYTES];
         b[0..8].copy_from_slice(&mark.epoch.to_le_bytes());
         b[8..16].copy_from_slice(&mark.bracket.to_le_bytes());
-        b[16..24].copy_from_slice(&u64::from(dirty).to_le_bytes());
+        b[16..24].copy_from_slice(&if dirty { DIRTY_APPLY } else { 0 }.to_le_bytes());
         b[24..32].copy_from_slice(&self.repl.warm_token.unwrap_or(0).to_le_bytes());
-        b[32..40].copy_from_slice(&u64::from(warm_held).to_le_bytes());
+        b[32..40].copy_from_slice(&warm_held.to_le_bytes());
         let [dw, dc] = self.repl.log_delta;
         b[40..48].copy_from_slice(&(u64::from(dw) | u64::from(dc) << 32).to_le_bytes());
         self.store_bytes(TierSel::Cold, MARK_KEY, 0, NEVER, &b)?;
         self.repl.mark = mark;
-        self.repl.dirty = dirty;
+        self.repl.dirty = dirty.then_some(Inconsistency::MixedBrackets);
         Ok(())
+    }
+
+    /// Tests: write a mark record word by word (epoch, bracket, dirty,
+    /// token, warm-held), as an older firmware would have.
+    #[cfg(test)]
+    pub(crate) fn write_raw_mark(&mut self, words: [u64; 5]) -> R<()> {
+        let mut b = [0u8; MARK_BYTES];
+        for (i, w) in words.iter().enumerate() {
+            b[i * 8..i * 8 + 8].copy_from_slice(&w.to_le_bytes());
+        }
+        self.store_bytes(TierSel::Cold, MARK_KEY, 0, NEVER, &b)
+    }
+
+    /// Tests: the warm tier's token.
+    #[cfg(test)]
+    pub(crate) fn warm_token(&self) -> Option<u64> {
+        self.repl.warm_token
     }
 
     /// Store `data` as set `key` in tier `t` from scratch memory.
@@ -381,8 +432,23 @@ impl<C: Controller> Replica for MemoryManager<C> {
         self.repl.mark
     }
 
-    fn consistent(&self) -> bool {
-        !self.repl.dirty
+    fn inconsistency(&self) -> Option<Inconsistency> {
+        self.repl.dirty
+    }
+
+    fn accept_lost_warm(&mut self) -> Result<(), ReplicaError> {
+        match self.repl.dirty {
+            None => Ok(()),
+            Some(Inconsistency::LostWarm { .. }) => {
+                // A clean mark naming the warm tier as it is now (a new
+                // token if the old one is gone): whole to the mark again.
+                Ok(self.write_mark(self.repl.mark, false)?)
+            }
+            Some(m @ Inconsistency::MixedBrackets) => Err(ReplicaError {
+                code: Code::Invalid,
+                detail: m.to_string(),
+            }),
+        }
     }
 
     fn apply(&mut self, b: &Bracket) -> Result<(), ReplicaError> {

@@ -31,5 +31,6 @@ mod tests;
 pub use arbiter::{Arbiter, ArbiterError, Lease, LocalArbiter, NoArbiter};
 pub use journal::{Bracket, Change, Mark};
 pub use master::Commit;
+pub use monitor::{PromoteError, Promoted};
 pub use node::{Config, Event, Lag, Mode, Node, RoleError, Status, WriteError};
-pub use replica::{ApplyError, MemReplica, MemState, Replica};
+pub use replica::{ApplyError, Inconsistency, MemReplica, MemState, Replica};

@@ -9,7 +9,7 @@
 
 use super::arbiter::{Arbiter, ArbiterError, Lease};
 use super::node::{Event, Node, Stream};
-use super::replica::Replica;
+use super::replica::{Inconsistency, Replica};
 use hitless_proto::link::{LinkMessage, Role};
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -317,30 +317,94 @@ impl<R: Replica> Node<R> {
         Ok(self.epoch)
     }
 
-    /// The operator's promotion of a slave whose master is gone (the
-    /// no-arbiter case: the operator asserts the old master is dead; it is
-    /// fenced by the newer epoch when it returns). With an arbiter the
-    /// arbiter still decides.
+    /// The operator's promotion (`hitless peer promote`): this card
+    /// becomes master in a new epoch, which fences the old master (it
+    /// steps down when it hears it). Without an arbiter the operator
+    /// asserts the old master is dead (the only way a pair without one
+    /// gets a master); with one the arbiter still decides (refused while
+    /// another master holds the lease, or this card is not in sync).
+    ///
+    /// Refused where it could serve a state that is not whole brackets: a
+    /// bracket cut while being applied (mixed brackets) is never
+    /// promotable; a power cycle that lost warm sets is promotable only
+    /// with `accept_lost_warm` (the cold tier is whole to the mark), which
+    /// the answer reports with what was lost.
     pub fn promote(
         &mut self,
         now: Instant,
         arbiter: &mut dyn Arbiter,
-    ) -> Result<u64, ArbiterError> {
+        accept_lost_warm: bool,
+    ) -> Result<Promoted, PromoteError> {
+        let from_epoch = self.epoch;
         if self.role == Role::Master {
-            return Ok(self.epoch);
+            return Ok(Promoted {
+                epoch: self.epoch,
+                from_epoch,
+                already: true,
+                lost_warm: None,
+            });
         }
-        if !self.replica.consistent() {
-            // Not whole brackets: never master before a full snapshot.
-            return Err(ArbiterError::NotInSync(self.cfg.node));
-        }
+        let lost = match self.replica.inconsistency() {
+            None => None,
+            Some(i @ Inconsistency::MixedBrackets) => return Err(PromoteError::MixedBrackets(i)),
+            Some(i @ Inconsistency::LostWarm { .. }) if !accept_lost_warm => {
+                return Err(PromoteError::LostWarm(i))
+            }
+            Some(i) => Some(i),
+        };
         let lease = match arbiter.acquire(self.cfg.node, now) {
             Ok(l) => l,
             Err(ArbiterError::Absent) => self.manual_lease(),
-            Err(e) => return Err(e),
+            Err(e) => return Err(PromoteError::Arbiter(e)),
         };
+        // Only once granted: a card refused the role must stay unable to
+        // take over (another master may hold warm sets it lost).
+        if lost.is_some() {
+            if let Err(e) = self.replica.accept_lost_warm() {
+                let _ = arbiter.release(self.cfg.node, lease.epoch, now);
+                return Err(PromoteError::Accept(e.to_string()));
+            }
+        }
         let old = self.master;
-        let cause = format!("promoted by the operator in epoch {}", lease.epoch);
+        let cause = match lost {
+            Some(i) => format!(
+                "promoted by the operator in epoch {}, accepting the loss: {i}",
+                lease.epoch
+            ),
+            None => format!("promoted by the operator in epoch {}", lease.epoch),
+        };
         self.take_over(now, lease, old, Some(cause));
-        Ok(self.epoch)
+        Ok(Promoted {
+            epoch: self.epoch,
+            from_epoch,
+            already: false,
+            lost_warm: lost,
+        })
     }
+}
+
+/// A promotion done ([`Node::promote`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Promoted {
+    /// The epoch this card is master in.
+    pub epoch: u64,
+    /// The newest epoch it knew before.
+    pub from_epoch: u64,
+    /// It was master already (nothing changed).
+    pub already: bool,
+    /// What the operator accepted to lose (`--accept-lost-warm`).
+    pub lost_warm: Option<Inconsistency>,
+}
+
+/// Why the operator's promotion was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PromoteError {
+    #[error("not promotable: {0}")]
+    MixedBrackets(Inconsistency),
+    #[error("not promoted: {0}; promote with --accept-lost-warm to serve it without them")]
+    LostWarm(Inconsistency),
+    #[error("the arbiter refused: {0}")]
+    Arbiter(ArbiterError),
+    #[error("the lost warm tier could not be accepted: {0}")]
+    Accept(String),
 }

@@ -351,6 +351,37 @@ impl<R: Replica> Node<R> {
         }
     }
 
+    /// The card was reset (a warm reset or a power cycle): its firmware
+    /// restarts on `replica`, the manager rebuilt from NV, as a restarted
+    /// card process does: standby at the replica's mark and consistency
+    /// (a power cycle that lost warm sets leaves it dirty: a snapshot
+    /// before it may take over). A master steps down first: its writes in
+    /// flight fail (`Abandoned`), so a host never has a store acknowledged
+    /// that the reset may have cut; with an arbiter it may be granted the
+    /// next epoch again (it still holds every acknowledged bracket), a
+    /// slave taking over otherwise. The newest epoch known is kept (a
+    /// reset forgets no fencing). `up`: the peers whose link is up, told
+    /// at once (HELLO: the master resends what is missing or a snapshot).
+    /// Returns the old replica (the manager that lost the controller).
+    pub fn restart(&mut self, now: Instant, replica: R, up: &[u32]) -> R {
+        if self.role == Role::Master {
+            self.step_down(now, "the card was reset");
+        }
+        if self.rx.is_some() {
+            self.discard("the card was reset");
+        }
+        let mut fresh = Node::new(self.cfg.clone(), replica, now);
+        fresh.epoch = fresh.epoch.max(self.epoch);
+        // The events (the abandoned writes) are still the caller's; the
+        // frames not sent yet are not (the HELLOs below replace them).
+        fresh.events = std::mem::take(&mut self.events);
+        let old = std::mem::replace(self, fresh);
+        for p in up {
+            self.connected(now, *p);
+        }
+        old.replica
+    }
+
     pub fn role(&self) -> Role {
         self.role
     }

@@ -29,11 +29,58 @@ pub trait Replica {
     /// The whole state as changes (a `full` bracket for a slave that
     /// joins or is behind).
     fn snapshot(&mut self) -> Result<Vec<Change>, Self::Error>;
+    /// Why the state is not whole brackets to its mark, if it is not.
+    fn inconsistency(&self) -> Option<Inconsistency> {
+        None
+    }
     /// Whether the state is whole brackets (false after a cut in the
-    /// middle of applying one: such a node never takes over before a full
-    /// snapshot).
+    /// middle of applying one, or a power cycle that lost warm sets: such
+    /// a node never takes over before a full snapshot, and the operator
+    /// promotes it only in the second case, saying so).
     fn consistent(&self) -> bool {
-        true
+        self.inconsistency().is_none()
+    }
+    /// The operator accepted the loss of the warm tier (a promotion with
+    /// `--accept-lost-warm`): the state is its cold part, whole to its
+    /// mark, from now on. Refused (`Err`) unless the only inconsistency is
+    /// [`Inconsistency::LostWarm`].
+    fn accept_lost_warm(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Why a replica's state is not whole brackets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inconsistency {
+    /// A cut while a bracket of several changes was being applied: the
+    /// state mixes two brackets. Never promotable: it needs a snapshot
+    /// from a master. (What an older firmware's dirty mark reads as.)
+    MixedBrackets,
+    /// A power cycle lost the warm tier while it held sets or log records:
+    /// the cold tier is whole to the mark, the warm part of it is gone.
+    /// `sets`: how many warm sets were lost, when the mark says
+    /// (`None`: a mark of an older firmware, which only said "some");
+    /// `log`: whether warm log records were lost too.
+    LostWarm { sets: Option<u32>, log: bool },
+}
+
+impl std::fmt::Display for Inconsistency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Inconsistency::MixedBrackets => f.write_str(
+                "a bracket was cut while being applied (mixed brackets): \
+                 it needs a snapshot from a master",
+            ),
+            Inconsistency::LostWarm { sets, log } => {
+                f.write_str("a power cycle lost the warm tier (")?;
+                match sets {
+                    Some(n) => write!(f, "{n} warm sets")?,
+                    None => f.write_str("warm sets")?,
+                }
+                if *log {
+                    f.write_str(" and warm log records")?;
+                }
+                f.write_str("); the cold tier is whole to the mark")
+            }
+        }
     }
 }
 
@@ -185,6 +232,9 @@ pub struct MemReplica {
     pub fail_next: bool,
     /// Tests: a state that is not whole brackets (a cut mid-apply).
     pub torn: bool,
+    /// Tests: a power cycle lost this many warm sets (the warm sets are
+    /// not modelled apart: the flag is what the node sees).
+    pub lost_warm: Option<u32>,
 }
 
 impl Replica for MemReplica {
@@ -212,6 +262,7 @@ impl Replica for MemReplica {
         self.mark = b.mark();
         if b.full {
             self.torn = false;
+            self.lost_warm = None;
         }
         self.applied.push(Applied {
             mark: b.mark(),
@@ -230,7 +281,24 @@ impl Replica for MemReplica {
         Ok(self.state.snapshot())
     }
 
-    fn consistent(&self) -> bool {
-        !self.torn
+    fn inconsistency(&self) -> Option<Inconsistency> {
+        if self.torn {
+            Some(Inconsistency::MixedBrackets)
+        } else {
+            self.lost_warm.map(|n| Inconsistency::LostWarm {
+                sets: Some(n),
+                log: false,
+            })
+        }
+    }
+
+    fn accept_lost_warm(&mut self) -> Result<(), ApplyError> {
+        if self.torn {
+            return Err(ApplyError::Durable(
+                Inconsistency::MixedBrackets.to_string(),
+            ));
+        }
+        self.lost_warm = None;
+        Ok(())
     }
 }

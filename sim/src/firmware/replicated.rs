@@ -30,13 +30,16 @@ use hitless_firmware::manager::peer::Endpoints;
 use hitless_firmware::manager::{HostMemory, Reply};
 use hitless_firmware::replication::card::{self, Answer};
 use hitless_firmware::replication::peer_sets::{self, Done, Forwarder};
-use hitless_firmware::replication::{Arbiter, Config, Event, NoArbiter, Node, WriteError};
+use hitless_firmware::replication::{
+    Arbiter, ArbiterError, Config, Event, Inconsistency, NoArbiter, Node, PromoteError, Replica,
+    WriteError,
+};
 use hitless_hdl::contract::MAX_MESSAGE;
 use hitless_proto::link::{LinkMessage, Role};
 use hitless_proto::message::Failure;
 use hitless_proto::msg::{kind, Code};
 use hitless_proto::tlv::Message;
-use hitless_proto::{PeerNotes, PeerReport, Request, Response};
+use hitless_proto::{LostWarm, PeerNotes, PeerReport, Request, Response};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::mpsc::{self as chan, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
@@ -175,12 +178,7 @@ pub(super) fn run(
             }
         }
     };
-    // A host's STORE/RESTORE endpoint: 0 or this node is this card, a
-    // peer's node id that peer's memory (000 claims 13-15).
-    mm.set_endpoints(Endpoints {
-        own: pair.node,
-        peers: pair.peers.iter().map(|p| p.0).collect(),
-    });
+    set_endpoints(&mut mm, &pair);
     let mut cfg = Config::new(pair.node, pair.peers.iter().map(|p| p.0));
     if let Some(v) = schema {
         cfg.schema = v;
@@ -248,6 +246,9 @@ pub(super) fn run(
     // memory), and the peers whose link is up.
     let mut forwarder: Forwarder<PeerWait> = Forwarder::new(peer_deadline(pair.heartbeat));
     let mut up: HashSet<u32> = HashSet::new();
+    // Why the manager is not running after a card reset (its restart
+    // failed: tried again at every step; hosts are refused meanwhile).
+    let mut down: Option<String> = None;
     'run: loop {
         let wait = next_tick.saturating_duration_since(Instant::now());
         let mut input = match rx.recv_timeout(wait) {
@@ -260,6 +261,49 @@ pub(super) fn run(
         // its silence is judged (bounded, so a flood cannot starve it).
         for n in 0..256 {
             let now = Instant::now();
+            if down.is_some() || r.svc.resets() != r.resets_seen {
+                let restarted = after_reset(&mut r, &mut node, &pair, &mailbox, &up, now);
+                // Nothing waits on the manager that was reset: its held
+                // answers fail now (the host retries, or asks the master).
+                for (_, (p, _, _)) in held.drain() {
+                    fail(&mut host, &mailbox, &node, &p, "the card was reset");
+                }
+                if let Some(sw) = switch.take() {
+                    let (code, len) = mailbox::refuse(
+                        &mut host,
+                        &sw.pending,
+                        Code::Device,
+                        "switchover: the card was reset",
+                    );
+                    lock(&mailbox).finish(&sw.pending, code, len);
+                }
+                down = restarted.err();
+            }
+            if let Some(why) = &down {
+                // The card is down: no host is served, no frame applied
+                // (its HELLO at the restart asks for what it missed).
+                match input.take() {
+                    Some(Input::Request(p)) => {
+                        let (code, len) = mailbox::refuse(
+                            &mut host,
+                            &p,
+                            Code::Device,
+                            &format!("the card is restarting after a reset: {why}"),
+                        );
+                        lock(&mailbox).finish(&p, code, len);
+                    }
+                    Some(Input::Connected(peer)) => {
+                        up.insert(peer);
+                    }
+                    Some(Input::Disconnected(peer)) => {
+                        up.remove(&peer);
+                    }
+                    Some(Input::Backup(b)) => b.refuse(Code::Device, "the card is restarting"),
+                    _ => {}
+                }
+                std::thread::sleep(Duration::from_millis(20));
+                break;
+            }
             match input.take() {
                 Some(Input::Request(p))
                     if images.is_some() && image::image_kind(&mut host, &p).is_some() =>
@@ -282,6 +326,7 @@ pub(super) fn run(
                         up: &up,
                         links: &links,
                         schema: own_schema,
+                        arbiter: arbiter.as_mut(),
                     };
                     if let Some((code, len)) =
                         request(&mut node, &mut host, &p, now, &mut held, ctx)
@@ -326,6 +371,9 @@ pub(super) fn run(
             }
         }
         let now = Instant::now();
+        if down.is_some() {
+            continue;
+        }
         if now >= next_tick {
             node.tick(now, arbiter.as_mut());
             next_tick = Instant::now() + tick_every;
@@ -590,6 +638,7 @@ struct Ctx<'a> {
     links: &'a Links,
     /// The link schema this card speaks.
     schema: u32,
+    arbiter: &'a mut dyn Arbiter,
 }
 
 /// A refusal of the node as the host sees it: not master (fenced, lease
@@ -785,6 +834,21 @@ fn request(
             Err(f) => Some(mailbox::refuse_with(host, p, &f)),
         };
     }
+    if req.get(3) == Some(&kind::PROMOTE) {
+        let accept = match Message::decode(&req).map(|m| Request::decode(&m)) {
+            Ok(Ok(Request::Promote { accept_lost_warm })) => accept_lost_warm,
+            Ok(Err(e)) => return Some(mailbox::refuse(host, p, e.code(), &e.to_string())),
+            _ => return Some(mailbox::refuse(host, p, Code::BadMessage, "PROMOTE")),
+        };
+        let reply = match promote(node, now, accept, ctx.switch.is_some(), ctx.arbiter) {
+            Ok(r) => Reply {
+                code: Code::Ok,
+                message: r.encode(kind::PROMOTE).finish(),
+            },
+            Err(f) => return Some(mailbox::refuse_with(host, p, &f)),
+        };
+        return Some(answer(host, p, &reply));
+    }
     match card::serve(node, now, host, &req) {
         Ok(Answer::Now(reply)) if status => {
             let reply = with_peer(reply, node, now, ctx.heard, ctx.schema);
@@ -821,6 +885,107 @@ fn request(
         }
         Err(e) => Some(mailbox::refuse_with(host, p, &refusal(node, &e))),
     }
+}
+
+/// The operator's promotion of this card (`hitless peer promote`).
+fn promote(
+    node: &mut ReplNode,
+    now: Instant,
+    accept_lost_warm: bool,
+    switching: bool,
+    arbiter: &mut dyn Arbiter,
+) -> Result<Response, Failure> {
+    let me = node.node();
+    if switching {
+        return Err(Failure::new(
+            Code::Invalid,
+            format!("node {me}: a switchover is under way"),
+        ));
+    }
+    match node.promote(now, arbiter, accept_lost_warm) {
+        Ok(p) => {
+            tracing::warn!(node = me, epoch = p.epoch, lost = ?p.lost_warm, "promoted by the operator");
+            Ok(Response::Promoted {
+                node: me,
+                epoch: p.epoch,
+                from_epoch: p.from_epoch,
+                lost_warm: p.lost_warm.and_then(|i| match i {
+                    Inconsistency::LostWarm { sets, log } => Some(LostWarm { sets, log }),
+                    Inconsistency::MixedBrackets => None,
+                }),
+            })
+        }
+        Err(e) => {
+            let detail = format!("node {me}: {e}");
+            Err(match e {
+                PromoteError::Arbiter(ArbiterError::Held { holder, epoch, .. }) => {
+                    Failure::not_master(Some(holder), epoch, detail)
+                }
+                PromoteError::Arbiter(ArbiterError::Unreachable) | PromoteError::Accept(_) => {
+                    Failure::new(Code::Device, detail)
+                }
+                _ => Failure::new(Code::Invalid, detail),
+            })
+        }
+    }
+}
+
+/// A host's STORE/RESTORE endpoint: 0 or this node is this card, a
+/// peer's node id that peer's memory (000 claims 13-15).
+fn set_endpoints(
+    mm: &mut hitless_firmware::manager::MemoryManager<super::LocalController>,
+    pair: &PairConfig,
+) {
+    mm.set_endpoints(Endpoints {
+        own: pair.node,
+        peers: pair.peers.iter().map(|p| p.0).collect(),
+    });
+}
+
+/// The card was reset (a warm reset or a power cycle: the simulator's
+/// reset count moved): the manager is rebuilt from NV, as at a card boot,
+/// and the node restarts on it ([`Node::restart`]: standby at its mark,
+/// dirty if the power cycle lost warm sets; a master steps down). `Err`:
+/// the manager could not start (the loop tries again).
+fn after_reset(
+    r: &mut Runner,
+    node: &mut ReplNode,
+    pair: &PairConfig,
+    mailbox: &Mutex<Mailbox>,
+    up: &HashSet<u32>,
+    now: Instant,
+) -> Result<(), String> {
+    let published = lock(mailbox).nonce;
+    tracing::warn!(
+        node = pair.node,
+        "card reset: restarting the firmware on its NV state"
+    );
+    let mut failure = String::from("not started");
+    for _ in 0..3 {
+        match r.boot(published) {
+            Ok(()) => break,
+            Err(e) => {
+                tracing::warn!(node = pair.node, "firmware restart: {e}");
+                failure = e;
+            }
+        }
+    }
+    let Some(mut mm) = r.mm.take() else {
+        return Err(failure);
+    };
+    set_endpoints(&mut mm, pair);
+    let up: Vec<u32> = up.iter().copied().collect();
+    drop(node.restart(now, mm, &up));
+    let st = node.status(now);
+    tracing::warn!(
+        node = pair.node,
+        mark = ?st.mark,
+        inconsistency = ?node.replica().inconsistency(),
+        epoch = st.epoch,
+        "restarted after the reset"
+    );
+    mailbox::publish(&mut lock(mailbox), node.replica());
+    Ok(())
 }
 
 /// A STATUS answer with the card's replication state added (`PEER`).

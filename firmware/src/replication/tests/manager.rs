@@ -9,6 +9,7 @@ use crate::replication::*;
 use hitless_hdl::contract::{crc32c, Completion, Descriptor, NvGeometry};
 use hitless_hdl::model::{HostMemory as ModelMemory, Model, PagedMemory};
 use hitless_proto::auth;
+use hitless_proto::link::Role;
 use hitless_proto::message::{Failure, Request};
 use hitless_proto::msg::{flags, tag};
 use hitless_proto::tlv::Message;
@@ -758,4 +759,125 @@ fn log_positions_name_the_same_record_on_both_cards_and_after_a_takeover() {
     let (left, _, _) = s.log();
     assert_eq!(left.len(), 2);
     assert_eq!(m.log(), s.log());
+
+/// The two kinds of dirt a mark has, and the operator's promotion of each:
+/// a bracket cut while applied (mixed) is never promoted; a power cycle
+/// that lost warm sets is promoted only accepting the loss, which the
+/// answer counts; the cold sets are served, the card is whole after it
+/// (across a restart too).
+#[test]
+fn a_promotion_refuses_mixed_brackets_and_accepts_lost_warm_sets_only_when_asked() {
+    let cfg = |n| Config::new(n, [1, 2]);
+    let now = std::time::Instant::now();
+    // Mixed: the second change of a bracket fails after the first applied.
+    let mut s = card();
+    let mut bad = put(3, 2, 0, b"refused");
+    if let Change::Put { data, .. } = &mut bad {
+        data[0] ^= 1;
+    }
+    let b = Bracket {
+        epoch: 1,
+        id: 1,
+        full: false,
+        changes: vec![put(3, 1, 0, b"applied"), bad],
+    };
+    assert!(s.mm.apply(&b).is_err());
+    let s = s.restart();
+    assert_eq!(s.mm.inconsistency(), Some(Inconsistency::MixedBrackets));
+    let mut node = Node::new(cfg(2), s.mm, now);
+    for accept in [false, true] {
+        let e = node.promote(now, &mut NoArbiter, accept);
+        assert!(matches!(e, Err(PromoteError::MixedBrackets(_))), "{e:?}");
+    }
+    assert_ne!(node.role(), Role::Master);
+
+    // Lost warm: a master's bracket with a cold and two warm sets and a
+    // warm log record, applied on a card that is then power-cycled.
+    let mut m = card();
+    let mut s = card();
+    m.mm.record_changes(true);
+    m.open(7);
+    m.store(1, true, b"cold set");
+    m.store(2, false, b"warm set");
+    m.store(3, false, b"another warm set");
+    m.append(4, b"warm record");
+    let b = Bracket {
+        epoch: 4,
+        id: 9,
+        full: false,
+        changes: m.mm.take_changes(),
+    };
+    s.mm.apply(&b).unwrap();
+    let s = s.power_cycle();
+    let lost = Inconsistency::LostWarm {
+        sets: Some(2),
+        log: true,
+    };
+    assert_eq!(s.mm.inconsistency(), Some(lost));
+    let mark = Mark {
+        epoch: 4,
+        bracket: 9,
+    };
+    assert_eq!(s.mm.mark(), mark, "the cold tier is whole to its mark");
+    let Card { mm, mem, .. } = s;
+    let mut node = Node::new(cfg(2), mm, now);
+    let e = node.promote(now, &mut NoArbiter, false);
+    assert_eq!(e, Err(PromoteError::LostWarm(lost)));
+    assert!(e.unwrap_err().to_string().contains("--accept-lost-warm"));
+    assert_ne!(node.role(), Role::Master);
+    let p = node.promote(now, &mut NoArbiter, true).unwrap();
+    assert_eq!(node.role(), Role::Master);
+    assert_eq!(p.lost_warm, Some(lost));
+    assert!(p.epoch > mark.epoch, "a new epoch fences the old master");
+    assert!(node.replica().consistent());
+    let mut s = Card {
+        mm: node.into_replica(),
+        mem,
+        handle: 0,
+        secret: m.secret.clone(),
+    }
+    .restart();
+    assert!(
+        s.mm.consistent(),
+        "whole across a restart (a new warm token)"
+    );
+    assert_eq!(s.mm.mark(), mark);
+    let st = s.state();
+    assert_eq!(st.sets.len(), 1, "the cold set only");
+    assert_eq!(st.sets[&(7, 1)].1, b"cold set");
+    assert!(st.logs[0].is_empty());
+}
+
+/// A mark written by an older firmware: its dirty word reads as mixed
+/// brackets (the unsafe kind), its warm-held word of 1 as warm sets lost
+/// in an unknown number.
+#[test]
+fn an_older_firmwares_mark_reads_as_the_unsafe_kind() {
+    let mut s = card();
+    s.mm.write_raw_mark([3, 5, 1, 0, 0]).unwrap();
+    let s = s.restart();
+    assert_eq!(s.mm.inconsistency(), Some(Inconsistency::MixedBrackets));
+    assert_eq!(s.mm.mark(), Mark::default());
+    let mut s = s;
+    s.mm.set_mark(Mark {
+        epoch: 3,
+        bracket: 5,
+    })
+    .unwrap();
+    let token = s.mm.warm_token().unwrap();
+    // Clean, warm tier held something ("1"), and the token differs.
+    s.mm.write_raw_mark([3, 5, 0, token ^ 1, 1]).unwrap();
+    let s = s.restart();
+    assert_eq!(
+        s.mm.inconsistency(),
+        Some(Inconsistency::LostWarm {
+            sets: None,
+            log: false
+        })
+    );
+    // The same with the token: whole.
+    let mut s = s;
+    s.mm.write_raw_mark([3, 5, 0, token, 1]).unwrap();
+    let s = s.restart();
+    assert_eq!(s.mm.inconsistency(), None);
 }

@@ -400,7 +400,9 @@ fn without_an_arbiter_a_slave_never_promotes_itself() {
     assert!(ev.iter().any(|e| matches!(e, Event::MasterSilent { .. })));
     // The operator promotes node 2 (node 1 is really gone).
     net.crash(1);
-    let e = net.with(2, |n, now, a| n.promote(now, a).unwrap()).unwrap();
+    let e = net
+        .with(2, |n, now, a| n.promote(now, a, false).unwrap().epoch)
+        .unwrap();
     assert_eq!(net.masters(), vec![2]);
     net.heal(1, 2);
     net.restart(1);
@@ -640,8 +642,11 @@ fn a_torn_slave_never_takes_over_until_a_snapshot_makes_it_whole() {
         .events(2)
         .iter()
         .any(|e| matches!(e, Event::TakeoverRefused { .. })));
-    let e = net.with(2, |n, now, a| n.promote(now, a)).unwrap();
-    assert!(e.is_err(), "not even by the operator");
+    let e = net.with(2, |n, now, a| n.promote(now, a, true)).unwrap();
+    assert!(
+        matches!(e, Err(PromoteError::MixedBrackets(_))),
+        "not even by the operator, accepting a loss: {e:?}"
+    );
     // The master returns; the torn slave gets a snapshot and is whole.
     net.restart(1);
     net.run(ms(30));
@@ -687,4 +692,113 @@ fn a_slave_left_out_rejoins_under_a_steady_load() {
     net.run(ms(2));
     assert!(net.get(1).unwrap().is_durable(c.bracket));
     assert_eq!(net.state(2), net.state(1));
+}
+
+#[test]
+fn a_card_lost_its_warm_tier_is_promoted_only_accepting_the_loss() {
+    let cfgs = vec![
+        config(1, &[1, 2], Mode::Sync),
+        config(2, &[1, 2], Mode::Sync),
+    ];
+    let mut net = Net::new(cfgs, Box::new(NoArbiter));
+    // No arbiter: no master until the operator promotes one.
+    net.run(ms(30));
+    assert!(net.masters().is_empty());
+    let p = net
+        .with(1, |n, now, a| n.promote(now, a, false))
+        .unwrap()
+        .unwrap();
+    assert!(!p.already && p.epoch > p.from_epoch && p.lost_warm.is_none());
+    net.run(ms(5));
+    net.with(1, |n, now, _| {
+        n.write(now, vec![put(1, 1, 1, b"cold")]).unwrap()
+    });
+    net.run(ms(5));
+    // Both cards power-cycled with warm sets: neither is whole.
+    for id in [1, 2] {
+        net.crash(id);
+    }
+    for id in [1, 2] {
+        if let Some(s) = net.slots.get_mut(&id) {
+            s.nv.lost_warm = Some(3);
+        }
+        net.restart(id);
+    }
+    net.run(ms(30));
+    assert!(
+        net.masters().is_empty(),
+        "a card without its warm sets took over"
+    );
+    let e = net.with(2, |n, now, a| n.promote(now, a, false)).unwrap();
+    assert!(
+        matches!(
+            e,
+            Err(PromoteError::LostWarm(Inconsistency::LostWarm {
+                sets: Some(3),
+                ..
+            }))
+        ),
+        "{e:?}"
+    );
+    assert!(net.masters().is_empty());
+    let p = net
+        .with(2, |n, now, a| n.promote(now, a, true))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        p.lost_warm,
+        Some(Inconsistency::LostWarm {
+            sets: Some(3),
+            log: false
+        })
+    );
+    assert!(p.epoch > p.from_epoch);
+    net.run(ms(30));
+    assert_eq!(net.masters(), vec![2]);
+    // The other gets a snapshot (whole again) and follows, in sync.
+    assert!(net.get(1).unwrap().replica().lost_warm.is_none());
+    assert_eq!(net.state(1), net.state(2));
+    assert!(net.state(2).sets.contains_key(&(1, 1)));
+}
+
+#[test]
+fn a_reset_master_steps_down_its_write_in_flight_fails_and_the_pair_goes_on() {
+    let mut net = cluster(2, Mode::Sync);
+    net.with(1, |n, now, _| {
+        n.write(now, vec![put(1, 1, 0, b"acked")]).unwrap()
+    });
+    net.run(ms(2));
+    assert!(net.get(1).unwrap().is_durable(1));
+    net.cut(1, 2);
+    let c = net
+        .with(1, |n, now, _| {
+            n.write(now, vec![put(1, 2, 0, b"in flight")]).unwrap()
+        })
+        .unwrap();
+    assert!(!c.durable);
+    net.events(1);
+    // The card is reset under it: the firmware restarts on its NV state.
+    let up: Vec<u32> = vec![];
+    net.with(1, |n, now, _| {
+        let nv = n.replica().clone();
+        n.restart(now, nv, &up);
+    });
+    let ev = net.events(1);
+    assert!(
+        ev.iter()
+            .any(|e| matches!(e, Event::Abandoned { bracket, .. } if *bracket == c.bracket)),
+        "{ev:?}"
+    );
+    assert!(ev.iter().any(|e| matches!(e, Event::SteppedDown { .. })));
+    assert_ne!(net.get(1).unwrap().role(), Role::Master);
+    let before = net.get(1).unwrap().epoch();
+    net.heal(1, 2);
+    net.run(ms(40));
+    // One master again, in a newer epoch, holding the acknowledged write.
+    let m = net.masters();
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(net.get(m[0]).unwrap().epoch() > before);
+    assert!(net.state(m[0]).sets.contains_key(&(1, 1)));
+    net.run(ms(20));
+    assert_eq!(net.state(1), net.state(2));
 }
