@@ -164,15 +164,12 @@ pub(super) fn run(
         }
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(Input::Request(p)) => {
-                    let (code, len) = mailbox::refuse(
-                        &mut host,
-                        &p,
-                        Code::Device,
-                        &format!("the firmware could not start: {failure}"),
-                    );
-                    lock(&mailbox).finish(&p, code, len);
-                }
+                Ok(Input::Request(p)) => device(
+                    &mut host,
+                    &mailbox,
+                    &p,
+                    &format!("the firmware could not start: {failure}"),
+                ),
                 Ok(Input::Stop) | Err(RecvTimeoutError::Disconnected) => return,
                 _ => {}
             }
@@ -269,13 +266,12 @@ pub(super) fn run(
                     fail(&mut host, &mailbox, &node, &p, "the card was reset");
                 }
                 if let Some(sw) = switch.take() {
-                    let (code, len) = mailbox::refuse(
+                    device(
                         &mut host,
+                        &mailbox,
                         &sw.pending,
-                        Code::Device,
                         "switchover: the card was reset",
                     );
-                    lock(&mailbox).finish(&sw.pending, code, len);
                 }
                 down = restarted.err();
             }
@@ -283,15 +279,12 @@ pub(super) fn run(
                 // The card is down: no host is served, no frame applied
                 // (its HELLO at the restart asks for what it missed).
                 match input.take() {
-                    Some(Input::Request(p)) => {
-                        let (code, len) = mailbox::refuse(
-                            &mut host,
-                            &p,
-                            Code::Device,
-                            &format!("the card is restarting after a reset: {why}"),
-                        );
-                        lock(&mailbox).finish(&p, code, len);
-                    }
+                    Some(Input::Request(p)) => device(
+                        &mut host,
+                        &mailbox,
+                        &p,
+                        &format!("the card is restarting after a reset: {why}"),
+                    ),
                     Some(Input::Connected(peer)) => {
                         up.insert(peer);
                     }
@@ -885,6 +878,12 @@ fn request(
         }
         Err(e) => Some(mailbox::refuse_with(host, p, &refusal(node, &e))),
     }
+}
+
+/// Refuse the host request `p` with `Device` and the reason.
+fn device(host: &mut ServiceHost, mailbox: &Mutex<Mailbox>, p: &Pending, why: &str) {
+    let (code, len) = mailbox::refuse(host, p, Code::Device, why);
+    lock(mailbox).finish(p, code, len);
 }
 
 /// The operator's promotion of this card (`hitless peer promote`).

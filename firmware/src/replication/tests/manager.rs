@@ -301,21 +301,25 @@ fn the_journal_of_host_requests_rebuilds_the_masters_state_on_a_slave() {
     assert!(blank.state().logs[0].is_empty(), "a trim past it drops it");
 }
 
-#[test]
-fn a_bracket_that_fails_halfway_leaves_a_card_that_is_not_whole() {
-    let mut s = card();
-    let good = put(3, 1, 0, b"applied");
+/// A bracket whose second change is refused (a CRC that differs) after
+/// the first applied: the manager is cut in the middle of applying it.
+fn halfway() -> Bracket {
     let mut bad = put(3, 2, 0, b"refused");
     if let Change::Put { data, .. } = &mut bad {
         data[0] ^= 1;
     }
-    let b = Bracket {
+    Bracket {
         epoch: 1,
         id: 1,
         full: false,
-        changes: vec![good, bad],
-    };
-    assert!(s.mm.apply(&b).is_err());
+        changes: vec![put(3, 1, 0, b"applied"), bad],
+    }
+}
+
+#[test]
+fn a_bracket_that_fails_halfway_leaves_a_card_that_is_not_whole() {
+    let mut s = card();
+    assert!(s.mm.apply(&halfway()).is_err());
     assert!(!s.mm.consistent());
     assert_eq!(
         s.mm.mark(),
@@ -771,17 +775,7 @@ fn a_promotion_refuses_mixed_brackets_and_accepts_lost_warm_sets_only_when_asked
     let now = std::time::Instant::now();
     // Mixed: the second change of a bracket fails after the first applied.
     let mut s = card();
-    let mut bad = put(3, 2, 0, b"refused");
-    if let Change::Put { data, .. } = &mut bad {
-        data[0] ^= 1;
-    }
-    let b = Bracket {
-        epoch: 1,
-        id: 1,
-        full: false,
-        changes: vec![put(3, 1, 0, b"applied"), bad],
-    };
-    assert!(s.mm.apply(&b).is_err());
+    assert!(s.mm.apply(&halfway()).is_err());
     let s = s.restart();
     assert_eq!(s.mm.inconsistency(), Some(Inconsistency::MixedBrackets));
     let mut node = Node::new(cfg(2), s.mm, now);
