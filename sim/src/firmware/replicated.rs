@@ -262,8 +262,8 @@ pub(super) fn run(
                 let restarted = after_reset(&mut r, &mut node, &pair, &mailbox, &up, now);
                 // Nothing waits on the manager that was reset: its held
                 // answers fail now (the host retries, or asks the master).
-                for (_, (p, _, _)) in held.drain() {
-                    fail(&mut host, &mailbox, &node, &p, "the card was reset");
+                for (_, (w, _, _)) in held.drain() {
+                    fail(&mut host, &mailbox, &node, w, "the card was reset");
                 }
                 if let Some(sw) = switch.take() {
                     device(

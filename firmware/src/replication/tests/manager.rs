@@ -763,6 +763,7 @@ fn log_positions_name_the_same_record_on_both_cards_and_after_a_takeover() {
     let (left, _, _) = s.log();
     assert_eq!(left.len(), 2);
     assert_eq!(m.log(), s.log());
+}
 
 /// The two kinds of dirt a mark has, and the operator's promotion of each:
 /// a bracket cut while applied (mixed) is never promoted; a power cycle
