@@ -4,12 +4,13 @@
 //! tier in block RAM, or on SPI flash with `--flash BASE[:HALF]` (flash byte
 //! address, SCK half period in clocks, default 2); with `--board DIVIDER
 //! --lite`, the board top-level of the reduced controller for small FPGAs
-//! (`LiteBoardTop`: no cold tier).
+//! (`LiteBoardTop`: no cold tier); with `--zynq`, the Zynq top-level
+//! (`ZynqTop`: CSRs on the PS's GP0 port, DMA on its HP0 port).
 use hitless_hdl::rtl::board::ColdTier;
 use std::io::Write;
 
 const USAGE: &str =
-    "usage: hitless-verilog [--board DIVIDER(4..65535) [--flash BASE[:HALF] | --lite]] [OUT]";
+    "usage: hitless-verilog [--board DIVIDER(4..65535) [--flash BASE[:HALF] | --lite] | --zynq] [OUT]";
 
 fn parse_u32(s: &str) -> Option<u32> {
     match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
@@ -57,6 +58,9 @@ fn main() -> std::process::ExitCode {
         } else {
             hitless_hdl::rtl::generate_board_verilog(divider, cold)
         }
+    } else if args.first().is_some_and(|a| a == "--zynq") {
+        args.drain(..1);
+        hitless_hdl::rtl::generate_zynq_verilog()
     } else {
         hitless_hdl::rtl::generate_verilog(&hitless_hdl::contract::DEFAULT_GEOMETRY)
     };

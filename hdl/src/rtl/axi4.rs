@@ -52,8 +52,9 @@
 //! so a slave that could reorder across IDs gains nothing), WRAP or FIXED
 //! bursts, narrow transfers (every beat is 8 bytes; byte strobes select),
 //! exclusive access, address compare instead of the read/write fence, or
-//! AXI3 (a Zynq-7000 HP port is AXI3: set `max_len` to 16 and drop the
-//! upper `awlen` bits; its WID is the AWID, 0).
+//! AXI3 by itself: a Zynq-7000 HP port is AXI3, and `zynq::ZynqTop` makes
+//! one of this adapter with `max_len` = `zynq::AXI3_MAX_LEN` (16), its
+//! board wrapper passing `awlen[3:0]` and WID = AWID (0).
 
 use super::bus::{Axi4Initiator, PmpTarget};
 use super::fifo::Fifo;

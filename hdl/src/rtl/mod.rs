@@ -23,6 +23,7 @@ pub mod spi;
 pub mod spram;
 pub mod superblock;
 pub mod uart;
+pub mod zynq;
 
 use crate::contract::NvGeometry;
 use rust_hdl::prelude::*;
@@ -52,6 +53,15 @@ pub fn generate_lite_board_verilog(divider: u16) -> String {
     rust_hdl::core::prelude::generate_verilog(&uut)
 }
 
+/// Elaborate the Zynq top-level ([`zynq::ZynqTop`]: the controller on the
+/// PS's GP0 and HP0 ports, block-RAM tiers); Verilog module `top`, for the
+/// PYNQ-Z2 wrapper that instantiates the `PS7`.
+pub fn generate_zynq_verilog() -> String {
+    let mut uut = zynq::ZynqTop::default();
+    uut.connect_all();
+    rust_hdl::core::prelude::generate_verilog(&uut)
+}
+
 /// Elaborate a flash-backed tier of `2^N` words ([`flash::FlashTier`]) on
 /// its own, for its Verilated testbench; Verilog module `top`.
 pub fn generate_flash_tier_verilog<const N: usize>(base: u32, half: u16, polls: u32) -> String {
@@ -60,8 +70,8 @@ pub fn generate_flash_tier_verilog<const N: usize>(base: u32, half: u16, polls: 
     rust_hdl::core::prelude::generate_verilog(&uut)
 }
 
-/// A port of a test wrapper: (wrapper name, name on the generated `top`,
-/// output?, width).
+/// A port of a test wrapper: (wrapper name, name on the generated `top`
+/// or "" for a port the wrapper's `body` drives, output?, width).
 type TbPort = (&'static str, String, bool, usize);
 
 /// A wrapper module `name` around the generated `top`, renaming its ports
@@ -95,6 +105,7 @@ fn wrap_top(name: &str, ports: &[TbPort], wires: &[TbPort], body: &str) -> Strin
     let conns: Vec<String> = ports
         .iter()
         .chain(wires)
+        .filter(|(_, inner, _, _)| !inner.is_empty())
         .map(|(outer, inner, _, _)| format!("        .{inner}({outer})"))
         .collect();
     v += &format!("    top dut (\n{}\n    );\nendmodule\n", conns.join(",\n"));
@@ -240,6 +251,158 @@ pub fn generate_axil_tb_verilog() -> String {
     v
 }
 
+/// The Zynq top-level ([`zynq::ZynqTop`]) as module `top`, plus a wrapper
+/// `zynq_tb` for the cocotb test of its AXI glue: `clk`, `rst` (the PS's
+/// reset, active high), the GP0 slave as `s_axi_*` and the HP0 master as
+/// `m_axi_*` with AXI4 signal widths (what cocotbext-axi's models take):
+/// the wrapper passes GP lengths' bits 3:0 in (AXI3) and gives the HP
+/// lengths' bits 3:0 out; it checks every HP burst (`hp_bad`, sticky: more
+/// than AXI3's 16 beats, not 8-byte beats, unaligned, or across 4 KiB) and
+/// counts bursts, beats, the longest burst and the interrupt's rising
+/// edges; and `irq`, `leds`, `dma_error`.
+pub fn generate_zynq_tb_verilog() -> String {
+    use zynq::{GP_ID_BITS as G, HP_ID_BITS as H};
+    let mut v = generate_zynq_verilog();
+    let mut ports: Vec<TbPort> = vec![
+        ("clk", "clock".into(), false, 1),
+        ("rst", "reset".into(), false, 1),
+        ("irq", "irq".into(), true, 1),
+        ("leds", "leds".into(), true, 4),
+        ("dma_error", "dma_error".into(), true, 1),
+        ("hp_bad", String::new(), true, 1),
+        ("hp_bursts", String::new(), true, 16),
+        ("hp_beats", String::new(), true, 20),
+        ("hp_max_beats", String::new(), true, 9),
+        ("irq_edges", String::new(), true, 8),
+    ];
+    // The GP side: what cocotbext's AxiMaster drives (lengths 8 bits,
+    // size and burst type, which the bridge ignores).
+    const GP: &[(&str, &str, bool, usize)] = &[
+        ("s_axi_awid", "awid", false, G),
+        ("s_axi_awaddr", "awaddr", false, 32),
+        ("s_axi_awlen", "", false, 8),
+        ("s_axi_awsize", "", false, 3),
+        ("s_axi_awburst", "", false, 2),
+        ("s_axi_awvalid", "awvalid", false, 1),
+        ("s_axi_awready", "awready", true, 1),
+        ("s_axi_wdata", "wdata", false, 32),
+        ("s_axi_wstrb", "wstrb", false, 4),
+        ("s_axi_wlast", "wlast", false, 1),
+        ("s_axi_wvalid", "wvalid", false, 1),
+        ("s_axi_wready", "wready", true, 1),
+        ("s_axi_bid", "bid", true, G),
+        ("s_axi_bresp", "bresp", true, 2),
+        ("s_axi_bvalid", "bvalid", true, 1),
+        ("s_axi_bready", "bready", false, 1),
+        ("s_axi_arid", "arid", false, G),
+        ("s_axi_araddr", "araddr", false, 32),
+        ("s_axi_arlen", "", false, 8),
+        ("s_axi_arsize", "", false, 3),
+        ("s_axi_arburst", "", false, 2),
+        ("s_axi_arvalid", "arvalid", false, 1),
+        ("s_axi_arready", "arready", true, 1),
+        ("s_axi_rid", "rid", true, G),
+        ("s_axi_rdata", "rdata", true, 32),
+        ("s_axi_rresp", "rresp", true, 2),
+        ("s_axi_rlast", "rlast", true, 1),
+        ("s_axi_rvalid", "rvalid", true, 1),
+        ("s_axi_rready", "rready", false, 1),
+    ];
+    for (outer, inner, out, w) in GP {
+        let inner = if inner.is_empty() {
+            String::new()
+        } else {
+            format!("gp${inner}")
+        };
+        ports.push((outer, inner, *out, *w));
+    }
+    // The HP side: what cocotbext's AxiRam answers.
+    const HP: &[(&str, &str, bool, usize)] = &[
+        ("m_axi_awid", "awid", true, H),
+        ("m_axi_awaddr", "awaddr", true, 32),
+        ("m_axi_awlen", "", true, 8),
+        ("m_axi_awsize", "awsize", true, 3),
+        ("m_axi_awburst", "awburst", true, 2),
+        ("m_axi_awvalid", "awvalid", true, 1),
+        ("m_axi_awready", "awready", false, 1),
+        ("m_axi_wdata", "wdata", true, 64),
+        ("m_axi_wstrb", "wstrb", true, 8),
+        ("m_axi_wlast", "wlast", true, 1),
+        ("m_axi_wvalid", "wvalid", true, 1),
+        ("m_axi_wready", "wready", false, 1),
+        ("m_axi_bid", "bid", false, H),
+        ("m_axi_bresp", "bresp", false, 2),
+        ("m_axi_bvalid", "bvalid", false, 1),
+        ("m_axi_bready", "bready", true, 1),
+        ("m_axi_arid", "arid", true, H),
+        ("m_axi_araddr", "araddr", true, 32),
+        ("m_axi_arlen", "", true, 8),
+        ("m_axi_arsize", "arsize", true, 3),
+        ("m_axi_arburst", "arburst", true, 2),
+        ("m_axi_arvalid", "arvalid", true, 1),
+        ("m_axi_arready", "arready", false, 1),
+        ("m_axi_rid", "rid", false, H),
+        ("m_axi_rdata", "rdata", false, 64),
+        ("m_axi_rresp", "rresp", false, 2),
+        ("m_axi_rlast", "rlast", false, 1),
+        ("m_axi_rvalid", "rvalid", false, 1),
+        ("m_axi_rready", "rready", true, 1),
+    ];
+    for (outer, inner, out, w) in HP {
+        let inner = if inner.is_empty() {
+            String::new()
+        } else {
+            format!("hp${inner}")
+        };
+        ports.push((outer, inner, *out, *w));
+    }
+    let wires: Vec<TbPort> = vec![
+        ("gp_awlen", "gp$awlen".into(), false, 4),
+        ("gp_arlen", "gp$arlen".into(), false, 4),
+        ("hp_awlen", "hp$awlen".into(), true, 8),
+        ("hp_arlen", "hp$arlen".into(), true, 8),
+    ];
+    // The HP checks are kept here, sticky, so that the test reads them once
+    // instead of sampling the channels from Python every cycle (the whole
+    // controller runs at a few hundred cycles a second under Icarus).
+    let body = "    assign gp_awlen = s_axi_awlen[3:0];
+    assign gp_arlen = s_axi_arlen[3:0];
+    assign m_axi_awlen = {4'b0, hp_awlen[3:0]};
+    assign m_axi_arlen = {4'b0, hp_arlen[3:0]};
+    reg bad_q = 1'b0;
+    reg [15:0] bursts_q = 16'd0;
+    reg [19:0] beats_q = 20'd0;
+    reg [8:0] max_q = 9'd0;
+    reg [7:0] edges_q = 8'd0;
+    reg irq_q = 1'b0;
+    assign hp_bad = bad_q;
+    assign hp_bursts = bursts_q;
+    assign hp_beats = beats_q;
+    assign hp_max_beats = max_q;
+    assign irq_edges = edges_q;
+    wire aw_go = m_axi_awvalid & m_axi_awready;
+    wire ar_go = m_axi_arvalid & m_axi_arready;
+    wire [8:0] aw_n = {1'b0, hp_awlen} + 9'd1;
+    wire [8:0] ar_n = {1'b0, hp_arlen} + 9'd1;
+    // Longer than AXI3's 16 beats, not 8-byte beats, unaligned, or across 4 KiB.
+    wire aw_bad = aw_n > 9'd16 || m_axi_awsize != 3'd3 || m_axi_awaddr[2:0] != 3'd0
+        || {4'b0, m_axi_awaddr[11:0]} + {4'b0, aw_n, 3'b0} > 16'd4096;
+    wire ar_bad = ar_n > 9'd16 || m_axi_arsize != 3'd3 || m_axi_araddr[2:0] != 3'd0
+        || {4'b0, m_axi_araddr[11:0]} + {4'b0, ar_n, 3'b0} > 16'd4096;
+    always @(posedge clk) begin
+        irq_q <= irq;
+        if (irq && !irq_q) edges_q <= edges_q + 8'd1;
+        if ((aw_go && aw_bad) || (ar_go && ar_bad)) bad_q <= 1'b1;
+        bursts_q <= bursts_q + {15'd0, aw_go} + {15'd0, ar_go};
+        beats_q <= beats_q + (aw_go ? {11'd0, aw_n} : 20'd0) + (ar_go ? {11'd0, ar_n} : 20'd0);
+        if (aw_go && aw_n > max_q) max_q <= aw_n;
+        if (ar_go && ar_n > max_q && !(aw_go && aw_n > ar_n)) max_q <= ar_n;
+    end
+";
+    v += &wrap_top("zynq_tb", &ports, &wires, body);
+    v
+}
+
 #[cfg(test)]
 mod tests {
     //! Per-block structural checks: every block elaborates on its own,
@@ -375,6 +538,12 @@ mod tests {
     }
 
     #[test]
+    fn zynq_blocks_synthesize_and_lint() {
+        check("axi3_csr", zynq::Axi3CsrBridge::<12>::default());
+        check("zynq", zynq::ZynqTop::default());
+    }
+
+    #[test]
     fn controller_synthesizes_and_lints() {
         check(
             "controller",
@@ -447,6 +616,12 @@ mod tests {
         assert!(
             problems.is_empty(),
             "axi4 adapter: read before assignment: {problems:?}"
+        );
+        let v = generate_zynq_tb_verilog();
+        let problems = read_before_assignment(&v);
+        assert!(
+            problems.is_empty(),
+            "zynq top: read before assignment: {problems:?}"
         );
         let v = generate_lite_board_verilog(8);
         let problems = read_before_assignment(&v);
