@@ -51,6 +51,19 @@ fn open_rw(path: &Path) -> Result<File> {
         .map_err(|e| Error::transport(format!("{}", path.display()), e))
 }
 
+/// The DMA buffer, opened `O_SYNC`: the Zynq's HP port, through which the
+/// controller reaches it, is not coherent with the CPU caches, and
+/// u-dma-buf maps a buffer opened `O_SYNC` uncached.
+fn open_dma(path: &Path) -> Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::SYNC.bits() as i32)
+        .open(path)
+        .map_err(|e| Error::transport(format!("{}", path.display()), e))
+}
+
 impl UioIo {
     /// Map the register block and the DMA buffer.
     pub fn open(cfg: &UioConfig) -> Result<Self> {
@@ -63,7 +76,7 @@ impl UioIo {
             .len(REGS_LEN as usize)
             .map_raw(&regs_file)
             .map_err(|e| Error::transport(format!("mapping {}", cfg.regs.display()), e))?;
-        let dma_file = open_rw(&cfg.dma)?;
+        let dma_file = open_dma(&cfg.dma)?;
         // SAFETY: the DMA buffer is shared with the controller (a device),
         // which writes it by DMA; the driver only touches it between
         // submitting a descriptor and reaping its completion, as with any
