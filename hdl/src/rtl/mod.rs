@@ -72,7 +72,7 @@ pub fn generate_flash_tier_verilog<const N: usize>(base: u32, half: u16, polls: 
 
 /// A port of a test wrapper: (wrapper name, name on the generated `top`
 /// or "" for a port the wrapper's `body` drives, output?, width).
-type TbPort = (&'static str, String, bool, usize);
+type TbPort = (String, String, bool, usize);
 
 /// A wrapper module `name` around the generated `top`, renaming its ports
 /// (rust-hdl names a bundle's signals `bundle$signal`, which cocotb's bus
@@ -112,6 +112,91 @@ fn wrap_top(name: &str, ports: &[TbPort], wires: &[TbPort], body: &str) -> Strin
     v
 }
 
+/// Width of an AXI4 signal in a test wrapper's table: the ID, the data,
+/// the strobes, or a fixed width.
+#[derive(Clone, Copy)]
+enum AxiWidth {
+    Id,
+    Data,
+    Strb,
+    Bits(usize),
+}
+
+/// The AXI4 signals (no user or region signals), each with whether the
+/// master drives it.
+const AXI4_SIGNALS: &[(&str, bool, AxiWidth)] = &[
+    ("awid", true, AxiWidth::Id),
+    ("awaddr", true, AxiWidth::Bits(32)),
+    ("awlen", true, AxiWidth::Bits(8)),
+    ("awsize", true, AxiWidth::Bits(3)),
+    ("awburst", true, AxiWidth::Bits(2)),
+    ("awlock", true, AxiWidth::Bits(1)),
+    ("awcache", true, AxiWidth::Bits(4)),
+    ("awprot", true, AxiWidth::Bits(3)),
+    ("awqos", true, AxiWidth::Bits(4)),
+    ("awvalid", true, AxiWidth::Bits(1)),
+    ("awready", false, AxiWidth::Bits(1)),
+    ("wdata", true, AxiWidth::Data),
+    ("wstrb", true, AxiWidth::Strb),
+    ("wlast", true, AxiWidth::Bits(1)),
+    ("wvalid", true, AxiWidth::Bits(1)),
+    ("wready", false, AxiWidth::Bits(1)),
+    ("bid", false, AxiWidth::Id),
+    ("bresp", false, AxiWidth::Bits(2)),
+    ("bvalid", false, AxiWidth::Bits(1)),
+    ("bready", true, AxiWidth::Bits(1)),
+    ("arid", true, AxiWidth::Id),
+    ("araddr", true, AxiWidth::Bits(32)),
+    ("arlen", true, AxiWidth::Bits(8)),
+    ("arsize", true, AxiWidth::Bits(3)),
+    ("arburst", true, AxiWidth::Bits(2)),
+    ("arlock", true, AxiWidth::Bits(1)),
+    ("arcache", true, AxiWidth::Bits(4)),
+    ("arprot", true, AxiWidth::Bits(3)),
+    ("arqos", true, AxiWidth::Bits(4)),
+    ("arvalid", true, AxiWidth::Bits(1)),
+    ("arready", false, AxiWidth::Bits(1)),
+    ("rid", false, AxiWidth::Id),
+    ("rdata", false, AxiWidth::Data),
+    ("rresp", false, AxiWidth::Bits(2)),
+    ("rlast", false, AxiWidth::Bits(1)),
+    ("rvalid", false, AxiWidth::Bits(1)),
+    ("rready", true, AxiWidth::Bits(1)),
+];
+
+/// An AXI4 port of a test wrapper, named `{outer}_{signal}` for
+/// cocotbext-axi: `master` is whether the generated `top` is its master,
+/// `id`/`data` its widths. Signals in `omit` are left out; those in
+/// `by_body` are wrapper ports the wrapper's body drives or reads (not
+/// connected to `top`); the others connect to `{inner}${signal}`.
+fn axi_tb_ports(
+    outer: &str,
+    inner: &str,
+    master: bool,
+    (id, data): (usize, usize),
+    omit: &[&str],
+    by_body: &[&str],
+) -> Vec<TbPort> {
+    AXI4_SIGNALS
+        .iter()
+        .filter(|(sig, _, _)| !omit.contains(sig))
+        .map(|&(sig, from_master, w)| {
+            let w = match w {
+                AxiWidth::Id => id,
+                AxiWidth::Data => data,
+                AxiWidth::Strb => data / 8,
+                AxiWidth::Bits(n) => n,
+            };
+            let to = if by_body.contains(&sig) {
+                String::new()
+            } else {
+                format!("{inner}${sig}")
+            };
+            (format!("{outer}_{sig}"), to, from_master == master, w)
+        })
+        .collect()
+}
+
 /// The AXI4 DMA adapter (`axi4::PmpToAxi4<32, 4>` with `max_len`,
 /// `max_out`) as module `top`, plus a wrapper `axi4_tb` with plain names
 /// for the cocotb tests (`hdl/tests/cocotb`): `clk`, `rst`, the memory port
@@ -121,8 +206,8 @@ pub fn generate_axi4_tb_verilog(max_len: u32, max_out: u32) -> String {
     uut.connect_all();
     let mut v = rust_hdl::core::prelude::generate_verilog(&uut);
     let mut ports: Vec<TbPort> = vec![
-        ("clk", "clock".into(), false, 1),
-        ("rst", "reset".into(), false, 1),
+        ("clk".into(), "clock".into(), false, 1),
+        ("rst".into(), "reset".into(), false, 1),
     ];
     for (n, out, w) in [
         ("cmd_valid", false, 1),
@@ -135,7 +220,7 @@ pub fn generate_axi4_tb_verilog(max_len: u32, max_out: u32) -> String {
         ("rsp_write", true, 1),
         ("rsp_data", true, 64),
     ] {
-        ports.push((n, format!("pmp${n}"), out, w));
+        ports.push((n.into(), format!("pmp${n}"), out, w));
     }
     for (n, out, w) in [
         ("rsp_err", true, 1),
@@ -144,50 +229,9 @@ pub fn generate_axi4_tb_verilog(max_len: u32, max_out: u32) -> String {
         ("err_write", true, 1),
         ("err_clear", false, 1),
     ] {
-        ports.push((n, n.into(), out, w));
+        ports.push((n.into(), n.into(), out, w));
     }
-    const AXI: &[(&str, &str, bool, usize)] = &[
-        ("m_axi_awid", "awid", true, 4),
-        ("m_axi_awaddr", "awaddr", true, 32),
-        ("m_axi_awlen", "awlen", true, 8),
-        ("m_axi_awsize", "awsize", true, 3),
-        ("m_axi_awburst", "awburst", true, 2),
-        ("m_axi_awlock", "awlock", true, 1),
-        ("m_axi_awcache", "awcache", true, 4),
-        ("m_axi_awprot", "awprot", true, 3),
-        ("m_axi_awqos", "awqos", true, 4),
-        ("m_axi_awvalid", "awvalid", true, 1),
-        ("m_axi_awready", "awready", false, 1),
-        ("m_axi_wdata", "wdata", true, 64),
-        ("m_axi_wstrb", "wstrb", true, 8),
-        ("m_axi_wlast", "wlast", true, 1),
-        ("m_axi_wvalid", "wvalid", true, 1),
-        ("m_axi_wready", "wready", false, 1),
-        ("m_axi_bid", "bid", false, 4),
-        ("m_axi_bresp", "bresp", false, 2),
-        ("m_axi_bvalid", "bvalid", false, 1),
-        ("m_axi_bready", "bready", true, 1),
-        ("m_axi_arid", "arid", true, 4),
-        ("m_axi_araddr", "araddr", true, 32),
-        ("m_axi_arlen", "arlen", true, 8),
-        ("m_axi_arsize", "arsize", true, 3),
-        ("m_axi_arburst", "arburst", true, 2),
-        ("m_axi_arlock", "arlock", true, 1),
-        ("m_axi_arcache", "arcache", true, 4),
-        ("m_axi_arprot", "arprot", true, 3),
-        ("m_axi_arqos", "arqos", true, 4),
-        ("m_axi_arvalid", "arvalid", true, 1),
-        ("m_axi_arready", "arready", false, 1),
-        ("m_axi_rid", "rid", false, 4),
-        ("m_axi_rdata", "rdata", false, 64),
-        ("m_axi_rresp", "rresp", false, 2),
-        ("m_axi_rlast", "rlast", false, 1),
-        ("m_axi_rvalid", "rvalid", false, 1),
-        ("m_axi_rready", "rready", true, 1),
-    ];
-    for (outer, inner, out, w) in AXI {
-        ports.push((outer, format!("axi${inner}"), *out, *w));
-    }
+    ports.extend(axi_tb_ports("m_axi", "axi", true, (4, 64), &[], &[]));
     v += &wrap_top("axi4_tb", &ports, &[], "");
     v
 }
@@ -203,8 +247,8 @@ pub fn generate_axil_tb_verilog() -> String {
     let mut v = rust_hdl::core::prelude::generate_verilog(&uut);
     let a = bus::CSR_ADDR_BITS;
     let mut ports: Vec<TbPort> = vec![
-        ("clk", "clock".into(), false, 1),
-        ("rst", "reset".into(), false, 1),
+        ("clk".into(), "clock".into(), false, 1),
+        ("rst".into(), "reset".into(), false, 1),
     ];
     for (outer, inner, out, w) in [
         ("s_axil_awvalid", "awvalid", false, 1),
@@ -225,15 +269,15 @@ pub fn generate_axil_tb_verilog() -> String {
         ("s_axil_rdata", "rdata", true, 32),
         ("s_axil_rresp", "rresp", true, 2),
     ] {
-        ports.push((outer, format!("axi${inner}"), out, w));
+        ports.push((outer.into(), format!("axi${inner}"), out, w));
     }
     let wires: Vec<TbPort> = vec![
-        ("wr", "wr".into(), true, 1),
-        ("wr_addr", "wr_addr".into(), true, a),
-        ("wr_data", "wr_data".into(), true, 32),
-        ("rd", "rd".into(), true, 1),
-        ("rd_addr", "rd_addr".into(), true, a),
-        ("rd_data", "rd_data".into(), false, 32),
+        ("wr".into(), "wr".into(), true, 1),
+        ("wr_addr".into(), "wr_addr".into(), true, a),
+        ("wr_data".into(), "wr_data".into(), true, 32),
+        ("rd".into(), "rd".into(), true, 1),
+        ("rd_addr".into(), "rd_addr".into(), true, a),
+        ("rd_data".into(), "rd_data".into(), false, 32),
     ];
     let body = "    reg [31:0] regs [0:15];
     reg [31:0] rd_q;
@@ -264,103 +308,47 @@ pub fn generate_zynq_tb_verilog() -> String {
     use zynq::{GP_ID_BITS as G, HP_ID_BITS as H};
     let mut v = generate_zynq_verilog();
     let mut ports: Vec<TbPort> = vec![
-        ("clk", "clock".into(), false, 1),
-        ("rst", "reset".into(), false, 1),
-        ("irq", "irq".into(), true, 1),
-        ("leds", "leds".into(), true, 4),
-        ("dma_error", "dma_error".into(), true, 1),
-        ("hp_bad", String::new(), true, 1),
-        ("hp_bursts", String::new(), true, 16),
-        ("hp_beats", String::new(), true, 20),
-        ("hp_max_beats", String::new(), true, 9),
-        ("irq_edges", String::new(), true, 8),
+        ("clk".into(), "clock".into(), false, 1),
+        ("rst".into(), "reset".into(), false, 1),
+        ("irq".into(), "irq".into(), true, 1),
+        ("leds".into(), "leds".into(), true, 4),
+        ("dma_error".into(), "dma_error".into(), true, 1),
+        ("hp_bad".into(), String::new(), true, 1),
+        ("hp_bursts".into(), String::new(), true, 16),
+        ("hp_beats".into(), String::new(), true, 20),
+        ("hp_max_beats".into(), String::new(), true, 9),
+        ("irq_edges".into(), String::new(), true, 8),
     ];
-    // The GP side: what cocotbext's AxiMaster drives (lengths 8 bits,
-    // size and burst type, which the bridge ignores).
-    const GP: &[(&str, &str, bool, usize)] = &[
-        ("s_axi_awid", "awid", false, G),
-        ("s_axi_awaddr", "awaddr", false, 32),
-        ("s_axi_awlen", "", false, 8),
-        ("s_axi_awsize", "", false, 3),
-        ("s_axi_awburst", "", false, 2),
-        ("s_axi_awvalid", "awvalid", false, 1),
-        ("s_axi_awready", "awready", true, 1),
-        ("s_axi_wdata", "wdata", false, 32),
-        ("s_axi_wstrb", "wstrb", false, 4),
-        ("s_axi_wlast", "wlast", false, 1),
-        ("s_axi_wvalid", "wvalid", false, 1),
-        ("s_axi_wready", "wready", true, 1),
-        ("s_axi_bid", "bid", true, G),
-        ("s_axi_bresp", "bresp", true, 2),
-        ("s_axi_bvalid", "bvalid", true, 1),
-        ("s_axi_bready", "bready", false, 1),
-        ("s_axi_arid", "arid", false, G),
-        ("s_axi_araddr", "araddr", false, 32),
-        ("s_axi_arlen", "", false, 8),
-        ("s_axi_arsize", "", false, 3),
-        ("s_axi_arburst", "", false, 2),
-        ("s_axi_arvalid", "arvalid", false, 1),
-        ("s_axi_arready", "arready", true, 1),
-        ("s_axi_rid", "rid", true, G),
-        ("s_axi_rdata", "rdata", true, 32),
-        ("s_axi_rresp", "rresp", true, 2),
-        ("s_axi_rlast", "rlast", true, 1),
-        ("s_axi_rvalid", "rvalid", true, 1),
-        ("s_axi_rready", "rready", false, 1),
+    // The GP side: what cocotbext's AxiMaster drives (8-bit lengths, size
+    // and burst type, which the bridge ignores; the GP bundle has no
+    // lock, cache, protection or QoS).
+    const GP_OMIT: &[&str] = &[
+        "awlock", "awcache", "awprot", "awqos", "arlock", "arcache", "arprot", "arqos",
     ];
-    for (outer, inner, out, w) in GP {
-        let inner = if inner.is_empty() {
-            String::new()
-        } else {
-            format!("gp${inner}")
-        };
-        ports.push((outer, inner, *out, *w));
-    }
-    // The HP side: what cocotbext's AxiRam answers.
-    const HP: &[(&str, &str, bool, usize)] = &[
-        ("m_axi_awid", "awid", true, H),
-        ("m_axi_awaddr", "awaddr", true, 32),
-        ("m_axi_awlen", "", true, 8),
-        ("m_axi_awsize", "awsize", true, 3),
-        ("m_axi_awburst", "awburst", true, 2),
-        ("m_axi_awvalid", "awvalid", true, 1),
-        ("m_axi_awready", "awready", false, 1),
-        ("m_axi_wdata", "wdata", true, 64),
-        ("m_axi_wstrb", "wstrb", true, 8),
-        ("m_axi_wlast", "wlast", true, 1),
-        ("m_axi_wvalid", "wvalid", true, 1),
-        ("m_axi_wready", "wready", false, 1),
-        ("m_axi_bid", "bid", false, H),
-        ("m_axi_bresp", "bresp", false, 2),
-        ("m_axi_bvalid", "bvalid", false, 1),
-        ("m_axi_bready", "bready", true, 1),
-        ("m_axi_arid", "arid", true, H),
-        ("m_axi_araddr", "araddr", true, 32),
-        ("m_axi_arlen", "", true, 8),
-        ("m_axi_arsize", "arsize", true, 3),
-        ("m_axi_arburst", "arburst", true, 2),
-        ("m_axi_arvalid", "arvalid", true, 1),
-        ("m_axi_arready", "arready", false, 1),
-        ("m_axi_rid", "rid", false, H),
-        ("m_axi_rdata", "rdata", false, 64),
-        ("m_axi_rresp", "rresp", false, 2),
-        ("m_axi_rlast", "rlast", false, 1),
-        ("m_axi_rvalid", "rvalid", false, 1),
-        ("m_axi_rready", "rready", true, 1),
-    ];
-    for (outer, inner, out, w) in HP {
-        let inner = if inner.is_empty() {
-            String::new()
-        } else {
-            format!("hp${inner}")
-        };
-        ports.push((outer, inner, *out, *w));
-    }
+    const GP_BY_BODY: &[&str] = &["awlen", "awsize", "awburst", "arlen", "arsize", "arburst"];
+    ports.extend(axi_tb_ports(
+        "s_axi",
+        "gp",
+        false,
+        (G, 32),
+        GP_OMIT,
+        GP_BY_BODY,
+    ));
+    // The HP side: what cocotbext's AxiRam answers; the lengths pass
+    // through the body (bits 3:0 only, as on the PS7).
+    ports.extend(axi_tb_ports(
+        "m_axi",
+        "hp",
+        true,
+        (H, 64),
+        &[],
+        &["awlen", "arlen"],
+    ));
     let wires: Vec<TbPort> = vec![
-        ("gp_awlen", "gp$awlen".into(), false, 4),
-        ("gp_arlen", "gp$arlen".into(), false, 4),
-        ("hp_awlen", "hp$awlen".into(), true, 8),
-        ("hp_arlen", "hp$arlen".into(), true, 8),
+        ("gp_awlen".into(), "gp$awlen".into(), false, 4),
+        ("gp_arlen".into(), "gp$arlen".into(), false, 4),
+        ("hp_awlen".into(), "hp$awlen".into(), true, 8),
+        ("hp_arlen".into(), "hp$arlen".into(), true, 8),
     ];
     // The HP checks are kept here, sticky, so that the test reads them once
     // instead of sampling the channels from Python every cycle (the whole

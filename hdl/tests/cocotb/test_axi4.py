@@ -15,6 +15,7 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
+from axi_pauses import pause_channels
 from cocotbext.axi import AxiBus, AxiRam
 
 PAGES = 16
@@ -25,10 +26,6 @@ ERR_PAGE = 5
 def pattern(addr):
     return ((addr * 0x9E3779B97F4A7C15) ^ 0x0123456789ABCDEF) & (2**64 - 1)
 
-
-def pauses(rng, p_pause):
-    while True:
-        yield rng.random() < p_pause
 
 
 class PortModel:
@@ -70,15 +67,7 @@ async def setup(dut, seed, p_pause):
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_SIZE)
     for a in range(0, MEM_SIZE, 8):
         ram.write(a, pattern(a).to_bytes(8, "little"))
-    prng = random.Random(seed * 1000 + 7)
-    for ch in (
-        ram.write_if.aw_channel,
-        ram.write_if.w_channel,
-        ram.write_if.b_channel,
-        ram.read_if.ar_channel,
-        ram.read_if.r_channel,
-    ):
-        ch.set_pause_generator(pauses(random.Random(prng.random()), p_pause))
+    pause_channels(ram, random.Random(seed * 1000 + 7), p_pause)
 
     # Page ERR_PAGE fails: AxiSlave turns the exception into SLVERR.
     def failing(orig):

@@ -13,29 +13,18 @@ import random
 import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge
+from axi_pauses import pause_channels
 from cocotbext.axi import AxiLiteBus, AxiLiteMaster
 from cocotbext.axi.constants import AxiResp
 
 WORDS = 16
 
 
-def pauses(rng, p_pause):
-    while True:
-        yield rng.random() < p_pause
-
 
 async def setup(dut, seed, p_pause):
     cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
     master = AxiLiteMaster(AxiLiteBus.from_prefix(dut, "s_axil"), dut.clk, dut.rst)
-    prng = random.Random(seed)
-    for ch in (
-        master.write_if.aw_channel,
-        master.write_if.w_channel,
-        master.write_if.b_channel,
-        master.read_if.ar_channel,
-        master.read_if.r_channel,
-    ):
-        ch.set_pause_generator(pauses(random.Random(prng.random()), p_pause))
+    pause_channels(master, random.Random(seed), p_pause)
     dut.rst.value = 1
     for _ in range(4):
         await RisingEdge(dut.clk)

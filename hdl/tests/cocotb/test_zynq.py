@@ -27,6 +27,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import RisingEdge, with_timeout
 from cocotb.utils import get_sim_time
+from axi_pauses import pause_channels
 from cocotbext.axi import AxiBus, AxiMaster, AxiRam
 from cocotbext.axi.constants import AxiResp
 
@@ -45,10 +46,6 @@ ACCESS_NS = 20000
 async def bounded(aw):
     return await with_timeout(aw, ACCESS_NS, "ns")
 
-
-def pauses(rng, p_pause):
-    while True:
-        yield rng.random() < p_pause
 
 
 def plan():
@@ -86,19 +83,8 @@ async def setup(dut, seed):
     gp = AxiMaster(AxiBus.from_prefix(dut, "s_axi"), dut.clk, dut.rst, max_burst_len=16)
     ram = AxiRam(AxiBus.from_prefix(dut, "m_axi"), dut.clk, dut.rst, size=MEM_SIZE)
     prng = random.Random(seed)
-    for ch in (
-        ram.write_if.aw_channel,
-        ram.write_if.w_channel,
-        ram.write_if.b_channel,
-        ram.read_if.ar_channel,
-        ram.read_if.r_channel,
-        gp.write_if.aw_channel,
-        gp.write_if.w_channel,
-        gp.write_if.b_channel,
-        gp.read_if.ar_channel,
-        gp.read_if.r_channel,
-    ):
-        ch.set_pause_generator(pauses(random.Random(prng.random()), 0.4))
+    pause_channels(ram, prng, 0.4)
+    pause_channels(gp, prng, 0.4)
     ids = Ids(dut)
     dut.rst.value = 1
     for _ in range(8):
