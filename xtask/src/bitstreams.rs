@@ -52,6 +52,12 @@ const FSM_STATE_REGS: [&str; 4] = [
 ];
 /// The same for the lite board (`LiteBoardTop`: no cold tier).
 const LITE_FSM_STATE_REGS: [&str; 2] = ["hitless.ctrl.phase.q", "hitless.bridge.state.q"];
+/// The same for the Zynq top (`ZynqTop`: no UART bridge).
+const ZYNQ_FSM_STATE_REGS: [&str; 3] = [
+    "hitless.ctrl.phase.q",
+    "hitless.cold_mem.state.q",
+    "hitless.cold_mem.op.q",
+];
 
 /// Yosys commands run before the family's `synth_*`: flatten, make the
 /// state machines extractable, and recode the controller's sequencer
@@ -84,6 +90,9 @@ pub enum Design {
     /// `LiteBoardTop`: the reduced controller for small FPGAs
     /// (`hitless-verilog --board N --lite`).
     Lite,
+    /// `ZynqTop`: the full controller on a Zynq's PS ports (GP0 for the
+    /// CSRs, HP0 for DMA to the PS DDR), no UART (`hitless-verilog --zynq`).
+    Zynq,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -168,9 +177,13 @@ impl Board {
         }
     }
 
-    /// `hitless-verilog` arguments after `--board DIVIDER`.
+    /// `hitless-verilog` arguments for this board's design.
     fn generator_args(&self) -> Vec<String> {
-        let mut args = self.cold_args();
+        if self.design == Design::Zynq {
+            return vec!["--zynq".into()];
+        }
+        let mut args = vec!["--board".into(), divider(self).to_string()];
+        args.extend(self.cold_args());
         if self.design == Design::Lite {
             args.push("--lite".into());
         }
@@ -182,13 +195,14 @@ impl Board {
         match self.design {
             Design::Full => &FSM_STATE_REGS,
             Design::Lite => &LITE_FSM_STATE_REGS,
+            Design::Zynq => &ZYNQ_FSM_STATE_REGS,
         }
     }
 
     /// Bytes per cycle of the board's datapath.
     fn bytes_per_cycle(&self) -> f64 {
         match self.design {
-            Design::Full => BYTES_PER_CYCLE,
+            Design::Full | Design::Zynq => BYTES_PER_CYCLE,
             Design::Lite => LITE_BYTES_PER_CYCLE,
         }
     }
@@ -299,6 +313,22 @@ pub const BOARDS: &[Board] = &[
         config: "full controller, 64-bit datapath",
         cold: Cold::Bram,
         design: Design::Full,
+    },
+    Board {
+        name: "pynq_z2_ps7",
+        title: "PYNQ-Z2 with the Zynq PS (xc7z020)",
+        family: Family::Xc7 {
+            part: "xc7z020clg400-1",
+        },
+        // FCLK_CLK0 as PYNQ's boot images set it up.
+        clock_in: 100.0,
+        clock: 100.0,
+        constraints: "pynq_z2_ps7.xdc",
+        seeds: 1,
+        config: "full controller, 64-bit datapath; CSRs on the PS's M_AXI_GP0 (UIO), DMA to \
+                 the PS DDR on S_AXI_HP0 (AXI3, 16-beat bursts), IRQ_F2P, FCLK_CLK0",
+        cold: Cold::Bram,
+        design: Design::Zynq,
     },
 ];
 
@@ -577,11 +607,7 @@ pub fn blocks(only: &[String]) -> Result<()> {
         fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         // Its own copy: a bitstream build may be reading `hitless_board.v`.
         let verilog = rel_out.join("blocks_board.v");
-        generate_board(
-            divider(b),
-            &b.generator_args(),
-            &util::root().join(&verilog),
-        )?;
+        generate_board(&b.generator_args(), &util::root().join(&verilog))?;
         let stat = rel_out.join("blocks_stat.txt");
         // Never parse a stale one.
         let _ = fs::remove_file(util::root().join(&stat));
@@ -781,7 +807,7 @@ fn build(tools: &Tools, b: &Board, out_name: &str, seeds: u32) -> Result<Outcome
 
     // The board Verilog, with this board's UART divider.
     let verilog = out.join("hitless_board.v");
-    generate_board(divider(b), &b.generator_args(), &verilog)?;
+    generate_board(&b.generator_args(), &verilog)?;
     let mut sources = vec![verilog, wrapper];
 
     let mut o = Outcome {
@@ -1013,9 +1039,7 @@ fn ice40_misfit(o: &Outcome, cells: u64, ebr: u64, spram: u64) -> Option<String>
 
 /// The board Verilog (see `verilog::generate`), with this UART divider and
 /// cold-tier arguments.
-fn generate_board(divider: u16, cold: &[String], out: &Path) -> Result<()> {
-    let mut args = vec!["--board".to_string(), divider.to_string()];
-    args.extend_from_slice(cold);
+fn generate_board(args: &[String], out: &Path) -> Result<()> {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     crate::verilog::run_generator(&args, out)
 }
@@ -1241,6 +1265,9 @@ fn report(results: &[(Board, Outcome)], failed: &[&str], never: &[&str]) -> Stri
     s += "  16 KiB block-RAM shadow (`hdl/src/rtl/flash.rs`: journaled 4 KiB sector\n";
     s += "  updates, durable at each commit; 24 KiB of flash), SCK at most 25 MHz. The\n";
     s += "  PYNQ-Z2's only flash belongs to the PS, so its cold tier is block RAM.\n";
+    s += "- The PYNQ-Z2 with the Zynq PS has no host-memory window in the PL: its host\n";
+    s += "  memory is the PS DDR, reached through S_AXI_HP0 (`rtl::zynq::ZynqTop`);\n";
+    s += "  its netlist includes the `PS7` as a black box (no LUTs of its own).\n";
     s += "- Rows built before the flash tier (commits before it) have the cold tier in\n";
     s += "  block RAM whatever the column says.\n";
     s += "- Bitstreams are written to `bitstreams/out/<board>/` and not committed.\n";
@@ -1326,7 +1353,7 @@ mod tests {
 
     #[test]
     fn dividers_match_the_baud_rate() {
-        for b in BOARDS {
+        for b in BOARDS.iter().filter(|b| b.design != Design::Zynq) {
             let d = divider(b) as f64;
             let baud = b.clock * 1e6 / d;
             assert!(

@@ -50,7 +50,7 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
             command_step(rtl_test(&["--lib", "rtl::"])),
         ),
         (
-            "cocotb (AXI4 and AXI4-Lite against cocotbext-axi)",
+            "cocotb (AXI4, AXI4-Lite and the Zynq top against cocotbext-axi)",
             Box::new(|| {
                 setup::python_venv(setup::COCOTB)?;
                 util::run(&mut rtl_test(&["--test", "cocotb"]))
