@@ -859,11 +859,34 @@ pub unsafe extern "C" fn hitless_restore(
     cap: usize,
     len_out: *mut usize,
 ) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe { hitless_restore_from(session, object, 0, buf, cap, len_out) }
+}
+
+/// `hitless_restore` from the card `endpoint` names: 0 (or the card's own
+/// node id) the card the session is on; a replicated card's peer node id:
+/// the set stored there with `hitless_store`'s `endpoint`, read back over
+/// the card-to-card link. An endpoint that names no card of the pair:
+/// `HITLESS_E_INVALID`; the peer unreachable or not answering in time:
+/// `HITLESS_E_DEVICE`; a transport that reaches one card only
+/// (`backup:`): `HITLESS_E_INVALID_ARGUMENT`.
+///
+/// # Safety
+/// As `hitless_restore`.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_restore_from(
+    session: *mut hitless_session,
+    object: u32,
+    endpoint: u32,
+    buf: *mut u8,
+    cap: usize,
+    len_out: *mut usize,
+) -> c_int {
     guard(|| {
         // SAFETY: forwarded from the caller.
         let s = unsafe { session_of(session) }?;
         check_ptr(len_out, "len_out")?;
-        let (info, bytes) = with_fw(&s.card, |i| i.fw.restore(&s.s, object))?;
+        let (info, bytes) = with_fw(&s.card, |i| i.fw.restore_from(&s.s, object, endpoint))?;
         // SAFETY: checked above; the caller's writable size_t.
         unsafe { put(len_out, bytes.len(), "len_out") }?;
         if bytes.len() > cap {
@@ -891,10 +914,27 @@ pub unsafe extern "C" fn hitless_restore(
 /// `session` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn hitless_delete(session: *mut hitless_session, object: u32) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe { hitless_delete_from(session, object, 0) }
+}
+
+/// `hitless_delete` on the card `endpoint` names (see
+/// `hitless_restore_from`): on a peer, `HITLESS_OK` when the peer's
+/// delete is durable; a peer whose firmware has no remote delete:
+/// `HITLESS_E_DEVICE`, nothing deleted.
+///
+/// # Safety
+/// `session` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_delete_from(
+    session: *mut hitless_session,
+    object: u32,
+    endpoint: u32,
+) -> c_int {
     guard(|| {
         // SAFETY: forwarded from the caller.
         let s = unsafe { session_of(session) }?;
-        with_fw(&s.card, |i| i.fw.delete(&s.s, object))
+        with_fw(&s.card, |i| i.fw.delete_from(&s.s, object, endpoint))
     })
 }
 
@@ -913,11 +953,29 @@ pub unsafe extern "C" fn hitless_list(
     cap: usize,
     count_out: *mut usize,
 ) -> c_int {
+    // SAFETY: forwarded from the caller.
+    unsafe { hitless_list_from(session, 0, out, cap, count_out) }
+}
+
+/// `hitless_list` of the card `endpoint` names (see
+/// `hitless_restore_from`): on a peer, the sets it holds for the
+/// session's application (stored with `hitless_store`'s `endpoint`).
+///
+/// # Safety
+/// As `hitless_list`.
+#[no_mangle]
+pub unsafe extern "C" fn hitless_list_from(
+    session: *mut hitless_session,
+    endpoint: u32,
+    out: *mut hitless_set_info,
+    cap: usize,
+    count_out: *mut usize,
+) -> c_int {
     guard(|| {
         // SAFETY: forwarded from the caller.
         let s = unsafe { session_of(session) }?;
         check_ptr(count_out, "count_out")?;
-        let sets = with_fw(&s.card, |i| i.fw.list(&s.s))?;
+        let sets = with_fw(&s.card, |i| i.fw.list_from(&s.s, endpoint))?;
         // SAFETY: checked above.
         unsafe { put(count_out, sets.len(), "count_out") }?;
         if sets.len() > cap {

@@ -415,7 +415,10 @@ impl Browser {
                 let object = parse_id("set", set)?;
                 self.call(Op::Run {
                     app,
-                    req: Request::Delete { object },
+                    req: Request::Delete {
+                        object,
+                        endpoint: 0,
+                    },
                     data: vec![],
                 })?;
                 tracing::info!(app, object, "set removed from the store browser");
@@ -535,7 +538,7 @@ impl Browser {
     fn sets(&self, app: u32) -> Result<Value, ApiError> {
         let (r, _) = self.call(Op::Run {
             app,
-            req: Request::List,
+            req: Request::List { endpoint: 0 },
             data: vec![],
         })?;
         let CardResponse::Sets { mut sets, .. } = r else {
@@ -768,7 +771,7 @@ impl Browser {
     fn heap_ids(&self, app: u32) -> Result<Vec<u32>, ApiError> {
         let (r, _) = self.call(Op::Run {
             app,
-            req: Request::List,
+            req: Request::List { endpoint: 0 },
             data: vec![],
         })?;
         let CardResponse::Sets { sets, .. } = r else {

@@ -619,8 +619,10 @@ impl Worker {
                 fw.store(s, object, endpoint, stage, tier(f), data)?;
                 (Response::Stored { len, crc }, none())
             }
-            Request::Delete { object } => {
-                fw.delete(s, object)?;
+            // DELETE's and LIST's endpoints go to the card too (a
+            // replicated card reaches the sets it placed on its peer).
+            Request::Delete { object, endpoint } => {
+                fw.delete_from(s, object, endpoint)?;
                 (Response::Done, none())
             }
             // The endpoint goes to the card (a replicated card fetches a
@@ -638,9 +640,9 @@ impl Worker {
                     bytes,
                 )
             }
-            Request::List => (
+            Request::List { endpoint } => (
                 Response::Sets {
-                    sets: fw.list(s)?,
+                    sets: fw.list_from(s, endpoint)?,
                     data_len: None,
                 },
                 none(),

@@ -695,7 +695,10 @@ mod tests {
         let e = Suspended::load(Some(file)).unwrap_err();
         assert!(e.to_string().contains("line 2"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
-        assert!(changes_state(&Request::Delete { object: 1 }));
-        assert!(!changes_state(&Request::List));
+        assert!(changes_state(&Request::Delete {
+            object: 1,
+            endpoint: 0
+        }));
+        assert!(!changes_state(&Request::List { endpoint: 0 }));
     }
 }

@@ -323,7 +323,7 @@ impl Firmware for BackupClient {
     }
 
     fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
-        match self.signed(s, &Request::List)? {
+        match self.signed(s, &Request::List { endpoint: 0 })? {
             Response::Sets { sets, .. } => Ok(sets),
             other => Err(unexpected(&other)),
         }

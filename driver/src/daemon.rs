@@ -485,7 +485,11 @@ impl Firmware for DaemonClient {
     }
 
     fn delete(&mut self, s: &Session, object: u32) -> Result<()> {
-        Self::done(self.signed(s, &Request::Delete { object }, &[])?.0)
+        self.delete_from(s, object, 0)
+    }
+
+    fn delete_from(&mut self, s: &Session, object: u32, endpoint: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::Delete { object, endpoint }, &[])?.0)
     }
 
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
@@ -512,7 +516,11 @@ impl Firmware for DaemonClient {
     }
 
     fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
-        Self::sets(self.signed(s, &Request::List, &[])?.0)
+        self.list_from(s, 0)
+    }
+
+    fn list_from(&mut self, s: &Session, endpoint: u32) -> Result<Vec<SetInfo>> {
+        Self::sets(self.signed(s, &Request::List { endpoint }, &[])?.0)
     }
 
     fn announce(&mut self, stage: u32) -> Result<Vec<SetInfo>> {

@@ -625,7 +625,14 @@ impl<T: CardIo> Client<T> {
 
     /// Delete the set (app, object) from whichever tier holds it.
     pub fn delete(&mut self, s: &Session, object: u32) -> Result<()> {
-        Self::done(self.signed(s, &Request::Delete { object })?)
+        self.delete_from(s, object, 0)
+    }
+
+    /// Delete the set (app, object) from the card `endpoint` names (0:
+    /// this card; a replicated card's peer node: deleted there over the
+    /// link, answered when the peer's delete is durable).
+    pub fn delete_from(&mut self, s: &Session, object: u32, endpoint: u32) -> Result<()> {
+        Self::done(self.signed(s, &Request::Delete { object, endpoint })?)
     }
 
     /// The data buffer's address and capacity.
@@ -668,7 +675,14 @@ impl<T: CardIo> Client<T> {
 
     /// The session's sets (metadata).
     pub fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
-        Ok(Self::sets(self.signed(s, &Request::List)?)?.0)
+        self.list_from(s, 0)
+    }
+
+    /// The session's sets on the card `endpoint` names (0: this card; a
+    /// replicated card's peer node: the sets it holds for this
+    /// application).
+    pub fn list_from(&mut self, s: &Session, endpoint: u32) -> Result<Vec<SetInfo>> {
+        Ok(Self::sets(self.signed(s, &Request::List { endpoint })?)?.0)
     }
 
     /// Announce reboot stage `stage`; returns the sets (of every
@@ -1039,6 +1053,14 @@ pub trait Firmware {
     ) -> Result<()>;
     /// Delete a set.
     fn delete(&mut self, s: &Session, object: u32) -> Result<()>;
+    /// Delete a set from the card `endpoint` names (0: this card; see
+    /// [`Firmware::restore_from`] for which transports reach a peer).
+    fn delete_from(&mut self, s: &Session, object: u32, endpoint: u32) -> Result<()> {
+        if endpoint == 0 {
+            return self.delete(s, object);
+        }
+        Err(only_this_card("deletes from", endpoint))
+    }
     /// One set's bytes.
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)>;
     /// One set's bytes from the card `endpoint` names (0: this card). Only
@@ -1053,12 +1075,17 @@ pub trait Firmware {
         if endpoint == 0 {
             return self.restore(s, object);
         }
-        Err(Error::InvalidArgument(format!(
-            "endpoint {endpoint}: this transport restores from the card it reaches only (endpoint 0)"
-        )))
+        Err(only_this_card("restores from", endpoint))
     }
     /// The session's sets.
     fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>>;
+    /// The session's sets on the card `endpoint` names (0: this card).
+    fn list_from(&mut self, s: &Session, endpoint: u32) -> Result<Vec<SetInfo>> {
+        if endpoint == 0 {
+            return self.list(s);
+        }
+        Err(only_this_card("lists", endpoint))
+    }
     /// Announce a reboot stage.
     fn announce(&mut self, stage: u32) -> Result<Vec<SetInfo>>;
     /// The session's sets of an announced stage, with their bytes.
@@ -1199,6 +1226,13 @@ fn no_heaps(path: String) -> Error {
     Error::InvalidArgument(format!("the heap store is not available through {path}"))
 }
 
+/// A transport that reaches one card only, asked for another endpoint.
+fn only_this_card(what: &str, endpoint: u32) -> Error {
+    Error::InvalidArgument(format!(
+        "endpoint {endpoint}: this transport {what} the card it reaches only (endpoint 0)"
+    ))
+}
+
 fn no_images(path: String) -> Error {
     Error::InvalidArgument(format!("image management is not available through {path}"))
 }
@@ -1232,6 +1266,9 @@ impl<T: CardIo> Firmware for Client<T> {
     fn delete(&mut self, s: &Session, object: u32) -> Result<()> {
         Client::delete(self, s, object)
     }
+    fn delete_from(&mut self, s: &Session, object: u32, endpoint: u32) -> Result<()> {
+        Client::delete_from(self, s, object, endpoint)
+    }
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {
         Client::restore(self, s, object)
     }
@@ -1245,6 +1282,9 @@ impl<T: CardIo> Firmware for Client<T> {
     }
     fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
         Client::list(self, s)
+    }
+    fn list_from(&mut self, s: &Session, endpoint: u32) -> Result<Vec<SetInfo>> {
+        Client::list_from(self, s, endpoint)
     }
     fn announce(&mut self, stage: u32) -> Result<Vec<SetInfo>> {
         Client::announce(self, stage)

@@ -559,8 +559,12 @@ impl Firmware for PairClient {
     }
 
     fn delete(&mut self, s: &Session, object: u32) -> Result<()> {
+        self.delete_from(s, object, 0)
+    }
+
+    fn delete_from(&mut self, s: &Session, object: u32, endpoint: u32) -> Result<()> {
         self.run("DELETE", Retry::Unsafe, Some(s), |fw, r| {
-            fw.delete(r.ok_or_else(no_session)?, object)
+            fw.delete_from(r.ok_or_else(no_session)?, object, endpoint)
         })
     }
 
@@ -583,8 +587,12 @@ impl Firmware for PairClient {
     }
 
     fn list(&mut self, s: &Session) -> Result<Vec<SetInfo>> {
+        self.list_from(s, 0)
+    }
+
+    fn list_from(&mut self, s: &Session, endpoint: u32) -> Result<Vec<SetInfo>> {
         self.run("LIST", Retry::Safe, Some(s), |fw, r| {
-            fw.list(r.ok_or_else(no_session)?)
+            fw.list_from(r.ok_or_else(no_session)?, endpoint)
         })
     }
 

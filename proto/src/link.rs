@@ -25,14 +25,18 @@
 //! carries these frames between cards lives in the firmware.)
 
 use crate::auth::SECRET_BYTES;
+use crate::msg::SetInfo;
 use crate::tlv::{self, Builder, Message, TlvError};
 
 /// The link schema this code speaks (the newest field's version).
-pub const SCHEMA: u32 = 4;
+pub const SCHEMA: u32 = 5;
 /// Largest frame: a 1 MiB set plus its fields.
 pub const MAX_FRAME: usize = tlv::HEADER + tlv::MAX_BODY;
 /// Bytes of the length prefix.
 pub const PREFIX: usize = 4;
+/// Most sets one `PEER_LISTED` answer carries (32 KiB of records); a
+/// longer list continues from `next`.
+pub const MAX_LISTED: usize = 1024;
 
 /// Link message kinds (their own TLV kind space: a link message is never
 /// a host request).
@@ -56,8 +60,15 @@ pub mod kind {
     pub const PEER_STORE: u8 = 0x4D;
     /// Schema 4: read back a set stored with `PEER_STORE`.
     pub const PEER_FETCH: u8 = 0x4E;
-    /// Schema 4: the answer to `PEER_STORE` or `PEER_FETCH`.
+    /// Schema 4: the answer to `PEER_STORE` or `PEER_FETCH` (schema 5:
+    /// and to `PEER_DELETE`, and a refused `PEER_LIST`).
     pub const PEER_ANSWER: u8 = 0x4F;
+    /// Schema 5: delete a set stored with `PEER_STORE`.
+    pub const PEER_DELETE: u8 = 0x50;
+    /// Schema 5: the sets the receiver holds for an application.
+    pub const PEER_LIST: u8 = 0x51;
+    /// Schema 5: the answer to `PEER_LIST`: one page of sets.
+    pub const PEER_LISTED: u8 = 0x52;
 }
 
 /// Link field tags (100 and up, so that a link field is never mistaken
@@ -98,6 +109,12 @@ pub mod tag {
     pub const REQUEST: u16 = 125;
     /// Schema 4: the most bytes a `PEER_FETCH` takes back.
     pub const CAP: u16 = 126;
+    /// Schema 5: the first object id a `PEER_LIST` page starts at.
+    pub const FROM: u16 = 127;
+    /// Schema 5: a page of set records (`msg::SetInfo`, 32 bytes each).
+    pub const SETS: u16 = 128;
+    /// Schema 5: where the next page starts (absent: the last page).
+    pub const NEXT: u16 = 129;
 }
 
 /// A card's role in the pair.
@@ -285,6 +302,29 @@ pub enum LinkMessage {
         set: SetRecord,
         data: Vec<u8>,
     },
+    /// Schema 5: delete the set (`app`, `object`) stored with `PeerStore`;
+    /// answered (`PeerAnswer`) when the delete is durable.
+    PeerDelete {
+        request: u64,
+        app: u32,
+        object: u32,
+        endpoint: u32,
+    },
+    /// Schema 5: the sets the receiver holds for `app`, from object id
+    /// `from` on, answered with one `PeerListed` page.
+    PeerList {
+        request: u64,
+        app: u32,
+        endpoint: u32,
+        from: u32,
+    },
+    /// Schema 5: a page of at most [`MAX_LISTED`] sets, by object id;
+    /// `next`: the object id the next page starts at (`None`: the last).
+    PeerListed {
+        request: u64,
+        sets: Vec<SetInfo>,
+        next: Option<u32>,
+    },
 }
 
 /// Why bytes are not a link message this side can use.
@@ -329,15 +369,23 @@ impl LinkMessage {
             LinkMessage::PeerStore { .. } => kind::PEER_STORE,
             LinkMessage::PeerFetch { .. } => kind::PEER_FETCH,
             LinkMessage::PeerAnswer { .. } => kind::PEER_ANSWER,
+            LinkMessage::PeerDelete { .. } => kind::PEER_DELETE,
+            LinkMessage::PeerList { .. } => kind::PEER_LIST,
+            LinkMessage::PeerListed { .. } => kind::PEER_LISTED,
         }
     }
 
-    /// A peer-set message (schema 4): not part of the replication stream
-    /// (the card's loop serves it beside the node).
+    /// A peer-set message (schemas 4, 5): not part of the replication
+    /// stream (the card's loop serves it beside the node).
     pub fn is_peer_set(kind: u8) -> bool {
         matches!(
             kind,
-            kind::PEER_STORE | kind::PEER_FETCH | kind::PEER_ANSWER
+            kind::PEER_STORE
+                | kind::PEER_FETCH
+                | kind::PEER_ANSWER
+                | kind::PEER_DELETE
+                | kind::PEER_LIST
+                | kind::PEER_LISTED
         )
     }
 
@@ -507,6 +555,38 @@ impl LinkMessage {
                 set,
             )
             .bytes(tag::DATA, data),
+            LinkMessage::PeerDelete {
+                request,
+                app,
+                object,
+                endpoint,
+            } => b
+                .u64(tag::REQUEST, *request)
+                .u32(tag::APP, *app)
+                .u32(tag::OBJECT, *object)
+                .u32(tag::ENDPOINT, *endpoint),
+            LinkMessage::PeerList {
+                request,
+                app,
+                endpoint,
+                from,
+            } => b
+                .u64(tag::REQUEST, *request)
+                .u32(tag::APP, *app)
+                .u32(tag::ENDPOINT, *endpoint)
+                .u32(tag::FROM, *from),
+            LinkMessage::PeerListed {
+                request,
+                sets,
+                next,
+            } => {
+                let packed: Vec<u8> = sets.iter().flat_map(|s| s.to_bytes()).collect();
+                let b = b.u64(tag::REQUEST, *request).bytes(tag::SETS, &packed);
+                match next {
+                    Some(n) => b.u32(tag::NEXT, *n),
+                    None => b,
+                }
+            }
         }
         .finish()
     }
@@ -518,6 +598,9 @@ impl LinkMessage {
             LinkMessage::PeerStore { .. }
             | LinkMessage::PeerFetch { .. }
             | LinkMessage::PeerAnswer { .. } => 4,
+            LinkMessage::PeerDelete { .. }
+            | LinkMessage::PeerList { .. }
+            | LinkMessage::PeerListed { .. } => 5,
             _ => 1,
         }
     }
@@ -676,9 +759,48 @@ impl LinkMessage {
                 set: set()?,
                 data: m.bytes_or_empty(tag::DATA).to_vec(),
             },
+            kind::PEER_DELETE => LinkMessage::PeerDelete {
+                request: request()?,
+                app: app()?,
+                object: object()?,
+                endpoint: u32_of(&m, tag::ENDPOINT, 0)?,
+            },
+            kind::PEER_LIST => LinkMessage::PeerList {
+                request: request()?,
+                app: app()?,
+                endpoint: u32_of(&m, tag::ENDPOINT, 0)?,
+                from: u32_of(&m, tag::FROM, 0)?,
+            },
+            kind::PEER_LISTED => LinkMessage::PeerListed {
+                request: request()?,
+                sets: listed(m.bytes_or_empty(tag::SETS))?,
+                next: if m.has(tag::NEXT) {
+                    Some(u32_of(&m, tag::NEXT, 0)?)
+                } else {
+                    None
+                },
+            },
             other => return Err(LinkError::UnknownKind(other)),
         })
     }
+}
+
+/// A `PEER_LISTED` page's records: whole 32-byte records, at most
+/// [`MAX_LISTED`].
+fn listed(b: &[u8]) -> Result<Vec<SetInfo>, LinkError> {
+    let bad = |what| LinkError::Field {
+        tag: tag::SETS,
+        what,
+    };
+    if b.len() % SetInfo::BYTES != 0 {
+        return Err(bad("set records are 32 bytes each"));
+    }
+    if b.len() / SetInfo::BYTES > MAX_LISTED {
+        return Err(bad("a page lists at most MAX_LISTED sets"));
+    }
+    b.chunks(SetInfo::BYTES)
+        .map(|c| SetInfo::from_bytes(c).ok_or(bad("set records are 32 bytes each")))
+        .collect()
 }
 
 /// A set's record fields (`stored_us` apart: its schema is the
@@ -742,6 +864,23 @@ impl FrameReader {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    fn listed_set() -> impl Strategy<Value = SetInfo> {
+        (any::<[u32; 4]>(), any::<bool>(), any::<[u32; 3]>()).prop_map(|(w, cold, v)| SetInfo {
+            app: w[0],
+            object: w[1],
+            endpoint: w[2],
+            stage: w[3],
+            tier: if cold {
+                crate::msg::TierSel::Cold
+            } else {
+                crate::msg::TierSel::Warm
+            },
+            len: v[0],
+            crc: v[1],
+            data_offset: v[2],
+        })
+    }
 
     fn set() -> impl Strategy<Value = SetRecord> {
         (
@@ -915,6 +1054,32 @@ mod tests {
                     }
                 }
             ),
+            (any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+                |(request, app, object, endpoint)| LinkMessage::PeerDelete {
+                    request,
+                    app,
+                    object,
+                    endpoint,
+                }
+            ),
+            (any::<u64>(), any::<u32>(), any::<u32>(), any::<u32>()).prop_map(
+                |(request, app, endpoint, from)| LinkMessage::PeerList {
+                    request,
+                    app,
+                    endpoint,
+                    from,
+                }
+            ),
+            (
+                any::<u64>(),
+                proptest::collection::vec(listed_set(), 0..20),
+                proptest::option::of(any::<u32>())
+            )
+                .prop_map(|(request, sets, next)| LinkMessage::PeerListed {
+                    request,
+                    sets,
+                    next,
+                }),
         ]
     }
 

@@ -33,8 +33,10 @@ pub enum Request {
         len: u32,
         crc: u32,
     },
-    /// Delete the set `object`.
-    Delete { object: u32 },
+    /// Delete the set `object`; `endpoint` names the card that holds it
+    /// (0: this card; a replicated card's peer: deleted there over the
+    /// link).
+    Delete { object: u32, endpoint: u32 },
     /// Read the set `object` into the host buffer `addr` of `cap` bytes;
     /// `endpoint` names the card that holds it (0: this card; a
     /// replicated card's peer: fetched from it over the link).
@@ -44,8 +46,9 @@ pub enum Request {
         addr: u64,
         cap: u32,
     },
-    /// The session's sets.
-    List,
+    /// The session's sets on the card `endpoint` names (0: this card; a
+    /// replicated card's peer: the sets it holds for this application).
+    List { endpoint: u32 },
     /// Announce a reboot stage.
     Stage { stage: u32 },
     /// The session's sets of an announced stage, into the host buffer.
@@ -184,7 +187,7 @@ impl Request {
             Request::Store { .. } => kind::STORE,
             Request::Delete { .. } => kind::DELETE,
             Request::Restore { .. } => kind::RESTORE,
-            Request::List => kind::LIST,
+            Request::List { .. } => kind::LIST,
             Request::Stage { .. } => kind::STAGE,
             Request::Fetch { .. } => kind::FETCH,
             Request::LogAppend { .. } => kind::LOG_APPEND,
@@ -240,7 +243,7 @@ impl Request {
             | Request::HeapCommit { .. }
             | Request::HeapAbort { .. }
             | Request::HeapDelete { .. } => Some((flags::WRITE, "writing")),
-            Request::List
+            Request::List { .. }
             | Request::Restore { .. }
             | Request::Fetch { .. }
             | Request::HeapOpen { .. }
@@ -274,7 +277,6 @@ impl Request {
         match *self {
             Request::Status
             | Request::Close
-            | Request::List
             | Request::ImageStatus
             | Request::ImageActivate
             | Request::ImageMarkGood
@@ -319,7 +321,8 @@ impl Request {
                 .u64(tag::DATA_ADDR, addr)
                 .u32(tag::DATA_LEN, len)
                 .u32(tag::DATA_CRC, crc),
-            Request::Delete { object } => b.u32(tag::OBJECT, object),
+            Request::Delete { object, endpoint } => endpoint_unless_here(b.u32(tag::OBJECT, object), endpoint),
+            Request::List { endpoint } => endpoint_unless_here(b, endpoint),
             Request::Restore {
                 object,
                 endpoint,
@@ -330,13 +333,7 @@ impl Request {
                     .u32(tag::OBJECT, object)
                     .u64(tag::DATA_ADDR, addr)
                     .u32(tag::DATA_CAP, cap);
-                // Left out for this card: the request is then the same
-                // bytes as before endpoints had a meaning.
-                if endpoint == 0 {
-                    b
-                } else {
-                    b.u32(tag::ENDPOINT, endpoint)
-                }
+                endpoint_unless_here(b, endpoint)
             }
             Request::Stage { stage } => b.u32(tag::STAGE, stage),
             Request::Fetch { stage, addr, cap } => b
@@ -463,14 +460,19 @@ impl Request {
                 len: u(tag::DATA_LEN, 0)?,
                 crc: u(tag::DATA_CRC, crc32c(&[]))?,
             },
-            kind::DELETE => Request::Delete { object: object()? },
+            kind::DELETE => Request::Delete {
+                object: object()?,
+                endpoint: u(tag::ENDPOINT, 0)?,
+            },
             kind::RESTORE => Request::Restore {
                 object: object()?,
                 endpoint: u(tag::ENDPOINT, 0)?,
                 addr: addr()?,
                 cap: cap()?,
             },
-            kind::LIST => Request::List,
+            kind::LIST => Request::List {
+                endpoint: u(tag::ENDPOINT, 0)?,
+            },
             kind::STAGE => Request::Stage {
                 stage: u(tag::STAGE, 0)?,
             },
@@ -573,6 +575,16 @@ impl Request {
 }
 
 /// A packed list of u32 words (page numbers, CRCs).
+/// A request's `ENDPOINT`, left out for this card (0): the request is
+/// then the same bytes as before endpoints had a meaning.
+fn endpoint_unless_here(b: Builder, endpoint: u32) -> Builder {
+    if endpoint == 0 {
+        b
+    } else {
+        b.u32(tag::ENDPOINT, endpoint)
+    }
+}
+
 fn unpack_u32(b: &[u8], tag: u16) -> Result<Vec<u32>, TlvError> {
     unpack(
         b,
@@ -1267,14 +1279,14 @@ mod tests {
                     }
                 }
             ),
-            a.prop_map(|object| Request::Delete { object }),
+            (a, a).prop_map(|(object, endpoint)| Request::Delete { object, endpoint }),
             (a, a, addr, a).prop_map(|(object, endpoint, addr, cap)| Request::Restore {
                 object,
                 endpoint,
                 addr,
                 cap
             }),
-            Just(Request::List),
+            a.prop_map(|endpoint| Request::List { endpoint }),
             a.prop_map(|stage| Request::Stage { stage }),
             (a, addr, a).prop_map(|(stage, addr, cap)| Request::Fetch { stage, addr, cap }),
             (a, a, addr, a).prop_map(|(object, flags, addr, len)| Request::LogAppend {

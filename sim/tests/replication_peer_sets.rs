@@ -2,16 +2,22 @@
 //! 13-15), as real processes on loopback: a witness and two replicated
 //! cards. The application, talking to the master, stores a set with the
 //! slave's node id as its endpoint: acknowledged when the slave holds it,
-//! read back through the master, not in the master's own memory; an
+//! read back through the master, not in the master's own memory, listed
+//! and deleted there with the same endpoint (also through the C API); an
 //! endpoint of no card is refused; with the slave hung (SIGSTOP) the store
-//! fails within a bounded time; after the master is killed the slave
-//! takes over and serves the set from its own memory. Every wait has a
-//! timeout.
+//! fails within a bounded time, with it killed a store, a delete and a
+//! list fail at once; after the master is killed the slave takes over and
+//! serves the set from its own memory. Every wait has a timeout.
 
 mod common;
 
 use common::*;
+use hitless_driver::credentials::Credentials;
+use hitless_driver::firmware::{Client, Secret, Session};
+use hitless_driver::CardIo;
 use hitless_proto::Code;
+use std::ffi::{CStr, CString};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Longest a peer-set request may take before the host hears (the card's
@@ -57,6 +63,26 @@ fn a_set_stored_with_the_peers_endpoint_lives_in_the_peer_cards_memory() {
         .collect();
     assert!(!listed.contains(&20), "{listed:?}");
 
+    // LIST with the slave's endpoint: exactly the sets it holds for the
+    // application. DELETE there: done when the slave's delete is
+    // durable, then gone from its LIST, and RESTORE says not found. The
+    // master's own set (22) is not one the slave holds for it.
+    client.store(&session, 28, sn, 0, true, b"to delete").unwrap();
+    let sets = client.list_from(&session, sn).unwrap();
+    assert_eq!(sets.iter().map(|i| i.object).collect::<Vec<_>>(), [20, 21, 28]);
+    assert!(sets.iter().all(|i| i.endpoint == sn), "{sets:?}");
+    assert_eq!((sets[0].len, sets[1].len), (40_000, 777));
+    client.delete_from(&session, 28, sn).unwrap();
+    assert_eq!(held(&mut client, &session, sn), [20, 21]);
+    for e in [
+        client.restore_from(&session, 28, sn).unwrap_err(),
+        client.delete_from(&session, 28, sn).unwrap_err(),
+        client.delete_from(&session, 22, sn).unwrap_err(),
+    ] {
+        assert_eq!(code(e), Code::NotFound);
+    }
+    assert_eq!(client.restore(&session, 22).unwrap().1, b"here");
+
     // An endpoint that names no card of the pair: refused, nothing stored.
     let e = client
         .store(&session, 23, 9, 0, true, b"nowhere")
@@ -99,6 +125,11 @@ fn a_set_stored_with_the_peers_endpoint_lives_in_the_peer_cards_memory() {
         client.store(&session, 26, sn, 0, true, b"after").ok()
     });
     assert_eq!(client.restore_from(&session, 26, sn).unwrap().1, b"after");
+    // The C API, on the same master: restore, list and delete with the
+    // slave's endpoint.
+    drop(client);
+    through_the_c_api(&cards[m].socket, &secret, sn, &dir);
+    let (mut client, session, _) = cards[m].open(Some(&secret)).unwrap();
 
     // The link down: the slave killed, a store for it refused at once.
     procs[s] = None;
@@ -114,6 +145,12 @@ fn a_set_stored_with_the_peers_endpoint_lives_in_the_peer_cards_memory() {
             Ok(()) => panic!("a store for a killed card was acknowledged"),
         }
     });
+    // A delete and a list for it: refused at once too (nothing deleted:
+    // set 20 is there after the takeover below).
+    let t = Instant::now();
+    assert_eq!(code(client.delete_from(&session, 20, sn).unwrap_err()), Code::Device);
+    assert_eq!(code(client.list_from(&session, sn).unwrap_err()), Code::Device);
+    assert!(t.elapsed() < Duration::from_millis(1000), "{:?}", t.elapsed());
     // It comes back (a power cycle: its warm tier is gone, so it gets a
     // full snapshot, which keeps the cold sets it holds for its peer) and
     // catches up as the slave.
@@ -149,4 +186,69 @@ fn a_set_stored_with_the_peers_endpoint_lives_in_the_peer_cards_memory() {
     drop(client);
     drop(procs);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The objects of the sets node `endpoint` holds for the application.
+fn held<T: CardIo>(client: &mut Client<T>, session: &Session, endpoint: u32) -> Vec<u32> {
+    let sets = client.list_from(session, endpoint).unwrap();
+    sets.iter().map(|i| i.object).collect()
+}
+
+/// The C API on the master at `socket` (as a C program calls it, with the
+/// application's secret in its credential store): a set stored with the
+/// slave's endpoint `sn` is restored, listed and deleted with it.
+fn through_the_c_api(socket: &Path, secret: &Secret, sn: u32, dir: &Path) {
+    use hitless::*;
+    let creds = Credentials::new(Some(dir.join("creds"))).unwrap();
+    creds.save(APP, secret).unwrap();
+    // The library reads its credential store's place from here (this
+    // file's one test is the only thread using the environment).
+    std::env::set_var("HITLESS_CREDENTIALS", creds.dir());
+    let why = || {
+        // SAFETY: the library's thread-local message, valid until the
+        // next call on this thread.
+        unsafe { CStr::from_ptr(hitless_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    let spec = CString::new(format!("vfio-user:{}", socket.display())).unwrap();
+    let data = pattern(3, 5000);
+    let mut buf = vec![0u8; 8192];
+    let (mut len, mut n) = (0usize, 0usize);
+    let mut sets = [hitless_set_info::default(); 16];
+    let objects = |sets: &[hitless_set_info]| sets.iter().map(|i| i.object).collect::<Vec<_>>();
+    // SAFETY: every pointer is a live local of the size passed with it;
+    // the handles come from the library and are closed once, at the end.
+    unsafe {
+        let card = hitless_open(spec.as_ptr(), 4000);
+        assert!(!card.is_null(), "{}", why());
+        let s = hitless_session_open(card, APP, HITLESS_ALL);
+        assert!(!s.is_null(), "{}", why());
+        let r = hitless_store(s, 30, sn, 0, 1, data.as_ptr(), data.len());
+        assert_eq!(r, HITLESS_OK, "{}", why());
+        let r = hitless_restore_from(s, 30, sn, buf.as_mut_ptr(), buf.len(), &mut len);
+        assert_eq!(r, HITLESS_OK, "{}", why());
+        assert!(buf[..len] == data[..], "set 30 through the C API differs");
+        let r = hitless_restore(s, 30, buf.as_mut_ptr(), buf.len(), &mut len);
+        assert_eq!(r, HITLESS_E_NOT_FOUND, "not in the master's memory");
+        let r = hitless_list_from(s, sn, sets.as_mut_ptr(), sets.len(), &mut n);
+        assert_eq!(r, HITLESS_OK, "{}", why());
+        let on_peer = objects(&sets[..n]);
+        assert!(on_peer.contains(&30) && on_peer.contains(&20), "{on_peer:?}");
+        assert!(sets[..n].iter().all(|i| i.endpoint == sn));
+        let r = hitless_list(s, sets.as_mut_ptr(), sets.len(), &mut n);
+        assert_eq!(r, HITLESS_OK, "{}", why());
+        assert!(!objects(&sets[..n]).contains(&30));
+        let r = hitless_delete_from(s, 30, sn);
+        assert_eq!(r, HITLESS_OK, "{}", why());
+        let r = hitless_list_from(s, sn, sets.as_mut_ptr(), sets.len(), &mut n);
+        assert_eq!(r, HITLESS_OK, "{}", why());
+        assert!(!objects(&sets[..n]).contains(&30), "{:?}", objects(&sets[..n]));
+        let r = hitless_restore_from(s, 30, sn, buf.as_mut_ptr(), buf.len(), &mut len);
+        assert_eq!(r, HITLESS_E_NOT_FOUND);
+        assert_eq!(hitless_delete_from(s, 30, sn), HITLESS_E_NOT_FOUND);
+        assert_eq!(hitless_delete_from(s, 30, 9), HITLESS_E_INVALID);
+        assert_eq!(hitless_session_close(s), HITLESS_OK, "{}", why());
+        hitless_close(card);
+    }
 }

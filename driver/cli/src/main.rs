@@ -178,6 +178,11 @@ enum Cmd {
     List {
         #[arg(long)]
         app: u32,
+        /// The card whose sets are listed: 0 this card, a peer node id:
+        /// the sets that card holds for the application (stored with
+        /// `checkpoint --endpoint`).
+        #[arg(long, default_value_t = 0)]
+        endpoint: u32,
         #[arg(long)]
         json: bool,
     },
@@ -187,6 +192,10 @@ enum Cmd {
         app: u32,
         #[arg(long, default_value_t = 0)]
         object: u32,
+        /// The card that holds the set: 0 this card, a peer node id:
+        /// deleted there (done when its delete is durable).
+        #[arg(long, default_value_t = 0)]
+        endpoint: u32,
     },
     /// Announce reboot stage N (after a reset, stages 0, 1, 2 ...); lists
     /// the sets the card holds for it. With --app, also deliver that
@@ -508,17 +517,25 @@ fn run(cli: Cli) -> Result<(), Error> {
             let (_, data) = x.fw.restore_from(&s, object, endpoint)?;
             write_output(output.as_deref(), &data)
         }
-        Cmd::List { app: a, json } => {
+        Cmd::List {
+            app: a,
+            endpoint,
+            json,
+        } => {
             let mut x = app(a)?;
             let s = x.s.clone();
-            let sets = x.fw.list(&s)?;
+            let sets = x.fw.list_from(&s, endpoint)?;
             print_sets(&sets, json);
             Ok(())
         }
-        Cmd::Delete { app: a, object } => {
+        Cmd::Delete {
+            app: a,
+            object,
+            endpoint,
+        } => {
             let mut x = app(a)?;
             let s = x.s.clone();
-            x.fw.delete(&s, object)?;
+            x.fw.delete_from(&s, object, endpoint)?;
             eprintln!("deleted app {a} object {object}");
             Ok(())
         }

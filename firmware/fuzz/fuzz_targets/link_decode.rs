@@ -5,16 +5,17 @@
 //! and as master, must answer with a value or an error, never panic; a
 //! decoded message re-encodes to one that decodes to itself.
 //!
-//! The peer-set messages (schema 4) go to a forwarder with requests
-//! waiting, as the card's loop gives them.
+//! The peer-set messages (schemas 4, 5) go to a forwarder with requests
+//! waiting (a store, a fetch, a delete, a list), as the card's loop gives
+//! them.
 //!
 //! The first byte chooses: raw bytes (every decoder over them), or a
 //! sequence of well-formed link messages built from the bytes (so the
 //! node's role logic is reached, not only its decoder).
 #![no_main]
 
-use hitless_firmware::replication::channel::{Channel, Handshake, NoiseReader, Step};
 use hitless_firmware::manager::peer::PeerOp;
+use hitless_firmware::replication::channel::{Channel, Handshake, NoiseReader, Step};
 use hitless_firmware::replication::peer_sets::Forwarder;
 use hitless_firmware::replication::replica::MemReplica;
 use hitless_firmware::replication::{Config, LocalArbiter, Mode, Node};
@@ -71,7 +72,7 @@ fn message(b: &[u8; 16]) -> LinkMessage {
         crc: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
         stored_us: 0,
     };
-    match b[0] % 16 {
+    match b[0] % 19 {
         0 => LinkMessage::Hello {
             node: 2,
             schema: 1 + small(3, 3),
@@ -163,6 +164,36 @@ fn message(b: &[u8; 16]) -> LinkMessage {
             endpoint: small(5, 3),
             cap: u32::from_le_bytes([b[8], b[9], b[10], b[11]]),
         },
+        15 => LinkMessage::PeerDelete {
+            request: bracket,
+            app: small(3, 3),
+            object: small(4, 4),
+            endpoint: small(5, 3),
+        },
+        16 => LinkMessage::PeerList {
+            request: bracket,
+            app: small(3, 3),
+            endpoint: small(5, 3),
+            from: small(4, 4),
+        },
+        17 => LinkMessage::PeerListed {
+            request: bracket,
+            // Pages of up to three sets of object ids 0..8, in any order,
+            // of app 1 or another.
+            sets: (0..usize::from(b[6] % 4))
+                .map(|i| hitless_proto::msg::SetInfo {
+                    app: small(3, 2),
+                    object: u32::from(b[8 + i] % 8),
+                    endpoint: 2,
+                    stage: 0,
+                    tier: hitless_proto::msg::TierSel::Warm,
+                    len: 0,
+                    crc: 0,
+                    data_offset: 0,
+                })
+                .collect(),
+            next: (b[5] & 1 == 1).then(|| small(4, 8)),
+        },
         _ => LinkMessage::PeerAnswer {
             request: bracket,
             code: small(3, 20),
@@ -173,40 +204,49 @@ fn message(b: &[u8; 16]) -> LinkMessage {
     }
 }
 
-/// Answers (or anything else) from peer 2 to a forwarder with a store and
-/// a fetch waiting: each answers its request once, or nothing.
+/// Answers (or anything else) from peer 2 to a forwarder with a store, a
+/// fetch, a delete and a list waiting: each answers its request once, or
+/// nothing; a list's next pages are bounded by what arrives.
 fn forward(frames: &[(u8, Vec<u8>)], now: Instant) {
     let mut fwd = Forwarder::<u32>::new(Duration::from_millis(50));
-    let op = |fetch: bool| {
-        if fetch {
-            PeerOp::Fetch {
-                peer: 2,
+    let op = |i: u32| match i % 4 {
+        1 => PeerOp::Fetch {
+            peer: 2,
+            app: 1,
+            object: 1,
+            endpoint: 2,
+            addr: 0,
+            cap: 16,
+        },
+        2 => PeerOp::Delete {
+            peer: 2,
+            app: 1,
+            object: 1,
+            endpoint: 2,
+        },
+        3 => PeerOp::List {
+            peer: 2,
+            app: 1,
+            endpoint: 2,
+        },
+        _ => PeerOp::Store {
+            peer: 2,
+            set: SetRecord {
                 app: 1,
                 object: 1,
                 endpoint: 2,
-                addr: 0,
-                cap: 16,
-            }
-        } else {
-            PeerOp::Store {
-                peer: 2,
-                set: SetRecord {
-                    app: 1,
-                    object: 1,
-                    endpoint: 2,
-                    stage: 0,
-                    tier: 0,
-                    version: 0,
-                    crc: 0,
-                    stored_us: 0,
-                },
-                data: Vec::new(),
-            }
-        }
+                stage: 0,
+                tier: 0,
+                version: 0,
+                crc: 0,
+                stored_us: 0,
+            },
+            data: Vec::new(),
+        },
     };
     let mut open = 0;
     for i in 0..4u32 {
-        if fwd.send(now, op(i % 2 == 1), i, true, Some(link::SCHEMA)).is_ok() {
+        if fwd.send(now, op(i), i, true, Some(link::SCHEMA)).is_ok() {
             open += 1;
         }
     }
@@ -218,6 +258,10 @@ fn forward(frames: &[(u8, Vec<u8>)], now: Instant) {
                 if let Some((_, bytes)) = d.write {
                     assert!(bytes.len() <= 16, "more than the host's buffer");
                 }
+            }
+            while let Some((to, next)) = fwd.poll_transmit() {
+                assert_eq!(to, 2, "a list's next page goes to the node asked");
+                LinkMessage::decode(&next).expect("the next page's request decodes");
             }
         }
     }

@@ -131,7 +131,7 @@ impl<C: Controller> MemoryManager<C> {
             Ok(())
         };
         match r {
-            Request::Status | Request::Close | Request::List | Request::LogTrim { .. } => Ok(()),
+            Request::Status | Request::Close | Request::List { .. } | Request::LogTrim { .. } => Ok(()),
             Request::Open { app, flags: f } => {
                 if f & flags::WRITE != 0 {
                     return read_only("open without WRITE");
@@ -269,9 +269,17 @@ impl<C: Controller> MemoryManager<C> {
                 self.journal_put(key(object))?;
                 Ok(Response::Stored { len, crc })
             }
-            Request::Delete { object } => {
+            Request::Delete { object, endpoint } => {
                 Self::need(&s, flags::WRITE, "writing")?;
                 Self::not_reserved(object)?;
+                if let peer::Route::Peer(p) = self.route(endpoint)? {
+                    return self.for_peer(peer::PeerOp::Delete {
+                        peer: p,
+                        app: s.app,
+                        object,
+                        endpoint,
+                    });
+                }
                 if self.lookup(key(object)).is_none() {
                     return fail(Code::NotFound, format!("no set {}/{}", s.app, object));
                 }
@@ -281,8 +289,15 @@ impl<C: Controller> MemoryManager<C> {
                 self.journal(|| crate::replication::Change::Delete { app, object });
                 Ok(Response::Done)
             }
-            Request::List => {
+            Request::List { endpoint } => {
                 Self::need(&s, flags::READ, "reading")?;
+                if let peer::Route::Peer(p) = self.route(endpoint)? {
+                    return self.for_peer(peer::PeerOp::List {
+                        peer: p,
+                        app: s.app,
+                        endpoint,
+                    });
+                }
                 let sets = self
                     .sets_of(s.app)
                     .into_iter()
@@ -301,7 +316,14 @@ impl<C: Controller> MemoryManager<C> {
             } => {
                 Self::need(&s, flags::READ, "reading")?;
                 if let peer::Route::Peer(p) = self.route(endpoint)? {
-                    return self.fetch_for_peer(p, key(object), endpoint, addr, cap);
+                    return self.for_peer(peer::PeerOp::Fetch {
+                        peer: p,
+                        app: s.app,
+                        object,
+                        endpoint,
+                        addr,
+                        cap,
+                    });
                 }
                 let Some((t, e)) = self.lookup(key(object)) else {
                     return self.missing(key(object));

@@ -1,15 +1,17 @@
 //! Sets a host stores with its peer card's endpoint (seed 000, claims
 //! 13-15): the manager's two sides.
 //!
-//! Origin (the card the host talks to): a STORE or RESTORE whose endpoint
+//! Origin (the card the host talks to): a STORE, RESTORE, DELETE or LIST
+//! whose endpoint
 //! names a peer of this card is authenticated and checked here as any
 //! other, then left as a [`PeerOp`] for the card's loop, which sends it
 //! over the card-to-card link and answers the host with the peer's answer
 //! (`replication::peer_sets`). The manager's own reply to such a request
 //! is a failure, so a loop that does not forward never acknowledges it.
 //!
-//! Peer (the card whose memory holds the set): [`MemoryManager::store_held`]
-//! and [`MemoryManager::fetch_held`] serve the origin's requests. A set
+//! Peer (the card whose memory holds the set): [`MemoryManager::store_held`],
+//! [`MemoryManager::fetch_held`], [`MemoryManager::delete_held`] and
+//! [`MemoryManager::list_held`] serve the origin's requests. A set
 //! held for a peer is an ordinary record of this card's table with the
 //! application id, the object id and the endpoint (this card's node id)
 //! and the [`HELD`] flag: a full snapshot from the master keeps it (it is
@@ -17,7 +19,7 @@
 //! of its own sets.
 
 use super::*;
-use hitless_proto::link::SetRecord;
+use hitless_proto::link::{SetRecord, MAX_LISTED};
 use hitless_proto::Response;
 
 /// The record flag of a set held for a peer (beside `flags::COLD`; not a
@@ -89,12 +91,25 @@ pub enum PeerOp {
         addr: u64,
         cap: u32,
     },
+    /// Delete the set from peer `peer`'s memory; answer `DONE` when the
+    /// peer's delete is durable.
+    Delete {
+        peer: u32,
+        app: u32,
+        object: u32,
+        endpoint: u32,
+    },
+    /// The sets peer `peer` holds for `app`.
+    List { peer: u32, app: u32, endpoint: u32 },
 }
 
 impl PeerOp {
     pub fn peer(&self) -> u32 {
         match self {
-            PeerOp::Store { peer, .. } | PeerOp::Fetch { peer, .. } => *peer,
+            PeerOp::Store { peer, .. }
+            | PeerOp::Fetch { peer, .. }
+            | PeerOp::Delete { peer, .. }
+            | PeerOp::List { peer, .. } => *peer,
         }
     }
 }
@@ -172,23 +187,11 @@ impl<C: Controller> MemoryManager<C> {
         Err(forwarded(peer))
     }
 
-    /// A session's RESTORE from peer `peer`.
-    pub(super) fn fetch_for_peer(
-        &mut self,
-        peer: u32,
-        key: SetKey,
-        endpoint: u32,
-        addr: u64,
-        cap: u32,
-    ) -> R<Response> {
-        self.peer_op = Some(PeerOp::Fetch {
-            peer,
-            app: key.app,
-            object: key.object,
-            endpoint,
-            addr,
-            cap,
-        });
+    /// A session's RESTORE, DELETE or LIST for peer `op.peer()`: left
+    /// for the loop.
+    pub(super) fn for_peer(&mut self, op: PeerOp) -> R<Response> {
+        let peer = op.peer();
+        self.peer_op = Some(op);
         Err(forwarded(peer))
     }
 
@@ -289,6 +292,43 @@ impl<C: Controller> MemoryManager<C> {
         }
         let data = self.read_set(t, &e)?;
         Ok((super::replica::record(key, t, &e), data))
+    }
+}
+
+impl<C: Controller> MemoryManager<C> {
+    /// Delete a set this card holds for a peer (only a held one: the
+    /// master's replicated sets are not the origin's to delete), durable
+    /// when this returns. Nothing is journaled: a held set is not the
+    /// replicated state.
+    pub fn delete_held(&mut self, app: u32, object: u32) -> R<()> {
+        let key = SetKey { app, object };
+        if self.lookup(key).filter(|(_, e)| e.flags & HELD != 0).is_none() {
+            return fail(
+                Code::NotFound,
+                format!(
+                    "node {} holds no set {app}/{object} for a peer",
+                    self.endpoints.own
+                ),
+            );
+        }
+        self.remove(TierSel::Warm, key)?;
+        self.remove(TierSel::Cold, key)
+    }
+
+    /// One page of the sets this card holds for a peer's application
+    /// `app`, by object id from `from` on: at most [`MAX_LISTED`], and
+    /// the object id the next page starts at if there are more.
+    pub fn list_held(&self, app: u32, from: u32) -> (Vec<SetInfo>, Option<u32>) {
+        let mut held = self
+            .sets_of(app)
+            .into_iter()
+            .filter(|(k, _, e)| k.object >= from && e.flags & HELD != 0);
+        let page: Vec<SetInfo> = held
+            .by_ref()
+            .take(MAX_LISTED)
+            .map(|(k, t, e)| info(&k, t, &e, 0))
+            .collect();
+        (page, held.next().map(|(k, _, _)| k.object))
     }
 }
 

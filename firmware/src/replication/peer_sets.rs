@@ -2,13 +2,14 @@
 //! link side, sans-IO like the rest of the replication code.
 //!
 //! The origin card's loop takes the [`PeerOp`] the manager left for a host
-//! STORE or RESTORE whose endpoint names a peer and gives it to a
-//! [`Forwarder`], which makes it one `PEER_STORE` or `PEER_FETCH` link
-//! message and holds the host's answer until the peer's `PEER_ANSWER`
+//! STORE, RESTORE, DELETE or LIST whose endpoint names a peer and gives it
+//! to a [`Forwarder`], which makes it one `PEER_STORE`, `PEER_FETCH`,
+//! `PEER_DELETE` or `PEER_LIST` link message and holds the host's answer
+//! until the peer's `PEER_ANSWER` (a list: its last `PEER_LISTED` page)
 //! comes (matched by request number), the deadline passes, or the link
 //! goes down. The peer card's loop answers with [`serve`]: the memory
-//! manager stores the set (durable before the answer is sent) or reads
-//! it back.
+//! manager stores or deletes the set (durable before the answer is sent),
+//! reads it back, or lists a page of the sets it holds.
 //!
 //! These messages are not the replication stream: they carry no epoch and
 //! no bracket, a set stored this way is not streamed to anyone (it lives
@@ -17,15 +18,20 @@
 use crate::manager::peer::{set_info, PeerOp};
 use crate::manager::{Controller, MemoryManager};
 use hitless_hdl::contract::MAX_TRANSFER;
-use hitless_proto::link::{LinkMessage, Role, SetRecord};
+use hitless_proto::link::{LinkMessage, Role, SetRecord, MAX_LISTED};
 use hitless_proto::message::Failure;
-use hitless_proto::msg::{Code, TierSel};
+use hitless_proto::msg::{Code, SetInfo, TierSel};
 use hitless_proto::Response;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// The link schema that has the peer-set messages.
+/// The link schema that has the peer-set messages (STORE, RESTORE).
 pub const PEER_SET_SCHEMA: u32 = 4;
+/// The link schema that has DELETE and LIST on a peer.
+pub const PEER_LIST_SCHEMA: u32 = 5;
+/// The most sets a host's LIST of a peer takes (both of the peer's
+/// tiers full): a peer that pages on past it is refused.
+pub const MAX_PEER_LIST: usize = 2 * crate::manager::MAX_SETS;
 /// Requests waiting for their peer's answer at most (more are refused).
 pub const MAX_WAITING: usize = 64;
 
@@ -42,6 +48,13 @@ pub struct Done<T> {
 enum What {
     Store { len: u32, crc: u32 },
     Fetch { addr: u64, cap: u32 },
+    Delete,
+    /// The pages so far, and what the next page's request needs.
+    List {
+        app: u32,
+        endpoint: u32,
+        sets: Vec<SetInfo>,
+    },
 }
 
 #[derive(Debug)]
@@ -59,6 +72,9 @@ pub struct Forwarder<T> {
     next: u64,
     waiting: BTreeMap<u64, Waiting<T>>,
     deadline: Duration,
+    /// Messages to send that no host request started (a list's next
+    /// page): the loop sends them after each `receive`.
+    outbox: Vec<(u32, Vec<u8>)>,
 }
 
 impl<T> Forwarder<T> {
@@ -68,6 +84,17 @@ impl<T> Forwarder<T> {
             next: 1,
             waiting: BTreeMap::new(),
             deadline,
+            outbox: Vec::new(),
+        }
+    }
+
+    /// The next message to send that no host request started (a list's
+    /// next page), with its peer.
+    pub fn poll_transmit(&mut self) -> Option<(u32, Vec<u8>)> {
+        if self.outbox.is_empty() {
+            None
+        } else {
+            Some(self.outbox.remove(0))
         }
     }
 
@@ -101,13 +128,21 @@ impl<T> Forwarder<T> {
                 format!("the link to node {peer} is down: nothing was sent to it"),
             ));
         }
+        let (needs, what) = match op {
+            PeerOp::Store { .. } | PeerOp::Fetch { .. } => {
+                (PEER_SET_SCHEMA, "sets stored on a peer need")
+            }
+            PeerOp::Delete { .. } => (PEER_LIST_SCHEMA, "DELETE on a peer needs"),
+            PeerOp::List { .. } => (PEER_LIST_SCHEMA, "LIST on a peer needs"),
+        };
         match peer_schema {
-            Some(s) if s >= PEER_SET_SCHEMA => {}
+            Some(s) if s >= needs => {}
             s => {
                 return Err(refuse(
                     tag,
                     format!(
-                        "node {peer} speaks link schema {}; sets stored on a peer need {PEER_SET_SCHEMA}",
+                        "node {peer} speaks link schema {}; {what} {needs} (unsupported there: \
+                         nothing was sent, nothing changed)",
                         s.unwrap_or(0)
                     ),
                 ))
@@ -149,6 +184,33 @@ impl<T> Forwarder<T> {
                     cap: MAX_TRANSFER,
                 },
             ),
+            PeerOp::Delete {
+                app,
+                object,
+                endpoint,
+                ..
+            } => (
+                What::Delete,
+                LinkMessage::PeerDelete {
+                    request,
+                    app,
+                    object,
+                    endpoint,
+                },
+            ),
+            PeerOp::List { app, endpoint, .. } => (
+                What::List {
+                    app,
+                    endpoint,
+                    sets: Vec::new(),
+                },
+                LinkMessage::PeerList {
+                    request,
+                    app,
+                    endpoint,
+                    from: 0,
+                },
+            ),
         };
         self.waiting.insert(
             request,
@@ -164,17 +226,15 @@ impl<T> Forwarder<T> {
 
     /// A message from `peer`: the answer to one of ours, if it is one.
     /// An answer from another node than the one asked, or to no request
-    /// waiting (late, after its deadline), is dropped.
+    /// waiting (late, after its deadline), is dropped. A list page that
+    /// is not the last asks for the next one (`poll_transmit`) and keeps
+    /// the request waiting, under its first deadline.
     pub fn receive(&mut self, peer: u32, msg: LinkMessage) -> Option<Done<T>> {
-        let LinkMessage::PeerAnswer {
-            request,
-            code,
-            reason,
-            set,
-            data,
-        } = msg
-        else {
-            return None;
+        let request = match &msg {
+            LinkMessage::PeerAnswer { request, .. } | LinkMessage::PeerListed { request, .. } => {
+                *request
+            }
+            _ => return None,
         };
         if self.waiting.get(&request)?.peer != peer {
             tracing::warn!(
@@ -185,7 +245,80 @@ impl<T> Forwarder<T> {
             return None;
         }
         let w = self.waiting.remove(&request)?;
-        Some(answer(w, peer, code, reason, &set, data))
+        match msg {
+            LinkMessage::PeerAnswer {
+                code,
+                reason,
+                set,
+                data,
+                ..
+            } => Some(answer(w, peer, code, reason, &set, data)),
+            LinkMessage::PeerListed { sets, next, .. } => self.page(w, request, sets, next),
+            _ => None,
+        }
+    }
+
+    /// A `PEER_LISTED` page for request `request`: the host's answer
+    /// after the last page, else the next page asked for.
+    fn page(
+        &mut self,
+        mut w: Waiting<T>,
+        request: u64,
+        page: Vec<SetInfo>,
+        next: Option<u32>,
+    ) -> Option<Done<T>> {
+        let peer = w.peer;
+        let What::List { app, endpoint, sets } = &mut w.what else {
+            return Some(protocol(w, format!("node {peer} sent a list page for another request")));
+        };
+        let (app, endpoint) = (*app, *endpoint);
+        // Each page goes on from the last (object ids ascending), holds
+        // only this application's sets, and the whole is bounded.
+        let after = sets.last().map(|s| s.object);
+        let in_order = page
+            .iter()
+            .zip(page.iter().skip(1))
+            .all(|(a, b)| a.object < b.object)
+            && page.first().zip(after).is_none_or(|(f, a)| f.object > a)
+            && next.zip(page.last()).is_none_or(|(n, l)| n > l.object)
+            && !(page.is_empty() && next.is_some());
+        if page.len() > MAX_LISTED
+            || !in_order
+            || page.iter().any(|s| s.app != app)
+            || sets.len() + page.len() > MAX_PEER_LIST
+        {
+            return Some(protocol(
+                w,
+                format!("node {peer} sent a list page out of order, of another application or over the bound"),
+            ));
+        }
+        sets.extend(page);
+        match next {
+            None => {
+                let What::List { sets, .. } = w.what else {
+                    return None;
+                };
+                Some(Done {
+                    tag: w.tag,
+                    answer: Ok(Response::Sets {
+                        sets,
+                        data_len: None,
+                    }),
+                    write: None,
+                })
+            }
+            Some(from) => {
+                let msg = LinkMessage::PeerList {
+                    request,
+                    app,
+                    endpoint,
+                    from,
+                };
+                self.outbox.push((peer, msg.encode()));
+                self.waiting.insert(request, w);
+                None
+            }
+        }
     }
 
     /// The requests whose deadline passed: failed. The peer may still
@@ -244,6 +377,15 @@ impl<T> Forwarder<T> {
     }
 }
 
+/// A request answered with something it cannot be the answer to.
+fn protocol<T>(w: Waiting<T>, detail: String) -> Done<T> {
+    Done {
+        tag: w.tag,
+        answer: Err(Failure::new(Code::Device, detail)),
+        write: None,
+    }
+}
+
 /// The host's answer to a request `peer` answered.
 fn answer<T>(
     w: Waiting<T>,
@@ -283,6 +425,14 @@ fn answer<T>(
             }
             done(Ok(Response::Stored { len, crc }), None)
         }
+        What::Delete => done(Ok(Response::Done), None),
+        What::List { .. } => done(
+            Err(Failure::new(
+                Code::Device,
+                format!("node {peer} answered a LIST without its sets"),
+            )),
+            None,
+        ),
         What::Fetch { addr, cap } => {
             let len = data.len() as u32;
             if hitless_hdl::contract::crc32c(&data) != set.crc {
@@ -309,11 +459,11 @@ fn answer<T>(
     }
 }
 
-/// The peer's side: answer a `PEER_STORE` or `PEER_FETCH` from another
-/// card with this card's memory manager (`role`: this card's). `None`:
-/// not a peer-set request. A master refuses: a master stores only its
-/// own hosts' sets (the sender is a stale master or a misconfigured
-/// pair).
+/// The peer's side: answer a `PEER_STORE`, `PEER_FETCH`, `PEER_DELETE`
+/// or `PEER_LIST` from another card with this card's memory manager
+/// (`role`: this card's). `None`: not a peer-set request. A master
+/// refuses: a master stores only its own hosts' sets (the sender is a
+/// stale master or a misconfigured pair).
 pub fn serve<C: Controller>(
     mm: &mut MemoryManager<C>,
     role: Role,
@@ -342,6 +492,32 @@ pub fn serve<C: Controller>(
                 mm.fetch_held(app, object, cap.min(MAX_TRANSFER))
             },
         ),
+        LinkMessage::PeerDelete {
+            request,
+            app,
+            object,
+            ..
+        } => (
+            request,
+            if role == Role::Master {
+                Err(master_refuses())
+            } else {
+                mm.delete_held(app, object).map(|()| (empty_set(), Vec::new()))
+            },
+        ),
+        LinkMessage::PeerList {
+            request, app, from, ..
+        } => {
+            if role == Role::Master {
+                return Some(refused(request, master_refuses()));
+            }
+            let (sets, next) = mm.list_held(app, from);
+            return Some(LinkMessage::PeerListed {
+                request,
+                sets,
+                next,
+            });
+        }
         _ => return None,
     };
     Some(match result {
@@ -352,17 +528,19 @@ pub fn serve<C: Controller>(
             set,
             data,
         },
-        Err(f) => {
-            tracing::info!(request, code = ?f.code, "a peer's set request refused: {}", f.detail);
-            LinkMessage::PeerAnswer {
-                request,
-                code: f.code as u32,
-                reason: f.detail,
-                set: empty_set(),
-                data: Vec::new(),
-            }
-        }
+        Err(f) => refused(request, f),
     })
+}
+
+fn refused(request: u64, f: Failure) -> LinkMessage {
+    tracing::info!(request, code = ?f.code, "a peer's set request refused: {}", f.detail);
+    LinkMessage::PeerAnswer {
+        request,
+        code: f.code as u32,
+        reason: f.detail,
+        set: empty_set(),
+        data: Vec::new(),
+    }
 }
 
 fn master_refuses() -> Failure {

@@ -546,8 +546,16 @@ fn peer_frame(
             return None;
         }
     };
-    if let LinkMessage::PeerAnswer { .. } = msg {
-        return forwarder.receive(peer, msg);
+    if matches!(
+        msg,
+        LinkMessage::PeerAnswer { .. } | LinkMessage::PeerListed { .. }
+    ) {
+        let done = forwarder.receive(peer, msg);
+        // A list page that is not the last: the next page's request.
+        while let Some((to, m)) = forwarder.poll_transmit() {
+            links.send(to, m);
+        }
+        return done;
     }
     let role = node.role();
     if let Some(reply) = peer_sets::serve(node.replica_mut(), role, msg) {
@@ -848,7 +856,8 @@ fn request(
             Some(answer(host, p, &reply))
         }
         Ok(Answer::Now(reply)) => match node.replica_mut().take_peer_op() {
-            // A STORE or RESTORE for a peer card's memory: sent to it, the
+            // A STORE, RESTORE, DELETE or LIST for a peer card's memory:
+            // sent to it, the
             // host answered when it answers (or at once, refused).
             Some(op) => {
                 let peer = op.peer();

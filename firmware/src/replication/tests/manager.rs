@@ -227,12 +227,15 @@ fn the_journal_of_host_requests_rebuilds_the_masters_state_on_a_slave() {
     ));
     replicate(&mut m, &mut s, 1);
     assert!(matches!(
-        m.request(Request::Delete { object: 1 }),
+        m.request(Request::Delete {
+            object: 1,
+            endpoint: 0,
+        }),
         Response::Done
     ));
     replicate(&mut m, &mut s, 1);
     // A read changes nothing: no change, no bracket.
-    m.request(Request::List);
+    m.request(Request::List { endpoint: 0 });
     assert!(m.mm.take_changes().is_empty());
 
     let want = m.state();
@@ -515,7 +518,7 @@ fn a_replicated_card_answers_a_sync_store_once_durable_and_the_slave_takes_over_
         p.events[0]
     );
     // The slave serves no host: the store is refused there.
-    let e = p.serve(2, handle, &secret, Request::List).unwrap_err();
+    let e = p.serve(2, handle, &secret, Request::List { endpoint: 0 }).unwrap_err();
     assert!(
         matches!(
             e,

@@ -5,11 +5,11 @@
 
 use super::manager::{card, Card};
 use crate::manager::peer::{Endpoints, PeerOp};
-use crate::replication::peer_sets::{serve, Done, Forwarder, MAX_WAITING};
+use crate::replication::peer_sets::{serve, Done, Forwarder, MAX_PEER_LIST, MAX_WAITING};
 use crate::replication::*;
 use hitless_hdl::contract::crc32c;
 use hitless_hdl::model::HostMemory as _;
-use hitless_proto::link::{LinkMessage, Role, SetRecord};
+use hitless_proto::link::{LinkError, LinkMessage, Role, SetRecord, SCHEMA};
 use hitless_proto::message::{Failure, Request};
 use hitless_proto::msg::{flags, Code};
 use hitless_proto::Response;
@@ -61,7 +61,7 @@ fn code(r: Result<Response, Failure>) -> Code {
 /// `op`, `peer` serves it as a card of `role`, the answer comes back.
 fn round_trip(fwd: &mut Forwarder<u32>, op: PeerOp, peer: &mut Card, role: Role) -> Done<u32> {
     let now = Instant::now();
-    let (to, bytes) = fwd.send(now, op, 7, true, Some(4)).unwrap();
+    let (to, bytes) = fwd.send(now, op, 7, true, Some(SCHEMA)).unwrap();
     let msg = LinkMessage::decode(&bytes).unwrap();
     let answer = serve(&mut peer.mm, role, msg).expect("a peer-set request is answered");
     let done = fwd
@@ -296,7 +296,7 @@ fn the_forwarder_answers_every_request_within_its_deadline() {
         reason: String::new(),
         set: match op(2) {
             PeerOp::Store { set, .. } => set,
-            PeerOp::Fetch { .. } => unreachable!(),
+            _ => unreachable!(),
         },
         data: Vec::new(),
     };
@@ -314,7 +314,7 @@ fn the_forwarder_answers_every_request_within_its_deadline() {
         reason: "?".into(),
         set: match op(2) {
             PeerOp::Store { set, .. } => set,
-            PeerOp::Fetch { .. } => unreachable!(),
+            _ => unreachable!(),
         },
         data: Vec::new(),
     };
@@ -328,4 +328,236 @@ fn the_forwarder_answers_every_request_within_its_deadline() {
     }
     assert!(fwd.send(t0, op(2), 1000, true, Some(4)).is_err());
     assert_eq!(fwd.drain("stop").len(), MAX_WAITING);
+}
+
+/// The host's DELETE or LIST with `endpoint`: left to the loop (the
+/// manager's own answer a refusal), or refused here.
+fn delete(c: &mut Card, object: u32, endpoint: u32) -> Result<Response, Failure> {
+    c.try_request(Request::Delete { object, endpoint })
+}
+
+fn list(c: &mut Card, endpoint: u32) -> Result<Response, Failure> {
+    c.try_request(Request::List { endpoint })
+}
+
+/// The objects of a LIST's answer.
+fn objects(done: Done<u32>) -> Vec<u32> {
+    match done.answer {
+        Ok(Response::Sets { sets, .. }) => sets.iter().map(|s| s.object).collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn delete_and_list_reach_the_sets_the_peer_holds() {
+    let mut a = node(1, 2);
+    let mut b = node(2, 1);
+    let mut fwd = Forwarder::<u32>::new(Duration::from_secs(1));
+    for (object, len) in [(10, 100), (11, 200), (12, 300)] {
+        let _ = store(&mut a, object, 2, &vec![object as u8; len]);
+        let op = a.mm.take_peer_op().unwrap();
+        assert!(round_trip(&mut fwd, op, &mut b, Role::Slave).answer.is_ok());
+    }
+    // The peer's own (replicated) set of the application: not listed as
+    // held, not deletable by the origin.
+    b.store(50, false, b"the master's");
+
+    // LIST with the peer's endpoint: exactly the sets it holds for the
+    // application, with their records; LIST of this card: not them.
+    assert_eq!(code(list(&mut a, 2)), Code::Device);
+    let op = a.mm.take_peer_op().unwrap();
+    assert_eq!(
+        op,
+        PeerOp::List {
+            peer: 2,
+            app: APP,
+            endpoint: 2
+        }
+    );
+    let done = round_trip(&mut fwd, op, &mut b, Role::Slave);
+    match &done.answer {
+        Ok(Response::Sets { sets, .. }) => {
+            let got: Vec<_> = sets
+                .iter()
+                .map(|s| (s.app, s.object, s.endpoint, s.len))
+                .collect();
+            assert_eq!(got, [(APP, 10, 2, 100), (APP, 11, 2, 200), (APP, 12, 2, 300)]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match list(&mut a, 0) {
+        Ok(Response::Sets { sets, .. }) => assert!(sets.is_empty(), "{sets:?}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(a.mm.take_peer_op().is_none());
+    // A page from an object id on.
+    assert_eq!(
+        b.mm.list_held(APP, 11)
+            .0
+            .iter()
+            .map(|s| s.object)
+            .collect::<Vec<_>>(),
+        [11, 12]
+    );
+
+    // DELETE with the peer's endpoint: done when the peer's delete is
+    // durable (a restart does not bring it back); gone from its LIST,
+    // RESTORE says not found.
+    assert_eq!(code(delete(&mut a, 11, 2)), Code::Device);
+    let op = a.mm.take_peer_op().unwrap();
+    assert_eq!(round_trip(&mut fwd, op, &mut b, Role::Slave).answer, Ok(Response::Done));
+    let mut b = b.restart();
+    b.mm.set_endpoints(Endpoints {
+        own: 2,
+        peers: vec![1],
+    });
+    let _ = list(&mut a, 2);
+    let op = a.mm.take_peer_op().unwrap();
+    assert_eq!(objects(round_trip(&mut fwd, op, &mut b, Role::Slave)), [10, 12]);
+    let _ = restore(&mut a, 11, 2, 4096);
+    let op = a.mm.take_peer_op().unwrap();
+    let f = round_trip(&mut fwd, op, &mut b, Role::Slave).answer.unwrap_err();
+    assert_eq!(f.code, Code::NotFound);
+    // Deleted once; the peer's own set is not the origin's to delete (it
+    // stays); a master refuses DELETE and LIST as it refuses STORE.
+    let cases: [(Option<u32>, Role, Code); 4] = [
+        (Some(11), Role::Slave, Code::NotFound),
+        (Some(50), Role::Slave, Code::NotFound),
+        (Some(10), Role::Master, Code::Device),
+        (None, Role::Master, Code::Device),
+    ];
+    for (object, role, want) in cases {
+        let _ = match object {
+            Some(o) => delete(&mut a, o, 2),
+            None => list(&mut a, 2),
+        };
+        let op = a.mm.take_peer_op().unwrap();
+        let f = round_trip(&mut fwd, op, &mut b, role).answer.unwrap_err();
+        assert_eq!(f.code, want, "{object:?} as {role:?}: {}", f.detail);
+    }
+    assert!(b.state().sets.contains_key(&(APP, 50)));
+    assert!(b.mm.fetch_held(APP, 10, 4096).is_ok());
+    // An endpoint of no card: refused here, nothing sent.
+    assert_eq!(code(delete(&mut a, 10, 5)), Code::Invalid);
+    assert_eq!(code(list(&mut a, 5)), Code::Invalid);
+    assert!(a.mm.take_peer_op().is_none());
+}
+
+fn listed(object: u32) -> hitless_proto::msg::SetInfo {
+    hitless_proto::msg::SetInfo {
+        app: APP,
+        object,
+        endpoint: 2,
+        stage: 0,
+        tier: hitless_proto::msg::TierSel::Cold,
+        len: 1,
+        crc: 0,
+        data_offset: 0,
+    }
+}
+
+#[test]
+fn a_list_continues_page_by_page_and_a_schema_4_peer_is_refused() {
+    let t0 = Instant::now();
+    let mut fwd = Forwarder::<u32>::new(Duration::from_millis(500));
+    let list_op = PeerOp::List {
+        peer: 2,
+        app: APP,
+        endpoint: 2,
+    };
+    let delete_op = PeerOp::Delete {
+        peer: 2,
+        app: APP,
+        object: 1,
+        endpoint: 2,
+    };
+    // A peer of schema 4 has no PEER_DELETE or PEER_LIST (its decoder
+    // says unknown kind): refused at once as unsupported, nothing sent;
+    // STORE and RESTORE still go to it.
+    for (tag, op) in [(1, list_op.clone()), (2, delete_op.clone())] {
+        let d = fwd.send(t0, op, tag, true, Some(4)).unwrap_err();
+        let f = d.answer.unwrap_err();
+        assert_eq!(f.code, Code::Device);
+        assert!(f.detail.contains("schema 4") && f.detail.contains("unsupported"), "{}", f.detail);
+    }
+    assert_eq!(fwd.waiting(), 0);
+    assert!(fwd.send(t0, op(2), 3, true, Some(4)).is_ok());
+    let _ = fwd.drain("next");
+    let (_, bytes) = fwd.send(t0, delete_op, 4, true, Some(SCHEMA)).unwrap();
+    assert_eq!(
+        LinkMessage::decode_as(&bytes, 4),
+        Err(LinkError::UnknownKind(hitless_proto::link::kind::PEER_DELETE))
+    );
+    let _ = fwd.drain("next");
+
+    // Pages: each one asks for the next (the request waits on), the last
+    // answers the host with them all, in order.
+    let (_, bytes) = fwd.send(t0, list_op.clone(), 5, true, Some(SCHEMA)).unwrap();
+    let LinkMessage::PeerList { request, from: 0, .. } = LinkMessage::decode(&bytes).unwrap()
+    else {
+        panic!("the first page starts at object 0");
+    };
+    let page = |sets: Vec<u32>, next| LinkMessage::PeerListed {
+        request,
+        sets: sets.into_iter().map(listed).collect(),
+        next,
+    };
+    assert!(fwd.receive(2, page(vec![1, 2], Some(7))).is_none());
+    let (to, next) = fwd.poll_transmit().expect("the next page's request");
+    assert_eq!(to, 2);
+    assert!(matches!(
+        LinkMessage::decode(&next).unwrap(),
+        LinkMessage::PeerList { request: r, from: 7, .. } if r == request
+    ));
+    assert!(fwd.poll_transmit().is_none());
+    assert_eq!(fwd.waiting(), 1);
+    let done = fwd.receive(2, page(vec![7, 9], None)).unwrap();
+    assert_eq!(done.tag, 5);
+    assert_eq!(objects(done), [1, 2, 7, 9]);
+
+    // A page out of order, of another application, or one that would
+    // page on without end: the host gets DEVICE, nothing more is asked.
+    let bad: [Vec<LinkMessage>; 3] = [
+        vec![page(vec![3, 2], None)],
+        vec![LinkMessage::PeerListed {
+            request,
+            sets: vec![hitless_proto::msg::SetInfo { app: APP + 1, ..listed(1) }],
+            next: None,
+        }],
+        vec![page(vec![], Some(4))],
+    ];
+    for (i, pages) in bad.into_iter().enumerate() {
+        let (_, bytes) = fwd.send(t0, list_op.clone(), 10 + i as u32, true, Some(SCHEMA)).unwrap();
+        let LinkMessage::PeerList { request: r, .. } = LinkMessage::decode(&bytes).unwrap() else {
+            panic!("a list request");
+        };
+        let mut done = None;
+        for p in pages {
+            let LinkMessage::PeerListed { sets, next, .. } = p else {
+                unreachable!()
+            };
+            done = fwd.receive(2, LinkMessage::PeerListed { request: r, sets, next });
+        }
+        let f = done.expect("answered").answer.unwrap_err();
+        assert_eq!(f.code, Code::Device, "case {i}: {}", f.detail);
+        assert!(fwd.poll_transmit().is_none());
+    }
+    assert_eq!(fwd.waiting(), 0);
+    // Bounded in all: a peer that pages on past both tiers' sets is refused.
+    let (_, bytes) = fwd.send(t0, list_op, 20, true, Some(SCHEMA)).unwrap();
+    let LinkMessage::PeerList { request: r, .. } = LinkMessage::decode(&bytes).unwrap() else {
+        panic!("a list request");
+    };
+    let per = hitless_proto::link::MAX_LISTED as u32;
+    let mut done = None;
+    for p in 0.. {
+        let sets = (p * per..(p + 1) * per).map(listed).collect();
+        done = fwd.receive(2, LinkMessage::PeerListed { request: r, sets, next: Some((p + 1) * per) });
+        let _ = fwd.poll_transmit();
+        if done.is_some() || p as usize * per as usize > MAX_PEER_LIST {
+            break;
+        }
+    }
+    let f = done.expect("refused past the bound").answer.unwrap_err();
+    assert_eq!(f.code, Code::Device);
 }
