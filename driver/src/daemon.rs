@@ -489,7 +489,10 @@ impl Firmware for DaemonClient {
     }
 
     fn delete_from(&mut self, s: &Session, object: u32, endpoint: u32) -> Result<()> {
-        Self::done(self.signed(s, &Request::Delete { object, endpoint }, &[])?.0)
+        Self::done(
+            self.signed(s, &Request::Delete { object, endpoint }, &[])?
+                .0,
+        )
     }
 
     fn restore(&mut self, s: &Session, object: u32) -> Result<(SetInfo, Vec<u8>)> {

@@ -321,7 +321,9 @@ impl Request {
                 .u64(tag::DATA_ADDR, addr)
                 .u32(tag::DATA_LEN, len)
                 .u32(tag::DATA_CRC, crc),
-            Request::Delete { object, endpoint } => endpoint_unless_here(b.u32(tag::OBJECT, object), endpoint),
+            Request::Delete { object, endpoint } => {
+                endpoint_unless_here(b.u32(tag::OBJECT, object), endpoint)
+            }
             Request::List { endpoint } => endpoint_unless_here(b, endpoint),
             Request::Restore {
                 object,

@@ -67,9 +67,14 @@ fn a_set_stored_with_the_peers_endpoint_lives_in_the_peer_cards_memory() {
     // application. DELETE there: done when the slave's delete is
     // durable, then gone from its LIST, and RESTORE says not found. The
     // master's own set (22) is not one the slave holds for it.
-    client.store(&session, 28, sn, 0, true, b"to delete").unwrap();
+    client
+        .store(&session, 28, sn, 0, true, b"to delete")
+        .unwrap();
     let sets = client.list_from(&session, sn).unwrap();
-    assert_eq!(sets.iter().map(|i| i.object).collect::<Vec<_>>(), [20, 21, 28]);
+    assert_eq!(
+        sets.iter().map(|i| i.object).collect::<Vec<_>>(),
+        [20, 21, 28]
+    );
     assert!(sets.iter().all(|i| i.endpoint == sn), "{sets:?}");
     assert_eq!((sets[0].len, sets[1].len), (40_000, 777));
     client.delete_from(&session, 28, sn).unwrap();
@@ -148,9 +153,19 @@ fn a_set_stored_with_the_peers_endpoint_lives_in_the_peer_cards_memory() {
     // A delete and a list for it: refused at once too (nothing deleted:
     // set 20 is there after the takeover below).
     let t = Instant::now();
-    assert_eq!(code(client.delete_from(&session, 20, sn).unwrap_err()), Code::Device);
-    assert_eq!(code(client.list_from(&session, sn).unwrap_err()), Code::Device);
-    assert!(t.elapsed() < Duration::from_millis(1000), "{:?}", t.elapsed());
+    assert_eq!(
+        code(client.delete_from(&session, 20, sn).unwrap_err()),
+        Code::Device
+    );
+    assert_eq!(
+        code(client.list_from(&session, sn).unwrap_err()),
+        Code::Device
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        t.elapsed()
+    );
     // It comes back (a power cycle: its warm tier is gone, so it gets a
     // full snapshot, which keeps the cold sets it holds for its peer) and
     // catches up as the slave.
@@ -234,7 +249,10 @@ fn through_the_c_api(socket: &Path, secret: &Secret, sn: u32, dir: &Path) {
         let r = hitless_list_from(s, sn, sets.as_mut_ptr(), sets.len(), &mut n);
         assert_eq!(r, HITLESS_OK, "{}", why());
         let on_peer = objects(&sets[..n]);
-        assert!(on_peer.contains(&30) && on_peer.contains(&20), "{on_peer:?}");
+        assert!(
+            on_peer.contains(&30) && on_peer.contains(&20),
+            "{on_peer:?}"
+        );
         assert!(sets[..n].iter().all(|i| i.endpoint == sn));
         let r = hitless_list(s, sets.as_mut_ptr(), sets.len(), &mut n);
         assert_eq!(r, HITLESS_OK, "{}", why());
@@ -243,7 +261,11 @@ fn through_the_c_api(socket: &Path, secret: &Secret, sn: u32, dir: &Path) {
         assert_eq!(r, HITLESS_OK, "{}", why());
         let r = hitless_list_from(s, sn, sets.as_mut_ptr(), sets.len(), &mut n);
         assert_eq!(r, HITLESS_OK, "{}", why());
-        assert!(!objects(&sets[..n]).contains(&30), "{:?}", objects(&sets[..n]));
+        assert!(
+            !objects(&sets[..n]).contains(&30),
+            "{:?}",
+            objects(&sets[..n])
+        );
         let r = hitless_restore_from(s, 30, sn, buf.as_mut_ptr(), buf.len(), &mut len);
         assert_eq!(r, HITLESS_E_NOT_FOUND);
         assert_eq!(hitless_delete_from(s, 30, sn), HITLESS_E_NOT_FOUND);

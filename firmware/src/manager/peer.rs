@@ -302,7 +302,11 @@ impl<C: Controller> MemoryManager<C> {
     /// replicated state.
     pub fn delete_held(&mut self, app: u32, object: u32) -> R<()> {
         let key = SetKey { app, object };
-        if self.lookup(key).filter(|(_, e)| e.flags & HELD != 0).is_none() {
+        if self
+            .lookup(key)
+            .filter(|(_, e)| e.flags & HELD != 0)
+            .is_none()
+        {
             return fail(
                 Code::NotFound,
                 format!(

@@ -46,8 +46,14 @@ pub struct Done<T> {
 
 #[derive(Debug)]
 enum What {
-    Store { len: u32, crc: u32 },
-    Fetch { addr: u64, cap: u32 },
+    Store {
+        len: u32,
+        crc: u32,
+    },
+    Fetch {
+        addr: u64,
+        cap: u32,
+    },
     Delete,
     /// The pages so far, and what the next page's request needs.
     List {
@@ -268,8 +274,16 @@ impl<T> Forwarder<T> {
         next: Option<u32>,
     ) -> Option<Done<T>> {
         let peer = w.peer;
-        let What::List { app, endpoint, sets } = &mut w.what else {
-            return Some(protocol(w, format!("node {peer} sent a list page for another request")));
+        let What::List {
+            app,
+            endpoint,
+            sets,
+        } = &mut w.what
+        else {
+            return Some(protocol(
+                w,
+                format!("node {peer} sent a list page for another request"),
+            ));
         };
         let (app, endpoint) = (*app, *endpoint);
         // Each page goes on from the last (object ids ascending), holds
@@ -502,7 +516,8 @@ pub fn serve<C: Controller>(
             if role == Role::Master {
                 Err(master_refuses())
             } else {
-                mm.delete_held(app, object).map(|()| (empty_set(), Vec::new()))
+                mm.delete_held(app, object)
+                    .map(|()| (empty_set(), Vec::new()))
             },
         ),
         LinkMessage::PeerList {

@@ -518,7 +518,9 @@ fn a_replicated_card_answers_a_sync_store_once_durable_and_the_slave_takes_over_
         p.events[0]
     );
     // The slave serves no host: the store is refused there.
-    let e = p.serve(2, handle, &secret, Request::List { endpoint: 0 }).unwrap_err();
+    let e = p
+        .serve(2, handle, &secret, Request::List { endpoint: 0 })
+        .unwrap_err();
     assert!(
         matches!(
             e,

@@ -381,7 +381,10 @@ fn delete_and_list_reach_the_sets_the_peer_holds() {
                 .iter()
                 .map(|s| (s.app, s.object, s.endpoint, s.len))
                 .collect();
-            assert_eq!(got, [(APP, 10, 2, 100), (APP, 11, 2, 200), (APP, 12, 2, 300)]);
+            assert_eq!(
+                got,
+                [(APP, 10, 2, 100), (APP, 11, 2, 200), (APP, 12, 2, 300)]
+            );
         }
         other => panic!("{other:?}"),
     }
@@ -405,7 +408,10 @@ fn delete_and_list_reach_the_sets_the_peer_holds() {
     // RESTORE says not found.
     assert_eq!(code(delete(&mut a, 11, 2)), Code::Device);
     let op = a.mm.take_peer_op().unwrap();
-    assert_eq!(round_trip(&mut fwd, op, &mut b, Role::Slave).answer, Ok(Response::Done));
+    assert_eq!(
+        round_trip(&mut fwd, op, &mut b, Role::Slave).answer,
+        Ok(Response::Done)
+    );
     let mut b = b.restart();
     b.mm.set_endpoints(Endpoints {
         own: 2,
@@ -413,10 +419,15 @@ fn delete_and_list_reach_the_sets_the_peer_holds() {
     });
     let _ = list(&mut a, 2);
     let op = a.mm.take_peer_op().unwrap();
-    assert_eq!(objects(round_trip(&mut fwd, op, &mut b, Role::Slave)), [10, 12]);
+    assert_eq!(
+        objects(round_trip(&mut fwd, op, &mut b, Role::Slave)),
+        [10, 12]
+    );
     let _ = restore(&mut a, 11, 2, 4096);
     let op = a.mm.take_peer_op().unwrap();
-    let f = round_trip(&mut fwd, op, &mut b, Role::Slave).answer.unwrap_err();
+    let f = round_trip(&mut fwd, op, &mut b, Role::Slave)
+        .answer
+        .unwrap_err();
     assert_eq!(f.code, Code::NotFound);
     // Deleted once; the peer's own set is not the origin's to delete (it
     // stays); a master refuses DELETE and LIST as it refuses STORE.
@@ -478,7 +489,11 @@ fn a_list_continues_page_by_page_and_a_schema_4_peer_is_refused() {
         let d = fwd.send(t0, op, tag, true, Some(4)).unwrap_err();
         let f = d.answer.unwrap_err();
         assert_eq!(f.code, Code::Device);
-        assert!(f.detail.contains("schema 4") && f.detail.contains("unsupported"), "{}", f.detail);
+        assert!(
+            f.detail.contains("schema 4") && f.detail.contains("unsupported"),
+            "{}",
+            f.detail
+        );
     }
     assert_eq!(fwd.waiting(), 0);
     assert!(fwd.send(t0, op(2), 3, true, Some(4)).is_ok());
@@ -486,14 +501,20 @@ fn a_list_continues_page_by_page_and_a_schema_4_peer_is_refused() {
     let (_, bytes) = fwd.send(t0, delete_op, 4, true, Some(SCHEMA)).unwrap();
     assert_eq!(
         LinkMessage::decode_as(&bytes, 4),
-        Err(LinkError::UnknownKind(hitless_proto::link::kind::PEER_DELETE))
+        Err(LinkError::UnknownKind(
+            hitless_proto::link::kind::PEER_DELETE
+        ))
     );
     let _ = fwd.drain("next");
 
     // Pages: each one asks for the next (the request waits on), the last
     // answers the host with them all, in order.
-    let (_, bytes) = fwd.send(t0, list_op.clone(), 5, true, Some(SCHEMA)).unwrap();
-    let LinkMessage::PeerList { request, from: 0, .. } = LinkMessage::decode(&bytes).unwrap()
+    let (_, bytes) = fwd
+        .send(t0, list_op.clone(), 5, true, Some(SCHEMA))
+        .unwrap();
+    let LinkMessage::PeerList {
+        request, from: 0, ..
+    } = LinkMessage::decode(&bytes).unwrap()
     else {
         panic!("the first page starts at object 0");
     };
@@ -521,13 +542,18 @@ fn a_list_continues_page_by_page_and_a_schema_4_peer_is_refused() {
         vec![page(vec![3, 2], None)],
         vec![LinkMessage::PeerListed {
             request,
-            sets: vec![hitless_proto::msg::SetInfo { app: APP + 1, ..listed(1) }],
+            sets: vec![hitless_proto::msg::SetInfo {
+                app: APP + 1,
+                ..listed(1)
+            }],
             next: None,
         }],
         vec![page(vec![], Some(4))],
     ];
     for (i, pages) in bad.into_iter().enumerate() {
-        let (_, bytes) = fwd.send(t0, list_op.clone(), 10 + i as u32, true, Some(SCHEMA)).unwrap();
+        let (_, bytes) = fwd
+            .send(t0, list_op.clone(), 10 + i as u32, true, Some(SCHEMA))
+            .unwrap();
         let LinkMessage::PeerList { request: r, .. } = LinkMessage::decode(&bytes).unwrap() else {
             panic!("a list request");
         };
@@ -536,7 +562,14 @@ fn a_list_continues_page_by_page_and_a_schema_4_peer_is_refused() {
             let LinkMessage::PeerListed { sets, next, .. } = p else {
                 unreachable!()
             };
-            done = fwd.receive(2, LinkMessage::PeerListed { request: r, sets, next });
+            done = fwd.receive(
+                2,
+                LinkMessage::PeerListed {
+                    request: r,
+                    sets,
+                    next,
+                },
+            );
         }
         let f = done.expect("answered").answer.unwrap_err();
         assert_eq!(f.code, Code::Device, "case {i}: {}", f.detail);
@@ -552,7 +585,14 @@ fn a_list_continues_page_by_page_and_a_schema_4_peer_is_refused() {
     let mut done = None;
     for p in 0.. {
         let sets = (p * per..(p + 1) * per).map(listed).collect();
-        done = fwd.receive(2, LinkMessage::PeerListed { request: r, sets, next: Some((p + 1) * per) });
+        done = fwd.receive(
+            2,
+            LinkMessage::PeerListed {
+                request: r,
+                sets,
+                next: Some((p + 1) * per),
+            },
+        );
         let _ = fwd.poll_transmit();
         if done.is_some() || p as usize * per as usize > MAX_PEER_LIST {
             break;
