@@ -575,6 +575,25 @@ int hitless_restore(struct hitless_session *session,
                     size_t *len_out);
 
 /**
+ * `hitless_restore` from the card `endpoint` names: 0 (or the card's own
+ * node id) the card the session is on; a replicated card's peer node id:
+ * the set stored there with `hitless_store`'s `endpoint`, read back over
+ * the card-to-card link. An endpoint that names no card of the pair:
+ * `HITLESS_E_INVALID`; the peer unreachable or not answering in time:
+ * `HITLESS_E_DEVICE`; a transport that reaches one card only
+ * (`backup:`): `HITLESS_E_INVALID_ARGUMENT`.
+ *
+ * # Safety
+ * As `hitless_restore`.
+ */
+int hitless_restore_from(struct hitless_session *session,
+                         uint32_t object,
+                         uint32_t endpoint,
+                         uint8_t *buf,
+                         size_t cap,
+                         size_t *len_out);
+
+/**
  * Delete the set (app, `object`) from whichever tier holds it
  * (`HITLESS_E_NOT_FOUND` when none does).
  *
@@ -583,6 +602,19 @@ int hitless_restore(struct hitless_session *session,
  */
 int hitless_delete(struct hitless_session *session,
                    uint32_t object);
+
+/**
+ * `hitless_delete` on the card `endpoint` names (see
+ * `hitless_restore_from`): on a peer, `HITLESS_OK` when the peer's
+ * delete is durable; a peer whose firmware has no remote delete:
+ * `HITLESS_E_DEVICE`, nothing deleted.
+ *
+ * # Safety
+ * `session` is NULL or a live handle.
+ */
+int hitless_delete_from(struct hitless_session *session,
+                        uint32_t object,
+                        uint32_t endpoint);
 
 /**
  * The session's sets: up to `cap` of them into `out`; `*count_out`
@@ -598,6 +630,20 @@ int hitless_list(struct hitless_session *session,
                  struct hitless_set_info *out,
                  size_t cap,
                  size_t *count_out);
+
+/**
+ * `hitless_list` of the card `endpoint` names (see
+ * `hitless_restore_from`): on a peer, the sets it holds for the
+ * session's application (stored with `hitless_store`'s `endpoint`).
+ *
+ * # Safety
+ * As `hitless_list`.
+ */
+int hitless_list_from(struct hitless_session *session,
+                      uint32_t endpoint,
+                      struct hitless_set_info *out,
+                      size_t cap,
+                      size_t *count_out);
 
 /**
  * The session's sets of an announced reboot stage (see

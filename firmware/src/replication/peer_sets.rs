@@ -483,49 +483,27 @@ pub fn serve<C: Controller>(
     role: Role,
     msg: LinkMessage,
 ) -> Option<LinkMessage> {
-    let (request, result) = match msg {
-        LinkMessage::PeerStore { request, set, data } => (
-            request,
-            if role == Role::Master {
-                Err(master_refuses())
-            } else {
-                mm.store_held(&set, &data).map(|s| (s, Vec::new()))
-            },
-        ),
+    let request = match &msg {
+        LinkMessage::PeerStore { request, .. }
+        | LinkMessage::PeerFetch { request, .. }
+        | LinkMessage::PeerDelete { request, .. }
+        | LinkMessage::PeerList { request, .. } => *request,
+        _ => return None,
+    };
+    if role == Role::Master {
+        return Some(refused(request, master_refuses()));
+    }
+    let result = match msg {
+        LinkMessage::PeerStore { set, data, .. } => {
+            mm.store_held(&set, &data).map(|s| (s, Vec::new()))
+        }
         LinkMessage::PeerFetch {
-            request,
-            app,
-            object,
-            cap,
-            ..
-        } => (
-            request,
-            if role == Role::Master {
-                Err(master_refuses())
-            } else {
-                mm.fetch_held(app, object, cap.min(MAX_TRANSFER))
-            },
-        ),
-        LinkMessage::PeerDelete {
-            request,
-            app,
-            object,
-            ..
-        } => (
-            request,
-            if role == Role::Master {
-                Err(master_refuses())
-            } else {
-                mm.delete_held(app, object)
-                    .map(|()| (empty_set(), Vec::new()))
-            },
-        ),
-        LinkMessage::PeerList {
-            request, app, from, ..
-        } => {
-            if role == Role::Master {
-                return Some(refused(request, master_refuses()));
-            }
+            app, object, cap, ..
+        } => mm.fetch_held(app, object, cap.min(MAX_TRANSFER)),
+        LinkMessage::PeerDelete { app, object, .. } => mm
+            .delete_held(app, object)
+            .map(|()| (empty_set(), Vec::new())),
+        LinkMessage::PeerList { app, from, .. } => {
             let (sets, next) = mm.list_held(app, from);
             return Some(LinkMessage::PeerListed {
                 request,
