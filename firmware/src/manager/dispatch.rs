@@ -130,8 +130,17 @@ impl<C: Controller> MemoryManager<C> {
             }
             Ok(())
         };
+        // This card's sets only: a request for a peer's memory would be
+        // left for a loop that does not forward the reader's requests.
+        let here = |endpoint: u32| match self.route(endpoint)? {
+            peer::Route::Here => Ok(()),
+            peer::Route::Peer(p) => read_only(&format!(
+                "it reads this card's sets only, not node {p}'s (endpoint {endpoint})"
+            )),
+        };
         match r {
-            Request::Status | Request::Close | Request::List { .. } | Request::LogTrim { .. } => Ok(()),
+            Request::List { endpoint } => here(endpoint),
+            Request::Status | Request::Close | Request::LogTrim { .. } => Ok(()),
             Request::Open { app, flags: f } => {
                 if f & flags::WRITE != 0 {
                     return read_only("open without WRITE");
@@ -144,9 +153,16 @@ impl<C: Controller> MemoryManager<C> {
                 }
                 Ok(())
             }
-            Request::Restore { addr, cap, .. } | Request::LogRead { addr, cap, .. } => {
+            Request::Restore {
+                addr,
+                cap,
+                endpoint,
+                ..
+            } => {
+                here(endpoint)?;
                 in_window(addr, cap)
             }
+            Request::LogRead { addr, cap, .. } => in_window(addr, cap),
             other => read_only(&format!(
                 "it serves STATUS, OPEN, CLOSE, LIST, RESTORE, LOG_READ and LOG_TRIM, not request kind {}",
                 other.kind()
