@@ -792,7 +792,7 @@ fn listed(b: &[u8]) -> Result<Vec<SetInfo>, LinkError> {
         tag: tag::SETS,
         what,
     };
-    if b.len() % SetInfo::BYTES != 0 {
+    if !b.len().is_multiple_of(SetInfo::BYTES) {
         return Err(bad("set records are 32 bytes each"));
     }
     if b.len() / SetInfo::BYTES > MAX_LISTED {
