@@ -238,6 +238,7 @@ impl<C: Controller> MemoryManager<C> {
         r: Request,
         s: Session,
     ) -> R<Response> {
+        self.replicable(&r)?;
         let key = |object| SetKey { app: s.app, object };
         match r {
             Request::Close => {

@@ -41,6 +41,7 @@ use super::*;
 use crate::replication::journal::{Bracket, Change, Mark};
 use crate::replication::replica::{Inconsistency, Replica};
 use hitless_proto::link::SetRecord;
+use hitless_proto::message::Request;
 use hitless_proto::msg::flags;
 
 /// The mark's record: application 0 (the firmware's), object 0 (never an
@@ -126,6 +127,36 @@ impl<C: Controller> MemoryManager<C> {
     pub(super) fn journal(&mut self, c: impl FnOnce() -> Change) {
         if let Some(j) = self.repl.journal.as_mut() {
             j.push(c());
+        }
+    }
+
+    /// What a replicated master refuses before it changes anything,
+    /// because its stream cannot carry it to the slave: a set over one
+    /// link frame (`MAX_TRANSFER`; the stream sends a set as one `PUT`),
+    /// and the heap store's requests (heap versions are not journaled).
+    /// Refused here, not after the commit: otherwise the master would
+    /// hold what its slave never gets, and the host would see a stream
+    /// failure for a set that is on one card only.
+    pub(super) fn replicable(&self, r: &Request) -> R<()> {
+        if self.repl.journal.is_none() {
+            return Ok(());
+        }
+        match r {
+            Request::Store { len, .. } if *len > MAX_TRANSFER => fail(
+                Code::Invalid,
+                format!(
+                    "a replicated card stores sets of at most {MAX_TRANSFER} bytes (its link carries a set in one frame), not {len}"
+                ),
+            ),
+            Request::HeapOpen { .. }
+            | Request::HeapStage { .. }
+            | Request::HeapCommit { .. }
+            | Request::HeapAbort { .. }
+            | Request::HeapDelete { .. } => fail(
+                Code::Invalid,
+                "heap versions are not replicated to the peer card: keep a heap on an unreplicated card",
+            ),
+            _ => Ok(()),
         }
     }
 

@@ -6,12 +6,12 @@
 
 use crate::manager::{AccessError, Controller, HostMemory, MemoryManager};
 use crate::replication::*;
-use hitless_hdl::contract::{crc32c, Completion, Descriptor, NvGeometry};
+use hitless_hdl::contract::{crc32c, Completion, Descriptor, NvGeometry, MAX_TRANSFER};
 use hitless_hdl::model::{HostMemory as ModelMemory, Model, PagedMemory};
 use hitless_proto::auth;
 use hitless_proto::link::Role;
 use hitless_proto::message::{Failure, Request};
-use hitless_proto::msg::{flags, tag};
+use hitless_proto::msg::{flags, tag, Code};
 use hitless_proto::tlv::Message;
 use hitless_proto::Response;
 use std::cell::RefCell;
@@ -880,4 +880,55 @@ fn an_older_firmwares_mark_reads_as_the_unsafe_kind() {
     s.mm.write_raw_mark([3, 5, 0, token, 1]).unwrap();
     let s = s.restart();
     assert_eq!(s.mm.inconsistency(), None);
+}
+
+/// A replicated master refuses, before it changes anything, what its
+/// stream cannot carry: a set over one link frame and the heap store's
+/// requests. The same set on an unreplicated card is stored.
+#[test]
+fn a_replicated_master_refuses_what_its_stream_cannot_carry_before_storing_it() {
+    let big: Vec<u8> = (0..MAX_TRANSFER as usize + 4096)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect();
+    let store = |c: &mut Card| {
+        c.mem.borrow_mut().write(0x10_0000, &big);
+        c.try_request(Request::Store {
+            object: 5,
+            endpoint: 0,
+            stage: 2,
+            flags: 0,
+            addr: 0x10_0000,
+            len: big.len() as u32,
+            crc: crc32c(&big),
+        })
+    };
+    let mut m = card();
+    m.open(3);
+    m.store(4, false, b"small");
+    m.mm.record_changes(true);
+    let before = m.state();
+    let err = store(&mut m).expect_err("a set over one link frame is refused");
+    assert_eq!(err.code, Code::Invalid, "{err:?}");
+    assert!(err.detail.contains("replicated card"), "{err:?}");
+    let heap = m
+        .try_request(Request::HeapOpen {
+            heap: 1,
+            heap_pages: 16,
+            keep: 2,
+            flags: 0,
+        })
+        .expect_err("a heap on a replicated card is refused");
+    assert_eq!(heap.code, Code::Invalid, "{heap:?}");
+    assert!(m.mm.take_changes().is_empty(), "nothing journaled");
+    assert_eq!(m.state(), before, "nothing stored");
+    // A set of exactly one frame still goes, and is journaled.
+    m.store(6, false, &big[..MAX_TRANSFER as usize]);
+    assert_eq!(m.mm.take_changes().len(), 1);
+
+    let mut plain = card();
+    plain.open(3);
+    assert!(
+        matches!(store(&mut plain), Ok(Response::Stored { .. })),
+        "an unreplicated card stores the large set"
+    );
 }
