@@ -61,8 +61,8 @@ pub fn run(test_args: &[String]) -> Result<ExitCode> {
             Box::new(|| mutants::run(&[])),
         ),
         (
-            "fuzz (TLV and link decoders, 20 s each)",
-            Box::new(|| fuzz::run(20, fuzz::TARGETS)),
+            "fuzz (TLV, link and backup-reader decoders, 12 s each)",
+            Box::new(|| fuzz::run(12, fuzz::TARGETS)),
         ),
         ("regs --check", Box::new(|| regs::run(true))),
         (
