@@ -633,36 +633,8 @@ impl Firmware for DaemonClient {
     // Image management is the card operator's, not an application's:
     // hitlessd does not forward it (its policy knows applications, not
     // operators), so these are refused here, before anything is sent.
-    fn image_status(&mut self) -> Result<crate::firmware::ImageReport> {
-        Err(image_refused(self))
-    }
-    fn image_install(
-        &mut self,
-        _package: &mut dyn std::io::Read,
-        _total: u64,
-        _force: bool,
-        _progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<crate::firmware::Installed> {
-        Err(image_refused(self))
-    }
-    fn image_activate(&mut self) -> Result<crate::firmware::ImageReport> {
-        Err(image_refused(self))
-    }
-    fn image_mark_good(&mut self) -> Result<crate::firmware::ImageReport> {
-        Err(image_refused(self))
-    }
-    fn image_rollback(&mut self) -> Result<crate::firmware::ImageReport> {
-        Err(image_refused(self))
-    }
-    fn image_reboot(&mut self) -> Result<crate::firmware::ImageReport> {
-        Err(image_refused(self))
-    }
-    fn image_serve(
-        &mut self,
-        _http: Option<String>,
-        _tftp: Option<String>,
-    ) -> Result<crate::firmware::ImageReport> {
-        Err(image_refused(self))
+    fn images_refused(&self) -> Error {
+        image_refused(self)
     }
 
     // The heap store: the same requests as on the card's mailbox, with the

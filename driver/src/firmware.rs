@@ -1121,12 +1121,17 @@ pub trait Firmware {
     /// Where the firmware is reached, for messages.
     fn describe(&self) -> String;
     // The image operations (seed 002) are the card operator's. Their
-    // defaults refuse, so a path that does not carry them (a test fake, a
-    // future transport) says so instead of failing to build; `Client`
-    // implements them, `DaemonClient` refuses with its own reason.
+    // defaults refuse with `images_refused`, so a path that does not carry
+    // them (a test fake, a future transport) says so instead of failing to
+    // build; `Client` implements them, `DaemonClient` and `PairClient`
+    // give their own reason by overriding `images_refused` alone.
+    /// Why this path refuses the image operations.
+    fn images_refused(&self) -> Error {
+        no_images(self.describe())
+    }
     /// The card's software images (see [`Client::image_status`]).
     fn image_status(&mut self) -> Result<ImageReport> {
-        Err(no_images(self.describe()))
+        Err(self.images_refused())
     }
     /// Install a signed package (see [`Client::image_install`]).
     fn image_install(
@@ -1136,27 +1141,27 @@ pub trait Firmware {
         _force: bool,
         _progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Installed> {
-        Err(no_images(self.describe()))
+        Err(self.images_refused())
     }
     /// Activate the installed image (trial boot at the next card boot).
     fn image_activate(&mut self) -> Result<ImageReport> {
-        Err(no_images(self.describe()))
+        Err(self.images_refused())
     }
     /// Mark the trial image good.
     fn image_mark_good(&mut self) -> Result<ImageReport> {
-        Err(no_images(self.describe()))
+        Err(self.images_refused())
     }
     /// Abandon a trial or go back to the previous image.
     fn image_rollback(&mut self) -> Result<ImageReport> {
-        Err(no_images(self.describe()))
+        Err(self.images_refused())
     }
     /// Serve the running image's components (neither address: stop).
     fn image_serve(&mut self, _http: Option<String>, _tftp: Option<String>) -> Result<ImageReport> {
-        Err(no_images(self.describe()))
+        Err(self.images_refused())
     }
     /// Reboot the card (see [`Client::image_reboot`]).
     fn image_reboot(&mut self) -> Result<ImageReport> {
-        Err(no_images(self.describe()))
+        Err(self.images_refused())
     }
     // The heap store (issue 20; docs/heap.md). `Client` and
     // `DaemonClient` implement these; the defaults refuse, as the image

@@ -457,36 +457,8 @@ fn images_per_card(pair: &PairSpec) -> Error {
 }
 
 impl Firmware for PairClient {
-    fn image_status(&mut self) -> Result<hitless_proto::image::ImageReport> {
-        Err(images_per_card(&self.pair))
-    }
-    fn image_install(
-        &mut self,
-        _package: &mut dyn std::io::Read,
-        _total: u64,
-        _force: bool,
-        _progress: &mut dyn FnMut(u64, u64),
-    ) -> Result<hitless_proto::image::Installed> {
-        Err(images_per_card(&self.pair))
-    }
-    fn image_activate(&mut self) -> Result<hitless_proto::image::ImageReport> {
-        Err(images_per_card(&self.pair))
-    }
-    fn image_mark_good(&mut self) -> Result<hitless_proto::image::ImageReport> {
-        Err(images_per_card(&self.pair))
-    }
-    fn image_rollback(&mut self) -> Result<hitless_proto::image::ImageReport> {
-        Err(images_per_card(&self.pair))
-    }
-    fn image_reboot(&mut self) -> Result<hitless_proto::image::ImageReport> {
-        Err(images_per_card(&self.pair))
-    }
-    fn image_serve(
-        &mut self,
-        _http: Option<String>,
-        _tftp: Option<String>,
-    ) -> Result<hitless_proto::image::ImageReport> {
-        Err(images_per_card(&self.pair))
+    fn images_refused(&self) -> Error {
+        images_per_card(&self.pair)
     }
     fn status(&mut self) -> Result<FwStatus> {
         self.run("STATUS", Retry::Safe, None, |fw, _| fw.status())
