@@ -19,7 +19,7 @@ mod common;
 use common::*;
 use hitless_driver::backend::vfio_user::VfioUserIo;
 use hitless_driver::backup::BackupClient;
-use hitless_driver::firmware::{Client, Firmware, OpenFlags, Secret};
+use hitless_driver::firmware::{Client, Firmware, OpenFlags};
 use hitless_driver::Error;
 use hitless_proto::backup::{Frame, Header, Kind, HEADER_BYTES, HELLO_BYTES, MAX_DATA};
 use hitless_proto::message::Request;
@@ -38,21 +38,6 @@ const FRAME_MS: u64 = 500;
 /// Records the primary has acknowledged before it is killed.
 const BEFORE_KILL: usize = 60;
 
-fn unhex(t: &str) -> Secret {
-    let mut s = [0u8; 32];
-    for (i, b) in s.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&t[2 * i..2 * i + 2], 16).expect("hex secret");
-    }
-    s
-}
-
-fn record_number(payload: &[u8]) -> u64 {
-    std::str::from_utf8(&payload[7..17])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a record: {:?}", String::from_utf8_lossy(payload)))
-}
-
 fn main() -> std::process::ExitCode {
     test_main(
         named![primary],
@@ -70,7 +55,11 @@ fn primary() {
         .expect("the card's socket");
     let mut fw = Client::open(io, TIMEOUT).expect("the firmware");
     let (s, _) = fw
-        .open_app(APP, OpenFlags::all(), Some(&unhex(secret)))
+        .open_app(
+            APP,
+            OpenFlags::all(),
+            Some(&unhex(secret).expect("hex secret")),
+        )
         .expect("the application");
     let out = std::io::stdout();
     for i in 0u64.. {

@@ -32,26 +32,6 @@ const BEFORE_KILL: usize = 16;
 /// A record marking what the new master appends after the takeover.
 const AFTER_TAKEOVER: u64 = 1_000_000;
 
-fn unhex(t: &str) -> Result<Secret, String> {
-    let mut s = [0u8; 32];
-    for (i, b) in s.iter_mut().enumerate() {
-        let d = t.get(2 * i..2 * i + 2).ok_or("a short secret")?;
-        *b = u8::from_str_radix(d, 16).map_err(|e| e.to_string())?;
-    }
-    Ok(s)
-}
-
-/// The record's number; a payload that is not exactly a whole record
-/// (torn, half-applied) fails the test.
-fn record_number(payload: &[u8]) -> u64 {
-    let n = std::str::from_utf8(payload.get(7..17).unwrap_or_default())
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("not a record: {:?}", String::from_utf8_lossy(payload)));
-    assert_eq!(payload, record(n), "record {n} is not whole");
-    n
-}
-
 /// `a` at or after `b` in the log's wrapping positions.
 fn at_or_after(a: u32, b: u32) -> bool {
     (a.wrapping_sub(b) as i32) >= 0

@@ -233,13 +233,7 @@ fn a_pair_upgrades_and_downgrades_without_losing_an_acknowledged_set() {
     let (dir, _witness, mut cards) = witness_and_pair("rolling");
     let key = generate_key(&mut rand::rngs::StdRng::seed_from_u64(33));
     let keyfile = dir.join("trusted.pub");
-    let hex: String = key
-        .verifying_key()
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    std::fs::write(&keyfile, hex).unwrap();
+    std::fs::write(&keyfile, hex(key.verifying_key().as_bytes())).unwrap();
     for c in cards.iter_mut() {
         c.args.extend(
             [

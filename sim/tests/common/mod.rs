@@ -950,8 +950,29 @@ pub fn collect_acks(out: std::process::ChildStdout) -> (Arc<Mutex<Acks>>, JoinHa
 }
 
 /// A secret as the primary's environment carries it.
-pub fn hex(s: &Secret) -> String {
+pub fn hex(s: &[u8]) -> String {
     s.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A secret from its hex form (as a card process prints it).
+pub fn unhex(t: &str) -> Result<Secret, String> {
+    let mut s = [0u8; 32];
+    for (i, b) in s.iter_mut().enumerate() {
+        let d = t.get(2 * i..2 * i + 2).ok_or("a short secret")?;
+        *b = u8::from_str_radix(d, 16).map_err(|e| e.to_string())?;
+    }
+    Ok(s)
+}
+
+/// The number of a [`record`]; a payload that is not exactly a whole
+/// record (torn, half-applied) fails the test.
+pub fn record_number(payload: &[u8]) -> u64 {
+    let n = std::str::from_utf8(payload.get(7..17).unwrap_or_default())
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("not a record: {:?}", String::from_utf8_lossy(payload)));
+    assert_eq!(payload, record(n), "record {n} is not whole");
+    n
 }
 
 /// Log record `i` of the primary (64 to 304 bytes).
